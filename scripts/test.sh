@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install what is missing (via scripts/setup.sh), then run the whole test suite.
+# This is the README's test command and the first step of .ci/run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+
+echo "== cargo test --workspace"
+cargo test --workspace
+
+# Extra test steps go below this line, each one announced with an "== " line.
