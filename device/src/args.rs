@@ -1,0 +1,88 @@
+//! Command-line arguments, validated into library configuration.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use vgpu_device::vtest::VtestConfig;
+
+/// vhost-user-vgpu: share a host GPU with VMs through Vulkan forwarding (Venus).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Mesa's vtest protocol (version 3) on a unix socket.
+    Vtest(VtestArgs),
+    /// Connect to a vtest socket as a demo client: handshake, capset, ring round trip.
+    Probe {
+        /// Socket path.
+        #[arg(long)]
+        socket: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VtestArgs {
+    /// Socket path (Mesa reads it from VTEST_SOCKET_NAME).
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// Maximum simultaneous clients.
+    #[arg(long, default_value_t = 64)]
+    pub max_clients: usize,
+    /// Maximum size of one vtest message in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub max_message_mib: usize,
+    /// Maximum shared memory per context in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub max_shmem_mib: u64,
+}
+
+/// Invalid arguments.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    #[error("--max-clients must be at least 1")]
+    NoClients,
+    #[error("--max-message-mib must be 1..=256")]
+    MessageSize,
+    #[error("--max-shmem-mib must be 1..=1048576")]
+    ShmemSize,
+    #[error("socket path {0} has no parent directory")]
+    SocketDir(PathBuf),
+}
+
+impl TryFrom<VtestArgs> for VtestConfig {
+    type Error = ArgsError;
+
+    fn try_from(args: VtestArgs) -> Result<Self, Self::Error> {
+        if args.max_clients == 0 {
+            return Err(ArgsError::NoClients);
+        }
+        if !(1..=256).contains(&args.max_message_mib) {
+            return Err(ArgsError::MessageSize);
+        }
+        if !(1..=1 << 20).contains(&args.max_shmem_mib) {
+            return Err(ArgsError::ShmemSize);
+        }
+        let dir = args.socket.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                ".".as_ref()
+            } else {
+                p
+            }
+        });
+        if !dir.is_some_and(std::path::Path::is_dir) {
+            return Err(ArgsError::SocketDir(args.socket));
+        }
+        let mut config = VtestConfig::new(args.socket);
+        config.max_clients = args.max_clients;
+        config.max_message_bytes = args.max_message_mib << 20;
+        let total = args.max_shmem_mib << 20;
+        config.context.limits.max_shmem_total = total;
+        config.context.limits.max_shmem_size = config.context.limits.max_shmem_size.min(total);
+        Ok(config)
+    }
+}

@@ -1,0 +1,48 @@
+//! `vhost-user-vgpu`: parse arguments, validate them into a config, run.
+
+mod args;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
+use vgpu_device::error_chain;
+use vgpu_device::renderer::transport::TransportOnlyExecutor;
+use vgpu_device::renderer::{ExecError, StreamExecutor};
+use vgpu_device::vtest::{probe, VtestConfig, VtestServer};
+
+fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
+    match args.command {
+        args::Command::Vtest(vtest) => {
+            let config = VtestConfig::try_from(vtest)?;
+            // Until vulkan-proto's generated info table and decoder land, the daemon
+            // runs the transport-only executor and advertises only what it decodes.
+            let capset = VenusCapset::new(&VenusProtocolInfo::transport_only())?;
+            let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+                Ok(Arc::new(TransportOnlyExecutor))
+            };
+            VtestServer::bind(config, &capset, Arc::new(factory))?.run();
+            Ok(())
+        }
+        args::Command::Probe { socket } => {
+            let report = probe::probe(&socket)?;
+            #[allow(clippy::print_stdout)] // the demo client's output is its purpose
+            {
+                print!("{report}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(args::Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{}", error_chain(&*e));
+            ExitCode::FAILURE
+        }
+    }
+}

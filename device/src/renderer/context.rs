@@ -1,0 +1,276 @@
+//! A renderer context: one guest Vulkan connection (a vtest connection or a virtio-gpu
+//! context). It owns its resources, rings, reply streams and fatal flag; nothing is
+//! global, so a later worker-process split can move a `Context` as a unit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamExecutor};
+use super::executor::{CommandStreamDesc, TransportError};
+use super::reply::ReplyStream;
+use super::resource::{Resource, ResourceError, ResourceLimits, ResourceTable};
+use super::ring::RingTable;
+use crate::error_chain;
+use crate::ids::{BlobId, ContextId, ResourceId};
+
+/// Errors of context operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// The context already failed; it accepts nothing more.
+    #[error("{0} is fatal")]
+    Fatal(ContextId),
+    /// A resource operation failed.
+    #[error("resource operation failed")]
+    Resource(#[from] ResourceError),
+    /// Executing the context stream failed (the context is now fatal).
+    #[error("context stream failed")]
+    Exec(#[from] ExecError),
+}
+
+/// Called once, from whichever thread notices, with the reason, when the context turns
+/// fatal. Front doors use it to log one line and drop the guest connection promptly.
+/// Without a hook the core logs the reason itself.
+pub type FatalHook = Box<dyn FnOnce(ContextId, &str) + Send>;
+
+/// Per-context limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextConfig {
+    /// Resource limits.
+    pub limits: ResourceLimits,
+    /// Rings per context.
+    pub max_rings: usize,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            limits: ResourceLimits::default(),
+            max_rings: 64,
+        }
+    }
+}
+
+/// What the context thread and ring threads share.
+pub(crate) struct ContextShared {
+    pub(crate) id: ContextId,
+    pub(crate) executor: Arc<dyn StreamExecutor>,
+    resources: RwLock<ResourceTable>,
+    limits: ResourceLimits,
+    fatal: AtomicBool,
+    fatal_hook: Mutex<Option<FatalHook>>,
+}
+
+impl std::fmt::Debug for ContextShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContextShared")
+            .field("id", &self.id)
+            .field("fatal", &self.fatal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContextShared {
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.fatal.load(Ordering::Acquire)
+    }
+
+    /// Marks the context fatal; the first caller logs `reason` and runs the hook.
+    pub(crate) fn set_fatal(&self, reason: &str) {
+        if self.fatal.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let hook = self
+            .fatal_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match hook {
+            Some(hook) => hook(self.id, reason),
+            None => log::warn!("renderer: {} failed: {reason}", self.id),
+        }
+    }
+
+    pub(crate) fn resource(&self, id: ResourceId) -> Option<Arc<Resource>> {
+        self.resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+    }
+
+    /// Copies a command-stream range out of a shared-memory resource.
+    pub(crate) fn copy_shmem_range(&self, desc: &CommandStreamDesc) -> Result<Vec<u8>, ExecError> {
+        let res = self
+            .resource(desc.resource)
+            .ok_or(TransportError::UnknownResource(desc.resource))?;
+        let mem = res.shmem().ok_or(TransportError::NotShmem(desc.resource))?;
+        let out_of_range = || TransportError::RangeOutsideResource {
+            res: desc.resource,
+            offset: desc.offset,
+            size: desc.size,
+        };
+        let end = desc
+            .offset
+            .checked_add(desc.size)
+            .ok_or_else(out_of_range)?;
+        if end > res.size() {
+            return Err(out_of_range().into());
+        }
+        // Bounded by the resource size checked above, so the guest cannot make us
+        // allocate more than memory it already has.
+        let len = usize::try_from(desc.size).map_err(|_| out_of_range())?;
+        let mut bytes = vec![0u8; len];
+        mem.read(desc.offset, &mut bytes)
+            .map_err(TransportError::Shm)?;
+        Ok(bytes)
+    }
+}
+
+/// A renderer context. Dropping it stops and joins its ring and monitor threads and
+/// releases its resources.
+#[derive(Debug)]
+pub struct Context {
+    shared: Arc<ContextShared>,
+    rings: RingTable,
+    reply: ReplyStream,
+}
+
+impl Context {
+    /// Creates a context that executes commands with `executor`.
+    pub fn new(id: ContextId, config: ContextConfig, executor: Arc<dyn StreamExecutor>) -> Self {
+        Self {
+            shared: Arc::new(ContextShared {
+                id,
+                executor,
+                resources: RwLock::new(ResourceTable::default()),
+                limits: config.limits,
+                fatal: AtomicBool::new(false),
+                fatal_hook: Mutex::new(None),
+            }),
+            rings: RingTable::new(id, config.max_rings),
+            reply: ReplyStream::default(),
+        }
+    }
+
+    /// Installs the hook run when the context turns fatal (replacing any earlier one).
+    pub fn set_fatal_hook(&self, hook: FatalHook) {
+        *self
+            .shared
+            .fatal_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
+    }
+
+    /// The context id.
+    pub fn id(&self) -> ContextId {
+        self.shared.id
+    }
+
+    /// Whether the context has failed.
+    pub fn is_fatal(&self) -> bool {
+        self.shared.is_fatal()
+    }
+
+    /// Marks the context fatal (e.g. the front door saw garbage) and sets FATAL on
+    /// every ring so the guest stops waiting.
+    pub fn set_fatal(&self, reason: &str) {
+        self.shared.set_fatal(reason);
+        self.rings.set_all_fatal();
+    }
+
+    /// Number of live rings.
+    pub fn ring_count(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Number of attached resources.
+    pub fn resource_count(&self) -> usize {
+        self.shared
+            .resources
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Creates a blob resource: shared memory for [`BlobId::SHMEM`], else device memory
+    /// exported by the executor. All sizes are checked before anything is allocated.
+    pub fn create_blob(
+        &self,
+        id: ResourceId,
+        blob: BlobId,
+        size: u64,
+    ) -> Result<Arc<Resource>, ContextError> {
+        if self.is_fatal() {
+            return Err(ContextError::Fatal(self.id()));
+        }
+        let limits = &self.shared.limits;
+        let resource = if blob == BlobId::SHMEM {
+            self.shared
+                .resources
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .check_new_shmem(size, limits)?;
+            Resource::new_shmem(size)?
+        } else {
+            let exported = self.shared.executor.export_blob(blob, size).map_err(|e| {
+                ResourceError::Export {
+                    blob,
+                    source: Box::new(e),
+                }
+            })?;
+            Resource::new_device_memory(blob, exported.size, exported.fd)
+        };
+        let res = self
+            .shared
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, resource, limits)?;
+        Ok(res)
+    }
+
+    /// Detaches a resource. Rings and reply streams that use it keep its mapping alive
+    /// until they stop using it.
+    pub fn destroy_resource(&self, id: ResourceId) -> Result<(), ContextError> {
+        self.shared
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)?;
+        Ok(())
+    }
+
+    /// Looks up a resource.
+    pub fn resource(&self, id: ResourceId) -> Option<Arc<Resource>> {
+        self.shared.resource(id)
+    }
+
+    /// Executes a context command stream (vtest SUBMIT_CMD2 / virtio-gpu SUBMIT_3D) on
+    /// the calling thread, in order. Any error makes the context fatal.
+    pub fn submit(&mut self, cmds: &[u8]) -> Result<(), ContextError> {
+        if self.is_fatal() {
+            return Err(ContextError::Fatal(self.id()));
+        }
+        let executor = Arc::clone(&self.shared.executor);
+        let result = {
+            let mut stream = StreamCtx {
+                ctx: &self.shared,
+                reply: &mut self.reply,
+                origin: Origin::Context {
+                    rings: &mut self.rings,
+                },
+                nested: false,
+            };
+            run_commands(&*executor, &mut stream, cmds, |_| {})
+        };
+        if let Err(err) = result {
+            if !matches!(err, ExecError::ContextFatal) {
+                self.set_fatal(&format!("context stream: {}", error_chain(&err)));
+            } else {
+                self.rings.set_all_fatal();
+            }
+            return Err(err.into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! The renderer core: contexts, resources, rings, reply streams, and the seam
+//! ([`StreamExecutor`]) where the Venus decoder and dispatch handlers plug in.
+//!
+//! It knows nothing of vtest or vhost-user: front doors create a [`Context`] per guest
+//! context, attach blobs, and feed it context command streams.
+
+mod context;
+mod executor;
+mod monitor;
+mod reply;
+mod resource;
+mod ring;
+pub mod transport;
+
+pub use context::{Context, ContextConfig, ContextError, FatalHook};
+pub use executor::{
+    CommandStreamDesc, ExecError, ExecutorFactory, StreamCtx, StreamExecutor, StreamKind,
+    TransportError,
+};
+pub use resource::{ExportedBlob, Resource, ResourceError, ResourceKind, ResourceLimits};
+pub use ring::{
+    seqno_reached, Region, RingCreateInfo, RingLayout, RING_BUFFER_MAX_SIZE, STATUS_ALIVE,
+    STATUS_FATAL, STATUS_IDLE,
+};

@@ -1,0 +1,8 @@
+//! OS leaf modules: shared-memory mappings (the only `unsafe` in the crate), memfds,
+//! eventfds and `SCM_RIGHTS` fd passing.
+
+pub mod fd;
+pub mod shm;
+
+pub use fd::{create_eventfd, create_memfd, recv_fd, send_fd, signal_eventfd, FdError};
+pub use shm::{SharedMemory, ShmError};
