@@ -29,12 +29,16 @@ id_newtype!(
     ResourceId(u32),
     "res"
 );
-id_newtype!(
-    /// A ring as `vkCreateRingMESA` names it: the guest's opaque 64-bit ring handle.
-    /// Not a Venus object id; rings live in their own table.
-    RingId(u64),
-    "ring"
-);
+/// A ring as `vkCreateRingMESA` names it: the guest's opaque 64-bit ring handle
+/// (Mesa passes a pointer). Not a Venus object id; rings live in their own table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RingId(pub u64);
+
+impl fmt::Display for RingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ring {:#x}", self.0)
+    }
+}
 id_newtype!(
     /// A timeline index (`ring_idx` of SUBMIT_CMD2 / virtio-gpu fences); 0 is the CPU timeline.
     RingIdx(u32),

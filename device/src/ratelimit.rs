@@ -14,15 +14,17 @@ struct Window {
 /// count with the next message that gets through.
 #[derive(Debug)]
 pub struct RateLimiter {
+    target: &'static str,
     period: Duration,
     burst: u32,
     window: Mutex<Window>,
 }
 
 impl RateLimiter {
-    /// A limiter passing `burst` messages per `period`.
-    pub fn new(period: Duration, burst: u32) -> Self {
+    /// A limiter passing `burst` messages per `period`, logging under `target`.
+    pub fn new(target: &'static str, period: Duration, burst: u32) -> Self {
         Self {
+            target,
             period,
             burst,
             window: Mutex::new(Window {
@@ -53,8 +55,8 @@ impl RateLimiter {
     /// Logs `msg` at warn level if the limiter allows it.
     pub fn warn(&self, msg: std::fmt::Arguments<'_>) {
         match self.check() {
-            Some(0) => log::warn!("{msg}"),
-            Some(n) => log::warn!("{msg} ({n} similar messages suppressed)"),
+            Some(0) => log::warn!(target: self.target, "{msg}"),
+            Some(n) => log::warn!(target: self.target, "{msg} ({n} similar messages suppressed)"),
             None => {}
         }
     }
@@ -66,7 +68,7 @@ mod tests {
 
     #[test]
     fn limiter_passes_burst_then_counts_suppressed() {
-        let rl = RateLimiter::new(Duration::from_secs(3600), 2);
+        let rl = RateLimiter::new("test", Duration::from_secs(3600), 2);
         assert_eq!(rl.check(), Some(0));
         assert_eq!(rl.check(), Some(0));
         assert_eq!(rl.check(), None);

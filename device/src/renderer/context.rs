@@ -40,6 +40,9 @@ pub struct ContextConfig {
     pub limits: ResourceLimits,
     /// Rings per context.
     pub max_rings: usize,
+    /// How often an idle ring re-reads its tail in case the guest's notify was
+    /// rate-limited away (the guest notifies at most once per ms).
+    pub ring_idle_poll: std::time::Duration,
 }
 
 impl Default for ContextConfig {
@@ -47,6 +50,7 @@ impl Default for ContextConfig {
         Self {
             limits: ResourceLimits::default(),
             max_rings: 64,
+            ring_idle_poll: std::time::Duration::from_millis(20),
         }
     }
 }
@@ -57,6 +61,7 @@ pub(crate) struct ContextShared {
     pub(crate) executor: Arc<dyn StreamExecutor>,
     resources: RwLock<ResourceTable>,
     limits: ResourceLimits,
+    pub(crate) ring_idle_poll: std::time::Duration,
     fatal: AtomicBool,
     fatal_hook: Mutex<Option<FatalHook>>,
 }
@@ -144,6 +149,7 @@ impl Context {
                 executor,
                 resources: RwLock::new(ResourceTable::default()),
                 limits: config.limits,
+                ring_idle_poll: config.ring_idle_poll,
                 fatal: AtomicBool::new(false),
                 fatal_hook: Mutex::new(None),
             }),

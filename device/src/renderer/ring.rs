@@ -36,8 +36,6 @@ pub const RING_BUFFER_MAX_SIZE: u64 = 16 * 1024 * 1024;
 
 /// How often blocked waits re-check for a fatal context or a stop request.
 const WAIT_POLL: Duration = Duration::from_millis(50);
-/// How often an idle ring re-reads `tail` in case a notify was rate-limited away.
-const IDLE_POLL: Duration = Duration::from_millis(20);
 /// Longest back-off sleep while busy-polling an empty ring.
 const MAX_RELAX_SLEEP: Duration = Duration::from_millis(1);
 
@@ -597,7 +595,7 @@ impl RingWorker {
             if self.ring.load_tail(Ordering::SeqCst)? != self.cursor {
                 return Ok(true);
             }
-            match self.rx.recv_timeout(IDLE_POLL) {
+            match self.rx.recv_timeout(self.ctx.ring_idle_poll) {
                 Ok(RingMsg::Notify) => return Ok(true),
                 Ok(RingMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return Ok(false),
                 Err(RecvTimeoutError::Timeout) => {

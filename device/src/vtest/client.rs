@@ -412,6 +412,24 @@ pub mod venus {
         out
     }
 
+    /// `vkExecuteCommandStreamsMESA(streams, NULL, 0, NULL, 0)`.
+    pub fn execute_command_streams(streams: &[(ResourceId, u64, u64)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        header(&mut out, command_type::EXECUTE_COMMAND_STREAMS, 0);
+        out.extend_from_slice(&dw(streams.len()).to_le_bytes());
+        u64le(&mut out, streams.len() as u64);
+        for (res, offset, size) in streams {
+            out.extend_from_slice(&res.0.to_le_bytes());
+            u64le(&mut out, *offset);
+            u64le(&mut out, *size);
+        }
+        u64le(&mut out, 0);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        u64le(&mut out, 0);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out
+    }
+
     /// `vkEnumerateInstanceVersion` with GENERATE_REPLY (16 bytes, observed).
     pub fn enumerate_instance_version() -> Vec<u8> {
         let mut out = Vec::new();

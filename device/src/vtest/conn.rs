@@ -385,6 +385,7 @@ impl Connection {
     }
 
     fn submit_cmd2(&mut self, p: &Payload) -> Result<(), ConnError> {
+        self.context(cmd::SUBMIT_CMD2)?;
         let batches = protocol::parse_submit_cmd2(p)?;
         let mut syncs = Vec::with_capacity(batches.len());
         for batch in &batches {

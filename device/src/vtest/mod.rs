@@ -123,7 +123,7 @@ impl VtestServer {
                 config,
                 factory,
                 capset: capset.to_bytes(),
-                warn: RateLimiter::new(Duration::from_secs(5), 20),
+                warn: RateLimiter::new("vgpu::vtest", Duration::from_secs(5), 20),
                 next_context: AtomicU32::new(1),
             }),
             stop: Arc::new(AtomicBool::new(false)),
