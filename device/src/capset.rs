@@ -39,36 +39,19 @@ pub struct VenusProtocolInfo {
     pub vk_extension_mask: [u32; EXTENSION_MASK_WORDS],
 }
 
-/// Extension numbers of the transport layer itself: `VK_EXT_command_serialization`
-/// (384) and `VK_MESA_venus_protocol` (385).
-pub const TRANSPORT_EXTENSION_NUMBERS: [u32; 2] = [384, 385];
-
-/// Builds an extension mask from extension numbers: bit N for extension N, plus bit 0
-/// ("mask valid"). Numbers beyond the mask (≥ 1024) are ignored.
-pub fn extension_mask(numbers: impl IntoIterator<Item = u32>) -> [u32; EXTENSION_MASK_WORDS] {
-    let mut mask = [0u32; EXTENSION_MASK_WORDS];
-    mask[0] = 1;
-    for n in numbers {
-        if let Some(word) = mask.get_mut((n / 32) as usize) {
-            *word |= 1 << (n % 32);
-        }
-    }
-    mask
-}
-
 impl VenusProtocolInfo {
-    /// Interim table for the bring-up executor
-    /// ([`crate::renderer::transport::TransportOnlyExecutor`]), used until
-    /// `vulkan_proto::info` is published: the protocol versions Mesa 25.0.7 speaks (wire
-    /// format 1, vk.xml 1.3.269, serialization spec 1, Venus protocol spec 2) and a mask
-    /// naming only the transport extensions, since that executor decodes nothing else.
-    pub fn transport_only() -> Self {
+    /// The table generated from the registry (`vulkan_proto::info`): Mesa 25.0.7's
+    /// protocol (wire format 1, vk.xml 1.3.269, serialization spec 1, Venus protocol
+    /// spec 2) and the mask of its 118 extensions.
+    pub fn generated() -> Self {
+        use vulkan_proto::info;
         Self {
-            wire_format_version: 1,
-            vk_xml_version: (1 << 22) | (3 << 12) | 269,
-            vk_ext_command_serialization_spec_version: 1,
-            vk_mesa_venus_protocol_spec_version: 2,
-            vk_extension_mask: extension_mask(TRANSPORT_EXTENSION_NUMBERS),
+            wire_format_version: info::WIRE_FORMAT_VERSION,
+            vk_xml_version: info::VK_XML_VERSION,
+            vk_ext_command_serialization_spec_version:
+                info::VK_EXT_COMMAND_SERIALIZATION_SPEC_VERSION,
+            vk_mesa_venus_protocol_spec_version: info::VK_MESA_VENUS_PROTOCOL_SPEC_VERSION,
+            vk_extension_mask: info::VK_EXTENSION_MASK,
         }
     }
 }
@@ -185,11 +168,17 @@ mod tests {
     }
 
     #[test]
-    fn extension_mask_sets_valid_bit_and_numbered_bits() {
-        let mask = extension_mask([384, 385, 2000]);
-        assert_eq!(mask[0], 1);
-        assert_eq!(mask[12], 0b11);
-        assert_eq!(mask.iter().map(|w| w.count_ones()).sum::<u32>(), 3);
+    fn generated_table_gives_mesa_25_capset() {
+        let bytes = VenusCapset::new(&VenusProtocolInfo::generated())
+            .expect("generated table is valid")
+            .to_bytes();
+        assert_eq!(word(&bytes, 0), 1);
+        assert_eq!(word(&bytes, 4), 0x0040_310d, "vk.xml 1.3.269");
+        assert_eq!(word(&bytes, 12), 2);
+        // Mesa 25.0.7's 118 extensions plus the valid bit (venus-wire.md §2).
+        let bits: u32 = (0..32).map(|i| word(&bytes, 20 + i * 4).count_ones()).sum();
+        assert_eq!(bits, 119);
+        assert_eq!(word(&bytes, 20), 0x2000_8001);
     }
 
     #[test]

@@ -16,9 +16,10 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
         args::Command::Vtest(vtest) => {
             let config = VtestConfig::try_from(vtest)?;
-            // Until vulkan-proto's generated info table and decoder land, the daemon
-            // runs the transport-only executor and advertises only what it decodes.
-            let capset = VenusCapset::new(&VenusProtocolInfo::transport_only())?;
+            // The capset comes from vulkan-proto's generated table. Until the Venus
+            // dispatch handlers exist, the executor decodes only transport commands, so
+            // the first Vulkan command of a real guest fails its context.
+            let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
             let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
                 Ok(Arc::new(TransportOnlyExecutor))
             };

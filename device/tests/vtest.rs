@@ -30,7 +30,7 @@ fn socket_path() -> PathBuf {
 }
 
 fn server() -> ServerHandle {
-    let capset = VenusCapset::new(&VenusProtocolInfo::transport_only()).expect("capset");
+    let capset = VenusCapset::new(&VenusProtocolInfo::generated()).expect("capset");
     let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
         Ok(Arc::new(TransportOnlyExecutor))
     };
