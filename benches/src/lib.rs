@@ -1,1 +1,10 @@
-//! Placeholder.
+//! Benchmarks and figure generators for vgpu. Nothing here is part of the test pass/fail.
+//!
+//! QoS (issue 5): [`qos_experiments`] builds and runs the simulated experiments,
+//! [`qos_plot`] writes their CSV and SVG figures, [`qos_decision`] times the arbiter's
+//! decision path. The binary `qos_figures` runs them all and checks the targets; the
+//! criterion bench `qos_decision` measures the decision cost with 64 VMs.
+
+pub mod qos_decision;
+pub mod qos_experiments;
+pub mod qos_plot;

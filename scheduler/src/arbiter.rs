@@ -126,6 +126,11 @@ struct VmState {
     runlist: Runlist,
     account: Account,
     in_flight: u32,
+    /// When the VM last ran out of work (nothing queued, nothing in flight).
+    idle_since: u64,
+    /// With a cap: when the bucket is non-negative again (kept current on every change
+    /// to the bucket, so a decision is one comparison per VM).
+    ready_at: u64,
     stats: VmStats,
 }
 
@@ -297,6 +302,21 @@ impl Arbiter {
         }
     }
 
+    /// Recomputes when a capped VM may start its next submission. The bucket only grows
+    /// until then and its ceiling is never negative, so the time is exact until the next
+    /// charge, refund or clip.
+    fn update_ready(&mut self, slot: usize, now: u64) {
+        let vm = &self.vms[slot];
+        let ready = match vm.eff.cap_ppm {
+            Some(cap) => {
+                let ceiling = self.ceiling_ns(vm, true);
+                vm.account.tokens_ready_at(now, cap, ceiling)
+            }
+            None => 0,
+        };
+        self.vms[slot].ready_at = ready;
+    }
+
     /// Recomputes every VM's effective parameters after a policy or membership change,
     /// keeping each VM's lag or lead in device time and its bucket within bounds.
     fn recompute(&mut self, now: u64) {
@@ -316,6 +336,7 @@ impl Arbiter {
             self.vms[slot]
                 .account
                 .clip_tokens(self.accounting.debt_window_ns, ceiling);
+            self.update_ready(slot, now);
         }
     }
 
@@ -340,6 +361,8 @@ impl Arbiter {
             runlist: Runlist::new(vm, self.queue_limit(&config)),
             account: Account::new(now, self.floor, burst, self.gpu.slice_ns),
             in_flight: 0,
+            idle_since: now,
+            ready_at: now,
             stats: VmStats::default(),
         };
         self.slots.insert(vm, self.vms.len());
@@ -386,8 +409,11 @@ impl Arbiter {
         self.in_flight_estimate_ns = self.in_flight_estimate_ns.saturating_sub(freed);
         let state = &mut self.vms[slot];
         state.in_flight = 0;
+        state.idle_since = self.now;
         let n = revoked.queued.len() + revoked.in_flight.len();
         state.stats.cancelled += u64::try_from(n).unwrap_or(u64::MAX);
+        let now = self.now;
+        self.update_ready(slot, now);
         Ok(revoked)
     }
 
@@ -438,13 +464,21 @@ impl Arbiter {
             });
         }
         if !self.vms[slot].backlogged() {
-            // Waking up: the bucket filled at most to the burst allowance while idle, and
-            // virtual time lags the system by at most the same allowance.
+            // Waking up: virtual time lags the system by at most the burst allowance, and
+            // the bucket did not fill beyond it while idle. Credit the VM was owed for
+            // waiting behind others survives a short gap (a submit → fence → submit round
+            // trip); after an idle period longer than a slice it is cut to the allowance.
             self.refill(slot, now);
             let burst = self.burst_ns(&self.vms[slot].config);
             let floor = self.floor;
+            let slice = self.gpu.slice_ns;
+            let debt = self.accounting.debt_window_ns;
             let vm = &mut self.vms[slot];
             vm.account.wake(floor, burst, vm.eff.weight_ppm);
+            if now.saturating_sub(vm.idle_since) > slice {
+                vm.account.clip_tokens(debt, burst);
+            }
+            self.update_ready(slot, now);
         }
         let id = SubmissionId(self.next_submission);
         let item = Queued {
@@ -482,13 +516,10 @@ impl Arbiter {
             if depth_full {
                 break;
             }
-            if let Some(cap) = vm.eff.cap_ppm {
-                let ceiling = self.ceiling_ns(vm, true);
-                if !vm.account.has_tokens(now, cap, ceiling) {
-                    let at = vm.account.tokens_ready_at(now, cap, ceiling);
-                    retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
-                    continue;
-                }
+            if vm.ready_at > now {
+                let at = vm.ready_at;
+                retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+                continue;
             }
             let key = if fifo {
                 (0, LatencyClass::Interactive, head.seq, slot)
@@ -546,14 +577,16 @@ impl Arbiter {
             estimate_ns: estimate,
         });
         self.in_flight_estimate_ns = self.in_flight_estimate_ns.saturating_add(estimate);
-        Decision::Grant(Grant {
+        let grant = Decision::Grant(Grant {
             submission: item.id,
             vm: vm.id,
             queue: item.queue,
             tag: item.tag,
             estimate_ns: estimate,
             split,
-        })
+        });
+        self.update_ready(slot, now);
+        grant
     }
 
     /// Grants as many submissions as the device can take now, appending them to `out`, and
@@ -612,10 +645,14 @@ impl Arbiter {
         vm.stats.completed += 1;
         vm.stats.device_ns = vm.stats.device_ns.saturating_add(measured);
         let backlogged = vm.backlogged();
-        let ceiling = self.ceiling_ns(&self.vms[slot], backlogged);
+        if !backlogged {
+            vm.idle_since = now;
+        }
+        let ceiling = self.ceiling_ns(&self.vms[slot], true);
         self.vms[slot]
             .account
             .clip_tokens(acc.debt_window_ns, ceiling);
+        self.update_ready(slot, now);
         Ok(())
     }
 }

@@ -63,18 +63,12 @@ impl Share {
     /// A share from a percentage (`0 < percent <= 100`), rounded to the nearest ppm.
     pub fn from_percent(percent: f64) -> Result<Share> {
         let ppm = (percent * 10_000.0).round();
-        if !(1.0..=f64::from(PPM)).contains(&ppm) {
-            // Out of range (or NaN): report the clamped request.
-            let shown = if ppm.is_nan() || ppm < 0.0 {
-                0
-            } else {
-                u64::MAX
-            };
-            return Err(ModelError::ShareOutOfRange(shown));
+        if ppm.is_nan() || ppm < 0.0 {
+            return Err(ModelError::ShareOutOfRange(0));
         }
         #[allow(
             clippy::cast_possible_truncation,
-            reason = "ppm is a rounded value in 1..=1e6, exactly representable"
+            reason = "non-negative; `as` saturates, and from_ppm rejects anything above 1e6"
         )]
         let ppm = ppm as u64;
         Share::from_ppm(ppm)
@@ -294,9 +288,18 @@ mod tests {
             Share::from_ppm(1_000_001),
             Err(ModelError::ShareOutOfRange(1_000_001))
         );
-        assert!(Share::from_percent(100.5).is_err());
-        assert!(Share::from_percent(f64::NAN).is_err());
-        assert!(Share::from_percent(-1.0).is_err());
+        assert_eq!(
+            Share::from_percent(100.5),
+            Err(ModelError::ShareOutOfRange(1_005_000))
+        );
+        assert_eq!(
+            Share::from_percent(f64::NAN),
+            Err(ModelError::ShareOutOfRange(0))
+        );
+        assert_eq!(
+            Share::from_percent(-1.0),
+            Err(ModelError::ShareOutOfRange(0))
+        );
         assert_eq!(Share::from_percent(100.0), Ok(Share::FULL));
     }
 
@@ -305,7 +308,7 @@ mod tests {
         assert_eq!(Share::ratio(1, 4).map(Share::ppm), Ok(250_000));
         assert_eq!(Share::from_percent(25.0).map(Share::ppm), Ok(250_000));
         assert_eq!(Share::ratio(2, 3).map(Share::ppm), Ok(666_666));
-        assert!(Share::ratio(1, 0).is_err());
+        assert_eq!(Share::ratio(1, 0), Err(ModelError::ShareOutOfRange(0)));
     }
 
     #[test]
