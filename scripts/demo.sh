@@ -3,10 +3,11 @@
 # the vhost-user-vgpu daemon's vtest front door on lavapipe, plus demo clients.
 #
 # Today this shows the vtest transport only: our own probe client does Mesa's exact
-# handshake, reads the Venus capset, creates a shared-memory blob and submits a
-# command stream; then the real Mesa Venus driver (vulkaninfo) connects and gets as
-# far as the renderer allows. The Venus decoder/renderer is not plugged in yet, so the
-# real driver's first Venus command fails its context and vulkaninfo sees no GPU.
+# handshake, reads the Venus capset, creates shared-memory blobs, creates a ring with
+# vkCreateRingMESA and round-trips a reply through it; then the real Mesa Venus driver
+# (vulkaninfo) connects and gets as far as the renderer allows. The Venus dispatch
+# handlers are not plugged in yet, so the driver's first Vulkan command fails its
+# context, the ring shows FATAL and vulkaninfo aborts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,9 +41,13 @@ echo "== demo client: vtest handshake, capset, blob, submit"
 
 echo "== real Mesa Venus driver: vulkaninfo --summary over vtest"
 set +e
-VN_DEBUG=vtest,init VTEST_SOCKET_NAME="$SOCK" \
-    VK_DRIVER_FILES=/usr/share/vulkan/icd.d/virtio_icd.json \
-    timeout 60 vulkaninfo --summary >"$WORK/vulkaninfo.out" 2>&1
+(
+    ulimit -c 0
+    VN_DEBUG=vtest,init VTEST_SOCKET_NAME="$SOCK" \
+        VK_DRIVER_FILES=/usr/share/vulkan/icd.d/virtio_icd.json \
+        timeout 60 vulkaninfo --summary
+    exit $?
+) >"$WORK/vulkaninfo.out" 2>&1
 rc=$?
 set -e
 grep -E 'MESA-VIRTIO|vn_|apiVersion|deviceName|ERROR|abort' "$WORK/vulkaninfo.out" | head -30 || true

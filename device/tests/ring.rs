@@ -44,6 +44,10 @@ impl StreamExecutor for FakeExecutor {
         };
         let ty = word(0)?;
         self.seen.lock().expect("lock").push((stream.kind(), ty));
+        // Per-stream state survives between commands of the same stream.
+        let mut count = stream.take_local::<u64>();
+        *count += 1;
+        stream.put_local(count);
         match ty {
             NOP => {
                 if word(1)? & 1 != 0 {
@@ -251,6 +255,26 @@ fn execute_command_streams_runs_commands_from_shared_memory() {
             .count(),
         2
     );
+}
+
+#[test]
+fn executor_local_state_is_kept_per_stream() {
+    struct Counting;
+    impl StreamExecutor for Counting {
+        fn execute_one(&self, stream: &mut StreamCtx<'_>, _: &[u8]) -> Result<usize, ExecError> {
+            let mut n = stream.take_local::<u32>();
+            *n += 1;
+            let seen = *n;
+            stream.put_local(n);
+            if seen == 3 {
+                return Err(ExecError::Failed("third command on this stream".into()));
+            }
+            Ok(4)
+        }
+    }
+    let mut ctx = Context::new(ContextId(2), ContextConfig::default(), Arc::new(Counting));
+    ctx.submit(&[0; 8]).expect("two commands");
+    assert!(ctx.submit(&[0; 4]).is_err(), "the third sees the count");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamExecutor};
+use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamExecutor, StreamLocal};
 use super::executor::{CommandStreamDesc, TransportError};
 use super::reply::ReplyStream;
 use super::resource::{Resource, ResourceError, ResourceLimits, ResourceTable};
@@ -138,6 +138,7 @@ pub struct Context {
     shared: Arc<ContextShared>,
     rings: RingTable,
     reply: ReplyStream,
+    local: StreamLocal,
 }
 
 impl Context {
@@ -155,6 +156,7 @@ impl Context {
             }),
             rings: RingTable::new(id, config.max_rings),
             reply: ReplyStream::default(),
+            local: None,
         }
     }
 
@@ -262,6 +264,7 @@ impl Context {
             let mut stream = StreamCtx {
                 ctx: &self.shared,
                 reply: &mut self.reply,
+                local: &mut self.local,
                 origin: Origin::Context {
                     rings: &mut self.rings,
                 },

@@ -194,6 +194,10 @@ where
     }
 }
 
+/// Per-stream state the executor keeps between commands (e.g. its decode arena and
+/// reply encoder), owned by the stream's thread so no lock is needed.
+pub(crate) type StreamLocal = Option<Box<dyn std::any::Any + Send>>;
+
 pub(crate) enum Origin<'a> {
     Context { rings: &'a mut RingTable },
     Ring { ring: &'a RingShared },
@@ -204,6 +208,7 @@ pub(crate) enum Origin<'a> {
 pub struct StreamCtx<'a> {
     pub(crate) ctx: &'a Arc<ContextShared>,
     pub(crate) reply: &'a mut ReplyStream,
+    pub(crate) local: &'a mut StreamLocal,
     pub(crate) origin: Origin<'a>,
     pub(crate) nested: bool,
 }
@@ -235,6 +240,21 @@ impl StreamCtx<'_> {
     /// Looks up a resource of this context.
     pub fn resource(&self, id: ResourceId) -> Option<Arc<Resource>> {
         self.ctx.resource(id)
+    }
+
+    /// Takes this stream's executor-local state (created with `T::default()` the first
+    /// time, or if a different type was stored). Give it back with
+    /// [`StreamCtx::put_local`] so the next command on this stream reuses it.
+    pub fn take_local<T: Default + Send + 'static>(&mut self) -> Box<T> {
+        self.local
+            .take()
+            .and_then(|b| b.downcast::<T>().ok())
+            .unwrap_or_default()
+    }
+
+    /// Stores this stream's executor-local state.
+    pub fn put_local<T: Send + 'static>(&mut self, state: Box<T>) {
+        *self.local = Some(state);
     }
 
     /// `vkSetReplyCommandStreamMESA`: replies of this stream go to `offset..+size` of

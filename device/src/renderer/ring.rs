@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::context::ContextShared;
-use super::executor::{run_commands, ExecError, Origin, StreamCtx, TransportError};
+use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamLocal, TransportError};
 use super::monitor::{MonitorHandle, StatusWord};
 use super::reply::ReplyStream;
 use crate::error_chain;
@@ -454,6 +454,7 @@ impl RingTable {
             ring: Arc::clone(&shared),
             rx,
             reply: ReplyStream::default(),
+            local: None,
             cursor: 0,
             buf: Vec::new(),
             idle_timeout: Duration::from_nanos(info.idle_timeout_ns),
@@ -514,6 +515,7 @@ struct RingWorker {
     ring: Arc<RingShared>,
     rx: Receiver<RingMsg>,
     reply: ReplyStream,
+    local: StreamLocal,
     cursor: u32,
     buf: Vec<u8>,
     idle_timeout: Duration,
@@ -660,6 +662,7 @@ impl RingWorker {
             let mut stream = StreamCtx {
                 ctx: &self.ctx,
                 reply: &mut self.reply,
+                local: &mut self.local,
                 origin: Origin::Ring { ring: &ring },
                 nested: false,
             };
