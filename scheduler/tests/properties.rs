@@ -55,7 +55,7 @@ fn workload_strategy() -> impl Strategy<Value = Workload> {
 }
 
 fn vm(id: u32, share: Share, workload: Workload) -> SimVm {
-    let latency = if id % 2 == 0 {
+    let latency = if id & 1 == 0 {
         LatencyClass::Interactive
     } else {
         LatencyClass::Batch
