@@ -6,38 +6,18 @@ use std::io;
 use std::path::Path;
 
 use plotters::prelude::*;
+use thiserror::Error;
 
 /// Errors from writing a figure.
-#[derive(Debug)]
+#[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum PlotError {
     /// Writing a file failed.
-    Io(io::Error),
+    #[error("writing a figure file failed")]
+    Io(#[from] io::Error),
     /// plotters failed to draw.
+    #[error("drawing a figure failed: {0}")]
     Draw(String),
-}
-
-impl std::fmt::Display for PlotError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlotError::Io(_) => write!(f, "writing a figure file failed"),
-            PlotError::Draw(msg) => write!(f, "drawing a figure failed: {msg}"),
-        }
-    }
-}
-
-impl std::error::Error for PlotError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            PlotError::Io(e) => Some(e),
-            PlotError::Draw(_) => None,
-        }
-    }
-}
-
-impl From<io::Error> for PlotError {
-    fn from(e: io::Error) -> Self {
-        PlotError::Io(e)
-    }
 }
 
 fn draw_err<E: std::fmt::Debug>(e: E) -> PlotError {
