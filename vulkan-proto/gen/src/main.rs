@@ -7,6 +7,7 @@
 //! ```
 
 mod emit;
+mod emit_testgen;
 mod model;
 mod policy;
 mod xml;

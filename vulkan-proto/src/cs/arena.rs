@@ -40,6 +40,12 @@ impl Arena {
         self.bump.reset();
     }
 
+    /// The underlying bump allocator (for the test value generator).
+    #[cfg(feature = "testgen")]
+    pub(crate) fn bump(&self) -> &Bump {
+        &self.bump
+    }
+
     /// Bytes currently allocated (chunk granularity).
     pub fn allocated_bytes(&self) -> usize {
         self.bump.allocated_bytes()

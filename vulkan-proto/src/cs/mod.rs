@@ -9,6 +9,8 @@ mod encoder;
 mod error;
 mod ids;
 pub mod raw;
+#[cfg(feature = "testgen")]
+pub mod testgen;
 
 pub use arena::{slice_ptr, Arena, Cx, DEFAULT_BUDGET};
 pub use decoder::Decoder;

@@ -1907,7 +1907,7 @@ impl<'a> EnumerateDeviceExtensionPropertiesArgs<'a> {
             true,
             268,
             Default::default(),
-            |d, cx| Ok(dec_extension_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_extension_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -2042,7 +2042,7 @@ impl<'a> EnumerateDeviceLayerPropertiesArgs<'a> {
             true,
             536,
             Default::default(),
-            |d, cx| Ok(dec_layer_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_layer_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)

@@ -13,232 +13,507 @@ pub(crate) fn valid_attachment_load_op(v: i32) -> bool {
     matches!(v, 0..=2 | 1000400000)
 }
 
+/// Value ranges of `VkAttachmentLoadOp` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_ATTACHMENT_LOAD_OP: &[(i32, i32)] = &[(0, 2), (1000400000, 1000400000)];
+
 /// Whether `v` is a `VkAttachmentStoreOp` value.
 pub(crate) fn valid_attachment_store_op(v: i32) -> bool {
     matches!(v, 0..=1 | 1000301000)
 }
+
+/// Value ranges of `VkAttachmentStoreOp` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_ATTACHMENT_STORE_OP: &[(i32, i32)] = &[(0, 1), (1000301000, 1000301000)];
 
 /// Whether `v` is a `VkBlendFactor` value.
 pub(crate) fn valid_blend_factor(v: i32) -> bool {
     matches!(v, 0..=18)
 }
 
+/// Value ranges of `VkBlendFactor` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_BLEND_FACTOR: &[(i32, i32)] = &[(0, 18)];
+
 /// Whether `v` is a `VkBlendOp` value.
 pub(crate) fn valid_blend_op(v: i32) -> bool {
     matches!(v, 0..=4 | 1000148000..=1000148045)
 }
+
+/// Value ranges of `VkBlendOp` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_BLEND_OP: &[(i32, i32)] = &[(0, 4), (1000148000, 1000148045)];
 
 /// Whether `v` is a `VkBlendOverlapEXT` value.
 pub(crate) fn valid_blend_overlap_ext(v: i32) -> bool {
     matches!(v, 0..=2)
 }
 
+/// Value ranges of `VkBlendOverlapEXT` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_BLEND_OVERLAP_EXT: &[(i32, i32)] = &[(0, 2)];
+
 /// Whether `v` is a `VkBorderColor` value.
 pub(crate) fn valid_border_color(v: i32) -> bool {
     matches!(v, 0..=5 | 1000287003..=1000287004)
 }
+
+/// Value ranges of `VkBorderColor` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_BORDER_COLOR: &[(i32, i32)] = &[(0, 5), (1000287003, 1000287004)];
 
 /// Whether `v` is a `VkChromaLocation` value.
 pub(crate) fn valid_chroma_location(v: i32) -> bool {
     matches!(v, 0..=1)
 }
 
+/// Value ranges of `VkChromaLocation` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_CHROMA_LOCATION: &[(i32, i32)] = &[(0, 1)];
+
 /// Whether `v` is a `VkCommandBufferLevel` value.
 pub(crate) fn valid_command_buffer_level(v: i32) -> bool {
     matches!(v, 0..=1)
 }
+
+/// Value ranges of `VkCommandBufferLevel` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_COMMAND_BUFFER_LEVEL: &[(i32, i32)] = &[(0, 1)];
 
 /// Whether `v` is a `VkCompareOp` value.
 pub(crate) fn valid_compare_op(v: i32) -> bool {
     matches!(v, 0..=7)
 }
 
+/// Value ranges of `VkCompareOp` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_COMPARE_OP: &[(i32, i32)] = &[(0, 7)];
+
 /// Whether `v` is a `VkComponentSwizzle` value.
 pub(crate) fn valid_component_swizzle(v: i32) -> bool {
     matches!(v, 0..=6)
 }
+
+/// Value ranges of `VkComponentSwizzle` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_COMPONENT_SWIZZLE: &[(i32, i32)] = &[(0, 6)];
 
 /// Whether `v` is a `VkConservativeRasterizationModeEXT` value.
 pub(crate) fn valid_conservative_rasterization_mode_ext(v: i32) -> bool {
     matches!(v, 0..=2)
 }
 
+/// Value ranges of `VkConservativeRasterizationModeEXT` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_CONSERVATIVE_RASTERIZATION_MODE_EXT: &[(i32, i32)] = &[(0, 2)];
+
 /// Whether `v` is a `VkDescriptorType` value.
 pub(crate) fn valid_descriptor_type(v: i32) -> bool {
     matches!(v, 0..=10 | 1000138000 | 1000150000 | 1000165000 | 1000351000 | 1000440000..=1000440001)
 }
+
+/// Value ranges of `VkDescriptorType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_DESCRIPTOR_TYPE: &[(i32, i32)] = &[
+    (0, 10),
+    (1000138000, 1000138000),
+    (1000150000, 1000150000),
+    (1000165000, 1000165000),
+    (1000351000, 1000351000),
+    (1000440000, 1000440001),
+];
 
 /// Whether `v` is a `VkDescriptorUpdateTemplateType` value.
 pub(crate) fn valid_descriptor_update_template_type(v: i32) -> bool {
     matches!(v, 0..=1)
 }
 
+/// Value ranges of `VkDescriptorUpdateTemplateType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_DESCRIPTOR_UPDATE_TEMPLATE_TYPE: &[(i32, i32)] = &[(0, 1)];
+
 /// Whether `v` is a `VkDriverId` value.
 pub(crate) fn valid_driver_id(v: i32) -> bool {
     matches!(v, 1..=26)
 }
+
+/// Value ranges of `VkDriverId` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_DRIVER_ID: &[(i32, i32)] = &[(1, 26)];
 
 /// Whether `v` is a `VkDynamicState` value.
 pub(crate) fn valid_dynamic_state(v: i32) -> bool {
     matches!(v, 0..=8 | 1000087000 | 1000099000..=1000099002 | 1000143000 | 1000164004 | 1000164006 | 1000205000..=1000205001 | 1000226000 | 1000259000 | 1000267000..=1000267011 | 1000347000 | 1000352000 | 1000377000..=1000377004 | 1000381000 | 1000455002..=1000455032 | 1000524000)
 }
 
+/// Value ranges of `VkDynamicState` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_DYNAMIC_STATE: &[(i32, i32)] = &[
+    (0, 8),
+    (1000087000, 1000087000),
+    (1000099000, 1000099002),
+    (1000143000, 1000143000),
+    (1000164004, 1000164004),
+    (1000164006, 1000164006),
+    (1000205000, 1000205001),
+    (1000226000, 1000226000),
+    (1000259000, 1000259000),
+    (1000267000, 1000267011),
+    (1000347000, 1000347000),
+    (1000352000, 1000352000),
+    (1000377000, 1000377004),
+    (1000381000, 1000381000),
+    (1000455002, 1000455032),
+    (1000524000, 1000524000),
+];
+
 /// Whether `v` is a `VkFilter` value.
 pub(crate) fn valid_filter(v: i32) -> bool {
     matches!(v, 0..=1 | 1000015000)
 }
+
+/// Value ranges of `VkFilter` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_FILTER: &[(i32, i32)] = &[(0, 1), (1000015000, 1000015000)];
 
 /// Whether `v` is a `VkFormat` value.
 pub(crate) fn valid_format(v: i32) -> bool {
     matches!(v, 0..=184 | 1000054000..=1000054007 | 1000066000..=1000066013 | 1000156000..=1000156033 | 1000330000..=1000330003 | 1000340000..=1000340001 | 1000464000 | 1000470000..=1000470001)
 }
 
+/// Value ranges of `VkFormat` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_FORMAT: &[(i32, i32)] = &[
+    (0, 184),
+    (1000054000, 1000054007),
+    (1000066000, 1000066013),
+    (1000156000, 1000156033),
+    (1000330000, 1000330003),
+    (1000340000, 1000340001),
+    (1000464000, 1000464000),
+    (1000470000, 1000470001),
+];
+
 /// Whether `v` is a `VkFragmentShadingRateCombinerOpKHR` value.
 pub(crate) fn valid_fragment_shading_rate_combiner_op_khr(v: i32) -> bool {
     matches!(v, 0..=4)
 }
+
+/// Value ranges of `VkFragmentShadingRateCombinerOpKHR` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_FRAGMENT_SHADING_RATE_COMBINER_OP_KHR: &[(i32, i32)] = &[(0, 4)];
 
 /// Whether `v` is a `VkFrontFace` value.
 pub(crate) fn valid_front_face(v: i32) -> bool {
     matches!(v, 0..=1)
 }
 
+/// Value ranges of `VkFrontFace` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_FRONT_FACE: &[(i32, i32)] = &[(0, 1)];
+
 /// Whether `v` is a `VkImageLayout` value.
 pub(crate) fn valid_image_layout(v: i32) -> bool {
     matches!(v, 0..=8 | 1000001002 | 1000024000..=1000024002 | 1000111000 | 1000117000..=1000117001 | 1000164003 | 1000218000 | 1000241000..=1000241003 | 1000299000..=1000299002 | 1000314000..=1000314001 | 1000339000)
 }
+
+/// Value ranges of `VkImageLayout` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_IMAGE_LAYOUT: &[(i32, i32)] = &[
+    (0, 8),
+    (1000001002, 1000001002),
+    (1000024000, 1000024002),
+    (1000111000, 1000111000),
+    (1000117000, 1000117001),
+    (1000164003, 1000164003),
+    (1000218000, 1000218000),
+    (1000241000, 1000241003),
+    (1000299000, 1000299002),
+    (1000314000, 1000314001),
+    (1000339000, 1000339000),
+];
 
 /// Whether `v` is a `VkImageTiling` value.
 pub(crate) fn valid_image_tiling(v: i32) -> bool {
     matches!(v, 0..=1 | 1000158000)
 }
 
+/// Value ranges of `VkImageTiling` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_IMAGE_TILING: &[(i32, i32)] = &[(0, 1), (1000158000, 1000158000)];
+
 /// Whether `v` is a `VkImageType` value.
 pub(crate) fn valid_image_type(v: i32) -> bool {
     matches!(v, 0..=2)
 }
+
+/// Value ranges of `VkImageType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_IMAGE_TYPE: &[(i32, i32)] = &[(0, 2)];
 
 /// Whether `v` is a `VkImageViewType` value.
 pub(crate) fn valid_image_view_type(v: i32) -> bool {
     matches!(v, 0..=6)
 }
 
+/// Value ranges of `VkImageViewType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_IMAGE_VIEW_TYPE: &[(i32, i32)] = &[(0, 6)];
+
 /// Whether `v` is a `VkIndexType` value.
 pub(crate) fn valid_index_type(v: i32) -> bool {
     matches!(v, 0..=1 | 1000165000 | 1000265000)
 }
+
+/// Value ranges of `VkIndexType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_INDEX_TYPE: &[(i32, i32)] =
+    &[(0, 1), (1000165000, 1000165000), (1000265000, 1000265000)];
 
 /// Whether `v` is a `VkLineRasterizationModeEXT` value.
 pub(crate) fn valid_line_rasterization_mode_ext(v: i32) -> bool {
     matches!(v, 0..=3)
 }
 
+/// Value ranges of `VkLineRasterizationModeEXT` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_LINE_RASTERIZATION_MODE_EXT: &[(i32, i32)] = &[(0, 3)];
+
 /// Whether `v` is a `VkLogicOp` value.
 pub(crate) fn valid_logic_op(v: i32) -> bool {
     matches!(v, 0..=15)
 }
+
+/// Value ranges of `VkLogicOp` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_LOGIC_OP: &[(i32, i32)] = &[(0, 15)];
 
 /// Whether `v` is a `VkObjectType` value.
 pub(crate) fn valid_object_type(v: i32) -> bool {
     matches!(v, 0..=25 | 1000000000 | 1000001000 | 1000002000..=1000002001 | 1000011000 | 1000023000..=1000023001 | 1000029000..=1000029001 | 1000085000 | 1000128000 | 1000150000 | 1000156000 | 1000160000 | 1000165000 | 1000210000 | 1000268000 | 1000277000 | 1000295000 | 1000307000..=1000307001 | 1000366000 | 1000396000 | 1000464000 | 1000482000)
 }
 
+/// Value ranges of `VkObjectType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_OBJECT_TYPE: &[(i32, i32)] = &[
+    (0, 25),
+    (1000000000, 1000000000),
+    (1000001000, 1000001000),
+    (1000002000, 1000002001),
+    (1000011000, 1000011000),
+    (1000023000, 1000023001),
+    (1000029000, 1000029001),
+    (1000085000, 1000085000),
+    (1000128000, 1000128000),
+    (1000150000, 1000150000),
+    (1000156000, 1000156000),
+    (1000160000, 1000160000),
+    (1000165000, 1000165000),
+    (1000210000, 1000210000),
+    (1000268000, 1000268000),
+    (1000277000, 1000277000),
+    (1000295000, 1000295000),
+    (1000307000, 1000307001),
+    (1000366000, 1000366000),
+    (1000396000, 1000396000),
+    (1000464000, 1000464000),
+    (1000482000, 1000482000),
+];
+
 /// Whether `v` is a `VkPhysicalDeviceType` value.
 pub(crate) fn valid_physical_device_type(v: i32) -> bool {
     matches!(v, 0..=4)
 }
+
+/// Value ranges of `VkPhysicalDeviceType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_PHYSICAL_DEVICE_TYPE: &[(i32, i32)] = &[(0, 4)];
 
 /// Whether `v` is a `VkPipelineBindPoint` value.
 pub(crate) fn valid_pipeline_bind_point(v: i32) -> bool {
     matches!(v, 0..=1 | 1000134000 | 1000165000 | 1000369003)
 }
 
+/// Value ranges of `VkPipelineBindPoint` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_PIPELINE_BIND_POINT: &[(i32, i32)] = &[
+    (0, 1),
+    (1000134000, 1000134000),
+    (1000165000, 1000165000),
+    (1000369003, 1000369003),
+];
+
 /// Whether `v` is a `VkPointClippingBehavior` value.
 pub(crate) fn valid_point_clipping_behavior(v: i32) -> bool {
     matches!(v, 0..=1)
 }
+
+/// Value ranges of `VkPointClippingBehavior` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_POINT_CLIPPING_BEHAVIOR: &[(i32, i32)] = &[(0, 1)];
 
 /// Whether `v` is a `VkPolygonMode` value.
 pub(crate) fn valid_polygon_mode(v: i32) -> bool {
     matches!(v, 0..=2 | 1000153000)
 }
 
+/// Value ranges of `VkPolygonMode` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_POLYGON_MODE: &[(i32, i32)] = &[(0, 2), (1000153000, 1000153000)];
+
 /// Whether `v` is a `VkPrimitiveTopology` value.
 pub(crate) fn valid_primitive_topology(v: i32) -> bool {
     matches!(v, 0..=10)
 }
+
+/// Value ranges of `VkPrimitiveTopology` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_PRIMITIVE_TOPOLOGY: &[(i32, i32)] = &[(0, 10)];
 
 /// Whether `v` is a `VkProvokingVertexModeEXT` value.
 pub(crate) fn valid_provoking_vertex_mode_ext(v: i32) -> bool {
     matches!(v, 0..=1)
 }
 
+/// Value ranges of `VkProvokingVertexModeEXT` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_PROVOKING_VERTEX_MODE_EXT: &[(i32, i32)] = &[(0, 1)];
+
 /// Whether `v` is a `VkQueryType` value.
 pub(crate) fn valid_query_type(v: i32) -> bool {
     matches!(v, 0..=2 | 1000023000 | 1000028004 | 1000116000 | 1000150000..=1000150001 | 1000165000 | 1000210000 | 1000299000 | 1000328000 | 1000382000 | 1000386000..=1000386001 | 1000396000..=1000396001)
 }
+
+/// Value ranges of `VkQueryType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_QUERY_TYPE: &[(i32, i32)] = &[
+    (0, 2),
+    (1000023000, 1000023000),
+    (1000028004, 1000028004),
+    (1000116000, 1000116000),
+    (1000150000, 1000150001),
+    (1000165000, 1000165000),
+    (1000210000, 1000210000),
+    (1000299000, 1000299000),
+    (1000328000, 1000328000),
+    (1000382000, 1000382000),
+    (1000386000, 1000386001),
+    (1000396000, 1000396001),
+];
 
 /// Whether `v` is a `VkSamplerAddressMode` value.
 pub(crate) fn valid_sampler_address_mode(v: i32) -> bool {
     matches!(v, 0..=4)
 }
 
+/// Value ranges of `VkSamplerAddressMode` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SAMPLER_ADDRESS_MODE: &[(i32, i32)] = &[(0, 4)];
+
 /// Whether `v` is a `VkSamplerMipmapMode` value.
 pub(crate) fn valid_sampler_mipmap_mode(v: i32) -> bool {
     matches!(v, 0..=1)
 }
+
+/// Value ranges of `VkSamplerMipmapMode` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SAMPLER_MIPMAP_MODE: &[(i32, i32)] = &[(0, 1)];
 
 /// Whether `v` is a `VkSamplerReductionMode` value.
 pub(crate) fn valid_sampler_reduction_mode(v: i32) -> bool {
     matches!(v, 0..=2 | 1000521000)
 }
 
+/// Value ranges of `VkSamplerReductionMode` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SAMPLER_REDUCTION_MODE: &[(i32, i32)] = &[(0, 2), (1000521000, 1000521000)];
+
 /// Whether `v` is a `VkSamplerYcbcrModelConversion` value.
 pub(crate) fn valid_sampler_ycbcr_model_conversion(v: i32) -> bool {
     matches!(v, 0..=4)
 }
+
+/// Value ranges of `VkSamplerYcbcrModelConversion` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SAMPLER_YCBCR_MODEL_CONVERSION: &[(i32, i32)] = &[(0, 4)];
 
 /// Whether `v` is a `VkSamplerYcbcrRange` value.
 pub(crate) fn valid_sampler_ycbcr_range(v: i32) -> bool {
     matches!(v, 0..=1)
 }
 
+/// Value ranges of `VkSamplerYcbcrRange` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SAMPLER_YCBCR_RANGE: &[(i32, i32)] = &[(0, 1)];
+
 /// Whether `v` is a `VkSemaphoreType` value.
 pub(crate) fn valid_semaphore_type(v: i32) -> bool {
     matches!(v, 0..=1)
 }
+
+/// Value ranges of `VkSemaphoreType` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SEMAPHORE_TYPE: &[(i32, i32)] = &[(0, 1)];
 
 /// Whether `v` is a `VkShaderFloatControlsIndependence` value.
 pub(crate) fn valid_shader_float_controls_independence(v: i32) -> bool {
     matches!(v, 0..=2)
 }
 
+/// Value ranges of `VkShaderFloatControlsIndependence` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SHADER_FLOAT_CONTROLS_INDEPENDENCE: &[(i32, i32)] = &[(0, 2)];
+
 /// Whether `v` is a `VkSharingMode` value.
 pub(crate) fn valid_sharing_mode(v: i32) -> bool {
     matches!(v, 0..=1)
 }
+
+/// Value ranges of `VkSharingMode` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SHARING_MODE: &[(i32, i32)] = &[(0, 1)];
 
 /// Whether `v` is a `VkStencilOp` value.
 pub(crate) fn valid_stencil_op(v: i32) -> bool {
     matches!(v, 0..=7)
 }
 
+/// Value ranges of `VkStencilOp` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_STENCIL_OP: &[(i32, i32)] = &[(0, 7)];
+
 /// Whether `v` is a `VkSubpassContents` value.
 pub(crate) fn valid_subpass_contents(v: i32) -> bool {
     matches!(v, 0..=1 | 1000451000)
 }
+
+/// Value ranges of `VkSubpassContents` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_SUBPASS_CONTENTS: &[(i32, i32)] = &[(0, 1), (1000451000, 1000451000)];
 
 /// Whether `v` is a `VkTessellationDomainOrigin` value.
 pub(crate) fn valid_tessellation_domain_origin(v: i32) -> bool {
     matches!(v, 0..=1)
 }
 
+/// Value ranges of `VkTessellationDomainOrigin` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_TESSELLATION_DOMAIN_ORIGIN: &[(i32, i32)] = &[(0, 1)];
+
 /// Whether `v` is a `VkTimeDomainEXT` value.
 pub(crate) fn valid_time_domain_ext(v: i32) -> bool {
     matches!(v, 0..=3)
 }
 
+/// Value ranges of `VkTimeDomainEXT` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_TIME_DOMAIN_EXT: &[(i32, i32)] = &[(0, 3)];
+
 /// Whether `v` is a `VkVertexInputRate` value.
 pub(crate) fn valid_vertex_input_rate(v: i32) -> bool {
     matches!(v, 0..=1)
 }
+
+/// Value ranges of `VkVertexInputRate` (for generating valid values).
+#[cfg(feature = "testgen")]
+pub(crate) const RANGES_VERTEX_INPUT_RATE: &[(i32, i32)] = &[(0, 1)];

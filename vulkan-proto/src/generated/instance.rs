@@ -612,7 +612,7 @@ impl<'a> EnumerateInstanceExtensionPropertiesArgs<'a> {
             true,
             268,
             Default::default(),
-            |d, cx| Ok(dec_extension_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_extension_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -739,7 +739,7 @@ impl<'a> EnumerateInstanceLayerPropertiesArgs<'a> {
             true,
             536,
             Default::default(),
-            |d, cx| Ok(dec_layer_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_layer_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -941,7 +941,7 @@ impl<'a> GetPhysicalDeviceToolPropertiesArgs<'a> {
             true,
             1072,
             Default::default(),
-            |d, cx| Ok(dec_physical_device_tool_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_physical_device_tool_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)

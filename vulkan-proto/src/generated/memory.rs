@@ -4378,7 +4378,7 @@ impl<'a> GetImageSparseMemoryRequirementsArgs<'a> {
             true,
             48,
             Default::default(),
-            |d, cx| Ok(dec_sparse_image_memory_requirements_partial(d, cx)?),
+            |d, cx| Ok(dec_sparse_image_memory_requirements(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -5019,7 +5019,7 @@ impl<'a> GetImageSparseMemoryRequirements2Args<'a> {
             true,
             60,
             Default::default(),
-            |d, cx| Ok(dec_sparse_image_memory_requirements2_partial(d, cx)?),
+            |d, cx| Ok(dec_sparse_image_memory_requirements2(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -5477,7 +5477,7 @@ impl<'a> GetDeviceImageSparseMemoryRequirementsArgs<'a> {
             true,
             60,
             Default::default(),
-            |d, cx| Ok(dec_sparse_image_memory_requirements2_partial(d, cx)?),
+            |d, cx| Ok(dec_sparse_image_memory_requirements2(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)

@@ -40,6 +40,8 @@ pub mod pipeline;
 pub mod query;
 pub mod queue;
 pub mod sync;
+#[cfg(feature = "testgen")]
+pub mod testgen;
 pub mod transport;
 pub mod types;
 

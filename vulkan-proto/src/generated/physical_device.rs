@@ -219,6 +219,7 @@ pub(crate) fn dec_drm_format_modifier_properties_list2_ext_fields_partial<'a>(
 ) -> Result<vk::DrmFormatModifierPropertiesList2EXT<'a>> {
     let _ = &cx;
     let mut v = vk::DrmFormatModifierPropertiesList2EXT::default();
+    v.drm_format_modifier_count = d.u32()?;
     v.p_drm_format_modifier_properties = slice_ptr(cx.array(
         d,
         u64::from(v.drm_format_modifier_count),
@@ -263,8 +264,8 @@ pub(crate) unsafe fn enc_drm_format_modifier_properties_list2_ext_fields_partial
     e: &mut Encoder,
     v: &vk::DrmFormatModifierPropertiesList2EXT<'_>,
 ) {
-    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-    // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+                                        // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifier_properties,
@@ -418,6 +419,7 @@ pub(crate) fn dec_drm_format_modifier_properties_list_ext_fields_partial<'a>(
 ) -> Result<vk::DrmFormatModifierPropertiesListEXT<'a>> {
     let _ = &cx;
     let mut v = vk::DrmFormatModifierPropertiesListEXT::default();
+    v.drm_format_modifier_count = d.u32()?;
     v.p_drm_format_modifier_properties = slice_ptr(cx.array(
         d,
         u64::from(v.drm_format_modifier_count),
@@ -462,8 +464,8 @@ pub(crate) unsafe fn enc_drm_format_modifier_properties_list_ext_fields_partial(
     e: &mut Encoder,
     v: &vk::DrmFormatModifierPropertiesListEXT<'_>,
 ) {
-    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-    // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+                                        // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifier_properties,
@@ -26345,7 +26347,7 @@ impl<'a> GetPhysicalDeviceQueueFamilyPropertiesArgs<'a> {
             true,
             24,
             Default::default(),
-            |d, cx| Ok(dec_queue_family_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_queue_family_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -26602,7 +26604,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatPropertiesArgs<'a> {
             true,
             20,
             Default::default(),
-            |d, cx| Ok(dec_sparse_image_format_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_sparse_image_format_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -26746,7 +26748,7 @@ impl<'a> EnumeratePhysicalDeviceGroupsArgs<'a> {
             true,
             284,
             Default::default(),
-            |d, cx| Ok(dec_physical_device_group_properties_partial(d, cx)?),
+            |d, cx| Ok(dec_physical_device_group_properties(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -27295,7 +27297,7 @@ impl<'a> GetPhysicalDeviceQueueFamilyProperties2Args<'a> {
             true,
             36,
             Default::default(),
-            |d, cx| Ok(dec_queue_family_properties2_partial(d, cx)?),
+            |d, cx| Ok(dec_queue_family_properties2(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -27555,7 +27557,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatProperties2Args<'a> {
             true,
             32,
             Default::default(),
-            |d, cx| Ok(dec_sparse_image_format_properties2_partial(d, cx)?),
+            |d, cx| Ok(dec_sparse_image_format_properties2(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
@@ -28210,11 +28212,7 @@ impl<'a> GetPhysicalDeviceFragmentShadingRatesKHRArgs<'a> {
             true,
             24,
             Default::default(),
-            |d, cx| {
-                Ok(dec_physical_device_fragment_shading_rate_khr_partial(
-                    d, cx,
-                )?)
-            },
+            |d, cx| Ok(dec_physical_device_fragment_shading_rate_khr(d, cx)?),
         )?;
         let _ = a;
         Ok(ret)
