@@ -12,7 +12,11 @@ fn words(ws: &[u32]) -> Vec<u8> {
 }
 
 fn u64w(v: u64) -> [u32; 2] {
-    [v as u32, (v >> 32) as u32]
+    let b = v.to_le_bytes();
+    [
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+    ]
 }
 
 /// vkCreateInstance as vulkaninfo sends it (140 bytes).

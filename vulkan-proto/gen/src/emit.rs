@@ -185,10 +185,8 @@ fn min_wire(s: &StructDef, p: &Proto) -> usize {
             Kind::Handle(_) => 8,
             Kind::Struct(x) => min_wire(&p.structs[x], p),
             Kind::Union(_) => 8,
-            Kind::Fixed(e, _, n) => 8 + usize::try_from(*n).unwrap_or(0) * elem_min_wire(e, p),
-            Kind::Chars(_, n) | Kind::Bytes(_, n) => {
-                8 + usize::try_from(n.div_ceil(4) * 4).unwrap_or(0)
-            }
+            Kind::Fixed(e, n) => 8 + usize::try_from(*n).unwrap_or(0) * elem_min_wire(e, p),
+            Kind::Chars(n) | Kind::Bytes(n) => 8 + usize::try_from(n.div_ceil(4) * 4).unwrap_or(0),
             _ => 8,
         })
         .sum()
@@ -221,7 +219,7 @@ fn enc_elem(k: &Kind, x: &str, partial: bool) -> String {
         Kind::Struct(s) | Kind::Union(s) => {
             let suffix = if partial { "_partial" } else { "" };
             format!(
-                "// SAFETY: pointers reachable from the value are valid (this function's contract).\n\
+                "\n// SAFETY: pointers reachable from the value are valid (this function's contract).\n\
                  unsafe {{ enc_{}{suffix}(e, &{x}) }};",
                 stem(s)
             )
@@ -270,17 +268,17 @@ fn dec_member(f: &Field, p: &Proto, partial: bool, sname: &str) -> Result<String
     Ok(match &f.kind {
         Kind::SType(_) | Kind::PNext => String::new(),
         Kind::Scalar(_) | Kind::Union(_) if partial => String::new(),
-        Kind::Fixed(e, ..) if partial && !is_partial_elem(e) => String::new(),
+        Kind::Fixed(e, _) if partial && !is_partial_elem(e) => String::new(),
         Kind::Chars(..) | Kind::Bytes(..) if partial => String::new(),
         Kind::Scalar(_) | Kind::Handle(_) | Kind::Struct(_) | Kind::Union(_) => {
             format!("{t} = {};\n", dec_elem(&f.kind, partial))
         }
-        Kind::Fixed(e, _, n) => format!(
+        Kind::Fixed(e, n) => format!(
             "d.expect_array_size({n})?;\nfor x in {t}.iter_mut() {{ *x = {}; }}\n",
             dec_elem(e, partial)
         ),
-        Kind::Chars(_, n) => format!("d.expect_array_size({n})?;\nd.chars_into(&mut {t})?;\n"),
-        Kind::Bytes(_, n) => format!("d.expect_array_size({n})?;\nd.bytes_into(&mut {t})?;\n"),
+        Kind::Chars(n) => format!("d.expect_array_size({n})?;\nd.chars_into(&mut {t})?;\n"),
+        Kind::Bytes(n) => format!("d.expect_array_size({n})?;\nd.bytes_into(&mut {t})?;\n"),
         Kind::PtrStruct(s) => {
             let dec = if partial {
                 format!("dec_{}_partial(d, cx)?", stem(s))
@@ -348,7 +346,7 @@ fn dec_member(f: &Field, p: &Proto, partial: bool, sname: &str) -> Result<String
 }
 
 const SAFETY_PTR: &str =
-    "// SAFETY: the caller guarantees every pointer reachable from the value is valid for the\n\
+    "\n// SAFETY: the caller guarantees every pointer reachable from the value is valid for the\n\
      // lengths its count members give (this function's `# Safety` contract).\n";
 
 /// Encode statements for one struct member from `v.<rust>`.
@@ -358,20 +356,20 @@ fn enc_member(f: &Field, p: &Proto, partial: bool, sname: &str) -> Result<String
     let body = match &f.kind {
         Kind::SType(_) | Kind::PNext => String::new(),
         Kind::Scalar(_) | Kind::Union(_) if partial => String::new(),
-        Kind::Fixed(e, ..) if partial && !is_partial_elem(e) => String::new(),
+        Kind::Fixed(e, _) if partial && !is_partial_elem(e) => String::new(),
         Kind::Chars(..) | Kind::Bytes(..) if partial => String::new(),
         Kind::Scalar(_) | Kind::Handle(_) | Kind::Struct(_) | Kind::Union(_) => {
             enc_elem(&f.kind, &x, partial)
         }
-        Kind::Fixed(e, _, n) => {
+        Kind::Fixed(e, n) => {
             format!("e.array_size({n});\nfor x in &{x} {{ {} }}\n", enc_elem(e, "*x", partial))
         }
-        Kind::Chars(_, n) => format!("e.array_size({n});\ne.chars(&{x});\n"),
-        Kind::Bytes(_, n) => format!("e.array_size({n});\ne.bytes_padded(&{x});\n"),
+        Kind::Chars(n) => format!("e.array_size({n});\ne.chars(&{x});\n"),
+        Kind::Bytes(n) => format!("e.array_size({n});\ne.bytes_padded(&{x});\n"),
         Kind::PtrStruct(s) => {
             let suffix = if partial { "_partial" } else { "" };
             format!(
-                "{SAFETY_PTR}match unsafe {{ raw::opt_ref({x}) }} {{ Some(r) => {{ e.u64(1); \
+                "{SAFETY_PTR}match unsafe {{ raw::opt_ref({x}) }} {{ Some(r) => {{ e.u64(1);\n\
                  // SAFETY: as above.\n unsafe {{ enc_{}{suffix}(e, r) }}; }} None => e.u64(0), }}\n",
                 stem(s)
             )
@@ -423,7 +421,7 @@ fn enc_member(f: &Field, p: &Proto, partial: bool, sname: &str) -> Result<String
         Kind::StrArray(len) if !partial => {
             let n = len_expr(len, "v", false);
             format!(
-                "{SAFETY_PTR}match unsafe {{ raw::slice({x}, {n}) }} {{ Some(s) if !s.is_empty() => {{ e.array_size(s.len() as u64); for p in s {{ \
+                "{SAFETY_PTR}match unsafe {{ raw::slice({x}, {n}) }} {{ Some(s) if !s.is_empty() => {{ e.array_size(s.len() as u64); for p in s {{\n\
                  // SAFETY: as above.\n e.string(unsafe {{ raw::cstr(*p) }}); }} }} _ => e.array_size(0), }}\n"
             )
         }
@@ -485,8 +483,9 @@ fn emit_struct(s: &StructDef, p: &Proto, out: &mut String) -> Result<(), String>
         if let Some(stype) = s.stype {
             let _ = writeln!(
                 out,
-                "/// Decodes a `{}` ({what}): sType, pNext chain, members.",
-                s.name
+                "/// Decodes a `{}` ({what}): sType (`{}`), pNext chain, members.",
+                s.name,
+                s.stype_name.as_deref().unwrap_or("")
             );
             let _ = writeln!(
                 out,
@@ -666,7 +665,7 @@ fn emit_union(s: &StructDef, p: &Proto, out: &mut String) -> Result<(), String> 
                 format!("{}{}", p.structs[x].path, lt(&p.structs[x])),
                 format!("x = {};", dec_elem(&f.kind, false)),
             ),
-            Kind::Fixed(e, _, n) => (
+            Kind::Fixed(e, n) => (
                 format!("[{}; {n}]", elem_ty(e, p)),
                 format!(
                     "d.expect_array_size({n})?;\nfor y in x.iter_mut() {{ *y = {}; }}",
@@ -707,7 +706,7 @@ fn emit_union(s: &StructDef, p: &Proto, out: &mut String) -> Result<(), String> 
     let enc = match &f.kind {
         Kind::Scalar(sc) => sc_enc(sc, "m"),
         Kind::Struct(_) | Kind::Union(_) => enc_elem(&f.kind, "m", false),
-        Kind::Fixed(e, _, n) => format!(
+        Kind::Fixed(e, n) => format!(
             "e.array_size({n});\nfor y in &m {{ {} }}",
             enc_elem(e, "*y", false)
         ),
@@ -752,7 +751,7 @@ fn param_ty(f: &Field, p: &Proto) -> Result<Option<String>, String> {
         Kind::Allocator => return Ok(None),
         Kind::Scalar(sc) => sc_ty(sc),
         Kind::Handle(h) => h.path.clone(),
-        Kind::Fixed(e, _, n) => format!("[{}; {n}]", elem_ty(e, p)),
+        Kind::Fixed(e, n) => format!("[{}; {n}]", elem_ty(e, p)),
         Kind::PtrStruct(s) => format!("Option<&'a {m}{}>", elem_ty(&Kind::Struct(s.clone()), p)),
         Kind::PtrScalar(sc) => format!("Option<&'a {m}{}>", sc_ty(sc)),
         Kind::PtrHandle(h) => format!("Option<&'a {m}{}>", h.path),
@@ -781,15 +780,15 @@ fn param_dec(c: &CommandDef, i: usize, f: &Field, p: &Proto, full: bool) -> Resu
         Kind::Handle(h) => {
             let mut s = format!("{t} = {};\n", dec_elem(&f.kind, false));
             if i == 0 && h.dispatchable {
-                let _ = write!(
+                let _ = writeln!(
                     s,
-                    "if {t} == {}::null() {{ return Err(d.null_required(\"{}\", \"{}\")); }}\n",
+                    "if {t} == {}::null() {{ return Err(d.null_required(\"{}\", \"{}\")); }}",
                     h.path, c.name, f.name
                 );
             }
             s
         }
-        Kind::Fixed(e, _, n) => format!(
+        Kind::Fixed(e, n) => format!(
             "d.expect_array_size({n})?;\nfor x in {t}.iter_mut() {{ *x = {}; }}\n",
             dec_elem(e, false)
         ),
@@ -872,7 +871,7 @@ fn param_enc(f: &Field, p: &Proto, full: bool) -> Result<String, String> {
         Kind::Allocator => "e.u64(0);\n".into(),
         Kind::Scalar(sc) => sc_enc(sc, &x) + "\n",
         Kind::Handle(_) => format!("e.u64({x}.as_raw());\n"),
-        Kind::Fixed(e, _, n) => format!(
+        Kind::Fixed(e, n) => format!(
             "e.array_size({n});\nfor x in &{x} {{ {} }}\n",
             enc_elem(e, "*x", false)
         ),
@@ -950,9 +949,15 @@ fn emit_command(c: &CommandDef, p: &Proto, out: &mut String) -> Result<(), Strin
     };
     let _ = writeln!(
         out,
-        "/// Arguments of `{}` (command type {}). Output handles hold guest object ids.\n\
+        "/// Arguments of `{}` (command type {}{}). Output handles hold guest object ids.\n\
          {derive}\npub struct {an}<'a> {{",
-        c.name, c.ty
+        c.name,
+        c.ty,
+        if c.aliases.is_empty() {
+            String::new()
+        } else {
+            format!("; also {}", c.aliases.join(", "))
+        }
     );
     for f in &c.params {
         if let Some(t) = param_ty(f, p)? {
@@ -1113,6 +1118,9 @@ fn types_file(p: &Proto, hashes: &[(String, String)]) -> Result<String, String> 
     );
     for s in p.structs.values().filter(|s| s.own) {
         let _ = writeln!(out, "/// `{}`.", s.name);
+        if let Some(e) = policy::EXTRA_STRUCTS.iter().find(|e| e.name == s.name) {
+            let _ = writeln!(out, "///\n/// Added by the generator: {}.", e.reason);
+        }
         let _ = writeln!(
             out,
             "#[repr(C)]\n#[derive(Copy, Clone, Debug)]\npub struct {}{} {{",

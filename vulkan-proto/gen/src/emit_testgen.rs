@@ -88,16 +88,16 @@ fn count_setup(lens: &[Len], prefix: &str, args: bool) -> (String, String) {
         let v = count_var(l);
         match l {
             Len::Member(m, sc) => {
-                let _ = writeln!(choose, "let {v} = g.len();");
+                let _ = writeln!(choose, "let {v} = g.count();");
                 let _ = writeln!(store, "{prefix}.{} = {};", snake(m), sc_from_n(sc, &v));
             }
             Len::Deref(m, sc) => {
-                let _ = writeln!(choose, "let {v} = g.len();");
+                let _ = writeln!(choose, "let {v} = g.count();");
                 let val = sc_from_n(sc, &v);
                 let _ = writeln!(store, "{prefix}.{} = Some(g.alloc({val}));", snake(m));
             }
             Len::Div(m, sc, k) => {
-                let _ = writeln!(choose, "let {v} = g.len();");
+                let _ = writeln!(choose, "let {v} = g.count();");
                 let _ = writeln!(
                     store,
                     "{prefix}.{} = {};",
@@ -137,7 +137,7 @@ fn member_gen(f: &Field, p: &Proto) -> String {
         Kind::Scalar(_) | Kind::Handle(_) | Kind::Struct(_) | Kind::Union(_) => {
             format!("{t} = {};\n", elem_gen(&f.kind, p))
         }
-        Kind::Fixed(e, ..) => format!("for x in {t}.iter_mut() {{ *x = {}; }}\n", elem_gen(e, p)),
+        Kind::Fixed(e, _) => format!("for x in {t}.iter_mut() {{ *x = {}; }}\n", elem_gen(e, p)),
         Kind::Chars(..) => format!("g.fill_chars(&mut {t});\n"),
         Kind::Bytes(..) => format!("g.fill_bytes(&mut {t});\n"),
         Kind::PtrStruct(s) => format!(
@@ -195,7 +195,7 @@ fn emit_struct_gen(s: &StructDef, p: &Proto, out: &mut String) {
             .map_or(0, |t| t.1);
         let f = &s.fields[tag as usize];
         let val = match &f.kind {
-            Kind::Fixed(e, ..) => format!("core::array::from_fn(|_| {})", elem_gen(e, p)),
+            Kind::Fixed(e, _) => format!("core::array::from_fn(|_| {})", elem_gen(e, p)),
             k => elem_gen(k, p),
         };
         let _ = writeln!(
@@ -284,7 +284,7 @@ fn emit_command_gen(c: &CommandDef, p: &Proto, out: &mut String) {
         let line = match &f.kind {
             Kind::Allocator => String::new(),
             Kind::Scalar(_) | Kind::Handle(_) => format!("{t} = {};\n", elem_gen(&f.kind, p)),
-            Kind::Fixed(e, ..) => {
+            Kind::Fixed(e, _) => {
                 format!("for x in {t}.iter_mut() {{ *x = {}; }}\n", elem_gen(e, p))
             }
             Kind::PtrStruct(s) => {
@@ -309,7 +309,7 @@ fn emit_command_gen(c: &CommandDef, p: &Proto, out: &mut String) {
                             .iter()
                             .any(|l| matches!(l, Len::Member(m, _) if snake(m) == *fld));
                         if *par == f.rust && !is_inner {
-                            let _ = write!(fix, "x.{fld} = {};", sc_from_n(sc, "g.len()"));
+                            let _ = write!(fix, "x.{fld} = {};", sc_from_n(sc, "g.count()"));
                         }
                     }
                     format!(

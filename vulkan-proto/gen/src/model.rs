@@ -87,11 +87,11 @@ pub enum Kind {
     /// A union by value.
     Union(String),
     /// `T x[N]` of scalars, handles or structs.
-    Fixed(Box<Kind>, String, u64),
+    Fixed(Box<Kind>, u64),
     /// `char x[N]`.
-    Chars(String, u64),
+    Chars(u64),
     /// `uint8_t x[N]`.
-    Bytes(String, u64),
+    Bytes(u64),
     /// Pointer to one struct.
     PtrStruct(String),
     /// Pointer to one scalar.
@@ -536,15 +536,10 @@ impl Ctx<'_> {
             let n = self
                 .constant(&m.fixed[0])
                 .ok_or(format!("bad array size {}", m.fixed[0]))?;
-            let size = if self.reg.constants.contains_key(&m.fixed[0]) {
-                format!("vk::{}", m.fixed[0].trim_start_matches("VK_"))
-            } else {
-                n.to_string()
-            };
             return Ok(match m.ty.as_str() {
-                "char" => Kind::Chars(size, n),
-                "uint8_t" => Kind::Bytes(size, n),
-                t => Kind::Fixed(Box::new(self.elem(t)?), size, n),
+                "char" => Kind::Chars(n),
+                "uint8_t" => Kind::Bytes(n),
+                t => Kind::Fixed(Box::new(self.elem(t)?), n),
             });
         }
         match m.ptr_depth {
@@ -896,7 +891,7 @@ pub fn build(reg: &Registry) -> Result<Proto, String> {
                 .unwrap_or_default();
             enums.insert(n.clone(), (p.clone(), vals));
         }
-        if let Kind::Array(e, _) | Kind::Fixed(e, _, _) = k {
+        if let Kind::Array(e, _) | Kind::Fixed(e, _) = k {
             if let Kind::Scalar(Sc::Enum(n, p)) = e.as_ref() {
                 let vals: BTreeSet<i64> = reg
                     .enum_values
@@ -920,7 +915,7 @@ pub fn build(reg: &Registry) -> Result<Proto, String> {
 fn collect_struct_roots(k: &Kind, output: bool, out: &mut Vec<(String, bool)>) {
     match k {
         Kind::Struct(s) | Kind::Union(s) | Kind::PtrStruct(s) => out.push((s.clone(), output)),
-        Kind::Fixed(e, ..) | Kind::Array(e, _) => collect_struct_roots(e, output, out),
+        Kind::Fixed(e, _) | Kind::Array(e, _) => collect_struct_roots(e, output, out),
         _ => {}
     }
 }
@@ -1061,7 +1056,7 @@ pub fn settle_lifetimes(proto: &mut Proto) {
                 Kind::Struct(s) | Kind::Union(s) => {
                     proto.structs.get(s).is_some_and(|x| x.lifetime)
                 }
-                Kind::Fixed(e, ..) => match e.as_ref() {
+                Kind::Fixed(e, _) => match e.as_ref() {
                     Kind::Struct(s) | Kind::Union(s) => {
                         proto.structs.get(s).is_some_and(|x| x.lifetime)
                     }

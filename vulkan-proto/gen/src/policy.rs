@@ -640,9 +640,6 @@ pub const EXTRA_STRUCTS: &[ExtraStruct] = &[ExtraStruct {
     reason: "venus protocol spec 2 struct missing from the provided spec-1 MESA XML",
 }];
 
-/// Longest pNext chain a decoder accepts (all of Mesa's feature structs fit with room).
-pub const MAX_PNEXT_CHAIN: usize = 128;
-
 /// Structs of protocol extensions that never go on the wire (they carry host-only values).
 /// They are left out of every pNext chain the decoder accepts.
 pub const STRUCTS_NOT_SERIALIZED: &[(&str, &str)] = &[(

@@ -68,8 +68,6 @@ pub enum Category {
 /// A registry type.
 #[derive(Debug, Clone)]
 pub struct Type {
-    /// Type name.
-    pub name: String,
     /// Category.
     pub category: Category,
     /// Alias target, if this is an alias.
@@ -111,14 +109,10 @@ pub enum Origin {
 /// An extension as declared in the registry.
 #[derive(Debug, Clone)]
 pub struct Extension {
-    /// Name.
-    pub name: String,
     /// Registry number.
     pub number: u32,
     /// `SPEC_VERSION` value.
     pub spec_version: u32,
-    /// `supported` attribute.
-    pub supported: String,
 }
 
 /// Everything read from the XML files.
@@ -303,7 +297,6 @@ impl Registry {
                 .and_then(|c| c.text())
                 .map(str::to_owned);
             let ty = Type {
-                name: name.clone(),
                 category: cat,
                 alias: t.attribute("alias").map(str::to_owned),
                 members,
@@ -476,7 +469,6 @@ impl Registry {
                 .attribute("number")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            let supported = e.attribute("supported").unwrap_or("").to_owned();
             let mut spec_version = 0;
             for req in e.children().filter(|c| c.has_tag_name("require")) {
                 for en in req.children().filter(|c| c.has_tag_name("enum")) {
@@ -489,10 +481,8 @@ impl Registry {
             self.extensions.insert(
                 name.to_owned(),
                 Extension {
-                    name: name.to_owned(),
                     number,
                     spec_version: u32::try_from(spec_version).unwrap_or(0),
-                    supported,
                 },
             );
             if e.attribute("supported")

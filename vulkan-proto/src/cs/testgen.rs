@@ -1,5 +1,8 @@
 //! Random value source for the generated `testgen` module (feature `testgen`): a seeded
 //! splitmix64 generator that allocates what it makes in an [`Arena`].
+//!
+//! Truncating casts are the point here (random bits cut to the width needed).
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
 
 use core::ffi::{c_char, CStr};
 
@@ -51,11 +54,11 @@ impl<'a> Gen<'a> {
 
     /// True one time in eight.
     pub fn rare(&mut self) -> bool {
-        self.u64() % 8 == 0
+        self.u64().is_multiple_of(8)
     }
 
     /// An array length: 0 to 3, with 0 and 1 most likely.
-    pub fn len(&mut self) -> usize {
+    pub fn count(&mut self) -> usize {
         [0, 1, 1, 2, 3, 0, 1, 2][self.below(8)]
     }
 

@@ -45,7 +45,7 @@ pub(crate) fn dec_buffer_copy2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferCopy2` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferCopy2` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_COPY_2`), pNext chain, members.
 pub(crate) fn dec_buffer_copy2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -124,7 +124,7 @@ pub(crate) fn dec_buffer_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_buffer_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -276,7 +276,7 @@ pub(crate) fn dec_buffer_device_address_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferDeviceAddressInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferDeviceAddressInfo` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO`), pNext chain, members.
 pub(crate) fn dec_buffer_device_address_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -363,9 +363,12 @@ pub(crate) fn dec_buffer_image_copy<'a>(
 pub(crate) unsafe fn enc_buffer_image_copy(e: &mut Encoder, v: &vk::BufferImageCopy) {
     e.u64(v.buffer_offset);
     e.u32(v.buffer_row_length);
-    e.u32(v.buffer_image_height); // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.image_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.image_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32(v.buffer_image_height);
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.image_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.image_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.image_extent) };
 }
 
@@ -385,7 +388,7 @@ pub(crate) fn dec_buffer_image_copy2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferImageCopy2` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferImageCopy2` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_IMAGE_COPY_2`), pNext chain, members.
 pub(crate) fn dec_buffer_image_copy2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -417,9 +420,12 @@ pub(crate) fn dec_pnext_buffer_image_copy2(
 pub(crate) unsafe fn enc_buffer_image_copy2_fields(e: &mut Encoder, v: &vk::BufferImageCopy2<'_>) {
     e.u64(v.buffer_offset);
     e.u32(v.buffer_row_length);
-    e.u32(v.buffer_image_height); // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.image_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.image_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32(v.buffer_image_height);
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.image_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.image_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.image_extent) };
 }
 
@@ -457,7 +463,7 @@ pub(crate) fn dec_buffer_opaque_capture_address_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferOpaqueCaptureAddressCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferOpaqueCaptureAddressCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_OPAQUE_CAPTURE_ADDRESS_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_buffer_opaque_capture_address_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -533,7 +539,7 @@ pub(crate) fn dec_buffer_usage_flags2_create_info_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferUsageFlags2CreateInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferUsageFlags2CreateInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_USAGE_FLAGS_2_CREATE_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_buffer_usage_flags2_create_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -613,7 +619,7 @@ pub(crate) fn dec_buffer_view_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferViewCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferViewCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_buffer_view_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -731,7 +737,7 @@ pub(crate) fn dec_command_buffer_allocate_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCommandBufferAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandBufferAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_command_buffer_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -812,7 +818,7 @@ pub(crate) fn dec_command_buffer_begin_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCommandBufferBeginInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandBufferBeginInfo` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO`), pNext chain, members.
 pub(crate) fn dec_command_buffer_begin_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -860,11 +866,13 @@ pub(crate) unsafe fn enc_command_buffer_begin_info_fields(
     e: &mut Encoder,
     v: &vk::CommandBufferBeginInfo<'_>,
 ) {
-    e.u32((v.flags).as_raw()); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32((v.flags).as_raw());
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_inheritance_info) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_command_buffer_inheritance_info(e, r) };
         }
         None => e.u64(0),
@@ -930,7 +938,7 @@ pub(crate) fn dec_command_buffer_inheritance_conditional_rendering_info_ext_fiel
     Ok(v)
 }
 
-/// Decodes a `VkCommandBufferInheritanceConditionalRenderingInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandBufferInheritanceConditionalRenderingInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_BUFFER_INHERITANCE_CONDITIONAL_RENDERING_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_command_buffer_inheritance_conditional_rendering_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1015,7 +1023,7 @@ pub(crate) fn dec_command_buffer_inheritance_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCommandBufferInheritanceInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandBufferInheritanceInfo` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_BUFFER_INHERITANCE_INFO`), pNext chain, members.
 pub(crate) fn dec_command_buffer_inheritance_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1162,7 +1170,7 @@ pub(crate) fn dec_command_buffer_inheritance_rendering_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCommandBufferInheritanceRenderingInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandBufferInheritanceRenderingInfo` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_BUFFER_INHERITANCE_RENDERING_INFO`), pNext chain, members.
 pub(crate) fn dec_command_buffer_inheritance_rendering_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1201,8 +1209,9 @@ pub(crate) unsafe fn enc_command_buffer_inheritance_rendering_info_fields(
 ) {
     e.u32((v.flags).as_raw());
     e.u32(v.view_mask);
-    e.u32(v.color_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.color_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_color_attachment_formats,
@@ -1263,7 +1272,7 @@ pub(crate) fn dec_command_buffer_submit_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCommandBufferSubmitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandBufferSubmitInfo` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_BUFFER_SUBMIT_INFO`), pNext chain, members.
 pub(crate) fn dec_command_buffer_submit_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1347,7 +1356,7 @@ pub(crate) fn dec_copy_buffer_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCopyBufferInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkCopyBufferInfo2` (full): sType (`VK_STRUCTURE_TYPE_COPY_BUFFER_INFO_2`), pNext chain, members.
 pub(crate) fn dec_copy_buffer_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1379,8 +1388,9 @@ pub(crate) fn dec_pnext_copy_buffer_info2(
 pub(crate) unsafe fn enc_copy_buffer_info2_fields(e: &mut Encoder, v: &vk::CopyBufferInfo2<'_>) {
     e.u64((v.src_buffer).as_raw());
     e.u64((v.dst_buffer).as_raw());
-    e.u32(v.region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_regions, u64::from(v.region_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1439,7 +1449,7 @@ pub(crate) fn dec_copy_buffer_to_image_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCopyBufferToImageInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkCopyBufferToImageInfo2` (full): sType (`VK_STRUCTURE_TYPE_COPY_BUFFER_TO_IMAGE_INFO_2`), pNext chain, members.
 pub(crate) fn dec_copy_buffer_to_image_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1475,8 +1485,9 @@ pub(crate) unsafe fn enc_copy_buffer_to_image_info2_fields(
     e.u64((v.src_buffer).as_raw());
     e.u64((v.dst_image).as_raw());
     e.i32((v.dst_image_layout).as_raw());
-    e.u32(v.region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_regions, u64::from(v.region_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1538,7 +1549,7 @@ pub(crate) fn dec_copy_image_to_buffer_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCopyImageToBufferInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkCopyImageToBufferInfo2` (full): sType (`VK_STRUCTURE_TYPE_COPY_IMAGE_TO_BUFFER_INFO_2`), pNext chain, members.
 pub(crate) fn dec_copy_image_to_buffer_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1574,8 +1585,9 @@ pub(crate) unsafe fn enc_copy_image_to_buffer_info2_fields(
     e.u64((v.src_image).as_raw());
     e.i32((v.src_image_layout).as_raw());
     e.u64((v.dst_buffer).as_raw());
-    e.u32(v.region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_regions, u64::from(v.region_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1650,7 +1662,7 @@ pub(crate) fn dec_device_group_command_buffer_begin_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceGroupCommandBufferBeginInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceGroupCommandBufferBeginInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_GROUP_COMMAND_BUFFER_BEGIN_INFO`), pNext chain, members.
 pub(crate) fn dec_device_group_command_buffer_begin_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1769,6 +1781,7 @@ impl<'a> CreateBufferArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_buffer_create_info(e, r) };
@@ -1938,6 +1951,7 @@ impl<'a> CreateBufferViewArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_buffer_view_create_info(e, r) };
@@ -2109,6 +2123,7 @@ impl<'a> AllocateCommandBuffersArgs<'a> {
         match &self.p_allocate_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_command_buffer_allocate_info(e, r) };
@@ -2311,6 +2326,7 @@ impl<'a> BeginCommandBufferArgs<'a> {
         match &self.p_begin_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_command_buffer_begin_info(e, r) };
@@ -2461,7 +2477,7 @@ impl<'a> ResetCommandBufferArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetBufferDeviceAddress` (command type 175). Output handles hold guest object ids.
+/// Arguments of `vkGetBufferDeviceAddress` (command type 175; also vkGetBufferDeviceAddressEXT, vkGetBufferDeviceAddressKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetBufferDeviceAddressArgs<'a> {
     /// `device` (input).
@@ -2506,6 +2522,7 @@ impl<'a> GetBufferDeviceAddressArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_buffer_device_address_info(e, r) };
@@ -2536,7 +2553,7 @@ impl<'a> GetBufferDeviceAddressArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetBufferOpaqueCaptureAddress` (command type 176). Output handles hold guest object ids.
+/// Arguments of `vkGetBufferOpaqueCaptureAddress` (command type 176; also vkGetBufferOpaqueCaptureAddressKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetBufferOpaqueCaptureAddressArgs<'a> {
     /// `device` (input).
@@ -2581,6 +2598,7 @@ impl<'a> GetBufferOpaqueCaptureAddressArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_buffer_device_address_info(e, r) };

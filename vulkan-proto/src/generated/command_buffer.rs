@@ -121,6 +121,7 @@ pub(crate) unsafe fn enc_clear_value(e: &mut Encoder, v: &vk::ClearValue) {
     // `Default` gives); every member is plain data, so reading the default-tag member
     // reads initialized bytes.
     let m = unsafe { v.color };
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_clear_color_value(e, &m) };
 }
@@ -203,7 +204,7 @@ pub(crate) fn dec_command_pool_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCommandPoolCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkCommandPoolCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_command_pool_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -371,6 +372,7 @@ impl<'a> CreateCommandPoolArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_command_pool_create_info(e, r) };
@@ -2741,6 +2743,7 @@ impl<'a> CmdClearColorImageArgs<'a> {
         match &self.p_color {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_clear_color_value(e, r) };
@@ -2852,6 +2855,7 @@ impl<'a> CmdClearDepthStencilImageArgs<'a> {
         match &self.p_depth_stencil {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_clear_depth_stencil_value(e, r) };
@@ -4066,6 +4070,7 @@ impl<'a> CmdBeginRenderPassArgs<'a> {
         match &self.p_render_pass_begin {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_render_pass_begin_info(e, r) };
@@ -4307,7 +4312,7 @@ impl<'a> CmdExecuteCommandsArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetDeviceMask` (command type 141). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetDeviceMask` (command type 141; also vkCmdSetDeviceMaskKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetDeviceMaskArgs<'a> {
     /// `commandBuffer` (input).
@@ -4369,7 +4374,7 @@ impl<'a> CmdSetDeviceMaskArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdDispatchBase` (command type 142). Output handles hold guest object ids.
+/// Arguments of `vkCmdDispatchBase` (command type 142; also vkCmdDispatchBaseKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdDispatchBaseArgs<'a> {
     /// `commandBuffer` (input).
@@ -4451,7 +4456,7 @@ impl<'a> CmdDispatchBaseArgs<'a> {
     }
 }
 
-/// Arguments of `vkTrimCommandPool` (command type 154). Output handles hold guest object ids.
+/// Arguments of `vkTrimCommandPool` (command type 154; also vkTrimCommandPoolKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct TrimCommandPoolArgs<'a> {
     /// `device` (input).
@@ -4517,7 +4522,7 @@ impl<'a> TrimCommandPoolArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdDrawIndirectCount` (command type 165). Output handles hold guest object ids.
+/// Arguments of `vkCmdDrawIndirectCount` (command type 165; also vkCmdDrawIndirectCountAMD, vkCmdDrawIndirectCountKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdDrawIndirectCountArgs<'a> {
     /// `commandBuffer` (input).
@@ -4599,7 +4604,7 @@ impl<'a> CmdDrawIndirectCountArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdDrawIndexedIndirectCount` (command type 166). Output handles hold guest object ids.
+/// Arguments of `vkCmdDrawIndexedIndirectCount` (command type 166; also vkCmdDrawIndexedIndirectCountAMD, vkCmdDrawIndexedIndirectCountKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdDrawIndexedIndirectCountArgs<'a> {
     /// `commandBuffer` (input).
@@ -4681,7 +4686,7 @@ impl<'a> CmdDrawIndexedIndirectCountArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdBeginRenderPass2` (command type 168). Output handles hold guest object ids.
+/// Arguments of `vkCmdBeginRenderPass2` (command type 168; also vkCmdBeginRenderPass2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdBeginRenderPass2Args<'a> {
     /// `commandBuffer` (input).
@@ -4734,6 +4739,7 @@ impl<'a> CmdBeginRenderPass2Args<'a> {
         match &self.p_render_pass_begin {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_render_pass_begin_info(e, r) };
@@ -4743,6 +4749,7 @@ impl<'a> CmdBeginRenderPass2Args<'a> {
         match &self.p_subpass_begin_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subpass_begin_info(e, r) };
@@ -4773,7 +4780,7 @@ impl<'a> CmdBeginRenderPass2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdNextSubpass2` (command type 169). Output handles hold guest object ids.
+/// Arguments of `vkCmdNextSubpass2` (command type 169; also vkCmdNextSubpass2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdNextSubpass2Args<'a> {
     /// `commandBuffer` (input).
@@ -4826,6 +4833,7 @@ impl<'a> CmdNextSubpass2Args<'a> {
         match &self.p_subpass_begin_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subpass_begin_info(e, r) };
@@ -4835,6 +4843,7 @@ impl<'a> CmdNextSubpass2Args<'a> {
         match &self.p_subpass_end_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subpass_end_info(e, r) };
@@ -4865,7 +4874,7 @@ impl<'a> CmdNextSubpass2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdEndRenderPass2` (command type 170). Output handles hold guest object ids.
+/// Arguments of `vkCmdEndRenderPass2` (command type 170; also vkCmdEndRenderPass2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdEndRenderPass2Args<'a> {
     /// `commandBuffer` (input).
@@ -4910,6 +4919,7 @@ impl<'a> CmdEndRenderPass2Args<'a> {
         match &self.p_subpass_end_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subpass_end_info(e, r) };
@@ -5530,7 +5540,7 @@ impl<'a> CmdDrawIndirectByteCountEXTArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetEvent2` (command type 201). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetEvent2` (command type 201; also vkCmdSetEvent2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetEvent2Args<'a> {
     /// `commandBuffer` (input).
@@ -5579,6 +5589,7 @@ impl<'a> CmdSetEvent2Args<'a> {
         match &self.p_dependency_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_dependency_info(e, r) };
@@ -5609,7 +5620,7 @@ impl<'a> CmdSetEvent2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdResetEvent2` (command type 202). Output handles hold guest object ids.
+/// Arguments of `vkCmdResetEvent2` (command type 202; also vkCmdResetEvent2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdResetEvent2Args<'a> {
     /// `commandBuffer` (input).
@@ -5675,7 +5686,7 @@ impl<'a> CmdResetEvent2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdWaitEvents2` (command type 203). Output handles hold guest object ids.
+/// Arguments of `vkCmdWaitEvents2` (command type 203; also vkCmdWaitEvents2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdWaitEvents2Args<'a> {
     /// `commandBuffer` (input).
@@ -5786,7 +5797,7 @@ impl<'a> CmdWaitEvents2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdPipelineBarrier2` (command type 204). Output handles hold guest object ids.
+/// Arguments of `vkCmdPipelineBarrier2` (command type 204; also vkCmdPipelineBarrier2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdPipelineBarrier2Args<'a> {
     /// `commandBuffer` (input).
@@ -5831,6 +5842,7 @@ impl<'a> CmdPipelineBarrier2Args<'a> {
         match &self.p_dependency_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_dependency_info(e, r) };
@@ -5861,7 +5873,7 @@ impl<'a> CmdPipelineBarrier2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdWriteTimestamp2` (command type 205). Output handles hold guest object ids.
+/// Arguments of `vkCmdWriteTimestamp2` (command type 205; also vkCmdWriteTimestamp2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdWriteTimestamp2Args<'a> {
     /// `commandBuffer` (input).
@@ -5931,7 +5943,7 @@ impl<'a> CmdWriteTimestamp2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdCopyBuffer2` (command type 207). Output handles hold guest object ids.
+/// Arguments of `vkCmdCopyBuffer2` (command type 207; also vkCmdCopyBuffer2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdCopyBuffer2Args<'a> {
     /// `commandBuffer` (input).
@@ -5976,6 +5988,7 @@ impl<'a> CmdCopyBuffer2Args<'a> {
         match &self.p_copy_buffer_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_copy_buffer_info2(e, r) };
@@ -6006,7 +6019,7 @@ impl<'a> CmdCopyBuffer2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdCopyImage2` (command type 208). Output handles hold guest object ids.
+/// Arguments of `vkCmdCopyImage2` (command type 208; also vkCmdCopyImage2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdCopyImage2Args<'a> {
     /// `commandBuffer` (input).
@@ -6051,6 +6064,7 @@ impl<'a> CmdCopyImage2Args<'a> {
         match &self.p_copy_image_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_copy_image_info2(e, r) };
@@ -6081,7 +6095,7 @@ impl<'a> CmdCopyImage2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdCopyBufferToImage2` (command type 209). Output handles hold guest object ids.
+/// Arguments of `vkCmdCopyBufferToImage2` (command type 209; also vkCmdCopyBufferToImage2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdCopyBufferToImage2Args<'a> {
     /// `commandBuffer` (input).
@@ -6126,6 +6140,7 @@ impl<'a> CmdCopyBufferToImage2Args<'a> {
         match &self.p_copy_buffer_to_image_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_copy_buffer_to_image_info2(e, r) };
@@ -6156,7 +6171,7 @@ impl<'a> CmdCopyBufferToImage2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdCopyImageToBuffer2` (command type 210). Output handles hold guest object ids.
+/// Arguments of `vkCmdCopyImageToBuffer2` (command type 210; also vkCmdCopyImageToBuffer2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdCopyImageToBuffer2Args<'a> {
     /// `commandBuffer` (input).
@@ -6201,6 +6216,7 @@ impl<'a> CmdCopyImageToBuffer2Args<'a> {
         match &self.p_copy_image_to_buffer_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_copy_image_to_buffer_info2(e, r) };
@@ -6231,7 +6247,7 @@ impl<'a> CmdCopyImageToBuffer2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdBlitImage2` (command type 211). Output handles hold guest object ids.
+/// Arguments of `vkCmdBlitImage2` (command type 211; also vkCmdBlitImage2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdBlitImage2Args<'a> {
     /// `commandBuffer` (input).
@@ -6276,6 +6292,7 @@ impl<'a> CmdBlitImage2Args<'a> {
         match &self.p_blit_image_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_blit_image_info2(e, r) };
@@ -6306,7 +6323,7 @@ impl<'a> CmdBlitImage2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdResolveImage2` (command type 212). Output handles hold guest object ids.
+/// Arguments of `vkCmdResolveImage2` (command type 212; also vkCmdResolveImage2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdResolveImage2Args<'a> {
     /// `commandBuffer` (input).
@@ -6351,6 +6368,7 @@ impl<'a> CmdResolveImage2Args<'a> {
         match &self.p_resolve_image_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_resolve_image_info2(e, r) };
@@ -6381,7 +6399,7 @@ impl<'a> CmdResolveImage2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdBeginRendering` (command type 213). Output handles hold guest object ids.
+/// Arguments of `vkCmdBeginRendering` (command type 213; also vkCmdBeginRenderingKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdBeginRenderingArgs<'a> {
     /// `commandBuffer` (input).
@@ -6426,6 +6444,7 @@ impl<'a> CmdBeginRenderingArgs<'a> {
         match &self.p_rendering_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_rendering_info(e, r) };
@@ -6456,7 +6475,7 @@ impl<'a> CmdBeginRenderingArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdEndRendering` (command type 214). Output handles hold guest object ids.
+/// Arguments of `vkCmdEndRendering` (command type 214; also vkCmdEndRenderingKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdEndRenderingArgs<'a> {
     /// `commandBuffer` (input).
@@ -6514,7 +6533,7 @@ impl<'a> CmdEndRenderingArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetCullMode` (command type 215). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetCullMode` (command type 215; also vkCmdSetCullModeEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetCullModeArgs<'a> {
     /// `commandBuffer` (input).
@@ -6576,7 +6595,7 @@ impl<'a> CmdSetCullModeArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetFrontFace` (command type 216). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetFrontFace` (command type 216; also vkCmdSetFrontFaceEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetFrontFaceArgs<'a> {
     /// `commandBuffer` (input).
@@ -6639,7 +6658,7 @@ impl<'a> CmdSetFrontFaceArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetPrimitiveTopology` (command type 217). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetPrimitiveTopology` (command type 217; also vkCmdSetPrimitiveTopologyEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetPrimitiveTopologyArgs<'a> {
     /// `commandBuffer` (input).
@@ -6703,7 +6722,7 @@ impl<'a> CmdSetPrimitiveTopologyArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetViewportWithCount` (command type 218). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetViewportWithCount` (command type 218; also vkCmdSetViewportWithCountEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetViewportWithCountArgs<'a> {
     /// `commandBuffer` (input).
@@ -6788,7 +6807,7 @@ impl<'a> CmdSetViewportWithCountArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetScissorWithCount` (command type 219). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetScissorWithCount` (command type 219; also vkCmdSetScissorWithCountEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetScissorWithCountArgs<'a> {
     /// `commandBuffer` (input).
@@ -6873,7 +6892,7 @@ impl<'a> CmdSetScissorWithCountArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdBindVertexBuffers2` (command type 220). Output handles hold guest object ids.
+/// Arguments of `vkCmdBindVertexBuffers2` (command type 220; also vkCmdBindVertexBuffers2EXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdBindVertexBuffers2Args<'a> {
     /// `commandBuffer` (input).
@@ -7031,7 +7050,7 @@ impl<'a> CmdBindVertexBuffers2Args<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetDepthTestEnable` (command type 221). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetDepthTestEnable` (command type 221; also vkCmdSetDepthTestEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetDepthTestEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7093,7 +7112,7 @@ impl<'a> CmdSetDepthTestEnableArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetDepthWriteEnable` (command type 222). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetDepthWriteEnable` (command type 222; also vkCmdSetDepthWriteEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetDepthWriteEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7155,7 +7174,7 @@ impl<'a> CmdSetDepthWriteEnableArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetDepthCompareOp` (command type 223). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetDepthCompareOp` (command type 223; also vkCmdSetDepthCompareOpEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetDepthCompareOpArgs<'a> {
     /// `commandBuffer` (input).
@@ -7218,7 +7237,7 @@ impl<'a> CmdSetDepthCompareOpArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetDepthBoundsTestEnable` (command type 224). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetDepthBoundsTestEnable` (command type 224; also vkCmdSetDepthBoundsTestEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetDepthBoundsTestEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7280,7 +7299,7 @@ impl<'a> CmdSetDepthBoundsTestEnableArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetStencilTestEnable` (command type 225). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetStencilTestEnable` (command type 225; also vkCmdSetStencilTestEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetStencilTestEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7342,7 +7361,7 @@ impl<'a> CmdSetStencilTestEnableArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetStencilOp` (command type 226). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetStencilOp` (command type 226; also vkCmdSetStencilOpEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetStencilOpArgs<'a> {
     /// `commandBuffer` (input).
@@ -7422,7 +7441,7 @@ impl<'a> CmdSetStencilOpArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetRasterizerDiscardEnable` (command type 227). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetRasterizerDiscardEnable` (command type 227; also vkCmdSetRasterizerDiscardEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetRasterizerDiscardEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7484,7 +7503,7 @@ impl<'a> CmdSetRasterizerDiscardEnableArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetDepthBiasEnable` (command type 228). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetDepthBiasEnable` (command type 228; also vkCmdSetDepthBiasEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetDepthBiasEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7546,7 +7565,7 @@ impl<'a> CmdSetDepthBiasEnableArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetPrimitiveRestartEnable` (command type 229). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetPrimitiveRestartEnable` (command type 229; also vkCmdSetPrimitiveRestartEnableEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetPrimitiveRestartEnableArgs<'a> {
     /// `commandBuffer` (input).
@@ -7732,7 +7751,7 @@ impl<'a> CmdSetLogicOpEXTArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdSetLineStippleEXT` (command type 237). Output handles hold guest object ids.
+/// Arguments of `vkCmdSetLineStippleEXT` (command type 237; also vkCmdSetLineStipple, vkCmdSetLineStippleKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdSetLineStippleEXTArgs<'a> {
     /// `commandBuffer` (input).
@@ -7846,6 +7865,7 @@ impl<'a> CmdBeginConditionalRenderingEXTArgs<'a> {
         match &self.p_conditional_rendering_begin {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_conditional_rendering_begin_info_ext(e, r) };
@@ -8143,7 +8163,7 @@ impl<'a> CmdDrawMultiIndexedEXTArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdPushDescriptorSetKHR` (command type 249). Output handles hold guest object ids.
+/// Arguments of `vkCmdPushDescriptorSetKHR` (command type 249; also vkCmdPushDescriptorSet). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdPushDescriptorSetKHRArgs<'a> {
     /// `commandBuffer` (input).
@@ -9941,6 +9961,7 @@ impl<'a> CmdSetFragmentShadingRateKHRArgs<'a> {
         match &self.p_fragment_size {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_extent2_d(e, r) };
@@ -9975,7 +9996,7 @@ impl<'a> CmdSetFragmentShadingRateKHRArgs<'a> {
     }
 }
 
-/// Arguments of `vkCmdBindIndexBuffer2KHR` (command type 279). Output handles hold guest object ids.
+/// Arguments of `vkCmdBindIndexBuffer2KHR` (command type 279; also vkCmdBindIndexBuffer2). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CmdBindIndexBuffer2KHRArgs<'a> {
     /// `commandBuffer` (input).

@@ -27,7 +27,7 @@ pub(crate) fn dec_copy_descriptor_set_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCopyDescriptorSet` (full): sType, pNext chain, members.
+/// Decodes a `VkCopyDescriptorSet` (full): sType (`VK_STRUCTURE_TYPE_COPY_DESCRIPTOR_SET`), pNext chain, members.
 pub(crate) fn dec_copy_descriptor_set<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -113,7 +113,7 @@ pub(crate) fn dec_descriptor_pool_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorPoolCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorPoolCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_pool_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -168,8 +168,9 @@ pub(crate) unsafe fn enc_descriptor_pool_create_info_fields(
 ) {
     e.u32((v.flags).as_raw());
     e.u32(v.max_sets);
-    e.u32(v.pool_size_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                              // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.pool_size_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_pool_sizes, u64::from(v.pool_size_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -248,7 +249,7 @@ pub(crate) fn dec_descriptor_pool_inline_uniform_block_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorPoolInlineUniformBlockCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorPoolInlineUniformBlockCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_INLINE_UNIFORM_BLOCK_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_pool_inline_uniform_block_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -366,7 +367,7 @@ pub(crate) fn dec_descriptor_set_allocate_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorSetAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -416,8 +417,9 @@ pub(crate) unsafe fn enc_descriptor_set_allocate_info_fields(
     v: &vk::DescriptorSetAllocateInfo<'_>,
 ) {
     e.u64((v.descriptor_pool).as_raw());
-    e.u32(v.descriptor_set_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.descriptor_set_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_set_layouts, u64::from(v.descriptor_set_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -518,8 +520,9 @@ pub(crate) unsafe fn enc_descriptor_set_layout_binding(
     e.u32(v.binding);
     e.i32((v.descriptor_type).as_raw());
     e.u32(v.descriptor_count);
-    e.u32((v.stage_flags).as_raw()); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32((v.stage_flags).as_raw());
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_immutable_samplers, u64::from(v.descriptor_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -550,7 +553,7 @@ pub(crate) fn dec_descriptor_set_layout_binding_flags_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorSetLayoutBindingFlagsCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetLayoutBindingFlagsCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_BINDING_FLAGS_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_layout_binding_flags_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -587,8 +590,9 @@ pub(crate) unsafe fn enc_descriptor_set_layout_binding_flags_create_info_fields(
     e: &mut Encoder,
     v: &vk::DescriptorSetLayoutBindingFlagsCreateInfo<'_>,
 ) {
-    e.u32(v.binding_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.binding_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_binding_flags, u64::from(v.binding_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -649,7 +653,7 @@ pub(crate) fn dec_descriptor_set_layout_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorSetLayoutCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetLayoutCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_layout_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -703,8 +707,9 @@ pub(crate) unsafe fn enc_descriptor_set_layout_create_info_fields(
     v: &vk::DescriptorSetLayoutCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.binding_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.binding_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_bindings, u64::from(v.binding_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -786,7 +791,7 @@ pub(crate) fn dec_descriptor_set_layout_support_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorSetLayoutSupport` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetLayoutSupport` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_SUPPORT`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_layout_support<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -896,7 +901,7 @@ pub(crate) fn dec_descriptor_set_layout_support_fields_partial<'a>(
     Ok(vk::DescriptorSetLayoutSupport::default())
 }
 
-/// Decodes a `VkDescriptorSetLayoutSupport` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetLayoutSupport` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_SUPPORT`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_layout_support_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1020,7 +1025,7 @@ pub(crate) fn dec_descriptor_set_variable_descriptor_count_allocate_info_fields<
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorSetVariableDescriptorCountAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetVariableDescriptorCountAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_VARIABLE_DESCRIPTOR_COUNT_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_variable_descriptor_count_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1057,8 +1062,9 @@ pub(crate) unsafe fn enc_descriptor_set_variable_descriptor_count_allocate_info_
     e: &mut Encoder,
     v: &vk::DescriptorSetVariableDescriptorCountAllocateInfo<'_>,
 ) {
-    e.u32(v.descriptor_set_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.descriptor_set_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_descriptor_counts, u64::from(v.descriptor_set_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1110,7 +1116,7 @@ pub(crate) fn dec_descriptor_set_variable_descriptor_count_layout_support_fields
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorSetVariableDescriptorCountLayoutSupport` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetVariableDescriptorCountLayoutSupport` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_VARIABLE_DESCRIPTOR_COUNT_LAYOUT_SUPPORT`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_variable_descriptor_count_layout_support<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1189,7 +1195,7 @@ pub(crate) fn dec_descriptor_set_variable_descriptor_count_layout_support_fields
     Ok(vk::DescriptorSetVariableDescriptorCountLayoutSupport::default())
 }
 
-/// Decodes a `VkDescriptorSetVariableDescriptorCountLayoutSupport` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkDescriptorSetVariableDescriptorCountLayoutSupport` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_SET_VARIABLE_DESCRIPTOR_COUNT_LAYOUT_SUPPORT`), pNext chain, members.
 pub(crate) fn dec_descriptor_set_variable_descriptor_count_layout_support_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1291,7 +1297,7 @@ pub(crate) fn dec_descriptor_update_template_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDescriptorUpdateTemplateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDescriptorUpdateTemplateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DESCRIPTOR_UPDATE_TEMPLATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_descriptor_update_template_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1325,8 +1331,9 @@ pub(crate) unsafe fn enc_descriptor_update_template_create_info_fields(
     v: &vk::DescriptorUpdateTemplateCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.descriptor_update_entry_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.descriptor_update_entry_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_descriptor_update_entries,
@@ -1433,7 +1440,7 @@ pub(crate) fn dec_mutable_descriptor_type_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMutableDescriptorTypeCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkMutableDescriptorTypeCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_MUTABLE_DESCRIPTOR_TYPE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_mutable_descriptor_type_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1466,8 +1473,9 @@ pub(crate) unsafe fn enc_mutable_descriptor_type_create_info_ext_fields(
     e: &mut Encoder,
     v: &vk::MutableDescriptorTypeCreateInfoEXT<'_>,
 ) {
-    e.u32(v.mutable_descriptor_type_list_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                                 // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.mutable_descriptor_type_list_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_mutable_descriptor_type_lists,
@@ -1548,8 +1556,9 @@ pub(crate) unsafe fn enc_mutable_descriptor_type_list_ext(
     e: &mut Encoder,
     v: &vk::MutableDescriptorTypeListEXT<'_>,
 ) {
-    e.u32(v.descriptor_type_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                    // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.descriptor_type_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_descriptor_types, u64::from(v.descriptor_type_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1606,7 +1615,7 @@ pub(crate) fn dec_write_descriptor_set_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkWriteDescriptorSet` (full): sType, pNext chain, members.
+/// Decodes a `VkWriteDescriptorSet` (full): sType (`VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET`), pNext chain, members.
 pub(crate) fn dec_write_descriptor_set<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1654,8 +1663,9 @@ pub(crate) unsafe fn enc_write_descriptor_set_fields(
     e.u32(v.dst_binding);
     e.u32(v.dst_array_element);
     e.u32(v.descriptor_count);
-    e.i32((v.descriptor_type).as_raw()); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                         // lengths its count members give (this function's `# Safety` contract).
+    e.i32((v.descriptor_type).as_raw());
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_image_info, u64::from(v.descriptor_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1666,6 +1676,7 @@ pub(crate) unsafe fn enc_write_descriptor_set_fields(
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_buffer_info, u64::from(v.descriptor_count)) } {
@@ -1678,6 +1689,7 @@ pub(crate) unsafe fn enc_write_descriptor_set_fields(
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_texel_buffer_view, u64::from(v.descriptor_count)) } {
@@ -1748,7 +1760,7 @@ pub(crate) fn dec_write_descriptor_set_inline_uniform_block_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkWriteDescriptorSetInlineUniformBlock` (full): sType, pNext chain, members.
+/// Decodes a `VkWriteDescriptorSetInlineUniformBlock` (full): sType (`VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET_INLINE_UNIFORM_BLOCK`), pNext chain, members.
 pub(crate) fn dec_write_descriptor_set_inline_uniform_block<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1781,8 +1793,9 @@ pub(crate) unsafe fn enc_write_descriptor_set_inline_uniform_block_fields(
     e: &mut Encoder,
     v: &vk::WriteDescriptorSetInlineUniformBlock<'_>,
 ) {
-    e.u32(v.data_size); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.data_size);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_data.cast::<u8>(), u64::from(v.data_size)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1875,6 +1888,7 @@ impl<'a> CreateDescriptorSetLayoutArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_set_layout_create_info(e, r) };
@@ -2045,6 +2059,7 @@ impl<'a> CreateDescriptorPoolArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_pool_create_info(e, r) };
@@ -2284,6 +2299,7 @@ impl<'a> AllocateDescriptorSetsArgs<'a> {
         match &self.p_allocate_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_set_allocate_info(e, r) };
@@ -2554,7 +2570,7 @@ impl<'a> UpdateDescriptorSetsArgs<'a> {
     }
 }
 
-/// Arguments of `vkCreateDescriptorUpdateTemplate` (command type 158). Output handles hold guest object ids.
+/// Arguments of `vkCreateDescriptorUpdateTemplate` (command type 158; also vkCreateDescriptorUpdateTemplateKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CreateDescriptorUpdateTemplateArgs<'a> {
     /// `device` (input).
@@ -2611,6 +2627,7 @@ impl<'a> CreateDescriptorUpdateTemplateArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_update_template_create_info(e, r) };
@@ -2665,7 +2682,7 @@ impl<'a> CreateDescriptorUpdateTemplateArgs<'a> {
     }
 }
 
-/// Arguments of `vkDestroyDescriptorUpdateTemplate` (command type 159). Output handles hold guest object ids.
+/// Arguments of `vkDestroyDescriptorUpdateTemplate` (command type 159; also vkDestroyDescriptorUpdateTemplateKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct DestroyDescriptorUpdateTemplateArgs<'a> {
     /// `device` (input).
@@ -2731,7 +2748,7 @@ impl<'a> DestroyDescriptorUpdateTemplateArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetDescriptorSetLayoutSupport` (command type 164). Output handles hold guest object ids.
+/// Arguments of `vkGetDescriptorSetLayoutSupport` (command type 164; also vkGetDescriptorSetLayoutSupportKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDescriptorSetLayoutSupportArgs<'a> {
     /// `device` (input).
@@ -2784,6 +2801,7 @@ impl<'a> GetDescriptorSetLayoutSupportArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_set_layout_create_info(e, r) };
@@ -2793,6 +2811,7 @@ impl<'a> GetDescriptorSetLayoutSupportArgs<'a> {
         match &self.p_support {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_set_layout_support_partial(e, r) };
@@ -2813,6 +2832,7 @@ impl<'a> GetDescriptorSetLayoutSupportArgs<'a> {
         match &self.p_support {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_descriptor_set_layout_support(e, r) };

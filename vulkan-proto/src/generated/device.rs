@@ -22,7 +22,7 @@ pub(crate) fn dec_calibrated_timestamp_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCalibratedTimestampInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkCalibratedTimestampInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_CALIBRATED_TIMESTAMP_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_calibrated_timestamp_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -183,7 +183,7 @@ pub(crate) fn dec_device_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_device_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -678,8 +678,9 @@ pub(crate) fn dec_pnext_device_create_info(
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_device_create_info_fields(e: &mut Encoder, v: &vk::DeviceCreateInfo<'_>) {
     e.u32((v.flags).as_raw());
-    e.u32(v.queue_create_info_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                      // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.queue_create_info_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_queue_create_infos, u64::from(v.queue_create_info_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -690,8 +691,9 @@ pub(crate) unsafe fn enc_device_create_info_fields(e: &mut Encoder, v: &vk::Devi
         }
         _ => e.array_size(0),
     }
-    e.u32(v.enabled_layer_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                  // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.enabled_layer_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.pp_enabled_layer_names, u64::from(v.enabled_layer_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -702,8 +704,9 @@ pub(crate) unsafe fn enc_device_create_info_fields(e: &mut Encoder, v: &vk::Devi
         }
         _ => e.array_size(0),
     }
-    e.u32(v.enabled_extension_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                      // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.enabled_extension_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.pp_enabled_extension_names,
@@ -719,11 +722,13 @@ pub(crate) unsafe fn enc_device_create_info_fields(e: &mut Encoder, v: &vk::Devi
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_enabled_features) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_physical_device_features(e, r) };
         }
         None => e.u64(0),
@@ -1366,7 +1371,7 @@ pub(crate) fn dec_device_group_device_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceGroupDeviceCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceGroupDeviceCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_GROUP_DEVICE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_device_group_device_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1399,8 +1404,9 @@ pub(crate) unsafe fn enc_device_group_device_create_info_fields(
     e: &mut Encoder,
     v: &vk::DeviceGroupDeviceCreateInfo<'_>,
 ) {
-    e.u32(v.physical_device_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                    // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.physical_device_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_physical_devices, u64::from(v.physical_device_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1449,7 +1455,7 @@ pub(crate) fn dec_device_private_data_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDevicePrivateDataCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDevicePrivateDataCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_PRIVATE_DATA_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_device_private_data_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1522,7 +1528,7 @@ pub(crate) fn dec_private_data_slot_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPrivateDataSlotCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPrivateDataSlotCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PRIVATE_DATA_SLOT_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_private_data_slot_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1664,6 +1670,7 @@ impl<'a> CreateDeviceArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_create_info(e, r) };
@@ -2107,7 +2114,7 @@ impl<'a> DeviceWaitIdleArgs<'a> {
     }
 }
 
-/// Arguments of `vkCreatePrivateDataSlot` (command type 197). Output handles hold guest object ids.
+/// Arguments of `vkCreatePrivateDataSlot` (command type 197; also vkCreatePrivateDataSlotEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CreatePrivateDataSlotArgs<'a> {
     /// `device` (input).
@@ -2161,6 +2168,7 @@ impl<'a> CreatePrivateDataSlotArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_private_data_slot_create_info(e, r) };
@@ -2212,7 +2220,7 @@ impl<'a> CreatePrivateDataSlotArgs<'a> {
     }
 }
 
-/// Arguments of `vkDestroyPrivateDataSlot` (command type 198). Output handles hold guest object ids.
+/// Arguments of `vkDestroyPrivateDataSlot` (command type 198; also vkDestroyPrivateDataSlotEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct DestroyPrivateDataSlotArgs<'a> {
     /// `device` (input).
@@ -2277,7 +2285,7 @@ impl<'a> DestroyPrivateDataSlotArgs<'a> {
     }
 }
 
-/// Arguments of `vkSetPrivateData` (command type 199). Output handles hold guest object ids.
+/// Arguments of `vkSetPrivateData` (command type 199; also vkSetPrivateDataEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct SetPrivateDataArgs<'a> {
     /// `device` (input).
@@ -2353,7 +2361,7 @@ impl<'a> SetPrivateDataArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetPrivateData` (command type 200). Output handles hold guest object ids.
+/// Arguments of `vkGetPrivateData` (command type 200; also vkGetPrivateDataEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPrivateDataArgs<'a> {
     /// `device` (input).
@@ -2447,7 +2455,7 @@ impl<'a> GetPrivateDataArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetCalibratedTimestampsEXT` (command type 236). Output handles hold guest object ids.
+/// Arguments of `vkGetCalibratedTimestampsEXT` (command type 236; also vkGetCalibratedTimestampsKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetCalibratedTimestampsEXTArgs<'a> {
     /// `device` (input).
@@ -2581,7 +2589,7 @@ impl<'a> GetCalibratedTimestampsEXTArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetRenderingAreaGranularityKHR` (command type 280). Output handles hold guest object ids.
+/// Arguments of `vkGetRenderingAreaGranularityKHR` (command type 280; also vkGetRenderingAreaGranularity). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetRenderingAreaGranularityKHRArgs<'a> {
     /// `device` (input).
@@ -2634,6 +2642,7 @@ impl<'a> GetRenderingAreaGranularityKHRArgs<'a> {
         match &self.p_rendering_area_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_rendering_area_info_khr(e, r) };
@@ -2643,6 +2652,7 @@ impl<'a> GetRenderingAreaGranularityKHRArgs<'a> {
         match &self.p_granularity {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_extent2_d_partial(e, r) };
@@ -2663,6 +2673,7 @@ impl<'a> GetRenderingAreaGranularityKHRArgs<'a> {
         match &self.p_granularity {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_extent2_d(e, r) };

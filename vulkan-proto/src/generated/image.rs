@@ -36,7 +36,7 @@ pub(crate) fn dec_blit_image_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBlitImageInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkBlitImageInfo2` (full): sType (`VK_STRUCTURE_TYPE_BLIT_IMAGE_INFO_2`), pNext chain, members.
 pub(crate) fn dec_blit_image_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -70,8 +70,9 @@ pub(crate) unsafe fn enc_blit_image_info2_fields(e: &mut Encoder, v: &vk::BlitIm
     e.i32((v.src_image_layout).as_raw());
     e.u64((v.dst_image).as_raw());
     e.i32((v.dst_image_layout).as_raw());
-    e.u32(v.region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_regions, u64::from(v.region_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -168,7 +169,7 @@ pub(crate) fn dec_copy_image_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkCopyImageInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkCopyImageInfo2` (full): sType (`VK_STRUCTURE_TYPE_COPY_IMAGE_INFO_2`), pNext chain, members.
 pub(crate) fn dec_copy_image_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -202,8 +203,9 @@ pub(crate) unsafe fn enc_copy_image_info2_fields(e: &mut Encoder, v: &vk::CopyIm
     e.i32((v.src_image_layout).as_raw());
     e.u64((v.dst_image).as_raw());
     e.i32((v.dst_image_layout).as_raw());
-    e.u32(v.region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_regions, u64::from(v.region_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -287,7 +289,7 @@ pub(crate) fn dec_device_image_subresource_info_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceImageSubresourceInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceImageSubresourceInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_IMAGE_SUBRESOURCE_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_device_image_subresource_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -324,16 +326,19 @@ pub(crate) unsafe fn enc_device_image_subresource_info_khr_fields(
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_create_info) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_image_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_subresource) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_image_subresource2_khr(e, r) };
         }
         None => e.u64(0),
@@ -479,7 +484,7 @@ pub(crate) fn dec_framebuffer_attachment_image_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFramebufferAttachmentImageInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkFramebufferAttachmentImageInfo` (full): sType (`VK_STRUCTURE_TYPE_FRAMEBUFFER_ATTACHMENT_IMAGE_INFO`), pNext chain, members.
 pub(crate) fn dec_framebuffer_attachment_image_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -517,8 +522,9 @@ pub(crate) unsafe fn enc_framebuffer_attachment_image_info_fields(
     e.u32(v.width);
     e.u32(v.height);
     e.u32(v.layer_count);
-    e.u32(v.view_format_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.view_format_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_view_formats, u64::from(v.view_format_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -590,6 +596,7 @@ pub(crate) unsafe fn enc_image_blit(e: &mut Encoder, v: &vk::ImageBlit) {
         // SAFETY: pointers reachable from the value are valid (this function's contract).
         unsafe { enc_offset3_d(e, &*x) };
     }
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_image_subresource_layers(e, &v.dst_subresource) };
     e.array_size(2);
@@ -619,7 +626,7 @@ pub(crate) fn dec_image_blit2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageBlit2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageBlit2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_BLIT_2`), pNext chain, members.
 pub(crate) fn dec_image_blit2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -653,6 +660,7 @@ pub(crate) unsafe fn enc_image_blit2_fields(e: &mut Encoder, v: &vk::ImageBlit2<
         // SAFETY: pointers reachable from the value are valid (this function's contract).
         unsafe { enc_offset3_d(e, &*x) };
     }
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_image_subresource_layers(e, &v.dst_subresource) };
     e.array_size(2);
@@ -705,10 +713,14 @@ pub(crate) fn dec_image_copy<'a>(d: &mut Decoder<'_>, cx: &Cx<'a, '_>) -> Result
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_image_copy(e: &mut Encoder, v: &vk::ImageCopy) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.src_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.src_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.dst_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.src_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.src_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.dst_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.extent) };
 }
 
@@ -727,7 +739,7 @@ pub(crate) fn dec_image_copy2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageCopy2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageCopy2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_COPY_2`), pNext chain, members.
 pub(crate) fn dec_image_copy2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -755,10 +767,14 @@ pub(crate) fn dec_pnext_image_copy2(d: &mut Decoder<'_>, cx: &Cx<'_, '_>) -> Res
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_image_copy2_fields(e: &mut Encoder, v: &vk::ImageCopy2<'_>) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.src_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.src_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.dst_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.src_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.src_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.dst_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.extent) };
 }
 
@@ -817,7 +833,7 @@ pub(crate) fn dec_image_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkImageCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_image_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -889,7 +905,8 @@ pub(crate) fn dec_pnext_image_create_info(
 pub(crate) unsafe fn enc_image_create_info_fields(e: &mut Encoder, v: &vk::ImageCreateInfo<'_>) {
     e.u32((v.flags).as_raw());
     e.i32((v.image_type).as_raw());
-    e.i32((v.format).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.i32((v.format).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.extent) };
     e.u32(v.mip_levels);
     e.u32(v.array_layers);
@@ -1020,7 +1037,7 @@ pub(crate) fn dec_image_format_list_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageFormatListCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkImageFormatListCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_FORMAT_LIST_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_image_format_list_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1053,8 +1070,9 @@ pub(crate) unsafe fn enc_image_format_list_create_info_fields(
     e: &mut Encoder,
     v: &vk::ImageFormatListCreateInfo<'_>,
 ) {
-    e.u32(v.view_format_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.view_format_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_view_formats, u64::from(v.view_format_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1115,10 +1133,14 @@ pub(crate) fn dec_image_resolve<'a>(
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_image_resolve(e: &mut Encoder, v: &vk::ImageResolve) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.src_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.src_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.dst_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.src_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.src_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.dst_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.extent) };
 }
 
@@ -1137,7 +1159,7 @@ pub(crate) fn dec_image_resolve2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageResolve2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageResolve2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_RESOLVE_2`), pNext chain, members.
 pub(crate) fn dec_image_resolve2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1168,10 +1190,14 @@ pub(crate) fn dec_pnext_image_resolve2(
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_image_resolve2_fields(e: &mut Encoder, v: &vk::ImageResolve2<'_>) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.src_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.src_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.dst_offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.src_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.src_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource_layers(e, &v.dst_subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.dst_offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.extent) };
 }
 
@@ -1209,7 +1235,7 @@ pub(crate) fn dec_image_stencil_usage_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageStencilUsageCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkImageStencilUsageCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_STENCIL_USAGE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_image_stencil_usage_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1307,7 +1333,7 @@ pub(crate) fn dec_image_subresource2_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageSubresource2KHR` (full): sType, pNext chain, members.
+/// Decodes a `VkImageSubresource2KHR` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_SUBRESOURCE_2_KHR`), pNext chain, members.
 pub(crate) fn dec_image_subresource2_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1440,7 +1466,7 @@ pub(crate) fn dec_image_view_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageViewCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkImageViewCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_VIEW_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_image_view_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1501,8 +1527,10 @@ pub(crate) unsafe fn enc_image_view_create_info_fields(
     e.u32((v.flags).as_raw());
     e.u64((v.image).as_raw());
     e.i32((v.view_type).as_raw());
-    e.i32((v.format).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_component_mapping(e, &v.components) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.i32((v.format).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_component_mapping(e, &v.components) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_image_subresource_range(e, &v.subresource_range) };
 }
 
@@ -1576,7 +1604,7 @@ pub(crate) fn dec_image_view_min_lod_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageViewMinLodCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkImageViewMinLodCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_VIEW_MIN_LOD_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_image_view_min_lod_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1652,7 +1680,7 @@ pub(crate) fn dec_image_view_usage_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageViewUsageCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkImageViewUsageCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_VIEW_USAGE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_image_view_usage_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1781,7 +1809,7 @@ pub(crate) fn dec_resolve_image_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkResolveImageInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkResolveImageInfo2` (full): sType (`VK_STRUCTURE_TYPE_RESOLVE_IMAGE_INFO_2`), pNext chain, members.
 pub(crate) fn dec_resolve_image_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1818,8 +1846,9 @@ pub(crate) unsafe fn enc_resolve_image_info2_fields(
     e.i32((v.src_image_layout).as_raw());
     e.u64((v.dst_image).as_raw());
     e.i32((v.dst_image_layout).as_raw());
-    e.u32(v.region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_regions, u64::from(v.region_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1867,7 +1896,7 @@ pub(crate) fn dec_sampler_border_color_component_mapping_create_info_ext_fields<
     Ok(v)
 }
 
-/// Decodes a `VkSamplerBorderColorComponentMappingCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerBorderColorComponentMappingCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_BORDER_COLOR_COMPONENT_MAPPING_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_sampler_border_color_component_mapping_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1973,7 +2002,7 @@ pub(crate) fn dec_sampler_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSamplerCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_sampler_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2134,7 +2163,7 @@ pub(crate) fn dec_sampler_custom_border_color_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSamplerCustomBorderColorCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerCustomBorderColorCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_CUSTOM_BORDER_COLOR_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_sampler_custom_border_color_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2219,7 +2248,7 @@ pub(crate) fn dec_sampler_reduction_mode_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSamplerReductionModeCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerReductionModeCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_REDUCTION_MODE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_sampler_reduction_mode_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2311,7 +2340,7 @@ pub(crate) fn dec_sampler_ycbcr_conversion_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSamplerYcbcrConversionCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerYcbcrConversionCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_YCBCR_CONVERSION_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_sampler_ycbcr_conversion_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2346,7 +2375,8 @@ pub(crate) unsafe fn enc_sampler_ycbcr_conversion_create_info_fields(
 ) {
     e.i32((v.format).as_raw());
     e.i32((v.ycbcr_model).as_raw());
-    e.i32((v.ycbcr_range).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.i32((v.ycbcr_range).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_component_mapping(e, &v.components) };
     e.i32((v.x_chroma_offset).as_raw());
     e.i32((v.y_chroma_offset).as_raw());
@@ -2395,7 +2425,7 @@ pub(crate) fn dec_sampler_ycbcr_conversion_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSamplerYcbcrConversionInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerYcbcrConversionInfo` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_YCBCR_CONVERSION_INFO`), pNext chain, members.
 pub(crate) fn dec_sampler_ycbcr_conversion_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2517,7 +2547,7 @@ pub(crate) fn dec_subresource_layout2_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubresourceLayout2KHR` (full): sType, pNext chain, members.
+/// Decodes a `VkSubresourceLayout2KHR` (full): sType (`VK_STRUCTURE_TYPE_SUBRESOURCE_LAYOUT_2_KHR`), pNext chain, members.
 pub(crate) fn dec_subresource_layout2_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2591,7 +2621,7 @@ pub(crate) fn dec_subresource_layout2_khr_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubresourceLayout2KHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkSubresourceLayout2KHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_SUBRESOURCE_LAYOUT_2_KHR`), pNext chain, members.
 pub(crate) fn dec_subresource_layout2_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2708,6 +2738,7 @@ impl<'a> CreateImageArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_create_info(e, r) };
@@ -2880,6 +2911,7 @@ impl<'a> GetImageSubresourceLayoutArgs<'a> {
         match &self.p_subresource {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_subresource(e, r) };
@@ -2889,6 +2921,7 @@ impl<'a> GetImageSubresourceLayoutArgs<'a> {
         match &self.p_layout {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subresource_layout_partial(e, r) };
@@ -2909,6 +2942,7 @@ impl<'a> GetImageSubresourceLayoutArgs<'a> {
         match &self.p_layout {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subresource_layout(e, r) };
@@ -2988,6 +3022,7 @@ impl<'a> CreateImageViewArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_view_create_info(e, r) };
@@ -3157,6 +3192,7 @@ impl<'a> CreateSamplerArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_sampler_create_info(e, r) };
@@ -3272,7 +3308,7 @@ impl<'a> DestroySamplerArgs<'a> {
     }
 }
 
-/// Arguments of `vkCreateSamplerYcbcrConversion` (command type 156). Output handles hold guest object ids.
+/// Arguments of `vkCreateSamplerYcbcrConversion` (command type 156; also vkCreateSamplerYcbcrConversionKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CreateSamplerYcbcrConversionArgs<'a> {
     /// `device` (input).
@@ -3326,6 +3362,7 @@ impl<'a> CreateSamplerYcbcrConversionArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_sampler_ycbcr_conversion_create_info(e, r) };
@@ -3377,7 +3414,7 @@ impl<'a> CreateSamplerYcbcrConversionArgs<'a> {
     }
 }
 
-/// Arguments of `vkDestroySamplerYcbcrConversion` (command type 157). Output handles hold guest object ids.
+/// Arguments of `vkDestroySamplerYcbcrConversion` (command type 157; also vkDestroySamplerYcbcrConversionKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct DestroySamplerYcbcrConversionArgs<'a> {
     /// `device` (input).
@@ -3492,6 +3529,7 @@ impl<'a> GetImageDrmFormatModifierPropertiesEXTArgs<'a> {
         match &self.p_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_drm_format_modifier_properties_ext_partial(e, r) };
@@ -3512,6 +3550,7 @@ impl<'a> GetImageDrmFormatModifierPropertiesEXTArgs<'a> {
         match &self.p_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_drm_format_modifier_properties_ext(e, r) };
@@ -3537,7 +3576,7 @@ impl<'a> GetImageDrmFormatModifierPropertiesEXTArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetDeviceImageSubresourceLayoutKHR` (command type 281). Output handles hold guest object ids.
+/// Arguments of `vkGetDeviceImageSubresourceLayoutKHR` (command type 281; also vkGetDeviceImageSubresourceLayout). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDeviceImageSubresourceLayoutKHRArgs<'a> {
     /// `device` (input).
@@ -3590,6 +3629,7 @@ impl<'a> GetDeviceImageSubresourceLayoutKHRArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_image_subresource_info_khr(e, r) };
@@ -3599,6 +3639,7 @@ impl<'a> GetDeviceImageSubresourceLayoutKHRArgs<'a> {
         match &self.p_layout {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subresource_layout2_khr_partial(e, r) };
@@ -3619,6 +3660,7 @@ impl<'a> GetDeviceImageSubresourceLayoutKHRArgs<'a> {
         match &self.p_layout {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subresource_layout2_khr(e, r) };
@@ -3644,7 +3686,7 @@ impl<'a> GetDeviceImageSubresourceLayoutKHRArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetImageSubresourceLayout2KHR` (command type 282). Output handles hold guest object ids.
+/// Arguments of `vkGetImageSubresourceLayout2KHR` (command type 282; also vkGetImageSubresourceLayout2, vkGetImageSubresourceLayout2EXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetImageSubresourceLayout2KHRArgs<'a> {
     /// `device` (input).
@@ -3701,6 +3743,7 @@ impl<'a> GetImageSubresourceLayout2KHRArgs<'a> {
         match &self.p_subresource {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_subresource2_khr(e, r) };
@@ -3710,6 +3753,7 @@ impl<'a> GetImageSubresourceLayout2KHRArgs<'a> {
         match &self.p_layout {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subresource_layout2_khr_partial(e, r) };
@@ -3730,6 +3774,7 @@ impl<'a> GetImageSubresourceLayout2KHRArgs<'a> {
         match &self.p_layout {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_subresource_layout2_khr(e, r) };

@@ -29,7 +29,7 @@ pub(crate) fn dec_application_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkApplicationInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkApplicationInfo` (full): sType (`VK_STRUCTURE_TYPE_APPLICATION_INFO`), pNext chain, members.
 pub(crate) fn dec_application_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -62,8 +62,9 @@ pub(crate) unsafe fn enc_application_info_fields(e: &mut Encoder, v: &vk::Applic
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     e.string(unsafe { raw::cstr(v.p_application_name) });
-    e.u32(v.application_version); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                  // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.application_version);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     e.string(unsafe { raw::cstr(v.p_engine_name) });
     e.u32(v.engine_version);
     e.u32(v.api_version);
@@ -183,7 +184,7 @@ pub(crate) fn dec_instance_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkInstanceCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkInstanceCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_instance_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -216,17 +217,20 @@ pub(crate) unsafe fn enc_instance_create_info_fields(
     e: &mut Encoder,
     v: &vk::InstanceCreateInfo<'_>,
 ) {
-    e.u32((v.flags).as_raw()); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32((v.flags).as_raw());
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_application_info) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_application_info(e, r) };
         }
         None => e.u64(0),
     }
-    e.u32(v.enabled_layer_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                  // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.enabled_layer_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.pp_enabled_layer_names, u64::from(v.enabled_layer_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -237,8 +241,9 @@ pub(crate) unsafe fn enc_instance_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.enabled_extension_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                      // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.enabled_extension_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.pp_enabled_extension_names,
@@ -377,6 +382,7 @@ impl<'a> CreateInstanceArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_instance_create_info(e, r) };
@@ -819,7 +825,7 @@ impl<'a> EnumerateInstanceVersionArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceToolProperties` (command type 196). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceToolProperties` (command type 196; also vkGetPhysicalDeviceToolPropertiesEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceToolPropertiesArgs<'a> {
     /// `physicalDevice` (input).

@@ -29,7 +29,7 @@ pub(crate) fn dec_bind_buffer_memory_device_group_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBindBufferMemoryDeviceGroupInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBindBufferMemoryDeviceGroupInfo` (full): sType (`VK_STRUCTURE_TYPE_BIND_BUFFER_MEMORY_DEVICE_GROUP_INFO`), pNext chain, members.
 pub(crate) fn dec_bind_buffer_memory_device_group_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -62,8 +62,9 @@ pub(crate) unsafe fn enc_bind_buffer_memory_device_group_info_fields(
     e: &mut Encoder,
     v: &vk::BindBufferMemoryDeviceGroupInfo<'_>,
 ) {
-    e.u32(v.device_index_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                 // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.device_index_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_device_indices, u64::from(v.device_index_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -117,7 +118,7 @@ pub(crate) fn dec_bind_buffer_memory_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBindBufferMemoryInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBindBufferMemoryInfo` (full): sType (`VK_STRUCTURE_TYPE_BIND_BUFFER_MEMORY_INFO`), pNext chain, members.
 pub(crate) fn dec_bind_buffer_memory_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -246,7 +247,7 @@ pub(crate) fn dec_bind_image_memory_device_group_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBindImageMemoryDeviceGroupInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBindImageMemoryDeviceGroupInfo` (full): sType (`VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_DEVICE_GROUP_INFO`), pNext chain, members.
 pub(crate) fn dec_bind_image_memory_device_group_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -279,8 +280,9 @@ pub(crate) unsafe fn enc_bind_image_memory_device_group_info_fields(
     e: &mut Encoder,
     v: &vk::BindImageMemoryDeviceGroupInfo<'_>,
 ) {
-    e.u32(v.device_index_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                 // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.device_index_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_device_indices, u64::from(v.device_index_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -290,8 +292,9 @@ pub(crate) unsafe fn enc_bind_image_memory_device_group_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.split_instance_bind_region_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.split_instance_bind_region_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_split_instance_bind_regions,
@@ -351,7 +354,7 @@ pub(crate) fn dec_bind_image_memory_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBindImageMemoryInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBindImageMemoryInfo` (full): sType (`VK_STRUCTURE_TYPE_BIND_IMAGE_MEMORY_INFO`), pNext chain, members.
 pub(crate) fn dec_bind_image_memory_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -472,7 +475,7 @@ pub(crate) fn dec_bind_image_plane_memory_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBindImagePlaneMemoryInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBindImagePlaneMemoryInfo` (full): sType (`VK_STRUCTURE_TYPE_BIND_IMAGE_PLANE_MEMORY_INFO`), pNext chain, members.
 pub(crate) fn dec_bind_image_plane_memory_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -551,7 +554,7 @@ pub(crate) fn dec_buffer_memory_barrier_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferMemoryBarrier` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferMemoryBarrier` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER`), pNext chain, members.
 pub(crate) fn dec_buffer_memory_barrier<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -672,7 +675,7 @@ pub(crate) fn dec_buffer_memory_barrier2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferMemoryBarrier2` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferMemoryBarrier2` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER_2`), pNext chain, members.
 pub(crate) fn dec_buffer_memory_barrier2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -787,7 +790,7 @@ pub(crate) fn dec_buffer_memory_requirements_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBufferMemoryRequirementsInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkBufferMemoryRequirementsInfo2` (full): sType (`VK_STRUCTURE_TYPE_BUFFER_MEMORY_REQUIREMENTS_INFO_2`), pNext chain, members.
 pub(crate) fn dec_buffer_memory_requirements_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -865,7 +868,7 @@ pub(crate) fn dec_device_buffer_memory_requirements_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceBufferMemoryRequirements` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceBufferMemoryRequirements` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_BUFFER_MEMORY_REQUIREMENTS`), pNext chain, members.
 pub(crate) fn dec_device_buffer_memory_requirements<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -902,7 +905,8 @@ pub(crate) unsafe fn enc_device_buffer_memory_requirements_fields(
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_create_info) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_buffer_create_info(e, r) };
         }
         None => e.u64(0),
@@ -955,7 +959,7 @@ pub(crate) fn dec_device_image_memory_requirements_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceImageMemoryRequirements` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceImageMemoryRequirements` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_IMAGE_MEMORY_REQUIREMENTS`), pNext chain, members.
 pub(crate) fn dec_device_image_memory_requirements<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -992,7 +996,8 @@ pub(crate) unsafe fn enc_device_image_memory_requirements_fields(
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_create_info) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_image_create_info(e, r) };
         }
         None => e.u64(0),
@@ -1037,7 +1042,7 @@ pub(crate) fn dec_device_memory_opaque_capture_address_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceMemoryOpaqueCaptureAddressInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceMemoryOpaqueCaptureAddressInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_MEMORY_OPAQUE_CAPTURE_ADDRESS_INFO`), pNext chain, members.
 pub(crate) fn dec_device_memory_opaque_capture_address_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1113,7 +1118,7 @@ pub(crate) fn dec_export_memory_allocate_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExportMemoryAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkExportMemoryAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_export_memory_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1186,7 +1191,7 @@ pub(crate) fn dec_external_memory_acquire_unmodified_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalMemoryAcquireUnmodifiedEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalMemoryAcquireUnmodifiedEXT` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_ACQUIRE_UNMODIFIED_EXT`), pNext chain, members.
 pub(crate) fn dec_external_memory_acquire_unmodified_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1262,7 +1267,7 @@ pub(crate) fn dec_external_memory_buffer_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalMemoryBufferCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalMemoryBufferCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_external_memory_buffer_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1338,7 +1343,7 @@ pub(crate) fn dec_external_memory_image_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalMemoryImageCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalMemoryImageCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_IMAGE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_external_memory_image_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1423,7 +1428,7 @@ pub(crate) fn dec_image_memory_barrier_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageMemoryBarrier` (full): sType, pNext chain, members.
+/// Decodes a `VkImageMemoryBarrier` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER`), pNext chain, members.
 pub(crate) fn dec_image_memory_barrier<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1473,7 +1478,8 @@ pub(crate) unsafe fn enc_image_memory_barrier_fields(
     e.i32((v.new_layout).as_raw());
     e.u32(v.src_queue_family_index);
     e.u32(v.dst_queue_family_index);
-    e.u64((v.image).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u64((v.image).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_image_subresource_range(e, &v.subresource_range) };
 }
 
@@ -1544,7 +1550,7 @@ pub(crate) fn dec_image_memory_barrier2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageMemoryBarrier2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageMemoryBarrier2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_MEMORY_BARRIER_2`), pNext chain, members.
 pub(crate) fn dec_image_memory_barrier2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1600,7 +1606,8 @@ pub(crate) unsafe fn enc_image_memory_barrier2_fields(
     e.i32((v.new_layout).as_raw());
     e.u32(v.src_queue_family_index);
     e.u32(v.dst_queue_family_index);
-    e.u64((v.image).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u64((v.image).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_image_subresource_range(e, &v.subresource_range) };
 }
 
@@ -1660,7 +1667,7 @@ pub(crate) fn dec_image_memory_requirements_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageMemoryRequirementsInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageMemoryRequirementsInfo2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_MEMORY_REQUIREMENTS_INFO_2`), pNext chain, members.
 pub(crate) fn dec_image_memory_requirements_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1770,7 +1777,7 @@ pub(crate) fn dec_image_plane_memory_requirements_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImagePlaneMemoryRequirementsInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkImagePlaneMemoryRequirementsInfo` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_PLANE_MEMORY_REQUIREMENTS_INFO`), pNext chain, members.
 pub(crate) fn dec_image_plane_memory_requirements_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1846,7 +1853,7 @@ pub(crate) fn dec_image_sparse_memory_requirements_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageSparseMemoryRequirementsInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageSparseMemoryRequirementsInfo2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_SPARSE_MEMORY_REQUIREMENTS_INFO_2`), pNext chain, members.
 pub(crate) fn dec_image_sparse_memory_requirements_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1924,7 +1931,7 @@ pub(crate) fn dec_mapped_memory_range_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMappedMemoryRange` (full): sType, pNext chain, members.
+/// Decodes a `VkMappedMemoryRange` (full): sType (`VK_STRUCTURE_TYPE_MAPPED_MEMORY_RANGE`), pNext chain, members.
 pub(crate) fn dec_mapped_memory_range<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1997,7 +2004,7 @@ pub(crate) fn dec_memory_allocate_flags_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryAllocateFlagsInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryAllocateFlagsInfo` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO`), pNext chain, members.
 pub(crate) fn dec_memory_allocate_flags_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2072,7 +2079,7 @@ pub(crate) fn dec_memory_allocate_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_memory_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2237,7 +2244,7 @@ pub(crate) fn dec_memory_barrier_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryBarrier` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryBarrier` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_BARRIER`), pNext chain, members.
 pub(crate) fn dec_memory_barrier<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2308,7 +2315,7 @@ pub(crate) fn dec_memory_barrier2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryBarrier2` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryBarrier2` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_BARRIER_2`), pNext chain, members.
 pub(crate) fn dec_memory_barrier2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2379,7 +2386,7 @@ pub(crate) fn dec_memory_dedicated_allocate_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryDedicatedAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryDedicatedAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_DEDICATED_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_memory_dedicated_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2454,7 +2461,7 @@ pub(crate) fn dec_memory_dedicated_requirements_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryDedicatedRequirements` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryDedicatedRequirements` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS`), pNext chain, members.
 pub(crate) fn dec_memory_dedicated_requirements<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2527,7 +2534,7 @@ pub(crate) fn dec_memory_dedicated_requirements_fields_partial<'a>(
     Ok(vk::MemoryDedicatedRequirements::default())
 }
 
-/// Decodes a `VkMemoryDedicatedRequirements` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkMemoryDedicatedRequirements` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_MEMORY_DEDICATED_REQUIREMENTS`), pNext chain, members.
 pub(crate) fn dec_memory_dedicated_requirements_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2643,7 +2650,7 @@ pub(crate) fn dec_memory_opaque_capture_address_allocate_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryOpaqueCaptureAddressAllocateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryOpaqueCaptureAddressAllocateInfo` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_OPAQUE_CAPTURE_ADDRESS_ALLOCATE_INFO`), pNext chain, members.
 pub(crate) fn dec_memory_opaque_capture_address_allocate_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2768,7 +2775,7 @@ pub(crate) fn dec_memory_requirements2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryRequirements2` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryRequirements2` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2`), pNext chain, members.
 pub(crate) fn dec_memory_requirements2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2876,7 +2883,7 @@ pub(crate) fn dec_memory_requirements2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryRequirements2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkMemoryRequirements2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_MEMORY_REQUIREMENTS_2`), pNext chain, members.
 pub(crate) fn dec_memory_requirements2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3047,8 +3054,9 @@ pub(crate) unsafe fn enc_sparse_buffer_memory_bind_info(
     v: &vk::SparseBufferMemoryBindInfo<'_>,
 ) {
     e.u64((v.buffer).as_raw());
-    e.u32(v.bind_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                         // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.bind_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_binds, u64::from(v.bind_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -3085,8 +3093,10 @@ pub(crate) fn dec_sparse_image_memory_bind<'a>(
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_sparse_image_memory_bind(e: &mut Encoder, v: &vk::SparseImageMemoryBind) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_image_subresource(e, &v.subresource) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset3_d(e, &v.offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_image_subresource(e, &v.subresource) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset3_d(e, &v.offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.extent) };
     e.u64((v.memory).as_raw());
     e.u64(v.memory_offset);
@@ -3124,8 +3134,9 @@ pub(crate) unsafe fn enc_sparse_image_memory_bind_info(
     v: &vk::SparseImageMemoryBindInfo<'_>,
 ) {
     e.u64((v.image).as_raw());
-    e.u32(v.bind_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                         // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.bind_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_binds, u64::from(v.bind_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -3207,7 +3218,7 @@ pub(crate) fn dec_sparse_image_memory_requirements2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSparseImageMemoryRequirements2` (full): sType, pNext chain, members.
+/// Decodes a `VkSparseImageMemoryRequirements2` (full): sType (`VK_STRUCTURE_TYPE_SPARSE_IMAGE_MEMORY_REQUIREMENTS_2`), pNext chain, members.
 pub(crate) fn dec_sparse_image_memory_requirements2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3284,7 +3295,7 @@ pub(crate) fn dec_sparse_image_memory_requirements2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSparseImageMemoryRequirements2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkSparseImageMemoryRequirements2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_SPARSE_IMAGE_MEMORY_REQUIREMENTS_2`), pNext chain, members.
 pub(crate) fn dec_sparse_image_memory_requirements2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3381,8 +3392,9 @@ pub(crate) unsafe fn enc_sparse_image_opaque_memory_bind_info(
     v: &vk::SparseImageOpaqueMemoryBindInfo<'_>,
 ) {
     e.u64((v.image).as_raw());
-    e.u32(v.bind_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                         // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.bind_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_binds, u64::from(v.bind_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -3478,6 +3490,7 @@ impl<'a> AllocateMemoryArgs<'a> {
         match &self.p_allocate_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_allocate_info(e, r) };
@@ -4098,6 +4111,7 @@ impl<'a> GetBufferMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements_partial(e, r) };
@@ -4118,6 +4132,7 @@ impl<'a> GetBufferMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements(e, r) };
@@ -4192,6 +4207,7 @@ impl<'a> GetImageMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements_partial(e, r) };
@@ -4212,6 +4228,7 @@ impl<'a> GetImageMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements(e, r) };
@@ -4385,7 +4402,7 @@ impl<'a> GetImageSparseMemoryRequirementsArgs<'a> {
     }
 }
 
-/// Arguments of `vkBindBufferMemory2` (command type 138). Output handles hold guest object ids.
+/// Arguments of `vkBindBufferMemory2` (command type 138; also vkBindBufferMemory2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct BindBufferMemory2Args<'a> {
     /// `device` (input).
@@ -4470,7 +4487,7 @@ impl<'a> BindBufferMemory2Args<'a> {
     }
 }
 
-/// Arguments of `vkBindImageMemory2` (command type 139). Output handles hold guest object ids.
+/// Arguments of `vkBindImageMemory2` (command type 139; also vkBindImageMemory2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct BindImageMemory2Args<'a> {
     /// `device` (input).
@@ -4555,7 +4572,7 @@ impl<'a> BindImageMemory2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetDeviceGroupPeerMemoryFeatures` (command type 140). Output handles hold guest object ids.
+/// Arguments of `vkGetDeviceGroupPeerMemoryFeatures` (command type 140; also vkGetDeviceGroupPeerMemoryFeaturesKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDeviceGroupPeerMemoryFeaturesArgs<'a> {
     /// `device` (input).
@@ -4651,7 +4668,7 @@ impl<'a> GetDeviceGroupPeerMemoryFeaturesArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetImageMemoryRequirements2` (command type 144). Output handles hold guest object ids.
+/// Arguments of `vkGetImageMemoryRequirements2` (command type 144; also vkGetImageMemoryRequirements2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetImageMemoryRequirements2Args<'a> {
     /// `device` (input).
@@ -4704,6 +4721,7 @@ impl<'a> GetImageMemoryRequirements2Args<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_memory_requirements_info2(e, r) };
@@ -4713,6 +4731,7 @@ impl<'a> GetImageMemoryRequirements2Args<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2_partial(e, r) };
@@ -4733,6 +4752,7 @@ impl<'a> GetImageMemoryRequirements2Args<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2(e, r) };
@@ -4758,7 +4778,7 @@ impl<'a> GetImageMemoryRequirements2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetBufferMemoryRequirements2` (command type 145). Output handles hold guest object ids.
+/// Arguments of `vkGetBufferMemoryRequirements2` (command type 145; also vkGetBufferMemoryRequirements2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetBufferMemoryRequirements2Args<'a> {
     /// `device` (input).
@@ -4811,6 +4831,7 @@ impl<'a> GetBufferMemoryRequirements2Args<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_buffer_memory_requirements_info2(e, r) };
@@ -4820,6 +4841,7 @@ impl<'a> GetBufferMemoryRequirements2Args<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2_partial(e, r) };
@@ -4840,6 +4862,7 @@ impl<'a> GetBufferMemoryRequirements2Args<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2(e, r) };
@@ -4865,7 +4888,7 @@ impl<'a> GetBufferMemoryRequirements2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetImageSparseMemoryRequirements2` (command type 146). Output handles hold guest object ids.
+/// Arguments of `vkGetImageSparseMemoryRequirements2` (command type 146; also vkGetImageSparseMemoryRequirements2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetImageSparseMemoryRequirements2Args<'a> {
     /// `device` (input).
@@ -4933,6 +4956,7 @@ impl<'a> GetImageSparseMemoryRequirements2Args<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_sparse_memory_requirements_info2(e, r) };
@@ -5026,7 +5050,7 @@ impl<'a> GetImageSparseMemoryRequirements2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetDeviceMemoryOpaqueCaptureAddress` (command type 177). Output handles hold guest object ids.
+/// Arguments of `vkGetDeviceMemoryOpaqueCaptureAddress` (command type 177; also vkGetDeviceMemoryOpaqueCaptureAddressKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDeviceMemoryOpaqueCaptureAddressArgs<'a> {
     /// `device` (input).
@@ -5071,6 +5095,7 @@ impl<'a> GetDeviceMemoryOpaqueCaptureAddressArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_memory_opaque_capture_address_info(e, r) };
@@ -5101,7 +5126,7 @@ impl<'a> GetDeviceMemoryOpaqueCaptureAddressArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetDeviceBufferMemoryRequirements` (command type 230). Output handles hold guest object ids.
+/// Arguments of `vkGetDeviceBufferMemoryRequirements` (command type 230; also vkGetDeviceBufferMemoryRequirementsKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDeviceBufferMemoryRequirementsArgs<'a> {
     /// `device` (input).
@@ -5156,6 +5181,7 @@ impl<'a> GetDeviceBufferMemoryRequirementsArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_buffer_memory_requirements(e, r) };
@@ -5165,6 +5191,7 @@ impl<'a> GetDeviceBufferMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2_partial(e, r) };
@@ -5185,6 +5212,7 @@ impl<'a> GetDeviceBufferMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2(e, r) };
@@ -5212,7 +5240,7 @@ impl<'a> GetDeviceBufferMemoryRequirementsArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetDeviceImageMemoryRequirements` (command type 231). Output handles hold guest object ids.
+/// Arguments of `vkGetDeviceImageMemoryRequirements` (command type 231; also vkGetDeviceImageMemoryRequirementsKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDeviceImageMemoryRequirementsArgs<'a> {
     /// `device` (input).
@@ -5267,6 +5295,7 @@ impl<'a> GetDeviceImageMemoryRequirementsArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_image_memory_requirements(e, r) };
@@ -5276,6 +5305,7 @@ impl<'a> GetDeviceImageMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2_partial(e, r) };
@@ -5296,6 +5326,7 @@ impl<'a> GetDeviceImageMemoryRequirementsArgs<'a> {
         match &self.p_memory_requirements {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_requirements2(e, r) };
@@ -5323,7 +5354,7 @@ impl<'a> GetDeviceImageMemoryRequirementsArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetDeviceImageSparseMemoryRequirements` (command type 232). Output handles hold guest object ids.
+/// Arguments of `vkGetDeviceImageSparseMemoryRequirements` (command type 232; also vkGetDeviceImageSparseMemoryRequirementsKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetDeviceImageSparseMemoryRequirementsArgs<'a> {
     /// `device` (input).
@@ -5391,6 +5422,7 @@ impl<'a> GetDeviceImageSparseMemoryRequirementsArgs<'a> {
         match &self.p_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_image_memory_requirements(e, r) };

@@ -131,7 +131,7 @@ pub(crate) fn dec_drm_format_modifier_properties_list2_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDrmFormatModifierPropertiesList2EXT` (full): sType, pNext chain, members.
+/// Decodes a `VkDrmFormatModifierPropertiesList2EXT` (full): sType (`VK_STRUCTURE_TYPE_DRM_FORMAT_MODIFIER_PROPERTIES_LIST_2_EXT`), pNext chain, members.
 pub(crate) fn dec_drm_format_modifier_properties_list2_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -164,8 +164,9 @@ pub(crate) unsafe fn enc_drm_format_modifier_properties_list2_ext_fields(
     e: &mut Encoder,
     v: &vk::DrmFormatModifierPropertiesList2EXT<'_>,
 ) {
-    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifier_properties,
@@ -231,7 +232,7 @@ pub(crate) fn dec_drm_format_modifier_properties_list2_ext_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDrmFormatModifierPropertiesList2EXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkDrmFormatModifierPropertiesList2EXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_DRM_FORMAT_MODIFIER_PROPERTIES_LIST_2_EXT`), pNext chain, members.
 pub(crate) fn dec_drm_format_modifier_properties_list2_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -264,8 +265,9 @@ pub(crate) unsafe fn enc_drm_format_modifier_properties_list2_ext_fields_partial
     e: &mut Encoder,
     v: &vk::DrmFormatModifierPropertiesList2EXT<'_>,
 ) {
-    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifier_properties,
@@ -331,7 +333,7 @@ pub(crate) fn dec_drm_format_modifier_properties_list_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDrmFormatModifierPropertiesListEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkDrmFormatModifierPropertiesListEXT` (full): sType (`VK_STRUCTURE_TYPE_DRM_FORMAT_MODIFIER_PROPERTIES_LIST_EXT`), pNext chain, members.
 pub(crate) fn dec_drm_format_modifier_properties_list_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -364,8 +366,9 @@ pub(crate) unsafe fn enc_drm_format_modifier_properties_list_ext_fields(
     e: &mut Encoder,
     v: &vk::DrmFormatModifierPropertiesListEXT<'_>,
 ) {
-    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifier_properties,
@@ -431,7 +434,7 @@ pub(crate) fn dec_drm_format_modifier_properties_list_ext_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDrmFormatModifierPropertiesListEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkDrmFormatModifierPropertiesListEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_DRM_FORMAT_MODIFIER_PROPERTIES_LIST_EXT`), pNext chain, members.
 pub(crate) fn dec_drm_format_modifier_properties_list_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -464,8 +467,9 @@ pub(crate) unsafe fn enc_drm_format_modifier_properties_list_ext_fields_partial(
     e: &mut Encoder,
     v: &vk::DrmFormatModifierPropertiesListEXT<'_>,
 ) {
-    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifier_properties,
@@ -523,7 +527,7 @@ pub(crate) fn dec_external_buffer_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalBufferProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalBufferProperties` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_buffer_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -597,7 +601,7 @@ pub(crate) fn dec_external_buffer_properties_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalBufferProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkExternalBufferProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_buffer_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -676,7 +680,7 @@ pub(crate) fn dec_external_fence_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalFenceProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalFenceProperties` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_FENCE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_fence_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -750,7 +754,7 @@ pub(crate) fn dec_external_fence_properties_fields_partial<'a>(
     Ok(vk::ExternalFenceProperties::default())
 }
 
-/// Decodes a `VkExternalFenceProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkExternalFenceProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_EXTERNAL_FENCE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_fence_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -826,7 +830,7 @@ pub(crate) fn dec_external_image_format_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalImageFormatProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalImageFormatProperties` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_image_format_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -900,7 +904,7 @@ pub(crate) fn dec_external_image_format_properties_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalImageFormatProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkExternalImageFormatProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_EXTERNAL_IMAGE_FORMAT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_image_format_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1030,7 +1034,7 @@ pub(crate) fn dec_external_semaphore_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExternalSemaphoreProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkExternalSemaphoreProperties` (full): sType (`VK_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_semaphore_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1104,7 +1108,7 @@ pub(crate) fn dec_external_semaphore_properties_fields_partial<'a>(
     Ok(vk::ExternalSemaphoreProperties::default())
 }
 
-/// Decodes a `VkExternalSemaphoreProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkExternalSemaphoreProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_EXTERNAL_SEMAPHORE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_external_semaphore_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1225,7 +1229,7 @@ pub(crate) fn dec_format_properties2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFormatProperties2` (full): sType, pNext chain, members.
+/// Decodes a `VkFormatProperties2` (full): sType (`VK_STRUCTURE_TYPE_FORMAT_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_format_properties2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1351,7 +1355,7 @@ pub(crate) fn dec_format_properties2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFormatProperties2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkFormatProperties2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_FORMAT_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_format_properties2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1485,7 +1489,7 @@ pub(crate) fn dec_format_properties3_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFormatProperties3` (full): sType, pNext chain, members.
+/// Decodes a `VkFormatProperties3` (full): sType (`VK_STRUCTURE_TYPE_FORMAT_PROPERTIES_3`), pNext chain, members.
 pub(crate) fn dec_format_properties3<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1553,7 +1557,7 @@ pub(crate) fn dec_format_properties3_fields_partial<'a>(
     Ok(vk::FormatProperties3::default())
 }
 
-/// Decodes a `VkFormatProperties3` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkFormatProperties3` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_FORMAT_PROPERTIES_3`), pNext chain, members.
 pub(crate) fn dec_format_properties3_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1635,7 +1639,7 @@ pub(crate) fn dec_image_drm_format_modifier_explicit_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageDrmFormatModifierExplicitCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkImageDrmFormatModifierExplicitCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_EXPLICIT_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_image_drm_format_modifier_explicit_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1673,8 +1677,9 @@ pub(crate) unsafe fn enc_image_drm_format_modifier_explicit_create_info_ext_fiel
     v: &vk::ImageDrmFormatModifierExplicitCreateInfoEXT<'_>,
 ) {
     e.u64(v.drm_format_modifier);
-    e.u32(v.drm_format_modifier_plane_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                              // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_plane_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_plane_layouts,
@@ -1740,7 +1745,7 @@ pub(crate) fn dec_image_drm_format_modifier_list_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageDrmFormatModifierListCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkImageDrmFormatModifierListCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_LIST_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_image_drm_format_modifier_list_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1777,8 +1782,9 @@ pub(crate) unsafe fn enc_image_drm_format_modifier_list_create_info_ext_fields(
     e: &mut Encoder,
     v: &vk::ImageDrmFormatModifierListCreateInfoEXT<'_>,
 ) {
-    e.u32(v.drm_format_modifier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.drm_format_modifier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_drm_format_modifiers,
@@ -1835,7 +1841,7 @@ pub(crate) fn dec_image_drm_format_modifier_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageDrmFormatModifierPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkImageDrmFormatModifierPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_image_drm_format_modifier_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1910,7 +1916,7 @@ pub(crate) fn dec_image_drm_format_modifier_properties_ext_fields_partial<'a>(
     Ok(vk::ImageDrmFormatModifierPropertiesEXT::default())
 }
 
-/// Decodes a `VkImageDrmFormatModifierPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkImageDrmFormatModifierPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_IMAGE_DRM_FORMAT_MODIFIER_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_image_drm_format_modifier_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2041,7 +2047,7 @@ pub(crate) fn dec_image_format_properties2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageFormatProperties2` (full): sType, pNext chain, members.
+/// Decodes a `VkImageFormatProperties2` (full): sType (`VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_image_format_properties2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2164,7 +2170,7 @@ pub(crate) fn dec_image_format_properties2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImageFormatProperties2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkImageFormatProperties2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_IMAGE_FORMAT_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_image_format_properties2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2291,7 +2297,7 @@ pub(crate) fn dec_physical_device16_bit_storage_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevice16BitStorageFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevice16BitStorageFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device16_bit_storage_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2369,7 +2375,7 @@ pub(crate) fn dec_physical_device16_bit_storage_features_fields_partial<'a>(
     Ok(vk::PhysicalDevice16BitStorageFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDevice16BitStorageFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevice16BitStorageFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device16_bit_storage_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2446,7 +2452,7 @@ pub(crate) fn dec_physical_device4444_formats_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevice4444FormatsFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevice4444FormatsFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_4444_FORMATS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device4444_formats_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2522,7 +2528,7 @@ pub(crate) fn dec_physical_device4444_formats_features_ext_fields_partial<'a>(
     Ok(vk::PhysicalDevice4444FormatsFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDevice4444FormatsFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevice4444FormatsFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_4444_FORMATS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device4444_formats_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2600,7 +2606,7 @@ pub(crate) fn dec_physical_device8_bit_storage_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevice8BitStorageFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevice8BitStorageFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device8_bit_storage_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2677,7 +2683,7 @@ pub(crate) fn dec_physical_device8_bit_storage_features_fields_partial<'a>(
     Ok(vk::PhysicalDevice8BitStorageFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDevice8BitStorageFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevice8BitStorageFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_8BIT_STORAGE_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device8_bit_storage_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2753,7 +2759,7 @@ pub(crate) fn dec_physical_device_attachment_feedback_loop_layout_features_ext_f
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ATTACHMENT_FEEDBACK_LOOP_LAYOUT_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_attachment_feedback_loop_layout_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2834,7 +2840,7 @@ pub(crate) fn dec_physical_device_attachment_feedback_loop_layout_features_ext_f
     Ok(vk::PhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ATTACHMENT_FEEDBACK_LOOP_LAYOUT_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_attachment_feedback_loop_layout_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2921,7 +2927,7 @@ pub(crate) fn dec_physical_device_border_color_swizzle_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceBorderColorSwizzleFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceBorderColorSwizzleFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BORDER_COLOR_SWIZZLE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_border_color_swizzle_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3001,7 +3007,7 @@ pub(crate) fn dec_physical_device_border_color_swizzle_features_ext_fields_parti
     Ok(vk::PhysicalDeviceBorderColorSwizzleFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceBorderColorSwizzleFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceBorderColorSwizzleFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BORDER_COLOR_SWIZZLE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_border_color_swizzle_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3083,7 +3089,7 @@ pub(crate) fn dec_physical_device_buffer_device_address_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceBufferDeviceAddressFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceBufferDeviceAddressFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BUFFER_DEVICE_ADDRESS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_buffer_device_address_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3164,7 +3170,7 @@ pub(crate) fn dec_physical_device_buffer_device_address_features_fields_partial<
     Ok(vk::PhysicalDeviceBufferDeviceAddressFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceBufferDeviceAddressFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceBufferDeviceAddressFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_BUFFER_DEVICE_ADDRESS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_buffer_device_address_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3244,7 +3250,7 @@ pub(crate) fn dec_physical_device_color_write_enable_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceColorWriteEnableFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceColorWriteEnableFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COLOR_WRITE_ENABLE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_color_write_enable_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3323,7 +3329,7 @@ pub(crate) fn dec_physical_device_color_write_enable_features_ext_fields_partial
     Ok(vk::PhysicalDeviceColorWriteEnableFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceColorWriteEnableFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceColorWriteEnableFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COLOR_WRITE_ENABLE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_color_write_enable_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3404,7 +3410,7 @@ pub(crate) fn dec_physical_device_conditional_rendering_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceConditionalRenderingFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceConditionalRenderingFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CONDITIONAL_RENDERING_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_conditional_rendering_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3484,7 +3490,7 @@ pub(crate) fn dec_physical_device_conditional_rendering_features_ext_fields_part
     Ok(vk::PhysicalDeviceConditionalRenderingFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceConditionalRenderingFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceConditionalRenderingFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CONDITIONAL_RENDERING_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_conditional_rendering_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3572,7 +3578,7 @@ pub(crate) fn dec_physical_device_conservative_rasterization_properties_ext_fiel
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceConservativeRasterizationPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceConservativeRasterizationPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CONSERVATIVE_RASTERIZATION_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_conservative_rasterization_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3659,7 +3665,7 @@ pub(crate) fn dec_physical_device_conservative_rasterization_properties_ext_fiel
     Ok(vk::PhysicalDeviceConservativeRasterizationPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceConservativeRasterizationPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceConservativeRasterizationPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CONSERVATIVE_RASTERIZATION_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_conservative_rasterization_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3743,7 +3749,7 @@ pub(crate) fn dec_physical_device_custom_border_color_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceCustomBorderColorFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceCustomBorderColorFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CUSTOM_BORDER_COLOR_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_custom_border_color_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3823,7 +3829,7 @@ pub(crate) fn dec_physical_device_custom_border_color_features_ext_fields_partia
     Ok(vk::PhysicalDeviceCustomBorderColorFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceCustomBorderColorFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceCustomBorderColorFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CUSTOM_BORDER_COLOR_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_custom_border_color_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3903,7 +3909,7 @@ pub(crate) fn dec_physical_device_custom_border_color_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceCustomBorderColorPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceCustomBorderColorPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CUSTOM_BORDER_COLOR_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_custom_border_color_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3982,7 +3988,7 @@ pub(crate) fn dec_physical_device_custom_border_color_properties_ext_fields_part
     Ok(vk::PhysicalDeviceCustomBorderColorPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceCustomBorderColorPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceCustomBorderColorPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CUSTOM_BORDER_COLOR_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_custom_border_color_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4062,7 +4068,7 @@ pub(crate) fn dec_physical_device_depth_clip_control_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDepthClipControlFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDepthClipControlFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DEPTH_CLIP_CONTROL_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_depth_clip_control_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4141,7 +4147,7 @@ pub(crate) fn dec_physical_device_depth_clip_control_features_ext_fields_partial
     Ok(vk::PhysicalDeviceDepthClipControlFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDepthClipControlFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDepthClipControlFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DEPTH_CLIP_CONTROL_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_depth_clip_control_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4221,7 +4227,7 @@ pub(crate) fn dec_physical_device_depth_clip_enable_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDepthClipEnableFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDepthClipEnableFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DEPTH_CLIP_ENABLE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_depth_clip_enable_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4300,7 +4306,7 @@ pub(crate) fn dec_physical_device_depth_clip_enable_features_ext_fields_partial<
     Ok(vk::PhysicalDeviceDepthClipEnableFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDepthClipEnableFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDepthClipEnableFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DEPTH_CLIP_ENABLE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_depth_clip_enable_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4383,7 +4389,7 @@ pub(crate) fn dec_physical_device_depth_stencil_resolve_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDepthStencilResolveProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDepthStencilResolveProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DEPTH_STENCIL_RESOLVE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_depth_stencil_resolve_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4465,7 +4471,7 @@ pub(crate) fn dec_physical_device_depth_stencil_resolve_properties_fields_partia
     Ok(vk::PhysicalDeviceDepthStencilResolveProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDepthStencilResolveProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDepthStencilResolveProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DEPTH_STENCIL_RESOLVE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_depth_stencil_resolve_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4564,7 +4570,7 @@ pub(crate) fn dec_physical_device_descriptor_indexing_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDescriptorIndexingFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDescriptorIndexingFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DESCRIPTOR_INDEXING_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_descriptor_indexing_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4662,7 +4668,7 @@ pub(crate) fn dec_physical_device_descriptor_indexing_features_fields_partial<'a
     Ok(vk::PhysicalDeviceDescriptorIndexingFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDescriptorIndexingFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDescriptorIndexingFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DESCRIPTOR_INDEXING_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_descriptor_indexing_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4764,7 +4770,7 @@ pub(crate) fn dec_physical_device_descriptor_indexing_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDescriptorIndexingProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDescriptorIndexingProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DESCRIPTOR_INDEXING_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_descriptor_indexing_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4865,7 +4871,7 @@ pub(crate) fn dec_physical_device_descriptor_indexing_properties_fields_partial<
     Ok(vk::PhysicalDeviceDescriptorIndexingProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDescriptorIndexingProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDescriptorIndexingProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DESCRIPTOR_INDEXING_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_descriptor_indexing_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4950,7 +4956,7 @@ pub(crate) fn dec_physical_device_driver_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDriverProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDriverProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_driver_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4988,6 +4994,7 @@ pub(crate) unsafe fn enc_physical_device_driver_properties_fields(
     e.chars(&v.driver_name);
     e.array_size(256);
     e.chars(&v.driver_info);
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_conformance_version(e, &v.conformance_version) };
 }
@@ -5032,7 +5039,7 @@ pub(crate) fn dec_physical_device_driver_properties_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDriverProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDriverProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_driver_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5109,7 +5116,7 @@ pub(crate) fn dec_physical_device_dynamic_rendering_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDynamicRenderingFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDynamicRenderingFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DYNAMIC_RENDERING_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_dynamic_rendering_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5188,7 +5195,7 @@ pub(crate) fn dec_physical_device_dynamic_rendering_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceDynamicRenderingFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDynamicRenderingFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDynamicRenderingFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DYNAMIC_RENDERING_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_dynamic_rendering_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5268,7 +5275,7 @@ pub(crate) fn dec_physical_device_dynamic_rendering_unused_attachments_features_
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DYNAMIC_RENDERING_UNUSED_ATTACHMENTS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_dynamic_rendering_unused_attachments_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5352,7 +5359,7 @@ pub(crate) fn dec_physical_device_dynamic_rendering_unused_attachments_features_
     Ok(vk::PhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DYNAMIC_RENDERING_UNUSED_ATTACHMENTS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_dynamic_rendering_unused_attachments_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5444,7 +5451,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state2_features_ext_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicState2FeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicState2FeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_2_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state2_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5525,7 +5532,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state2_features_ext_fields_pa
     Ok(vk::PhysicalDeviceExtendedDynamicState2FeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicState2FeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicState2FeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_2_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state2_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5635,7 +5642,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state3_features_ext_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicState3FeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicState3FeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_3_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state3_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5744,7 +5751,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state3_features_ext_fields_pa
     Ok(vk::PhysicalDeviceExtendedDynamicState3FeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicState3FeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicState3FeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_3_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state3_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5824,7 +5831,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state3_properties_ext_fields<
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicState3PropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicState3PropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_3_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state3_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5903,7 +5910,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state3_properties_ext_fields_
     Ok(vk::PhysicalDeviceExtendedDynamicState3PropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicState3PropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicState3PropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_3_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state3_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5985,7 +5992,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state_features_ext_fields<'a>
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicStateFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicStateFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6064,7 +6071,7 @@ pub(crate) fn dec_physical_device_extended_dynamic_state_features_ext_fields_par
     Ok(vk::PhysicalDeviceExtendedDynamicStateFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceExtendedDynamicStateFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExtendedDynamicStateFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTENDED_DYNAMIC_STATE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_extended_dynamic_state_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6146,7 +6153,7 @@ pub(crate) fn dec_physical_device_external_buffer_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExternalBufferInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExternalBufferInfo` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO`), pNext chain, members.
 pub(crate) fn dec_physical_device_external_buffer_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6261,7 +6268,7 @@ pub(crate) fn dec_physical_device_external_fence_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExternalFenceInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExternalFenceInfo` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_FENCE_INFO`), pNext chain, members.
 pub(crate) fn dec_physical_device_external_fence_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6337,7 +6344,7 @@ pub(crate) fn dec_physical_device_external_image_format_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExternalImageFormatInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExternalImageFormatInfo` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_IMAGE_FORMAT_INFO`), pNext chain, members.
 pub(crate) fn dec_physical_device_external_image_format_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6417,7 +6424,7 @@ pub(crate) fn dec_physical_device_external_semaphore_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceExternalSemaphoreInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceExternalSemaphoreInfo` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_SEMAPHORE_INFO`), pNext chain, members.
 pub(crate) fn dec_physical_device_external_semaphore_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6682,7 +6689,7 @@ pub(crate) fn dec_physical_device_features2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFeatures2` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFeatures2` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_features2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -7768,7 +7775,7 @@ pub(crate) fn dec_physical_device_features2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFeatures2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFeatures2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_features2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -8922,7 +8929,7 @@ pub(crate) fn dec_physical_device_float_controls_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFloatControlsProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFloatControlsProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_float_controls_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9017,7 +9024,7 @@ pub(crate) fn dec_physical_device_float_controls_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceFloatControlsProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceFloatControlsProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFloatControlsProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FLOAT_CONTROLS_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_float_controls_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9099,7 +9106,7 @@ pub(crate) fn dec_physical_device_fragment_shader_interlock_features_ext_fields<
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADER_INTERLOCK_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shader_interlock_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9180,7 +9187,7 @@ pub(crate) fn dec_physical_device_fragment_shader_interlock_features_ext_fields_
     Ok(vk::PhysicalDeviceFragmentShaderInterlockFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADER_INTERLOCK_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shader_interlock_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9264,7 +9271,7 @@ pub(crate) fn dec_physical_device_fragment_shading_rate_features_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShadingRateFeaturesKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShadingRateFeaturesKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADING_RATE_FEATURES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shading_rate_features_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9345,7 +9352,7 @@ pub(crate) fn dec_physical_device_fragment_shading_rate_features_khr_fields_part
     Ok(vk::PhysicalDeviceFragmentShadingRateFeaturesKHR::default())
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShadingRateFeaturesKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShadingRateFeaturesKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADING_RATE_FEATURES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shading_rate_features_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9426,7 +9433,7 @@ pub(crate) fn dec_physical_device_fragment_shading_rate_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShadingRateKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShadingRateKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADING_RATE_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shading_rate_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9459,7 +9466,8 @@ pub(crate) unsafe fn enc_physical_device_fragment_shading_rate_khr_fields(
     e: &mut Encoder,
     v: &vk::PhysicalDeviceFragmentShadingRateKHR<'_>,
 ) {
-    e.u32((v.sample_counts).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32((v.sample_counts).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d(e, &v.fragment_size) };
 }
 
@@ -9503,7 +9511,7 @@ pub(crate) fn dec_physical_device_fragment_shading_rate_khr_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShadingRateKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShadingRateKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADING_RATE_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shading_rate_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9596,7 +9604,7 @@ pub(crate) fn dec_physical_device_fragment_shading_rate_properties_khr_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShadingRatePropertiesKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShadingRatePropertiesKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADING_RATE_PROPERTIES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shading_rate_properties_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9634,12 +9642,14 @@ pub(crate) unsafe fn enc_physical_device_fragment_shading_rate_properties_khr_fi
     v: &vk::PhysicalDeviceFragmentShadingRatePropertiesKHR<'_>,
 ) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_extent2_d(e, &v.min_fragment_shading_rate_attachment_texel_size) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_extent2_d(e, &v.min_fragment_shading_rate_attachment_texel_size) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d(e, &v.max_fragment_shading_rate_attachment_texel_size) };
     e.u32(v.max_fragment_shading_rate_attachment_texel_size_aspect_ratio);
     e.u32(v.primitive_fragment_shading_rate_with_multiple_viewports);
     e.u32(v.layered_shading_rate_attachments);
-    e.u32(v.fragment_shading_rate_non_trivial_combiner_ops); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32(v.fragment_shading_rate_non_trivial_combiner_ops);
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d(e, &v.max_fragment_size) };
     e.u32(v.max_fragment_size_aspect_ratio);
     e.u32(v.max_fragment_shading_rate_coverage_samples);
@@ -9695,7 +9705,7 @@ pub(crate) fn dec_physical_device_fragment_shading_rate_properties_khr_fields_pa
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceFragmentShadingRatePropertiesKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceFragmentShadingRatePropertiesKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FRAGMENT_SHADING_RATE_PROPERTIES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_fragment_shading_rate_properties_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9733,8 +9743,10 @@ pub(crate) unsafe fn enc_physical_device_fragment_shading_rate_properties_khr_fi
     v: &vk::PhysicalDeviceFragmentShadingRatePropertiesKHR<'_>,
 ) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_extent2_d_partial(e, &v.min_fragment_shading_rate_attachment_texel_size) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_extent2_d_partial(e, &v.max_fragment_shading_rate_attachment_texel_size) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_extent2_d_partial(e, &v.min_fragment_shading_rate_attachment_texel_size) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_extent2_d_partial(e, &v.max_fragment_shading_rate_attachment_texel_size) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d_partial(e, &v.max_fragment_size) };
 }
 
@@ -9778,7 +9790,7 @@ pub(crate) fn dec_physical_device_graphics_pipeline_library_features_ext_fields<
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_graphics_pipeline_library_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9857,7 +9869,7 @@ pub(crate) fn dec_physical_device_graphics_pipeline_library_features_ext_fields_
     Ok(vk::PhysicalDeviceGraphicsPipelineLibraryFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_graphics_pipeline_library_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -9940,7 +9952,7 @@ pub(crate) fn dec_physical_device_graphics_pipeline_library_properties_ext_field
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_graphics_pipeline_library_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10020,7 +10032,7 @@ pub(crate) fn dec_physical_device_graphics_pipeline_library_properties_ext_field
     Ok(vk::PhysicalDeviceGraphicsPipelineLibraryPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_GRAPHICS_PIPELINE_LIBRARY_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_graphics_pipeline_library_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10107,7 +10119,7 @@ pub(crate) fn dec_physical_device_group_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceGroupProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceGroupProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_GROUP_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_group_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10188,7 +10200,7 @@ pub(crate) fn dec_physical_device_group_properties_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceGroupProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceGroupProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_GROUP_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_group_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10267,7 +10279,7 @@ pub(crate) fn dec_physical_device_host_query_reset_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceHostQueryResetFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceHostQueryResetFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_HOST_QUERY_RESET_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_host_query_reset_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10342,7 +10354,7 @@ pub(crate) fn dec_physical_device_host_query_reset_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceHostQueryResetFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceHostQueryResetFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceHostQueryResetFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_HOST_QUERY_RESET_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_host_query_reset_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10425,7 +10437,7 @@ pub(crate) fn dec_physical_device_id_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceIDProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceIDProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_id_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10504,7 +10516,7 @@ pub(crate) fn dec_physical_device_id_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceIDProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceIDProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceIDProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_id_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10581,7 +10593,7 @@ pub(crate) fn dec_physical_device_image2_d_view_of3_d_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceImage2DViewOf3DFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImage2DViewOf3DFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_2D_VIEW_OF_3D_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_image2_d_view_of3_d_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10661,7 +10673,7 @@ pub(crate) fn dec_physical_device_image2_d_view_of3_d_features_ext_fields_partia
     Ok(vk::PhysicalDeviceImage2DViewOf3DFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceImage2DViewOf3DFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImage2DViewOf3DFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_2D_VIEW_OF_3D_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_image2_d_view_of3_d_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10752,7 +10764,7 @@ pub(crate) fn dec_physical_device_image_drm_format_modifier_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceImageDrmFormatModifierInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImageDrmFormatModifierInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_DRM_FORMAT_MODIFIER_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_image_drm_format_modifier_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -10858,7 +10870,7 @@ pub(crate) fn dec_physical_device_image_format_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceImageFormatInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImageFormatInfo2` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_FORMAT_INFO_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_image_format_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11012,7 +11024,7 @@ pub(crate) fn dec_physical_device_image_robustness_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceImageRobustnessFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImageRobustnessFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_ROBUSTNESS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_image_robustness_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11091,7 +11103,7 @@ pub(crate) fn dec_physical_device_image_robustness_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceImageRobustnessFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceImageRobustnessFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImageRobustnessFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_ROBUSTNESS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_image_robustness_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11171,7 +11183,7 @@ pub(crate) fn dec_physical_device_image_view_min_lod_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceImageViewMinLodFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImageViewMinLodFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_VIEW_MIN_LOD_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_image_view_min_lod_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11250,7 +11262,7 @@ pub(crate) fn dec_physical_device_image_view_min_lod_features_ext_fields_partial
     Ok(vk::PhysicalDeviceImageViewMinLodFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceImageViewMinLodFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImageViewMinLodFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGE_VIEW_MIN_LOD_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_image_view_min_lod_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11330,7 +11342,7 @@ pub(crate) fn dec_physical_device_imageless_framebuffer_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceImagelessFramebufferFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImagelessFramebufferFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGELESS_FRAMEBUFFER_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_imageless_framebuffer_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11409,7 +11421,7 @@ pub(crate) fn dec_physical_device_imageless_framebuffer_features_fields_partial<
     Ok(vk::PhysicalDeviceImagelessFramebufferFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceImagelessFramebufferFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceImagelessFramebufferFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_IMAGELESS_FRAMEBUFFER_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_imageless_framebuffer_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11489,7 +11501,7 @@ pub(crate) fn dec_physical_device_index_type_uint8_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceIndexTypeUint8FeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceIndexTypeUint8FeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_INDEX_TYPE_UINT8_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_index_type_uint8_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11568,7 +11580,7 @@ pub(crate) fn dec_physical_device_index_type_uint8_features_ext_fields_partial<'
     Ok(vk::PhysicalDeviceIndexTypeUint8FeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceIndexTypeUint8FeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceIndexTypeUint8FeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_INDEX_TYPE_UINT8_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_index_type_uint8_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11649,7 +11661,7 @@ pub(crate) fn dec_physical_device_inline_uniform_block_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceInlineUniformBlockFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceInlineUniformBlockFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_INLINE_UNIFORM_BLOCK_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_inline_uniform_block_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11729,7 +11741,7 @@ pub(crate) fn dec_physical_device_inline_uniform_block_features_fields_partial<'
     Ok(vk::PhysicalDeviceInlineUniformBlockFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceInlineUniformBlockFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceInlineUniformBlockFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_INLINE_UNIFORM_BLOCK_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_inline_uniform_block_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11813,7 +11825,7 @@ pub(crate) fn dec_physical_device_inline_uniform_block_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceInlineUniformBlockProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceInlineUniformBlockProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_INLINE_UNIFORM_BLOCK_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_inline_uniform_block_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -11896,7 +11908,7 @@ pub(crate) fn dec_physical_device_inline_uniform_block_properties_fields_partial
     Ok(vk::PhysicalDeviceInlineUniformBlockProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceInlineUniformBlockProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceInlineUniformBlockProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_INLINE_UNIFORM_BLOCK_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_inline_uniform_block_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12271,7 +12283,7 @@ pub(crate) fn dec_physical_device_line_rasterization_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceLineRasterizationFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceLineRasterizationFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_LINE_RASTERIZATION_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_line_rasterization_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12355,7 +12367,7 @@ pub(crate) fn dec_physical_device_line_rasterization_features_ext_fields_partial
     Ok(vk::PhysicalDeviceLineRasterizationFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceLineRasterizationFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceLineRasterizationFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_LINE_RASTERIZATION_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_line_rasterization_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12435,7 +12447,7 @@ pub(crate) fn dec_physical_device_line_rasterization_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceLineRasterizationPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceLineRasterizationPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_LINE_RASTERIZATION_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_line_rasterization_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12514,7 +12526,7 @@ pub(crate) fn dec_physical_device_line_rasterization_properties_ext_fields_parti
     Ok(vk::PhysicalDeviceLineRasterizationPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceLineRasterizationPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceLineRasterizationPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_LINE_RASTERIZATION_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_line_rasterization_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12595,7 +12607,7 @@ pub(crate) fn dec_physical_device_maintenance3_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance3Properties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance3Properties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance3_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12671,7 +12683,7 @@ pub(crate) fn dec_physical_device_maintenance3_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMaintenance3Properties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance3Properties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance3Properties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance3_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12747,7 +12759,7 @@ pub(crate) fn dec_physical_device_maintenance4_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance4Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance4Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance4_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12822,7 +12834,7 @@ pub(crate) fn dec_physical_device_maintenance4_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMaintenance4Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance4Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance4Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance4_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12898,7 +12910,7 @@ pub(crate) fn dec_physical_device_maintenance4_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance4Properties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance4Properties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance4_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -12973,7 +12985,7 @@ pub(crate) fn dec_physical_device_maintenance4_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMaintenance4Properties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance4Properties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance4Properties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance4_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13049,7 +13061,7 @@ pub(crate) fn dec_physical_device_maintenance5_features_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance5FeaturesKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance5FeaturesKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_5_FEATURES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance5_features_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13128,7 +13140,7 @@ pub(crate) fn dec_physical_device_maintenance5_features_khr_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMaintenance5FeaturesKHR::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance5FeaturesKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance5FeaturesKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_5_FEATURES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance5_features_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13213,7 +13225,7 @@ pub(crate) fn dec_physical_device_maintenance5_properties_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance5PropertiesKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance5PropertiesKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_5_PROPERTIES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance5_properties_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13297,7 +13309,7 @@ pub(crate) fn dec_physical_device_maintenance5_properties_khr_fields_partial<'a>
     Ok(vk::PhysicalDeviceMaintenance5PropertiesKHR::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMaintenance5PropertiesKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMaintenance5PropertiesKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_5_PROPERTIES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_maintenance5_properties_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13384,7 +13396,7 @@ pub(crate) fn dec_physical_device_memory_budget_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMemoryBudgetPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMemoryBudgetPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_memory_budget_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13470,7 +13482,7 @@ pub(crate) fn dec_physical_device_memory_budget_properties_ext_fields_partial<'a
     Ok(vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMemoryBudgetPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMemoryBudgetPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_memory_budget_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13634,7 +13646,7 @@ pub(crate) fn dec_physical_device_memory_properties2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMemoryProperties2` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMemoryProperties2` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_memory_properties2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13748,7 +13760,7 @@ pub(crate) fn dec_physical_device_memory_properties2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMemoryProperties2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMemoryProperties2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_memory_properties2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13862,7 +13874,7 @@ pub(crate) fn dec_physical_device_multi_draw_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMultiDrawFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiDrawFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTI_DRAW_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_multi_draw_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -13937,7 +13949,7 @@ pub(crate) fn dec_physical_device_multi_draw_features_ext_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMultiDrawFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMultiDrawFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiDrawFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTI_DRAW_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_multi_draw_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14013,7 +14025,7 @@ pub(crate) fn dec_physical_device_multi_draw_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMultiDrawPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiDrawPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTI_DRAW_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_multi_draw_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14088,7 +14100,7 @@ pub(crate) fn dec_physical_device_multi_draw_properties_ext_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMultiDrawPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMultiDrawPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiDrawPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTI_DRAW_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_multi_draw_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14166,7 +14178,7 @@ pub(crate) fn dec_physical_device_multiview_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMultiviewFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiviewFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTIVIEW_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_multiview_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14243,7 +14255,7 @@ pub(crate) fn dec_physical_device_multiview_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMultiviewFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMultiviewFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiviewFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTIVIEW_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_multiview_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14320,7 +14332,7 @@ pub(crate) fn dec_physical_device_multiview_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMultiviewProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiviewProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTIVIEW_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_multiview_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14396,7 +14408,7 @@ pub(crate) fn dec_physical_device_multiview_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceMultiviewProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMultiviewProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMultiviewProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MULTIVIEW_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_multiview_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14472,7 +14484,7 @@ pub(crate) fn dec_physical_device_mutable_descriptor_type_features_ext_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MUTABLE_DESCRIPTOR_TYPE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_mutable_descriptor_type_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14551,7 +14563,7 @@ pub(crate) fn dec_physical_device_mutable_descriptor_type_features_ext_fields_pa
     Ok(vk::PhysicalDeviceMutableDescriptorTypeFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MUTABLE_DESCRIPTOR_TYPE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_mutable_descriptor_type_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14631,7 +14643,7 @@ pub(crate) fn dec_physical_device_non_seamless_cube_map_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_NON_SEAMLESS_CUBE_MAP_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_non_seamless_cube_map_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14710,7 +14722,7 @@ pub(crate) fn dec_physical_device_non_seamless_cube_map_features_ext_fields_part
     Ok(vk::PhysicalDeviceNonSeamlessCubeMapFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_NON_SEAMLESS_CUBE_MAP_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_non_seamless_cube_map_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14793,7 +14805,7 @@ pub(crate) fn dec_physical_device_pci_bus_info_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePCIBusInfoPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePCIBusInfoPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PCI_BUS_INFO_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_pci_bus_info_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14875,7 +14887,7 @@ pub(crate) fn dec_physical_device_pci_bus_info_properties_ext_fields_partial<'a>
     Ok(vk::PhysicalDevicePCIBusInfoPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDevicePCIBusInfoPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePCIBusInfoPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PCI_BUS_INFO_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_pci_bus_info_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -14955,7 +14967,7 @@ pub(crate) fn dec_physical_device_pipeline_creation_cache_control_features_field
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePipelineCreationCacheControlFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePipelineCreationCacheControlFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_CREATION_CACHE_CONTROL_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_pipeline_creation_cache_control_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15034,7 +15046,7 @@ pub(crate) fn dec_physical_device_pipeline_creation_cache_control_features_field
     Ok(vk::PhysicalDevicePipelineCreationCacheControlFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDevicePipelineCreationCacheControlFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePipelineCreationCacheControlFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_CREATION_CACHE_CONTROL_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_pipeline_creation_cache_control_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15119,7 +15131,7 @@ pub(crate) fn dec_physical_device_point_clipping_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePointClippingProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePointClippingProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_POINT_CLIPPING_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_point_clipping_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15198,7 +15210,7 @@ pub(crate) fn dec_physical_device_point_clipping_properties_fields_partial<'a>(
     Ok(vk::PhysicalDevicePointClippingProperties::default())
 }
 
-/// Decodes a `VkPhysicalDevicePointClippingProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePointClippingProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_POINT_CLIPPING_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_point_clipping_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15279,7 +15291,7 @@ pub(crate) fn dec_physical_device_primitive_topology_list_restart_features_ext_f
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PRIMITIVE_TOPOLOGY_LIST_RESTART_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_primitive_topology_list_restart_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15361,7 +15373,7 @@ pub(crate) fn dec_physical_device_primitive_topology_list_restart_features_ext_f
     Ok(vk::PhysicalDevicePrimitiveTopologyListRestartFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PRIMITIVE_TOPOLOGY_LIST_RESTART_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_primitive_topology_list_restart_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15449,7 +15461,7 @@ pub(crate) fn dec_physical_device_primitives_generated_query_features_ext_fields
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PRIMITIVES_GENERATED_QUERY_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_primitives_generated_query_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15530,7 +15542,7 @@ pub(crate) fn dec_physical_device_primitives_generated_query_features_ext_fields
     Ok(vk::PhysicalDevicePrimitivesGeneratedQueryFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PRIMITIVES_GENERATED_QUERY_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_primitives_generated_query_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15612,7 +15624,7 @@ pub(crate) fn dec_physical_device_private_data_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePrivateDataFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePrivateDataFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PRIVATE_DATA_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_private_data_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15687,7 +15699,7 @@ pub(crate) fn dec_physical_device_private_data_features_fields_partial<'a>(
     Ok(vk::PhysicalDevicePrivateDataFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDevicePrivateDataFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePrivateDataFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PRIVATE_DATA_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_private_data_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -15794,8 +15806,10 @@ pub(crate) unsafe fn enc_physical_device_properties(
     e.chars(&v.device_name);
     e.array_size(16);
     e.bytes_padded(&v.pipeline_cache_uuid);
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_physical_device_limits(e, &v.limits) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_physical_device_limits(e, &v.limits) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_physical_device_sparse_properties(e, &v.sparse_properties) };
 }
 
@@ -15822,7 +15836,8 @@ pub(crate) unsafe fn enc_physical_device_properties_partial(
     v: &vk::PhysicalDeviceProperties,
 ) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_physical_device_limits_partial(e, &v.limits) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_physical_device_limits_partial(e, &v.limits) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_physical_device_sparse_properties_partial(e, &v.sparse_properties) };
 }
 
@@ -15837,7 +15852,7 @@ pub(crate) fn dec_physical_device_properties2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceProperties2` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProperties2` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_properties2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -16421,7 +16436,7 @@ pub(crate) fn dec_physical_device_properties2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceProperties2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProperties2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_properties2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17031,7 +17046,7 @@ pub(crate) fn dec_physical_device_protected_memory_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceProtectedMemoryFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProtectedMemoryFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROTECTED_MEMORY_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_protected_memory_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17110,7 +17125,7 @@ pub(crate) fn dec_physical_device_protected_memory_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceProtectedMemoryFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceProtectedMemoryFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProtectedMemoryFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROTECTED_MEMORY_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_protected_memory_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17190,7 +17205,7 @@ pub(crate) fn dec_physical_device_protected_memory_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceProtectedMemoryProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProtectedMemoryProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROTECTED_MEMORY_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_protected_memory_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17269,7 +17284,7 @@ pub(crate) fn dec_physical_device_protected_memory_properties_fields_partial<'a>
     Ok(vk::PhysicalDeviceProtectedMemoryProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceProtectedMemoryProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProtectedMemoryProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROTECTED_MEMORY_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_protected_memory_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17350,7 +17365,7 @@ pub(crate) fn dec_physical_device_provoking_vertex_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceProvokingVertexFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProvokingVertexFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROVOKING_VERTEX_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_provoking_vertex_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17430,7 +17445,7 @@ pub(crate) fn dec_physical_device_provoking_vertex_features_ext_fields_partial<'
     Ok(vk::PhysicalDeviceProvokingVertexFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceProvokingVertexFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProvokingVertexFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROVOKING_VERTEX_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_provoking_vertex_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17511,7 +17526,7 @@ pub(crate) fn dec_physical_device_provoking_vertex_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceProvokingVertexPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProvokingVertexPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROVOKING_VERTEX_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_provoking_vertex_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17591,7 +17606,7 @@ pub(crate) fn dec_physical_device_provoking_vertex_properties_ext_fields_partial
     Ok(vk::PhysicalDeviceProvokingVertexPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceProvokingVertexPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceProvokingVertexPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROVOKING_VERTEX_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_provoking_vertex_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17671,7 +17686,7 @@ pub(crate) fn dec_physical_device_push_descriptor_properties_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDevicePushDescriptorPropertiesKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePushDescriptorPropertiesKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PUSH_DESCRIPTOR_PROPERTIES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_push_descriptor_properties_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17750,7 +17765,7 @@ pub(crate) fn dec_physical_device_push_descriptor_properties_khr_fields_partial<
     Ok(vk::PhysicalDevicePushDescriptorPropertiesKHR::default())
 }
 
-/// Decodes a `VkPhysicalDevicePushDescriptorPropertiesKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDevicePushDescriptorPropertiesKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PUSH_DESCRIPTOR_PROPERTIES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_push_descriptor_properties_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17832,7 +17847,7 @@ pub(crate) fn dec_physical_device_rasterization_order_attachment_access_features
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_RASTERIZATION_ORDER_ATTACHMENT_ACCESS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_rasterization_order_attachment_access_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -17918,7 +17933,7 @@ pub(crate) fn dec_physical_device_rasterization_order_attachment_access_features
     Ok(vk::PhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_RASTERIZATION_ORDER_ATTACHMENT_ACCESS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_rasterization_order_attachment_access_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18012,7 +18027,7 @@ pub(crate) fn dec_physical_device_robustness2_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceRobustness2FeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceRobustness2FeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_robustness2_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18089,7 +18104,7 @@ pub(crate) fn dec_physical_device_robustness2_features_ext_fields_partial<'a>(
     Ok(vk::PhysicalDeviceRobustness2FeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceRobustness2FeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceRobustness2FeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_robustness2_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18166,7 +18181,7 @@ pub(crate) fn dec_physical_device_robustness2_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceRobustness2PropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceRobustness2PropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_robustness2_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18246,7 +18261,7 @@ pub(crate) fn dec_physical_device_robustness2_properties_ext_fields_partial<'a>(
     Ok(vk::PhysicalDeviceRobustness2PropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceRobustness2PropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceRobustness2PropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ROBUSTNESS_2_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_robustness2_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18327,7 +18342,7 @@ pub(crate) fn dec_physical_device_sampler_filter_minmax_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSamplerFilterMinmaxProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSamplerFilterMinmaxProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SAMPLER_FILTER_MINMAX_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_sampler_filter_minmax_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18407,7 +18422,7 @@ pub(crate) fn dec_physical_device_sampler_filter_minmax_properties_fields_partia
     Ok(vk::PhysicalDeviceSamplerFilterMinmaxProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSamplerFilterMinmaxProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSamplerFilterMinmaxProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SAMPLER_FILTER_MINMAX_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_sampler_filter_minmax_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18487,7 +18502,7 @@ pub(crate) fn dec_physical_device_sampler_ycbcr_conversion_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSamplerYcbcrConversionFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSamplerYcbcrConversionFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SAMPLER_YCBCR_CONVERSION_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_sampler_ycbcr_conversion_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18566,7 +18581,7 @@ pub(crate) fn dec_physical_device_sampler_ycbcr_conversion_features_fields_parti
     Ok(vk::PhysicalDeviceSamplerYcbcrConversionFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSamplerYcbcrConversionFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSamplerYcbcrConversionFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SAMPLER_YCBCR_CONVERSION_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_sampler_ycbcr_conversion_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18646,7 +18661,7 @@ pub(crate) fn dec_physical_device_scalar_block_layout_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceScalarBlockLayoutFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceScalarBlockLayoutFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SCALAR_BLOCK_LAYOUT_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_scalar_block_layout_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18725,7 +18740,7 @@ pub(crate) fn dec_physical_device_scalar_block_layout_features_fields_partial<'a
     Ok(vk::PhysicalDeviceScalarBlockLayoutFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceScalarBlockLayoutFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceScalarBlockLayoutFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SCALAR_BLOCK_LAYOUT_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_scalar_block_layout_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18805,7 +18820,7 @@ pub(crate) fn dec_physical_device_separate_depth_stencil_layouts_features_fields
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SEPARATE_DEPTH_STENCIL_LAYOUTS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_separate_depth_stencil_layouts_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18884,7 +18899,7 @@ pub(crate) fn dec_physical_device_separate_depth_stencil_layouts_features_fields
     Ok(vk::PhysicalDeviceSeparateDepthStencilLayoutsFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SEPARATE_DEPTH_STENCIL_LAYOUTS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_separate_depth_stencil_layouts_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -18967,7 +18982,7 @@ pub(crate) fn dec_physical_device_shader_atomic_int64_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderAtomicInt64Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderAtomicInt64Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_INT64_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_atomic_int64_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19047,7 +19062,7 @@ pub(crate) fn dec_physical_device_shader_atomic_int64_features_fields_partial<'a
     Ok(vk::PhysicalDeviceShaderAtomicInt64Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderAtomicInt64Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderAtomicInt64Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_INT64_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_atomic_int64_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19128,7 +19143,7 @@ pub(crate) fn dec_physical_device_shader_clock_features_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderClockFeaturesKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderClockFeaturesKHR` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CLOCK_FEATURES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_clock_features_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19204,7 +19219,7 @@ pub(crate) fn dec_physical_device_shader_clock_features_khr_fields_partial<'a>(
     Ok(vk::PhysicalDeviceShaderClockFeaturesKHR::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderClockFeaturesKHR` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderClockFeaturesKHR` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CLOCK_FEATURES_KHR`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_clock_features_khr_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19280,7 +19295,7 @@ pub(crate) fn dec_physical_device_shader_demote_to_helper_invocation_features_fi
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_DEMOTE_TO_HELPER_INVOCATION_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_demote_to_helper_invocation_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19359,7 +19374,7 @@ pub(crate) fn dec_physical_device_shader_demote_to_helper_invocation_features_fi
     Ok(vk::PhysicalDeviceShaderDemoteToHelperInvocationFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_DEMOTE_TO_HELPER_INVOCATION_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_demote_to_helper_invocation_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19443,7 +19458,7 @@ pub(crate) fn dec_physical_device_shader_draw_parameters_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderDrawParametersFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderDrawParametersFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_DRAW_PARAMETERS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_draw_parameters_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19522,7 +19537,7 @@ pub(crate) fn dec_physical_device_shader_draw_parameters_features_fields_partial
     Ok(vk::PhysicalDeviceShaderDrawParametersFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderDrawParametersFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderDrawParametersFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_DRAW_PARAMETERS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_draw_parameters_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19603,7 +19618,7 @@ pub(crate) fn dec_physical_device_shader_float16_int8_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderFloat16Int8Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderFloat16Int8Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_float16_int8_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19683,7 +19698,7 @@ pub(crate) fn dec_physical_device_shader_float16_int8_features_fields_partial<'a
     Ok(vk::PhysicalDeviceShaderFloat16Int8Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderFloat16Int8Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderFloat16Int8Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_float16_int8_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19763,7 +19778,7 @@ pub(crate) fn dec_physical_device_shader_integer_dot_product_features_fields<'a>
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_integer_dot_product_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19842,7 +19857,7 @@ pub(crate) fn dec_physical_device_shader_integer_dot_product_features_fields_par
     Ok(vk::PhysicalDeviceShaderIntegerDotProductFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_integer_dot_product_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -19952,7 +19967,7 @@ pub(crate) fn dec_physical_device_shader_integer_dot_product_properties_fields<'
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_integer_dot_product_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20060,7 +20075,7 @@ pub(crate) fn dec_physical_device_shader_integer_dot_product_properties_fields_p
     Ok(vk::PhysicalDeviceShaderIntegerDotProductProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderIntegerDotProductProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_integer_dot_product_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20140,7 +20155,7 @@ pub(crate) fn dec_physical_device_shader_subgroup_extended_types_features_fields
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SUBGROUP_EXTENDED_TYPES_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_subgroup_extended_types_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20219,7 +20234,7 @@ pub(crate) fn dec_physical_device_shader_subgroup_extended_types_features_fields
     Ok(vk::PhysicalDeviceShaderSubgroupExtendedTypesFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SUBGROUP_EXTENDED_TYPES_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_subgroup_extended_types_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20301,7 +20316,7 @@ pub(crate) fn dec_physical_device_shader_terminate_invocation_features_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceShaderTerminateInvocationFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderTerminateInvocationFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_TERMINATE_INVOCATION_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_terminate_invocation_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20380,7 +20395,7 @@ pub(crate) fn dec_physical_device_shader_terminate_invocation_features_fields_pa
     Ok(vk::PhysicalDeviceShaderTerminateInvocationFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceShaderTerminateInvocationFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceShaderTerminateInvocationFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_TERMINATE_INVOCATION_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_shader_terminate_invocation_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20464,7 +20479,7 @@ pub(crate) fn dec_physical_device_sparse_image_format_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSparseImageFormatInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSparseImageFormatInfo2` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SPARSE_IMAGE_FORMAT_INFO_2`), pNext chain, members.
 pub(crate) fn dec_physical_device_sparse_image_format_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20602,7 +20617,7 @@ pub(crate) fn dec_physical_device_subgroup_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSubgroupProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSubgroupProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_subgroup_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20680,7 +20695,7 @@ pub(crate) fn dec_physical_device_subgroup_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceSubgroupProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSubgroupProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSubgroupProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_subgroup_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20757,7 +20772,7 @@ pub(crate) fn dec_physical_device_subgroup_size_control_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSubgroupSizeControlFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSubgroupSizeControlFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_subgroup_size_control_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20837,7 +20852,7 @@ pub(crate) fn dec_physical_device_subgroup_size_control_features_fields_partial<
     Ok(vk::PhysicalDeviceSubgroupSizeControlFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSubgroupSizeControlFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSubgroupSizeControlFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_subgroup_size_control_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -20920,7 +20935,7 @@ pub(crate) fn dec_physical_device_subgroup_size_control_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSubgroupSizeControlProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSubgroupSizeControlProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_subgroup_size_control_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21002,7 +21017,7 @@ pub(crate) fn dec_physical_device_subgroup_size_control_properties_fields_partia
     Ok(vk::PhysicalDeviceSubgroupSizeControlProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSubgroupSizeControlProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSubgroupSizeControlProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_subgroup_size_control_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21082,7 +21097,7 @@ pub(crate) fn dec_physical_device_synchronization2_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceSynchronization2Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSynchronization2Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SYNCHRONIZATION_2_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_synchronization2_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21161,7 +21176,7 @@ pub(crate) fn dec_physical_device_synchronization2_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceSynchronization2Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceSynchronization2Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceSynchronization2Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SYNCHRONIZATION_2_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_synchronization2_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21241,7 +21256,7 @@ pub(crate) fn dec_physical_device_texel_buffer_alignment_features_ext_fields<'a>
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TEXEL_BUFFER_ALIGNMENT_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_texel_buffer_alignment_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21320,7 +21335,7 @@ pub(crate) fn dec_physical_device_texel_buffer_alignment_features_ext_fields_par
     Ok(vk::PhysicalDeviceTexelBufferAlignmentFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TEXEL_BUFFER_ALIGNMENT_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_texel_buffer_alignment_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21403,7 +21418,7 @@ pub(crate) fn dec_physical_device_texel_buffer_alignment_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TEXEL_BUFFER_ALIGNMENT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_texel_buffer_alignment_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21485,7 +21500,7 @@ pub(crate) fn dec_physical_device_texel_buffer_alignment_properties_fields_parti
     Ok(vk::PhysicalDeviceTexelBufferAlignmentProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTexelBufferAlignmentProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TEXEL_BUFFER_ALIGNMENT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_texel_buffer_alignment_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21565,7 +21580,7 @@ pub(crate) fn dec_physical_device_texture_compression_astchdr_features_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTextureCompressionASTCHDRFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTextureCompressionASTCHDRFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TEXTURE_COMPRESSION_ASTC_HDR_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_texture_compression_astchdr_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21644,7 +21659,7 @@ pub(crate) fn dec_physical_device_texture_compression_astchdr_features_fields_pa
     Ok(vk::PhysicalDeviceTextureCompressionASTCHDRFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTextureCompressionASTCHDRFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTextureCompressionASTCHDRFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TEXTURE_COMPRESSION_ASTC_HDR_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_texture_compression_astchdr_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21724,7 +21739,7 @@ pub(crate) fn dec_physical_device_timeline_semaphore_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTimelineSemaphoreFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTimelineSemaphoreFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_timeline_semaphore_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21803,7 +21818,7 @@ pub(crate) fn dec_physical_device_timeline_semaphore_features_fields_partial<'a>
     Ok(vk::PhysicalDeviceTimelineSemaphoreFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTimelineSemaphoreFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTimelineSemaphoreFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_timeline_semaphore_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21883,7 +21898,7 @@ pub(crate) fn dec_physical_device_timeline_semaphore_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTimelineSemaphoreProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTimelineSemaphoreProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_timeline_semaphore_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -21962,7 +21977,7 @@ pub(crate) fn dec_physical_device_timeline_semaphore_properties_fields_partial<'
     Ok(vk::PhysicalDeviceTimelineSemaphoreProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTimelineSemaphoreProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTimelineSemaphoreProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_timeline_semaphore_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22050,7 +22065,7 @@ pub(crate) fn dec_physical_device_tool_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceToolProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceToolProperties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TOOL_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_tool_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22130,7 +22145,7 @@ pub(crate) fn dec_physical_device_tool_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceToolProperties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceToolProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceToolProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TOOL_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_tool_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22207,7 +22222,7 @@ pub(crate) fn dec_physical_device_transform_feedback_features_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTransformFeedbackFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTransformFeedbackFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TRANSFORM_FEEDBACK_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_transform_feedback_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22287,7 +22302,7 @@ pub(crate) fn dec_physical_device_transform_feedback_features_ext_fields_partial
     Ok(vk::PhysicalDeviceTransformFeedbackFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTransformFeedbackFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTransformFeedbackFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TRANSFORM_FEEDBACK_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_transform_feedback_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22376,7 +22391,7 @@ pub(crate) fn dec_physical_device_transform_feedback_properties_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceTransformFeedbackPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTransformFeedbackPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TRANSFORM_FEEDBACK_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_transform_feedback_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22464,7 +22479,7 @@ pub(crate) fn dec_physical_device_transform_feedback_properties_ext_fields_parti
     Ok(vk::PhysicalDeviceTransformFeedbackPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceTransformFeedbackPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceTransformFeedbackPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TRANSFORM_FEEDBACK_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_transform_feedback_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22544,7 +22559,7 @@ pub(crate) fn dec_physical_device_uniform_buffer_standard_layout_features_fields
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceUniformBufferStandardLayoutFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceUniformBufferStandardLayoutFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_UNIFORM_BUFFER_STANDARD_LAYOUT_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_uniform_buffer_standard_layout_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22623,7 +22638,7 @@ pub(crate) fn dec_physical_device_uniform_buffer_standard_layout_features_fields
     Ok(vk::PhysicalDeviceUniformBufferStandardLayoutFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceUniformBufferStandardLayoutFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceUniformBufferStandardLayoutFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_UNIFORM_BUFFER_STANDARD_LAYOUT_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_uniform_buffer_standard_layout_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22706,7 +22721,7 @@ pub(crate) fn dec_physical_device_variable_pointers_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVariablePointersFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVariablePointersFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VARIABLE_POINTERS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_variable_pointers_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22786,7 +22801,7 @@ pub(crate) fn dec_physical_device_variable_pointers_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceVariablePointersFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVariablePointersFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVariablePointersFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VARIABLE_POINTERS_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_variable_pointers_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22867,7 +22882,7 @@ pub(crate) fn dec_physical_device_vertex_attribute_divisor_features_ext_fields<'
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VERTEX_ATTRIBUTE_DIVISOR_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_vertex_attribute_divisor_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -22947,7 +22962,7 @@ pub(crate) fn dec_physical_device_vertex_attribute_divisor_features_ext_fields_p
     Ok(vk::PhysicalDeviceVertexAttributeDivisorFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VERTEX_ATTRIBUTE_DIVISOR_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_vertex_attribute_divisor_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23027,7 +23042,7 @@ pub(crate) fn dec_physical_device_vertex_attribute_divisor_properties_ext_fields
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VERTEX_ATTRIBUTE_DIVISOR_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_vertex_attribute_divisor_properties_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23106,7 +23121,7 @@ pub(crate) fn dec_physical_device_vertex_attribute_divisor_properties_ext_fields
     Ok(vk::PhysicalDeviceVertexAttributeDivisorPropertiesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VERTEX_ATTRIBUTE_DIVISOR_PROPERTIES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_vertex_attribute_divisor_properties_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23188,7 +23203,7 @@ pub(crate) fn dec_physical_device_vertex_input_dynamic_state_features_ext_fields
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VERTEX_INPUT_DYNAMIC_STATE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_vertex_input_dynamic_state_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23267,7 +23282,7 @@ pub(crate) fn dec_physical_device_vertex_input_dynamic_state_features_ext_fields
     Ok(vk::PhysicalDeviceVertexInputDynamicStateFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VERTEX_INPUT_DYNAMIC_STATE_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_vertex_input_dynamic_state_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23360,7 +23375,7 @@ pub(crate) fn dec_physical_device_vulkan11_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan11Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan11Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan11_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23446,7 +23461,7 @@ pub(crate) fn dec_physical_device_vulkan11_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceVulkan11Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan11Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan11Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan11_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23542,7 +23557,7 @@ pub(crate) fn dec_physical_device_vulkan11_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan11Properties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan11Properties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan11_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23634,7 +23649,7 @@ pub(crate) fn dec_physical_device_vulkan11_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceVulkan11Properties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan11Properties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan11Properties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan11_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23756,7 +23771,7 @@ pub(crate) fn dec_physical_device_vulkan12_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan12Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan12Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan12_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -23877,7 +23892,7 @@ pub(crate) fn dec_physical_device_vulkan12_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceVulkan12Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan12Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan12Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan12_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24012,7 +24027,7 @@ pub(crate) fn dec_physical_device_vulkan12_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan12Properties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan12Properties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan12_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24050,6 +24065,7 @@ pub(crate) unsafe fn enc_physical_device_vulkan12_properties_fields(
     e.chars(&v.driver_name);
     e.array_size(256);
     e.chars(&v.driver_info);
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_conformance_version(e, &v.conformance_version) };
     e.i32((v.denorm_behavior_independence).as_raw());
@@ -24142,7 +24158,7 @@ pub(crate) fn dec_physical_device_vulkan12_properties_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan12Properties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan12Properties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan12_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24233,7 +24249,7 @@ pub(crate) fn dec_physical_device_vulkan13_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan13Features` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan13Features` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan13_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24322,7 +24338,7 @@ pub(crate) fn dec_physical_device_vulkan13_features_fields_partial<'a>(
     Ok(vk::PhysicalDeviceVulkan13Features::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan13Features` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan13Features` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan13_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24443,7 +24459,7 @@ pub(crate) fn dec_physical_device_vulkan13_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan13Properties` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan13Properties` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan13_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24562,7 +24578,7 @@ pub(crate) fn dec_physical_device_vulkan13_properties_fields_partial<'a>(
     Ok(vk::PhysicalDeviceVulkan13Properties::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVulkan13Properties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkan13Properties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan13_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24640,7 +24656,7 @@ pub(crate) fn dec_physical_device_vulkan_memory_model_features_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceVulkanMemoryModelFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkanMemoryModelFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan_memory_model_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24721,7 +24737,7 @@ pub(crate) fn dec_physical_device_vulkan_memory_model_features_fields_partial<'a
     Ok(vk::PhysicalDeviceVulkanMemoryModelFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceVulkanMemoryModelFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceVulkanMemoryModelFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_vulkan_memory_model_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24801,7 +24817,7 @@ pub(crate) fn dec_physical_device_ycbcr2_plane444_formats_features_ext_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_YCBCR_2_PLANE_444_FORMATS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_ycbcr2_plane444_formats_features_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24880,7 +24896,7 @@ pub(crate) fn dec_physical_device_ycbcr2_plane444_formats_features_ext_fields_pa
     Ok(vk::PhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT::default())
 }
 
-/// Decodes a `VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_YCBCR_2_PLANE_444_FORMATS_FEATURES_EXT`), pNext chain, members.
 pub(crate) fn dec_physical_device_ycbcr2_plane444_formats_features_ext_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -24960,7 +24976,7 @@ pub(crate) fn dec_physical_device_zero_initialize_workgroup_memory_features_fiel
     Ok(v)
 }
 
-/// Decodes a `VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures` (full): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures` (full): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ZERO_INITIALIZE_WORKGROUP_MEMORY_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_zero_initialize_workgroup_memory_features<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25039,7 +25055,7 @@ pub(crate) fn dec_physical_device_zero_initialize_workgroup_memory_features_fiel
     Ok(vk::PhysicalDeviceZeroInitializeWorkgroupMemoryFeatures::default())
 }
 
-/// Decodes a `VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ZERO_INITIALIZE_WORKGROUP_MEMORY_FEATURES`), pNext chain, members.
 pub(crate) fn dec_physical_device_zero_initialize_workgroup_memory_features_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25134,7 +25150,8 @@ pub(crate) fn dec_queue_family_properties<'a>(
 pub(crate) unsafe fn enc_queue_family_properties(e: &mut Encoder, v: &vk::QueueFamilyProperties) {
     e.u32((v.queue_flags).as_raw());
     e.u32(v.queue_count);
-    e.u32(v.timestamp_valid_bits); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32(v.timestamp_valid_bits);
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.min_image_transfer_granularity) };
 }
 
@@ -25174,7 +25191,7 @@ pub(crate) fn dec_queue_family_properties2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkQueueFamilyProperties2` (full): sType, pNext chain, members.
+/// Decodes a `VkQueueFamilyProperties2` (full): sType (`VK_STRUCTURE_TYPE_QUEUE_FAMILY_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_queue_family_properties2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25248,7 +25265,7 @@ pub(crate) fn dec_queue_family_properties2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkQueueFamilyProperties2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkQueueFamilyProperties2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_QUEUE_FAMILY_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_queue_family_properties2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25322,7 +25339,7 @@ pub(crate) fn dec_sampler_ycbcr_conversion_image_format_properties_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSamplerYcbcrConversionImageFormatProperties` (full): sType, pNext chain, members.
+/// Decodes a `VkSamplerYcbcrConversionImageFormatProperties` (full): sType (`VK_STRUCTURE_TYPE_SAMPLER_YCBCR_CONVERSION_IMAGE_FORMAT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_sampler_ycbcr_conversion_image_format_properties<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25401,7 +25418,7 @@ pub(crate) fn dec_sampler_ycbcr_conversion_image_format_properties_fields_partia
     Ok(vk::SamplerYcbcrConversionImageFormatProperties::default())
 }
 
-/// Decodes a `VkSamplerYcbcrConversionImageFormatProperties` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkSamplerYcbcrConversionImageFormatProperties` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_SAMPLER_YCBCR_CONVERSION_IMAGE_FORMAT_PROPERTIES`), pNext chain, members.
 pub(crate) fn dec_sampler_ycbcr_conversion_image_format_properties_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25493,7 +25510,8 @@ pub(crate) unsafe fn enc_sparse_image_format_properties(
     e: &mut Encoder,
     v: &vk::SparseImageFormatProperties,
 ) {
-    e.u32((v.aspect_mask).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32((v.aspect_mask).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent3_d(e, &v.image_granularity) };
     e.u32((v.flags).as_raw());
 }
@@ -25534,7 +25552,7 @@ pub(crate) fn dec_sparse_image_format_properties2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSparseImageFormatProperties2` (full): sType, pNext chain, members.
+/// Decodes a `VkSparseImageFormatProperties2` (full): sType (`VK_STRUCTURE_TYPE_SPARSE_IMAGE_FORMAT_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_sparse_image_format_properties2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25608,7 +25626,7 @@ pub(crate) fn dec_sparse_image_format_properties2_fields_partial<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSparseImageFormatProperties2` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkSparseImageFormatProperties2` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_SPARSE_IMAGE_FORMAT_PROPERTIES_2`), pNext chain, members.
 pub(crate) fn dec_sparse_image_format_properties2_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -25856,6 +25874,7 @@ impl<'a> GetPhysicalDeviceFeaturesArgs<'a> {
         match &self.p_features {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_features_partial(e, r) };
@@ -25876,6 +25895,7 @@ impl<'a> GetPhysicalDeviceFeaturesArgs<'a> {
         match &self.p_features {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_features(e, r) };
@@ -25951,6 +25971,7 @@ impl<'a> GetPhysicalDeviceFormatPropertiesArgs<'a> {
         match &self.p_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_format_properties_partial(e, r) };
@@ -25971,6 +25992,7 @@ impl<'a> GetPhysicalDeviceFormatPropertiesArgs<'a> {
         match &self.p_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_format_properties(e, r) };
@@ -26068,6 +26090,7 @@ impl<'a> GetPhysicalDeviceImageFormatPropertiesArgs<'a> {
         match &self.p_image_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_format_properties_partial(e, r) };
@@ -26088,6 +26111,7 @@ impl<'a> GetPhysicalDeviceImageFormatPropertiesArgs<'a> {
         match &self.p_image_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_format_properties(e, r) };
@@ -26162,6 +26186,7 @@ impl<'a> GetPhysicalDevicePropertiesArgs<'a> {
         match &self.p_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_properties_partial(e, r) };
@@ -26182,6 +26207,7 @@ impl<'a> GetPhysicalDevicePropertiesArgs<'a> {
         match &self.p_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_properties(e, r) };
@@ -26400,6 +26426,7 @@ impl<'a> GetPhysicalDeviceMemoryPropertiesArgs<'a> {
         match &self.p_memory_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_memory_properties_partial(e, r) };
@@ -26420,6 +26447,7 @@ impl<'a> GetPhysicalDeviceMemoryPropertiesArgs<'a> {
         match &self.p_memory_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_memory_properties(e, r) };
@@ -26611,7 +26639,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatPropertiesArgs<'a> {
     }
 }
 
-/// Arguments of `vkEnumeratePhysicalDeviceGroups` (command type 143). Output handles hold guest object ids.
+/// Arguments of `vkEnumeratePhysicalDeviceGroups` (command type 143; also vkEnumeratePhysicalDeviceGroupsKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct EnumeratePhysicalDeviceGroupsArgs<'a> {
     /// `instance` (input).
@@ -26755,7 +26783,7 @@ impl<'a> EnumeratePhysicalDeviceGroupsArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceFeatures2` (command type 147). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceFeatures2` (command type 147; also vkGetPhysicalDeviceFeatures2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceFeatures2Args<'a> {
     /// `physicalDevice` (input).
@@ -26801,6 +26829,7 @@ impl<'a> GetPhysicalDeviceFeatures2Args<'a> {
         match &self.p_features {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_features2_partial(e, r) };
@@ -26821,6 +26850,7 @@ impl<'a> GetPhysicalDeviceFeatures2Args<'a> {
         match &self.p_features {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_features2(e, r) };
@@ -26846,7 +26876,7 @@ impl<'a> GetPhysicalDeviceFeatures2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceProperties2` (command type 148). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceProperties2` (command type 148; also vkGetPhysicalDeviceProperties2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceProperties2Args<'a> {
     /// `physicalDevice` (input).
@@ -26892,6 +26922,7 @@ impl<'a> GetPhysicalDeviceProperties2Args<'a> {
         match &self.p_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_properties2_partial(e, r) };
@@ -26912,6 +26943,7 @@ impl<'a> GetPhysicalDeviceProperties2Args<'a> {
         match &self.p_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_properties2(e, r) };
@@ -26937,7 +26969,7 @@ impl<'a> GetPhysicalDeviceProperties2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceFormatProperties2` (command type 149). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceFormatProperties2` (command type 149; also vkGetPhysicalDeviceFormatProperties2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceFormatProperties2Args<'a> {
     /// `physicalDevice` (input).
@@ -26989,6 +27021,7 @@ impl<'a> GetPhysicalDeviceFormatProperties2Args<'a> {
         match &self.p_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_format_properties2_partial(e, r) };
@@ -27009,6 +27042,7 @@ impl<'a> GetPhysicalDeviceFormatProperties2Args<'a> {
         match &self.p_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_format_properties2(e, r) };
@@ -27036,7 +27070,7 @@ impl<'a> GetPhysicalDeviceFormatProperties2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceImageFormatProperties2` (command type 150). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceImageFormatProperties2` (command type 150; also vkGetPhysicalDeviceImageFormatProperties2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceImageFormatProperties2Args<'a> {
     /// `physicalDevice` (input).
@@ -27099,6 +27133,7 @@ impl<'a> GetPhysicalDeviceImageFormatProperties2Args<'a> {
         match &self.p_image_format_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_image_format_info2(e, r) };
@@ -27108,6 +27143,7 @@ impl<'a> GetPhysicalDeviceImageFormatProperties2Args<'a> {
         match &self.p_image_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_format_properties2_partial(e, r) };
@@ -27128,6 +27164,7 @@ impl<'a> GetPhysicalDeviceImageFormatProperties2Args<'a> {
         match &self.p_image_format_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_image_format_properties2(e, r) };
@@ -27156,7 +27193,7 @@ impl<'a> GetPhysicalDeviceImageFormatProperties2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceQueueFamilyProperties2` (command type 151). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceQueueFamilyProperties2` (command type 151; also vkGetPhysicalDeviceQueueFamilyProperties2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceQueueFamilyProperties2Args<'a> {
     /// `physicalDevice` (input).
@@ -27304,7 +27341,7 @@ impl<'a> GetPhysicalDeviceQueueFamilyProperties2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceMemoryProperties2` (command type 152). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceMemoryProperties2` (command type 152; also vkGetPhysicalDeviceMemoryProperties2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceMemoryProperties2Args<'a> {
     /// `physicalDevice` (input).
@@ -27352,6 +27389,7 @@ impl<'a> GetPhysicalDeviceMemoryProperties2Args<'a> {
         match &self.p_memory_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_memory_properties2_partial(e, r) };
@@ -27372,6 +27410,7 @@ impl<'a> GetPhysicalDeviceMemoryProperties2Args<'a> {
         match &self.p_memory_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_memory_properties2(e, r) };
@@ -27399,7 +27438,7 @@ impl<'a> GetPhysicalDeviceMemoryProperties2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceSparseImageFormatProperties2` (command type 153). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceSparseImageFormatProperties2` (command type 153; also vkGetPhysicalDeviceSparseImageFormatProperties2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceSparseImageFormatProperties2Args<'a> {
     /// `physicalDevice` (input).
@@ -27473,6 +27512,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatProperties2Args<'a> {
         match &self.p_format_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_sparse_image_format_info2(e, r) };
@@ -27564,7 +27604,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatProperties2Args<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceExternalBufferProperties` (command type 161). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceExternalBufferProperties` (command type 161; also vkGetPhysicalDeviceExternalBufferPropertiesKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceExternalBufferPropertiesArgs<'a> {
     /// `physicalDevice` (input).
@@ -27627,6 +27667,7 @@ impl<'a> GetPhysicalDeviceExternalBufferPropertiesArgs<'a> {
         match &self.p_external_buffer_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_external_buffer_info(e, r) };
@@ -27636,6 +27677,7 @@ impl<'a> GetPhysicalDeviceExternalBufferPropertiesArgs<'a> {
         match &self.p_external_buffer_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_external_buffer_properties_partial(e, r) };
@@ -27656,6 +27698,7 @@ impl<'a> GetPhysicalDeviceExternalBufferPropertiesArgs<'a> {
         match &self.p_external_buffer_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_external_buffer_properties(e, r) };
@@ -27684,7 +27727,7 @@ impl<'a> GetPhysicalDeviceExternalBufferPropertiesArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceExternalFenceProperties` (command type 162). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceExternalFenceProperties` (command type 162; also vkGetPhysicalDeviceExternalFencePropertiesKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceExternalFencePropertiesArgs<'a> {
     /// `physicalDevice` (input).
@@ -27747,6 +27790,7 @@ impl<'a> GetPhysicalDeviceExternalFencePropertiesArgs<'a> {
         match &self.p_external_fence_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_external_fence_info(e, r) };
@@ -27756,6 +27800,7 @@ impl<'a> GetPhysicalDeviceExternalFencePropertiesArgs<'a> {
         match &self.p_external_fence_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_external_fence_properties_partial(e, r) };
@@ -27776,6 +27821,7 @@ impl<'a> GetPhysicalDeviceExternalFencePropertiesArgs<'a> {
         match &self.p_external_fence_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_external_fence_properties(e, r) };
@@ -27804,7 +27850,7 @@ impl<'a> GetPhysicalDeviceExternalFencePropertiesArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceExternalSemaphoreProperties` (command type 163). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceExternalSemaphoreProperties` (command type 163; also vkGetPhysicalDeviceExternalSemaphorePropertiesKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceExternalSemaphorePropertiesArgs<'a> {
     /// `physicalDevice` (input).
@@ -27867,6 +27913,7 @@ impl<'a> GetPhysicalDeviceExternalSemaphorePropertiesArgs<'a> {
         match &self.p_external_semaphore_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_physical_device_external_semaphore_info(e, r) };
@@ -27876,6 +27923,7 @@ impl<'a> GetPhysicalDeviceExternalSemaphorePropertiesArgs<'a> {
         match &self.p_external_semaphore_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_external_semaphore_properties_partial(e, r) };
@@ -27896,6 +27944,7 @@ impl<'a> GetPhysicalDeviceExternalSemaphorePropertiesArgs<'a> {
         match &self.p_external_semaphore_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_external_semaphore_properties(e, r) };
@@ -27924,7 +27973,7 @@ impl<'a> GetPhysicalDeviceExternalSemaphorePropertiesArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetPhysicalDeviceCalibrateableTimeDomainsEXT` (command type 235). Output handles hold guest object ids.
+/// Arguments of `vkGetPhysicalDeviceCalibrateableTimeDomainsEXT` (command type 235; also vkGetPhysicalDeviceCalibrateableTimeDomainsKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetPhysicalDeviceCalibrateableTimeDomainsEXTArgs<'a> {
     /// `physicalDevice` (input).

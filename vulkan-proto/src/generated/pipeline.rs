@@ -86,7 +86,7 @@ pub(crate) fn dec_attachment_description2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkAttachmentDescription2` (full): sType, pNext chain, members.
+/// Decodes a `VkAttachmentDescription2` (full): sType (`VK_STRUCTURE_TYPE_ATTACHMENT_DESCRIPTION_2`), pNext chain, members.
 pub(crate) fn dec_attachment_description2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -207,7 +207,7 @@ pub(crate) fn dec_attachment_description_stencil_layout_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkAttachmentDescriptionStencilLayout` (full): sType, pNext chain, members.
+/// Decodes a `VkAttachmentDescriptionStencilLayout` (full): sType (`VK_STRUCTURE_TYPE_ATTACHMENT_DESCRIPTION_STENCIL_LAYOUT`), pNext chain, members.
 pub(crate) fn dec_attachment_description_stencil_layout<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -309,7 +309,7 @@ pub(crate) fn dec_attachment_reference2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkAttachmentReference2` (full): sType, pNext chain, members.
+/// Decodes a `VkAttachmentReference2` (full): sType (`VK_STRUCTURE_TYPE_ATTACHMENT_REFERENCE_2`), pNext chain, members.
 pub(crate) fn dec_attachment_reference2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -419,7 +419,7 @@ pub(crate) fn dec_attachment_reference_stencil_layout_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkAttachmentReferenceStencilLayout` (full): sType, pNext chain, members.
+/// Decodes a `VkAttachmentReferenceStencilLayout` (full): sType (`VK_STRUCTURE_TYPE_ATTACHMENT_REFERENCE_STENCIL_LAYOUT`), pNext chain, members.
 pub(crate) fn dec_attachment_reference_stencil_layout<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -505,7 +505,8 @@ pub(crate) fn dec_clear_attachment<'a>(
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_clear_attachment(e: &mut Encoder, v: &vk::ClearAttachment) {
     e.u32((v.aspect_mask).as_raw());
-    e.u32(v.color_attachment); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32(v.color_attachment);
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_clear_value(e, &v.clear_value) };
 }
 
@@ -547,7 +548,7 @@ pub(crate) fn dec_compute_pipeline_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkComputePipelineCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkComputePipelineCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_compute_pipeline_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -600,7 +601,8 @@ pub(crate) unsafe fn enc_compute_pipeline_create_info_fields(
     e: &mut Encoder,
     v: &vk::ComputePipelineCreateInfo<'_>,
 ) {
-    e.u32((v.flags).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32((v.flags).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_pipeline_shader_stage_create_info(e, &v.stage) };
     e.u64((v.layout).as_raw());
     e.u64((v.base_pipeline_handle).as_raw());
@@ -675,7 +677,7 @@ pub(crate) fn dec_conditional_rendering_begin_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkConditionalRenderingBeginInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkConditionalRenderingBeginInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_CONDITIONAL_RENDERING_BEGIN_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_conditional_rendering_begin_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -762,7 +764,7 @@ pub(crate) fn dec_device_group_render_pass_begin_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceGroupRenderPassBeginInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceGroupRenderPassBeginInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_GROUP_RENDER_PASS_BEGIN_INFO`), pNext chain, members.
 pub(crate) fn dec_device_group_render_pass_begin_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -796,8 +798,9 @@ pub(crate) unsafe fn enc_device_group_render_pass_begin_info_fields(
     v: &vk::DeviceGroupRenderPassBeginInfo<'_>,
 ) {
     e.u32(v.device_mask);
-    e.u32(v.device_render_area_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                       // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.device_render_area_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_device_render_areas,
@@ -861,7 +864,7 @@ pub(crate) fn dec_fragment_shading_rate_attachment_info_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFragmentShadingRateAttachmentInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkFragmentShadingRateAttachmentInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_FRAGMENT_SHADING_RATE_ATTACHMENT_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_fragment_shading_rate_attachment_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -898,11 +901,13 @@ pub(crate) unsafe fn enc_fragment_shading_rate_attachment_info_khr_fields(
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_fragment_shading_rate_attachment) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_attachment_reference2(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d(e, &v.shading_rate_attachment_texel_size) };
 }
@@ -955,7 +960,7 @@ pub(crate) fn dec_framebuffer_attachments_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFramebufferAttachmentsCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkFramebufferAttachmentsCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_FRAMEBUFFER_ATTACHMENTS_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_framebuffer_attachments_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -988,8 +993,9 @@ pub(crate) unsafe fn enc_framebuffer_attachments_create_info_fields(
     e: &mut Encoder,
     v: &vk::FramebufferAttachmentsCreateInfo<'_>,
 ) {
-    e.u32(v.attachment_image_info_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                          // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.attachment_image_info_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_attachment_image_infos,
@@ -1064,7 +1070,7 @@ pub(crate) fn dec_framebuffer_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFramebufferCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkFramebufferCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_FRAMEBUFFER_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_framebuffer_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1262,7 +1268,7 @@ pub(crate) fn dec_graphics_pipeline_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkGraphicsPipelineCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkGraphicsPipelineCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_GRAPHICS_PIPELINE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_graphics_pipeline_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1341,8 +1347,9 @@ pub(crate) unsafe fn enc_graphics_pipeline_create_info_fields(
     v: &vk::GraphicsPipelineCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.stage_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                          // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.stage_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_stages, u64::from(v.stage_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1353,83 +1360,101 @@ pub(crate) unsafe fn enc_graphics_pipeline_create_info_fields(
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_vertex_input_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_vertex_input_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_input_assembly_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_input_assembly_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_tessellation_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_tessellation_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_viewport_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_viewport_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_rasterization_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_rasterization_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_multisample_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_multisample_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_depth_stencil_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_depth_stencil_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_color_blend_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_color_blend_state_create_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_dynamic_state) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_dynamic_state_create_info(e, r) };
         }
         None => e.u64(0),
@@ -1538,7 +1563,7 @@ pub(crate) fn dec_graphics_pipeline_library_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkGraphicsPipelineLibraryCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkGraphicsPipelineLibraryCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_GRAPHICS_PIPELINE_LIBRARY_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_graphics_pipeline_library_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1644,7 +1669,7 @@ pub(crate) fn dec_pipeline_cache_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineCacheCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineCacheCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_cache_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1678,8 +1703,9 @@ pub(crate) unsafe fn enc_pipeline_cache_create_info_fields(
     v: &vk::PipelineCacheCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.usize(v.initial_data_size); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                  // lengths its count members give (this function's `# Safety` contract).
+    e.usize(v.initial_data_size);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_initial_data.cast::<u8>(), (v.initial_data_size as u64)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1783,7 +1809,7 @@ pub(crate) fn dec_pipeline_color_blend_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineColorBlendStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineColorBlendStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_COLOR_BLEND_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_color_blend_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1834,8 +1860,9 @@ pub(crate) unsafe fn enc_pipeline_color_blend_state_create_info_fields(
     e.u32((v.flags).as_raw());
     e.u32(v.logic_op_enable);
     e.i32((v.logic_op).as_raw());
-    e.u32(v.attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_attachments, u64::from(v.attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -1922,7 +1949,7 @@ pub(crate) fn dec_pipeline_color_write_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineColorWriteCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineColorWriteCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_COLOR_WRITE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_color_write_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1955,8 +1982,9 @@ pub(crate) unsafe fn enc_pipeline_color_write_create_info_ext_fields(
     e: &mut Encoder,
     v: &vk::PipelineColorWriteCreateInfoEXT<'_>,
 ) {
-    e.u32(v.attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_color_write_enables, u64::from(v.attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -2008,7 +2036,7 @@ pub(crate) fn dec_pipeline_create_flags2_create_info_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineCreateFlags2CreateInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineCreateFlags2CreateInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_CREATE_FLAGS_2_CREATE_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_pipeline_create_flags2_create_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2124,7 +2152,7 @@ pub(crate) fn dec_pipeline_creation_feedback_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineCreationFeedbackCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineCreationFeedbackCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_CREATION_FEEDBACK_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_creation_feedback_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2161,13 +2189,15 @@ pub(crate) unsafe fn enc_pipeline_creation_feedback_create_info_fields(
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_pipeline_creation_feedback) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_pipeline_creation_feedback(e, r) };
         }
         None => e.u64(0),
     }
-    e.u32(v.pipeline_stage_creation_feedback_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.pipeline_stage_creation_feedback_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_pipeline_stage_creation_feedbacks,
@@ -2235,7 +2265,7 @@ pub(crate) fn dec_pipeline_depth_stencil_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineDepthStencilStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineDepthStencilStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_DEPTH_STENCIL_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_depth_stencil_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2273,8 +2303,10 @@ pub(crate) unsafe fn enc_pipeline_depth_stencil_state_create_info_fields(
     e.u32(v.depth_write_enable);
     e.i32((v.depth_compare_op).as_raw());
     e.u32(v.depth_bounds_test_enable);
-    e.u32(v.stencil_test_enable); // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_stencil_op_state(e, &v.front) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32(v.stencil_test_enable);
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_stencil_op_state(e, &v.front) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_stencil_op_state(e, &v.back) };
     e.f32(v.min_depth_bounds);
     e.f32(v.max_depth_bounds);
@@ -2334,7 +2366,7 @@ pub(crate) fn dec_pipeline_dynamic_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineDynamicStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineDynamicStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_DYNAMIC_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_dynamic_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2368,8 +2400,9 @@ pub(crate) unsafe fn enc_pipeline_dynamic_state_create_info_fields(
     v: &vk::PipelineDynamicStateCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.dynamic_state_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                  // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.dynamic_state_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_dynamic_states, u64::from(v.dynamic_state_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -2428,7 +2461,7 @@ pub(crate) fn dec_pipeline_fragment_shading_rate_state_create_info_khr_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPipelineFragmentShadingRateStateCreateInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineFragmentShadingRateStateCreateInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_FRAGMENT_SHADING_RATE_STATE_CREATE_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_pipeline_fragment_shading_rate_state_create_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2517,7 +2550,7 @@ pub(crate) fn dec_pipeline_input_assembly_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineInputAssemblyStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineInputAssemblyStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_INPUT_ASSEMBLY_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_input_assembly_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2617,7 +2650,7 @@ pub(crate) fn dec_pipeline_layout_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineLayoutCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineLayoutCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_layout_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2651,8 +2684,9 @@ pub(crate) unsafe fn enc_pipeline_layout_create_info_fields(
     v: &vk::PipelineLayoutCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.set_layout_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.set_layout_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_set_layouts, u64::from(v.set_layout_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -2662,8 +2696,9 @@ pub(crate) unsafe fn enc_pipeline_layout_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.push_constant_range_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.push_constant_range_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_push_constant_ranges,
@@ -2730,7 +2765,7 @@ pub(crate) fn dec_pipeline_library_create_info_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineLibraryCreateInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineLibraryCreateInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_LIBRARY_CREATE_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_pipeline_library_create_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2763,8 +2798,9 @@ pub(crate) unsafe fn enc_pipeline_library_create_info_khr_fields(
     e: &mut Encoder,
     v: &vk::PipelineLibraryCreateInfoKHR<'_>,
 ) {
-    e.u32(v.library_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.library_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_libraries, u64::from(v.library_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -2826,7 +2862,7 @@ pub(crate) fn dec_pipeline_multisample_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineMultisampleStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineMultisampleStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_MULTISAMPLE_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_multisample_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -2862,8 +2898,9 @@ pub(crate) unsafe fn enc_pipeline_multisample_state_create_info_fields(
     e.u32((v.flags).as_raw());
     e.u32((v.rasterization_samples).as_raw());
     e.u32(v.sample_shading_enable);
-    e.f32(v.min_sample_shading); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                 // lengths its count members give (this function's `# Safety` contract).
+    e.f32(v.min_sample_shading);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_sample_mask,
@@ -2928,7 +2965,7 @@ pub(crate) fn dec_pipeline_rasterization_conservative_state_create_info_ext_fiel
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRasterizationConservativeStateCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRasterizationConservativeStateCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_CONSERVATIVE_STATE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_rasterization_conservative_state_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3011,7 +3048,7 @@ pub(crate) fn dec_pipeline_rasterization_depth_clip_state_create_info_ext_fields
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRasterizationDepthClipStateCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRasterizationDepthClipStateCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_DEPTH_CLIP_STATE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_rasterization_depth_clip_state_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3098,7 +3135,7 @@ pub(crate) fn dec_pipeline_rasterization_line_state_create_info_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRasterizationLineStateCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRasterizationLineStateCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_LINE_STATE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_rasterization_line_state_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3184,7 +3221,7 @@ pub(crate) fn dec_pipeline_rasterization_provoking_vertex_state_create_info_ext_
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRasterizationProvokingVertexStateCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRasterizationProvokingVertexStateCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_PROVOKING_VERTEX_STATE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_rasterization_provoking_vertex_state_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3275,7 +3312,7 @@ pub(crate) fn dec_pipeline_rasterization_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRasterizationStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRasterizationStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_rasterization_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3462,7 +3499,7 @@ pub(crate) fn dec_pipeline_rasterization_state_stream_create_info_ext_fields<'a>
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRasterizationStateStreamCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRasterizationStateStreamCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_STATE_STREAM_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_rasterization_state_stream_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3560,7 +3597,7 @@ pub(crate) fn dec_pipeline_rendering_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineRenderingCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineRenderingCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_RENDERING_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_rendering_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3594,8 +3631,9 @@ pub(crate) unsafe fn enc_pipeline_rendering_create_info_fields(
     v: &vk::PipelineRenderingCreateInfo<'_>,
 ) {
     e.u32(v.view_mask);
-    e.u32(v.color_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.color_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_color_attachment_formats,
@@ -3662,7 +3700,7 @@ pub(crate) fn dec_pipeline_shader_stage_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineShaderStageCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineShaderStageCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_shader_stage_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3718,14 +3756,17 @@ pub(crate) unsafe fn enc_pipeline_shader_stage_create_info_fields(
 ) {
     e.u32((v.flags).as_raw());
     e.u32((v.stage).as_raw());
-    e.u64((v.module).as_raw()); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                // lengths its count members give (this function's `# Safety` contract).
+    e.u64((v.module).as_raw());
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     e.string(unsafe { raw::cstr(v.p_name) });
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_specialization_info) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_specialization_info(e, r) };
         }
         None => e.u64(0),
@@ -3801,7 +3842,7 @@ pub(crate) fn dec_pipeline_shader_stage_required_subgroup_size_create_info_field
     Ok(v)
 }
 
-/// Decodes a `VkPipelineShaderStageRequiredSubgroupSizeCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineShaderStageRequiredSubgroupSizeCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_shader_stage_required_subgroup_size_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3884,7 +3925,7 @@ pub(crate) fn dec_pipeline_tessellation_domain_origin_state_create_info_fields<'
     Ok(v)
 }
 
-/// Decodes a `VkPipelineTessellationDomainOriginStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineTessellationDomainOriginStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_TESSELLATION_DOMAIN_ORIGIN_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_tessellation_domain_origin_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -3965,7 +4006,7 @@ pub(crate) fn dec_pipeline_tessellation_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineTessellationStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineTessellationStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_TESSELLATION_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_tessellation_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4088,7 +4129,7 @@ pub(crate) fn dec_pipeline_vertex_input_divisor_state_create_info_ext_fields<'a>
     Ok(v)
 }
 
-/// Decodes a `VkPipelineVertexInputDivisorStateCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineVertexInputDivisorStateCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_DIVISOR_STATE_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_vertex_input_divisor_state_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4125,8 +4166,9 @@ pub(crate) unsafe fn enc_pipeline_vertex_input_divisor_state_create_info_ext_fie
     e: &mut Encoder,
     v: &vk::PipelineVertexInputDivisorStateCreateInfoEXT<'_>,
 ) {
-    e.u32(v.vertex_binding_divisor_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.vertex_binding_divisor_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_vertex_binding_divisors,
@@ -4202,7 +4244,7 @@ pub(crate) fn dec_pipeline_vertex_input_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineVertexInputStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineVertexInputStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_VERTEX_INPUT_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_vertex_input_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4251,8 +4293,9 @@ pub(crate) unsafe fn enc_pipeline_vertex_input_state_create_info_fields(
     v: &vk::PipelineVertexInputStateCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.vertex_binding_description_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.vertex_binding_description_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_vertex_binding_descriptions,
@@ -4268,8 +4311,9 @@ pub(crate) unsafe fn enc_pipeline_vertex_input_state_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.vertex_attribute_description_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                                 // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.vertex_attribute_description_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_vertex_attribute_descriptions,
@@ -4349,7 +4393,7 @@ pub(crate) fn dec_pipeline_viewport_depth_clip_control_create_info_ext_fields<'a
     Ok(v)
 }
 
-/// Decodes a `VkPipelineViewportDepthClipControlCreateInfoEXT` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineViewportDepthClipControlCreateInfoEXT` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_VIEWPORT_DEPTH_CLIP_CONTROL_CREATE_INFO_EXT`), pNext chain, members.
 pub(crate) fn dec_pipeline_viewport_depth_clip_control_create_info_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4447,7 +4491,7 @@ pub(crate) fn dec_pipeline_viewport_state_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkPipelineViewportStateCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkPipelineViewportStateCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_PIPELINE_VIEWPORT_STATE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_pipeline_viewport_state_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4496,8 +4540,9 @@ pub(crate) unsafe fn enc_pipeline_viewport_state_create_info_fields(
     v: &vk::PipelineViewportStateCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.viewport_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                             // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.viewport_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_viewports, u64::from(v.viewport_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -4508,8 +4553,9 @@ pub(crate) unsafe fn enc_pipeline_viewport_state_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.scissor_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.scissor_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_scissors, u64::from(v.scissor_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -4590,7 +4636,8 @@ pub(crate) fn dec_rect2_d<'a>(d: &mut Decoder<'_>, cx: &Cx<'a, '_>) -> Result<vk
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_rect2_d(e: &mut Encoder, v: &vk::Rect2D) {
     // SAFETY: pointers reachable from the value are valid (this function's contract).
-    unsafe { enc_offset2_d(e, &v.offset) }; // SAFETY: pointers reachable from the value are valid (this function's contract).
+    unsafe { enc_offset2_d(e, &v.offset) };
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d(e, &v.extent) };
 }
 
@@ -4617,7 +4664,7 @@ pub(crate) fn dec_render_pass_attachment_begin_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderPassAttachmentBeginInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderPassAttachmentBeginInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDER_PASS_ATTACHMENT_BEGIN_INFO`), pNext chain, members.
 pub(crate) fn dec_render_pass_attachment_begin_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4650,8 +4697,9 @@ pub(crate) unsafe fn enc_render_pass_attachment_begin_info_fields(
     e: &mut Encoder,
     v: &vk::RenderPassAttachmentBeginInfo<'_>,
 ) {
-    e.u32(v.attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_attachments, u64::from(v.attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -4714,7 +4762,7 @@ pub(crate) fn dec_render_pass_begin_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderPassBeginInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderPassBeginInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO`), pNext chain, members.
 pub(crate) fn dec_render_pass_begin_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4768,10 +4816,12 @@ pub(crate) unsafe fn enc_render_pass_begin_info_fields(
     v: &vk::RenderPassBeginInfo<'_>,
 ) {
     e.u64((v.render_pass).as_raw());
-    e.u64((v.framebuffer).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u64((v.framebuffer).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_rect2_d(e, &v.render_area) };
-    e.u32(v.clear_value_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.clear_value_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_clear_values, u64::from(v.clear_value_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -4874,7 +4924,7 @@ pub(crate) fn dec_render_pass_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderPassCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderPassCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDER_PASS_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_render_pass_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -4928,8 +4978,9 @@ pub(crate) unsafe fn enc_render_pass_create_info_fields(
     v: &vk::RenderPassCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_attachments, u64::from(v.attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -4940,8 +4991,9 @@ pub(crate) unsafe fn enc_render_pass_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.subpass_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.subpass_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_subpasses, u64::from(v.subpass_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -4952,8 +5004,9 @@ pub(crate) unsafe fn enc_render_pass_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.dependency_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.dependency_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_dependencies, u64::from(v.dependency_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5068,7 +5121,7 @@ pub(crate) fn dec_render_pass_create_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderPassCreateInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderPassCreateInfo2` (full): sType (`VK_STRUCTURE_TYPE_RENDER_PASS_CREATE_INFO_2`), pNext chain, members.
 pub(crate) fn dec_render_pass_create_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5102,8 +5155,9 @@ pub(crate) unsafe fn enc_render_pass_create_info2_fields(
     v: &vk::RenderPassCreateInfo2<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_attachments, u64::from(v.attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5114,8 +5168,9 @@ pub(crate) unsafe fn enc_render_pass_create_info2_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.subpass_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.subpass_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_subpasses, u64::from(v.subpass_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5126,8 +5181,9 @@ pub(crate) unsafe fn enc_render_pass_create_info2_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.dependency_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.dependency_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_dependencies, u64::from(v.dependency_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5138,8 +5194,9 @@ pub(crate) unsafe fn enc_render_pass_create_info2_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.correlated_view_mask_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                         // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.correlated_view_mask_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_correlated_view_masks,
@@ -5201,7 +5258,7 @@ pub(crate) fn dec_render_pass_input_attachment_aspect_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderPassInputAttachmentAspectCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderPassInputAttachmentAspectCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDER_PASS_INPUT_ATTACHMENT_ASPECT_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_render_pass_input_attachment_aspect_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5238,8 +5295,9 @@ pub(crate) unsafe fn enc_render_pass_input_attachment_aspect_create_info_fields(
     e: &mut Encoder,
     v: &vk::RenderPassInputAttachmentAspectCreateInfo<'_>,
 ) {
-    e.u32(v.aspect_reference_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.aspect_reference_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_aspect_references, u64::from(v.aspect_reference_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5318,7 +5376,7 @@ pub(crate) fn dec_render_pass_multiview_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderPassMultiviewCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderPassMultiviewCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDER_PASS_MULTIVIEW_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_render_pass_multiview_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5351,8 +5409,9 @@ pub(crate) unsafe fn enc_render_pass_multiview_create_info_fields(
     e: &mut Encoder,
     v: &vk::RenderPassMultiviewCreateInfo<'_>,
 ) {
-    e.u32(v.subpass_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                            // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.subpass_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_view_masks, u64::from(v.subpass_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5362,8 +5421,9 @@ pub(crate) unsafe fn enc_render_pass_multiview_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.dependency_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.dependency_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_view_offsets, u64::from(v.dependency_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5373,8 +5433,9 @@ pub(crate) unsafe fn enc_render_pass_multiview_create_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.correlation_mask_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.correlation_mask_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_correlation_masks, u64::from(v.correlation_mask_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5443,7 +5504,7 @@ pub(crate) fn dec_rendering_area_info_khr_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderingAreaInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderingAreaInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_RENDERING_AREA_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_rendering_area_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5477,8 +5538,9 @@ pub(crate) unsafe fn enc_rendering_area_info_khr_fields(
     v: &vk::RenderingAreaInfoKHR<'_>,
 ) {
     e.u32(v.view_mask);
-    e.u32(v.color_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.color_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_color_attachment_formats,
@@ -5547,7 +5609,7 @@ pub(crate) fn dec_rendering_attachment_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderingAttachmentInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderingAttachmentInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDERING_ATTACHMENT_INFO`), pNext chain, members.
 pub(crate) fn dec_rendering_attachment_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5586,7 +5648,8 @@ pub(crate) unsafe fn enc_rendering_attachment_info_fields(
     e.u64((v.resolve_image_view).as_raw());
     e.i32((v.resolve_image_layout).as_raw());
     e.i32((v.load_op).as_raw());
-    e.i32((v.store_op).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.i32((v.store_op).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_clear_value(e, &v.clear_value) };
 }
 
@@ -5630,7 +5693,7 @@ pub(crate) fn dec_rendering_fragment_shading_rate_attachment_info_khr_fields<'a>
     Ok(v)
 }
 
-/// Decodes a `VkRenderingFragmentShadingRateAttachmentInfoKHR` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderingFragmentShadingRateAttachmentInfoKHR` (full): sType (`VK_STRUCTURE_TYPE_RENDERING_FRAGMENT_SHADING_RATE_ATTACHMENT_INFO_KHR`), pNext chain, members.
 pub(crate) fn dec_rendering_fragment_shading_rate_attachment_info_khr<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5668,7 +5731,8 @@ pub(crate) unsafe fn enc_rendering_fragment_shading_rate_attachment_info_khr_fie
     v: &vk::RenderingFragmentShadingRateAttachmentInfoKHR<'_>,
 ) {
     e.u64((v.image_view).as_raw());
-    e.i32((v.image_layout).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.i32((v.image_layout).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_extent2_d(e, &v.shading_rate_attachment_texel_size) };
 }
 
@@ -5736,7 +5800,7 @@ pub(crate) fn dec_rendering_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRenderingInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkRenderingInfo` (full): sType (`VK_STRUCTURE_TYPE_RENDERING_INFO`), pNext chain, members.
 pub(crate) fn dec_rendering_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5786,12 +5850,14 @@ pub(crate) fn dec_pnext_rendering_info(
 /// Every pointer reachable from `v` must be valid for reads, with the lengths its count
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_rendering_info_fields(e: &mut Encoder, v: &vk::RenderingInfo<'_>) {
-    e.u32((v.flags).as_raw()); // SAFETY: pointers reachable from the value are valid (this function's contract).
+    e.u32((v.flags).as_raw());
+    // SAFETY: pointers reachable from the value are valid (this function's contract).
     unsafe { enc_rect2_d(e, &v.render_area) };
     e.u32(v.layer_count);
     e.u32(v.view_mask);
-    e.u32(v.color_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.color_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_color_attachments, u64::from(v.color_attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5802,20 +5868,24 @@ pub(crate) unsafe fn enc_rendering_info_fields(e: &mut Encoder, v: &vk::Renderin
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_depth_attachment) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_rendering_attachment_info(e, r) };
         }
         None => e.u64(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_stencil_attachment) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_rendering_attachment_info(e, r) };
         }
         None => e.u64(0),
@@ -5894,7 +5964,7 @@ pub(crate) fn dec_shader_module_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkShaderModuleCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkShaderModuleCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_shader_module_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -5928,8 +5998,9 @@ pub(crate) unsafe fn enc_shader_module_create_info_fields(
     v: &vk::ShaderModuleCreateInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.usize(v.code_size); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                          // lengths its count members give (this function's `# Safety` contract).
+    e.usize(v.code_size);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_code, ((v.code_size as u64) / 4)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -5995,8 +6066,9 @@ pub(crate) fn dec_specialization_info<'a>(
 /// Every pointer reachable from `v` must be valid for reads, with the lengths its count
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_specialization_info(e: &mut Encoder, v: &vk::SpecializationInfo<'_>) {
-    e.u32(v.map_entry_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                              // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.map_entry_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_map_entries, u64::from(v.map_entry_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -6007,8 +6079,9 @@ pub(crate) unsafe fn enc_specialization_info(e: &mut Encoder, v: &vk::Specializa
         }
         _ => e.array_size(0),
     }
-    e.usize(v.data_size); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                          // lengths its count members give (this function's `# Safety` contract).
+    e.usize(v.data_size);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_data.cast::<u8>(), (v.data_size as u64)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -6090,7 +6163,7 @@ pub(crate) fn dec_subpass_begin_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubpassBeginInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSubpassBeginInfo` (full): sType (`VK_STRUCTURE_TYPE_SUBPASS_BEGIN_INFO`), pNext chain, members.
 pub(crate) fn dec_subpass_begin_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6210,8 +6283,9 @@ pub(crate) fn dec_subpass_description<'a>(
 pub(crate) unsafe fn enc_subpass_description(e: &mut Encoder, v: &vk::SubpassDescription<'_>) {
     e.u32((v.flags).as_raw());
     e.i32((v.pipeline_bind_point).as_raw());
-    e.u32(v.input_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.input_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_input_attachments, u64::from(v.input_attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -6222,8 +6296,9 @@ pub(crate) unsafe fn enc_subpass_description(e: &mut Encoder, v: &vk::SubpassDes
         }
         _ => e.array_size(0),
     }
-    e.u32(v.color_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.color_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_color_attachments, u64::from(v.color_attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -6234,6 +6309,7 @@ pub(crate) unsafe fn enc_subpass_description(e: &mut Encoder, v: &vk::SubpassDes
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_resolve_attachments, u64::from(v.color_attachment_count)) } {
@@ -6246,17 +6322,20 @@ pub(crate) unsafe fn enc_subpass_description(e: &mut Encoder, v: &vk::SubpassDes
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_depth_stencil_attachment) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_attachment_reference(e, r) };
         }
         None => e.u64(0),
     }
-    e.u32(v.preserve_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.preserve_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_preserve_attachments,
@@ -6329,7 +6408,7 @@ pub(crate) fn dec_subpass_description2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubpassDescription2` (full): sType, pNext chain, members.
+/// Decodes a `VkSubpassDescription2` (full): sType (`VK_STRUCTURE_TYPE_SUBPASS_DESCRIPTION_2`), pNext chain, members.
 pub(crate) fn dec_subpass_description2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6385,8 +6464,9 @@ pub(crate) unsafe fn enc_subpass_description2_fields(
     e.u32((v.flags).as_raw());
     e.i32((v.pipeline_bind_point).as_raw());
     e.u32(v.view_mask);
-    e.u32(v.input_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.input_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_input_attachments, u64::from(v.input_attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -6397,8 +6477,9 @@ pub(crate) unsafe fn enc_subpass_description2_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.color_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.color_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_color_attachments, u64::from(v.color_attachment_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -6409,6 +6490,7 @@ pub(crate) unsafe fn enc_subpass_description2_fields(
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_resolve_attachments, u64::from(v.color_attachment_count)) } {
@@ -6421,17 +6503,20 @@ pub(crate) unsafe fn enc_subpass_description2_fields(
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_depth_stencil_attachment) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_attachment_reference2(e, r) };
         }
         None => e.u64(0),
     }
-    e.u32(v.preserve_attachment_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.preserve_attachment_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_preserve_attachments,
@@ -6518,7 +6603,7 @@ pub(crate) fn dec_subpass_description_depth_stencil_resolve_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubpassDescriptionDepthStencilResolve` (full): sType, pNext chain, members.
+/// Decodes a `VkSubpassDescriptionDepthStencilResolve` (full): sType (`VK_STRUCTURE_TYPE_SUBPASS_DESCRIPTION_DEPTH_STENCIL_RESOLVE`), pNext chain, members.
 pub(crate) fn dec_subpass_description_depth_stencil_resolve<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6556,11 +6641,13 @@ pub(crate) unsafe fn enc_subpass_description_depth_stencil_resolve_fields(
     v: &vk::SubpassDescriptionDepthStencilResolve<'_>,
 ) {
     e.u32((v.depth_resolve_mode).as_raw());
-    e.u32((v.stencil_resolve_mode).as_raw()); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                              // lengths its count members give (this function's `# Safety` contract).
+    e.u32((v.stencil_resolve_mode).as_raw());
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::opt_ref(v.p_depth_stencil_resolve_attachment) } {
         Some(r) => {
-            e.u64(1); // SAFETY: as above.
+            e.u64(1);
+            // SAFETY: as above.
             unsafe { enc_attachment_reference2(e, r) };
         }
         None => e.u64(0),
@@ -6606,7 +6693,7 @@ pub(crate) fn dec_subpass_end_info_fields<'a>(
     Ok(vk::SubpassEndInfo::default())
 }
 
-/// Decodes a `VkSubpassEndInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSubpassEndInfo` (full): sType (`VK_STRUCTURE_TYPE_SUBPASS_END_INFO`), pNext chain, members.
 pub(crate) fn dec_subpass_end_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6706,7 +6793,7 @@ pub(crate) fn dec_vertex_input_attribute_description2_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkVertexInputAttributeDescription2EXT` (full): sType, pNext chain, members.
+/// Decodes a `VkVertexInputAttributeDescription2EXT` (full): sType (`VK_STRUCTURE_TYPE_VERTEX_INPUT_ATTRIBUTE_DESCRIPTION_2_EXT`), pNext chain, members.
 pub(crate) fn dec_vertex_input_attribute_description2_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6820,7 +6907,7 @@ pub(crate) fn dec_vertex_input_binding_description2_ext_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkVertexInputBindingDescription2EXT` (full): sType, pNext chain, members.
+/// Decodes a `VkVertexInputBindingDescription2EXT` (full): sType (`VK_STRUCTURE_TYPE_VERTEX_INPUT_BINDING_DESCRIPTION_2_EXT`), pNext chain, members.
 pub(crate) fn dec_vertex_input_binding_description2_ext<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -6996,6 +7083,7 @@ impl<'a> CreateShaderModuleArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_shader_module_create_info(e, r) };
@@ -7165,6 +7253,7 @@ impl<'a> CreatePipelineCacheArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_pipeline_cache_create_info(e, r) };
@@ -7854,6 +7943,7 @@ impl<'a> CreatePipelineLayoutArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_pipeline_layout_create_info(e, r) };
@@ -8024,6 +8114,7 @@ impl<'a> CreateFramebufferArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_framebuffer_create_info(e, r) };
@@ -8193,6 +8284,7 @@ impl<'a> CreateRenderPassArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_render_pass_create_info(e, r) };
@@ -8357,6 +8449,7 @@ impl<'a> GetRenderAreaGranularityArgs<'a> {
         match &self.p_granularity {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_extent2_d_partial(e, r) };
@@ -8377,6 +8470,7 @@ impl<'a> GetRenderAreaGranularityArgs<'a> {
         match &self.p_granularity {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_extent2_d(e, r) };
@@ -8402,7 +8496,7 @@ impl<'a> GetRenderAreaGranularityArgs<'a> {
     }
 }
 
-/// Arguments of `vkCreateRenderPass2` (command type 167). Output handles hold guest object ids.
+/// Arguments of `vkCreateRenderPass2` (command type 167; also vkCreateRenderPass2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct CreateRenderPass2Args<'a> {
     /// `device` (input).
@@ -8456,6 +8550,7 @@ impl<'a> CreateRenderPass2Args<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_render_pass_create_info2(e, r) };

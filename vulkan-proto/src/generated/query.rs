@@ -24,7 +24,7 @@ pub(crate) fn dec_query_pool_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkQueryPoolCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkQueryPoolCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_query_pool_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -140,6 +140,7 @@ impl<'a> CreateQueryPoolArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_query_pool_create_info(e, r) };
@@ -354,7 +355,7 @@ impl<'a> GetQueryPoolResultsArgs<'a> {
     }
 }
 
-/// Arguments of `vkResetQueryPool` (command type 171). Output handles hold guest object ids.
+/// Arguments of `vkResetQueryPool` (command type 171; also vkResetQueryPoolEXT). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct ResetQueryPoolArgs<'a> {
     /// `device` (input).

@@ -73,7 +73,7 @@ pub(crate) fn dec_bind_sparse_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkBindSparseInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkBindSparseInfo` (full): sType (`VK_STRUCTURE_TYPE_BIND_SPARSE_INFO`), pNext chain, members.
 pub(crate) fn dec_bind_sparse_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -123,8 +123,9 @@ pub(crate) fn dec_pnext_bind_sparse_info(
 /// Every pointer reachable from `v` must be valid for reads, with the lengths its count
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_bind_sparse_info_fields(e: &mut Encoder, v: &vk::BindSparseInfo<'_>) {
-    e.u32(v.wait_semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.wait_semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_wait_semaphores, u64::from(v.wait_semaphore_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -134,8 +135,9 @@ pub(crate) unsafe fn enc_bind_sparse_info_fields(e: &mut Encoder, v: &vk::BindSp
         }
         _ => e.array_size(0),
     }
-    e.u32(v.buffer_bind_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.buffer_bind_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_buffer_binds, u64::from(v.buffer_bind_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -146,8 +148,9 @@ pub(crate) unsafe fn enc_bind_sparse_info_fields(e: &mut Encoder, v: &vk::BindSp
         }
         _ => e.array_size(0),
     }
-    e.u32(v.image_opaque_bind_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                      // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.image_opaque_bind_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_image_opaque_binds, u64::from(v.image_opaque_bind_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -158,8 +161,9 @@ pub(crate) unsafe fn enc_bind_sparse_info_fields(e: &mut Encoder, v: &vk::BindSp
         }
         _ => e.array_size(0),
     }
-    e.u32(v.image_bind_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                               // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.image_bind_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_image_binds, u64::from(v.image_bind_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -170,8 +174,9 @@ pub(crate) unsafe fn enc_bind_sparse_info_fields(e: &mut Encoder, v: &vk::BindSp
         }
         _ => e.array_size(0),
     }
-    e.u32(v.signal_semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.signal_semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_signal_semaphores, u64::from(v.signal_semaphore_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -247,7 +252,7 @@ pub(crate) fn dec_device_group_bind_sparse_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceGroupBindSparseInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceGroupBindSparseInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_GROUP_BIND_SPARSE_INFO`), pNext chain, members.
 pub(crate) fn dec_device_group_bind_sparse_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -347,7 +352,7 @@ pub(crate) fn dec_device_group_submit_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceGroupSubmitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceGroupSubmitInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_GROUP_SUBMIT_INFO`), pNext chain, members.
 pub(crate) fn dec_device_group_submit_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -380,8 +385,9 @@ pub(crate) unsafe fn enc_device_group_submit_info_fields(
     e: &mut Encoder,
     v: &vk::DeviceGroupSubmitInfo<'_>,
 ) {
-    e.u32(v.wait_semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.wait_semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_wait_semaphore_device_indices,
@@ -396,8 +402,9 @@ pub(crate) unsafe fn enc_device_group_submit_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.command_buffer_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.command_buffer_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_command_buffer_device_masks,
@@ -412,8 +419,9 @@ pub(crate) unsafe fn enc_device_group_submit_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.signal_semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.signal_semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_signal_semaphore_device_indices,
@@ -477,7 +485,7 @@ pub(crate) fn dec_device_queue_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceQueueCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceQueueCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_device_queue_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -512,8 +520,9 @@ pub(crate) unsafe fn enc_device_queue_create_info_fields(
 ) {
     e.u32((v.flags).as_raw());
     e.u32(v.queue_family_index);
-    e.u32(v.queue_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                          // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.queue_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_queue_priorities, u64::from(v.queue_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -564,7 +573,7 @@ pub(crate) fn dec_device_queue_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceQueueInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceQueueInfo2` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_QUEUE_INFO_2`), pNext chain, members.
 pub(crate) fn dec_device_queue_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -666,7 +675,7 @@ pub(crate) fn dec_protected_submit_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkProtectedSubmitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkProtectedSubmitInfo` (full): sType (`VK_STRUCTURE_TYPE_PROTECTED_SUBMIT_INFO`), pNext chain, members.
 pub(crate) fn dec_protected_submit_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -782,7 +791,7 @@ pub(crate) fn dec_submit_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubmitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSubmitInfo` (full): sType (`VK_STRUCTURE_TYPE_SUBMIT_INFO`), pNext chain, members.
 pub(crate) fn dec_submit_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -834,8 +843,9 @@ pub(crate) fn dec_pnext_submit_info(d: &mut Decoder<'_>, cx: &Cx<'_, '_>) -> Res
 /// Every pointer reachable from `v` must be valid for reads, with the lengths its count
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_submit_info_fields(e: &mut Encoder, v: &vk::SubmitInfo<'_>) {
-    e.u32(v.wait_semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.wait_semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_wait_semaphores, u64::from(v.wait_semaphore_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -845,6 +855,7 @@ pub(crate) unsafe fn enc_submit_info_fields(e: &mut Encoder, v: &vk::SubmitInfo<
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_wait_dst_stage_mask, u64::from(v.wait_semaphore_count)) } {
@@ -856,8 +867,9 @@ pub(crate) unsafe fn enc_submit_info_fields(e: &mut Encoder, v: &vk::SubmitInfo<
         }
         _ => e.array_size(0),
     }
-    e.u32(v.command_buffer_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.command_buffer_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_command_buffers, u64::from(v.command_buffer_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -867,8 +879,9 @@ pub(crate) unsafe fn enc_submit_info_fields(e: &mut Encoder, v: &vk::SubmitInfo<
         }
         _ => e.array_size(0),
     }
-    e.u32(v.signal_semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                     // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.signal_semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_signal_semaphores, u64::from(v.signal_semaphore_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -971,7 +984,7 @@ pub(crate) fn dec_submit_info2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubmitInfo2` (full): sType, pNext chain, members.
+/// Decodes a `VkSubmitInfo2` (full): sType (`VK_STRUCTURE_TYPE_SUBMIT_INFO_2`), pNext chain, members.
 pub(crate) fn dec_submit_info2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -999,8 +1012,9 @@ pub(crate) fn dec_pnext_submit_info2(d: &mut Decoder<'_>, cx: &Cx<'_, '_>) -> Re
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_submit_info2_fields(e: &mut Encoder, v: &vk::SubmitInfo2<'_>) {
     e.u32((v.flags).as_raw());
-    e.u32(v.wait_semaphore_info_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.wait_semaphore_info_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_wait_semaphore_infos,
@@ -1016,8 +1030,9 @@ pub(crate) unsafe fn enc_submit_info2_fields(e: &mut Encoder, v: &vk::SubmitInfo
         }
         _ => e.array_size(0),
     }
-    e.u32(v.command_buffer_info_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                        // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.command_buffer_info_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_command_buffer_infos,
@@ -1033,8 +1048,9 @@ pub(crate) unsafe fn enc_submit_info2_fields(e: &mut Encoder, v: &vk::SubmitInfo
         }
         _ => e.array_size(0),
     }
-    e.u32(v.signal_semaphore_info_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                          // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.signal_semaphore_info_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_signal_semaphore_infos,
@@ -1458,6 +1474,7 @@ impl<'a> GetDeviceQueue2Args<'a> {
         match &self.p_queue_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_device_queue_info2(e, r) };
@@ -1508,7 +1525,7 @@ impl<'a> GetDeviceQueue2Args<'a> {
     }
 }
 
-/// Arguments of `vkQueueSubmit2` (command type 206). Output handles hold guest object ids.
+/// Arguments of `vkQueueSubmit2` (command type 206; also vkQueueSubmit2KHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct QueueSubmit2Args<'a> {
     /// `queue` (input).

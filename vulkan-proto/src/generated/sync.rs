@@ -48,7 +48,7 @@ pub(crate) fn dec_dependency_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDependencyInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkDependencyInfo` (full): sType (`VK_STRUCTURE_TYPE_DEPENDENCY_INFO`), pNext chain, members.
 pub(crate) fn dec_dependency_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -79,8 +79,9 @@ pub(crate) fn dec_pnext_dependency_info(
 /// members give, as Vulkan valid usage requires.
 pub(crate) unsafe fn enc_dependency_info_fields(e: &mut Encoder, v: &vk::DependencyInfo<'_>) {
     e.u32((v.dependency_flags).as_raw());
-    e.u32(v.memory_barrier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                   // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.memory_barrier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_memory_barriers, u64::from(v.memory_barrier_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -91,8 +92,9 @@ pub(crate) unsafe fn enc_dependency_info_fields(e: &mut Encoder, v: &vk::Depende
         }
         _ => e.array_size(0),
     }
-    e.u32(v.buffer_memory_barrier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                          // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.buffer_memory_barrier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_buffer_memory_barriers,
@@ -108,8 +110,9 @@ pub(crate) unsafe fn enc_dependency_info_fields(e: &mut Encoder, v: &vk::Depende
         }
         _ => e.array_size(0),
     }
-    e.u32(v.image_memory_barrier_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                         // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.image_memory_barrier_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_image_memory_barriers,
@@ -161,7 +164,7 @@ pub(crate) fn dec_event_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkEventCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkEventCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_EVENT_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_event_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -228,7 +231,7 @@ pub(crate) fn dec_export_fence_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExportFenceCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkExportFenceCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_EXPORT_FENCE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_export_fence_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -301,7 +304,7 @@ pub(crate) fn dec_export_semaphore_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkExportSemaphoreCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkExportSemaphoreCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_EXPORT_SEMAPHORE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_export_semaphore_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -374,7 +377,7 @@ pub(crate) fn dec_fence_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkFenceCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkFenceCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_FENCE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_fence_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -471,7 +474,7 @@ pub(crate) fn dec_semaphore_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSemaphoreCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSemaphoreCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_semaphore_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -591,7 +594,7 @@ pub(crate) fn dec_semaphore_signal_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSemaphoreSignalInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSemaphoreSignalInfo` (full): sType (`VK_STRUCTURE_TYPE_SEMAPHORE_SIGNAL_INFO`), pNext chain, members.
 pub(crate) fn dec_semaphore_signal_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -665,7 +668,7 @@ pub(crate) fn dec_semaphore_submit_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSemaphoreSubmitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSemaphoreSubmitInfo` (full): sType (`VK_STRUCTURE_TYPE_SEMAPHORE_SUBMIT_INFO`), pNext chain, members.
 pub(crate) fn dec_semaphore_submit_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -740,7 +743,7 @@ pub(crate) fn dec_semaphore_type_create_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSemaphoreTypeCreateInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSemaphoreTypeCreateInfo` (full): sType (`VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO`), pNext chain, members.
 pub(crate) fn dec_semaphore_type_create_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -835,7 +838,7 @@ pub(crate) fn dec_semaphore_wait_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSemaphoreWaitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkSemaphoreWaitInfo` (full): sType (`VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO`), pNext chain, members.
 pub(crate) fn dec_semaphore_wait_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -869,8 +872,9 @@ pub(crate) unsafe fn enc_semaphore_wait_info_fields(
     v: &vk::SemaphoreWaitInfo<'_>,
 ) {
     e.u32((v.flags).as_raw());
-    e.u32(v.semaphore_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                              // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.semaphore_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_semaphores, u64::from(v.semaphore_count)) } {
         Some(s) if !s.is_empty() => {
             e.array_size(s.len() as u64);
@@ -880,6 +884,7 @@ pub(crate) unsafe fn enc_semaphore_wait_info_fields(
         }
         _ => e.array_size(0),
     }
+
     // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
     // lengths its count members give (this function's `# Safety` contract).
     match unsafe { raw::slice(v.p_values, u64::from(v.semaphore_count)) } {
@@ -967,7 +972,7 @@ pub(crate) fn dec_subpass_dependency2_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkSubpassDependency2` (full): sType, pNext chain, members.
+/// Decodes a `VkSubpassDependency2` (full): sType (`VK_STRUCTURE_TYPE_SUBPASS_DEPENDENCY_2`), pNext chain, members.
 pub(crate) fn dec_subpass_dependency2<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1091,7 +1096,7 @@ pub(crate) fn dec_timeline_semaphore_submit_info_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkTimelineSemaphoreSubmitInfo` (full): sType, pNext chain, members.
+/// Decodes a `VkTimelineSemaphoreSubmitInfo` (full): sType (`VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO`), pNext chain, members.
 pub(crate) fn dec_timeline_semaphore_submit_info<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -1124,8 +1129,9 @@ pub(crate) unsafe fn enc_timeline_semaphore_submit_info_fields(
     e: &mut Encoder,
     v: &vk::TimelineSemaphoreSubmitInfo<'_>,
 ) {
-    e.u32(v.wait_semaphore_value_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                         // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.wait_semaphore_value_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_wait_semaphore_values,
@@ -1140,8 +1146,9 @@ pub(crate) unsafe fn enc_timeline_semaphore_submit_info_fields(
         }
         _ => e.array_size(0),
     }
-    e.u32(v.signal_semaphore_value_count); // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
-                                           // lengths its count members give (this function's `# Safety` contract).
+    e.u32(v.signal_semaphore_value_count);
+    // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
+    // lengths its count members give (this function's `# Safety` contract).
     match unsafe {
         raw::slice(
             v.p_signal_semaphore_values,
@@ -1238,6 +1245,7 @@ impl<'a> CreateFenceArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_fence_create_info(e, r) };
@@ -1653,6 +1661,7 @@ impl<'a> CreateSemaphoreArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_semaphore_create_info(e, r) };
@@ -1822,6 +1831,7 @@ impl<'a> CreateEventArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_event_create_info(e, r) };
@@ -2123,7 +2133,7 @@ impl<'a> ResetEventArgs<'a> {
     }
 }
 
-/// Arguments of `vkGetSemaphoreCounterValue` (command type 172). Output handles hold guest object ids.
+/// Arguments of `vkGetSemaphoreCounterValue` (command type 172; also vkGetSemaphoreCounterValueKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct GetSemaphoreCounterValueArgs<'a> {
     /// `device` (input).
@@ -2207,7 +2217,7 @@ impl<'a> GetSemaphoreCounterValueArgs<'a> {
     }
 }
 
-/// Arguments of `vkWaitSemaphores` (command type 173). Output handles hold guest object ids.
+/// Arguments of `vkWaitSemaphores` (command type 173; also vkWaitSemaphoresKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct WaitSemaphoresArgs<'a> {
     /// `device` (input).
@@ -2255,6 +2265,7 @@ impl<'a> WaitSemaphoresArgs<'a> {
         match &self.p_wait_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_semaphore_wait_info(e, r) };
@@ -2286,7 +2297,7 @@ impl<'a> WaitSemaphoresArgs<'a> {
     }
 }
 
-/// Arguments of `vkSignalSemaphore` (command type 174). Output handles hold guest object ids.
+/// Arguments of `vkSignalSemaphore` (command type 174; also vkSignalSemaphoreKHR). Output handles hold guest object ids.
 #[derive(Debug, Default)]
 pub struct SignalSemaphoreArgs<'a> {
     /// `device` (input).
@@ -2331,6 +2342,7 @@ impl<'a> SignalSemaphoreArgs<'a> {
         match &self.p_signal_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_semaphore_signal_info(e, r) };

@@ -172,7 +172,7 @@ pub fn gen_bind_buffer_memory_device_group_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::BindBufferMemoryDeviceGroupInfo<'a> {
     let mut v = vk::BindBufferMemoryDeviceGroupInfo::default();
-    let n_device_index_count = g.len();
+    let n_device_index_count = g.count();
 
     v.device_index_count = g.u32();
     v.device_index_count = (n_device_index_count as u32);
@@ -226,8 +226,8 @@ pub fn gen_bind_image_memory_device_group_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::BindImageMemoryDeviceGroupInfo<'a> {
     let mut v = vk::BindImageMemoryDeviceGroupInfo::default();
-    let n_device_index_count = g.len();
-    let n_split_instance_bind_region_count = g.len();
+    let n_device_index_count = g.count();
+    let n_split_instance_bind_region_count = g.count();
 
     v.device_index_count = g.u32();
     v.split_instance_bind_region_count = g.u32();
@@ -313,11 +313,11 @@ pub fn gen_bind_image_plane_memory_info<'a>(g: &mut Gen<'a>) -> vk::BindImagePla
 /// A random valid `VkBindSparseInfo` (members only).
 pub fn gen_bind_sparse_info_fields<'a>(g: &mut Gen<'a>) -> vk::BindSparseInfo<'a> {
     let mut v = vk::BindSparseInfo::default();
-    let n_wait_semaphore_count = g.len();
-    let n_buffer_bind_count = g.len();
-    let n_image_opaque_bind_count = g.len();
-    let n_image_bind_count = g.len();
-    let n_signal_semaphore_count = g.len();
+    let n_wait_semaphore_count = g.count();
+    let n_buffer_bind_count = g.count();
+    let n_image_opaque_bind_count = g.count();
+    let n_image_bind_count = g.count();
+    let n_signal_semaphore_count = g.count();
 
     v.wait_semaphore_count = g.u32();
     v.buffer_bind_count = g.u32();
@@ -398,7 +398,7 @@ pub fn gen_bind_sparse_info<'a>(g: &mut Gen<'a>) -> vk::BindSparseInfo<'a> {
 /// A random valid `VkBlitImageInfo2` (members only).
 pub fn gen_blit_image_info2_fields<'a>(g: &mut Gen<'a>) -> vk::BlitImageInfo2<'a> {
     let mut v = vk::BlitImageInfo2::default();
-    let n_region_count = g.len();
+    let n_region_count = g.count();
 
     v.src_image = vk::Image::from_raw(g.id());
     v.src_image_layout = vk::ImageLayout::from_raw(g.enum_value(enums::RANGES_IMAGE_LAYOUT));
@@ -451,7 +451,7 @@ pub fn gen_buffer_copy2<'a>(g: &mut Gen<'a>) -> vk::BufferCopy2<'a> {
 /// A random valid `VkBufferCreateInfo` (members only).
 pub fn gen_buffer_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::BufferCreateInfo<'a> {
     let mut v = vk::BufferCreateInfo::default();
-    let n_queue_family_index_count = g.len();
+    let n_queue_family_index_count = g.count();
 
     v.flags = vk::BufferCreateFlags::from_raw(g.u32());
     v.size = g.u64();
@@ -896,7 +896,7 @@ pub fn gen_command_buffer_inheritance_rendering_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::CommandBufferInheritanceRenderingInfo<'a> {
     let mut v = vk::CommandBufferInheritanceRenderingInfo::default();
-    let n_color_attachment_count = g.len();
+    let n_color_attachment_count = g.count();
 
     v.flags = vk::RenderingFlags::from_raw(g.u32());
     v.view_mask = g.u32();
@@ -1061,7 +1061,7 @@ pub fn gen_conformance_version<'a>(g: &mut Gen<'a>) -> vk::ConformanceVersion {
 /// A random valid `VkCopyBufferInfo2` (members only).
 pub fn gen_copy_buffer_info2_fields<'a>(g: &mut Gen<'a>) -> vk::CopyBufferInfo2<'a> {
     let mut v = vk::CopyBufferInfo2::default();
-    let n_region_count = g.len();
+    let n_region_count = g.count();
 
     v.src_buffer = vk::Buffer::from_raw(g.id());
     v.dst_buffer = vk::Buffer::from_raw(g.id());
@@ -1087,7 +1087,7 @@ pub fn gen_copy_buffer_to_image_info2_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::CopyBufferToImageInfo2<'a> {
     let mut v = vk::CopyBufferToImageInfo2::default();
-    let n_region_count = g.len();
+    let n_region_count = g.count();
 
     v.src_buffer = vk::Buffer::from_raw(g.id());
     v.dst_image = vk::Image::from_raw(g.id());
@@ -1134,7 +1134,7 @@ pub fn gen_copy_descriptor_set<'a>(g: &mut Gen<'a>) -> vk::CopyDescriptorSet<'a>
 /// A random valid `VkCopyImageInfo2` (members only).
 pub fn gen_copy_image_info2_fields<'a>(g: &mut Gen<'a>) -> vk::CopyImageInfo2<'a> {
     let mut v = vk::CopyImageInfo2::default();
-    let n_region_count = g.len();
+    let n_region_count = g.count();
 
     v.src_image = vk::Image::from_raw(g.id());
     v.src_image_layout = vk::ImageLayout::from_raw(g.enum_value(enums::RANGES_IMAGE_LAYOUT));
@@ -1162,7 +1162,7 @@ pub fn gen_copy_image_to_buffer_info2_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::CopyImageToBufferInfo2<'a> {
     let mut v = vk::CopyImageToBufferInfo2::default();
-    let n_region_count = g.len();
+    let n_region_count = g.count();
 
     v.src_image = vk::Image::from_raw(g.id());
     v.src_image_layout = vk::ImageLayout::from_raw(g.enum_value(enums::RANGES_IMAGE_LAYOUT));
@@ -1189,9 +1189,9 @@ pub fn gen_copy_image_to_buffer_info2<'a>(g: &mut Gen<'a>) -> vk::CopyImageToBuf
 /// A random valid `VkDependencyInfo` (members only).
 pub fn gen_dependency_info_fields<'a>(g: &mut Gen<'a>) -> vk::DependencyInfo<'a> {
     let mut v = vk::DependencyInfo::default();
-    let n_memory_barrier_count = g.len();
-    let n_buffer_memory_barrier_count = g.len();
-    let n_image_memory_barrier_count = g.len();
+    let n_memory_barrier_count = g.count();
+    let n_buffer_memory_barrier_count = g.count();
+    let n_image_memory_barrier_count = g.count();
 
     v.dependency_flags = vk::DependencyFlags::from_raw(g.u32());
     v.memory_barrier_count = g.u32();
@@ -1258,7 +1258,7 @@ pub fn gen_descriptor_pool_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorPoolCreateInfo<'a> {
     let mut v = vk::DescriptorPoolCreateInfo::default();
-    let n_pool_size_count = g.len();
+    let n_pool_size_count = g.count();
 
     v.flags = vk::DescriptorPoolCreateFlags::from_raw(g.u32());
     v.max_sets = g.u32();
@@ -1330,7 +1330,7 @@ pub fn gen_descriptor_set_allocate_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorSetAllocateInfo<'a> {
     let mut v = vk::DescriptorSetAllocateInfo::default();
-    let n_descriptor_set_count = g.len();
+    let n_descriptor_set_count = g.count();
 
     v.descriptor_pool = vk::DescriptorPool::from_raw(g.id());
     v.descriptor_set_count = g.u32();
@@ -1369,7 +1369,7 @@ pub fn gen_descriptor_set_layout_binding<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorSetLayoutBinding<'a> {
     let mut v = vk::DescriptorSetLayoutBinding::default();
-    let n_descriptor_count = g.len();
+    let n_descriptor_count = g.count();
 
     v.binding = g.u32();
     v.descriptor_type = vk::DescriptorType::from_raw(g.enum_value(enums::RANGES_DESCRIPTOR_TYPE));
@@ -1392,7 +1392,7 @@ pub fn gen_descriptor_set_layout_binding_flags_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorSetLayoutBindingFlagsCreateInfo<'a> {
     let mut v = vk::DescriptorSetLayoutBindingFlagsCreateInfo::default();
-    let n_binding_count = g.len();
+    let n_binding_count = g.count();
 
     v.binding_count = g.u32();
     v.binding_count = (n_binding_count as u32);
@@ -1420,7 +1420,7 @@ pub fn gen_descriptor_set_layout_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorSetLayoutCreateInfo<'a> {
     let mut v = vk::DescriptorSetLayoutCreateInfo::default();
-    let n_binding_count = g.len();
+    let n_binding_count = g.count();
 
     v.flags = vk::DescriptorSetLayoutCreateFlags::from_raw(g.u32());
     v.binding_count = g.u32();
@@ -1496,7 +1496,7 @@ pub fn gen_descriptor_set_variable_descriptor_count_allocate_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorSetVariableDescriptorCountAllocateInfo<'a> {
     let mut v = vk::DescriptorSetVariableDescriptorCountAllocateInfo::default();
-    let n_descriptor_set_count = g.len();
+    let n_descriptor_set_count = g.count();
 
     v.descriptor_set_count = g.u32();
     v.descriptor_set_count = (n_descriptor_set_count as u32);
@@ -1540,7 +1540,7 @@ pub fn gen_descriptor_update_template_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DescriptorUpdateTemplateCreateInfo<'a> {
     let mut v = vk::DescriptorUpdateTemplateCreateInfo::default();
-    let n_descriptor_update_entry_count = g.len();
+    let n_descriptor_update_entry_count = g.count();
 
     v.flags = vk::DescriptorUpdateTemplateCreateFlags::from_raw(g.u32());
     v.descriptor_update_entry_count = g.u32();
@@ -1613,9 +1613,9 @@ pub fn gen_device_buffer_memory_requirements<'a>(
 /// A random valid `VkDeviceCreateInfo` (members only).
 pub fn gen_device_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::DeviceCreateInfo<'a> {
     let mut v = vk::DeviceCreateInfo::default();
-    let n_queue_create_info_count = g.len();
-    let n_enabled_layer_count = g.len();
-    let n_enabled_extension_count = g.len();
+    let n_queue_create_info_count = g.count();
+    let n_enabled_layer_count = g.count();
+    let n_enabled_extension_count = g.count();
 
     v.flags = vk::DeviceCreateFlags::from_raw(g.u32());
     v.queue_create_info_count = g.u32();
@@ -2077,7 +2077,7 @@ pub fn gen_device_group_device_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DeviceGroupDeviceCreateInfo<'a> {
     let mut v = vk::DeviceGroupDeviceCreateInfo::default();
-    let n_physical_device_count = g.len();
+    let n_physical_device_count = g.count();
 
     v.physical_device_count = g.u32();
     v.physical_device_count = (n_physical_device_count as u32);
@@ -2105,7 +2105,7 @@ pub fn gen_device_group_render_pass_begin_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DeviceGroupRenderPassBeginInfo<'a> {
     let mut v = vk::DeviceGroupRenderPassBeginInfo::default();
-    let n_device_render_area_count = g.len();
+    let n_device_render_area_count = g.count();
 
     v.device_mask = g.u32();
     v.device_render_area_count = g.u32();
@@ -2132,9 +2132,9 @@ pub fn gen_device_group_render_pass_begin_info<'a>(
 /// A random valid `VkDeviceGroupSubmitInfo` (members only).
 pub fn gen_device_group_submit_info_fields<'a>(g: &mut Gen<'a>) -> vk::DeviceGroupSubmitInfo<'a> {
     let mut v = vk::DeviceGroupSubmitInfo::default();
-    let n_wait_semaphore_count = g.len();
-    let n_command_buffer_count = g.len();
-    let n_signal_semaphore_count = g.len();
+    let n_wait_semaphore_count = g.count();
+    let n_command_buffer_count = g.count();
+    let n_signal_semaphore_count = g.count();
 
     v.wait_semaphore_count = g.u32();
     v.command_buffer_count = g.u32();
@@ -2261,7 +2261,7 @@ pub fn gen_device_private_data_create_info<'a>(
 /// A random valid `VkDeviceQueueCreateInfo` (members only).
 pub fn gen_device_queue_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::DeviceQueueCreateInfo<'a> {
     let mut v = vk::DeviceQueueCreateInfo::default();
-    let n_queue_count = g.len();
+    let n_queue_count = g.count();
 
     v.flags = vk::DeviceQueueCreateFlags::from_raw(g.u32());
     v.queue_family_index = g.u32();
@@ -2359,7 +2359,7 @@ pub fn gen_drm_format_modifier_properties_list2_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DrmFormatModifierPropertiesList2EXT<'a> {
     let mut v = vk::DrmFormatModifierPropertiesList2EXT::default();
-    let n_drm_format_modifier_count = g.len();
+    let n_drm_format_modifier_count = g.count();
 
     v.drm_format_modifier_count = g.u32();
     v.drm_format_modifier_count = (n_drm_format_modifier_count as u32);
@@ -2388,7 +2388,7 @@ pub fn gen_drm_format_modifier_properties_list_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::DrmFormatModifierPropertiesListEXT<'a> {
     let mut v = vk::DrmFormatModifierPropertiesListEXT::default();
-    let n_drm_format_modifier_count = g.len();
+    let n_drm_format_modifier_count = g.count();
 
     v.drm_format_modifier_count = g.u32();
     v.drm_format_modifier_count = (n_drm_format_modifier_count as u32);
@@ -2753,7 +2753,7 @@ pub fn gen_framebuffer_attachment_image_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::FramebufferAttachmentImageInfo<'a> {
     let mut v = vk::FramebufferAttachmentImageInfo::default();
-    let n_view_format_count = g.len();
+    let n_view_format_count = g.count();
 
     v.flags = vk::ImageCreateFlags::from_raw(g.u32());
     v.usage = vk::ImageUsageFlags::from_raw(g.u32());
@@ -2786,7 +2786,7 @@ pub fn gen_framebuffer_attachments_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::FramebufferAttachmentsCreateInfo<'a> {
     let mut v = vk::FramebufferAttachmentsCreateInfo::default();
-    let n_attachment_image_info_count = g.len();
+    let n_attachment_image_info_count = g.count();
 
     v.attachment_image_info_count = g.u32();
     v.attachment_image_info_count = (n_attachment_image_info_count as u32);
@@ -2812,7 +2812,7 @@ pub fn gen_framebuffer_attachments_create_info<'a>(
 /// A random valid `VkFramebufferCreateInfo` (members only).
 pub fn gen_framebuffer_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::FramebufferCreateInfo<'a> {
     let mut v = vk::FramebufferCreateInfo::default();
-    let n_attachment_count = g.len();
+    let n_attachment_count = g.count();
 
     v.flags = vk::FramebufferCreateFlags::from_raw(g.u32());
     v.render_pass = vk::RenderPass::from_raw(g.id());
@@ -2858,7 +2858,7 @@ pub fn gen_graphics_pipeline_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::GraphicsPipelineCreateInfo<'a> {
     let mut v = vk::GraphicsPipelineCreateInfo::default();
-    let n_stage_count = g.len();
+    let n_stage_count = g.count();
 
     v.flags = vk::PipelineCreateFlags::from_raw(g.u32());
     v.stage_count = g.u32();
@@ -3065,7 +3065,7 @@ pub fn gen_image_copy2<'a>(g: &mut Gen<'a>) -> vk::ImageCopy2<'a> {
 /// A random valid `VkImageCreateInfo` (members only).
 pub fn gen_image_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::ImageCreateInfo<'a> {
     let mut v = vk::ImageCreateInfo::default();
-    let n_queue_family_index_count = g.len();
+    let n_queue_family_index_count = g.count();
 
     v.flags = vk::ImageCreateFlags::from_raw(g.u32());
     v.image_type = vk::ImageType::from_raw(g.enum_value(enums::RANGES_IMAGE_TYPE));
@@ -3135,7 +3135,7 @@ pub fn gen_image_drm_format_modifier_explicit_create_info_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::ImageDrmFormatModifierExplicitCreateInfoEXT<'a> {
     let mut v = vk::ImageDrmFormatModifierExplicitCreateInfoEXT::default();
-    let n_drm_format_modifier_plane_count = g.len();
+    let n_drm_format_modifier_plane_count = g.count();
 
     v.drm_format_modifier = g.u64();
     v.drm_format_modifier_plane_count = g.u32();
@@ -3164,7 +3164,7 @@ pub fn gen_image_drm_format_modifier_list_create_info_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::ImageDrmFormatModifierListCreateInfoEXT<'a> {
     let mut v = vk::ImageDrmFormatModifierListCreateInfoEXT::default();
-    let n_drm_format_modifier_count = g.len();
+    let n_drm_format_modifier_count = g.count();
 
     v.drm_format_modifier_count = g.u32();
     v.drm_format_modifier_count = (n_drm_format_modifier_count as u32);
@@ -3208,7 +3208,7 @@ pub fn gen_image_format_list_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::ImageFormatListCreateInfo<'a> {
     let mut v = vk::ImageFormatListCreateInfo::default();
-    let n_view_format_count = g.len();
+    let n_view_format_count = g.count();
 
     v.view_format_count = g.u32();
     v.view_format_count = (n_view_format_count as u32);
@@ -3628,8 +3628,8 @@ pub fn gen_input_attachment_aspect_reference<'a>(
 /// A random valid `VkInstanceCreateInfo` (members only).
 pub fn gen_instance_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::InstanceCreateInfo<'a> {
     let mut v = vk::InstanceCreateInfo::default();
-    let n_enabled_layer_count = g.len();
-    let n_enabled_extension_count = g.len();
+    let n_enabled_layer_count = g.count();
+    let n_enabled_extension_count = g.count();
 
     v.flags = vk::InstanceCreateFlags::from_raw(g.u32());
     v.p_application_info = if g.bool() {
@@ -3972,7 +3972,7 @@ pub fn gen_mutable_descriptor_type_create_info_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::MutableDescriptorTypeCreateInfoEXT<'a> {
     let mut v = vk::MutableDescriptorTypeCreateInfoEXT::default();
-    let n_mutable_descriptor_type_list_count = g.len();
+    let n_mutable_descriptor_type_list_count = g.count();
 
     v.mutable_descriptor_type_list_count = g.u32();
     v.mutable_descriptor_type_list_count = (n_mutable_descriptor_type_list_count as u32);
@@ -4003,7 +4003,7 @@ pub fn gen_mutable_descriptor_type_list_ext<'a>(
     g: &mut Gen<'a>,
 ) -> vk::MutableDescriptorTypeListEXT<'a> {
     let mut v = vk::MutableDescriptorTypeListEXT::default();
-    let n_descriptor_type_count = g.len();
+    let n_descriptor_type_count = g.count();
 
     v.descriptor_type_count = g.u32();
     v.descriptor_type_count = (n_descriptor_type_count as u32);
@@ -5338,7 +5338,7 @@ pub fn gen_physical_device_image_drm_format_modifier_info_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PhysicalDeviceImageDrmFormatModifierInfoEXT<'a> {
     let mut v = vk::PhysicalDeviceImageDrmFormatModifierInfoEXT::default();
-    let n_queue_family_index_count = g.len();
+    let n_queue_family_index_count = g.count();
 
     v.drm_format_modifier = g.u64();
     v.sharing_mode = vk::SharingMode::from_raw(g.enum_value(enums::RANGES_SHARING_MODE));
@@ -7436,7 +7436,7 @@ pub fn gen_pipeline_cache_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineCacheCreateInfo<'a> {
     let mut v = vk::PipelineCacheCreateInfo::default();
-    let n_initial_data_size = g.len();
+    let n_initial_data_size = g.count();
 
     v.flags = vk::PipelineCacheCreateFlags::from_raw(g.u32());
     v.initial_data_size = (g.u64() as usize);
@@ -7479,7 +7479,7 @@ pub fn gen_pipeline_color_blend_state_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineColorBlendStateCreateInfo<'a> {
     let mut v = vk::PipelineColorBlendStateCreateInfo::default();
-    let n_attachment_count = g.len();
+    let n_attachment_count = g.count();
 
     v.flags = vk::PipelineColorBlendStateCreateFlags::from_raw(g.u32());
     v.logic_op_enable = g.u32();
@@ -7525,7 +7525,7 @@ pub fn gen_pipeline_color_write_create_info_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineColorWriteCreateInfoEXT<'a> {
     let mut v = vk::PipelineColorWriteCreateInfoEXT::default();
-    let n_attachment_count = g.len();
+    let n_attachment_count = g.count();
 
     v.attachment_count = g.u32();
     v.attachment_count = (n_attachment_count as u32);
@@ -7578,7 +7578,7 @@ pub fn gen_pipeline_creation_feedback_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineCreationFeedbackCreateInfo<'a> {
     let mut v = vk::PipelineCreationFeedbackCreateInfo::default();
-    let n_pipeline_stage_creation_feedback_count = g.len();
+    let n_pipeline_stage_creation_feedback_count = g.count();
 
     v.p_pipeline_creation_feedback = if g.bool() {
         let x = gen_pipeline_creation_feedback(g);
@@ -7642,7 +7642,7 @@ pub fn gen_pipeline_dynamic_state_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineDynamicStateCreateInfo<'a> {
     let mut v = vk::PipelineDynamicStateCreateInfo::default();
-    let n_dynamic_state_count = g.len();
+    let n_dynamic_state_count = g.count();
 
     v.flags = vk::PipelineDynamicStateCreateFlags::from_raw(g.u32());
     v.dynamic_state_count = g.u32();
@@ -7714,8 +7714,8 @@ pub fn gen_pipeline_layout_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineLayoutCreateInfo<'a> {
     let mut v = vk::PipelineLayoutCreateInfo::default();
-    let n_set_layout_count = g.len();
-    let n_push_constant_range_count = g.len();
+    let n_set_layout_count = g.count();
+    let n_push_constant_range_count = g.count();
 
     v.flags = vk::PipelineLayoutCreateFlags::from_raw(g.u32());
     v.set_layout_count = g.u32();
@@ -7752,7 +7752,7 @@ pub fn gen_pipeline_library_create_info_khr_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineLibraryCreateInfoKHR<'a> {
     let mut v = vk::PipelineLibraryCreateInfoKHR::default();
-    let n_library_count = g.len();
+    let n_library_count = g.count();
 
     v.library_count = g.u32();
     v.library_count = (n_library_count as u32);
@@ -7975,7 +7975,7 @@ pub fn gen_pipeline_rendering_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineRenderingCreateInfo<'a> {
     let mut v = vk::PipelineRenderingCreateInfo::default();
-    let n_color_attachment_count = g.len();
+    let n_color_attachment_count = g.count();
 
     v.view_mask = g.u32();
     v.color_attachment_count = g.u32();
@@ -8123,7 +8123,7 @@ pub fn gen_pipeline_vertex_input_divisor_state_create_info_ext_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineVertexInputDivisorStateCreateInfoEXT<'a> {
     let mut v = vk::PipelineVertexInputDivisorStateCreateInfoEXT::default();
-    let n_vertex_binding_divisor_count = g.len();
+    let n_vertex_binding_divisor_count = g.count();
 
     v.vertex_binding_divisor_count = g.u32();
     v.vertex_binding_divisor_count = (n_vertex_binding_divisor_count as u32);
@@ -8151,8 +8151,8 @@ pub fn gen_pipeline_vertex_input_state_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineVertexInputStateCreateInfo<'a> {
     let mut v = vk::PipelineVertexInputStateCreateInfo::default();
-    let n_vertex_binding_description_count = g.len();
-    let n_vertex_attribute_description_count = g.len();
+    let n_vertex_binding_description_count = g.count();
+    let n_vertex_attribute_description_count = g.count();
 
     v.flags = vk::PipelineVertexInputStateCreateFlags::from_raw(g.u32());
     v.vertex_binding_description_count = g.u32();
@@ -8227,8 +8227,8 @@ pub fn gen_pipeline_viewport_state_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::PipelineViewportStateCreateInfo<'a> {
     let mut v = vk::PipelineViewportStateCreateInfo::default();
-    let n_viewport_count = g.len();
-    let n_scissor_count = g.len();
+    let n_viewport_count = g.count();
+    let n_scissor_count = g.count();
 
     v.flags = vk::PipelineViewportStateCreateFlags::from_raw(g.u32());
     v.viewport_count = g.u32();
@@ -8366,7 +8366,7 @@ pub fn gen_render_pass_attachment_begin_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::RenderPassAttachmentBeginInfo<'a> {
     let mut v = vk::RenderPassAttachmentBeginInfo::default();
-    let n_attachment_count = g.len();
+    let n_attachment_count = g.count();
 
     v.attachment_count = g.u32();
     v.attachment_count = (n_attachment_count as u32);
@@ -8392,7 +8392,7 @@ pub fn gen_render_pass_attachment_begin_info<'a>(
 /// A random valid `VkRenderPassBeginInfo` (members only).
 pub fn gen_render_pass_begin_info_fields<'a>(g: &mut Gen<'a>) -> vk::RenderPassBeginInfo<'a> {
     let mut v = vk::RenderPassBeginInfo::default();
-    let n_clear_value_count = g.len();
+    let n_clear_value_count = g.count();
 
     v.render_pass = vk::RenderPass::from_raw(g.id());
     v.framebuffer = vk::Framebuffer::from_raw(g.id());
@@ -8436,9 +8436,9 @@ pub fn gen_render_pass_begin_info<'a>(g: &mut Gen<'a>) -> vk::RenderPassBeginInf
 /// A random valid `VkRenderPassCreateInfo` (members only).
 pub fn gen_render_pass_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::RenderPassCreateInfo<'a> {
     let mut v = vk::RenderPassCreateInfo::default();
-    let n_attachment_count = g.len();
-    let n_subpass_count = g.len();
-    let n_dependency_count = g.len();
+    let n_attachment_count = g.count();
+    let n_subpass_count = g.count();
+    let n_dependency_count = g.count();
 
     v.flags = vk::RenderPassCreateFlags::from_raw(g.u32());
     v.attachment_count = g.u32();
@@ -8500,10 +8500,10 @@ pub fn gen_render_pass_create_info<'a>(g: &mut Gen<'a>) -> vk::RenderPassCreateI
 /// A random valid `VkRenderPassCreateInfo2` (members only).
 pub fn gen_render_pass_create_info2_fields<'a>(g: &mut Gen<'a>) -> vk::RenderPassCreateInfo2<'a> {
     let mut v = vk::RenderPassCreateInfo2::default();
-    let n_attachment_count = g.len();
-    let n_subpass_count = g.len();
-    let n_dependency_count = g.len();
-    let n_correlated_view_mask_count = g.len();
+    let n_attachment_count = g.count();
+    let n_subpass_count = g.count();
+    let n_dependency_count = g.count();
+    let n_correlated_view_mask_count = g.count();
 
     v.flags = vk::RenderPassCreateFlags::from_raw(g.u32());
     v.attachment_count = g.u32();
@@ -8560,7 +8560,7 @@ pub fn gen_render_pass_input_attachment_aspect_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::RenderPassInputAttachmentAspectCreateInfo<'a> {
     let mut v = vk::RenderPassInputAttachmentAspectCreateInfo::default();
-    let n_aspect_reference_count = g.len();
+    let n_aspect_reference_count = g.count();
 
     v.aspect_reference_count = g.u32();
     v.aspect_reference_count = (n_aspect_reference_count as u32);
@@ -8588,9 +8588,9 @@ pub fn gen_render_pass_multiview_create_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::RenderPassMultiviewCreateInfo<'a> {
     let mut v = vk::RenderPassMultiviewCreateInfo::default();
-    let n_subpass_count = g.len();
-    let n_dependency_count = g.len();
-    let n_correlation_mask_count = g.len();
+    let n_subpass_count = g.count();
+    let n_dependency_count = g.count();
+    let n_correlation_mask_count = g.count();
 
     v.subpass_count = g.u32();
     v.dependency_count = g.u32();
@@ -8630,7 +8630,7 @@ pub fn gen_render_pass_multiview_create_info<'a>(
 /// A random valid `VkRenderingAreaInfoKHR` (members only).
 pub fn gen_rendering_area_info_khr_fields<'a>(g: &mut Gen<'a>) -> vk::RenderingAreaInfoKHR<'a> {
     let mut v = vk::RenderingAreaInfoKHR::default();
-    let n_color_attachment_count = g.len();
+    let n_color_attachment_count = g.count();
 
     v.view_mask = g.u32();
     v.color_attachment_count = g.u32();
@@ -8700,7 +8700,7 @@ pub fn gen_rendering_fragment_shading_rate_attachment_info_khr<'a>(
 /// A random valid `VkRenderingInfo` (members only).
 pub fn gen_rendering_info_fields<'a>(g: &mut Gen<'a>) -> vk::RenderingInfo<'a> {
     let mut v = vk::RenderingInfo::default();
-    let n_color_attachment_count = g.len();
+    let n_color_attachment_count = g.count();
 
     v.flags = vk::RenderingFlags::from_raw(g.u32());
     v.render_area = gen_rect2_d(g);
@@ -8757,7 +8757,7 @@ pub fn gen_rendering_info<'a>(g: &mut Gen<'a>) -> vk::RenderingInfo<'a> {
 /// A random valid `VkResolveImageInfo2` (members only).
 pub fn gen_resolve_image_info2_fields<'a>(g: &mut Gen<'a>) -> vk::ResolveImageInfo2<'a> {
     let mut v = vk::ResolveImageInfo2::default();
-    let n_region_count = g.len();
+    let n_region_count = g.count();
 
     v.src_image = vk::Image::from_raw(g.id());
     v.src_image_layout = vk::ImageLayout::from_raw(g.enum_value(enums::RANGES_IMAGE_LAYOUT));
@@ -9116,7 +9116,7 @@ pub fn gen_semaphore_type_create_info<'a>(g: &mut Gen<'a>) -> vk::SemaphoreTypeC
 /// A random valid `VkSemaphoreWaitInfo` (members only).
 pub fn gen_semaphore_wait_info_fields<'a>(g: &mut Gen<'a>) -> vk::SemaphoreWaitInfo<'a> {
     let mut v = vk::SemaphoreWaitInfo::default();
-    let n_semaphore_count = g.len();
+    let n_semaphore_count = g.count();
 
     v.flags = vk::SemaphoreWaitFlags::from_raw(g.u32());
     v.semaphore_count = g.u32();
@@ -9147,7 +9147,7 @@ pub fn gen_semaphore_wait_info<'a>(g: &mut Gen<'a>) -> vk::SemaphoreWaitInfo<'a>
 /// A random valid `VkShaderModuleCreateInfo` (members only).
 pub fn gen_shader_module_create_info_fields<'a>(g: &mut Gen<'a>) -> vk::ShaderModuleCreateInfo<'a> {
     let mut v = vk::ShaderModuleCreateInfo::default();
-    let n_code_size = g.len();
+    let n_code_size = g.count();
 
     v.flags = vk::ShaderModuleCreateFlags::from_raw(g.u32());
     v.code_size = (g.u64() as usize);
@@ -9172,7 +9172,7 @@ pub fn gen_sparse_buffer_memory_bind_info<'a>(
     g: &mut Gen<'a>,
 ) -> vk::SparseBufferMemoryBindInfo<'a> {
     let mut v = vk::SparseBufferMemoryBindInfo::default();
-    let n_bind_count = g.len();
+    let n_bind_count = g.count();
 
     v.buffer = vk::Buffer::from_raw(g.id());
     v.bind_count = g.u32();
@@ -9232,7 +9232,7 @@ pub fn gen_sparse_image_memory_bind<'a>(g: &mut Gen<'a>) -> vk::SparseImageMemor
 /// A random valid `VkSparseImageMemoryBindInfo` (members only).
 pub fn gen_sparse_image_memory_bind_info<'a>(g: &mut Gen<'a>) -> vk::SparseImageMemoryBindInfo<'a> {
     let mut v = vk::SparseImageMemoryBindInfo::default();
-    let n_bind_count = g.len();
+    let n_bind_count = g.count();
 
     v.image = vk::Image::from_raw(g.id());
     v.bind_count = g.u32();
@@ -9285,7 +9285,7 @@ pub fn gen_sparse_image_opaque_memory_bind_info<'a>(
     g: &mut Gen<'a>,
 ) -> vk::SparseImageOpaqueMemoryBindInfo<'a> {
     let mut v = vk::SparseImageOpaqueMemoryBindInfo::default();
-    let n_bind_count = g.len();
+    let n_bind_count = g.count();
 
     v.image = vk::Image::from_raw(g.id());
     v.bind_count = g.u32();
@@ -9316,8 +9316,8 @@ pub fn gen_sparse_memory_bind<'a>(g: &mut Gen<'a>) -> vk::SparseMemoryBind {
 /// A random valid `VkSpecializationInfo` (members only).
 pub fn gen_specialization_info<'a>(g: &mut Gen<'a>) -> vk::SpecializationInfo<'a> {
     let mut v = vk::SpecializationInfo::default();
-    let n_map_entry_count = g.len();
-    let n_data_size = g.len();
+    let n_map_entry_count = g.count();
+    let n_data_size = g.count();
 
     v.map_entry_count = g.u32();
     v.data_size = (g.u64() as usize);
@@ -9368,9 +9368,9 @@ pub fn gen_stencil_op_state<'a>(g: &mut Gen<'a>) -> vk::StencilOpState {
 /// A random valid `VkSubmitInfo` (members only).
 pub fn gen_submit_info_fields<'a>(g: &mut Gen<'a>) -> vk::SubmitInfo<'a> {
     let mut v = vk::SubmitInfo::default();
-    let n_wait_semaphore_count = g.len();
-    let n_command_buffer_count = g.len();
-    let n_signal_semaphore_count = g.len();
+    let n_wait_semaphore_count = g.count();
+    let n_command_buffer_count = g.count();
+    let n_signal_semaphore_count = g.count();
 
     v.wait_semaphore_count = g.u32();
     v.command_buffer_count = g.u32();
@@ -9444,9 +9444,9 @@ pub fn gen_submit_info<'a>(g: &mut Gen<'a>) -> vk::SubmitInfo<'a> {
 /// A random valid `VkSubmitInfo2` (members only).
 pub fn gen_submit_info2_fields<'a>(g: &mut Gen<'a>) -> vk::SubmitInfo2<'a> {
     let mut v = vk::SubmitInfo2::default();
-    let n_wait_semaphore_info_count = g.len();
-    let n_command_buffer_info_count = g.len();
-    let n_signal_semaphore_info_count = g.len();
+    let n_wait_semaphore_info_count = g.count();
+    let n_command_buffer_info_count = g.count();
+    let n_signal_semaphore_info_count = g.count();
 
     v.flags = vk::SubmitFlags::from_raw(g.u32());
     v.wait_semaphore_info_count = g.u32();
@@ -9552,9 +9552,9 @@ pub fn gen_subpass_dependency2<'a>(g: &mut Gen<'a>) -> vk::SubpassDependency2<'a
 /// A random valid `VkSubpassDescription` (members only).
 pub fn gen_subpass_description<'a>(g: &mut Gen<'a>) -> vk::SubpassDescription<'a> {
     let mut v = vk::SubpassDescription::default();
-    let n_input_attachment_count = g.len();
-    let n_color_attachment_count = g.len();
-    let n_preserve_attachment_count = g.len();
+    let n_input_attachment_count = g.count();
+    let n_color_attachment_count = g.count();
+    let n_preserve_attachment_count = g.count();
 
     v.flags = vk::SubpassDescriptionFlags::from_raw(g.u32());
     v.pipeline_bind_point =
@@ -9607,9 +9607,9 @@ pub fn gen_subpass_description<'a>(g: &mut Gen<'a>) -> vk::SubpassDescription<'a
 /// A random valid `VkSubpassDescription2` (members only).
 pub fn gen_subpass_description2_fields<'a>(g: &mut Gen<'a>) -> vk::SubpassDescription2<'a> {
     let mut v = vk::SubpassDescription2::default();
-    let n_input_attachment_count = g.len();
-    let n_color_attachment_count = g.len();
-    let n_preserve_attachment_count = g.len();
+    let n_input_attachment_count = g.count();
+    let n_color_attachment_count = g.count();
+    let n_preserve_attachment_count = g.count();
 
     v.flags = vk::SubpassDescriptionFlags::from_raw(g.u32());
     v.pipeline_bind_point =
@@ -9752,8 +9752,8 @@ pub fn gen_timeline_semaphore_submit_info_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::TimelineSemaphoreSubmitInfo<'a> {
     let mut v = vk::TimelineSemaphoreSubmitInfo::default();
-    let n_wait_semaphore_value_count = g.len();
-    let n_signal_semaphore_value_count = g.len();
+    let n_wait_semaphore_value_count = g.count();
+    let n_signal_semaphore_value_count = g.count();
 
     v.wait_semaphore_value_count = g.u32();
     v.signal_semaphore_value_count = g.u32();
@@ -9880,7 +9880,7 @@ pub fn gen_viewport<'a>(g: &mut Gen<'a>) -> vk::Viewport {
 /// A random valid `VkWriteDescriptorSet` (members only).
 pub fn gen_write_descriptor_set_fields<'a>(g: &mut Gen<'a>) -> vk::WriteDescriptorSet<'a> {
     let mut v = vk::WriteDescriptorSet::default();
-    let n_descriptor_count = g.len();
+    let n_descriptor_count = g.count();
 
     v.dst_set = vk::DescriptorSet::from_raw(g.id());
     v.dst_binding = g.u32();
@@ -9938,7 +9938,7 @@ pub fn gen_write_descriptor_set_inline_uniform_block_fields<'a>(
     g: &mut Gen<'a>,
 ) -> vk::WriteDescriptorSetInlineUniformBlock<'a> {
     let mut v = vk::WriteDescriptorSetInlineUniformBlock::default();
-    let n_data_size = g.len();
+    let n_data_size = g.count();
 
     v.data_size = g.u32();
     v.data_size = (n_data_size as u32);
@@ -9991,7 +9991,7 @@ impl<'a> EnumeratePhysicalDevicesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_physical_device_count = g.len();
+        let n_p_physical_device_count = g.count();
 
         a.instance = vk::Instance::from_raw(g.id());
         a.p_physical_devices = if n_p_physical_device_count == 0 || g.rare() {
@@ -10072,7 +10072,7 @@ impl<'a> GetPhysicalDeviceQueueFamilyPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_queue_family_property_count = g.len();
+        let n_p_queue_family_property_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_queue_family_properties = if n_p_queue_family_property_count == 0 || g.rare() {
@@ -10135,7 +10135,7 @@ impl<'a> EnumerateInstanceExtensionPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_property_count = g.len();
+        let n_p_property_count = g.count();
 
         a.p_layer_name = Some(g.cstr());
         a.p_properties = if n_p_property_count == 0 || g.rare() {
@@ -10154,7 +10154,7 @@ impl<'a> EnumerateDeviceExtensionPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_property_count = g.len();
+        let n_p_property_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_layer_name = Some(g.cstr());
@@ -10174,7 +10174,7 @@ impl<'a> EnumerateInstanceLayerPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_property_count = g.len();
+        let n_p_property_count = g.count();
 
         a.p_properties = if n_p_property_count == 0 || g.rare() {
             None
@@ -10192,7 +10192,7 @@ impl<'a> EnumerateDeviceLayerPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_property_count = g.len();
+        let n_p_property_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_properties = if n_p_property_count == 0 || g.rare() {
@@ -10227,7 +10227,7 @@ impl<'a> QueueSubmitArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_submit_count = g.len();
+        let n_submit_count = g.count();
 
         a.queue = vk::Queue::from_raw(g.id());
         a.p_submits = if n_submit_count == 0 || false {
@@ -10305,7 +10305,7 @@ impl<'a> FlushMappedMemoryRangesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_memory_range_count = g.len();
+        let n_memory_range_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_memory_ranges = if n_memory_range_count == 0 || false {
@@ -10324,7 +10324,7 @@ impl<'a> InvalidateMappedMemoryRangesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_memory_range_count = g.len();
+        let n_memory_range_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_memory_ranges = if n_memory_range_count == 0 || false {
@@ -10414,7 +10414,7 @@ impl<'a> GetImageSparseMemoryRequirementsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_sparse_memory_requirement_count = g.len();
+        let n_p_sparse_memory_requirement_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.image = vk::Image::from_raw(g.id());
@@ -10437,7 +10437,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_property_count = g.len();
+        let n_p_property_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.format = vk::Format::from_raw(g.enum_value(enums::RANGES_FORMAT));
@@ -10461,7 +10461,7 @@ impl<'a> QueueBindSparseArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_bind_info_count = g.len();
+        let n_bind_info_count = g.count();
 
         a.queue = vk::Queue::from_raw(g.id());
         a.p_bind_info = if n_bind_info_count == 0 || false {
@@ -10510,7 +10510,7 @@ impl<'a> ResetFencesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_fence_count = g.len();
+        let n_fence_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_fences = if n_fence_count == 0 || false {
@@ -10540,7 +10540,7 @@ impl<'a> WaitForFencesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_fence_count = g.len();
+        let n_fence_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_fences = if n_fence_count == 0 || false {
@@ -10681,7 +10681,7 @@ impl<'a> GetQueryPoolResultsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_data_size = g.len();
+        let n_data_size = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.query_pool = vk::QueryPool::from_raw(g.id());
@@ -10896,7 +10896,7 @@ impl<'a> GetPipelineCacheDataArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_data_size = g.len();
+        let n_p_data_size = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.pipeline_cache = vk::PipelineCache::from_raw(g.id());
@@ -10914,7 +10914,7 @@ impl<'a> MergePipelineCachesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_src_cache_count = g.len();
+        let n_src_cache_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.dst_cache = vk::PipelineCache::from_raw(g.id());
@@ -10934,7 +10934,7 @@ impl<'a> CreateGraphicsPipelinesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_create_info_count = g.len();
+        let n_create_info_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.pipeline_cache = vk::PipelineCache::from_raw(g.id());
@@ -10961,7 +10961,7 @@ impl<'a> CreateComputePipelinesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_create_info_count = g.len();
+        let n_create_info_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.pipeline_cache = vk::PipelineCache::from_raw(g.id());
@@ -11154,7 +11154,7 @@ impl<'a> FreeDescriptorSetsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_descriptor_set_count = g.len();
+        let n_descriptor_set_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.descriptor_pool = vk::DescriptorPool::from_raw(g.id());
@@ -11174,8 +11174,8 @@ impl<'a> UpdateDescriptorSetsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_descriptor_write_count = g.len();
-        let n_descriptor_copy_count = g.len();
+        let n_descriptor_write_count = g.count();
+        let n_descriptor_copy_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_descriptor_writes = if n_descriptor_write_count == 0 || false {
@@ -11322,7 +11322,7 @@ impl<'a> AllocateCommandBuffersArgs<'a> {
         a.device = vk::Device::from_raw(g.id());
         a.p_allocate_info = {
             let mut x = gen_command_buffer_allocate_info(g);
-            x.command_buffer_count = (g.len() as u32);
+            x.command_buffer_count = (g.count() as u32);
             Some(&*g.alloc(x))
         };
         let n_p_allocate_info_command_buffer_count = a
@@ -11346,7 +11346,7 @@ impl<'a> FreeCommandBuffersArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_command_buffer_count = g.len();
+        let n_command_buffer_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.command_pool = vk::CommandPool::from_raw(g.id());
@@ -11414,7 +11414,7 @@ impl<'a> CmdSetViewportArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_viewport_count = g.len();
+        let n_viewport_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_viewport = g.u32();
@@ -11432,7 +11432,7 @@ impl<'a> CmdSetScissorArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_scissor_count = g.len();
+        let n_scissor_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_scissor = g.u32();
@@ -11535,8 +11535,8 @@ impl<'a> CmdBindDescriptorSetsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_descriptor_set_count = g.len();
-        let n_dynamic_offset_count = g.len();
+        let n_descriptor_set_count = g.count();
+        let n_dynamic_offset_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.pipeline_bind_point =
@@ -11578,7 +11578,7 @@ impl<'a> CmdBindVertexBuffersArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_binding_count = g.len();
+        let n_binding_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_binding = g.u32();
@@ -11685,7 +11685,7 @@ impl<'a> CmdCopyBufferArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_region_count = g.len();
+        let n_region_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_buffer = vk::Buffer::from_raw(g.id());
@@ -11704,7 +11704,7 @@ impl<'a> CmdCopyImageArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_region_count = g.len();
+        let n_region_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_image = vk::Image::from_raw(g.id());
@@ -11725,7 +11725,7 @@ impl<'a> CmdBlitImageArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_region_count = g.len();
+        let n_region_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_image = vk::Image::from_raw(g.id());
@@ -11747,7 +11747,7 @@ impl<'a> CmdCopyBufferToImageArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_region_count = g.len();
+        let n_region_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_buffer = vk::Buffer::from_raw(g.id());
@@ -11769,7 +11769,7 @@ impl<'a> CmdCopyImageToBufferArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_region_count = g.len();
+        let n_region_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_image = vk::Image::from_raw(g.id());
@@ -11791,7 +11791,7 @@ impl<'a> CmdUpdateBufferArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_data_size = g.len();
+        let n_data_size = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.dst_buffer = vk::Buffer::from_raw(g.id());
@@ -11824,7 +11824,7 @@ impl<'a> CmdClearColorImageArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_range_count = g.len();
+        let n_range_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.image = vk::Image::from_raw(g.id());
@@ -11849,7 +11849,7 @@ impl<'a> CmdClearDepthStencilImageArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_range_count = g.len();
+        let n_range_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.image = vk::Image::from_raw(g.id());
@@ -11874,8 +11874,8 @@ impl<'a> CmdClearAttachmentsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_attachment_count = g.len();
-        let n_rect_count = g.len();
+        let n_attachment_count = g.count();
+        let n_rect_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_attachments = if n_attachment_count == 0 || false {
@@ -11900,7 +11900,7 @@ impl<'a> CmdResolveImageArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_region_count = g.len();
+        let n_region_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_image = vk::Image::from_raw(g.id());
@@ -11945,10 +11945,10 @@ impl<'a> CmdWaitEventsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_event_count = g.len();
-        let n_memory_barrier_count = g.len();
-        let n_buffer_memory_barrier_count = g.len();
-        let n_image_memory_barrier_count = g.len();
+        let n_event_count = g.count();
+        let n_memory_barrier_count = g.count();
+        let n_buffer_memory_barrier_count = g.count();
+        let n_image_memory_barrier_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_events = if n_event_count == 0 || false {
@@ -11997,9 +11997,9 @@ impl<'a> CmdPipelineBarrierArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_memory_barrier_count = g.len();
-        let n_buffer_memory_barrier_count = g.len();
-        let n_image_memory_barrier_count = g.len();
+        let n_memory_barrier_count = g.count();
+        let n_buffer_memory_barrier_count = g.count();
+        let n_image_memory_barrier_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.src_stage_mask = vk::PipelineStageFlags::from_raw(g.u32());
@@ -12109,7 +12109,7 @@ impl<'a> CmdPushConstantsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_size = g.len();
+        let n_size = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.layout = vk::PipelineLayout::from_raw(g.id());
@@ -12165,7 +12165,7 @@ impl<'a> CmdExecuteCommandsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_command_buffer_count = g.len();
+        let n_command_buffer_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_command_buffers = if n_command_buffer_count == 0 || false {
@@ -12197,7 +12197,7 @@ impl<'a> BindBufferMemory2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_bind_info_count = g.len();
+        let n_bind_info_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_bind_infos = if n_bind_info_count == 0 || false {
@@ -12216,7 +12216,7 @@ impl<'a> BindImageMemory2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_bind_info_count = g.len();
+        let n_bind_info_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_bind_infos = if n_bind_info_count == 0 || false {
@@ -12279,7 +12279,7 @@ impl<'a> EnumeratePhysicalDeviceGroupsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_physical_device_group_count = g.len();
+        let n_p_physical_device_group_count = g.count();
 
         a.instance = vk::Instance::from_raw(g.id());
         a.p_physical_device_group_properties = if n_p_physical_device_group_count == 0 || g.rare() {
@@ -12336,7 +12336,7 @@ impl<'a> GetImageSparseMemoryRequirements2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_sparse_memory_requirement_count = g.len();
+        let n_p_sparse_memory_requirement_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_info = {
@@ -12423,7 +12423,7 @@ impl<'a> GetPhysicalDeviceQueueFamilyProperties2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_queue_family_property_count = g.len();
+        let n_p_queue_family_property_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_queue_family_properties = if n_p_queue_family_property_count == 0 || g.rare() {
@@ -12458,7 +12458,7 @@ impl<'a> GetPhysicalDeviceSparseImageFormatProperties2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_property_count = g.len();
+        let n_p_property_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_format_info = {
@@ -12863,8 +12863,8 @@ impl<'a> ExecuteCommandStreamsMESAArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_stream_count = g.len();
-        let n_dependency_count = g.len();
+        let n_stream_count = g.count();
+        let n_dependency_count = g.count();
 
         a.p_streams = if n_stream_count == 0 || false {
             None
@@ -12896,7 +12896,7 @@ impl<'a> CmdBindTransformFeedbackBuffersEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_binding_count = g.len();
+        let n_binding_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_binding = g.u32();
@@ -12926,7 +12926,7 @@ impl<'a> CmdBeginTransformFeedbackEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_counter_buffer_count = g.len();
+        let n_counter_buffer_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_counter_buffer = g.u32();
@@ -12951,7 +12951,7 @@ impl<'a> CmdEndTransformFeedbackEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_counter_buffer_count = g.len();
+        let n_counter_buffer_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_counter_buffer = g.u32();
@@ -13097,7 +13097,7 @@ impl<'a> GetPhysicalDeviceToolPropertiesArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_tool_count = g.len();
+        let n_p_tool_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_tool_properties = if n_p_tool_count == 0 || g.rare() {
@@ -13203,7 +13203,7 @@ impl<'a> CmdWaitEvents2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_event_count = g.len();
+        let n_event_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_events = if n_event_count == 0 || false {
@@ -13256,7 +13256,7 @@ impl<'a> QueueSubmit2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_submit_count = g.len();
+        let n_submit_count = g.count();
 
         a.queue = vk::Queue::from_raw(g.id());
         a.p_submits = if n_submit_count == 0 || false {
@@ -13416,7 +13416,7 @@ impl<'a> CmdSetViewportWithCountArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_viewport_count = g.len();
+        let n_viewport_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_viewports = if n_viewport_count == 0 || false {
@@ -13433,7 +13433,7 @@ impl<'a> CmdSetScissorWithCountArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_scissor_count = g.len();
+        let n_scissor_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_scissors = if n_scissor_count == 0 || false {
@@ -13450,7 +13450,7 @@ impl<'a> CmdBindVertexBuffers2Args<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_binding_count = g.len();
+        let n_binding_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_binding = g.u32();
@@ -13624,7 +13624,7 @@ impl<'a> GetDeviceImageSparseMemoryRequirementsArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_sparse_memory_requirement_count = g.len();
+        let n_p_sparse_memory_requirement_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_info = {
@@ -13672,7 +13672,7 @@ impl<'a> GetPhysicalDeviceCalibrateableTimeDomainsEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_time_domain_count = g.len();
+        let n_p_time_domain_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_time_domains = if n_p_time_domain_count == 0 || g.rare() {
@@ -13691,7 +13691,7 @@ impl<'a> GetCalibratedTimestampsEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_timestamp_count = g.len();
+        let n_timestamp_count = g.count();
 
         a.device = vk::Device::from_raw(g.id());
         a.p_timestamp_infos = if n_timestamp_count == 0 || false {
@@ -13791,7 +13791,7 @@ impl<'a> CmdDrawMultiEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_draw_count = g.len();
+        let n_draw_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_vertex_info = if n_draw_count == 0 || false {
@@ -13813,7 +13813,7 @@ impl<'a> CmdDrawMultiIndexedEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_draw_count = g.len();
+        let n_draw_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_index_info = if n_draw_count == 0 || false {
@@ -13843,7 +13843,7 @@ impl<'a> CmdPushDescriptorSetKHRArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_descriptor_write_count = g.len();
+        let n_descriptor_write_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.pipeline_bind_point =
@@ -13900,7 +13900,7 @@ impl<'a> CmdSetColorWriteEnableEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_attachment_count = g.len();
+        let n_attachment_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_color_write_enables = if n_attachment_count == 0 || false {
@@ -13917,8 +13917,8 @@ impl<'a> CmdSetVertexInputEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_vertex_binding_description_count = g.len();
-        let n_vertex_attribute_description_count = g.len();
+        let n_vertex_binding_description_count = g.count();
+        let n_vertex_attribute_description_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.p_vertex_binding_descriptions = if n_vertex_binding_description_count == 0 || false {
@@ -14047,7 +14047,7 @@ impl<'a> CmdSetColorBlendEnableEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_attachment_count = g.len();
+        let n_attachment_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_attachment = g.u32();
@@ -14065,7 +14065,7 @@ impl<'a> CmdSetColorBlendEquationEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_attachment_count = g.len();
+        let n_attachment_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_attachment = g.u32();
@@ -14085,7 +14085,7 @@ impl<'a> CmdSetColorWriteMaskEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_attachment_count = g.len();
+        let n_attachment_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_attachment = g.u32();
@@ -14162,7 +14162,7 @@ impl<'a> CmdSetColorBlendAdvancedEXTArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_attachment_count = g.len();
+        let n_attachment_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_attachment = g.u32();
@@ -14230,7 +14230,7 @@ impl<'a> GetPhysicalDeviceFragmentShadingRatesKHRArgs<'a> {
     /// Random valid arguments (counts consistent, required pointers present).
     pub fn gen(g: &mut Gen<'a>) -> Self {
         let mut a = Self::default();
-        let n_p_fragment_shading_rate_count = g.len();
+        let n_p_fragment_shading_rate_count = g.count();
 
         a.physical_device = vk::PhysicalDevice::from_raw(g.id());
         a.p_fragment_shading_rates = if n_p_fragment_shading_rate_count == 0 || g.rare() {

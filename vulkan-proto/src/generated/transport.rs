@@ -75,7 +75,7 @@ pub(crate) fn dec_device_queue_timeline_info_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkDeviceQueueTimelineInfoMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkDeviceQueueTimelineInfoMESA` (full): sType (`VK_STRUCTURE_TYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA`), pNext chain, members.
 pub(crate) fn dec_device_queue_timeline_info_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -148,7 +148,7 @@ pub(crate) fn dec_import_memory_resource_info_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImportMemoryResourceInfoMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkImportMemoryResourceInfoMESA` (full): sType (`VK_STRUCTURE_TYPE_IMPORT_MEMORY_RESOURCE_INFO_MESA`), pNext chain, members.
 pub(crate) fn dec_import_memory_resource_info_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -222,7 +222,7 @@ pub(crate) fn dec_import_semaphore_resource_info_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkImportSemaphoreResourceInfoMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkImportSemaphoreResourceInfoMESA` (full): sType (`VK_STRUCTURE_TYPE_IMPORT_SEMAPHORE_RESOURCE_INFO_MESA`), pNext chain, members.
 pub(crate) fn dec_import_semaphore_resource_info_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -299,7 +299,7 @@ pub(crate) fn dec_memory_resource_allocation_size_properties_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryResourceAllocationSizePropertiesMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryResourceAllocationSizePropertiesMESA` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_RESOURCE_ALLOCATION_SIZE_PROPERTIES_MESA`), pNext chain, members.
 pub(crate) fn dec_memory_resource_allocation_size_properties_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -378,7 +378,7 @@ pub(crate) fn dec_memory_resource_allocation_size_properties_mesa_fields_partial
     Ok(types::MemoryResourceAllocationSizePropertiesMESA::default())
 }
 
-/// Decodes a `VkMemoryResourceAllocationSizePropertiesMESA` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkMemoryResourceAllocationSizePropertiesMESA` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_MEMORY_RESOURCE_ALLOCATION_SIZE_PROPERTIES_MESA`), pNext chain, members.
 pub(crate) fn dec_memory_resource_allocation_size_properties_mesa_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -458,7 +458,7 @@ pub(crate) fn dec_memory_resource_properties_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkMemoryResourcePropertiesMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkMemoryResourcePropertiesMESA` (full): sType (`VK_STRUCTURE_TYPE_MEMORY_RESOURCE_PROPERTIES_MESA`), pNext chain, members.
 pub(crate) fn dec_memory_resource_properties_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -567,7 +567,7 @@ pub(crate) fn dec_memory_resource_properties_mesa_fields_partial<'a>(
     Ok(types::MemoryResourcePropertiesMESA::default())
 }
 
-/// Decodes a `VkMemoryResourcePropertiesMESA` (partial (output skeleton)): sType, pNext chain, members.
+/// Decodes a `VkMemoryResourcePropertiesMESA` (partial (output skeleton)): sType (`VK_STRUCTURE_TYPE_MEMORY_RESOURCE_PROPERTIES_MESA`), pNext chain, members.
 pub(crate) fn dec_memory_resource_properties_mesa_partial<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -692,7 +692,7 @@ pub(crate) fn dec_ring_create_info_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRingCreateInfoMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkRingCreateInfoMESA` (full): sType (`VK_STRUCTURE_TYPE_RING_CREATE_INFO_MESA`), pNext chain, members.
 pub(crate) fn dec_ring_create_info_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -816,7 +816,7 @@ pub(crate) fn dec_ring_monitor_info_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRingMonitorInfoMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkRingMonitorInfoMESA` (full): sType (`VK_STRUCTURE_TYPE_RING_MONITOR_INFO_MESA`), pNext chain, members.
 pub(crate) fn dec_ring_monitor_info_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -889,7 +889,7 @@ pub(crate) fn dec_ring_priority_info_mesa_fields<'a>(
     Ok(v)
 }
 
-/// Decodes a `VkRingPriorityInfoMESA` (full): sType, pNext chain, members.
+/// Decodes a `VkRingPriorityInfoMESA` (full): sType (`VK_STRUCTURE_TYPE_RING_PRIORITY_INFO_MESA`), pNext chain, members.
 pub(crate) fn dec_ring_priority_info_mesa<'a>(
     d: &mut Decoder<'_>,
     cx: &Cx<'a, '_>,
@@ -989,6 +989,7 @@ impl<'a> SetReplyCommandStreamMESAArgs<'a> {
         match &self.p_stream {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_command_stream_description_mesa(e, r) };
@@ -1247,6 +1248,7 @@ impl<'a> CreateRingMESAArgs<'a> {
         match &self.p_create_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_ring_create_info_mesa(e, r) };
@@ -1510,6 +1512,7 @@ impl<'a> GetMemoryResourcePropertiesMESAArgs<'a> {
         match &self.p_memory_resource_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_resource_properties_mesa_partial(e, r) };
@@ -1530,6 +1533,7 @@ impl<'a> GetMemoryResourcePropertiesMESAArgs<'a> {
         match &self.p_memory_resource_properties {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_memory_resource_properties_mesa(e, r) };
@@ -1730,6 +1734,7 @@ impl<'a> ImportSemaphoreResourceMESAArgs<'a> {
         match &self.p_import_semaphore_resource_info {
             Some(r) => {
                 e.u64(1);
+
                 // SAFETY: the caller guarantees every pointer reachable from the value is valid for the
                 // lengths its count members give (this function's `# Safety` contract).
                 unsafe { enc_import_semaphore_resource_info_mesa(e, r) };

@@ -267,6 +267,8 @@ impl Default for RingMonitorInfoMESA<'_> {
 }
 
 /// `VkRingPriorityInfoMESA`.
+///
+/// Added by the generator: venus protocol spec 2 struct missing from the provided spec-1 MESA XML.
 #[repr(C)]
 #[derive(Copy, Clone, Debug)]
 pub struct RingPriorityInfoMESA<'a> {
