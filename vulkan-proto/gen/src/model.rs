@@ -1076,3 +1076,29 @@ pub fn settle_lifetimes(proto: &mut Proto) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::snake;
+
+    #[test]
+    fn snake_case_matches_ash_field_names() {
+        for (c, rust) in [
+            ("sType", "s_type"),
+            ("pNext", "p_next"),
+            ("ppEnabledExtensionNames", "pp_enabled_extension_names"),
+            (
+                "residencyStandard2DBlockShape",
+                "residency_standard2_d_block_shape",
+            ),
+            ("textureCompressionETC2", "texture_compression_etc2"),
+            ("shaderFloat64", "shader_float64"),
+            ("deviceLUIDValid", "device_luid_valid"),
+            ("maxImageDimension2D", "max_image_dimension2_d"),
+            ("type", "ty"),
+            ("RingCreateInfoMESA", "ring_create_info_mesa"),
+        ] {
+            assert_eq!(snake(c), rust, "{c}");
+        }
+    }
+}

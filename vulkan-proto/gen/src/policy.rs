@@ -646,3 +646,28 @@ pub const STRUCTS_NOT_SERIALIZED: &[(&str, &str)] = &[(
     "VkImportMemoryFdInfoKHR",
     "carries a host fd; the guest imports through VkImportMemoryResourceInfoMESA",
 )];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_entry_has_a_reason() {
+        assert_eq!(PROTOCOL_EXTENSIONS.len(), 118);
+        assert!(PROTOCOL_EXTENSIONS
+            .iter()
+            .all(|(n, why)| n.starts_with("VK_") && !why.is_empty()));
+        assert!(NOT_SERIALIZED
+            .iter()
+            .all(|(n, why)| n.starts_with("vk") && !why.is_empty()));
+        assert!(IGNORABLE.iter().all(|i| !i.3.is_empty()));
+        assert!(UNION_DEFAULT_TAGS.iter().all(|u| !u.2.is_empty()));
+        assert!(STRUCTS_NOT_SERIALIZED.iter().all(|s| !s.1.is_empty()));
+        assert!(EXTRA_STRUCTS.iter().all(|s| !s.reason.is_empty()));
+    }
+
+    #[test]
+    fn extension_list_is_sorted_and_unique() {
+        assert!(PROTOCOL_EXTENSIONS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}
