@@ -41,3 +41,28 @@ fn round_trips_cover_chains_arrays_and_nulls() {
         "vkCreateDevice encodings barely vary: {sizes:?}"
     );
 }
+
+#[test]
+fn every_protocol_struct_round_trips_fully_and_partially() {
+    use vulkan_proto::generated::testgen::{roundtrip_struct, STRUCT_NAMES};
+    assert!(
+        STRUCT_NAMES.len() > 300,
+        "only {} structs",
+        STRUCT_NAMES.len()
+    );
+    let mut failures = Vec::new();
+    for (i, name) in STRUCT_NAMES.iter().enumerate() {
+        for seed in 0..32u64 {
+            if let Err(e) = roundtrip_struct(i, seed) {
+                failures.push(format!("{name} seed {seed}: {e}"));
+                break;
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} structs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -30140,3 +30140,11632 @@ pub fn roundtrip(ty: u32, seed: u64) -> core::result::Result<Vec<u8>, String> {
         _ => Err(format!("command type {ty} is not on the wire")),
     }
 }
+/// Every protocol struct and union, by name.
+pub const STRUCT_NAMES: &[&str] = &[
+    "VkApplicationInfo",
+    "VkAttachmentDescription",
+    "VkAttachmentDescription2",
+    "VkAttachmentDescriptionStencilLayout",
+    "VkAttachmentReference",
+    "VkAttachmentReference2",
+    "VkAttachmentReferenceStencilLayout",
+    "VkBindBufferMemoryDeviceGroupInfo",
+    "VkBindBufferMemoryInfo",
+    "VkBindImageMemoryDeviceGroupInfo",
+    "VkBindImageMemoryInfo",
+    "VkBindImagePlaneMemoryInfo",
+    "VkBindSparseInfo",
+    "VkBlitImageInfo2",
+    "VkBufferCopy",
+    "VkBufferCopy2",
+    "VkBufferCreateInfo",
+    "VkBufferDeviceAddressInfo",
+    "VkBufferImageCopy",
+    "VkBufferImageCopy2",
+    "VkBufferMemoryBarrier",
+    "VkBufferMemoryBarrier2",
+    "VkBufferMemoryRequirementsInfo2",
+    "VkBufferOpaqueCaptureAddressCreateInfo",
+    "VkBufferUsageFlags2CreateInfoKHR",
+    "VkBufferViewCreateInfo",
+    "VkCalibratedTimestampInfoEXT",
+    "VkClearAttachment",
+    "VkClearColorValue",
+    "VkClearDepthStencilValue",
+    "VkClearRect",
+    "VkClearValue",
+    "VkColorBlendAdvancedEXT",
+    "VkColorBlendEquationEXT",
+    "VkCommandBufferAllocateInfo",
+    "VkCommandBufferBeginInfo",
+    "VkCommandBufferInheritanceConditionalRenderingInfoEXT",
+    "VkCommandBufferInheritanceInfo",
+    "VkCommandBufferInheritanceRenderingInfo",
+    "VkCommandBufferSubmitInfo",
+    "VkCommandPoolCreateInfo",
+    "VkCommandStreamDependencyMESA",
+    "VkCommandStreamDescriptionMESA",
+    "VkComponentMapping",
+    "VkComputePipelineCreateInfo",
+    "VkConditionalRenderingBeginInfoEXT",
+    "VkConformanceVersion",
+    "VkCopyBufferInfo2",
+    "VkCopyBufferToImageInfo2",
+    "VkCopyDescriptorSet",
+    "VkCopyImageInfo2",
+    "VkCopyImageToBufferInfo2",
+    "VkDependencyInfo",
+    "VkDescriptorBufferInfo",
+    "VkDescriptorImageInfo",
+    "VkDescriptorPoolCreateInfo",
+    "VkDescriptorPoolInlineUniformBlockCreateInfo",
+    "VkDescriptorPoolSize",
+    "VkDescriptorSetAllocateInfo",
+    "VkDescriptorSetLayoutBinding",
+    "VkDescriptorSetLayoutBindingFlagsCreateInfo",
+    "VkDescriptorSetLayoutCreateInfo",
+    "VkDescriptorSetLayoutSupport",
+    "VkDescriptorSetVariableDescriptorCountAllocateInfo",
+    "VkDescriptorSetVariableDescriptorCountLayoutSupport",
+    "VkDescriptorUpdateTemplateCreateInfo",
+    "VkDescriptorUpdateTemplateEntry",
+    "VkDeviceBufferMemoryRequirements",
+    "VkDeviceCreateInfo",
+    "VkDeviceGroupBindSparseInfo",
+    "VkDeviceGroupCommandBufferBeginInfo",
+    "VkDeviceGroupDeviceCreateInfo",
+    "VkDeviceGroupRenderPassBeginInfo",
+    "VkDeviceGroupSubmitInfo",
+    "VkDeviceImageMemoryRequirements",
+    "VkDeviceImageSubresourceInfoKHR",
+    "VkDeviceMemoryOpaqueCaptureAddressInfo",
+    "VkDevicePrivateDataCreateInfo",
+    "VkDeviceQueueCreateInfo",
+    "VkDeviceQueueInfo2",
+    "VkDeviceQueueTimelineInfoMESA",
+    "VkDrmFormatModifierProperties2EXT",
+    "VkDrmFormatModifierPropertiesEXT",
+    "VkDrmFormatModifierPropertiesList2EXT",
+    "VkDrmFormatModifierPropertiesListEXT",
+    "VkEventCreateInfo",
+    "VkExportFenceCreateInfo",
+    "VkExportMemoryAllocateInfo",
+    "VkExportSemaphoreCreateInfo",
+    "VkExtensionProperties",
+    "VkExtent2D",
+    "VkExtent3D",
+    "VkExternalBufferProperties",
+    "VkExternalFenceProperties",
+    "VkExternalImageFormatProperties",
+    "VkExternalMemoryAcquireUnmodifiedEXT",
+    "VkExternalMemoryBufferCreateInfo",
+    "VkExternalMemoryImageCreateInfo",
+    "VkExternalMemoryProperties",
+    "VkExternalSemaphoreProperties",
+    "VkFenceCreateInfo",
+    "VkFormatProperties",
+    "VkFormatProperties2",
+    "VkFormatProperties3",
+    "VkFragmentShadingRateAttachmentInfoKHR",
+    "VkFramebufferAttachmentImageInfo",
+    "VkFramebufferAttachmentsCreateInfo",
+    "VkFramebufferCreateInfo",
+    "VkGraphicsPipelineCreateInfo",
+    "VkGraphicsPipelineLibraryCreateInfoEXT",
+    "VkImageBlit",
+    "VkImageBlit2",
+    "VkImageCopy",
+    "VkImageCopy2",
+    "VkImageCreateInfo",
+    "VkImageDrmFormatModifierExplicitCreateInfoEXT",
+    "VkImageDrmFormatModifierListCreateInfoEXT",
+    "VkImageDrmFormatModifierPropertiesEXT",
+    "VkImageFormatListCreateInfo",
+    "VkImageFormatProperties",
+    "VkImageFormatProperties2",
+    "VkImageMemoryBarrier",
+    "VkImageMemoryBarrier2",
+    "VkImageMemoryRequirementsInfo2",
+    "VkImagePlaneMemoryRequirementsInfo",
+    "VkImageResolve",
+    "VkImageResolve2",
+    "VkImageSparseMemoryRequirementsInfo2",
+    "VkImageStencilUsageCreateInfo",
+    "VkImageSubresource",
+    "VkImageSubresource2KHR",
+    "VkImageSubresourceLayers",
+    "VkImageSubresourceRange",
+    "VkImageViewCreateInfo",
+    "VkImageViewMinLodCreateInfoEXT",
+    "VkImageViewUsageCreateInfo",
+    "VkImportMemoryResourceInfoMESA",
+    "VkImportSemaphoreResourceInfoMESA",
+    "VkInputAttachmentAspectReference",
+    "VkInstanceCreateInfo",
+    "VkLayerProperties",
+    "VkMappedMemoryRange",
+    "VkMemoryAllocateFlagsInfo",
+    "VkMemoryAllocateInfo",
+    "VkMemoryBarrier",
+    "VkMemoryBarrier2",
+    "VkMemoryDedicatedAllocateInfo",
+    "VkMemoryDedicatedRequirements",
+    "VkMemoryHeap",
+    "VkMemoryOpaqueCaptureAddressAllocateInfo",
+    "VkMemoryRequirements",
+    "VkMemoryRequirements2",
+    "VkMemoryResourceAllocationSizePropertiesMESA",
+    "VkMemoryResourcePropertiesMESA",
+    "VkMemoryType",
+    "VkMultiDrawIndexedInfoEXT",
+    "VkMultiDrawInfoEXT",
+    "VkMutableDescriptorTypeCreateInfoEXT",
+    "VkMutableDescriptorTypeListEXT",
+    "VkOffset2D",
+    "VkOffset3D",
+    "VkPhysicalDevice16BitStorageFeatures",
+    "VkPhysicalDevice4444FormatsFeaturesEXT",
+    "VkPhysicalDevice8BitStorageFeatures",
+    "VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT",
+    "VkPhysicalDeviceBorderColorSwizzleFeaturesEXT",
+    "VkPhysicalDeviceBufferDeviceAddressFeatures",
+    "VkPhysicalDeviceColorWriteEnableFeaturesEXT",
+    "VkPhysicalDeviceConditionalRenderingFeaturesEXT",
+    "VkPhysicalDeviceConservativeRasterizationPropertiesEXT",
+    "VkPhysicalDeviceCustomBorderColorFeaturesEXT",
+    "VkPhysicalDeviceCustomBorderColorPropertiesEXT",
+    "VkPhysicalDeviceDepthClipControlFeaturesEXT",
+    "VkPhysicalDeviceDepthClipEnableFeaturesEXT",
+    "VkPhysicalDeviceDepthStencilResolveProperties",
+    "VkPhysicalDeviceDescriptorIndexingFeatures",
+    "VkPhysicalDeviceDescriptorIndexingProperties",
+    "VkPhysicalDeviceDriverProperties",
+    "VkPhysicalDeviceDynamicRenderingFeatures",
+    "VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT",
+    "VkPhysicalDeviceExtendedDynamicState2FeaturesEXT",
+    "VkPhysicalDeviceExtendedDynamicState3FeaturesEXT",
+    "VkPhysicalDeviceExtendedDynamicState3PropertiesEXT",
+    "VkPhysicalDeviceExtendedDynamicStateFeaturesEXT",
+    "VkPhysicalDeviceExternalBufferInfo",
+    "VkPhysicalDeviceExternalFenceInfo",
+    "VkPhysicalDeviceExternalImageFormatInfo",
+    "VkPhysicalDeviceExternalSemaphoreInfo",
+    "VkPhysicalDeviceFeatures",
+    "VkPhysicalDeviceFeatures2",
+    "VkPhysicalDeviceFloatControlsProperties",
+    "VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT",
+    "VkPhysicalDeviceFragmentShadingRateFeaturesKHR",
+    "VkPhysicalDeviceFragmentShadingRateKHR",
+    "VkPhysicalDeviceFragmentShadingRatePropertiesKHR",
+    "VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT",
+    "VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT",
+    "VkPhysicalDeviceGroupProperties",
+    "VkPhysicalDeviceHostQueryResetFeatures",
+    "VkPhysicalDeviceIDProperties",
+    "VkPhysicalDeviceImage2DViewOf3DFeaturesEXT",
+    "VkPhysicalDeviceImageDrmFormatModifierInfoEXT",
+    "VkPhysicalDeviceImageFormatInfo2",
+    "VkPhysicalDeviceImageRobustnessFeatures",
+    "VkPhysicalDeviceImageViewMinLodFeaturesEXT",
+    "VkPhysicalDeviceImagelessFramebufferFeatures",
+    "VkPhysicalDeviceIndexTypeUint8FeaturesEXT",
+    "VkPhysicalDeviceInlineUniformBlockFeatures",
+    "VkPhysicalDeviceInlineUniformBlockProperties",
+    "VkPhysicalDeviceLimits",
+    "VkPhysicalDeviceLineRasterizationFeaturesEXT",
+    "VkPhysicalDeviceLineRasterizationPropertiesEXT",
+    "VkPhysicalDeviceMaintenance3Properties",
+    "VkPhysicalDeviceMaintenance4Features",
+    "VkPhysicalDeviceMaintenance4Properties",
+    "VkPhysicalDeviceMaintenance5FeaturesKHR",
+    "VkPhysicalDeviceMaintenance5PropertiesKHR",
+    "VkPhysicalDeviceMemoryBudgetPropertiesEXT",
+    "VkPhysicalDeviceMemoryProperties",
+    "VkPhysicalDeviceMemoryProperties2",
+    "VkPhysicalDeviceMultiDrawFeaturesEXT",
+    "VkPhysicalDeviceMultiDrawPropertiesEXT",
+    "VkPhysicalDeviceMultiviewFeatures",
+    "VkPhysicalDeviceMultiviewProperties",
+    "VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT",
+    "VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT",
+    "VkPhysicalDevicePCIBusInfoPropertiesEXT",
+    "VkPhysicalDevicePipelineCreationCacheControlFeatures",
+    "VkPhysicalDevicePointClippingProperties",
+    "VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT",
+    "VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT",
+    "VkPhysicalDevicePrivateDataFeatures",
+    "VkPhysicalDeviceProperties",
+    "VkPhysicalDeviceProperties2",
+    "VkPhysicalDeviceProtectedMemoryFeatures",
+    "VkPhysicalDeviceProtectedMemoryProperties",
+    "VkPhysicalDeviceProvokingVertexFeaturesEXT",
+    "VkPhysicalDeviceProvokingVertexPropertiesEXT",
+    "VkPhysicalDevicePushDescriptorPropertiesKHR",
+    "VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT",
+    "VkPhysicalDeviceRobustness2FeaturesEXT",
+    "VkPhysicalDeviceRobustness2PropertiesEXT",
+    "VkPhysicalDeviceSamplerFilterMinmaxProperties",
+    "VkPhysicalDeviceSamplerYcbcrConversionFeatures",
+    "VkPhysicalDeviceScalarBlockLayoutFeatures",
+    "VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures",
+    "VkPhysicalDeviceShaderAtomicInt64Features",
+    "VkPhysicalDeviceShaderClockFeaturesKHR",
+    "VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures",
+    "VkPhysicalDeviceShaderDrawParametersFeatures",
+    "VkPhysicalDeviceShaderFloat16Int8Features",
+    "VkPhysicalDeviceShaderIntegerDotProductFeatures",
+    "VkPhysicalDeviceShaderIntegerDotProductProperties",
+    "VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures",
+    "VkPhysicalDeviceShaderTerminateInvocationFeatures",
+    "VkPhysicalDeviceSparseImageFormatInfo2",
+    "VkPhysicalDeviceSparseProperties",
+    "VkPhysicalDeviceSubgroupProperties",
+    "VkPhysicalDeviceSubgroupSizeControlFeatures",
+    "VkPhysicalDeviceSubgroupSizeControlProperties",
+    "VkPhysicalDeviceSynchronization2Features",
+    "VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT",
+    "VkPhysicalDeviceTexelBufferAlignmentProperties",
+    "VkPhysicalDeviceTextureCompressionASTCHDRFeatures",
+    "VkPhysicalDeviceTimelineSemaphoreFeatures",
+    "VkPhysicalDeviceTimelineSemaphoreProperties",
+    "VkPhysicalDeviceToolProperties",
+    "VkPhysicalDeviceTransformFeedbackFeaturesEXT",
+    "VkPhysicalDeviceTransformFeedbackPropertiesEXT",
+    "VkPhysicalDeviceUniformBufferStandardLayoutFeatures",
+    "VkPhysicalDeviceVariablePointersFeatures",
+    "VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT",
+    "VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT",
+    "VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT",
+    "VkPhysicalDeviceVulkan11Features",
+    "VkPhysicalDeviceVulkan11Properties",
+    "VkPhysicalDeviceVulkan12Features",
+    "VkPhysicalDeviceVulkan12Properties",
+    "VkPhysicalDeviceVulkan13Features",
+    "VkPhysicalDeviceVulkan13Properties",
+    "VkPhysicalDeviceVulkanMemoryModelFeatures",
+    "VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT",
+    "VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures",
+    "VkPipelineCacheCreateInfo",
+    "VkPipelineColorBlendAttachmentState",
+    "VkPipelineColorBlendStateCreateInfo",
+    "VkPipelineColorWriteCreateInfoEXT",
+    "VkPipelineCreateFlags2CreateInfoKHR",
+    "VkPipelineCreationFeedback",
+    "VkPipelineCreationFeedbackCreateInfo",
+    "VkPipelineDepthStencilStateCreateInfo",
+    "VkPipelineDynamicStateCreateInfo",
+    "VkPipelineFragmentShadingRateStateCreateInfoKHR",
+    "VkPipelineInputAssemblyStateCreateInfo",
+    "VkPipelineLayoutCreateInfo",
+    "VkPipelineLibraryCreateInfoKHR",
+    "VkPipelineMultisampleStateCreateInfo",
+    "VkPipelineRasterizationConservativeStateCreateInfoEXT",
+    "VkPipelineRasterizationDepthClipStateCreateInfoEXT",
+    "VkPipelineRasterizationLineStateCreateInfoEXT",
+    "VkPipelineRasterizationProvokingVertexStateCreateInfoEXT",
+    "VkPipelineRasterizationStateCreateInfo",
+    "VkPipelineRasterizationStateStreamCreateInfoEXT",
+    "VkPipelineRenderingCreateInfo",
+    "VkPipelineShaderStageCreateInfo",
+    "VkPipelineShaderStageRequiredSubgroupSizeCreateInfo",
+    "VkPipelineTessellationDomainOriginStateCreateInfo",
+    "VkPipelineTessellationStateCreateInfo",
+    "VkPipelineVertexInputDivisorStateCreateInfoEXT",
+    "VkPipelineVertexInputStateCreateInfo",
+    "VkPipelineViewportDepthClipControlCreateInfoEXT",
+    "VkPipelineViewportStateCreateInfo",
+    "VkPrivateDataSlotCreateInfo",
+    "VkProtectedSubmitInfo",
+    "VkPushConstantRange",
+    "VkQueryPoolCreateInfo",
+    "VkQueueFamilyProperties",
+    "VkQueueFamilyProperties2",
+    "VkRect2D",
+    "VkRenderPassAttachmentBeginInfo",
+    "VkRenderPassBeginInfo",
+    "VkRenderPassCreateInfo",
+    "VkRenderPassCreateInfo2",
+    "VkRenderPassInputAttachmentAspectCreateInfo",
+    "VkRenderPassMultiviewCreateInfo",
+    "VkRenderingAreaInfoKHR",
+    "VkRenderingAttachmentInfo",
+    "VkRenderingFragmentShadingRateAttachmentInfoKHR",
+    "VkRenderingInfo",
+    "VkResolveImageInfo2",
+    "VkRingCreateInfoMESA",
+    "VkRingMonitorInfoMESA",
+    "VkRingPriorityInfoMESA",
+    "VkSamplerBorderColorComponentMappingCreateInfoEXT",
+    "VkSamplerCreateInfo",
+    "VkSamplerCustomBorderColorCreateInfoEXT",
+    "VkSamplerReductionModeCreateInfo",
+    "VkSamplerYcbcrConversionCreateInfo",
+    "VkSamplerYcbcrConversionImageFormatProperties",
+    "VkSamplerYcbcrConversionInfo",
+    "VkSemaphoreCreateInfo",
+    "VkSemaphoreSignalInfo",
+    "VkSemaphoreSubmitInfo",
+    "VkSemaphoreTypeCreateInfo",
+    "VkSemaphoreWaitInfo",
+    "VkShaderModuleCreateInfo",
+    "VkSparseBufferMemoryBindInfo",
+    "VkSparseImageFormatProperties",
+    "VkSparseImageFormatProperties2",
+    "VkSparseImageMemoryBind",
+    "VkSparseImageMemoryBindInfo",
+    "VkSparseImageMemoryRequirements",
+    "VkSparseImageMemoryRequirements2",
+    "VkSparseImageOpaqueMemoryBindInfo",
+    "VkSparseMemoryBind",
+    "VkSpecializationInfo",
+    "VkSpecializationMapEntry",
+    "VkStencilOpState",
+    "VkSubmitInfo",
+    "VkSubmitInfo2",
+    "VkSubpassBeginInfo",
+    "VkSubpassDependency",
+    "VkSubpassDependency2",
+    "VkSubpassDescription",
+    "VkSubpassDescription2",
+    "VkSubpassDescriptionDepthStencilResolve",
+    "VkSubpassEndInfo",
+    "VkSubresourceLayout",
+    "VkSubresourceLayout2KHR",
+    "VkTimelineSemaphoreSubmitInfo",
+    "VkVertexInputAttributeDescription",
+    "VkVertexInputAttributeDescription2EXT",
+    "VkVertexInputBindingDescription",
+    "VkVertexInputBindingDescription2EXT",
+    "VkVertexInputBindingDivisorDescriptionEXT",
+    "VkViewport",
+    "VkWriteDescriptorSet",
+    "VkWriteDescriptorSetInlineUniformBlock",
+];
+
+/// Round trip for struct `STRUCT_NAMES[i]`: a random valid value encoded, decoded and
+/// encoded again must give the same bytes, fully and (for output structs) as the
+/// partial skeleton. Returns the full encoding's length.
+pub fn roundtrip_struct(i: usize, seed: u64) -> core::result::Result<usize, String> {
+    let arena = Arena::new(64 << 20);
+    let arena2 = Arena::new(64 << 20);
+    let mut g = Gen::new(seed, &arena);
+    let cx = Cx::new(&arena2, &RawIds);
+    match i {
+        0 => {
+            let v = gen_application_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_application_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_application_info(&mut d, &cx).map_err(|e| format!("VkApplicationInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkApplicationInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_application_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkApplicationInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        1 => {
+            let v = gen_attachment_description(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_attachment_description(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_attachment_description(&mut d, &cx)
+                .map_err(|e| format!("VkAttachmentDescription: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkAttachmentDescription: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_attachment_description(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkAttachmentDescription: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        2 => {
+            let v = gen_attachment_description2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_attachment_description2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_attachment_description2(&mut d, &cx)
+                .map_err(|e| format!("VkAttachmentDescription2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkAttachmentDescription2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_attachment_description2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkAttachmentDescription2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        3 => {
+            let v = gen_attachment_description_stencil_layout(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_attachment_description_stencil_layout(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_attachment_description_stencil_layout(&mut d, &cx)
+                .map_err(|e| format!("VkAttachmentDescriptionStencilLayout: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkAttachmentDescriptionStencilLayout: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_attachment_description_stencil_layout(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkAttachmentDescriptionStencilLayout: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        4 => {
+            let v = gen_attachment_reference(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_attachment_reference(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_attachment_reference(&mut d, &cx)
+                .map_err(|e| format!("VkAttachmentReference: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkAttachmentReference: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_attachment_reference(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkAttachmentReference: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        5 => {
+            let v = gen_attachment_reference2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_attachment_reference2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_attachment_reference2(&mut d, &cx)
+                .map_err(|e| format!("VkAttachmentReference2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkAttachmentReference2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_attachment_reference2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkAttachmentReference2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        6 => {
+            let v = gen_attachment_reference_stencil_layout(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_attachment_reference_stencil_layout(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_attachment_reference_stencil_layout(&mut d, &cx)
+                .map_err(|e| format!("VkAttachmentReferenceStencilLayout: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkAttachmentReferenceStencilLayout: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_attachment_reference_stencil_layout(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkAttachmentReferenceStencilLayout: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        7 => {
+            let v = gen_bind_buffer_memory_device_group_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_bind_buffer_memory_device_group_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_bind_buffer_memory_device_group_info(&mut d, &cx)
+                .map_err(|e| format!("VkBindBufferMemoryDeviceGroupInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBindBufferMemoryDeviceGroupInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_bind_buffer_memory_device_group_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBindBufferMemoryDeviceGroupInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        8 => {
+            let v = gen_bind_buffer_memory_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_bind_buffer_memory_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_bind_buffer_memory_info(&mut d, &cx)
+                .map_err(|e| format!("VkBindBufferMemoryInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBindBufferMemoryInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_bind_buffer_memory_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBindBufferMemoryInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        9 => {
+            let v = gen_bind_image_memory_device_group_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_bind_image_memory_device_group_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_bind_image_memory_device_group_info(&mut d, &cx)
+                .map_err(|e| format!("VkBindImageMemoryDeviceGroupInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBindImageMemoryDeviceGroupInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_bind_image_memory_device_group_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBindImageMemoryDeviceGroupInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        10 => {
+            let v = gen_bind_image_memory_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_bind_image_memory_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_bind_image_memory_info(&mut d, &cx)
+                .map_err(|e| format!("VkBindImageMemoryInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBindImageMemoryInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_bind_image_memory_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBindImageMemoryInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        11 => {
+            let v = gen_bind_image_plane_memory_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_bind_image_plane_memory_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_bind_image_plane_memory_info(&mut d, &cx)
+                .map_err(|e| format!("VkBindImagePlaneMemoryInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBindImagePlaneMemoryInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_bind_image_plane_memory_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBindImagePlaneMemoryInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        12 => {
+            let v = gen_bind_sparse_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_bind_sparse_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_bind_sparse_info(&mut d, &cx).map_err(|e| format!("VkBindSparseInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBindSparseInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_bind_sparse_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBindSparseInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        13 => {
+            let v = gen_blit_image_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_blit_image_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_blit_image_info2(&mut d, &cx).map_err(|e| format!("VkBlitImageInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBlitImageInfo2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_blit_image_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBlitImageInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        14 => {
+            let v = gen_buffer_copy(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_copy(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_copy(&mut d, &cx).map_err(|e| format!("VkBufferCopy: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBufferCopy: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_copy(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferCopy: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        15 => {
+            let v = gen_buffer_copy2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_copy2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_copy2(&mut d, &cx).map_err(|e| format!("VkBufferCopy2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBufferCopy2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_copy2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferCopy2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        16 => {
+            let v = gen_buffer_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkBufferCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBufferCreateInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        17 => {
+            let v = gen_buffer_device_address_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_device_address_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_device_address_info(&mut d, &cx)
+                .map_err(|e| format!("VkBufferDeviceAddressInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferDeviceAddressInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_device_address_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferDeviceAddressInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        18 => {
+            let v = gen_buffer_image_copy(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_image_copy(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_image_copy(&mut d, &cx)
+                .map_err(|e| format!("VkBufferImageCopy: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBufferImageCopy: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_image_copy(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferImageCopy: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        19 => {
+            let v = gen_buffer_image_copy2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_image_copy2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_image_copy2(&mut d, &cx)
+                .map_err(|e| format!("VkBufferImageCopy2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkBufferImageCopy2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_image_copy2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferImageCopy2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        20 => {
+            let v = gen_buffer_memory_barrier(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_memory_barrier(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_memory_barrier(&mut d, &cx)
+                .map_err(|e| format!("VkBufferMemoryBarrier: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferMemoryBarrier: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_memory_barrier(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferMemoryBarrier: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        21 => {
+            let v = gen_buffer_memory_barrier2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_memory_barrier2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_memory_barrier2(&mut d, &cx)
+                .map_err(|e| format!("VkBufferMemoryBarrier2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferMemoryBarrier2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_memory_barrier2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferMemoryBarrier2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        22 => {
+            let v = gen_buffer_memory_requirements_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_memory_requirements_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_memory_requirements_info2(&mut d, &cx)
+                .map_err(|e| format!("VkBufferMemoryRequirementsInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferMemoryRequirementsInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_memory_requirements_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferMemoryRequirementsInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        23 => {
+            let v = gen_buffer_opaque_capture_address_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_opaque_capture_address_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_opaque_capture_address_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkBufferOpaqueCaptureAddressCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferOpaqueCaptureAddressCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_opaque_capture_address_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferOpaqueCaptureAddressCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        24 => {
+            let v = gen_buffer_usage_flags2_create_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_usage_flags2_create_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_usage_flags2_create_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkBufferUsageFlags2CreateInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferUsageFlags2CreateInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_usage_flags2_create_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferUsageFlags2CreateInfoKHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        25 => {
+            let v = gen_buffer_view_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_buffer_view_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_buffer_view_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkBufferViewCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkBufferViewCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_buffer_view_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkBufferViewCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        26 => {
+            let v = gen_calibrated_timestamp_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_calibrated_timestamp_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_calibrated_timestamp_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkCalibratedTimestampInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCalibratedTimestampInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_calibrated_timestamp_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCalibratedTimestampInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        27 => {
+            let v = gen_clear_attachment(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_clear_attachment(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_clear_attachment(&mut d, &cx).map_err(|e| format!("VkClearAttachment: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkClearAttachment: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_clear_attachment(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkClearAttachment: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        28 => {
+            let v = gen_clear_color_value(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_clear_color_value(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_clear_color_value(&mut d, &cx)
+                .map_err(|e| format!("VkClearColorValue: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkClearColorValue: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_clear_color_value(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkClearColorValue: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        29 => {
+            let v = gen_clear_depth_stencil_value(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_clear_depth_stencil_value(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_clear_depth_stencil_value(&mut d, &cx)
+                .map_err(|e| format!("VkClearDepthStencilValue: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkClearDepthStencilValue: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_clear_depth_stencil_value(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkClearDepthStencilValue: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        30 => {
+            let v = gen_clear_rect(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_clear_rect(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_clear_rect(&mut d, &cx).map_err(|e| format!("VkClearRect: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkClearRect: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_clear_rect(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkClearRect: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        31 => {
+            let v = gen_clear_value(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_clear_value(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_clear_value(&mut d, &cx).map_err(|e| format!("VkClearValue: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkClearValue: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_clear_value(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkClearValue: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        32 => {
+            let v = gen_color_blend_advanced_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_color_blend_advanced_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_color_blend_advanced_ext(&mut d, &cx)
+                .map_err(|e| format!("VkColorBlendAdvancedEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkColorBlendAdvancedEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_color_blend_advanced_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkColorBlendAdvancedEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        33 => {
+            let v = gen_color_blend_equation_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_color_blend_equation_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_color_blend_equation_ext(&mut d, &cx)
+                .map_err(|e| format!("VkColorBlendEquationEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkColorBlendEquationEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_color_blend_equation_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkColorBlendEquationEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        34 => {
+            let v = gen_command_buffer_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_buffer_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_buffer_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkCommandBufferAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandBufferAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_buffer_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandBufferAllocateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        35 => {
+            let v = gen_command_buffer_begin_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_buffer_begin_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_buffer_begin_info(&mut d, &cx)
+                .map_err(|e| format!("VkCommandBufferBeginInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandBufferBeginInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_buffer_begin_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandBufferBeginInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        36 => {
+            let v = gen_command_buffer_inheritance_conditional_rendering_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_buffer_inheritance_conditional_rendering_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_buffer_inheritance_conditional_rendering_info_ext(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkCommandBufferInheritanceConditionalRenderingInfoEXT: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandBufferInheritanceConditionalRenderingInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_buffer_inheritance_conditional_rendering_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkCommandBufferInheritanceConditionalRenderingInfoEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        37 => {
+            let v = gen_command_buffer_inheritance_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_buffer_inheritance_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_buffer_inheritance_info(&mut d, &cx)
+                .map_err(|e| format!("VkCommandBufferInheritanceInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandBufferInheritanceInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_buffer_inheritance_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandBufferInheritanceInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        38 => {
+            let v = gen_command_buffer_inheritance_rendering_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_buffer_inheritance_rendering_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_buffer_inheritance_rendering_info(&mut d, &cx)
+                .map_err(|e| format!("VkCommandBufferInheritanceRenderingInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandBufferInheritanceRenderingInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_buffer_inheritance_rendering_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandBufferInheritanceRenderingInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        39 => {
+            let v = gen_command_buffer_submit_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_buffer_submit_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_buffer_submit_info(&mut d, &cx)
+                .map_err(|e| format!("VkCommandBufferSubmitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandBufferSubmitInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_buffer_submit_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandBufferSubmitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        40 => {
+            let v = gen_command_pool_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_pool_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_pool_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkCommandPoolCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandPoolCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_pool_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandPoolCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        41 => {
+            let v = gen_command_stream_dependency_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_stream_dependency_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_stream_dependency_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkCommandStreamDependencyMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandStreamDependencyMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_stream_dependency_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandStreamDependencyMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        42 => {
+            let v = gen_command_stream_description_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_command_stream_description_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_command_stream_description_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkCommandStreamDescriptionMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCommandStreamDescriptionMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_command_stream_description_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCommandStreamDescriptionMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        43 => {
+            let v = gen_component_mapping(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_component_mapping(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_component_mapping(&mut d, &cx)
+                .map_err(|e| format!("VkComponentMapping: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkComponentMapping: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_component_mapping(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkComponentMapping: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        44 => {
+            let v = gen_compute_pipeline_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_compute_pipeline_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_compute_pipeline_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkComputePipelineCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkComputePipelineCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_compute_pipeline_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkComputePipelineCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        45 => {
+            let v = gen_conditional_rendering_begin_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_conditional_rendering_begin_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_conditional_rendering_begin_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkConditionalRenderingBeginInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkConditionalRenderingBeginInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_conditional_rendering_begin_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkConditionalRenderingBeginInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        46 => {
+            let v = gen_conformance_version(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_conformance_version(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_conformance_version(&mut d, &cx)
+                .map_err(|e| format!("VkConformanceVersion: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkConformanceVersion: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_conformance_version(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkConformanceVersion: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_conformance_version_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_conformance_version_partial(&mut d, &cx)
+                .map_err(|e| format!("VkConformanceVersion partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkConformanceVersion: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_conformance_version_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkConformanceVersion: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        47 => {
+            let v = gen_copy_buffer_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_copy_buffer_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_copy_buffer_info2(&mut d, &cx)
+                .map_err(|e| format!("VkCopyBufferInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkCopyBufferInfo2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_copy_buffer_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCopyBufferInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        48 => {
+            let v = gen_copy_buffer_to_image_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_copy_buffer_to_image_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_copy_buffer_to_image_info2(&mut d, &cx)
+                .map_err(|e| format!("VkCopyBufferToImageInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCopyBufferToImageInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_copy_buffer_to_image_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCopyBufferToImageInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        49 => {
+            let v = gen_copy_descriptor_set(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_copy_descriptor_set(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_copy_descriptor_set(&mut d, &cx)
+                .map_err(|e| format!("VkCopyDescriptorSet: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkCopyDescriptorSet: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_copy_descriptor_set(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCopyDescriptorSet: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        50 => {
+            let v = gen_copy_image_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_copy_image_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_copy_image_info2(&mut d, &cx).map_err(|e| format!("VkCopyImageInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkCopyImageInfo2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_copy_image_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCopyImageInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        51 => {
+            let v = gen_copy_image_to_buffer_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_copy_image_to_buffer_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_copy_image_to_buffer_info2(&mut d, &cx)
+                .map_err(|e| format!("VkCopyImageToBufferInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkCopyImageToBufferInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_copy_image_to_buffer_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkCopyImageToBufferInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        52 => {
+            let v = gen_dependency_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_dependency_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_dependency_info(&mut d, &cx).map_err(|e| format!("VkDependencyInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkDependencyInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_dependency_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDependencyInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        53 => {
+            let v = gen_descriptor_buffer_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_buffer_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_buffer_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorBufferInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorBufferInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_buffer_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorBufferInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        54 => {
+            let v = gen_descriptor_image_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_image_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_image_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorImageInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorImageInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_image_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorImageInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        55 => {
+            let v = gen_descriptor_pool_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_pool_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_pool_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorPoolCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorPoolCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_pool_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorPoolCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        56 => {
+            let v = gen_descriptor_pool_inline_uniform_block_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_pool_inline_uniform_block_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_pool_inline_uniform_block_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorPoolInlineUniformBlockCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorPoolInlineUniformBlockCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_pool_inline_uniform_block_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkDescriptorPoolInlineUniformBlockCreateInfo: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        57 => {
+            let v = gen_descriptor_pool_size(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_pool_size(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_pool_size(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorPoolSize: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorPoolSize: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_pool_size(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorPoolSize: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        58 => {
+            let v = gen_descriptor_set_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorSetAllocateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        59 => {
+            let v = gen_descriptor_set_layout_binding(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_layout_binding(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_layout_binding(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetLayoutBinding: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetLayoutBinding: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_layout_binding(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorSetLayoutBinding: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        60 => {
+            let v = gen_descriptor_set_layout_binding_flags_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_layout_binding_flags_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_layout_binding_flags_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetLayoutBindingFlagsCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetLayoutBindingFlagsCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_layout_binding_flags_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkDescriptorSetLayoutBindingFlagsCreateInfo: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        61 => {
+            let v = gen_descriptor_set_layout_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_layout_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_layout_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetLayoutCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetLayoutCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_layout_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorSetLayoutCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        62 => {
+            let v = gen_descriptor_set_layout_support(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_layout_support(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_layout_support(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetLayoutSupport: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetLayoutSupport: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_layout_support(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorSetLayoutSupport: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_descriptor_set_layout_support_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_descriptor_set_layout_support_partial(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetLayoutSupport partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkDescriptorSetLayoutSupport: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_descriptor_set_layout_support_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkDescriptorSetLayoutSupport: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        63 => {
+            let v = gen_descriptor_set_variable_descriptor_count_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_variable_descriptor_count_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_variable_descriptor_count_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetVariableDescriptorCountAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetVariableDescriptorCountAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_variable_descriptor_count_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkDescriptorSetVariableDescriptorCountAllocateInfo: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        64 => {
+            let v = gen_descriptor_set_variable_descriptor_count_layout_support(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_set_variable_descriptor_count_layout_support(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_set_variable_descriptor_count_layout_support(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorSetVariableDescriptorCountLayoutSupport: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorSetVariableDescriptorCountLayoutSupport: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_set_variable_descriptor_count_layout_support(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkDescriptorSetVariableDescriptorCountLayoutSupport: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_descriptor_set_variable_descriptor_count_layout_support_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_descriptor_set_variable_descriptor_count_layout_support_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkDescriptorSetVariableDescriptorCountLayoutSupport partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkDescriptorSetVariableDescriptorCountLayoutSupport: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_descriptor_set_variable_descriptor_count_layout_support_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkDescriptorSetVariableDescriptorCountLayoutSupport: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        65 => {
+            let v = gen_descriptor_update_template_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_update_template_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_update_template_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorUpdateTemplateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorUpdateTemplateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_update_template_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorUpdateTemplateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        66 => {
+            let v = gen_descriptor_update_template_entry(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_descriptor_update_template_entry(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_descriptor_update_template_entry(&mut d, &cx)
+                .map_err(|e| format!("VkDescriptorUpdateTemplateEntry: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDescriptorUpdateTemplateEntry: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_descriptor_update_template_entry(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDescriptorUpdateTemplateEntry: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        67 => {
+            let v = gen_device_buffer_memory_requirements(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_buffer_memory_requirements(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_buffer_memory_requirements(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceBufferMemoryRequirements: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceBufferMemoryRequirements: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_buffer_memory_requirements(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceBufferMemoryRequirements: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        68 => {
+            let v = gen_device_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkDeviceCreateInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        69 => {
+            let v = gen_device_group_bind_sparse_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_group_bind_sparse_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_group_bind_sparse_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceGroupBindSparseInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceGroupBindSparseInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_group_bind_sparse_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceGroupBindSparseInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        70 => {
+            let v = gen_device_group_command_buffer_begin_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_group_command_buffer_begin_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_group_command_buffer_begin_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceGroupCommandBufferBeginInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceGroupCommandBufferBeginInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_group_command_buffer_begin_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceGroupCommandBufferBeginInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        71 => {
+            let v = gen_device_group_device_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_group_device_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_group_device_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceGroupDeviceCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceGroupDeviceCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_group_device_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceGroupDeviceCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        72 => {
+            let v = gen_device_group_render_pass_begin_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_group_render_pass_begin_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_group_render_pass_begin_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceGroupRenderPassBeginInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceGroupRenderPassBeginInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_group_render_pass_begin_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceGroupRenderPassBeginInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        73 => {
+            let v = gen_device_group_submit_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_group_submit_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_group_submit_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceGroupSubmitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceGroupSubmitInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_group_submit_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceGroupSubmitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        74 => {
+            let v = gen_device_image_memory_requirements(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_image_memory_requirements(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_image_memory_requirements(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceImageMemoryRequirements: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceImageMemoryRequirements: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_image_memory_requirements(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceImageMemoryRequirements: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        75 => {
+            let v = gen_device_image_subresource_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_image_subresource_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_image_subresource_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceImageSubresourceInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceImageSubresourceInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_image_subresource_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceImageSubresourceInfoKHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        76 => {
+            let v = gen_device_memory_opaque_capture_address_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_memory_opaque_capture_address_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_memory_opaque_capture_address_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceMemoryOpaqueCaptureAddressInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceMemoryOpaqueCaptureAddressInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_memory_opaque_capture_address_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceMemoryOpaqueCaptureAddressInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        77 => {
+            let v = gen_device_private_data_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_private_data_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_private_data_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDevicePrivateDataCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDevicePrivateDataCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_private_data_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDevicePrivateDataCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        78 => {
+            let v = gen_device_queue_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_queue_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_queue_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceQueueCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceQueueCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_queue_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceQueueCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        79 => {
+            let v = gen_device_queue_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_queue_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_queue_info2(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceQueueInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkDeviceQueueInfo2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_queue_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceQueueInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        80 => {
+            let v = gen_device_queue_timeline_info_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_device_queue_timeline_info_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_device_queue_timeline_info_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkDeviceQueueTimelineInfoMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDeviceQueueTimelineInfoMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_device_queue_timeline_info_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDeviceQueueTimelineInfoMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        81 => {
+            let v = gen_drm_format_modifier_properties2_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_drm_format_modifier_properties2_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_drm_format_modifier_properties2_ext(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierProperties2EXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDrmFormatModifierProperties2EXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_drm_format_modifier_properties2_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDrmFormatModifierProperties2EXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties2_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_drm_format_modifier_properties2_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierProperties2EXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkDrmFormatModifierProperties2EXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties2_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkDrmFormatModifierProperties2EXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        82 => {
+            let v = gen_drm_format_modifier_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_drm_format_modifier_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_drm_format_modifier_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDrmFormatModifierPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_drm_format_modifier_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDrmFormatModifierPropertiesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_drm_format_modifier_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierPropertiesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkDrmFormatModifierPropertiesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkDrmFormatModifierPropertiesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        83 => {
+            let v = gen_drm_format_modifier_properties_list2_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_drm_format_modifier_properties_list2_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_drm_format_modifier_properties_list2_ext(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierPropertiesList2EXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDrmFormatModifierPropertiesList2EXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_drm_format_modifier_properties_list2_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDrmFormatModifierPropertiesList2EXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties_list2_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_drm_format_modifier_properties_list2_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierPropertiesList2EXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkDrmFormatModifierPropertiesList2EXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties_list2_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkDrmFormatModifierPropertiesList2EXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        84 => {
+            let v = gen_drm_format_modifier_properties_list_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_drm_format_modifier_properties_list_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_drm_format_modifier_properties_list_ext(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierPropertiesListEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkDrmFormatModifierPropertiesListEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_drm_format_modifier_properties_list_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkDrmFormatModifierPropertiesListEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties_list_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_drm_format_modifier_properties_list_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkDrmFormatModifierPropertiesListEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkDrmFormatModifierPropertiesListEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_drm_format_modifier_properties_list_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkDrmFormatModifierPropertiesListEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        85 => {
+            let v = gen_event_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_event_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_event_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkEventCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkEventCreateInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_event_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkEventCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        86 => {
+            let v = gen_export_fence_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_export_fence_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_export_fence_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkExportFenceCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExportFenceCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_export_fence_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExportFenceCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        87 => {
+            let v = gen_export_memory_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_export_memory_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_export_memory_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkExportMemoryAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExportMemoryAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_export_memory_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExportMemoryAllocateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        88 => {
+            let v = gen_export_semaphore_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_export_semaphore_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_export_semaphore_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkExportSemaphoreCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExportSemaphoreCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_export_semaphore_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExportSemaphoreCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        89 => {
+            let v = gen_extension_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_extension_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_extension_properties(&mut d, &cx)
+                .map_err(|e| format!("VkExtensionProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExtensionProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_extension_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExtensionProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_extension_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_extension_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExtensionProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExtensionProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_extension_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExtensionProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        90 => {
+            let v = gen_extent2_d(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_extent2_d(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_extent2_d(&mut d, &cx).map_err(|e| format!("VkExtent2D: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkExtent2D: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_extent2_d(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExtent2D: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_extent2_d_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_extent2_d_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExtent2D partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExtent2D: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_extent2_d_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExtent2D: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        91 => {
+            let v = gen_extent3_d(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_extent3_d(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_extent3_d(&mut d, &cx).map_err(|e| format!("VkExtent3D: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkExtent3D: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_extent3_d(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExtent3D: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_extent3_d_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_extent3_d_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExtent3D partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExtent3D: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_extent3_d_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExtent3D: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        92 => {
+            let v = gen_external_buffer_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_buffer_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_buffer_properties(&mut d, &cx)
+                .map_err(|e| format!("VkExternalBufferProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalBufferProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_buffer_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalBufferProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_buffer_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_external_buffer_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExternalBufferProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExternalBufferProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_buffer_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExternalBufferProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        93 => {
+            let v = gen_external_fence_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_fence_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_fence_properties(&mut d, &cx)
+                .map_err(|e| format!("VkExternalFenceProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalFenceProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_fence_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalFenceProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_fence_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_external_fence_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExternalFenceProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExternalFenceProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_fence_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExternalFenceProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        94 => {
+            let v = gen_external_image_format_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_image_format_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_image_format_properties(&mut d, &cx)
+                .map_err(|e| format!("VkExternalImageFormatProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalImageFormatProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_image_format_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalImageFormatProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_image_format_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_external_image_format_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExternalImageFormatProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExternalImageFormatProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_image_format_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExternalImageFormatProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        95 => {
+            let v = gen_external_memory_acquire_unmodified_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_memory_acquire_unmodified_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_memory_acquire_unmodified_ext(&mut d, &cx)
+                .map_err(|e| format!("VkExternalMemoryAcquireUnmodifiedEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalMemoryAcquireUnmodifiedEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_memory_acquire_unmodified_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalMemoryAcquireUnmodifiedEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        96 => {
+            let v = gen_external_memory_buffer_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_memory_buffer_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_memory_buffer_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkExternalMemoryBufferCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalMemoryBufferCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_memory_buffer_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalMemoryBufferCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        97 => {
+            let v = gen_external_memory_image_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_memory_image_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_memory_image_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkExternalMemoryImageCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalMemoryImageCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_memory_image_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalMemoryImageCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        98 => {
+            let v = gen_external_memory_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_memory_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_memory_properties(&mut d, &cx)
+                .map_err(|e| format!("VkExternalMemoryProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalMemoryProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_memory_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalMemoryProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_memory_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_external_memory_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExternalMemoryProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExternalMemoryProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_memory_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExternalMemoryProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        99 => {
+            let v = gen_external_semaphore_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_external_semaphore_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_external_semaphore_properties(&mut d, &cx)
+                .map_err(|e| format!("VkExternalSemaphoreProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkExternalSemaphoreProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_external_semaphore_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkExternalSemaphoreProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_semaphore_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_external_semaphore_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkExternalSemaphoreProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkExternalSemaphoreProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_external_semaphore_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkExternalSemaphoreProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        100 => {
+            let v = gen_fence_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_fence_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_fence_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkFenceCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkFenceCreateInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_fence_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFenceCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        101 => {
+            let v = gen_format_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_format_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_format_properties(&mut d, &cx)
+                .map_err(|e| format!("VkFormatProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkFormatProperties: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_format_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFormatProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_format_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_format_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkFormatProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkFormatProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_format_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkFormatProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        102 => {
+            let v = gen_format_properties2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_format_properties2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_format_properties2(&mut d, &cx)
+                .map_err(|e| format!("VkFormatProperties2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkFormatProperties2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_format_properties2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFormatProperties2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_format_properties2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_format_properties2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkFormatProperties2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkFormatProperties2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_format_properties2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkFormatProperties2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        103 => {
+            let v = gen_format_properties3(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_format_properties3(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_format_properties3(&mut d, &cx)
+                .map_err(|e| format!("VkFormatProperties3: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkFormatProperties3: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_format_properties3(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFormatProperties3: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_format_properties3_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_format_properties3_partial(&mut d, &cx)
+                .map_err(|e| format!("VkFormatProperties3 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkFormatProperties3: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_format_properties3_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkFormatProperties3: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        104 => {
+            let v = gen_fragment_shading_rate_attachment_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_fragment_shading_rate_attachment_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_fragment_shading_rate_attachment_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkFragmentShadingRateAttachmentInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkFragmentShadingRateAttachmentInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_fragment_shading_rate_attachment_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFragmentShadingRateAttachmentInfoKHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        105 => {
+            let v = gen_framebuffer_attachment_image_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_framebuffer_attachment_image_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_framebuffer_attachment_image_info(&mut d, &cx)
+                .map_err(|e| format!("VkFramebufferAttachmentImageInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkFramebufferAttachmentImageInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_framebuffer_attachment_image_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFramebufferAttachmentImageInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        106 => {
+            let v = gen_framebuffer_attachments_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_framebuffer_attachments_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_framebuffer_attachments_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkFramebufferAttachmentsCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkFramebufferAttachmentsCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_framebuffer_attachments_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFramebufferAttachmentsCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        107 => {
+            let v = gen_framebuffer_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_framebuffer_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_framebuffer_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkFramebufferCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkFramebufferCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_framebuffer_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkFramebufferCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        108 => {
+            let v = gen_graphics_pipeline_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_graphics_pipeline_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_graphics_pipeline_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkGraphicsPipelineCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkGraphicsPipelineCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_graphics_pipeline_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkGraphicsPipelineCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        109 => {
+            let v = gen_graphics_pipeline_library_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_graphics_pipeline_library_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_graphics_pipeline_library_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkGraphicsPipelineLibraryCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkGraphicsPipelineLibraryCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_graphics_pipeline_library_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkGraphicsPipelineLibraryCreateInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        110 => {
+            let v = gen_image_blit(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_blit(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_blit(&mut d, &cx).map_err(|e| format!("VkImageBlit: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageBlit: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_blit(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageBlit: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        111 => {
+            let v = gen_image_blit2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_blit2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_blit2(&mut d, &cx).map_err(|e| format!("VkImageBlit2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageBlit2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_blit2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageBlit2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        112 => {
+            let v = gen_image_copy(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_copy(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_copy(&mut d, &cx).map_err(|e| format!("VkImageCopy: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageCopy: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_copy(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageCopy: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        113 => {
+            let v = gen_image_copy2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_copy2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_copy2(&mut d, &cx).map_err(|e| format!("VkImageCopy2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageCopy2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_copy2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageCopy2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        114 => {
+            let v = gen_image_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkImageCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageCreateInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        115 => {
+            let v = gen_image_drm_format_modifier_explicit_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_drm_format_modifier_explicit_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_drm_format_modifier_explicit_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkImageDrmFormatModifierExplicitCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageDrmFormatModifierExplicitCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_drm_format_modifier_explicit_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkImageDrmFormatModifierExplicitCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        116 => {
+            let v = gen_image_drm_format_modifier_list_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_drm_format_modifier_list_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_drm_format_modifier_list_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkImageDrmFormatModifierListCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageDrmFormatModifierListCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_drm_format_modifier_list_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageDrmFormatModifierListCreateInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        117 => {
+            let v = gen_image_drm_format_modifier_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_drm_format_modifier_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_drm_format_modifier_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkImageDrmFormatModifierPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageDrmFormatModifierPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_drm_format_modifier_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageDrmFormatModifierPropertiesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_image_drm_format_modifier_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_image_drm_format_modifier_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkImageDrmFormatModifierPropertiesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkImageDrmFormatModifierPropertiesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_image_drm_format_modifier_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkImageDrmFormatModifierPropertiesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        118 => {
+            let v = gen_image_format_list_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_format_list_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_format_list_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkImageFormatListCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageFormatListCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_format_list_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageFormatListCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        119 => {
+            let v = gen_image_format_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_format_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_format_properties(&mut d, &cx)
+                .map_err(|e| format!("VkImageFormatProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageFormatProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_format_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageFormatProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_image_format_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_image_format_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkImageFormatProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkImageFormatProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_image_format_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkImageFormatProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        120 => {
+            let v = gen_image_format_properties2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_format_properties2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_format_properties2(&mut d, &cx)
+                .map_err(|e| format!("VkImageFormatProperties2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageFormatProperties2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_format_properties2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageFormatProperties2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_image_format_properties2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_image_format_properties2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkImageFormatProperties2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkImageFormatProperties2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_image_format_properties2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkImageFormatProperties2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        121 => {
+            let v = gen_image_memory_barrier(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_memory_barrier(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_memory_barrier(&mut d, &cx)
+                .map_err(|e| format!("VkImageMemoryBarrier: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageMemoryBarrier: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_memory_barrier(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageMemoryBarrier: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        122 => {
+            let v = gen_image_memory_barrier2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_memory_barrier2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_memory_barrier2(&mut d, &cx)
+                .map_err(|e| format!("VkImageMemoryBarrier2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageMemoryBarrier2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_memory_barrier2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageMemoryBarrier2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        123 => {
+            let v = gen_image_memory_requirements_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_memory_requirements_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_memory_requirements_info2(&mut d, &cx)
+                .map_err(|e| format!("VkImageMemoryRequirementsInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageMemoryRequirementsInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_memory_requirements_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageMemoryRequirementsInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        124 => {
+            let v = gen_image_plane_memory_requirements_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_plane_memory_requirements_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_plane_memory_requirements_info(&mut d, &cx)
+                .map_err(|e| format!("VkImagePlaneMemoryRequirementsInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImagePlaneMemoryRequirementsInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_plane_memory_requirements_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImagePlaneMemoryRequirementsInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        125 => {
+            let v = gen_image_resolve(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_resolve(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_resolve(&mut d, &cx).map_err(|e| format!("VkImageResolve: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageResolve: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_resolve(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageResolve: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        126 => {
+            let v = gen_image_resolve2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_resolve2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_resolve2(&mut d, &cx).map_err(|e| format!("VkImageResolve2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageResolve2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_resolve2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageResolve2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        127 => {
+            let v = gen_image_sparse_memory_requirements_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_sparse_memory_requirements_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_sparse_memory_requirements_info2(&mut d, &cx)
+                .map_err(|e| format!("VkImageSparseMemoryRequirementsInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageSparseMemoryRequirementsInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_sparse_memory_requirements_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageSparseMemoryRequirementsInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        128 => {
+            let v = gen_image_stencil_usage_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_stencil_usage_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_stencil_usage_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkImageStencilUsageCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageStencilUsageCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_stencil_usage_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageStencilUsageCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        129 => {
+            let v = gen_image_subresource(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_subresource(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_subresource(&mut d, &cx)
+                .map_err(|e| format!("VkImageSubresource: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkImageSubresource: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_subresource(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageSubresource: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        130 => {
+            let v = gen_image_subresource2_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_subresource2_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_subresource2_khr(&mut d, &cx)
+                .map_err(|e| format!("VkImageSubresource2KHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageSubresource2KHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_subresource2_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageSubresource2KHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        131 => {
+            let v = gen_image_subresource_layers(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_subresource_layers(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_subresource_layers(&mut d, &cx)
+                .map_err(|e| format!("VkImageSubresourceLayers: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageSubresourceLayers: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_subresource_layers(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageSubresourceLayers: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        132 => {
+            let v = gen_image_subresource_range(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_subresource_range(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_subresource_range(&mut d, &cx)
+                .map_err(|e| format!("VkImageSubresourceRange: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageSubresourceRange: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_subresource_range(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageSubresourceRange: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        133 => {
+            let v = gen_image_view_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_view_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_view_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkImageViewCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageViewCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_view_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageViewCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        134 => {
+            let v = gen_image_view_min_lod_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_view_min_lod_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_view_min_lod_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkImageViewMinLodCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageViewMinLodCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_view_min_lod_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageViewMinLodCreateInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        135 => {
+            let v = gen_image_view_usage_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_image_view_usage_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_image_view_usage_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkImageViewUsageCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImageViewUsageCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_image_view_usage_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImageViewUsageCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        136 => {
+            let v = gen_import_memory_resource_info_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_import_memory_resource_info_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_import_memory_resource_info_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkImportMemoryResourceInfoMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImportMemoryResourceInfoMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_import_memory_resource_info_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImportMemoryResourceInfoMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        137 => {
+            let v = gen_import_semaphore_resource_info_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_import_semaphore_resource_info_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_import_semaphore_resource_info_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkImportSemaphoreResourceInfoMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkImportSemaphoreResourceInfoMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_import_semaphore_resource_info_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkImportSemaphoreResourceInfoMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        138 => {
+            let v = gen_input_attachment_aspect_reference(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_input_attachment_aspect_reference(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_input_attachment_aspect_reference(&mut d, &cx)
+                .map_err(|e| format!("VkInputAttachmentAspectReference: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkInputAttachmentAspectReference: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_input_attachment_aspect_reference(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkInputAttachmentAspectReference: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        139 => {
+            let v = gen_instance_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_instance_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_instance_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkInstanceCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkInstanceCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_instance_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkInstanceCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        140 => {
+            let v = gen_layer_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_layer_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_layer_properties(&mut d, &cx).map_err(|e| format!("VkLayerProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkLayerProperties: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_layer_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkLayerProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_layer_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_layer_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkLayerProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkLayerProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_layer_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkLayerProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        141 => {
+            let v = gen_mapped_memory_range(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_mapped_memory_range(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_mapped_memory_range(&mut d, &cx)
+                .map_err(|e| format!("VkMappedMemoryRange: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkMappedMemoryRange: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_mapped_memory_range(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMappedMemoryRange: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        142 => {
+            let v = gen_memory_allocate_flags_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_allocate_flags_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_allocate_flags_info(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryAllocateFlagsInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryAllocateFlagsInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_allocate_flags_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryAllocateFlagsInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        143 => {
+            let v = gen_memory_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryAllocateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        144 => {
+            let v = gen_memory_barrier(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_barrier(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_barrier(&mut d, &cx).map_err(|e| format!("VkMemoryBarrier: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkMemoryBarrier: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_barrier(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryBarrier: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        145 => {
+            let v = gen_memory_barrier2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_barrier2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_memory_barrier2(&mut d, &cx).map_err(|e| format!("VkMemoryBarrier2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkMemoryBarrier2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_barrier2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryBarrier2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        146 => {
+            let v = gen_memory_dedicated_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_dedicated_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_dedicated_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryDedicatedAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryDedicatedAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_dedicated_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryDedicatedAllocateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        147 => {
+            let v = gen_memory_dedicated_requirements(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_dedicated_requirements(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_dedicated_requirements(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryDedicatedRequirements: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryDedicatedRequirements: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_dedicated_requirements(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryDedicatedRequirements: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_dedicated_requirements_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_dedicated_requirements_partial(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryDedicatedRequirements partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkMemoryDedicatedRequirements: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_dedicated_requirements_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkMemoryDedicatedRequirements: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        148 => {
+            let v = gen_memory_heap(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_heap(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_heap(&mut d, &cx).map_err(|e| format!("VkMemoryHeap: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkMemoryHeap: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_heap(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryHeap: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_heap_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_heap_partial(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryHeap partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkMemoryHeap: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_heap_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkMemoryHeap: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        149 => {
+            let v = gen_memory_opaque_capture_address_allocate_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_opaque_capture_address_allocate_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_opaque_capture_address_allocate_info(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryOpaqueCaptureAddressAllocateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryOpaqueCaptureAddressAllocateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_opaque_capture_address_allocate_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryOpaqueCaptureAddressAllocateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        150 => {
+            let v = gen_memory_requirements(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_requirements(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_requirements(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryRequirements: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryRequirements: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_requirements(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryRequirements: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_requirements_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_requirements_partial(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryRequirements partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkMemoryRequirements: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_requirements_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkMemoryRequirements: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        151 => {
+            let v = gen_memory_requirements2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_requirements2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_requirements2(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryRequirements2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryRequirements2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_requirements2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryRequirements2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_requirements2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_requirements2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryRequirements2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkMemoryRequirements2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_requirements2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkMemoryRequirements2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        152 => {
+            let v = gen_memory_resource_allocation_size_properties_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_resource_allocation_size_properties_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_resource_allocation_size_properties_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryResourceAllocationSizePropertiesMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryResourceAllocationSizePropertiesMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_resource_allocation_size_properties_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkMemoryResourceAllocationSizePropertiesMESA: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_resource_allocation_size_properties_mesa_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_resource_allocation_size_properties_mesa_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkMemoryResourceAllocationSizePropertiesMESA partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkMemoryResourceAllocationSizePropertiesMESA: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_resource_allocation_size_properties_mesa_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkMemoryResourceAllocationSizePropertiesMESA: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        153 => {
+            let v = gen_memory_resource_properties_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_resource_properties_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_resource_properties_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryResourcePropertiesMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMemoryResourcePropertiesMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_resource_properties_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryResourcePropertiesMESA: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_resource_properties_mesa_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_resource_properties_mesa_partial(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryResourcePropertiesMESA partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkMemoryResourcePropertiesMESA: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_resource_properties_mesa_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkMemoryResourcePropertiesMESA: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        154 => {
+            let v = gen_memory_type(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_memory_type(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_memory_type(&mut d, &cx).map_err(|e| format!("VkMemoryType: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkMemoryType: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_memory_type(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMemoryType: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_type_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_memory_type_partial(&mut d, &cx)
+                .map_err(|e| format!("VkMemoryType partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkMemoryType: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_memory_type_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkMemoryType: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        155 => {
+            let v = gen_multi_draw_indexed_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_multi_draw_indexed_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_multi_draw_indexed_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkMultiDrawIndexedInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMultiDrawIndexedInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_multi_draw_indexed_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMultiDrawIndexedInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        156 => {
+            let v = gen_multi_draw_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_multi_draw_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_multi_draw_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkMultiDrawInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkMultiDrawInfoEXT: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_multi_draw_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMultiDrawInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        157 => {
+            let v = gen_mutable_descriptor_type_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_mutable_descriptor_type_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_mutable_descriptor_type_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkMutableDescriptorTypeCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMutableDescriptorTypeCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_mutable_descriptor_type_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMutableDescriptorTypeCreateInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        158 => {
+            let v = gen_mutable_descriptor_type_list_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_mutable_descriptor_type_list_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_mutable_descriptor_type_list_ext(&mut d, &cx)
+                .map_err(|e| format!("VkMutableDescriptorTypeListEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkMutableDescriptorTypeListEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_mutable_descriptor_type_list_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkMutableDescriptorTypeListEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        159 => {
+            let v = gen_offset2_d(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_offset2_d(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_offset2_d(&mut d, &cx).map_err(|e| format!("VkOffset2D: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkOffset2D: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_offset2_d(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkOffset2D: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        160 => {
+            let v = gen_offset3_d(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_offset3_d(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_offset3_d(&mut d, &cx).map_err(|e| format!("VkOffset3D: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkOffset3D: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_offset3_d(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkOffset3D: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        161 => {
+            let v = gen_physical_device16_bit_storage_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device16_bit_storage_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device16_bit_storage_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevice16BitStorageFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevice16BitStorageFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device16_bit_storage_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDevice16BitStorageFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device16_bit_storage_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device16_bit_storage_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevice16BitStorageFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDevice16BitStorageFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device16_bit_storage_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevice16BitStorageFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        162 => {
+            let v = gen_physical_device4444_formats_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device4444_formats_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device4444_formats_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevice4444FormatsFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevice4444FormatsFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device4444_formats_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDevice4444FormatsFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device4444_formats_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device4444_formats_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevice4444FormatsFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDevice4444FormatsFeaturesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device4444_formats_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevice4444FormatsFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        163 => {
+            let v = gen_physical_device8_bit_storage_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device8_bit_storage_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device8_bit_storage_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevice8BitStorageFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevice8BitStorageFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device8_bit_storage_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDevice8BitStorageFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device8_bit_storage_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device8_bit_storage_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevice8BitStorageFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDevice8BitStorageFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device8_bit_storage_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevice8BitStorageFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        164 => {
+            let v = gen_physical_device_attachment_feedback_loop_layout_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe {
+                enc_physical_device_attachment_feedback_loop_layout_features_ext(&mut e1, &v)
+            };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_attachment_feedback_loop_layout_features_ext(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe {
+                enc_physical_device_attachment_feedback_loop_layout_features_ext(&mut e2, &w)
+            };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_attachment_feedback_loop_layout_features_ext_partial(
+                    &mut p1, &v,
+                )
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_attachment_feedback_loop_layout_features_ext_partial(
+                &mut d, &cx,
+            )
+            .map_err(|e| {
+                format!("VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_attachment_feedback_loop_layout_features_ext_partial(
+                    &mut p2, &x,
+                )
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceAttachmentFeedbackLoopLayoutFeaturesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        165 => {
+            let v = gen_physical_device_border_color_swizzle_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_border_color_swizzle_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_border_color_swizzle_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceBorderColorSwizzleFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceBorderColorSwizzleFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_border_color_swizzle_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceBorderColorSwizzleFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_border_color_swizzle_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_border_color_swizzle_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceBorderColorSwizzleFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceBorderColorSwizzleFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_border_color_swizzle_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceBorderColorSwizzleFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        166 => {
+            let v = gen_physical_device_buffer_device_address_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_buffer_device_address_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_buffer_device_address_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceBufferDeviceAddressFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceBufferDeviceAddressFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_buffer_device_address_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceBufferDeviceAddressFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_buffer_device_address_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_buffer_device_address_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceBufferDeviceAddressFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceBufferDeviceAddressFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_buffer_device_address_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceBufferDeviceAddressFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        167 => {
+            let v = gen_physical_device_color_write_enable_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_color_write_enable_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_color_write_enable_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceColorWriteEnableFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceColorWriteEnableFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_color_write_enable_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceColorWriteEnableFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_color_write_enable_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_color_write_enable_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceColorWriteEnableFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceColorWriteEnableFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_color_write_enable_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceColorWriteEnableFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        168 => {
+            let v = gen_physical_device_conditional_rendering_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_conditional_rendering_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_conditional_rendering_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceConditionalRenderingFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceConditionalRenderingFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_conditional_rendering_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceConditionalRenderingFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_conditional_rendering_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_conditional_rendering_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceConditionalRenderingFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceConditionalRenderingFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_conditional_rendering_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceConditionalRenderingFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        169 => {
+            let v = gen_physical_device_conservative_rasterization_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_conservative_rasterization_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_conservative_rasterization_properties_ext(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceConservativeRasterizationPropertiesEXT: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceConservativeRasterizationPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_conservative_rasterization_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceConservativeRasterizationPropertiesEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_conservative_rasterization_properties_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_conservative_rasterization_properties_ext_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!(
+                            "VkPhysicalDeviceConservativeRasterizationPropertiesEXT partial: {e}"
+                        )
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceConservativeRasterizationPropertiesEXT: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_conservative_rasterization_properties_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceConservativeRasterizationPropertiesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        170 => {
+            let v = gen_physical_device_custom_border_color_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_custom_border_color_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_custom_border_color_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceCustomBorderColorFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceCustomBorderColorFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_custom_border_color_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceCustomBorderColorFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_custom_border_color_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_custom_border_color_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceCustomBorderColorFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceCustomBorderColorFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_custom_border_color_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceCustomBorderColorFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        171 => {
+            let v = gen_physical_device_custom_border_color_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_custom_border_color_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_custom_border_color_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceCustomBorderColorPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceCustomBorderColorPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_custom_border_color_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceCustomBorderColorPropertiesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_custom_border_color_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_custom_border_color_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceCustomBorderColorPropertiesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceCustomBorderColorPropertiesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_custom_border_color_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceCustomBorderColorPropertiesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        172 => {
+            let v = gen_physical_device_depth_clip_control_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_depth_clip_control_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_depth_clip_control_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDepthClipControlFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDepthClipControlFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_depth_clip_control_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDepthClipControlFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_depth_clip_control_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_depth_clip_control_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDepthClipControlFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceDepthClipControlFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_depth_clip_control_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDepthClipControlFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        173 => {
+            let v = gen_physical_device_depth_clip_enable_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_depth_clip_enable_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_depth_clip_enable_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDepthClipEnableFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDepthClipEnableFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_depth_clip_enable_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceDepthClipEnableFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_depth_clip_enable_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_depth_clip_enable_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDepthClipEnableFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceDepthClipEnableFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_depth_clip_enable_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDepthClipEnableFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        174 => {
+            let v = gen_physical_device_depth_stencil_resolve_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_depth_stencil_resolve_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_depth_stencil_resolve_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDepthStencilResolveProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDepthStencilResolveProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_depth_stencil_resolve_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDepthStencilResolveProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_depth_stencil_resolve_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_depth_stencil_resolve_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceDepthStencilResolveProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceDepthStencilResolveProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_depth_stencil_resolve_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDepthStencilResolveProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        175 => {
+            let v = gen_physical_device_descriptor_indexing_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_descriptor_indexing_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_descriptor_indexing_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDescriptorIndexingFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDescriptorIndexingFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_descriptor_indexing_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceDescriptorIndexingFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_descriptor_indexing_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_descriptor_indexing_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDescriptorIndexingFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceDescriptorIndexingFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_descriptor_indexing_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDescriptorIndexingFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        176 => {
+            let v = gen_physical_device_descriptor_indexing_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_descriptor_indexing_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_descriptor_indexing_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDescriptorIndexingProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDescriptorIndexingProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_descriptor_indexing_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDescriptorIndexingProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_descriptor_indexing_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_descriptor_indexing_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceDescriptorIndexingProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceDescriptorIndexingProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_descriptor_indexing_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDescriptorIndexingProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        177 => {
+            let v = gen_physical_device_driver_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_driver_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_driver_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDriverProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDriverProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_driver_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceDriverProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_driver_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_driver_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDriverProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceDriverProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_driver_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceDriverProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        178 => {
+            let v = gen_physical_device_dynamic_rendering_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_dynamic_rendering_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_dynamic_rendering_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDynamicRenderingFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDynamicRenderingFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_dynamic_rendering_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceDynamicRenderingFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_dynamic_rendering_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_dynamic_rendering_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceDynamicRenderingFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceDynamicRenderingFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_dynamic_rendering_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceDynamicRenderingFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        179 => {
+            let v = gen_physical_device_dynamic_rendering_unused_attachments_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe {
+                enc_physical_device_dynamic_rendering_unused_attachments_features_ext(&mut e1, &v)
+            };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_physical_device_dynamic_rendering_unused_attachments_features_ext(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe {
+                enc_physical_device_dynamic_rendering_unused_attachments_features_ext(&mut e2, &w)
+            };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_dynamic_rendering_unused_attachments_features_ext_partial(
+                    &mut p1, &v,
+                )
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_dynamic_rendering_unused_attachments_features_ext_partial(
+                &mut d, &cx,
+            )
+            .map_err(|e| {
+                format!("VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_dynamic_rendering_unused_attachments_features_ext_partial(
+                    &mut p2, &x,
+                )
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceDynamicRenderingUnusedAttachmentsFeaturesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        180 => {
+            let v = gen_physical_device_extended_dynamic_state2_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state2_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_extended_dynamic_state2_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExtendedDynamicState2FeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExtendedDynamicState2FeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state2_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState2FeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_extended_dynamic_state2_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_extended_dynamic_state2_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceExtendedDynamicState2FeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState2FeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_extended_dynamic_state2_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState2FeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        181 => {
+            let v = gen_physical_device_extended_dynamic_state3_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state3_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_extended_dynamic_state3_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExtendedDynamicState3FeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExtendedDynamicState3FeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state3_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState3FeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_extended_dynamic_state3_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_extended_dynamic_state3_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceExtendedDynamicState3FeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState3FeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_extended_dynamic_state3_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState3FeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        182 => {
+            let v = gen_physical_device_extended_dynamic_state3_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state3_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_extended_dynamic_state3_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExtendedDynamicState3PropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExtendedDynamicState3PropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state3_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState3PropertiesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_extended_dynamic_state3_properties_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_extended_dynamic_state3_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceExtendedDynamicState3PropertiesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState3PropertiesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_extended_dynamic_state3_properties_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicState3PropertiesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        183 => {
+            let v = gen_physical_device_extended_dynamic_state_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_extended_dynamic_state_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExtendedDynamicStateFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExtendedDynamicStateFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_extended_dynamic_state_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicStateFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_extended_dynamic_state_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_extended_dynamic_state_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceExtendedDynamicStateFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicStateFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_extended_dynamic_state_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceExtendedDynamicStateFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        184 => {
+            let v = gen_physical_device_external_buffer_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_external_buffer_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_external_buffer_info(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExternalBufferInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExternalBufferInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_external_buffer_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceExternalBufferInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        185 => {
+            let v = gen_physical_device_external_fence_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_external_fence_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_external_fence_info(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExternalFenceInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExternalFenceInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_external_fence_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceExternalFenceInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        186 => {
+            let v = gen_physical_device_external_image_format_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_external_image_format_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_external_image_format_info(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExternalImageFormatInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExternalImageFormatInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_external_image_format_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceExternalImageFormatInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        187 => {
+            let v = gen_physical_device_external_semaphore_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_external_semaphore_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_external_semaphore_info(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceExternalSemaphoreInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceExternalSemaphoreInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_external_semaphore_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceExternalSemaphoreInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        188 => {
+            let v = gen_physical_device_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        189 => {
+            let v = gen_physical_device_features2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_features2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_features2(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFeatures2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFeatures2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_features2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceFeatures2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_features2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_features2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFeatures2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceFeatures2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_features2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceFeatures2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        190 => {
+            let v = gen_physical_device_float_controls_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_float_controls_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_float_controls_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFloatControlsProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFloatControlsProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_float_controls_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceFloatControlsProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_float_controls_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_float_controls_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFloatControlsProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceFloatControlsProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_float_controls_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFloatControlsProperties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        191 => {
+            let v = gen_physical_device_fragment_shader_interlock_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_fragment_shader_interlock_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_fragment_shader_interlock_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_fragment_shader_interlock_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_fragment_shader_interlock_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_fragment_shader_interlock_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_fragment_shader_interlock_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShaderInterlockFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        192 => {
+            let v = gen_physical_device_fragment_shading_rate_features_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_fragment_shading_rate_features_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_fragment_shading_rate_features_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFragmentShadingRateFeaturesKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFragmentShadingRateFeaturesKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_fragment_shading_rate_features_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRateFeaturesKHR: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_fragment_shading_rate_features_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_fragment_shading_rate_features_khr_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceFragmentShadingRateFeaturesKHR partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRateFeaturesKHR: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_fragment_shading_rate_features_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRateFeaturesKHR: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        193 => {
+            let v = gen_physical_device_fragment_shading_rate_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_fragment_shading_rate_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_fragment_shading_rate_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFragmentShadingRateKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFragmentShadingRateKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_fragment_shading_rate_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceFragmentShadingRateKHR: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_fragment_shading_rate_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_fragment_shading_rate_khr_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFragmentShadingRateKHR partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceFragmentShadingRateKHR: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_fragment_shading_rate_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRateKHR: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        194 => {
+            let v = gen_physical_device_fragment_shading_rate_properties_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_fragment_shading_rate_properties_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_fragment_shading_rate_properties_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceFragmentShadingRatePropertiesKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceFragmentShadingRatePropertiesKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_fragment_shading_rate_properties_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRatePropertiesKHR: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_fragment_shading_rate_properties_khr_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_fragment_shading_rate_properties_khr_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceFragmentShadingRatePropertiesKHR partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRatePropertiesKHR: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_fragment_shading_rate_properties_khr_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceFragmentShadingRatePropertiesKHR: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        195 => {
+            let v = gen_physical_device_graphics_pipeline_library_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_graphics_pipeline_library_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_graphics_pipeline_library_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_graphics_pipeline_library_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_graphics_pipeline_library_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_graphics_pipeline_library_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_graphics_pipeline_library_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        196 => {
+            let v = gen_physical_device_graphics_pipeline_library_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_graphics_pipeline_library_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_graphics_pipeline_library_properties_ext(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_graphics_pipeline_library_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_graphics_pipeline_library_properties_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_graphics_pipeline_library_properties_ext_partial(&mut d, &cx)
+                    .map_err(|e| {
+                    format!("VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_graphics_pipeline_library_properties_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceGraphicsPipelineLibraryPropertiesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        197 => {
+            let v = gen_physical_device_group_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_group_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_group_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceGroupProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceGroupProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_group_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceGroupProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_group_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_group_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceGroupProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceGroupProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_group_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceGroupProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        198 => {
+            let v = gen_physical_device_host_query_reset_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_host_query_reset_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_host_query_reset_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceHostQueryResetFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceHostQueryResetFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_host_query_reset_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceHostQueryResetFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_host_query_reset_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_host_query_reset_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceHostQueryResetFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceHostQueryResetFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_host_query_reset_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceHostQueryResetFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        199 => {
+            let v = gen_physical_device_id_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_id_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_id_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceIDProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceIDProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_id_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceIDProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_id_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_id_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceIDProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceIDProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_id_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceIDProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        200 => {
+            let v = gen_physical_device_image2_d_view_of3_d_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_image2_d_view_of3_d_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_image2_d_view_of3_d_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImage2DViewOf3DFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceImage2DViewOf3DFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_image2_d_view_of3_d_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceImage2DViewOf3DFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_image2_d_view_of3_d_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_image2_d_view_of3_d_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImage2DViewOf3DFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceImage2DViewOf3DFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_image2_d_view_of3_d_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceImage2DViewOf3DFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        201 => {
+            let v = gen_physical_device_image_drm_format_modifier_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_image_drm_format_modifier_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_image_drm_format_modifier_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImageDrmFormatModifierInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceImageDrmFormatModifierInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_image_drm_format_modifier_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceImageDrmFormatModifierInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        202 => {
+            let v = gen_physical_device_image_format_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_image_format_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_image_format_info2(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImageFormatInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceImageFormatInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_image_format_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceImageFormatInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        203 => {
+            let v = gen_physical_device_image_robustness_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_image_robustness_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_image_robustness_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImageRobustnessFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceImageRobustnessFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_image_robustness_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceImageRobustnessFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_image_robustness_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_image_robustness_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImageRobustnessFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceImageRobustnessFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_image_robustness_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceImageRobustnessFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        204 => {
+            let v = gen_physical_device_image_view_min_lod_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_image_view_min_lod_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_image_view_min_lod_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImageViewMinLodFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceImageViewMinLodFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_image_view_min_lod_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceImageViewMinLodFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_image_view_min_lod_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_image_view_min_lod_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImageViewMinLodFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceImageViewMinLodFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_image_view_min_lod_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceImageViewMinLodFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        205 => {
+            let v = gen_physical_device_imageless_framebuffer_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_imageless_framebuffer_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_imageless_framebuffer_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceImagelessFramebufferFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceImagelessFramebufferFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_imageless_framebuffer_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceImagelessFramebufferFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_imageless_framebuffer_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_imageless_framebuffer_features_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceImagelessFramebufferFeatures partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceImagelessFramebufferFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_imageless_framebuffer_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceImagelessFramebufferFeatures: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        206 => {
+            let v = gen_physical_device_index_type_uint8_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_index_type_uint8_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_index_type_uint8_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceIndexTypeUint8FeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceIndexTypeUint8FeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_index_type_uint8_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceIndexTypeUint8FeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_index_type_uint8_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_index_type_uint8_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceIndexTypeUint8FeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceIndexTypeUint8FeaturesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_index_type_uint8_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceIndexTypeUint8FeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        207 => {
+            let v = gen_physical_device_inline_uniform_block_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_inline_uniform_block_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_inline_uniform_block_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceInlineUniformBlockFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceInlineUniformBlockFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_inline_uniform_block_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceInlineUniformBlockFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_inline_uniform_block_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_inline_uniform_block_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceInlineUniformBlockFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceInlineUniformBlockFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_inline_uniform_block_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceInlineUniformBlockFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        208 => {
+            let v = gen_physical_device_inline_uniform_block_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_inline_uniform_block_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_inline_uniform_block_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceInlineUniformBlockProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceInlineUniformBlockProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_inline_uniform_block_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceInlineUniformBlockProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_inline_uniform_block_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_inline_uniform_block_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceInlineUniformBlockProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceInlineUniformBlockProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_inline_uniform_block_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceInlineUniformBlockProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        209 => {
+            let v = gen_physical_device_limits(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_limits(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_limits(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceLimits: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceLimits: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_limits(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceLimits: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_limits_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_limits_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceLimits partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceLimits: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_limits_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceLimits: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        210 => {
+            let v = gen_physical_device_line_rasterization_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_line_rasterization_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_line_rasterization_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceLineRasterizationFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceLineRasterizationFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_line_rasterization_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceLineRasterizationFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_line_rasterization_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_line_rasterization_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceLineRasterizationFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceLineRasterizationFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_line_rasterization_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceLineRasterizationFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        211 => {
+            let v = gen_physical_device_line_rasterization_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_line_rasterization_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_line_rasterization_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceLineRasterizationPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceLineRasterizationPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_line_rasterization_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceLineRasterizationPropertiesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_line_rasterization_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_line_rasterization_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceLineRasterizationPropertiesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceLineRasterizationPropertiesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_line_rasterization_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceLineRasterizationPropertiesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        212 => {
+            let v = gen_physical_device_maintenance3_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_maintenance3_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_maintenance3_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance3Properties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMaintenance3Properties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_maintenance3_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMaintenance3Properties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance3_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_maintenance3_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance3Properties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMaintenance3Properties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance3_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMaintenance3Properties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        213 => {
+            let v = gen_physical_device_maintenance4_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_maintenance4_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_maintenance4_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance4Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMaintenance4Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_maintenance4_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMaintenance4Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance4_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_maintenance4_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance4Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMaintenance4Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance4_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMaintenance4Features: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        214 => {
+            let v = gen_physical_device_maintenance4_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_maintenance4_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_maintenance4_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance4Properties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMaintenance4Properties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_maintenance4_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMaintenance4Properties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance4_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_maintenance4_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance4Properties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMaintenance4Properties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance4_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMaintenance4Properties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        215 => {
+            let v = gen_physical_device_maintenance5_features_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_maintenance5_features_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_maintenance5_features_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance5FeaturesKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMaintenance5FeaturesKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_maintenance5_features_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMaintenance5FeaturesKHR: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance5_features_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_maintenance5_features_khr_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance5FeaturesKHR partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMaintenance5FeaturesKHR: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance5_features_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMaintenance5FeaturesKHR: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        216 => {
+            let v = gen_physical_device_maintenance5_properties_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_maintenance5_properties_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_maintenance5_properties_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance5PropertiesKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMaintenance5PropertiesKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_maintenance5_properties_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMaintenance5PropertiesKHR: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance5_properties_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_maintenance5_properties_khr_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMaintenance5PropertiesKHR partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMaintenance5PropertiesKHR: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_maintenance5_properties_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMaintenance5PropertiesKHR: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        217 => {
+            let v = gen_physical_device_memory_budget_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_memory_budget_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_memory_budget_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMemoryBudgetPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMemoryBudgetPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_memory_budget_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMemoryBudgetPropertiesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_memory_budget_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_memory_budget_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMemoryBudgetPropertiesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMemoryBudgetPropertiesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_memory_budget_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMemoryBudgetPropertiesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        218 => {
+            let v = gen_physical_device_memory_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_memory_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_memory_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMemoryProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMemoryProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_memory_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMemoryProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_memory_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_memory_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMemoryProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMemoryProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_memory_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceMemoryProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        219 => {
+            let v = gen_physical_device_memory_properties2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_memory_properties2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_memory_properties2(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMemoryProperties2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMemoryProperties2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_memory_properties2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMemoryProperties2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_memory_properties2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_memory_properties2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMemoryProperties2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMemoryProperties2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_memory_properties2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceMemoryProperties2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        220 => {
+            let v = gen_physical_device_multi_draw_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_multi_draw_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_multi_draw_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiDrawFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMultiDrawFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_multi_draw_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMultiDrawFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multi_draw_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_multi_draw_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiDrawFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMultiDrawFeaturesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multi_draw_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMultiDrawFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        221 => {
+            let v = gen_physical_device_multi_draw_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_multi_draw_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_multi_draw_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiDrawPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMultiDrawPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_multi_draw_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMultiDrawPropertiesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multi_draw_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_multi_draw_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiDrawPropertiesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMultiDrawPropertiesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multi_draw_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMultiDrawPropertiesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        222 => {
+            let v = gen_physical_device_multiview_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_multiview_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_multiview_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiviewFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMultiviewFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_multiview_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMultiviewFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multiview_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_multiview_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiviewFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMultiviewFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multiview_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceMultiviewFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        223 => {
+            let v = gen_physical_device_multiview_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_multiview_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_multiview_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiviewProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMultiviewProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_multiview_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceMultiviewProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multiview_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_multiview_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMultiviewProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceMultiviewProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_multiview_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMultiviewProperties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        224 => {
+            let v = gen_physical_device_mutable_descriptor_type_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_mutable_descriptor_type_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_mutable_descriptor_type_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_mutable_descriptor_type_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_mutable_descriptor_type_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_mutable_descriptor_type_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_mutable_descriptor_type_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceMutableDescriptorTypeFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        225 => {
+            let v = gen_physical_device_non_seamless_cube_map_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_non_seamless_cube_map_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_non_seamless_cube_map_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_non_seamless_cube_map_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_non_seamless_cube_map_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_non_seamless_cube_map_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_non_seamless_cube_map_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceNonSeamlessCubeMapFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        226 => {
+            let v = gen_physical_device_pci_bus_info_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_pci_bus_info_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_pci_bus_info_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePCIBusInfoPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePCIBusInfoPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_pci_bus_info_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDevicePCIBusInfoPropertiesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_pci_bus_info_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_pci_bus_info_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePCIBusInfoPropertiesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDevicePCIBusInfoPropertiesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_pci_bus_info_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePCIBusInfoPropertiesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        227 => {
+            let v = gen_physical_device_pipeline_creation_cache_control_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_pipeline_creation_cache_control_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_pipeline_creation_cache_control_features(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDevicePipelineCreationCacheControlFeatures: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePipelineCreationCacheControlFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_pipeline_creation_cache_control_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePipelineCreationCacheControlFeatures: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_pipeline_creation_cache_control_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_pipeline_creation_cache_control_features_partial(&mut d, &cx)
+                    .map_err(|e| {
+                    format!("VkPhysicalDevicePipelineCreationCacheControlFeatures partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDevicePipelineCreationCacheControlFeatures: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_pipeline_creation_cache_control_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDevicePipelineCreationCacheControlFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        228 => {
+            let v = gen_physical_device_point_clipping_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_point_clipping_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_point_clipping_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePointClippingProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePointClippingProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_point_clipping_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDevicePointClippingProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_point_clipping_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_point_clipping_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePointClippingProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDevicePointClippingProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_point_clipping_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePointClippingProperties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        229 => {
+            let v = gen_physical_device_primitive_topology_list_restart_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe {
+                enc_physical_device_primitive_topology_list_restart_features_ext(&mut e1, &v)
+            };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_primitive_topology_list_restart_features_ext(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe {
+                enc_physical_device_primitive_topology_list_restart_features_ext(&mut e2, &w)
+            };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_primitive_topology_list_restart_features_ext_partial(
+                    &mut p1, &v,
+                )
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_primitive_topology_list_restart_features_ext_partial(
+                &mut d, &cx,
+            )
+            .map_err(|e| {
+                format!("VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_primitive_topology_list_restart_features_ext_partial(
+                    &mut p2, &x,
+                )
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDevicePrimitiveTopologyListRestartFeaturesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        230 => {
+            let v = gen_physical_device_primitives_generated_query_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_primitives_generated_query_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_primitives_generated_query_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_primitives_generated_query_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_primitives_generated_query_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_primitives_generated_query_features_ext_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_primitives_generated_query_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDevicePrimitivesGeneratedQueryFeaturesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        231 => {
+            let v = gen_physical_device_private_data_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_private_data_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_private_data_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePrivateDataFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePrivateDataFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_private_data_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDevicePrivateDataFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_private_data_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_private_data_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePrivateDataFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDevicePrivateDataFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_private_data_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePrivateDataFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        232 => {
+            let v = gen_physical_device_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        233 => {
+            let v = gen_physical_device_properties2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_properties2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_properties2(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProperties2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceProperties2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_properties2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceProperties2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_properties2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_properties2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProperties2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceProperties2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_properties2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceProperties2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        234 => {
+            let v = gen_physical_device_protected_memory_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_protected_memory_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_protected_memory_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProtectedMemoryFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceProtectedMemoryFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_protected_memory_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceProtectedMemoryFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_protected_memory_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_protected_memory_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProtectedMemoryFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceProtectedMemoryFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_protected_memory_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceProtectedMemoryFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        235 => {
+            let v = gen_physical_device_protected_memory_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_protected_memory_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_protected_memory_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProtectedMemoryProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceProtectedMemoryProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_protected_memory_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceProtectedMemoryProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_protected_memory_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_protected_memory_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProtectedMemoryProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceProtectedMemoryProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_protected_memory_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceProtectedMemoryProperties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        236 => {
+            let v = gen_physical_device_provoking_vertex_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_provoking_vertex_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_provoking_vertex_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProvokingVertexFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceProvokingVertexFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_provoking_vertex_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceProvokingVertexFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_provoking_vertex_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_provoking_vertex_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProvokingVertexFeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceProvokingVertexFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_provoking_vertex_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceProvokingVertexFeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        237 => {
+            let v = gen_physical_device_provoking_vertex_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_provoking_vertex_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_provoking_vertex_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceProvokingVertexPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceProvokingVertexPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_provoking_vertex_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceProvokingVertexPropertiesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_provoking_vertex_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_provoking_vertex_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceProvokingVertexPropertiesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceProvokingVertexPropertiesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_provoking_vertex_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceProvokingVertexPropertiesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        238 => {
+            let v = gen_physical_device_push_descriptor_properties_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_push_descriptor_properties_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_push_descriptor_properties_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePushDescriptorPropertiesKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDevicePushDescriptorPropertiesKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_push_descriptor_properties_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePushDescriptorPropertiesKHR: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_push_descriptor_properties_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_push_descriptor_properties_khr_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDevicePushDescriptorPropertiesKHR partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDevicePushDescriptorPropertiesKHR: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_push_descriptor_properties_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDevicePushDescriptorPropertiesKHR: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        239 => {
+            let v = gen_physical_device_rasterization_order_attachment_access_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe {
+                enc_physical_device_rasterization_order_attachment_access_features_ext(&mut e1, &v)
+            };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_physical_device_rasterization_order_attachment_access_features_ext(&mut d, &cx)
+                    .map_err(|e| {
+                        format!(
+                            "VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT: {e}"
+                        )
+                    })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe {
+                enc_physical_device_rasterization_order_attachment_access_features_ext(&mut e2, &w)
+            };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_rasterization_order_attachment_access_features_ext_partial(
+                    &mut p1, &v,
+                )
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_rasterization_order_attachment_access_features_ext_partial(
+                &mut d, &cx,
+            )
+            .map_err(|e| {
+                format!(
+                    "VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT partial: {e}"
+                )
+            })?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_rasterization_order_attachment_access_features_ext_partial(
+                    &mut p2, &x,
+                )
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceRasterizationOrderAttachmentAccessFeaturesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        240 => {
+            let v = gen_physical_device_robustness2_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_robustness2_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_robustness2_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceRobustness2FeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceRobustness2FeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_robustness2_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceRobustness2FeaturesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_robustness2_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_robustness2_features_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceRobustness2FeaturesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceRobustness2FeaturesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_robustness2_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceRobustness2FeaturesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        241 => {
+            let v = gen_physical_device_robustness2_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_robustness2_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_robustness2_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceRobustness2PropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceRobustness2PropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_robustness2_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceRobustness2PropertiesEXT: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_robustness2_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_robustness2_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceRobustness2PropertiesEXT partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceRobustness2PropertiesEXT: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_robustness2_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceRobustness2PropertiesEXT: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        242 => {
+            let v = gen_physical_device_sampler_filter_minmax_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_sampler_filter_minmax_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_sampler_filter_minmax_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSamplerFilterMinmaxProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSamplerFilterMinmaxProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_sampler_filter_minmax_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSamplerFilterMinmaxProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_sampler_filter_minmax_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_sampler_filter_minmax_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceSamplerFilterMinmaxProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceSamplerFilterMinmaxProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_sampler_filter_minmax_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSamplerFilterMinmaxProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        243 => {
+            let v = gen_physical_device_sampler_ycbcr_conversion_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_sampler_ycbcr_conversion_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_sampler_ycbcr_conversion_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSamplerYcbcrConversionFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSamplerYcbcrConversionFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_sampler_ycbcr_conversion_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSamplerYcbcrConversionFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_sampler_ycbcr_conversion_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_sampler_ycbcr_conversion_features_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceSamplerYcbcrConversionFeatures partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceSamplerYcbcrConversionFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_sampler_ycbcr_conversion_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSamplerYcbcrConversionFeatures: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        244 => {
+            let v = gen_physical_device_scalar_block_layout_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_scalar_block_layout_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_scalar_block_layout_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceScalarBlockLayoutFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceScalarBlockLayoutFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_scalar_block_layout_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceScalarBlockLayoutFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_scalar_block_layout_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_scalar_block_layout_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceScalarBlockLayoutFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceScalarBlockLayoutFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_scalar_block_layout_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceScalarBlockLayoutFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        245 => {
+            let v = gen_physical_device_separate_depth_stencil_layouts_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_separate_depth_stencil_layouts_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_separate_depth_stencil_layouts_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_separate_depth_stencil_layouts_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_separate_depth_stencil_layouts_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_separate_depth_stencil_layouts_features_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_separate_depth_stencil_layouts_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceSeparateDepthStencilLayoutsFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        246 => {
+            let v = gen_physical_device_shader_atomic_int64_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_atomic_int64_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_atomic_int64_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderAtomicInt64Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderAtomicInt64Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_atomic_int64_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceShaderAtomicInt64Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_atomic_int64_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_atomic_int64_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderAtomicInt64Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceShaderAtomicInt64Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_atomic_int64_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderAtomicInt64Features: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        247 => {
+            let v = gen_physical_device_shader_clock_features_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_clock_features_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_clock_features_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderClockFeaturesKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderClockFeaturesKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_clock_features_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceShaderClockFeaturesKHR: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_clock_features_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_clock_features_khr_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderClockFeaturesKHR partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceShaderClockFeaturesKHR: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_clock_features_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderClockFeaturesKHR: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        248 => {
+            let v = gen_physical_device_shader_demote_to_helper_invocation_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_demote_to_helper_invocation_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_demote_to_helper_invocation_features(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_demote_to_helper_invocation_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_demote_to_helper_invocation_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_demote_to_helper_invocation_features_partial(
+                &mut d, &cx,
+            )
+            .map_err(|e| {
+                format!("VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_demote_to_helper_invocation_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceShaderDemoteToHelperInvocationFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        249 => {
+            let v = gen_physical_device_shader_draw_parameters_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_draw_parameters_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_draw_parameters_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderDrawParametersFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderDrawParametersFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_draw_parameters_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderDrawParametersFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_draw_parameters_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_draw_parameters_features_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceShaderDrawParametersFeatures partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceShaderDrawParametersFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_draw_parameters_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderDrawParametersFeatures: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        250 => {
+            let v = gen_physical_device_shader_float16_int8_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_float16_int8_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_float16_int8_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderFloat16Int8Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderFloat16Int8Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_float16_int8_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceShaderFloat16Int8Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_float16_int8_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_float16_int8_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderFloat16Int8Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceShaderFloat16Int8Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_float16_int8_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderFloat16Int8Features: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        251 => {
+            let v = gen_physical_device_shader_integer_dot_product_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_integer_dot_product_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_integer_dot_product_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderIntegerDotProductFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderIntegerDotProductFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_integer_dot_product_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderIntegerDotProductFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_integer_dot_product_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_integer_dot_product_features_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceShaderIntegerDotProductFeatures partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceShaderIntegerDotProductFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_shader_integer_dot_product_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderIntegerDotProductFeatures: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        252 => {
+            let v = gen_physical_device_shader_integer_dot_product_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_integer_dot_product_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_integer_dot_product_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderIntegerDotProductProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderIntegerDotProductProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_integer_dot_product_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderIntegerDotProductProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_integer_dot_product_properties_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_integer_dot_product_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceShaderIntegerDotProductProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceShaderIntegerDotProductProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_integer_dot_product_properties_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderIntegerDotProductProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        253 => {
+            let v = gen_physical_device_shader_subgroup_extended_types_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_subgroup_extended_types_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_subgroup_extended_types_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_subgroup_extended_types_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_subgroup_extended_types_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_shader_subgroup_extended_types_features_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_subgroup_extended_types_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceShaderSubgroupExtendedTypesFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        254 => {
+            let v = gen_physical_device_shader_terminate_invocation_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_shader_terminate_invocation_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_shader_terminate_invocation_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceShaderTerminateInvocationFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceShaderTerminateInvocationFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_shader_terminate_invocation_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderTerminateInvocationFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_terminate_invocation_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_shader_terminate_invocation_features_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceShaderTerminateInvocationFeatures partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceShaderTerminateInvocationFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_shader_terminate_invocation_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceShaderTerminateInvocationFeatures: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        255 => {
+            let v = gen_physical_device_sparse_image_format_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_sparse_image_format_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_sparse_image_format_info2(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSparseImageFormatInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSparseImageFormatInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_sparse_image_format_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceSparseImageFormatInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        256 => {
+            let v = gen_physical_device_sparse_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_sparse_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_sparse_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSparseProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSparseProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_sparse_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceSparseProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_sparse_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_sparse_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSparseProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceSparseProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_sparse_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceSparseProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        257 => {
+            let v = gen_physical_device_subgroup_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_subgroup_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_subgroup_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSubgroupProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSubgroupProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_subgroup_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceSubgroupProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_subgroup_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_subgroup_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSubgroupProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceSubgroupProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_subgroup_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceSubgroupProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        258 => {
+            let v = gen_physical_device_subgroup_size_control_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_subgroup_size_control_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_subgroup_size_control_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSubgroupSizeControlFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSubgroupSizeControlFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_subgroup_size_control_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSubgroupSizeControlFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_subgroup_size_control_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_subgroup_size_control_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSubgroupSizeControlFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceSubgroupSizeControlFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_subgroup_size_control_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSubgroupSizeControlFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        259 => {
+            let v = gen_physical_device_subgroup_size_control_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_subgroup_size_control_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_subgroup_size_control_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSubgroupSizeControlProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSubgroupSizeControlProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_subgroup_size_control_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSubgroupSizeControlProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_subgroup_size_control_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_subgroup_size_control_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceSubgroupSizeControlProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceSubgroupSizeControlProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_subgroup_size_control_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSubgroupSizeControlProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        260 => {
+            let v = gen_physical_device_synchronization2_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_synchronization2_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_synchronization2_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSynchronization2Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceSynchronization2Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_synchronization2_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceSynchronization2Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_synchronization2_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_synchronization2_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceSynchronization2Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceSynchronization2Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_synchronization2_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceSynchronization2Features: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        261 => {
+            let v = gen_physical_device_texel_buffer_alignment_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_texel_buffer_alignment_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_texel_buffer_alignment_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_texel_buffer_alignment_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_texel_buffer_alignment_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_texel_buffer_alignment_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_texel_buffer_alignment_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTexelBufferAlignmentFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        262 => {
+            let v = gen_physical_device_texel_buffer_alignment_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_texel_buffer_alignment_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_texel_buffer_alignment_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTexelBufferAlignmentProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTexelBufferAlignmentProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_texel_buffer_alignment_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTexelBufferAlignmentProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_texel_buffer_alignment_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_texel_buffer_alignment_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceTexelBufferAlignmentProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceTexelBufferAlignmentProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_texel_buffer_alignment_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTexelBufferAlignmentProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        263 => {
+            let v = gen_physical_device_texture_compression_astchdr_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_texture_compression_astchdr_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_texture_compression_astchdr_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTextureCompressionASTCHDRFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTextureCompressionASTCHDRFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_texture_compression_astchdr_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTextureCompressionASTCHDRFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_texture_compression_astchdr_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_texture_compression_astchdr_features_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceTextureCompressionASTCHDRFeatures partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceTextureCompressionASTCHDRFeatures: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_texture_compression_astchdr_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTextureCompressionASTCHDRFeatures: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        264 => {
+            let v = gen_physical_device_timeline_semaphore_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_timeline_semaphore_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_timeline_semaphore_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTimelineSemaphoreFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTimelineSemaphoreFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_timeline_semaphore_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceTimelineSemaphoreFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_timeline_semaphore_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_timeline_semaphore_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTimelineSemaphoreFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceTimelineSemaphoreFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_timeline_semaphore_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTimelineSemaphoreFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        265 => {
+            let v = gen_physical_device_timeline_semaphore_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_timeline_semaphore_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_timeline_semaphore_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTimelineSemaphoreProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTimelineSemaphoreProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_timeline_semaphore_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTimelineSemaphoreProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_timeline_semaphore_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_timeline_semaphore_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTimelineSemaphoreProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceTimelineSemaphoreProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_timeline_semaphore_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTimelineSemaphoreProperties: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        266 => {
+            let v = gen_physical_device_tool_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_tool_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_tool_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceToolProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceToolProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_tool_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceToolProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_tool_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_tool_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceToolProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceToolProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_tool_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceToolProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        267 => {
+            let v = gen_physical_device_transform_feedback_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_transform_feedback_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_transform_feedback_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTransformFeedbackFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTransformFeedbackFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_transform_feedback_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTransformFeedbackFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_transform_feedback_features_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_transform_feedback_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceTransformFeedbackFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceTransformFeedbackFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_transform_feedback_features_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTransformFeedbackFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        268 => {
+            let v = gen_physical_device_transform_feedback_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_transform_feedback_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_transform_feedback_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceTransformFeedbackPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceTransformFeedbackPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_transform_feedback_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTransformFeedbackPropertiesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_transform_feedback_properties_ext_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_transform_feedback_properties_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceTransformFeedbackPropertiesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceTransformFeedbackPropertiesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_transform_feedback_properties_ext_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceTransformFeedbackPropertiesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        269 => {
+            let v = gen_physical_device_uniform_buffer_standard_layout_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_uniform_buffer_standard_layout_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_uniform_buffer_standard_layout_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceUniformBufferStandardLayoutFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceUniformBufferStandardLayoutFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_uniform_buffer_standard_layout_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceUniformBufferStandardLayoutFeatures: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_uniform_buffer_standard_layout_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_uniform_buffer_standard_layout_features_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDeviceUniformBufferStandardLayoutFeatures partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceUniformBufferStandardLayoutFeatures: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_uniform_buffer_standard_layout_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceUniformBufferStandardLayoutFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        270 => {
+            let v = gen_physical_device_variable_pointers_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_variable_pointers_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_variable_pointers_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVariablePointersFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVariablePointersFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_variable_pointers_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVariablePointersFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_variable_pointers_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_variable_pointers_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVariablePointersFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVariablePointersFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_variable_pointers_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVariablePointersFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        271 => {
+            let v = gen_physical_device_vertex_attribute_divisor_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vertex_attribute_divisor_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vertex_attribute_divisor_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vertex_attribute_divisor_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_vertex_attribute_divisor_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vertex_attribute_divisor_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_vertex_attribute_divisor_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVertexAttributeDivisorFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        272 => {
+            let v = gen_physical_device_vertex_attribute_divisor_properties_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vertex_attribute_divisor_properties_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vertex_attribute_divisor_properties_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vertex_attribute_divisor_properties_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_vertex_attribute_divisor_properties_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_vertex_attribute_divisor_properties_ext_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_vertex_attribute_divisor_properties_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVertexAttributeDivisorPropertiesEXT: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        273 => {
+            let v = gen_physical_device_vertex_input_dynamic_state_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vertex_input_dynamic_state_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vertex_input_dynamic_state_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vertex_input_dynamic_state_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_vertex_input_dynamic_state_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_vertex_input_dynamic_state_features_ext_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!("VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT partial: {e}")
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_vertex_input_dynamic_state_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVertexInputDynamicStateFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        274 => {
+            let v = gen_physical_device_vulkan11_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan11_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan11_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan11Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkan11Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan11_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan11Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan11_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan11_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan11Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkan11Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan11_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan11Features: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        275 => {
+            let v = gen_physical_device_vulkan11_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan11_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan11_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan11Properties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkan11Properties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan11_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan11Properties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan11_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan11_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan11Properties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkan11Properties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan11_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan11Properties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        276 => {
+            let v = gen_physical_device_vulkan12_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan12_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan12_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan12Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkan12Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan12_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan12Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan12_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan12_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan12Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkan12Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan12_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan12Features: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        277 => {
+            let v = gen_physical_device_vulkan12_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan12_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan12_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan12Properties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkan12Properties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan12_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan12Properties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan12_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan12_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan12Properties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkan12Properties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan12_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan12Properties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        278 => {
+            let v = gen_physical_device_vulkan13_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan13_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan13_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan13Features: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkan13Features: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan13_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan13Features: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan13_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan13_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan13Features partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkan13Features: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan13_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan13Features: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        279 => {
+            let v = gen_physical_device_vulkan13_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan13_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan13_properties(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan13Properties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkan13Properties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan13_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan13Properties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan13_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan13_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkan13Properties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkan13Properties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan13_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkan13Properties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        280 => {
+            let v = gen_physical_device_vulkan_memory_model_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_vulkan_memory_model_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_vulkan_memory_model_features(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkanMemoryModelFeatures: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceVulkanMemoryModelFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_vulkan_memory_model_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPhysicalDeviceVulkanMemoryModelFeatures: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan_memory_model_features_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_vulkan_memory_model_features_partial(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceVulkanMemoryModelFeatures partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkPhysicalDeviceVulkanMemoryModelFeatures: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_physical_device_vulkan_memory_model_features_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceVulkanMemoryModelFeatures: partial re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        281 => {
+            let v = gen_physical_device_ycbcr2_plane444_formats_features_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_ycbcr2_plane444_formats_features_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_ycbcr2_plane444_formats_features_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_ycbcr2_plane444_formats_features_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_ycbcr2_plane444_formats_features_ext_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_physical_device_ycbcr2_plane444_formats_features_ext_partial(&mut d, &cx)
+                .map_err(|e| {
+                format!("VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT partial: {e}")
+            })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_ycbcr2_plane444_formats_features_ext_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceYcbcr2Plane444FormatsFeaturesEXT: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        282 => {
+            let v = gen_physical_device_zero_initialize_workgroup_memory_features(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_physical_device_zero_initialize_workgroup_memory_features(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_physical_device_zero_initialize_workgroup_memory_features(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_physical_device_zero_initialize_workgroup_memory_features(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures: re-encode differs"
+                        .into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_zero_initialize_workgroup_memory_features_partial(&mut p1, &v)
+            };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x =
+                dec_physical_device_zero_initialize_workgroup_memory_features_partial(&mut d, &cx)
+                    .map_err(|e| {
+                        format!(
+                            "VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures partial: {e}"
+                        )
+                    })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures: partial bytes left"
+                        .into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe {
+                enc_physical_device_zero_initialize_workgroup_memory_features_partial(&mut p2, &x)
+            };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkPhysicalDeviceZeroInitializeWorkgroupMemoryFeatures: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        283 => {
+            let v = gen_pipeline_cache_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_cache_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_cache_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineCacheCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineCacheCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_cache_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineCacheCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        284 => {
+            let v = gen_pipeline_color_blend_attachment_state(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_color_blend_attachment_state(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_color_blend_attachment_state(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineColorBlendAttachmentState: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineColorBlendAttachmentState: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_color_blend_attachment_state(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineColorBlendAttachmentState: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        285 => {
+            let v = gen_pipeline_color_blend_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_color_blend_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_color_blend_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineColorBlendStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineColorBlendStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_color_blend_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineColorBlendStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        286 => {
+            let v = gen_pipeline_color_write_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_color_write_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_color_write_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineColorWriteCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineColorWriteCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_color_write_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineColorWriteCreateInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        287 => {
+            let v = gen_pipeline_create_flags2_create_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_create_flags2_create_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_create_flags2_create_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineCreateFlags2CreateInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineCreateFlags2CreateInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_create_flags2_create_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineCreateFlags2CreateInfoKHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        288 => {
+            let v = gen_pipeline_creation_feedback(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_creation_feedback(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_creation_feedback(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineCreationFeedback: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineCreationFeedback: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_creation_feedback(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineCreationFeedback: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        289 => {
+            let v = gen_pipeline_creation_feedback_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_creation_feedback_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_creation_feedback_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineCreationFeedbackCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineCreationFeedbackCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_creation_feedback_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineCreationFeedbackCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        290 => {
+            let v = gen_pipeline_depth_stencil_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_depth_stencil_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_depth_stencil_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineDepthStencilStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineDepthStencilStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_depth_stencil_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineDepthStencilStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        291 => {
+            let v = gen_pipeline_dynamic_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_dynamic_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_dynamic_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineDynamicStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineDynamicStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_dynamic_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineDynamicStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        292 => {
+            let v = gen_pipeline_fragment_shading_rate_state_create_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_fragment_shading_rate_state_create_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_fragment_shading_rate_state_create_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineFragmentShadingRateStateCreateInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineFragmentShadingRateStateCreateInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_fragment_shading_rate_state_create_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineFragmentShadingRateStateCreateInfoKHR: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        293 => {
+            let v = gen_pipeline_input_assembly_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_input_assembly_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_input_assembly_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineInputAssemblyStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineInputAssemblyStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_input_assembly_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineInputAssemblyStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        294 => {
+            let v = gen_pipeline_layout_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_layout_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_layout_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineLayoutCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineLayoutCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_layout_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineLayoutCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        295 => {
+            let v = gen_pipeline_library_create_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_library_create_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_library_create_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineLibraryCreateInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineLibraryCreateInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_library_create_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineLibraryCreateInfoKHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        296 => {
+            let v = gen_pipeline_multisample_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_multisample_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_multisample_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineMultisampleStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineMultisampleStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_multisample_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineMultisampleStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        297 => {
+            let v = gen_pipeline_rasterization_conservative_state_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_rasterization_conservative_state_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rasterization_conservative_state_create_info_ext(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPipelineRasterizationConservativeStateCreateInfoEXT: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRasterizationConservativeStateCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_rasterization_conservative_state_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineRasterizationConservativeStateCreateInfoEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        298 => {
+            let v = gen_pipeline_rasterization_depth_clip_state_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_rasterization_depth_clip_state_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rasterization_depth_clip_state_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineRasterizationDepthClipStateCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRasterizationDepthClipStateCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_rasterization_depth_clip_state_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineRasterizationDepthClipStateCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        299 => {
+            let v = gen_pipeline_rasterization_line_state_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_rasterization_line_state_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rasterization_line_state_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineRasterizationLineStateCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRasterizationLineStateCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_rasterization_line_state_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineRasterizationLineStateCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        300 => {
+            let v = gen_pipeline_rasterization_provoking_vertex_state_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe {
+                enc_pipeline_rasterization_provoking_vertex_state_create_info_ext(&mut e1, &v)
+            };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rasterization_provoking_vertex_state_create_info_ext(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkPipelineRasterizationProvokingVertexStateCreateInfoEXT: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRasterizationProvokingVertexStateCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe {
+                enc_pipeline_rasterization_provoking_vertex_state_create_info_ext(&mut e2, &w)
+            };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineRasterizationProvokingVertexStateCreateInfoEXT: re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        301 => {
+            let v = gen_pipeline_rasterization_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_rasterization_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rasterization_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineRasterizationStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRasterizationStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_rasterization_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineRasterizationStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        302 => {
+            let v = gen_pipeline_rasterization_state_stream_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_rasterization_state_stream_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rasterization_state_stream_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineRasterizationStateStreamCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRasterizationStateStreamCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_rasterization_state_stream_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineRasterizationStateStreamCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        303 => {
+            let v = gen_pipeline_rendering_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_rendering_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_rendering_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineRenderingCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineRenderingCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_rendering_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineRenderingCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        304 => {
+            let v = gen_pipeline_shader_stage_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_shader_stage_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_shader_stage_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineShaderStageCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineShaderStageCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_shader_stage_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineShaderStageCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        305 => {
+            let v = gen_pipeline_shader_stage_required_subgroup_size_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_shader_stage_required_subgroup_size_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_shader_stage_required_subgroup_size_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineShaderStageRequiredSubgroupSizeCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineShaderStageRequiredSubgroupSizeCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_shader_stage_required_subgroup_size_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineShaderStageRequiredSubgroupSizeCreateInfo: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        306 => {
+            let v = gen_pipeline_tessellation_domain_origin_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_tessellation_domain_origin_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_tessellation_domain_origin_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineTessellationDomainOriginStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineTessellationDomainOriginStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_tessellation_domain_origin_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineTessellationDomainOriginStateCreateInfo: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        307 => {
+            let v = gen_pipeline_tessellation_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_tessellation_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_tessellation_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineTessellationStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineTessellationStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_tessellation_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineTessellationStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        308 => {
+            let v = gen_pipeline_vertex_input_divisor_state_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_vertex_input_divisor_state_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_vertex_input_divisor_state_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineVertexInputDivisorStateCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineVertexInputDivisorStateCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_vertex_input_divisor_state_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineVertexInputDivisorStateCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        309 => {
+            let v = gen_pipeline_vertex_input_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_vertex_input_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_vertex_input_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineVertexInputStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineVertexInputStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_vertex_input_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineVertexInputStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        310 => {
+            let v = gen_pipeline_viewport_depth_clip_control_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_viewport_depth_clip_control_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_viewport_depth_clip_control_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineViewportDepthClipControlCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineViewportDepthClipControlCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_viewport_depth_clip_control_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkPipelineViewportDepthClipControlCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        311 => {
+            let v = gen_pipeline_viewport_state_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_pipeline_viewport_state_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_pipeline_viewport_state_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPipelineViewportStateCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPipelineViewportStateCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_pipeline_viewport_state_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPipelineViewportStateCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        312 => {
+            let v = gen_private_data_slot_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_private_data_slot_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_private_data_slot_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkPrivateDataSlotCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkPrivateDataSlotCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_private_data_slot_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPrivateDataSlotCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        313 => {
+            let v = gen_protected_submit_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_protected_submit_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_protected_submit_info(&mut d, &cx)
+                .map_err(|e| format!("VkProtectedSubmitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkProtectedSubmitInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_protected_submit_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkProtectedSubmitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        314 => {
+            let v = gen_push_constant_range(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_push_constant_range(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_push_constant_range(&mut d, &cx)
+                .map_err(|e| format!("VkPushConstantRange: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkPushConstantRange: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_push_constant_range(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkPushConstantRange: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        315 => {
+            let v = gen_query_pool_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_query_pool_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_query_pool_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkQueryPoolCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkQueryPoolCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_query_pool_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkQueryPoolCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        316 => {
+            let v = gen_queue_family_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_queue_family_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_queue_family_properties(&mut d, &cx)
+                .map_err(|e| format!("VkQueueFamilyProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkQueueFamilyProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_queue_family_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkQueueFamilyProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_queue_family_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_queue_family_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkQueueFamilyProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkQueueFamilyProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_queue_family_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkQueueFamilyProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        317 => {
+            let v = gen_queue_family_properties2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_queue_family_properties2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_queue_family_properties2(&mut d, &cx)
+                .map_err(|e| format!("VkQueueFamilyProperties2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkQueueFamilyProperties2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_queue_family_properties2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkQueueFamilyProperties2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_queue_family_properties2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_queue_family_properties2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkQueueFamilyProperties2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkQueueFamilyProperties2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_queue_family_properties2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkQueueFamilyProperties2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        318 => {
+            let v = gen_rect2_d(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_rect2_d(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_rect2_d(&mut d, &cx).map_err(|e| format!("VkRect2D: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkRect2D: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_rect2_d(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRect2D: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        319 => {
+            let v = gen_render_pass_attachment_begin_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_render_pass_attachment_begin_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_render_pass_attachment_begin_info(&mut d, &cx)
+                .map_err(|e| format!("VkRenderPassAttachmentBeginInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderPassAttachmentBeginInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_render_pass_attachment_begin_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderPassAttachmentBeginInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        320 => {
+            let v = gen_render_pass_begin_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_render_pass_begin_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_render_pass_begin_info(&mut d, &cx)
+                .map_err(|e| format!("VkRenderPassBeginInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderPassBeginInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_render_pass_begin_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderPassBeginInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        321 => {
+            let v = gen_render_pass_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_render_pass_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_render_pass_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkRenderPassCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderPassCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_render_pass_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderPassCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        322 => {
+            let v = gen_render_pass_create_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_render_pass_create_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_render_pass_create_info2(&mut d, &cx)
+                .map_err(|e| format!("VkRenderPassCreateInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderPassCreateInfo2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_render_pass_create_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderPassCreateInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        323 => {
+            let v = gen_render_pass_input_attachment_aspect_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_render_pass_input_attachment_aspect_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_render_pass_input_attachment_aspect_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkRenderPassInputAttachmentAspectCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderPassInputAttachmentAspectCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_render_pass_input_attachment_aspect_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkRenderPassInputAttachmentAspectCreateInfo: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        324 => {
+            let v = gen_render_pass_multiview_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_render_pass_multiview_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_render_pass_multiview_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkRenderPassMultiviewCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderPassMultiviewCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_render_pass_multiview_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderPassMultiviewCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        325 => {
+            let v = gen_rendering_area_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_rendering_area_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_rendering_area_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkRenderingAreaInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderingAreaInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_rendering_area_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderingAreaInfoKHR: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        326 => {
+            let v = gen_rendering_attachment_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_rendering_attachment_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_rendering_attachment_info(&mut d, &cx)
+                .map_err(|e| format!("VkRenderingAttachmentInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderingAttachmentInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_rendering_attachment_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderingAttachmentInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        327 => {
+            let v = gen_rendering_fragment_shading_rate_attachment_info_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_rendering_fragment_shading_rate_attachment_info_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_rendering_fragment_shading_rate_attachment_info_khr(&mut d, &cx)
+                .map_err(|e| format!("VkRenderingFragmentShadingRateAttachmentInfoKHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRenderingFragmentShadingRateAttachmentInfoKHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_rendering_fragment_shading_rate_attachment_info_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkRenderingFragmentShadingRateAttachmentInfoKHR: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        328 => {
+            let v = gen_rendering_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_rendering_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_rendering_info(&mut d, &cx).map_err(|e| format!("VkRenderingInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkRenderingInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_rendering_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRenderingInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        329 => {
+            let v = gen_resolve_image_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_resolve_image_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_resolve_image_info2(&mut d, &cx)
+                .map_err(|e| format!("VkResolveImageInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkResolveImageInfo2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_resolve_image_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkResolveImageInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        330 => {
+            let v = gen_ring_create_info_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_ring_create_info_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_ring_create_info_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkRingCreateInfoMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRingCreateInfoMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_ring_create_info_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRingCreateInfoMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        331 => {
+            let v = gen_ring_monitor_info_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_ring_monitor_info_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_ring_monitor_info_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkRingMonitorInfoMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRingMonitorInfoMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_ring_monitor_info_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRingMonitorInfoMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        332 => {
+            let v = gen_ring_priority_info_mesa(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_ring_priority_info_mesa(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_ring_priority_info_mesa(&mut d, &cx)
+                .map_err(|e| format!("VkRingPriorityInfoMESA: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkRingPriorityInfoMESA: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_ring_priority_info_mesa(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkRingPriorityInfoMESA: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        333 => {
+            let v = gen_sampler_border_color_component_mapping_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_border_color_component_mapping_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_border_color_component_mapping_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerBorderColorComponentMappingCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSamplerBorderColorComponentMappingCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_border_color_component_mapping_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkSamplerBorderColorComponentMappingCreateInfoEXT: re-encode differs".into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        334 => {
+            let v = gen_sampler_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSamplerCreateInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSamplerCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        335 => {
+            let v = gen_sampler_custom_border_color_create_info_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_custom_border_color_create_info_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_custom_border_color_create_info_ext(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerCustomBorderColorCreateInfoEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSamplerCustomBorderColorCreateInfoEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_custom_border_color_create_info_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSamplerCustomBorderColorCreateInfoEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        336 => {
+            let v = gen_sampler_reduction_mode_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_reduction_mode_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_reduction_mode_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerReductionModeCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSamplerReductionModeCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_reduction_mode_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSamplerReductionModeCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        337 => {
+            let v = gen_sampler_ycbcr_conversion_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_ycbcr_conversion_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_ycbcr_conversion_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerYcbcrConversionCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSamplerYcbcrConversionCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_ycbcr_conversion_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSamplerYcbcrConversionCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        338 => {
+            let v = gen_sampler_ycbcr_conversion_image_format_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_ycbcr_conversion_image_format_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_ycbcr_conversion_image_format_properties(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerYcbcrConversionImageFormatProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSamplerYcbcrConversionImageFormatProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_ycbcr_conversion_image_format_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err(
+                    "VkSamplerYcbcrConversionImageFormatProperties: re-encode differs".into(),
+                );
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sampler_ycbcr_conversion_image_format_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_sampler_ycbcr_conversion_image_format_properties_partial(&mut d, &cx)
+                .map_err(|e| {
+                    format!("VkSamplerYcbcrConversionImageFormatProperties partial: {e}")
+                })?;
+            if d.remaining() != 0 {
+                return Err(
+                    "VkSamplerYcbcrConversionImageFormatProperties: partial bytes left".into(),
+                );
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sampler_ycbcr_conversion_image_format_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err(
+                    "VkSamplerYcbcrConversionImageFormatProperties: partial re-encode differs"
+                        .into(),
+                );
+            }
+            Ok(e1.len())
+        }
+        339 => {
+            let v = gen_sampler_ycbcr_conversion_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sampler_ycbcr_conversion_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sampler_ycbcr_conversion_info(&mut d, &cx)
+                .map_err(|e| format!("VkSamplerYcbcrConversionInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSamplerYcbcrConversionInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sampler_ycbcr_conversion_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSamplerYcbcrConversionInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        340 => {
+            let v = gen_semaphore_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_semaphore_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_semaphore_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkSemaphoreCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSemaphoreCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_semaphore_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSemaphoreCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        341 => {
+            let v = gen_semaphore_signal_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_semaphore_signal_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_semaphore_signal_info(&mut d, &cx)
+                .map_err(|e| format!("VkSemaphoreSignalInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSemaphoreSignalInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_semaphore_signal_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSemaphoreSignalInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        342 => {
+            let v = gen_semaphore_submit_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_semaphore_submit_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_semaphore_submit_info(&mut d, &cx)
+                .map_err(|e| format!("VkSemaphoreSubmitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSemaphoreSubmitInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_semaphore_submit_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSemaphoreSubmitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        343 => {
+            let v = gen_semaphore_type_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_semaphore_type_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_semaphore_type_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkSemaphoreTypeCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSemaphoreTypeCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_semaphore_type_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSemaphoreTypeCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        344 => {
+            let v = gen_semaphore_wait_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_semaphore_wait_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_semaphore_wait_info(&mut d, &cx)
+                .map_err(|e| format!("VkSemaphoreWaitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSemaphoreWaitInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_semaphore_wait_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSemaphoreWaitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        345 => {
+            let v = gen_shader_module_create_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_shader_module_create_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_shader_module_create_info(&mut d, &cx)
+                .map_err(|e| format!("VkShaderModuleCreateInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkShaderModuleCreateInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_shader_module_create_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkShaderModuleCreateInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        346 => {
+            let v = gen_sparse_buffer_memory_bind_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_buffer_memory_bind_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_buffer_memory_bind_info(&mut d, &cx)
+                .map_err(|e| format!("VkSparseBufferMemoryBindInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseBufferMemoryBindInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_buffer_memory_bind_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseBufferMemoryBindInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        347 => {
+            let v = gen_sparse_image_format_properties(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_format_properties(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_format_properties(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageFormatProperties: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageFormatProperties: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_format_properties(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageFormatProperties: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_format_properties_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_sparse_image_format_properties_partial(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageFormatProperties partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkSparseImageFormatProperties: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_format_properties_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkSparseImageFormatProperties: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        348 => {
+            let v = gen_sparse_image_format_properties2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_format_properties2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_format_properties2(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageFormatProperties2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageFormatProperties2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_format_properties2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageFormatProperties2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_format_properties2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_sparse_image_format_properties2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageFormatProperties2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkSparseImageFormatProperties2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_format_properties2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkSparseImageFormatProperties2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        349 => {
+            let v = gen_sparse_image_memory_bind(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_memory_bind(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_memory_bind(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageMemoryBind: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageMemoryBind: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_memory_bind(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageMemoryBind: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        350 => {
+            let v = gen_sparse_image_memory_bind_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_memory_bind_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_memory_bind_info(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageMemoryBindInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageMemoryBindInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_memory_bind_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageMemoryBindInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        351 => {
+            let v = gen_sparse_image_memory_requirements(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_memory_requirements(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_memory_requirements(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageMemoryRequirements: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageMemoryRequirements: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_memory_requirements(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageMemoryRequirements: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_memory_requirements_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_sparse_image_memory_requirements_partial(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageMemoryRequirements partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkSparseImageMemoryRequirements: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_memory_requirements_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkSparseImageMemoryRequirements: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        352 => {
+            let v = gen_sparse_image_memory_requirements2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_memory_requirements2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_memory_requirements2(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageMemoryRequirements2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageMemoryRequirements2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_memory_requirements2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageMemoryRequirements2: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_memory_requirements2_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_sparse_image_memory_requirements2_partial(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageMemoryRequirements2 partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkSparseImageMemoryRequirements2: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_sparse_image_memory_requirements2_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkSparseImageMemoryRequirements2: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        353 => {
+            let v = gen_sparse_image_opaque_memory_bind_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_image_opaque_memory_bind_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_image_opaque_memory_bind_info(&mut d, &cx)
+                .map_err(|e| format!("VkSparseImageOpaqueMemoryBindInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSparseImageOpaqueMemoryBindInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_image_opaque_memory_bind_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseImageOpaqueMemoryBindInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        354 => {
+            let v = gen_sparse_memory_bind(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_sparse_memory_bind(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_sparse_memory_bind(&mut d, &cx)
+                .map_err(|e| format!("VkSparseMemoryBind: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSparseMemoryBind: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_sparse_memory_bind(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSparseMemoryBind: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        355 => {
+            let v = gen_specialization_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_specialization_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_specialization_info(&mut d, &cx)
+                .map_err(|e| format!("VkSpecializationInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSpecializationInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_specialization_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSpecializationInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        356 => {
+            let v = gen_specialization_map_entry(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_specialization_map_entry(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_specialization_map_entry(&mut d, &cx)
+                .map_err(|e| format!("VkSpecializationMapEntry: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSpecializationMapEntry: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_specialization_map_entry(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSpecializationMapEntry: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        357 => {
+            let v = gen_stencil_op_state(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_stencil_op_state(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_stencil_op_state(&mut d, &cx).map_err(|e| format!("VkStencilOpState: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkStencilOpState: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_stencil_op_state(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkStencilOpState: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        358 => {
+            let v = gen_submit_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_submit_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_submit_info(&mut d, &cx).map_err(|e| format!("VkSubmitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSubmitInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_submit_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubmitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        359 => {
+            let v = gen_submit_info2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_submit_info2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_submit_info2(&mut d, &cx).map_err(|e| format!("VkSubmitInfo2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSubmitInfo2: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_submit_info2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubmitInfo2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        360 => {
+            let v = gen_subpass_begin_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_begin_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subpass_begin_info(&mut d, &cx)
+                .map_err(|e| format!("VkSubpassBeginInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSubpassBeginInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_begin_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassBeginInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        361 => {
+            let v = gen_subpass_dependency(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_dependency(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subpass_dependency(&mut d, &cx)
+                .map_err(|e| format!("VkSubpassDependency: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSubpassDependency: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_dependency(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassDependency: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        362 => {
+            let v = gen_subpass_dependency2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_dependency2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subpass_dependency2(&mut d, &cx)
+                .map_err(|e| format!("VkSubpassDependency2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSubpassDependency2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_dependency2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassDependency2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        363 => {
+            let v = gen_subpass_description(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_description(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subpass_description(&mut d, &cx)
+                .map_err(|e| format!("VkSubpassDescription: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSubpassDescription: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_description(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassDescription: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        364 => {
+            let v = gen_subpass_description2(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_description2(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subpass_description2(&mut d, &cx)
+                .map_err(|e| format!("VkSubpassDescription2: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSubpassDescription2: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_description2(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassDescription2: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        365 => {
+            let v = gen_subpass_description_depth_stencil_resolve(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_description_depth_stencil_resolve(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subpass_description_depth_stencil_resolve(&mut d, &cx)
+                .map_err(|e| format!("VkSubpassDescriptionDepthStencilResolve: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSubpassDescriptionDepthStencilResolve: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_description_depth_stencil_resolve(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassDescriptionDepthStencilResolve: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        366 => {
+            let v = gen_subpass_end_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subpass_end_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w =
+                dec_subpass_end_info(&mut d, &cx).map_err(|e| format!("VkSubpassEndInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSubpassEndInfo: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subpass_end_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubpassEndInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        367 => {
+            let v = gen_subresource_layout(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subresource_layout(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subresource_layout(&mut d, &cx)
+                .map_err(|e| format!("VkSubresourceLayout: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkSubresourceLayout: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subresource_layout(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubresourceLayout: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_subresource_layout_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_subresource_layout_partial(&mut d, &cx)
+                .map_err(|e| format!("VkSubresourceLayout partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkSubresourceLayout: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_subresource_layout_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkSubresourceLayout: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        368 => {
+            let v = gen_subresource_layout2_khr(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_subresource_layout2_khr(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_subresource_layout2_khr(&mut d, &cx)
+                .map_err(|e| format!("VkSubresourceLayout2KHR: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkSubresourceLayout2KHR: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_subresource_layout2_khr(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkSubresourceLayout2KHR: re-encode differs".into());
+            }
+            let mut p1 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_subresource_layout2_khr_partial(&mut p1, &v) };
+            let mut d = Decoder::new(p1.as_bytes());
+            let x = dec_subresource_layout2_khr_partial(&mut d, &cx)
+                .map_err(|e| format!("VkSubresourceLayout2KHR partial: {e}"))?;
+            if d.remaining() != 0 {
+                return Err("VkSubresourceLayout2KHR: partial bytes left".into());
+            }
+            let mut p2 = Encoder::new();
+            // SAFETY: as above.
+            unsafe { enc_subresource_layout2_khr_partial(&mut p2, &x) };
+            if p1.as_bytes() != p2.as_bytes() {
+                return Err("VkSubresourceLayout2KHR: partial re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        369 => {
+            let v = gen_timeline_semaphore_submit_info(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_timeline_semaphore_submit_info(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_timeline_semaphore_submit_info(&mut d, &cx)
+                .map_err(|e| format!("VkTimelineSemaphoreSubmitInfo: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkTimelineSemaphoreSubmitInfo: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_timeline_semaphore_submit_info(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkTimelineSemaphoreSubmitInfo: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        370 => {
+            let v = gen_vertex_input_attribute_description(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_vertex_input_attribute_description(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_vertex_input_attribute_description(&mut d, &cx)
+                .map_err(|e| format!("VkVertexInputAttributeDescription: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkVertexInputAttributeDescription: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_vertex_input_attribute_description(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkVertexInputAttributeDescription: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        371 => {
+            let v = gen_vertex_input_attribute_description2_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_vertex_input_attribute_description2_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_vertex_input_attribute_description2_ext(&mut d, &cx)
+                .map_err(|e| format!("VkVertexInputAttributeDescription2EXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkVertexInputAttributeDescription2EXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_vertex_input_attribute_description2_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkVertexInputAttributeDescription2EXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        372 => {
+            let v = gen_vertex_input_binding_description(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_vertex_input_binding_description(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_vertex_input_binding_description(&mut d, &cx)
+                .map_err(|e| format!("VkVertexInputBindingDescription: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkVertexInputBindingDescription: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_vertex_input_binding_description(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkVertexInputBindingDescription: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        373 => {
+            let v = gen_vertex_input_binding_description2_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_vertex_input_binding_description2_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_vertex_input_binding_description2_ext(&mut d, &cx)
+                .map_err(|e| format!("VkVertexInputBindingDescription2EXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkVertexInputBindingDescription2EXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_vertex_input_binding_description2_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkVertexInputBindingDescription2EXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        374 => {
+            let v = gen_vertex_input_binding_divisor_description_ext(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_vertex_input_binding_divisor_description_ext(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_vertex_input_binding_divisor_description_ext(&mut d, &cx)
+                .map_err(|e| format!("VkVertexInputBindingDivisorDescriptionEXT: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkVertexInputBindingDivisorDescriptionEXT: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_vertex_input_binding_divisor_description_ext(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkVertexInputBindingDivisorDescriptionEXT: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        375 => {
+            let v = gen_viewport(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_viewport(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_viewport(&mut d, &cx).map_err(|e| format!("VkViewport: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!("VkViewport: {} bytes left", d.remaining()));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_viewport(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkViewport: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        376 => {
+            let v = gen_write_descriptor_set(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_write_descriptor_set(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_write_descriptor_set(&mut d, &cx)
+                .map_err(|e| format!("VkWriteDescriptorSet: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkWriteDescriptorSet: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_write_descriptor_set(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkWriteDescriptorSet: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        377 => {
+            let v = gen_write_descriptor_set_inline_uniform_block(&mut g);
+            let mut e1 = Encoder::new();
+            // SAFETY: generated values point into `arena`, alive here.
+            unsafe { enc_write_descriptor_set_inline_uniform_block(&mut e1, &v) };
+            let mut d = Decoder::new(e1.as_bytes());
+            let w = dec_write_descriptor_set_inline_uniform_block(&mut d, &cx)
+                .map_err(|e| format!("VkWriteDescriptorSetInlineUniformBlock: {e}"))?;
+            if d.remaining() != 0 {
+                return Err(format!(
+                    "VkWriteDescriptorSetInlineUniformBlock: {} bytes left",
+                    d.remaining()
+                ));
+            }
+            let mut e2 = Encoder::new();
+            // SAFETY: decoded values point into `arena2`, alive here.
+            unsafe { enc_write_descriptor_set_inline_uniform_block(&mut e2, &w) };
+            if e1.as_bytes() != e2.as_bytes() {
+                return Err("VkWriteDescriptorSetInlineUniformBlock: re-encode differs".into());
+            }
+            Ok(e1.len())
+        }
+        _ => Err(format!("no struct {i}")),
+    }
+}
