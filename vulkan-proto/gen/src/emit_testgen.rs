@@ -428,7 +428,9 @@ pub fn testgen_file(p: &Proto, hashes: &[(String, String)]) -> String {
     out.push_str("_ => Err(format!(\"command type {ty} is not on the wire\")),\n}\n}\n");
     // Per-struct round trips.
     let structs: Vec<&StructDef> = p.structs.values().collect();
-    out.push_str("/// Every protocol struct and union, by name.\npub const STRUCT_NAMES: &[&str] = &[");
+    out.push_str(
+        "/// Every protocol struct and union, by name.\npub const STRUCT_NAMES: &[&str] = &[",
+    );
     let names: Vec<String> = structs.iter().map(|s| format!("\"{}\"", s.name)).collect();
     out.push_str(&names.join(", "));
     out.push_str("];\n\n");
