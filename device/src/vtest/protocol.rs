@@ -297,7 +297,7 @@ impl SyncWait {
     /// Parses LEN = 2 + 3n.
     pub fn parse(p: &Payload) -> Result<Self, ProtocolError> {
         let len = p.len_dwords();
-        if len < 2 || (len - 2) % 3 != 0 {
+        if len < 2 || !(len - 2).is_multiple_of(3) {
             return Err(ProtocolError::BadSyncWaitLen(len));
         }
         let entries = (0..(len - 2) / 3)
