@@ -8,22 +8,18 @@ use std::sync::Arc;
 use clap::Parser;
 use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
 use vgpu_device::error_chain;
-use vgpu_device::renderer::transport::TransportOnlyExecutor;
-use vgpu_device::renderer::{ExecError, StreamExecutor};
+use vgpu_device::renderer::venus::VenusFactory;
 use vgpu_device::vtest::{probe, VtestConfig, VtestServer};
 
 fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
         args::Command::Vtest(vtest) => {
             let config = VtestConfig::try_from(vtest)?;
-            // The capset comes from vulkan-proto's generated table. Until the Venus
-            // dispatch handlers exist, the executor decodes only transport commands, so
-            // the first Vulkan command of a real guest fails its context.
+            // The capset comes from vulkan-proto's generated table; every context runs
+            // the Venus executor on the host Vulkan driver the loader picks
+            // (VK_DRIVER_FILES selects it, e.g. lavapipe).
             let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
-            let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
-                Ok(Arc::new(TransportOnlyExecutor))
-            };
-            VtestServer::bind(config, &capset, Arc::new(factory))?.run();
+            VtestServer::bind(config, &capset, Arc::new(VenusFactory))?.run();
             Ok(())
         }
         args::Command::Probe { socket } => {

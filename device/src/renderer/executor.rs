@@ -232,6 +232,13 @@ impl StreamCtx<'_> {
         }
     }
 
+    /// Whether a long blocking call in the executor should give up: the context is
+    /// fatal or this stream's ring is being stopped. Executors poll it between slices
+    /// of host waits so teardown is not held up by a wait that never ends.
+    pub fn should_stop(&self) -> bool {
+        self.ctx.is_fatal() || matches!(&self.origin, Origin::Ring { ring } if ring.is_stopped())
+    }
+
     /// The context.
     pub fn context_id(&self) -> ContextId {
         self.ctx.id

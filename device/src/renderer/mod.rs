@@ -11,6 +11,7 @@ mod reply;
 mod resource;
 mod ring;
 pub mod transport;
+pub mod venus;
 
 pub use context::{Context, ContextConfig, ContextError, FatalHook};
 pub use executor::{

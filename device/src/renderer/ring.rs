@@ -243,6 +243,11 @@ impl RingShared {
         Ok(())
     }
 
+    /// Whether the ring is being stopped (destroy or context teardown).
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.lock().stopped
+    }
+
     fn mark_stopped(&self) {
         self.lock().stopped = true;
         self.cond.notify_all();

@@ -127,7 +127,7 @@ impl SharedMemory {
     pub fn read(&self, offset: u64, dst: &mut [u8]) -> Result<()> {
         let src = self.range_ptr(offset, dst.len())?;
         let mut i = 0;
-        while i < dst.len() && (src.wrapping_add(i) as usize) % 8 != 0 {
+        while i < dst.len() && !(src.wrapping_add(i) as usize).is_multiple_of(8) {
             // SAFETY: `src + i` lies inside the bounds-checked range of the live mapping
             // (i < dst.len()); a u8 read has no alignment requirement.
             dst[i] = unsafe { src.wrapping_add(i).read_volatile() };
@@ -152,7 +152,7 @@ impl SharedMemory {
     pub fn write(&self, offset: u64, src: &[u8]) -> Result<()> {
         let dst = self.range_ptr(offset, src.len())?;
         let mut i = 0;
-        while i < src.len() && (dst.wrapping_add(i) as usize) % 8 != 0 {
+        while i < src.len() && !(dst.wrapping_add(i) as usize).is_multiple_of(8) {
             // SAFETY: `dst + i` lies inside the bounds-checked range of the live, writable
             // mapping; a u8 write has no alignment requirement.
             unsafe { dst.wrapping_add(i).write_volatile(src[i]) };
@@ -180,7 +180,7 @@ impl SharedMemory {
 
     /// Returns the `u32` at `offset` as an atomic.
     fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32> {
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(ShmError::Misaligned(offset));
         }
         let ptr = self.range_ptr(offset, 4)?;
@@ -274,5 +274,13 @@ mod tests {
             shm.load_u32(98, Ordering::Relaxed),
             Err(ShmError::Misaligned(98))
         ));
+    }
+}
+
+impl SharedMemory {
+    /// The start of the mapping, for handing to a driver that imports host memory
+    /// (`VK_EXT_external_memory_host`). The mapping lives as long as `self`.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
     }
 }

@@ -1,0 +1,652 @@
+//! Command pools and command buffers. Recorded commands are replayed as they arrive on
+//! the host command buffer bound to the guest's id (the guest batches a whole
+//! recording and sends it at vkEndCommandBuffer).
+
+use ash::vk;
+use ash::vk::Handle;
+use vulkan_proto::args::{
+    AllocateCommandBuffersArgs, BeginCommandBufferArgs, CmdBeginRenderPassArgs,
+    CmdBeginRenderingArgs, CmdBindDescriptorSetsArgs, CmdBindIndexBufferArgs, CmdBindPipelineArgs,
+    CmdBindVertexBuffersArgs, CmdClearColorImageArgs, CmdCopyBuffer2Args, CmdCopyBufferArgs,
+    CmdCopyBufferToImageArgs, CmdCopyImageArgs, CmdCopyImageToBufferArgs, CmdDispatchArgs,
+    CmdDispatchBaseArgs, CmdDispatchIndirectArgs, CmdDrawArgs, CmdDrawIndexedArgs,
+    CmdEndRenderPassArgs, CmdEndRenderingArgs, CmdExecuteCommandsArgs, CmdFillBufferArgs,
+    CmdPipelineBarrier2Args, CmdPipelineBarrierArgs, CmdPushConstantsArgs, CmdResetEvent2Args,
+    CmdResetEventArgs, CmdSetEvent2Args, CmdSetEventArgs, CmdSetScissorArgs, CmdSetViewportArgs,
+    CmdUpdateBufferArgs, CmdWaitEvents2Args, CmdWaitEventsArgs, CreateCommandPoolArgs,
+    DestroyCommandPoolArgs, EndCommandBufferArgs, FreeCommandBuffersArgs, ResetCommandBufferArgs,
+    ResetCommandPoolArgs, TrimCommandPoolArgs,
+};
+
+use super::physical_device::required;
+use super::{Handler, Result, VenusError};
+
+fn vk_result(r: ash::prelude::VkResult<()>) -> vk::Result {
+    match r {
+        Ok(()) => vk::Result::SUCCESS,
+        Err(e) => e,
+    }
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn create_command_pool(
+        &mut self,
+        args: &mut CreateCommandPoolArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena.
+        self.create_child(args.device, args.p_command_pool.as_deref(), |d| unsafe {
+            d.device.create_command_pool(info, None)
+        })
+    }
+
+    pub(super) fn destroy_command_pool(
+        &mut self,
+        args: &mut DestroyCommandPoolArgs<'_>,
+    ) -> Result<()> {
+        self.lock()
+            .unbind_children(vk::ObjectType::COMMAND_BUFFER, args.command_pool.as_raw());
+        // SAFETY: a live pool of this device, now out of the tables with its buffers.
+        self.destroy_child(args.device, args.command_pool, |d, h| unsafe {
+            d.device.destroy_command_pool(h, None);
+        })
+    }
+
+    pub(super) fn reset_command_pool(
+        &mut self,
+        args: &mut ResetCommandPoolArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device(args.device)?;
+        // SAFETY: live device and pool.
+        Ok(vk_result(unsafe {
+            dev.device.reset_command_pool(args.command_pool, args.flags)
+        }))
+    }
+
+    pub(super) fn trim_command_pool(&mut self, args: &mut TrimCommandPoolArgs<'_>) -> Result<()> {
+        let dev = self.device(args.device)?;
+        // SAFETY: live device and pool.
+        unsafe { dev.device.trim_command_pool(args.command_pool, args.flags) };
+        Ok(())
+    }
+
+    pub(super) fn allocate_command_buffers(
+        &mut self,
+        args: &mut AllocateCommandBuffersArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_allocate_info, "pAllocateInfo")?;
+        let slots = required(args.p_command_buffers.as_deref(), "pCommandBuffers")?;
+        if slots.len() != info.command_buffer_count as usize {
+            return Err(VenusError::Invalid(
+                "pCommandBuffers length differs from commandBufferCount",
+            ));
+        }
+        let ids: Vec<u64> = slots.iter().map(|c| c.as_raw()).collect();
+        {
+            let st = self.lock();
+            for (i, &id) in ids.iter().enumerate() {
+                if id == 0 {
+                    return Err(VenusError::ZeroId(vk::ObjectType::COMMAND_BUFFER));
+                }
+                if ids[..i].contains(&id) {
+                    return Err(VenusError::DuplicateId(id));
+                }
+                st.check_free(id)?;
+            }
+        }
+        let dev = self.device(args.device)?;
+        // SAFETY: live device; `info` holds a translated pool handle.
+        match unsafe { dev.device.allocate_command_buffers(info) } {
+            Ok(cbs) => {
+                let mut st = self.lock();
+                for (&id, cb) in ids.iter().zip(&cbs) {
+                    st.bind(
+                        id,
+                        vk::ObjectType::COMMAND_BUFFER,
+                        cb.as_raw(),
+                        info.command_pool.as_raw(),
+                    )?;
+                    st.add_dispatchable(cb.as_raw(), std::sync::Arc::clone(&dev));
+                }
+                Ok(vk::Result::SUCCESS)
+            }
+            Err(e) => Ok(e),
+        }
+    }
+
+    pub(super) fn free_command_buffers(
+        &mut self,
+        args: &mut FreeCommandBuffersArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let cbs = args.p_command_buffers.unwrap_or(&[]);
+        {
+            let mut st = self.lock();
+            for cb in cbs {
+                st.unbind(vk::ObjectType::COMMAND_BUFFER, cb.as_raw());
+            }
+        }
+        let live: Vec<vk::CommandBuffer> = cbs.iter().copied().filter(|c| !c.is_null()).collect();
+        if !live.is_empty() {
+            // SAFETY: live device, pool and command buffers, now out of the tables.
+            unsafe { dev.device.free_command_buffers(args.command_pool, &live) };
+        }
+        Ok(())
+    }
+
+    pub(super) fn begin_command_buffer(
+        &mut self,
+        args: &mut BeginCommandBufferArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device_of(args.command_buffer)?;
+        let info = required(args.p_begin_info, "pBeginInfo")?;
+        // SAFETY: live command buffer; `info` (and inheritance info) live in the arena.
+        Ok(vk_result(unsafe {
+            dev.device.begin_command_buffer(args.command_buffer, info)
+        }))
+    }
+
+    pub(super) fn end_command_buffer(
+        &mut self,
+        args: &mut EndCommandBufferArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        Ok(vk_result(unsafe {
+            dev.device.end_command_buffer(args.command_buffer)
+        }))
+    }
+
+    pub(super) fn reset_command_buffer(
+        &mut self,
+        args: &mut ResetCommandBufferArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        Ok(vk_result(unsafe {
+            dev.device
+                .reset_command_buffer(args.command_buffer, args.flags)
+        }))
+    }
+
+    pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and pipeline (translated handles).
+        unsafe {
+            dev.device.cmd_bind_pipeline(
+                args.command_buffer,
+                args.pipeline_bind_point,
+                args.pipeline,
+            )
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_bind_descriptor_sets(
+        &mut self,
+        args: &mut CmdBindDescriptorSetsArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer; sets and layout are translated handles; the
+        // counts come from the slices.
+        unsafe {
+            dev.device.cmd_bind_descriptor_sets(
+                args.command_buffer,
+                args.pipeline_bind_point,
+                args.layout,
+                args.first_set,
+                args.p_descriptor_sets.unwrap_or(&[]),
+                args.p_dynamic_offsets.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_push_constants(&mut self, args: &mut CmdPushConstantsArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let values = args.p_values.unwrap_or(&[]);
+        if values.len() != args.size as usize {
+            return Err(VenusError::Invalid("pValues length differs from size"));
+        }
+        // SAFETY: live command buffer and layout; the size is the slice length.
+        unsafe {
+            dev.device.cmd_push_constants(
+                args.command_buffer,
+                args.layout,
+                args.stage_flags,
+                args.offset,
+                values,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_dispatch(&mut self, args: &mut CmdDispatchArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        unsafe {
+            dev.device.cmd_dispatch(
+                args.command_buffer,
+                args.group_count_x,
+                args.group_count_y,
+                args.group_count_z,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_dispatch_base(&mut self, args: &mut CmdDispatchBaseArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        unsafe {
+            dev.device.cmd_dispatch_base(
+                args.command_buffer,
+                args.base_group_x,
+                args.base_group_y,
+                args.base_group_z,
+                args.group_count_x,
+                args.group_count_y,
+                args.group_count_z,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_dispatch_indirect(
+        &mut self,
+        args: &mut CmdDispatchIndirectArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and buffer.
+        unsafe {
+            dev.device
+                .cmd_dispatch_indirect(args.command_buffer, args.buffer, args.offset)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_pipeline_barrier(
+        &mut self,
+        args: &mut CmdPipelineBarrierArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer; barriers live in the arena with translated handles.
+        unsafe {
+            dev.device.cmd_pipeline_barrier(
+                args.command_buffer,
+                args.src_stage_mask,
+                args.dst_stage_mask,
+                args.dependency_flags,
+                args.p_memory_barriers.unwrap_or(&[]),
+                args.p_buffer_memory_barriers.unwrap_or(&[]),
+                args.p_image_memory_barriers.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_pipeline_barrier2(
+        &mut self,
+        args: &mut CmdPipelineBarrier2Args<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let info = required(args.p_dependency_info, "pDependencyInfo")?;
+        // SAFETY: live command buffer; the dependency info lives in the arena.
+        unsafe { dev.device.cmd_pipeline_barrier2(args.command_buffer, info) };
+        Ok(())
+    }
+
+    pub(super) fn cmd_copy_buffer(&mut self, args: &mut CmdCopyBufferArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and buffers; regions from the arena.
+        unsafe {
+            dev.device.cmd_copy_buffer(
+                args.command_buffer,
+                args.src_buffer,
+                args.dst_buffer,
+                args.p_regions.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_copy_buffer2(&mut self, args: &mut CmdCopyBuffer2Args<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let info = required(args.p_copy_buffer_info, "pCopyBufferInfo")?;
+        // SAFETY: live command buffer; `info` lives in the arena.
+        unsafe { dev.device.cmd_copy_buffer2(args.command_buffer, info) };
+        Ok(())
+    }
+
+    pub(super) fn cmd_fill_buffer(&mut self, args: &mut CmdFillBufferArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and buffer.
+        unsafe {
+            dev.device.cmd_fill_buffer(
+                args.command_buffer,
+                args.dst_buffer,
+                args.dst_offset,
+                args.size,
+                args.data,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_update_buffer(&mut self, args: &mut CmdUpdateBufferArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let data = args.p_data.unwrap_or(&[]);
+        if data.len() as u64 != args.data_size {
+            return Err(VenusError::Invalid("pData length differs from dataSize"));
+        }
+        // SAFETY: live command buffer and buffer; the size is the slice length.
+        unsafe {
+            dev.device.cmd_update_buffer(
+                args.command_buffer,
+                args.dst_buffer,
+                args.dst_offset,
+                data,
+            )
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_copy_image(&mut self, args: &mut CmdCopyImageArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and images; regions from the arena.
+        unsafe {
+            dev.device.cmd_copy_image(
+                args.command_buffer,
+                args.src_image,
+                args.src_image_layout,
+                args.dst_image,
+                args.dst_image_layout,
+                args.p_regions.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_copy_buffer_to_image(
+        &mut self,
+        args: &mut CmdCopyBufferToImageArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer, buffer and image; regions from the arena.
+        unsafe {
+            dev.device.cmd_copy_buffer_to_image(
+                args.command_buffer,
+                args.src_buffer,
+                args.dst_image,
+                args.dst_image_layout,
+                args.p_regions.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_copy_image_to_buffer(
+        &mut self,
+        args: &mut CmdCopyImageToBufferArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer, image and buffer; regions from the arena.
+        unsafe {
+            dev.device.cmd_copy_image_to_buffer(
+                args.command_buffer,
+                args.src_image,
+                args.src_image_layout,
+                args.dst_buffer,
+                args.p_regions.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_clear_color_image(
+        &mut self,
+        args: &mut CmdClearColorImageArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let color = required(args.p_color, "pColor")?;
+        // SAFETY: live command buffer and image; ranges from the arena.
+        unsafe {
+            dev.device.cmd_clear_color_image(
+                args.command_buffer,
+                args.image,
+                args.image_layout,
+                color,
+                args.p_ranges.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_set_event(&mut self, args: &mut CmdSetEventArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and event.
+        unsafe {
+            dev.device
+                .cmd_set_event(args.command_buffer, args.event, args.stage_mask)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_reset_event(&mut self, args: &mut CmdResetEventArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and event.
+        unsafe {
+            dev.device
+                .cmd_reset_event(args.command_buffer, args.event, args.stage_mask)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_wait_events(&mut self, args: &mut CmdWaitEventsArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer; events and barriers from the arena.
+        unsafe {
+            dev.device.cmd_wait_events(
+                args.command_buffer,
+                args.p_events.unwrap_or(&[]),
+                args.src_stage_mask,
+                args.dst_stage_mask,
+                args.p_memory_barriers.unwrap_or(&[]),
+                args.p_buffer_memory_barriers.unwrap_or(&[]),
+                args.p_image_memory_barriers.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_set_event2(&mut self, args: &mut CmdSetEvent2Args<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let info = required(args.p_dependency_info, "pDependencyInfo")?;
+        // SAFETY: live command buffer and event; `info` from the arena.
+        unsafe {
+            dev.device
+                .cmd_set_event2(args.command_buffer, args.event, info)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_reset_event2(&mut self, args: &mut CmdResetEvent2Args<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and event.
+        unsafe {
+            dev.device
+                .cmd_reset_event2(args.command_buffer, args.event, args.stage_mask)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_wait_events2(&mut self, args: &mut CmdWaitEvents2Args<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let events = args.p_events.unwrap_or(&[]);
+        let infos = args.p_dependency_infos.unwrap_or(&[]);
+        if events.len() != infos.len() {
+            return Err(VenusError::Invalid(
+                "pDependencyInfos length differs from eventCount",
+            ));
+        }
+        // SAFETY: live command buffer; events and infos from the arena, equal lengths.
+        unsafe {
+            dev.device
+                .cmd_wait_events2(args.command_buffer, events, infos)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_execute_commands(
+        &mut self,
+        args: &mut CmdExecuteCommandsArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffers (translated handles).
+        unsafe {
+            dev.device
+                .cmd_execute_commands(args.command_buffer, args.p_command_buffers.unwrap_or(&[]));
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_begin_render_pass(
+        &mut self,
+        args: &mut CmdBeginRenderPassArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let info = required(args.p_render_pass_begin, "pRenderPassBegin")?;
+        // SAFETY: live command buffer; `info` from the arena with translated handles.
+        unsafe {
+            dev.device
+                .cmd_begin_render_pass(args.command_buffer, info, args.contents)
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_end_render_pass(
+        &mut self,
+        args: &mut CmdEndRenderPassArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        unsafe { dev.device.cmd_end_render_pass(args.command_buffer) };
+        Ok(())
+    }
+
+    pub(super) fn cmd_begin_rendering(
+        &mut self,
+        args: &mut CmdBeginRenderingArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let info = required(args.p_rendering_info, "pRenderingInfo")?;
+        // SAFETY: live command buffer; `info` from the arena with translated handles.
+        unsafe { dev.device.cmd_begin_rendering(args.command_buffer, info) };
+        Ok(())
+    }
+
+    pub(super) fn cmd_end_rendering(&mut self, args: &mut CmdEndRenderingArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        unsafe { dev.device.cmd_end_rendering(args.command_buffer) };
+        Ok(())
+    }
+
+    pub(super) fn cmd_set_viewport(&mut self, args: &mut CmdSetViewportArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer; viewports from the arena.
+        unsafe {
+            dev.device.cmd_set_viewport(
+                args.command_buffer,
+                args.first_viewport,
+                args.p_viewports.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_set_scissor(&mut self, args: &mut CmdSetScissorArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer; scissors from the arena.
+        unsafe {
+            dev.device.cmd_set_scissor(
+                args.command_buffer,
+                args.first_scissor,
+                args.p_scissors.unwrap_or(&[]),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_bind_vertex_buffers(
+        &mut self,
+        args: &mut CmdBindVertexBuffersArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        let buffers = args.p_buffers.unwrap_or(&[]);
+        let offsets = args.p_offsets.unwrap_or(&[]);
+        if buffers.len() != offsets.len() {
+            return Err(VenusError::Invalid(
+                "pOffsets length differs from bindingCount",
+            ));
+        }
+        // SAFETY: live command buffer and buffers; equal-length arrays from the arena.
+        unsafe {
+            dev.device.cmd_bind_vertex_buffers(
+                args.command_buffer,
+                args.first_binding,
+                buffers,
+                offsets,
+            )
+        };
+        Ok(())
+    }
+
+    pub(super) fn cmd_bind_index_buffer(
+        &mut self,
+        args: &mut CmdBindIndexBufferArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer and buffer.
+        unsafe {
+            dev.device.cmd_bind_index_buffer(
+                args.command_buffer,
+                args.buffer,
+                args.offset,
+                args.index_type,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_draw(&mut self, args: &mut CmdDrawArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        unsafe {
+            dev.device.cmd_draw(
+                args.command_buffer,
+                args.vertex_count,
+                args.instance_count,
+                args.first_vertex,
+                args.first_instance,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn cmd_draw_indexed(&mut self, args: &mut CmdDrawIndexedArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        // SAFETY: live command buffer.
+        unsafe {
+            dev.device.cmd_draw_indexed(
+                args.command_buffer,
+                args.index_count,
+                args.instance_count,
+                args.first_index,
+                args.vertex_offset,
+                args.first_instance,
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Device creation (guest extensions the host lacks or the renderer emulates are
+//! stripped, the renderer's own host extensions injected), queues, destruction.
+
+use std::ffi::{c_char, CStr};
+use std::sync::Arc;
+
+use ash::vk;
+use ash::vk::Handle;
+use vulkan_proto::args::{
+    CreateDeviceArgs, DestroyDeviceArgs, DeviceWaitIdleArgs, GetDeviceQueue2Args,
+    GetDeviceQueueArgs,
+};
+
+use super::instance::has_extension;
+use super::objects::DeviceState;
+use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
+use super::{raw, Handler, Result, VenusError};
+
+/// `VK_STRUCTURE_TYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA`.
+const STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA: vk::StructureType =
+    vk::StructureType::from_raw(1_000_384_005);
+
+impl Handler<'_, '_> {
+    pub(super) fn create_device(&mut self, args: &mut CreateDeviceArgs<'_>) -> Result<vk::Result> {
+        let id = self.new_id(args.p_device.as_deref())?;
+        let pd = args.physical_device;
+        let inst = self.physical(pd)?;
+        let guest = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live physical device.
+        let host_exts = match unsafe { inst.instance.enumerate_device_extension_properties(pd) } {
+            Ok(v) => v,
+            Err(e) => return Ok(e),
+        };
+        // SAFETY: the names array was decoded into this command's arena with this count.
+        let wanted = unsafe {
+            raw::cstr_array(
+                guest.pp_enabled_extension_names,
+                guest.enabled_extension_count,
+            )
+        };
+        let mut names: Vec<&CStr> = wanted
+            .into_iter()
+            .filter(|n| !EMULATED_DEVICE_EXTENSIONS.contains(n) && has_extension(&host_exts, n))
+            .collect();
+        for ext in HOST_DEVICE_EXTENSIONS {
+            if has_extension(&host_exts, ext) && !names.contains(ext) {
+                names.push(ext);
+            }
+        }
+        let host_pointer_import = names.contains(&c"VK_EXT_external_memory_host");
+        let ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let mut info = *guest;
+        // Device layers are deprecated and ignored by the loader; Mesa never sends any.
+        info.enabled_extension_count = u32::try_from(ptrs.len()).unwrap_or(0);
+        info.pp_enabled_extension_names = ptrs.as_ptr();
+        // SAFETY: live physical device; `info`, its queue infos and chains (arena) and
+        // `ptrs` (pointing at arena strings and 'static names) live across the call.
+        let device = match unsafe { inst.instance.create_device(pd, &info, None) } {
+            Ok(d) => d,
+            Err(e) => return Ok(e),
+        };
+        // SAFETY: live physical device.
+        let memory = unsafe { inst.instance.get_physical_device_memory_properties(pd) };
+        let mut host_props = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
+        if host_pointer_import {
+            let mut p2 = vk::PhysicalDeviceProperties2::default().push_next(&mut host_props);
+            // SAFETY: live physical device; the chain is a local, well-formed one.
+            unsafe { inst.instance.get_physical_device_properties2(pd, &mut p2) };
+        }
+        let queues = if guest.p_queue_create_infos.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: the queue create infos were decoded into the arena with this count.
+            unsafe {
+                std::slice::from_raw_parts(
+                    guest.p_queue_create_infos,
+                    guest.queue_create_info_count as usize,
+                )
+            }
+            .iter()
+            .map(|q| (q.queue_family_index, q.queue_count, q.flags))
+            .collect()
+        };
+        let raw_dev = device.handle().as_raw();
+        let state = Arc::new(DeviceState {
+            device,
+            _instance: Arc::clone(&inst),
+            memory,
+            host_pointer_import,
+            min_import_alignment: host_props.min_imported_host_pointer_alignment.max(4096),
+            queues,
+        });
+        let mut st = self.lock();
+        if let Err(e) = st.bind(
+            id,
+            vk::ObjectType::DEVICE,
+            raw_dev,
+            inst.instance.handle().as_raw(),
+        ) {
+            drop(st);
+            // SAFETY: the device was just created and nothing else knows it.
+            unsafe { state.device.destroy_device(None) };
+            return Err(e);
+        }
+        st.add_device(raw_dev, state);
+        Ok(vk::Result::SUCCESS)
+    }
+
+    pub(super) fn destroy_device(&mut self, args: &mut DestroyDeviceArgs<'_>) -> Result<()> {
+        let raw_dev = args.device.as_raw();
+        if raw_dev == 0 {
+            return Ok(());
+        }
+        let dev = self
+            .lock()
+            .remove_device(raw_dev)
+            .ok_or(VenusError::NoState {
+                ty: vk::ObjectType::DEVICE,
+                raw: raw_dev,
+            })?;
+        // SAFETY: the device is out of the tables; its children are the guest's to
+        // destroy first (valid usage), and their table entries are gone too.
+        unsafe { dev.device.destroy_device(None) };
+        Ok(())
+    }
+
+    pub(super) fn device_wait_idle(
+        &mut self,
+        args: &mut DeviceWaitIdleArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device(args.device)?;
+        // SAFETY: live device; no lock is held across this blocking call.
+        Ok(unsafe { (dev.device.fp_v1_0().device_wait_idle)(dev.device.handle()) })
+    }
+
+    pub(super) fn get_device_queue(&mut self, _args: &mut GetDeviceQueueArgs<'_>) -> Result<()> {
+        // As in vkr: queues must carry their ring through vkGetDeviceQueue2.
+        Err(VenusError::Unsupported(
+            "vkGetDeviceQueue (Venus guests use vkGetDeviceQueue2)",
+        ))
+    }
+
+    pub(super) fn get_device_queue2(&mut self, args: &mut GetDeviceQueue2Args<'_>) -> Result<()> {
+        let id = self.new_id(args.p_queue.as_deref())?;
+        let dev = self.device(args.device)?;
+        let guest = required(args.p_queue_info, "pQueueInfo")?;
+        let known = dev.queues.iter().any(|&(family, count, flags)| {
+            family == guest.queue_family_index && guest.queue_index < count && flags == guest.flags
+        });
+        if !known {
+            return Err(VenusError::Invalid(
+                "vkGetDeviceQueue2 for a queue the device lacks",
+            ));
+        }
+        let mut info = *guest;
+        // The ring index only matters for SUBMIT_CMD2 syncs, which vtest never sends;
+        // the host driver must not see the MESA struct.
+        // SAFETY: the chain was decoded into this command's arena and is not borrowed.
+        info.p_next =
+            unsafe { raw::strip_chain(info.p_next, &[STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA]) };
+        // SAFETY: live device; `info` is well formed. An out-of-range family/index is
+        // the guest's valid-usage violation, which lavapipe answers with NULL.
+        let queue = unsafe { dev.device.get_device_queue2(&info) };
+        if queue == vk::Queue::null() {
+            return Err(VenusError::Invalid("no such queue"));
+        }
+        let mut st = self.lock();
+        st.bind(
+            id,
+            vk::ObjectType::QUEUE,
+            queue.as_raw(),
+            args.device.as_raw(),
+        )?;
+        st.add_dispatchable(queue.as_raw(), dev);
+        Ok(())
+    }
+}

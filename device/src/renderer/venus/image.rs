@@ -1,0 +1,229 @@
+//! Images, image views and samplers: id-to-handle wrappers.
+
+use ash::vk;
+use vulkan_proto::args::{
+    BindImageMemory2Args, BindImageMemoryArgs, CreateImageArgs, CreateImageViewArgs,
+    CreateSamplerArgs, DestroyImageArgs, DestroyImageViewArgs, DestroySamplerArgs,
+    GetDeviceImageMemoryRequirementsArgs, GetDeviceImageSparseMemoryRequirementsArgs,
+    GetImageMemoryRequirements2Args, GetImageMemoryRequirementsArgs,
+    GetImageSparseMemoryRequirements2Args, GetImageSparseMemoryRequirementsArgs,
+    GetImageSubresourceLayoutArgs,
+};
+
+use super::physical_device::{count_array, required};
+use super::{Handler, Result, VenusError};
+
+impl Handler<'_, '_> {
+    pub(super) fn create_image(&mut self, args: &mut CreateImageArgs<'_>) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` and its chain live in the arena across the call.
+        self.create_child(args.device, args.p_image.as_deref(), |d| unsafe {
+            d.device.create_image(info, None)
+        })
+    }
+
+    pub(super) fn destroy_image(&mut self, args: &mut DestroyImageArgs<'_>) -> Result<()> {
+        // SAFETY: a live image of this device, now out of the tables.
+        self.destroy_child(args.device, args.image, |d, h| unsafe {
+            d.device.destroy_image(h, None);
+        })
+    }
+
+    pub(super) fn create_image_view(
+        &mut self,
+        args: &mut CreateImageViewArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena and holds translated handles.
+        self.create_child(args.device, args.p_view.as_deref(), |d| unsafe {
+            d.device.create_image_view(info, None)
+        })
+    }
+
+    pub(super) fn destroy_image_view(&mut self, args: &mut DestroyImageViewArgs<'_>) -> Result<()> {
+        // SAFETY: a live image view of this device, now out of the tables.
+        self.destroy_child(args.device, args.image_view, |d, h| unsafe {
+            d.device.destroy_image_view(h, None);
+        })
+    }
+
+    pub(super) fn create_sampler(
+        &mut self,
+        args: &mut CreateSamplerArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena.
+        self.create_child(args.device, args.p_sampler.as_deref(), |d| unsafe {
+            d.device.create_sampler(info, None)
+        })
+    }
+
+    pub(super) fn destroy_sampler(&mut self, args: &mut DestroySamplerArgs<'_>) -> Result<()> {
+        // SAFETY: a live sampler of this device, now out of the tables.
+        self.destroy_child(args.device, args.sampler, |d, h| unsafe {
+            d.device.destroy_sampler(h, None);
+        })
+    }
+
+    pub(super) fn get_image_memory_requirements(
+        &mut self,
+        args: &mut GetImageMemoryRequirementsArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let out = required(
+            args.p_memory_requirements.as_deref_mut(),
+            "pMemoryRequirements",
+        )?;
+        // SAFETY: live device and image.
+        *out = unsafe { dev.device.get_image_memory_requirements(args.image) };
+        Ok(())
+    }
+
+    pub(super) fn get_image_memory_requirements2(
+        &mut self,
+        args: &mut GetImageMemoryRequirements2Args<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let info = required(args.p_info, "pInfo")?;
+        let out = required(
+            args.p_memory_requirements.as_deref_mut(),
+            "pMemoryRequirements",
+        )?;
+        // SAFETY: live device; chains live in the arena.
+        unsafe { dev.device.get_image_memory_requirements2(info, out) };
+        Ok(())
+    }
+
+    pub(super) fn get_device_image_memory_requirements(
+        &mut self,
+        args: &mut GetDeviceImageMemoryRequirementsArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let info = required(args.p_info, "pInfo")?;
+        if info.p_create_info.is_null() {
+            return Err(VenusError::Null {
+                what: "pCreateInfo",
+            });
+        }
+        let out = required(
+            args.p_memory_requirements.as_deref_mut(),
+            "pMemoryRequirements",
+        )?;
+        // SAFETY: live device; chains live in the arena.
+        unsafe { dev.device.get_device_image_memory_requirements(info, out) };
+        Ok(())
+    }
+
+    pub(super) fn get_image_sparse_memory_requirements(
+        &mut self,
+        args: &mut GetImageSparseMemoryRequirementsArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let (count, ptr) = count_array(
+            args.p_sparse_memory_requirement_count.as_deref_mut(),
+            args.p_sparse_memory_requirements.as_deref_mut(),
+        )?;
+        // SAFETY: live device and image; `ptr` is NULL or holds `*count` elements.
+        unsafe {
+            (dev.device.fp_v1_0().get_image_sparse_memory_requirements)(
+                dev.device.handle(),
+                args.image,
+                count,
+                ptr,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn get_image_sparse_memory_requirements2(
+        &mut self,
+        args: &mut GetImageSparseMemoryRequirements2Args<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let info = required(args.p_info, "pInfo")?;
+        let (count, ptr) = count_array(
+            args.p_sparse_memory_requirement_count.as_deref_mut(),
+            args.p_sparse_memory_requirements.as_deref_mut(),
+        )?;
+        // SAFETY: live device; `ptr` is NULL or holds `*count` elements.
+        unsafe {
+            (dev.device.fp_v1_1().get_image_sparse_memory_requirements2)(
+                dev.device.handle(),
+                info,
+                count,
+                ptr,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn get_device_image_sparse_memory_requirements(
+        &mut self,
+        args: &mut GetDeviceImageSparseMemoryRequirementsArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let info = required(args.p_info, "pInfo")?;
+        if info.p_create_info.is_null() {
+            return Err(VenusError::Null {
+                what: "pCreateInfo",
+            });
+        }
+        let (count, ptr) = count_array(
+            args.p_sparse_memory_requirement_count.as_deref_mut(),
+            args.p_sparse_memory_requirements.as_deref_mut(),
+        )?;
+        // SAFETY: live device; `ptr` is NULL or holds `*count` elements.
+        unsafe {
+            (dev.device
+                .fp_v1_3()
+                .get_device_image_sparse_memory_requirements)(
+                dev.device.handle(),
+                info,
+                count,
+                ptr,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn bind_image_memory(
+        &mut self,
+        args: &mut BindImageMemoryArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device(args.device)?;
+        // SAFETY: live device, image and memory (translated handles).
+        Ok(unsafe {
+            (dev.device.fp_v1_0().bind_image_memory)(
+                dev.device.handle(),
+                args.image,
+                args.memory,
+                args.memory_offset,
+            )
+        })
+    }
+
+    pub(super) fn bind_image_memory2(
+        &mut self,
+        args: &mut BindImageMemory2Args<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device(args.device)?;
+        let infos = args.p_bind_infos.unwrap_or(&[]);
+        // SAFETY: live device; the infos live in the arena with translated handles.
+        Ok(match unsafe { dev.device.bind_image_memory2(infos) } {
+            Ok(()) => vk::Result::SUCCESS,
+            Err(e) => e,
+        })
+    }
+
+    pub(super) fn get_image_subresource_layout(
+        &mut self,
+        args: &mut GetImageSubresourceLayoutArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let sub = required(args.p_subresource, "pSubresource")?;
+        let out = required(args.p_layout.as_deref_mut(), "pLayout")?;
+        // SAFETY: live device and image.
+        *out = unsafe { dev.device.get_image_subresource_layout(args.image, *sub) };
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Instance commands: version, creation (extensions and layers the host lacks are
+//! stripped), destruction.
+
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use ash::vk;
+use vulkan_proto::args::{
+    CreateInstanceArgs, DestroyInstanceArgs, EnumerateInstanceExtensionPropertiesArgs,
+    EnumerateInstanceLayerPropertiesArgs, EnumerateInstanceVersionArgs,
+};
+use vulkan_proto::info;
+
+use super::objects::InstanceState;
+use super::{raw, Handler, Result, VenusError};
+
+/// Copies `items` into a guest count/array pair (the two-call enumerate idiom).
+pub(super) fn fill_array<T: Copy>(
+    count: &mut u32,
+    out: Option<&mut [T]>,
+    items: &[T],
+) -> vk::Result {
+    match out {
+        None => {
+            *count = u32::try_from(items.len()).unwrap_or(u32::MAX);
+            vk::Result::SUCCESS
+        }
+        Some(out) => {
+            let n = out.len().min(*count as usize).min(items.len());
+            out[..n].copy_from_slice(&items[..n]);
+            *count = u32::try_from(n).unwrap_or(u32::MAX);
+            if n < items.len() {
+                vk::Result::INCOMPLETE
+            } else {
+                vk::Result::SUCCESS
+            }
+        }
+    }
+}
+
+/// The highest API version the protocol can carry.
+pub(super) fn cap_api_version(v: u32) -> u32 {
+    v.min(info::VK_XML_VERSION)
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn entry(&self) -> Result<Arc<ash::Entry>> {
+        let mut state = self.lock();
+        if let Some(e) = &state.entry {
+            return Ok(Arc::clone(e));
+        }
+        // SAFETY: loading the system Vulkan loader runs its initialisers; the loader
+        // is a well-behaved library and the returned Entry keeps it loaded.
+        let entry = Arc::new(unsafe { ash::Entry::load() }.map_err(VenusError::Loader)?);
+        state.entry = Some(Arc::clone(&entry));
+        Ok(entry)
+    }
+
+    pub(super) fn enumerate_instance_version(
+        &mut self,
+        args: &mut EnumerateInstanceVersionArgs<'_>,
+    ) -> Result<vk::Result> {
+        let out = args.p_api_version.as_deref_mut().ok_or(VenusError::Null {
+            what: "pApiVersion",
+        })?;
+        let entry = self.entry()?;
+        // SAFETY: a global command with no preconditions.
+        match unsafe { entry.try_enumerate_instance_version() } {
+            Ok(v) => {
+                *out = cap_api_version(v.unwrap_or(vk::API_VERSION_1_0));
+                Ok(vk::Result::SUCCESS)
+            }
+            Err(e) => Ok(e),
+        }
+    }
+
+    pub(super) fn enumerate_instance_extension_properties(
+        &mut self,
+        args: &mut EnumerateInstanceExtensionPropertiesArgs<'_>,
+    ) -> Result<vk::Result> {
+        let count = args
+            .p_property_count
+            .as_deref_mut()
+            .ok_or(VenusError::Null {
+                what: "pPropertyCount",
+            })?;
+        if args.p_layer_name.is_some() {
+            *count = 0;
+            return Ok(vk::Result::ERROR_LAYER_NOT_PRESENT);
+        }
+        let entry = self.entry()?;
+        // SAFETY: a global command with no preconditions.
+        let host = match unsafe { entry.enumerate_instance_extension_properties(None) } {
+            Ok(v) => v,
+            Err(e) => return Ok(e),
+        };
+        let filtered = filter_extensions(&host);
+        Ok(fill_array(
+            count,
+            args.p_properties.as_deref_mut(),
+            &filtered,
+        ))
+    }
+
+    pub(super) fn enumerate_instance_layer_properties(
+        &mut self,
+        args: &mut EnumerateInstanceLayerPropertiesArgs<'_>,
+    ) -> Result<vk::Result> {
+        let count = args
+            .p_property_count
+            .as_deref_mut()
+            .ok_or(VenusError::Null {
+                what: "pPropertyCount",
+            })?;
+        // Host layers are never exposed to guests.
+        *count = 0;
+        Ok(vk::Result::SUCCESS)
+    }
+
+    pub(super) fn create_instance(
+        &mut self,
+        args: &mut CreateInstanceArgs<'_>,
+    ) -> Result<vk::Result> {
+        let id = self.new_id(args.p_instance.as_deref())?;
+        let guest = args.p_create_info.ok_or(VenusError::Null {
+            what: "pCreateInfo",
+        })?;
+        let entry = self.entry()?;
+        // SAFETY: a global command with no preconditions.
+        let host_exts = match unsafe { entry.enumerate_instance_extension_properties(None) } {
+            Ok(v) => v,
+            Err(e) => return Ok(e),
+        };
+        // SAFETY: the names array was decoded into this command's arena with this count.
+        let wanted = unsafe {
+            raw::cstr_array(
+                guest.pp_enabled_extension_names,
+                guest.enabled_extension_count,
+            )
+        };
+        let names: Vec<*const std::ffi::c_char> = wanted
+            .into_iter()
+            .filter(|n| has_extension(&host_exts, n))
+            .map(CStr::as_ptr)
+            .collect();
+        let mut info = *guest;
+        info.enabled_layer_count = 0;
+        info.pp_enabled_layer_names = std::ptr::null();
+        info.enabled_extension_count = u32::try_from(names.len()).unwrap_or(0);
+        info.pp_enabled_extension_names = names.as_ptr();
+        // SAFETY: `info` and everything it points to (the guest's application info and
+        // pNext chain in the arena, `names`) live across the call; no allocator.
+        let instance = match unsafe { entry.create_instance(&info, None) } {
+            Ok(i) => i,
+            Err(e) => return Ok(e),
+        };
+        let raw = vk::Handle::as_raw(instance.handle());
+        let state = Arc::new(InstanceState {
+            _entry: entry,
+            instance,
+        });
+        let mut st = self.lock();
+        if let Err(e) = st.bind(id, vk::ObjectType::INSTANCE, raw, 0) {
+            drop(st);
+            // SAFETY: the instance was just created and nothing else knows it.
+            unsafe { state.instance.destroy_instance(None) };
+            return Err(e);
+        }
+        st.add_instance(raw, state);
+        Ok(vk::Result::SUCCESS)
+    }
+
+    pub(super) fn destroy_instance(&mut self, args: &mut DestroyInstanceArgs<'_>) -> Result<()> {
+        let raw = vk::Handle::as_raw(args.instance);
+        if raw == 0 {
+            return Ok(());
+        }
+        let inst = self
+            .lock()
+            .remove_instance(raw)
+            .ok_or(VenusError::NoState {
+                ty: vk::ObjectType::INSTANCE,
+                raw,
+            })?;
+        // SAFETY: the instance is out of the tables, so no later command reaches it;
+        // devices created from it are the guest's to destroy first (valid usage).
+        unsafe { inst.instance.destroy_instance(None) };
+        Ok(())
+    }
+}
+
+pub(super) fn has_extension(list: &[vk::ExtensionProperties], name: &CStr) -> bool {
+    list.iter()
+        .any(|e| e.extension_name_as_c_str().is_ok_and(|n| n == name))
+}
+
+/// Host extensions the protocol knows, spec versions capped to the protocol's.
+pub(super) fn filter_extensions(host: &[vk::ExtensionProperties]) -> Vec<vk::ExtensionProperties> {
+    host.iter()
+        .filter_map(|e| {
+            let name = e.extension_name_as_c_str().ok()?.to_str().ok()?;
+            let known = info::extension(name)?;
+            let mut out = *e;
+            out.spec_version = out.spec_version.min(known.spec_version);
+            Some(out)
+        })
+        .collect()
+}

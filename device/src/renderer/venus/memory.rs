@@ -1,0 +1,206 @@
+//! Device memory. Host-visible allocations are backed by a memfd the renderer maps and
+//! imports with `VK_EXT_external_memory_host` (venus-wire §6.3), so a
+//! RESOURCE_CREATE_BLOB for the memory's id can hand the guest the same pages at
+//! offset 0.
+
+use std::sync::Arc;
+
+use ash::vk;
+use ash::vk::Handle;
+use vulkan_proto::args::{
+    AllocateMemoryArgs, FlushMappedMemoryRangesArgs, FreeMemoryArgs, GetDeviceMemoryCommitmentArgs,
+    GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
+};
+
+use super::objects::HostMemory;
+use super::physical_device::required;
+use super::{raw, Handler, Result, VenusError, VenusExecutor};
+use crate::ids::BlobId;
+use crate::renderer::resource::ExportedBlob;
+use crate::sys::{create_memfd, SharedMemory};
+
+/// Largest single host-visible allocation backed by a memfd (guards the host against a
+/// guest asking for absurd sizes before the driver can refuse).
+const MAX_HOST_VISIBLE_ALLOCATION: u64 = 16 << 30;
+
+/// RESOURCE_CREATE_BLOB with `blob_id` = a memory object id: a duplicate of its memfd.
+pub(super) fn export_blob(exec: &VenusExecutor, blob: BlobId, size: u64) -> Result<ExportedBlob> {
+    let mem = exec
+        .lock()
+        .memories
+        .get(&blob.0)
+        .cloned()
+        .ok_or(VenusError::Invalid(
+            "blob id is not host-visible device memory of this context",
+        ))?;
+    if size > mem.size {
+        return Err(VenusError::Invalid("blob larger than its device memory"));
+    }
+    let fd = mem
+        .fd
+        .try_clone()
+        .map_err(|e| VenusError::HostMemory(Box::new(e)))?;
+    Ok(ExportedBlob { fd, size })
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn allocate_memory(
+        &mut self,
+        args: &mut AllocateMemoryArgs<'_>,
+    ) -> Result<vk::Result> {
+        let id = self.new_id(args.p_memory.as_deref())?;
+        let dev = self.device(args.device)?;
+        let guest = required(args.p_allocate_info, "pAllocateInfo")?;
+        let ty = dev
+            .memory
+            .memory_types_as_slice()
+            .get(guest.memory_type_index as usize)
+            .ok_or(VenusError::Invalid("memory type index out of range"))?;
+        let host_visible = ty
+            .property_flags
+            .contains(vk::MemoryPropertyFlags::HOST_VISIBLE);
+        let mut info = *guest;
+        // The renderer decides how memory is shared; a guest export request would
+        // conflict with the host-pointer import below.
+        // SAFETY: the chain was decoded into this command's arena and is not borrowed.
+        info.p_next = unsafe {
+            raw::strip_chain(
+                info.p_next,
+                &[vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO],
+            )
+        };
+        if !(host_visible && dev.host_pointer_import) {
+            // SAFETY: live device; `info` and its chain live across the call.
+            return Ok(match unsafe { dev.device.allocate_memory(&info, None) } {
+                Ok(mem) => {
+                    self.bind(
+                        id,
+                        vk::ObjectType::DEVICE_MEMORY,
+                        mem.as_raw(),
+                        args.device.as_raw(),
+                    )?;
+                    vk::Result::SUCCESS
+                }
+                Err(e) => e,
+            });
+        }
+        let align = dev.min_import_alignment;
+        let size = match guest
+            .allocation_size
+            .checked_add(align - 1)
+            .map(|s| s / align * align)
+        {
+            Some(s) if s > 0 && s <= MAX_HOST_VISIBLE_ALLOCATION => s,
+            _ => return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY),
+        };
+        let fd = match create_memfd("vgpu-device-memory", size) {
+            Ok(fd) => fd,
+            Err(_) => return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY),
+        };
+        let map = match SharedMemory::map(&fd, size) {
+            Ok(m) => m,
+            Err(_) => return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY),
+        };
+        let import = vk::ImportMemoryHostPointerInfoEXT {
+            p_next: info.p_next,
+            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+            p_host_pointer: map.as_mut_ptr().cast(),
+            ..Default::default()
+        };
+        info.p_next = std::ptr::from_ref(&import).cast();
+        info.allocation_size = size;
+        // SAFETY: live device with VK_EXT_external_memory_host enabled; the pointer is a
+        // fresh `size`-byte MAP_SHARED mapping aligned to the import alignment (mmap is
+        // page aligned and the alignment is at least a page size multiple on lavapipe),
+        // kept alive in `HostMemory` until after vkFreeMemory.
+        match unsafe { dev.device.allocate_memory(&info, None) } {
+            Ok(mem) => {
+                let mut st = self.lock();
+                st.bind(
+                    id,
+                    vk::ObjectType::DEVICE_MEMORY,
+                    mem.as_raw(),
+                    args.device.as_raw(),
+                )?;
+                st.memories.insert(
+                    id,
+                    Arc::new(HostMemory {
+                        fd,
+                        _map: map,
+                        size,
+                    }),
+                );
+                Ok(vk::Result::SUCCESS)
+            }
+            Err(e) => Ok(e),
+        }
+    }
+
+    pub(super) fn free_memory(&mut self, args: &mut FreeMemoryArgs<'_>) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let raw_mem = args.memory.as_raw();
+        if raw_mem == 0 {
+            return Ok(());
+        }
+        // Keep the mapping alive until the driver has let go of the memory.
+        let backing = {
+            let mut st = self.lock();
+            let backing = st
+                .guest_id(vk::ObjectType::DEVICE_MEMORY, raw_mem)
+                .and_then(|id| st.memories.get(&id).cloned());
+            st.unbind(vk::ObjectType::DEVICE_MEMORY, raw_mem);
+            backing
+        };
+        // SAFETY: live memory of a live device, now out of the tables.
+        unsafe { dev.device.free_memory(args.memory, None) };
+        drop(backing);
+        Ok(())
+    }
+
+    pub(super) fn unmap_memory(&mut self, args: &mut UnmapMemoryArgs<'_>) -> Result<()> {
+        // Guests map blobs, never host mappings: nothing to do.
+        self.device(args.device)?;
+        Ok(())
+    }
+
+    pub(super) fn flush_mapped_memory_ranges(
+        &mut self,
+        args: &mut FlushMappedMemoryRangesArgs<'_>,
+    ) -> Result<vk::Result> {
+        // Every host-visible type the guest can map is coherent here.
+        self.device(args.device)?;
+        Ok(vk::Result::SUCCESS)
+    }
+
+    pub(super) fn invalidate_mapped_memory_ranges(
+        &mut self,
+        args: &mut InvalidateMappedMemoryRangesArgs<'_>,
+    ) -> Result<vk::Result> {
+        self.device(args.device)?;
+        Ok(vk::Result::SUCCESS)
+    }
+
+    pub(super) fn get_device_memory_commitment(
+        &mut self,
+        args: &mut GetDeviceMemoryCommitmentArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        let out = required(
+            args.p_committed_memory_in_bytes.as_deref_mut(),
+            "pCommittedMemoryInBytes",
+        )?;
+        // SAFETY: live device and memory.
+        *out = unsafe { dev.device.get_device_memory_commitment(args.memory) };
+        Ok(())
+    }
+
+    pub(super) fn get_device_memory_opaque_capture_address(
+        &mut self,
+        args: &mut GetDeviceMemoryOpaqueCaptureAddressArgs<'_>,
+    ) -> Result<u64> {
+        let dev = self.device(args.device)?;
+        let info = required(args.p_info, "pInfo")?;
+        // SAFETY: live device; `info` decoded with a translated memory handle.
+        Ok(unsafe { dev.device.get_device_memory_opaque_capture_address(info) })
+    }
+}

@@ -1,0 +1,541 @@
+//! The Venus executor: decodes every command with `vulkan_proto`'s generated decoder
+//! and runs it on the host Vulkan driver through `ash`.
+//!
+//! One [`VenusExecutor`] per context owns everything that context created: the loader
+//! entry, host instances and devices, and the typed object table (guest object id →
+//! host handle). Nothing is global, so a context can later move into a worker process
+//! as a unit.
+//!
+//! Handlers are grouped per object family (`instance.rs`, `physical_device.rs`, …) as
+//! inherent methods of [`Handler`]; the one `unsafe impl Dispatch` (the generated trait)
+//! forwards to them.
+//!
+//! # Concurrency and lock order
+//!
+//! `execute_one` runs concurrently on the context thread and on every ring thread of the
+//! context. All shared state sits behind **one** mutex per context
+//! (`VenusExecutor::state`). It is held only for table lookups and updates, **never
+//! across a driver call or a transport operation**: handlers look up what they need
+//! (cloning `Arc`s of the instance/device function tables), release the lock, call the
+//! driver, then lock again to record results. So a ring thread blocked in
+//! `vkWaitForFences`, a context thread blocked in `vkWaitRingSeqnoMESA`, and nested
+//! `vkExecuteCommandStreamsMESA` (which re-enters `execute_one` on the same thread)
+//! cannot deadlock on it. The decoder's id lookups take the same lock per lookup. There
+//! is no second lock in this module, so there is no lock order to get wrong; the core's
+//! own locks (resources, rings, reply streams) are never taken while `state` is held.
+//!
+//! Guest-side external synchronization (e.g. two rings recording into one command
+//! buffer at once) is not enforced, as in virglrenderer: a guest that breaks it can only
+//! hurt its own context's host objects.
+
+mod buffer;
+mod command_buffer;
+mod descriptor;
+mod device;
+mod image;
+mod instance;
+mod memory;
+mod objects;
+mod physical_device;
+mod pipeline;
+mod query;
+mod queue;
+mod raw;
+mod sync;
+mod transport;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ash::vk;
+use ash::vk::Handle;
+use vulkan_proto::args;
+use vulkan_proto::{
+    dispatch_command, info, Arena, CommandType, Decoder, Dispatch, DispatchError, Encoder,
+    HandleMap, ObjectId,
+};
+
+use super::executor::{ExecError, ExecutorFactory, StreamCtx, StreamExecutor, TransportError};
+use super::resource::ExportedBlob;
+use crate::error_chain;
+use crate::ids::{BlobId, ContextId};
+use objects::State;
+pub(crate) use objects::{DeviceState, InstanceState};
+
+/// Errors of the Venus handlers. Every one is fatal for the context; the executor
+/// prefixes the command name.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VenusError {
+    /// A required pointer parameter was NULL.
+    #[error("{what} is NULL")]
+    Null {
+        /// The parameter.
+        what: &'static str,
+    },
+    /// A create command carried object id 0 for the new object.
+    #[error("new {0:?} has object id 0")]
+    ZeroId(vk::ObjectType),
+    /// A create command reused a live object id.
+    #[error("object id {0} is already in use")]
+    DuplicateId(u64),
+    /// A handle decoded fine but has no host-side state (e.g. a device without tables).
+    #[error("{ty:?} {raw:#x} has no host state")]
+    NoState {
+        /// Object type.
+        ty: vk::ObjectType,
+        /// Host handle.
+        raw: u64,
+    },
+    /// Arguments that the handler refuses (named reason).
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A command this renderer deliberately does not support (listed in
+    /// guest-driver-notes/unsupported-commands.md).
+    #[error("deliberately unsupported: {0}")]
+    Unsupported(&'static str),
+    /// The Vulkan loader could not be loaded.
+    #[error("loading the host Vulkan loader failed")]
+    Loader(#[source] ash::LoadingError),
+    /// A transport operation failed.
+    #[error("transport operation failed")]
+    Transport(#[from] TransportError),
+    /// A nested command stream failed.
+    #[error("nested command stream failed")]
+    Nested(#[source] ExecError),
+    /// Creating or mapping host memory for a host-visible allocation failed.
+    #[error("host memory for an allocation")]
+    HostMemory(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+type Result<T> = std::result::Result<T, VenusError>;
+
+/// A command failed: the command's name and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{command}: {reason}")]
+struct CommandFailed {
+    command: String,
+    reason: String,
+}
+
+/// Per-stream decode state: the arena and reply encoder reused between commands.
+#[derive(Debug)]
+struct StreamState {
+    arena: Arena,
+    reply: Encoder,
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        Self {
+            arena: Arena::default(),
+            reply: Encoder::for_peer(info::VK_EXTENSION_MASK, info::VK_XML_VERSION),
+        }
+    }
+}
+
+/// The Venus executor of one context.
+#[derive(Debug)]
+pub struct VenusExecutor {
+    ctx: ContextId,
+    state: Mutex<State>,
+}
+
+impl VenusExecutor {
+    /// A fresh executor for `ctx` (the Vulkan loader is loaded on the first command that
+    /// needs it).
+    pub fn new(ctx: ContextId) -> Self {
+        Self {
+            ctx,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for VenusExecutor {
+    fn drop(&mut self) {
+        let state = std::mem::take(&mut *self.lock());
+        let objects = state.object_count();
+        if objects > 0 {
+            log::debug!("venus: {} teardown: {objects} objects left", self.ctx);
+        }
+        state.teardown();
+    }
+}
+
+impl HandleMap for VenusExecutor {
+    fn lookup(&self, ty: vk::ObjectType, id: ObjectId) -> Option<u64> {
+        self.lock().lookup(ty, id.0)
+    }
+}
+
+impl StreamExecutor for VenusExecutor {
+    fn execute_one(
+        &self,
+        stream: &mut StreamCtx<'_>,
+        cmds: &[u8],
+    ) -> std::result::Result<usize, ExecError> {
+        let command = cmds
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| CommandType(u32::from_le_bytes(b)));
+        let mut local: Box<StreamState> = stream.take_local();
+        let mut decoder = Decoder::new(cmds);
+        let result = {
+            let StreamState { arena, reply } = &mut *local;
+            let mut dispatcher = Dispatcher(Handler {
+                exec: self,
+                stream: &mut *stream,
+            });
+            dispatch_command(&mut dispatcher, &mut decoder, arena, reply)
+        };
+        stream.put_local(local);
+        match result {
+            Ok(_) => Ok(decoder.position()),
+            Err(e) => Err(ExecError::Failed(Box::new(CommandFailed {
+                command: command.map_or_else(|| "truncated command".to_owned(), |c| c.to_string()),
+                reason: error_chain(&e),
+            }))),
+        }
+    }
+
+    fn export_blob(&self, blob: BlobId, size: u64) -> std::result::Result<ExportedBlob, ExecError> {
+        memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
+    }
+}
+
+/// Creates a [`VenusExecutor`] per context.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct VenusFactory;
+
+impl ExecutorFactory for VenusFactory {
+    fn create(&self, ctx: ContextId) -> std::result::Result<Arc<dyn StreamExecutor>, ExecError> {
+        Ok(Arc::new(VenusExecutor::new(ctx)))
+    }
+}
+
+/// What one command's handlers see: the context's executor state and the stream.
+pub(crate) struct Handler<'a, 'b> {
+    exec: &'a VenusExecutor,
+    stream: &'a mut StreamCtx<'b>,
+}
+
+impl Handler<'_, '_> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.exec.lock()
+    }
+
+    fn instance(&self, h: vk::Instance) -> Result<Arc<InstanceState>> {
+        self.lock().instance(h)
+    }
+
+    /// The instance that owns a physical device.
+    fn physical(&self, h: vk::PhysicalDevice) -> Result<Arc<InstanceState>> {
+        self.lock().physical(h)
+    }
+
+    fn device(&self, h: vk::Device) -> Result<Arc<DeviceState>> {
+        self.lock().device(h)
+    }
+
+    /// The device owning a queue or command buffer.
+    fn device_of<H: vk::Handle>(&self, h: H) -> Result<Arc<DeviceState>> {
+        self.lock().device_of(H::TYPE, h.as_raw())
+    }
+
+    /// The guest id a create command put in its output slot: non-zero and unused.
+    fn new_id<H: vk::Handle + Copy>(&self, slot: Option<&H>) -> Result<u64> {
+        let slot = slot.ok_or(VenusError::Null {
+            what: "output handle",
+        })?;
+        let id = slot.as_raw();
+        if id == 0 {
+            return Err(VenusError::ZeroId(H::TYPE));
+        }
+        self.lock().check_free(id)?;
+        Ok(id)
+    }
+
+    /// Binds guest `id` to a new host object owned by `parent` (a host handle).
+    fn bind(&self, id: u64, ty: vk::ObjectType, raw: u64, parent: u64) -> Result<()> {
+        self.lock().bind(id, ty, raw, parent)
+    }
+
+    /// Forgets a host object (on destroy).
+    fn unbind(&self, ty: vk::ObjectType, raw: u64) {
+        self.lock().unbind(ty, raw);
+    }
+
+    /// Creates one device child: checks the guest id, runs `f`, binds on success.
+    fn create_child<H: vk::Handle + Copy>(
+        &self,
+        device: vk::Device,
+        slot: Option<&H>,
+        f: impl FnOnce(&DeviceState) -> ash::prelude::VkResult<H>,
+    ) -> Result<vk::Result> {
+        let id = self.new_id(slot)?;
+        let dev = self.device(device)?;
+        match f(&dev) {
+            Ok(h) => {
+                self.bind(id, H::TYPE, h.as_raw(), device.as_raw())?;
+                Ok(vk::Result::SUCCESS)
+            }
+            Err(e) => Ok(e),
+        }
+    }
+
+    /// Destroys one device child (NULL is a no-op, as in Vulkan).
+    fn destroy_child<H: vk::Handle + Copy>(
+        &self,
+        device: vk::Device,
+        h: H,
+        f: impl FnOnce(&DeviceState, H),
+    ) -> Result<()> {
+        let dev = self.device(device)?;
+        if h.as_raw() == 0 {
+            return Ok(());
+        }
+        self.unbind(H::TYPE, h.as_raw());
+        f(&dev, h);
+        Ok(())
+    }
+}
+
+/// The `Dispatch` implementation: a thin forwarder to [`Handler`]'s family methods (a
+/// separate type, so a missing handler is a compile error rather than recursion).
+struct Dispatcher<'a, 'b>(Handler<'a, 'b>);
+
+fn handler_err(e: VenusError) -> DispatchError {
+    DispatchError::Handler(Box::new(e))
+}
+
+macro_rules! forward {
+    ($($name:ident($args:ident) -> $ret:ty;)*) => {
+        // SAFETY: the handlers never replace a pointer inside an argument struct with one
+        // to shorter-lived memory: outputs are filled in place by the driver, and input
+        // chains are only re-linked among nodes of the same command arena
+        // (`raw::strip_chain`), so every pointer the reply encoder follows stays valid.
+        unsafe impl Dispatch for Dispatcher<'_, '_> {
+            fn handles(&self) -> &dyn HandleMap {
+                self.0.exec
+            }
+
+            fn write_reply(
+                &mut self,
+                command: CommandType,
+                reply: &[u8],
+            ) -> std::result::Result<(), DispatchError> {
+                let _ = command;
+                self.0
+                    .stream
+                    .write_reply(reply)
+                    .map_err(|e| handler_err(VenusError::Transport(e)))
+            }
+
+            $(
+                fn $name(
+                    &mut self,
+                    args: &mut args::$args<'_>,
+                ) -> std::result::Result<$ret, DispatchError> {
+                    self.0.$name(args).map_err(handler_err)
+                }
+            )*
+        }
+    };
+}
+
+forward! {
+    // instance.rs
+    enumerate_instance_version(EnumerateInstanceVersionArgs) -> vk::Result;
+    enumerate_instance_extension_properties(EnumerateInstanceExtensionPropertiesArgs) -> vk::Result;
+    enumerate_instance_layer_properties(EnumerateInstanceLayerPropertiesArgs) -> vk::Result;
+    create_instance(CreateInstanceArgs) -> vk::Result;
+    destroy_instance(DestroyInstanceArgs) -> ();
+    // physical_device.rs
+    enumerate_physical_devices(EnumeratePhysicalDevicesArgs) -> vk::Result;
+    enumerate_physical_device_groups(EnumeratePhysicalDeviceGroupsArgs) -> vk::Result;
+    get_physical_device_properties(GetPhysicalDevicePropertiesArgs) -> ();
+    get_physical_device_properties2(GetPhysicalDeviceProperties2Args) -> ();
+    get_physical_device_features(GetPhysicalDeviceFeaturesArgs) -> ();
+    get_physical_device_features2(GetPhysicalDeviceFeatures2Args) -> ();
+    get_physical_device_queue_family_properties(GetPhysicalDeviceQueueFamilyPropertiesArgs) -> ();
+    get_physical_device_queue_family_properties2(GetPhysicalDeviceQueueFamilyProperties2Args) -> ();
+    get_physical_device_memory_properties(GetPhysicalDeviceMemoryPropertiesArgs) -> ();
+    get_physical_device_memory_properties2(GetPhysicalDeviceMemoryProperties2Args) -> ();
+    get_physical_device_format_properties(GetPhysicalDeviceFormatPropertiesArgs) -> ();
+    get_physical_device_format_properties2(GetPhysicalDeviceFormatProperties2Args) -> ();
+    get_physical_device_image_format_properties(GetPhysicalDeviceImageFormatPropertiesArgs) -> vk::Result;
+    get_physical_device_image_format_properties2(GetPhysicalDeviceImageFormatProperties2Args) -> vk::Result;
+    get_physical_device_sparse_image_format_properties(GetPhysicalDeviceSparseImageFormatPropertiesArgs) -> ();
+    get_physical_device_sparse_image_format_properties2(GetPhysicalDeviceSparseImageFormatProperties2Args) -> ();
+    enumerate_device_extension_properties(EnumerateDeviceExtensionPropertiesArgs) -> vk::Result;
+    enumerate_device_layer_properties(EnumerateDeviceLayerPropertiesArgs) -> vk::Result;
+    get_physical_device_tool_properties(GetPhysicalDeviceToolPropertiesArgs) -> vk::Result;
+    get_physical_device_external_buffer_properties(GetPhysicalDeviceExternalBufferPropertiesArgs) -> ();
+    get_physical_device_external_fence_properties(GetPhysicalDeviceExternalFencePropertiesArgs) -> ();
+    get_physical_device_external_semaphore_properties(GetPhysicalDeviceExternalSemaphorePropertiesArgs) -> ();
+    // device.rs
+    create_device(CreateDeviceArgs) -> vk::Result;
+    destroy_device(DestroyDeviceArgs) -> ();
+    device_wait_idle(DeviceWaitIdleArgs) -> vk::Result;
+    get_device_queue(GetDeviceQueueArgs) -> ();
+    get_device_queue2(GetDeviceQueue2Args) -> ();
+    // memory.rs
+    allocate_memory(AllocateMemoryArgs) -> vk::Result;
+    free_memory(FreeMemoryArgs) -> ();
+    unmap_memory(UnmapMemoryArgs) -> ();
+    flush_mapped_memory_ranges(FlushMappedMemoryRangesArgs) -> vk::Result;
+    invalidate_mapped_memory_ranges(InvalidateMappedMemoryRangesArgs) -> vk::Result;
+    get_device_memory_commitment(GetDeviceMemoryCommitmentArgs) -> ();
+    get_device_memory_opaque_capture_address(GetDeviceMemoryOpaqueCaptureAddressArgs) -> u64;
+    // buffer.rs
+    create_buffer(CreateBufferArgs) -> vk::Result;
+    destroy_buffer(DestroyBufferArgs) -> ();
+    create_buffer_view(CreateBufferViewArgs) -> vk::Result;
+    destroy_buffer_view(DestroyBufferViewArgs) -> ();
+    get_buffer_memory_requirements(GetBufferMemoryRequirementsArgs) -> ();
+    get_buffer_memory_requirements2(GetBufferMemoryRequirements2Args) -> ();
+    get_device_buffer_memory_requirements(GetDeviceBufferMemoryRequirementsArgs) -> ();
+    bind_buffer_memory(BindBufferMemoryArgs) -> vk::Result;
+    bind_buffer_memory2(BindBufferMemory2Args) -> vk::Result;
+    get_buffer_device_address(GetBufferDeviceAddressArgs) -> u64;
+    get_buffer_opaque_capture_address(GetBufferOpaqueCaptureAddressArgs) -> u64;
+    // image.rs
+    create_image(CreateImageArgs) -> vk::Result;
+    destroy_image(DestroyImageArgs) -> ();
+    create_image_view(CreateImageViewArgs) -> vk::Result;
+    destroy_image_view(DestroyImageViewArgs) -> ();
+    create_sampler(CreateSamplerArgs) -> vk::Result;
+    destroy_sampler(DestroySamplerArgs) -> ();
+    get_image_memory_requirements(GetImageMemoryRequirementsArgs) -> ();
+    get_image_memory_requirements2(GetImageMemoryRequirements2Args) -> ();
+    get_device_image_memory_requirements(GetDeviceImageMemoryRequirementsArgs) -> ();
+    get_image_sparse_memory_requirements(GetImageSparseMemoryRequirementsArgs) -> ();
+    get_image_sparse_memory_requirements2(GetImageSparseMemoryRequirements2Args) -> ();
+    get_device_image_sparse_memory_requirements(GetDeviceImageSparseMemoryRequirementsArgs) -> ();
+    bind_image_memory(BindImageMemoryArgs) -> vk::Result;
+    bind_image_memory2(BindImageMemory2Args) -> vk::Result;
+    get_image_subresource_layout(GetImageSubresourceLayoutArgs) -> ();
+    // queue.rs
+    queue_submit(QueueSubmitArgs) -> vk::Result;
+    queue_submit2(QueueSubmit2Args) -> vk::Result;
+    queue_wait_idle(QueueWaitIdleArgs) -> vk::Result;
+    queue_bind_sparse(QueueBindSparseArgs) -> vk::Result;
+    // sync.rs
+    create_fence(CreateFenceArgs) -> vk::Result;
+    destroy_fence(DestroyFenceArgs) -> ();
+    reset_fences(ResetFencesArgs) -> vk::Result;
+    get_fence_status(GetFenceStatusArgs) -> vk::Result;
+    wait_for_fences(WaitForFencesArgs) -> vk::Result;
+    create_semaphore(CreateSemaphoreArgs) -> vk::Result;
+    destroy_semaphore(DestroySemaphoreArgs) -> ();
+    get_semaphore_counter_value(GetSemaphoreCounterValueArgs) -> vk::Result;
+    wait_semaphores(WaitSemaphoresArgs) -> vk::Result;
+    signal_semaphore(SignalSemaphoreArgs) -> vk::Result;
+    create_event(CreateEventArgs) -> vk::Result;
+    destroy_event(DestroyEventArgs) -> ();
+    get_event_status(GetEventStatusArgs) -> vk::Result;
+    set_event(SetEventArgs) -> vk::Result;
+    reset_event(ResetEventArgs) -> vk::Result;
+    // pipeline.rs
+    create_shader_module(CreateShaderModuleArgs) -> vk::Result;
+    destroy_shader_module(DestroyShaderModuleArgs) -> ();
+    create_pipeline_layout(CreatePipelineLayoutArgs) -> vk::Result;
+    destroy_pipeline_layout(DestroyPipelineLayoutArgs) -> ();
+    create_pipeline_cache(CreatePipelineCacheArgs) -> vk::Result;
+    destroy_pipeline_cache(DestroyPipelineCacheArgs) -> ();
+    get_pipeline_cache_data(GetPipelineCacheDataArgs) -> vk::Result;
+    merge_pipeline_caches(MergePipelineCachesArgs) -> vk::Result;
+    create_compute_pipelines(CreateComputePipelinesArgs) -> vk::Result;
+    create_graphics_pipelines(CreateGraphicsPipelinesArgs) -> vk::Result;
+    destroy_pipeline(DestroyPipelineArgs) -> ();
+    create_render_pass(CreateRenderPassArgs) -> vk::Result;
+    create_render_pass2(CreateRenderPass2Args) -> vk::Result;
+    destroy_render_pass(DestroyRenderPassArgs) -> ();
+    create_framebuffer(CreateFramebufferArgs) -> vk::Result;
+    destroy_framebuffer(DestroyFramebufferArgs) -> ();
+    // descriptor.rs
+    create_descriptor_set_layout(CreateDescriptorSetLayoutArgs) -> vk::Result;
+    destroy_descriptor_set_layout(DestroyDescriptorSetLayoutArgs) -> ();
+    get_descriptor_set_layout_support(GetDescriptorSetLayoutSupportArgs) -> ();
+    create_descriptor_pool(CreateDescriptorPoolArgs) -> vk::Result;
+    destroy_descriptor_pool(DestroyDescriptorPoolArgs) -> ();
+    reset_descriptor_pool(ResetDescriptorPoolArgs) -> vk::Result;
+    allocate_descriptor_sets(AllocateDescriptorSetsArgs) -> vk::Result;
+    free_descriptor_sets(FreeDescriptorSetsArgs) -> vk::Result;
+    update_descriptor_sets(UpdateDescriptorSetsArgs) -> ();
+    create_descriptor_update_template(CreateDescriptorUpdateTemplateArgs) -> vk::Result;
+    destroy_descriptor_update_template(DestroyDescriptorUpdateTemplateArgs) -> ();
+    // command_buffer.rs
+    create_command_pool(CreateCommandPoolArgs) -> vk::Result;
+    destroy_command_pool(DestroyCommandPoolArgs) -> ();
+    reset_command_pool(ResetCommandPoolArgs) -> vk::Result;
+    trim_command_pool(TrimCommandPoolArgs) -> ();
+    allocate_command_buffers(AllocateCommandBuffersArgs) -> vk::Result;
+    free_command_buffers(FreeCommandBuffersArgs) -> ();
+    begin_command_buffer(BeginCommandBufferArgs) -> vk::Result;
+    end_command_buffer(EndCommandBufferArgs) -> vk::Result;
+    reset_command_buffer(ResetCommandBufferArgs) -> vk::Result;
+    cmd_bind_pipeline(CmdBindPipelineArgs) -> ();
+    cmd_bind_descriptor_sets(CmdBindDescriptorSetsArgs) -> ();
+    cmd_push_constants(CmdPushConstantsArgs) -> ();
+    cmd_dispatch(CmdDispatchArgs) -> ();
+    cmd_dispatch_base(CmdDispatchBaseArgs) -> ();
+    cmd_dispatch_indirect(CmdDispatchIndirectArgs) -> ();
+    cmd_pipeline_barrier(CmdPipelineBarrierArgs) -> ();
+    cmd_pipeline_barrier2(CmdPipelineBarrier2Args) -> ();
+    cmd_copy_buffer(CmdCopyBufferArgs) -> ();
+    cmd_copy_buffer2(CmdCopyBuffer2Args) -> ();
+    cmd_fill_buffer(CmdFillBufferArgs) -> ();
+    cmd_update_buffer(CmdUpdateBufferArgs) -> ();
+    cmd_copy_image(CmdCopyImageArgs) -> ();
+    cmd_copy_buffer_to_image(CmdCopyBufferToImageArgs) -> ();
+    cmd_copy_image_to_buffer(CmdCopyImageToBufferArgs) -> ();
+    cmd_clear_color_image(CmdClearColorImageArgs) -> ();
+    cmd_set_event(CmdSetEventArgs) -> ();
+    cmd_reset_event(CmdResetEventArgs) -> ();
+    cmd_wait_events(CmdWaitEventsArgs) -> ();
+    cmd_set_event2(CmdSetEvent2Args) -> ();
+    cmd_reset_event2(CmdResetEvent2Args) -> ();
+    cmd_wait_events2(CmdWaitEvents2Args) -> ();
+    cmd_execute_commands(CmdExecuteCommandsArgs) -> ();
+    cmd_begin_render_pass(CmdBeginRenderPassArgs) -> ();
+    cmd_end_render_pass(CmdEndRenderPassArgs) -> ();
+    cmd_begin_rendering(CmdBeginRenderingArgs) -> ();
+    cmd_end_rendering(CmdEndRenderingArgs) -> ();
+    cmd_set_viewport(CmdSetViewportArgs) -> ();
+    cmd_set_scissor(CmdSetScissorArgs) -> ();
+    cmd_bind_vertex_buffers(CmdBindVertexBuffersArgs) -> ();
+    cmd_bind_index_buffer(CmdBindIndexBufferArgs) -> ();
+    cmd_draw(CmdDrawArgs) -> ();
+    cmd_draw_indexed(CmdDrawIndexedArgs) -> ();
+    // query.rs
+    create_query_pool(CreateQueryPoolArgs) -> vk::Result;
+    destroy_query_pool(DestroyQueryPoolArgs) -> ();
+    get_query_pool_results(GetQueryPoolResultsArgs) -> vk::Result;
+    reset_query_pool(ResetQueryPoolArgs) -> ();
+    cmd_reset_query_pool(CmdResetQueryPoolArgs) -> ();
+    cmd_begin_query(CmdBeginQueryArgs) -> ();
+    cmd_end_query(CmdEndQueryArgs) -> ();
+    cmd_write_timestamp(CmdWriteTimestampArgs) -> ();
+    cmd_write_timestamp2(CmdWriteTimestamp2Args) -> ();
+    cmd_copy_query_pool_results(CmdCopyQueryPoolResultsArgs) -> ();
+    // transport.rs
+    set_reply_command_stream_mesa(SetReplyCommandStreamMESAArgs) -> ();
+    seek_reply_command_stream_mesa(SeekReplyCommandStreamMESAArgs) -> ();
+    execute_command_streams_mesa(ExecuteCommandStreamsMESAArgs) -> ();
+    create_ring_mesa(CreateRingMESAArgs) -> ();
+    destroy_ring_mesa(DestroyRingMESAArgs) -> ();
+    notify_ring_mesa(NotifyRingMESAArgs) -> ();
+    write_ring_extra_mesa(WriteRingExtraMESAArgs) -> ();
+    submit_virtqueue_seqno_mesa(SubmitVirtqueueSeqnoMESAArgs) -> ();
+    wait_virtqueue_seqno_mesa(WaitVirtqueueSeqnoMESAArgs) -> ();
+    wait_ring_seqno_mesa(WaitRingSeqnoMESAArgs) -> ();
+    get_memory_resource_properties_mesa(GetMemoryResourcePropertiesMESAArgs) -> vk::Result;
+    reset_fence_resource_mesa(ResetFenceResourceMESAArgs) -> ();
+    wait_semaphore_resource_mesa(WaitSemaphoreResourceMESAArgs) -> ();
+    import_semaphore_resource_mesa(ImportSemaphoreResourceMESAArgs) -> ();
+}

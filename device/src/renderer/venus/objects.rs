@@ -1,0 +1,382 @@
+//! The per-context object table: guest object id → (type, host handle, owner), plus the
+//! host-side state behind instances, devices and host-visible memory.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use ash::vk;
+
+use super::{Result, VenusError};
+use crate::sys::SharedMemory;
+
+/// A host instance and the loader entry it was created from.
+pub(crate) struct InstanceState {
+    /// Keeps the loader library loaded as long as the instance lives.
+    pub(crate) _entry: Arc<ash::Entry>,
+    pub(crate) instance: ash::Instance,
+}
+
+impl std::fmt::Debug for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceState")
+            .field("instance", &self.instance.handle())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A host device, its function tables and what the handlers need to know about it.
+pub(crate) struct DeviceState {
+    pub(crate) device: ash::Device,
+    /// Keeps the instance alive while the device lives.
+    pub(crate) _instance: Arc<InstanceState>,
+    pub(crate) memory: vk::PhysicalDeviceMemoryProperties,
+    /// `VK_EXT_external_memory_host` is enabled: host-visible allocations are memfds.
+    pub(crate) host_pointer_import: bool,
+    pub(crate) min_import_alignment: u64,
+    /// (family, queue count, flags) of every queue the device was created with.
+    pub(crate) queues: Vec<(u32, u32, vk::DeviceQueueCreateFlags)>,
+}
+
+impl std::fmt::Debug for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceState")
+            .field("device", &self.device.handle())
+            .field("host_pointer_import", &self.host_pointer_import)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A host-visible allocation backed by a memfd the guest maps (venus-wire §6.3).
+#[derive(Debug)]
+pub(crate) struct HostMemory {
+    pub(crate) fd: OwnedFd,
+    /// The host mapping the driver imported; unmapped when this drops, after the
+    /// `VkDeviceMemory` is freed.
+    pub(crate) _map: SharedMemory,
+    /// memfd size (allocationSize rounded up to the import alignment).
+    pub(crate) size: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Object {
+    ty: vk::ObjectType,
+    raw: u64,
+    /// Host handle of the owner (instance, device, pool), 0 for instances.
+    parent: u64,
+}
+
+/// Everything one context's executor owns.
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) entry: Option<Arc<ash::Entry>>,
+    objects: HashMap<u64, Object>,
+    by_host: HashMap<(i32, u64), u64>,
+    instances: HashMap<u64, Arc<InstanceState>>,
+    /// Host physical device → owning instance.
+    physical: HashMap<u64, Arc<InstanceState>>,
+    devices: HashMap<u64, Arc<DeviceState>>,
+    /// Host queue / command buffer → owning device.
+    dispatchable: HashMap<u64, Arc<DeviceState>>,
+    /// Guest memory id → memfd backing.
+    pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("objects", &self.objects.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    pub(crate) fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Typed lookup for the decoder: id 0 is NULL; unknown or wrong-typed is `None`.
+    pub(crate) fn lookup(&self, ty: vk::ObjectType, id: u64) -> Option<u64> {
+        if id == 0 {
+            return Some(0);
+        }
+        self.objects.get(&id).filter(|o| o.ty == ty).map(|o| o.raw)
+    }
+
+    /// The guest id bound to a host handle.
+    pub(crate) fn guest_id(&self, ty: vk::ObjectType, raw: u64) -> Option<u64> {
+        self.by_host.get(&(ty.as_raw(), raw)).copied()
+    }
+
+    pub(crate) fn check_free(&self, id: u64) -> Result<()> {
+        if self.objects.contains_key(&id) {
+            return Err(VenusError::DuplicateId(id));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn bind(
+        &mut self,
+        id: u64,
+        ty: vk::ObjectType,
+        raw: u64,
+        parent: u64,
+    ) -> Result<()> {
+        if id == 0 {
+            return Err(VenusError::ZeroId(ty));
+        }
+        self.check_free(id)?;
+        if self.by_host.contains_key(&(ty.as_raw(), raw)) {
+            return Err(VenusError::Invalid(
+                "host object already bound to another id",
+            ));
+        }
+        self.objects.insert(id, Object { ty, raw, parent });
+        self.by_host.insert((ty.as_raw(), raw), id);
+        Ok(())
+    }
+
+    pub(crate) fn unbind(&mut self, ty: vk::ObjectType, raw: u64) -> Option<u64> {
+        let id = self.by_host.remove(&(ty.as_raw(), raw))?;
+        self.objects.remove(&id);
+        self.memories.remove(&id);
+        self.dispatchable.remove(&raw);
+        Some(id)
+    }
+
+    /// Forgets every object of type `ty` owned by `parent` (pool resets and destroys).
+    pub(crate) fn unbind_children(&mut self, ty: vk::ObjectType, parent: u64) {
+        let raws: Vec<u64> = self
+            .objects
+            .values()
+            .filter(|o| o.ty == ty && o.parent == parent)
+            .map(|o| o.raw)
+            .collect();
+        for raw in raws {
+            self.unbind(ty, raw);
+        }
+    }
+
+    /// Host handles of every object of type `ty` owned by `parent`.
+    pub(crate) fn children(&self, ty: vk::ObjectType, parent: u64) -> Vec<u64> {
+        self.objects
+            .values()
+            .filter(|o| o.ty == ty && o.parent == parent)
+            .map(|o| o.raw)
+            .collect()
+    }
+
+    pub(crate) fn add_instance(&mut self, raw: u64, state: Arc<InstanceState>) {
+        self.instances.insert(raw, state);
+    }
+
+    pub(crate) fn add_physical(&mut self, raw: u64, owner: Arc<InstanceState>) {
+        self.physical.insert(raw, owner);
+    }
+
+    pub(crate) fn add_device(&mut self, raw: u64, state: Arc<DeviceState>) {
+        self.devices.insert(raw, state);
+    }
+
+    pub(crate) fn add_dispatchable(&mut self, raw: u64, owner: Arc<DeviceState>) {
+        self.dispatchable.insert(raw, owner);
+    }
+
+    pub(crate) fn instance(&self, h: vk::Instance) -> Result<Arc<InstanceState>> {
+        let raw = vk::Handle::as_raw(h);
+        self.instances
+            .get(&raw)
+            .cloned()
+            .ok_or(VenusError::NoState {
+                ty: vk::ObjectType::INSTANCE,
+                raw,
+            })
+    }
+
+    pub(crate) fn physical(&self, h: vk::PhysicalDevice) -> Result<Arc<InstanceState>> {
+        let raw = vk::Handle::as_raw(h);
+        self.physical.get(&raw).cloned().ok_or(VenusError::NoState {
+            ty: vk::ObjectType::PHYSICAL_DEVICE,
+            raw,
+        })
+    }
+
+    pub(crate) fn device(&self, h: vk::Device) -> Result<Arc<DeviceState>> {
+        let raw = vk::Handle::as_raw(h);
+        self.devices.get(&raw).cloned().ok_or(VenusError::NoState {
+            ty: vk::ObjectType::DEVICE,
+            raw,
+        })
+    }
+
+    pub(crate) fn device_of(&self, ty: vk::ObjectType, raw: u64) -> Result<Arc<DeviceState>> {
+        self.dispatchable
+            .get(&raw)
+            .cloned()
+            .ok_or(VenusError::NoState { ty, raw })
+    }
+
+    /// Removes a device and every table entry of its children (the host objects must
+    /// already be gone or be destroyed by the caller).
+    pub(crate) fn remove_device(&mut self, raw: u64) -> Option<Arc<DeviceState>> {
+        let dev = self.devices.remove(&raw)?;
+        let owned: Vec<(vk::ObjectType, u64)> = self
+            .objects
+            .values()
+            .filter(|o| o.parent == raw)
+            .map(|o| (o.ty, o.raw))
+            .collect();
+        for (ty, child) in owned {
+            // Grandchildren (command buffers, descriptor sets) hang off pools.
+            self.unbind_children(vk::ObjectType::COMMAND_BUFFER, child);
+            self.unbind_children(vk::ObjectType::DESCRIPTOR_SET, child);
+            self.unbind(ty, child);
+        }
+        self.unbind(vk::ObjectType::DEVICE, raw);
+        Some(dev)
+    }
+
+    /// Removes an instance, its physical devices and its table entries.
+    pub(crate) fn remove_instance(&mut self, raw: u64) -> Option<Arc<InstanceState>> {
+        let inst = self.instances.remove(&raw)?;
+        let phys: Vec<u64> = self
+            .physical
+            .iter()
+            .filter(|(_, owner)| Arc::ptr_eq(owner, &inst))
+            .map(|(&p, _)| p)
+            .collect();
+        for p in phys {
+            self.physical.remove(&p);
+            self.unbind(vk::ObjectType::PHYSICAL_DEVICE, p);
+        }
+        self.unbind(vk::ObjectType::INSTANCE, raw);
+        Some(inst)
+    }
+
+    /// Destroys everything the guest left behind: per device, wait idle, destroy its
+    /// children in dependency order, destroy it; then the instances.
+    pub(crate) fn teardown(mut self) {
+        // Memory mappings go only after their devices (and so their allocations) are gone.
+        let memories = std::mem::take(&mut self.memories);
+        let devices: Vec<u64> = self.devices.keys().copied().collect();
+        for raw in devices {
+            let children: Vec<Object> = self
+                .objects
+                .values()
+                .filter(|o| o.parent == raw)
+                .copied()
+                .collect();
+            let Some(dev) = self.remove_device(raw) else {
+                continue;
+            };
+            destroy_device_tree(&dev, children);
+        }
+        drop(memories);
+        let instances: Vec<u64> = self.instances.keys().copied().collect();
+        for raw in instances {
+            if let Some(inst) = self.remove_instance(raw) {
+                // SAFETY: every device of this context was destroyed above, and the
+                // instance is no longer reachable from the tables, so nothing uses it.
+                unsafe { inst.instance.destroy_instance(None) };
+            }
+        }
+    }
+}
+
+/// Order in which leftover objects are destroyed (users before what they use).
+const TEARDOWN_ORDER: &[vk::ObjectType] = &[
+    vk::ObjectType::COMMAND_POOL,
+    vk::ObjectType::PIPELINE,
+    vk::ObjectType::PIPELINE_LAYOUT,
+    vk::ObjectType::PIPELINE_CACHE,
+    vk::ObjectType::SHADER_MODULE,
+    vk::ObjectType::FRAMEBUFFER,
+    vk::ObjectType::RENDER_PASS,
+    vk::ObjectType::DESCRIPTOR_POOL,
+    vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE,
+    vk::ObjectType::DESCRIPTOR_SET_LAYOUT,
+    vk::ObjectType::SAMPLER,
+    vk::ObjectType::QUERY_POOL,
+    vk::ObjectType::EVENT,
+    vk::ObjectType::SEMAPHORE,
+    vk::ObjectType::FENCE,
+    vk::ObjectType::BUFFER_VIEW,
+    vk::ObjectType::IMAGE_VIEW,
+    vk::ObjectType::BUFFER,
+    vk::ObjectType::IMAGE,
+    vk::ObjectType::DEVICE_MEMORY,
+];
+
+fn destroy_device_tree(dev: &DeviceState, children: Vec<Object>) {
+    let d = &dev.device;
+    // SAFETY: the device is a live host device owned by this context; waiting for idle
+    // has no other precondition.
+    let _ = unsafe { d.device_wait_idle() };
+    for ty in TEARDOWN_ORDER {
+        for o in children.iter().filter(|o| o.ty == *ty) {
+            // SAFETY: each handle is a live host object of type `ty` created from `d`
+            // by this context and removed from the tables above, so no other command
+            // can use it; the device is idle, so the GPU no longer uses it either, and
+            // dependents were destroyed earlier in TEARDOWN_ORDER.
+            unsafe { destroy_object(d, o.ty, o.raw) };
+        }
+    }
+    // SAFETY: all children are destroyed and the device is idle and unreachable.
+    unsafe { d.destroy_device(None) };
+}
+
+/// Destroys one device child by type.
+///
+/// # Safety
+///
+/// `raw` must be a live host object of type `ty` created from `d`, not in use.
+unsafe fn destroy_object(d: &ash::Device, ty: vk::ObjectType, raw: u64) {
+    use vk::Handle;
+    // SAFETY: forwarded from the caller for every arm.
+    unsafe {
+        match ty {
+            vk::ObjectType::COMMAND_POOL => {
+                d.destroy_command_pool(vk::CommandPool::from_raw(raw), None)
+            }
+            vk::ObjectType::PIPELINE => d.destroy_pipeline(vk::Pipeline::from_raw(raw), None),
+            vk::ObjectType::PIPELINE_LAYOUT => {
+                d.destroy_pipeline_layout(vk::PipelineLayout::from_raw(raw), None);
+            }
+            vk::ObjectType::PIPELINE_CACHE => {
+                d.destroy_pipeline_cache(vk::PipelineCache::from_raw(raw), None);
+            }
+            vk::ObjectType::SHADER_MODULE => {
+                d.destroy_shader_module(vk::ShaderModule::from_raw(raw), None);
+            }
+            vk::ObjectType::FRAMEBUFFER => {
+                d.destroy_framebuffer(vk::Framebuffer::from_raw(raw), None)
+            }
+            vk::ObjectType::RENDER_PASS => {
+                d.destroy_render_pass(vk::RenderPass::from_raw(raw), None)
+            }
+            vk::ObjectType::DESCRIPTOR_POOL => {
+                d.destroy_descriptor_pool(vk::DescriptorPool::from_raw(raw), None);
+            }
+            vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE => d.destroy_descriptor_update_template(
+                vk::DescriptorUpdateTemplate::from_raw(raw),
+                None,
+            ),
+            vk::ObjectType::DESCRIPTOR_SET_LAYOUT => {
+                d.destroy_descriptor_set_layout(vk::DescriptorSetLayout::from_raw(raw), None);
+            }
+            vk::ObjectType::SAMPLER => d.destroy_sampler(vk::Sampler::from_raw(raw), None),
+            vk::ObjectType::QUERY_POOL => d.destroy_query_pool(vk::QueryPool::from_raw(raw), None),
+            vk::ObjectType::EVENT => d.destroy_event(vk::Event::from_raw(raw), None),
+            vk::ObjectType::SEMAPHORE => d.destroy_semaphore(vk::Semaphore::from_raw(raw), None),
+            vk::ObjectType::FENCE => d.destroy_fence(vk::Fence::from_raw(raw), None),
+            vk::ObjectType::BUFFER_VIEW => {
+                d.destroy_buffer_view(vk::BufferView::from_raw(raw), None)
+            }
+            vk::ObjectType::IMAGE_VIEW => d.destroy_image_view(vk::ImageView::from_raw(raw), None),
+            vk::ObjectType::BUFFER => d.destroy_buffer(vk::Buffer::from_raw(raw), None),
+            vk::ObjectType::IMAGE => d.destroy_image(vk::Image::from_raw(raw), None),
+            vk::ObjectType::DEVICE_MEMORY => d.free_memory(vk::DeviceMemory::from_raw(raw), None),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Shader modules, pipeline layouts, pipeline caches, compute and graphics pipelines,
+//! render passes and framebuffers.
+
+use ash::vk;
+use ash::vk::Handle;
+use vulkan_proto::args::{
+    CreateComputePipelinesArgs, CreateFramebufferArgs, CreateGraphicsPipelinesArgs,
+    CreatePipelineCacheArgs, CreatePipelineLayoutArgs, CreateRenderPass2Args, CreateRenderPassArgs,
+    CreateShaderModuleArgs, DestroyFramebufferArgs, DestroyPipelineArgs, DestroyPipelineCacheArgs,
+    DestroyPipelineLayoutArgs, DestroyRenderPassArgs, DestroyShaderModuleArgs,
+    GetPipelineCacheDataArgs, MergePipelineCachesArgs,
+};
+
+use super::physical_device::required;
+use super::{Handler, Result, VenusError};
+
+impl Handler<'_, '_> {
+    /// Binds the guest ids in `slots` to the pipelines a driver call created
+    /// (`Err((partial, result))` from ash binds the non-NULL ones).
+    fn bind_pipelines(
+        &self,
+        device: vk::Device,
+        ids: &[u64],
+        created: std::result::Result<Vec<vk::Pipeline>, (Vec<vk::Pipeline>, vk::Result)>,
+    ) -> Result<vk::Result> {
+        let (pipelines, ret) = match created {
+            Ok(p) => (p, vk::Result::SUCCESS),
+            Err((p, r)) => (p, r),
+        };
+        let mut st = self.lock();
+        for (&id, p) in ids.iter().zip(&pipelines) {
+            if *p != vk::Pipeline::null() {
+                st.bind(id, vk::ObjectType::PIPELINE, p.as_raw(), device.as_raw())?;
+            }
+        }
+        Ok(ret)
+    }
+
+    /// The guest ids of a pipeline-creation command's outputs, all new and distinct.
+    fn pipeline_ids(&self, slots: Option<&[vk::Pipeline]>, count: usize) -> Result<Vec<u64>> {
+        let slots = required(slots, "pPipelines")?;
+        if slots.len() != count {
+            return Err(VenusError::Invalid(
+                "pPipelines length differs from createInfoCount",
+            ));
+        }
+        let st = self.lock();
+        let mut ids = Vec::with_capacity(count);
+        for p in slots {
+            let id = p.as_raw();
+            if id == 0 {
+                return Err(VenusError::ZeroId(vk::ObjectType::PIPELINE));
+            }
+            st.check_free(id)?;
+            if ids.contains(&id) {
+                return Err(VenusError::DuplicateId(id));
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    pub(super) fn create_shader_module(
+        &mut self,
+        args: &mut CreateShaderModuleArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        if info.p_code.is_null() || info.code_size == 0 || info.code_size % 4 != 0 {
+            return Err(VenusError::Invalid(
+                "shader code missing or not a multiple of 4 bytes",
+            ));
+        }
+        // SAFETY: live device; the decoder sized pCode to codeSize bytes in the arena.
+        self.create_child(args.device, args.p_shader_module.as_deref(), |d| unsafe {
+            d.device.create_shader_module(info, None)
+        })
+    }
+
+    pub(super) fn destroy_shader_module(
+        &mut self,
+        args: &mut DestroyShaderModuleArgs<'_>,
+    ) -> Result<()> {
+        // SAFETY: a live shader module of this device, now out of the tables.
+        self.destroy_child(args.device, args.shader_module, |d, h| unsafe {
+            d.device.destroy_shader_module(h, None);
+        })
+    }
+
+    pub(super) fn create_pipeline_layout(
+        &mut self,
+        args: &mut CreatePipelineLayoutArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena with translated set layouts.
+        self.create_child(args.device, args.p_pipeline_layout.as_deref(), |d| unsafe {
+            d.device.create_pipeline_layout(info, None)
+        })
+    }
+
+    pub(super) fn destroy_pipeline_layout(
+        &mut self,
+        args: &mut DestroyPipelineLayoutArgs<'_>,
+    ) -> Result<()> {
+        // SAFETY: a live pipeline layout of this device, now out of the tables.
+        self.destroy_child(args.device, args.pipeline_layout, |d, h| unsafe {
+            d.device.destroy_pipeline_layout(h, None);
+        })
+    }
+
+    pub(super) fn create_pipeline_cache(
+        &mut self,
+        args: &mut CreatePipelineCacheArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; pInitialData was decoded with initialDataSize bytes.
+        self.create_child(args.device, args.p_pipeline_cache.as_deref(), |d| unsafe {
+            d.device.create_pipeline_cache(info, None)
+        })
+    }
+
+    pub(super) fn destroy_pipeline_cache(
+        &mut self,
+        args: &mut DestroyPipelineCacheArgs<'_>,
+    ) -> Result<()> {
+        // SAFETY: a live pipeline cache of this device, now out of the tables.
+        self.destroy_child(args.device, args.pipeline_cache, |d, h| unsafe {
+            d.device.destroy_pipeline_cache(h, None);
+        })
+    }
+
+    pub(super) fn get_pipeline_cache_data(
+        &mut self,
+        args: &mut GetPipelineCacheDataArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device(args.device)?;
+        let size = required(args.p_data_size.as_deref_mut(), "pDataSize")?;
+        let ptr = match args.p_data.as_deref_mut() {
+            None => std::ptr::null_mut(),
+            Some(buf) => {
+                if *size > buf.len() {
+                    return Err(VenusError::Invalid("pData shorter than pDataSize"));
+                }
+                buf.as_mut_ptr()
+            }
+        };
+        // SAFETY: live device and cache; `ptr` is NULL or holds `*size` bytes.
+        Ok(unsafe {
+            (dev.device.fp_v1_0().get_pipeline_cache_data)(
+                dev.device.handle(),
+                args.pipeline_cache,
+                size,
+                ptr.cast(),
+            )
+        })
+    }
+
+    pub(super) fn merge_pipeline_caches(
+        &mut self,
+        args: &mut MergePipelineCachesArgs<'_>,
+    ) -> Result<vk::Result> {
+        let dev = self.device(args.device)?;
+        let src = args.p_src_caches.unwrap_or(&[]);
+        // SAFETY: live device and caches (translated handles).
+        Ok(
+            match unsafe { dev.device.merge_pipeline_caches(args.dst_cache, src) } {
+                Ok(()) => vk::Result::SUCCESS,
+                Err(e) => e,
+            },
+        )
+    }
+
+    pub(super) fn create_compute_pipelines(
+        &mut self,
+        args: &mut CreateComputePipelinesArgs<'_>,
+    ) -> Result<vk::Result> {
+        let infos = args.p_create_infos.unwrap_or(&[]);
+        let ids = self.pipeline_ids(args.p_pipelines.as_deref(), infos.len())?;
+        let dev = self.device(args.device)?;
+        // SAFETY: live device; the infos live in the arena with translated handles.
+        let created = unsafe {
+            dev.device
+                .create_compute_pipelines(args.pipeline_cache, infos, None)
+        };
+        self.bind_pipelines(args.device, &ids, created)
+    }
+
+    pub(super) fn create_graphics_pipelines(
+        &mut self,
+        args: &mut CreateGraphicsPipelinesArgs<'_>,
+    ) -> Result<vk::Result> {
+        let infos = args.p_create_infos.unwrap_or(&[]);
+        let ids = self.pipeline_ids(args.p_pipelines.as_deref(), infos.len())?;
+        let dev = self.device(args.device)?;
+        // SAFETY: live device; the infos live in the arena with translated handles.
+        let created = unsafe {
+            dev.device
+                .create_graphics_pipelines(args.pipeline_cache, infos, None)
+        };
+        self.bind_pipelines(args.device, &ids, created)
+    }
+
+    pub(super) fn destroy_pipeline(&mut self, args: &mut DestroyPipelineArgs<'_>) -> Result<()> {
+        // SAFETY: a live pipeline of this device, now out of the tables.
+        self.destroy_child(args.device, args.pipeline, |d, h| unsafe {
+            d.device.destroy_pipeline(h, None)
+        })
+    }
+
+    pub(super) fn create_render_pass(
+        &mut self,
+        args: &mut CreateRenderPassArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena.
+        self.create_child(args.device, args.p_render_pass.as_deref(), |d| unsafe {
+            d.device.create_render_pass(info, None)
+        })
+    }
+
+    pub(super) fn create_render_pass2(
+        &mut self,
+        args: &mut CreateRenderPass2Args<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena.
+        self.create_child(args.device, args.p_render_pass.as_deref(), |d| unsafe {
+            d.device.create_render_pass2(info, None)
+        })
+    }
+
+    pub(super) fn destroy_render_pass(
+        &mut self,
+        args: &mut DestroyRenderPassArgs<'_>,
+    ) -> Result<()> {
+        // SAFETY: a live render pass of this device, now out of the tables.
+        self.destroy_child(args.device, args.render_pass, |d, h| unsafe {
+            d.device.destroy_render_pass(h, None);
+        })
+    }
+
+    pub(super) fn create_framebuffer(
+        &mut self,
+        args: &mut CreateFramebufferArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        // SAFETY: live device; `info` lives in the arena with translated handles.
+        self.create_child(args.device, args.p_framebuffer.as_deref(), |d| unsafe {
+            d.device.create_framebuffer(info, None)
+        })
+    }
+
+    pub(super) fn destroy_framebuffer(
+        &mut self,
+        args: &mut DestroyFramebufferArgs<'_>,
+    ) -> Result<()> {
+        // SAFETY: a live framebuffer of this device, now out of the tables.
+        self.destroy_child(args.device, args.framebuffer, |d, h| unsafe {
+            d.device.destroy_framebuffer(h, None);
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! Raw pNext-chain and string-array helpers: the only pointer walking the Venus handlers
+//! do. Every pointer here comes from the per-command decode arena (`vulkan_proto::Arena`),
+//! where the generated decoder built the chains; nothing here reads guest memory.
+
+use std::ffi::{c_char, c_void, CStr};
+
+use ash::vk;
+
+/// Longest chain walked (the decoder accepts at most `vulkan_proto::cs::MAX_PNEXT_CHAIN`).
+const MAX_WALK: usize = 256;
+
+/// Unlinks every struct whose sType is in `drop` from the chain starting at `head` and
+/// returns the new head.
+///
+/// # Safety
+///
+/// `head` must be NULL or the start of a pNext chain of structs that begin with
+/// `{sType, pNext}`, allocated writable (as the decode arena allocates them), not
+/// borrowed elsewhere while this runs.
+pub(super) unsafe fn strip_chain(head: *const c_void, drop: &[vk::StructureType]) -> *const c_void {
+    let mut head = head.cast_mut().cast::<vk::BaseOutStructure<'_>>();
+    let mut steps = 0;
+    // SAFETY: the caller guarantees every non-NULL node is a live, writable
+    // BaseOutStructure-prefixed struct.
+    unsafe {
+        while !head.is_null() && drop.contains(&(*head).s_type) && steps < MAX_WALK {
+            head = (*head).p_next;
+            steps += 1;
+        }
+        let mut cur = head;
+        while !cur.is_null() && steps < MAX_WALK {
+            let next = (*cur).p_next;
+            if !next.is_null() && drop.contains(&(*next).s_type) {
+                (*cur).p_next = (*next).p_next;
+            } else {
+                cur = next;
+            }
+            steps += 1;
+        }
+    }
+    head.cast_const().cast()
+}
+
+/// Finds the first struct of sType `ty` in the chain at `head`.
+///
+/// # Safety
+///
+/// As for [`strip_chain`], read-only.
+pub(super) unsafe fn find_in_chain(head: *const c_void, ty: vk::StructureType) -> *const c_void {
+    let mut cur = head.cast::<vk::BaseInStructure<'_>>();
+    let mut steps = 0;
+    // SAFETY: the caller guarantees every non-NULL node is a live BaseInStructure-prefixed
+    // struct.
+    unsafe {
+        while !cur.is_null() && steps < MAX_WALK {
+            if (*cur).s_type == ty {
+                return cur.cast();
+            }
+            cur = (*cur).p_next;
+            steps += 1;
+        }
+    }
+    std::ptr::null()
+}
+
+/// The strings of a `ppEnabled*Names` array.
+///
+/// # Safety
+///
+/// `names` must be NULL or point to `count` pointers, each NULL or a NUL-terminated
+/// string, all living for `'a`.
+pub(super) unsafe fn cstr_array<'a>(names: *const *const c_char, count: u32) -> Vec<&'a CStr> {
+    if names.is_null() {
+        return Vec::new();
+    }
+    let Ok(n) = usize::try_from(count) else {
+        return Vec::new();
+    };
+    // SAFETY: the caller guarantees `names` points to `count` readable pointers.
+    let ptrs = unsafe { std::slice::from_raw_parts(names, n) };
+    ptrs.iter()
+        .filter(|p| !p.is_null())
+        // SAFETY: each non-NULL entry is a NUL-terminated string living for 'a.
+        .map(|&p| unsafe { CStr::from_ptr(p) })
+        .collect()
+}
