@@ -234,3 +234,239 @@ impl Handler<'_, '_> {
         )
     }
 }
+
+/// `vkUpdateDescriptorSets` decoded by hand.
+///
+/// The generated decoder (vulkan-proto) treats `VkWriteDescriptorSet::pImageInfo`,
+/// `pBufferInfo` and `pTexelBufferView` as required arrays, but Mesa sends the two that
+/// the descriptor type does not use as NULL (count 0 on the wire) with a non-zero
+/// `descriptorCount`, so every real update fails to decode. Until the generator marks
+/// them optional, this decoder handles the command: same wire format (venus-wire §3),
+/// same typed id lookups, and the inline-uniform-block chain struct.
+pub(super) mod wire {
+    use ash::vk;
+    use ash::vk::Handle;
+    use vulkan_proto::{Decoder, HandleMap, ObjectId};
+
+    use super::check_write;
+    use crate::renderer::venus::{Result, VenusError};
+
+    /// `VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET_INLINE_UNIFORM_BLOCK`.
+    const STYPE_INLINE_UNIFORM_BLOCK: i32 = 1_000_138_002;
+    /// Upper bound on writes/copies/descriptors per command (guards allocations; the
+    /// byte size of the command bounds them further).
+    const MAX_ITEMS: u64 = 1 << 16;
+
+    fn bad(reason: &'static str) -> VenusError {
+        VenusError::Invalid(reason)
+    }
+
+    struct Reader<'d, 'h> {
+        d: Decoder<'d>,
+        ids: &'h dyn HandleMap,
+    }
+
+    impl Reader<'_, '_> {
+        fn u32(&mut self) -> Result<u32> {
+            self.d
+                .u32()
+                .map_err(|_| bad("truncated vkUpdateDescriptorSets"))
+        }
+        fn i32(&mut self) -> Result<i32> {
+            self.d
+                .i32()
+                .map_err(|_| bad("truncated vkUpdateDescriptorSets"))
+        }
+        fn u64(&mut self) -> Result<u64> {
+            self.d
+                .u64()
+                .map_err(|_| bad("truncated vkUpdateDescriptorSets"))
+        }
+        fn handle(&mut self, ty: vk::ObjectType) -> Result<u64> {
+            let id = self.u64()?;
+            self.ids.lookup(ty, ObjectId(id)).ok_or(bad(
+                "unknown or wrong-typed object id in vkUpdateDescriptorSets",
+            ))
+        }
+        /// An array count that must be 0 (NULL) or `expected`.
+        fn count(&mut self, expected: u64) -> Result<u64> {
+            let n = self.u64()?;
+            if n != 0 && n != expected {
+                return Err(bad("array size differs from its count"));
+            }
+            if n > MAX_ITEMS || n.saturating_mul(4) > self.d.remaining() as u64 {
+                return Err(bad("array larger than the command"));
+            }
+            Ok(n)
+        }
+        fn pnext_end(&mut self) -> Result<()> {
+            if self.u64()? != 0 {
+                return Err(bad("unexpected pNext in VkCopyDescriptorSet"));
+            }
+            Ok(())
+        }
+    }
+
+    /// One decoded write, owning its arrays.
+    #[derive(Default)]
+    pub(in crate::renderer::venus) struct Write {
+        set: u64,
+        binding: u32,
+        element: u32,
+        count: u32,
+        ty: i32,
+        images: Vec<vk::DescriptorImageInfo>,
+        buffers: Vec<vk::DescriptorBufferInfo>,
+        texels: Vec<vk::BufferView>,
+        inline: Option<Vec<u8>>,
+    }
+
+    /// The decoded command.
+    pub(in crate::renderer::venus) struct Update {
+        pub(in crate::renderer::venus) device: vk::Device,
+        pub(in crate::renderer::venus) wants_reply: bool,
+        pub(in crate::renderer::venus) consumed: usize,
+        writes: Vec<Write>,
+        copies: Vec<vk::CopyDescriptorSet<'static>>,
+    }
+
+    /// Decodes `vkUpdateDescriptorSets` at the start of `cmds` (header included).
+    pub(in crate::renderer::venus) fn decode(cmds: &[u8], ids: &dyn HandleMap) -> Result<Update> {
+        let mut r = Reader {
+            d: Decoder::new(cmds),
+            ids,
+        };
+        let _ty = r.u32()?;
+        let flags = r.u32()?;
+        let device = vk::Device::from_raw(r.handle(vk::ObjectType::DEVICE)?);
+        if device == vk::Device::null() {
+            return Err(VenusError::Null { what: "device" });
+        }
+        let write_count = r.u32()?;
+        let n = r.count(u64::from(write_count))?;
+        let mut writes = Vec::new();
+        for _ in 0..n {
+            if r.i32()? != vk::StructureType::WRITE_DESCRIPTOR_SET.as_raw() {
+                return Err(bad("bad sType in VkWriteDescriptorSet"));
+            }
+            let mut w = Write::default();
+            let mut inline_chain = false;
+            while r.u64()? != 0 {
+                if r.i32()? != STYPE_INLINE_UNIFORM_BLOCK || inline_chain {
+                    return Err(bad("unsupported pNext in VkWriteDescriptorSet"));
+                }
+                inline_chain = true;
+            }
+            if inline_chain {
+                let size = r.u32()?;
+                let len = r.count(u64::from(size))?;
+                let bytes =
+                    r.d.take(
+                        usize::try_from(len)
+                            .map_err(|_| bad("inline data too large"))?
+                            .next_multiple_of(4),
+                    )
+                    .map_err(|_| bad("truncated inline uniform data"))?;
+                w.inline = Some(bytes.get(..len as usize).unwrap_or_default().to_vec());
+            }
+            w.set = r.handle(vk::ObjectType::DESCRIPTOR_SET)?;
+            w.binding = r.u32()?;
+            w.element = r.u32()?;
+            w.count = r.u32()?;
+            w.ty = r.i32()?;
+            for _ in 0..r.count(u64::from(w.count))? {
+                w.images.push(vk::DescriptorImageInfo {
+                    sampler: vk::Sampler::from_raw(r.handle(vk::ObjectType::SAMPLER)?),
+                    image_view: vk::ImageView::from_raw(r.handle(vk::ObjectType::IMAGE_VIEW)?),
+                    image_layout: vk::ImageLayout::from_raw(r.i32()?),
+                });
+            }
+            for _ in 0..r.count(u64::from(w.count))? {
+                w.buffers.push(vk::DescriptorBufferInfo {
+                    buffer: vk::Buffer::from_raw(r.handle(vk::ObjectType::BUFFER)?),
+                    offset: r.u64()?,
+                    range: r.u64()?,
+                });
+            }
+            for _ in 0..r.count(u64::from(w.count))? {
+                w.texels.push(vk::BufferView::from_raw(
+                    r.handle(vk::ObjectType::BUFFER_VIEW)?,
+                ));
+            }
+            writes.push(w);
+        }
+        let copy_count = r.u32()?;
+        let n = r.count(u64::from(copy_count))?;
+        let mut copies = Vec::new();
+        for _ in 0..n {
+            if r.i32()? != vk::StructureType::COPY_DESCRIPTOR_SET.as_raw() {
+                return Err(bad("bad sType in VkCopyDescriptorSet"));
+            }
+            r.pnext_end()?;
+            let mut c = vk::CopyDescriptorSet::default();
+            c.src_set = vk::DescriptorSet::from_raw(r.handle(vk::ObjectType::DESCRIPTOR_SET)?);
+            c.src_binding = r.u32()?;
+            c.src_array_element = r.u32()?;
+            c.dst_set = vk::DescriptorSet::from_raw(r.handle(vk::ObjectType::DESCRIPTOR_SET)?);
+            c.dst_binding = r.u32()?;
+            c.dst_array_element = r.u32()?;
+            c.descriptor_count = r.u32()?;
+            copies.push(c);
+        }
+        Ok(Update {
+            device,
+            wants_reply: flags & 1 != 0,
+            consumed: r.d.position(),
+            writes,
+            copies,
+        })
+    }
+
+    impl Update {
+        /// Runs the update on `device`.
+        pub(in crate::renderer::venus) fn apply(&self, device: &ash::Device) -> Result<()> {
+            let mut inline_structs: Vec<vk::WriteDescriptorSetInlineUniformBlock<'_>> = self
+                .writes
+                .iter()
+                .map(|w| {
+                    let data = w.inline.as_deref().unwrap_or_default();
+                    vk::WriteDescriptorSetInlineUniformBlock::default().data(data)
+                })
+                .collect();
+            let mut out = Vec::with_capacity(self.writes.len());
+            for (w, inline) in self.writes.iter().zip(inline_structs.iter_mut()) {
+                let mut v = vk::WriteDescriptorSet {
+                    dst_set: vk::DescriptorSet::from_raw(w.set),
+                    dst_binding: w.binding,
+                    dst_array_element: w.element,
+                    descriptor_count: w.count,
+                    descriptor_type: vk::DescriptorType::from_raw(w.ty),
+                    ..Default::default()
+                };
+                if !w.images.is_empty() {
+                    v.p_image_info = w.images.as_ptr();
+                }
+                if !w.buffers.is_empty() {
+                    v.p_buffer_info = w.buffers.as_ptr();
+                }
+                if !w.texels.is_empty() {
+                    v.p_texel_buffer_view = w.texels.as_ptr();
+                }
+                if w.inline.is_some() {
+                    if inline.data_size != w.count {
+                        return Err(bad("inline uniform data size differs from descriptorCount"));
+                    }
+                    v.p_next = std::ptr::from_mut(inline).cast_const().cast();
+                }
+                check_write(&v)?;
+                out.push(v);
+            }
+            // SAFETY: live device; every handle was looked up in this context's tables,
+            // and every array a write's type needs is present with descriptorCount
+            // elements (checked by `count` and `check_write`); all storage outlives the
+            // call.
+            unsafe { device.update_descriptor_sets(&out, &self.copies) };
+            Ok(())
+        }
+    }
+}

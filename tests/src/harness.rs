@@ -1,0 +1,115 @@
+//! Runs the Venus daemon and client processes for the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// lavapipe, the host driver.
+pub const LVP_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
+/// Mesa's Venus guest driver.
+pub const VIRTIO_ICD: &str = "/usr/share/vulkan/icd.d/virtio_icd.json";
+
+/// A fresh socket path in the temp directory.
+pub fn socket_path(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "vgpu-e2e-{tag}-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A running `venus-daemon` on lavapipe; killed on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `bin --socket <fresh path>` with lavapipe as the host driver and waits
+    /// for the socket to appear.
+    pub fn start(bin: &str, tag: &str) -> std::io::Result<Self> {
+        let socket = socket_path(tag);
+        let log = socket.with_extension("log");
+        let child = Command::new(bin)
+            .arg("--socket")
+            .arg(&socket)
+            .env("VK_DRIVER_FILES", LVP_ICD)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let start = Instant::now();
+        while !socket.exists() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(std::io::Error::other("daemon socket did not appear"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self { child, socket, log })
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Where a client runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode<'a> {
+    /// Directly on lavapipe.
+    Native,
+    /// Through Venus to the daemon on this socket.
+    Venus(&'a Path),
+}
+
+/// A command for `program` with the environment that selects `mode`.
+pub fn client(program: &str, mode: Mode<'_>) -> Command {
+    let mut cmd = Command::new(program);
+    match mode {
+        Mode::Native => {
+            cmd.env("VK_DRIVER_FILES", LVP_ICD);
+        }
+        Mode::Venus(sock) => {
+            cmd.env("VK_DRIVER_FILES", VIRTIO_ICD)
+                .env("VN_DEBUG", "vtest")
+                .env("VTEST_SOCKET_NAME", sock);
+        }
+    }
+    cmd.env_remove("VK_ICD_FILENAMES");
+    cmd
+}
+
+/// Runs a command to completion with a timeout (killing it if it overruns).
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::io::Result<Output> {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let start = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            return child.wait_with_output();
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            return child.wait_with_output();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
