@@ -4,6 +4,8 @@
 //!   the [`renderer::StreamExecutor`] seam where the Venus decoder plugs in.
 //! - [`vtest`]: the vtest front door (Mesa's vtest protocol v3 on a unix socket).
 //! - [`capset`]: the Venus capset, built from the protocol table.
+//! - [`virtio_gpu`] and [`vhost_user`]: the virtio-gpu device and its vhost-user front
+//!   door (`serve`).
 //! - [`sys`]: OS leaf modules (shared memory, memfd, eventfd, fd passing); the only
 //!   `unsafe` code lives in [`sys::shm`].
 
@@ -17,6 +19,8 @@ pub mod ids;
 pub mod ratelimit;
 pub mod renderer;
 pub mod sys;
+pub mod vhost_user;
+pub mod virtio_gpu;
 pub mod vtest;
 
 /// The low 32 bits of `v` (wire dword `lo` of a `lo, hi` pair).

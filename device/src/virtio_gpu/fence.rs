@@ -72,13 +72,20 @@ impl<T> FenceQueue<T> {
         fence: FenceId,
         token: T,
     ) -> Result<Option<T>, (TooManyParked, T)> {
-        if self.completed.get(&timeline).is_some_and(|&done| fence <= done) {
+        if self
+            .completed
+            .get(&timeline)
+            .is_some_and(|&done| fence <= done)
+        {
             return Ok(Some(token));
         }
         if self.parked_total >= self.max_parked {
             return Err((TooManyParked(self.max_parked), token));
         }
-        self.parked.entry(timeline).or_default().push_back((fence, token));
+        self.parked
+            .entry(timeline)
+            .or_default()
+            .push_back((fence, token));
         self.parked_total += 1;
         Ok(None)
     }
@@ -154,7 +161,13 @@ mod tests {
     #[test]
     fn signal_releases_all_lower_or_equal_ids_on_its_own_timeline_only() {
         let mut q = FenceQueue::new(16);
-        for (t, id, tok) in [(A, 3, "a3"), (B, 4, "b4"), (A, 7, "a7"), (A, 12, "a12"), (B, 9, "b9")] {
+        for (t, id, tok) in [
+            (A, 3, "a3"),
+            (B, 4, "b4"),
+            (A, 7, "a7"),
+            (A, 12, "a12"),
+            (B, 9, "b9"),
+        ] {
             assert_eq!(q.park(t, FenceId(id), tok), Ok(None));
         }
         assert_eq!(q.signal(A, FenceId(8)), vec!["a3", "a7"]);

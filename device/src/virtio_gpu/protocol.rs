@@ -250,7 +250,7 @@ pub enum ProtocolError {
 }
 
 /// Result alias for wire decoding.
-pub type Result<T> = std::result::Result<T, ProtocolError>;
+type Result<T> = std::result::Result<T, ProtocolError>;
 
 /// Little-endian reads from a slice the caller sized; past the end reads zero, so a
 /// wrong size is a logic bug that shows up as zeros, never a panic.
@@ -782,7 +782,8 @@ impl Request {
             C::ResourceCreateBlob => {
                 let resource_id = c.u32();
                 let raw_mem = c.u32();
-                let blob_mem = BlobMem::from_u32(raw_mem).ok_or_else(|| bad("blob_mem", raw_mem))?;
+                let blob_mem =
+                    BlobMem::from_u32(raw_mem).ok_or_else(|| bad("blob_mem", raw_mem))?;
                 let blob_flags = c.u32();
                 if blob_flags & !BLOB_FLAGS_ALL != 0 {
                     return Err(bad("blob_flags", blob_flags));
@@ -1025,7 +1026,10 @@ mod tests {
         assert_eq!(CtrlHdr::parse(&h.encode()), h);
         let r = h.response(RespType::OkNodata);
         assert_eq!(r.type_, 0x1100);
-        assert_eq!((r.flags, r.fence_id, r.ctx_id, r.ring_idx), (3, 0x1122_3344_5566, 7, 3));
+        assert_eq!(
+            (r.flags, r.fence_id, r.ctx_id, r.ring_idx),
+            (3, 0x1122_3344_5566, 7, 3)
+        );
     }
 
     #[test]
@@ -1082,7 +1086,10 @@ mod tests {
         );
         let mut blob = vec![0u8; 32];
         blob[4] = 4;
-        assert!(Request::decode(CommandType::ResourceCreateBlob, &blob).is_err());
+        assert_eq!(
+            Request::decode(CommandType::ResourceCreateBlob, &blob),
+            Err(bad("blob_mem", 4u32))
+        );
         blob[4] = 2;
         blob[8] = 8;
         assert_eq!(
