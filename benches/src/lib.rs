@@ -4,7 +4,13 @@
 //! [`qos_plot`] writes their CSV and SVG figures, [`qos_decision`] times the arbiter's
 //! decision path. The binary `qos_figures` runs them all and checks the targets; the
 //! criterion bench `qos_decision` measures the decision cost with 64 VMs.
+//!
+//! Wire format (issue 2): [`decode`] builds Venus streams with the driver-side encoders and
+//! times decode + dispatch; [`decode_plot`] writes the CSV and chart. The binary
+//! `decode_report` writes `docs/bench/`; the criterion bench is `decode_throughput`.
 
+pub mod decode;
+pub mod decode_plot;
 pub mod qos_decision;
 pub mod qos_experiments;
 pub mod qos_plot;

@@ -415,7 +415,7 @@ pub fn run_stream(data: &[u8]) -> Outcome {
             }
             Err(e) => {
                 out.peak_arena = out.peak_arena.max(arena.allocated_bytes());
-                out.error = Some(e.to_string());
+                out.error = Some(format!("{e:?}"));
                 break;
             }
         }
@@ -527,21 +527,38 @@ pub fn apply_op(buf: &mut Vec<u8>, op: &[u8]) {
     }
 }
 
-/// The request a [`run_mutated`] input starts from: command index, seed, options.
-/// Option bit 0 appends a second valid request (so a mutation can make the first command
-/// swallow or misframe the next); bit 1 clears GENERATE_REPLY on the first.
+/// Seeds per command that [`run_mutated`] inputs can pick (the base requests are cached).
+pub const MUTATE_SEEDS: u16 = 16;
+
+fn sample(ty: u32, seed: u64) -> Vec<u8> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<(u32, u64), Vec<u8>>> =
+            std::cell::RefCell::default();
+    }
+    CACHE.with(|c| {
+        c.borrow_mut()
+            .entry((ty, seed))
+            .or_insert_with(|| sample_request(ty, seed).unwrap_or_default())
+            .clone()
+    })
+}
+
+/// The request a [`run_mutated`] input starts from: command index, seed (modulo
+/// [`MUTATE_SEEDS`]), options. Option bit 0 appends a second valid request (so a mutation
+/// can make the first command swallow or misframe the next); bit 1 clears GENERATE_REPLY
+/// on the first.
 pub fn base_request(data: &[u8]) -> Vec<u8> {
     let [i0, i1, s0, s1, opts] = [0, 1, 2, 3, 4].map(|i| data.get(i).copied().unwrap_or(0));
     let idx = usize::from(u16::from_le_bytes([i0, i1])) % COMMAND_TYPES.len();
-    let seed = u64::from(u16::from_le_bytes([s0, s1]));
+    let seed = u64::from(u16::from_le_bytes([s0, s1]) % MUTATE_SEEDS);
     let ty = COMMAND_TYPES[idx];
-    let mut buf = sample_request(ty, seed).unwrap_or_default();
+    let mut buf = sample(ty, seed);
     if opts & 2 != 0 {
         set_u32(&mut buf, 4, 0);
     }
     if opts & 1 != 0 {
         let next = COMMAND_TYPES[(idx + 1) % COMMAND_TYPES.len()];
-        buf.extend(sample_request(next, seed + 1).unwrap_or_default());
+        buf.extend(sample(next, (seed + 1) % u64::from(MUTATE_SEEDS)));
     }
     buf
 }
