@@ -18,7 +18,9 @@ ICD_DIR=/usr/share/vulkan/icd.d
 #   libvulkan1           the Vulkan loader
 #   libvulkan-dev        loader development files (ash links the loader at run time)
 #   vulkan-tools         vulkaninfo, used by the demo and the real-driver smoke test
-PACKAGES=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools)
+#   glslang-tools        glslangValidator, only to regenerate tests/shaders/*.spv
+#                        (tests/shaders/build.sh); the tests read the committed .spv
+PACKAGES=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools)
 MIN_MESA_MAJOR=25
 
 log() { echo "setup: $*" >&2; }

@@ -555,7 +555,7 @@ pub fn matmul(g: &Gpu) -> AppResult<Vec<u8>> {
     let (ba, bb, bc) = (g.buffer(bytes)?, g.buffer(bytes)?, g.buffer(bytes)?);
     ba.write(&f32s(&a));
     bb.write(&f32s(&b));
-    let n = N as u32;
+    let n = u32::try_from(N)?;
     let entries = [vk::SpecializationMapEntry {
         constant_id: 0,
         offset: 0,
@@ -721,7 +721,9 @@ pub fn host_writes(g: &Gpu) -> AppResult<Vec<u8>> {
     let dst = g.buffer((n * 4) as u64)?;
     let mut all = Vec::new();
     for round in 0..4u32 {
-        let data: Vec<u32> = (0..n as u32).map(|i| i ^ (round * 0x9e37)).collect();
+        let data: Vec<u32> = (0..u32::try_from(n)?)
+            .map(|i| i ^ (round * 0x9e37))
+            .collect();
         src.write(&u32s(&data));
         g.run(|cb| {
             let region = [vk::BufferCopy {
@@ -791,10 +793,8 @@ pub fn fences(g: &Gpu) -> AppResult<Vec<u8>> {
     // SAFETY: signalled fences, not in use.
     unsafe { g.device.reset_fences(&fences[..10])? };
     // SAFETY: live fence.
-    check(
-        !unsafe { g.device.get_fence_status(fences[0])? },
-        "fence reset",
-    )?;
+    let signalled = unsafe { g.device.get_fence_status(fences[0])? };
+    check(!signalled, "fence reset")?;
     let out = buf.read();
     check(
         as_u32s(&out) == (0..count).map(|i| i * 3 + 1).collect::<Vec<_>>(),

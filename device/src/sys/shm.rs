@@ -96,6 +96,12 @@ impl SharedMemory {
         })
     }
 
+    /// The start of the mapping, for handing to a driver that imports host memory
+    /// (`VK_EXT_external_memory_host`). The mapping lives as long as `self`.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
     /// Size of the mapping in bytes.
     pub fn len(&self) -> usize {
         self.len
@@ -274,13 +280,5 @@ mod tests {
             shm.load_u32(98, Ordering::Relaxed),
             Err(ShmError::Misaligned(98))
         ));
-    }
-}
-
-impl SharedMemory {
-    /// The start of the mapping, for handing to a driver that imports host memory
-    /// (`VK_EXT_external_memory_host`). The mapping lives as long as `self`.
-    pub fn as_mut_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
     }
 }

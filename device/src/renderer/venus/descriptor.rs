@@ -367,7 +367,8 @@ pub(super) mod wire {
                             .next_multiple_of(4),
                     )
                     .map_err(|_| bad("truncated inline uniform data"))?;
-                w.inline = Some(bytes.get(..len as usize).unwrap_or_default().to_vec());
+                let len = usize::try_from(len).map_err(|_| bad("inline data too large"))?;
+                w.inline = Some(bytes.get(..len).unwrap_or_default().to_vec());
             }
             w.set = r.handle(vk::ObjectType::DESCRIPTOR_SET)?;
             w.binding = r.u32()?;
@@ -403,15 +404,16 @@ pub(super) mod wire {
                 return Err(bad("bad sType in VkCopyDescriptorSet"));
             }
             r.pnext_end()?;
-            let mut c = vk::CopyDescriptorSet::default();
-            c.src_set = vk::DescriptorSet::from_raw(r.handle(vk::ObjectType::DESCRIPTOR_SET)?);
-            c.src_binding = r.u32()?;
-            c.src_array_element = r.u32()?;
-            c.dst_set = vk::DescriptorSet::from_raw(r.handle(vk::ObjectType::DESCRIPTOR_SET)?);
-            c.dst_binding = r.u32()?;
-            c.dst_array_element = r.u32()?;
-            c.descriptor_count = r.u32()?;
-            copies.push(c);
+            copies.push(vk::CopyDescriptorSet {
+                src_set: vk::DescriptorSet::from_raw(r.handle(vk::ObjectType::DESCRIPTOR_SET)?),
+                src_binding: r.u32()?,
+                src_array_element: r.u32()?,
+                dst_set: vk::DescriptorSet::from_raw(r.handle(vk::ObjectType::DESCRIPTOR_SET)?),
+                dst_binding: r.u32()?,
+                dst_array_element: r.u32()?,
+                descriptor_count: r.u32()?,
+                ..Default::default()
+            });
         }
         Ok(Update {
             device,

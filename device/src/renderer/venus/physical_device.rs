@@ -434,7 +434,7 @@ impl Handler<'_, '_> {
                 ..Default::default()
             };
             for (dst, src) in e.extension_name.iter_mut().zip(name.to_bytes()) {
-                *dst = *src as std::ffi::c_char;
+                *dst = std::ffi::c_char::from_ne_bytes([*src]);
             }
             list.push(e);
         }

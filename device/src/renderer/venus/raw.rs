@@ -17,6 +17,7 @@ const MAX_WALK: usize = 256;
 /// `head` must be NULL or the start of a pNext chain of structs that begin with
 /// `{sType, pNext}`, allocated writable (as the decode arena allocates them), not
 /// borrowed elsewhere while this runs.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one pointer walk under one contract
 pub(super) unsafe fn strip_chain(head: *const c_void, drop: &[vk::StructureType]) -> *const c_void {
     let mut head = head.cast_mut().cast::<vk::BaseOutStructure<'_>>();
     let mut steps = 0;
@@ -46,6 +47,7 @@ pub(super) unsafe fn strip_chain(head: *const c_void, drop: &[vk::StructureType]
 /// # Safety
 ///
 /// As for [`strip_chain`], read-only.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one pointer walk under one contract
 pub(super) unsafe fn find_in_chain(head: *const c_void, ty: vk::StructureType) -> *const c_void {
     let mut cur = head.cast::<vk::BaseInStructure<'_>>();
     let mut steps = 0;

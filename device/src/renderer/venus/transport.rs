@@ -93,16 +93,17 @@ impl Handler<'_, '_> {
             extra_size: to_u64(ci.extra_size),
             ..Default::default()
         };
-        // SAFETY: the chain was decoded into the arena; a non-NULL result is a struct of
-        // the sType searched for, as the decoder built it.
-        unsafe {
-            let m = raw::find_in_chain(ci.p_next, STYPE_RING_MONITOR_INFO)
-                .cast::<RingMonitorInfoMESA<'_>>();
-            info.monitor_period_us = m.as_ref().map(|m| m.max_reporting_period_microseconds);
-            let p = raw::find_in_chain(ci.p_next, STYPE_RING_PRIORITY_INFO)
-                .cast::<RingPriorityInfoMESA<'_>>();
-            info.priority = p.as_ref().map(|p| p.priority);
-        }
+        // SAFETY: the chain was decoded into the arena.
+        let m = unsafe { raw::find_in_chain(ci.p_next, STYPE_RING_MONITOR_INFO) }
+            .cast::<RingMonitorInfoMESA<'_>>();
+        // SAFETY: a non-NULL result is a struct of the sType searched for, as the
+        // decoder built it in the arena.
+        info.monitor_period_us = unsafe { m.as_ref() }.map(|m| m.max_reporting_period_microseconds);
+        // SAFETY: as above.
+        let p = unsafe { raw::find_in_chain(ci.p_next, STYPE_RING_PRIORITY_INFO) }
+            .cast::<RingPriorityInfoMESA<'_>>();
+        // SAFETY: as above.
+        info.priority = unsafe { p.as_ref() }.map(|p| p.priority);
         self.stream.create_ring(RingId(args.ring), &info)?;
         Ok(())
     }
