@@ -17,6 +17,9 @@ pub struct Args {
 pub enum Command {
     /// Serve Mesa's vtest protocol (version 3) on a unix socket.
     Vtest(VtestArgs),
+    /// Serve a vhost-user virtio-gpu device (crosvm `--vhost-user gpu,socket=PATH`,
+    /// QEMU `-device vhost-user-gpu-pci`) on a unix socket.
+    Serve(ServeArgs),
     /// Connect to a vtest socket as a demo client: handshake, capset, ring round trip.
     Probe {
         /// Socket path.
@@ -39,6 +42,28 @@ pub struct VtestArgs {
     /// Maximum shared memory per context in MiB.
     #[arg(long, default_value_t = 4096)]
     pub max_shmem_mib: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// vhost-user socket path (the daemon listens; the VMM connects).
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// Optional device settings (`key = value` lines; see `vhost_user::ServeConfig`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
+    type Error = vgpu_device::vhost_user::ConfigError;
+
+    fn try_from(args: ServeArgs) -> Result<Self, Self::Error> {
+        let mut config = Self::new(args.socket);
+        if let Some(path) = &args.config {
+            config.load(path)?;
+        }
+        Ok(config)
+    }
 }
 
 /// Invalid arguments.

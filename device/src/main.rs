@@ -22,6 +22,19 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
             VtestServer::bind(config, &capset, Arc::new(VenusFactory))?.run();
             Ok(())
         }
+        args::Command::Serve(serve) => {
+            let config = vgpu_device::vhost_user::ServeConfig::try_from(serve)?;
+            let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
+            let context = vgpu_device::renderer::ContextConfig::default();
+            vgpu_device::vhost_user::serve(&config, |_signals| {
+                Box::new(vgpu_device::virtio_gpu::CoreBackend::new(
+                    &capset,
+                    Arc::new(VenusFactory),
+                    context,
+                ))
+            })?;
+            Ok(())
+        }
         args::Command::Probe { socket } => {
             let report = probe::probe(&socket)?;
             #[allow(clippy::print_stdout)] // the demo client's output is its purpose

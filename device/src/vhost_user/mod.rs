@@ -1,1 +1,485 @@
-//! vhost-user front door.
+//! The vhost-user front door: thin glue between rust-vmm's `vhost-user-backend` and
+//! the transport-independent [`crate::virtio_gpu::GpuHandler`].
+//!
+//! No protocol logic lives here: the backend negotiates features, exposes the config
+//! space and the host-visible region, pops descriptor chains, hands each one to the
+//! handler, and returns used entries the handler releases (at once, or when their
+//! fence signals).
+//!
+//! Locks (never nested): `handler` is taken by the vring worker for each chain and by
+//! the message thread for reset and for installing the SHMEM mapper; `mem` is taken
+//! only to clone the guest-memory handle. The handler's MAP_BLOB calls SHMEM_MAP,
+//! which blocks on the frontend's reply on the backend channel; the frontend must
+//! answer it without waiting for the vhost-user message thread (crosvm and the test
+//! harness do).
+
+mod config;
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use vhost::vhost_user::message::{
+    VhostUserMMap, VhostUserMMapFlags, VhostUserProtocolFeatures, VhostUserShMemConfig,
+};
+use vhost::vhost_user::{Backend, GpuBackend, VhostUserFrontendReqHandler};
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock, VringT};
+use virtio_bindings::virtio_config::{VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1};
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::{QueueOwnedT, Reader};
+use vm_memory::bitmap::BitmapSlice;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+pub use self::config::{ConfigError, ServeConfig};
+use crate::ratelimit::RateLimiter;
+use crate::virtio_gpu::protocol::{features, EVENT_DISPLAY, SHM_ID_HOST_VISIBLE};
+use crate::virtio_gpu::{
+    FenceSignals, GpuHandler, RenderBackend, RequestReader, ShmMapper, UsedToken,
+};
+
+/// Control queue index.
+pub const CONTROL_QUEUE: u16 = 0;
+/// Cursor queue index.
+pub const CURSOR_QUEUE: u16 = 1;
+const NUM_QUEUES: usize = 2;
+/// Queue size offered (QEMU uses 256 with virgl).
+pub const QUEUE_SIZE: usize = 1024;
+/// Device event id of the fence eventfd (0..=NUM_QUEUES are reserved by the crate).
+pub const FENCE_EVENT: u16 = 3;
+/// `VHOST_USER_F_PROTOCOL_FEATURES`.
+const VHOST_USER_F_PROTOCOL_FEATURES: u32 = 30;
+/// Size of the virtio-gpu config space.
+pub const CONFIG_SIZE: usize = 16;
+
+/// Errors of the vhost-user front door.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VhostUserError {
+    /// Creating an eventfd failed.
+    #[error("creating an eventfd failed")]
+    EventFd(#[source] io::Error),
+    /// The vhost-user daemon failed.
+    #[error("vhost-user daemon failed: {0}")]
+    Daemon(String),
+    /// Registering the fence eventfd failed.
+    #[error("registering the fence eventfd failed")]
+    Register(#[source] io::Error),
+    /// The guest memory table is not set yet.
+    #[error("no guest memory table yet")]
+    NoMemory,
+    /// Reading the queue failed.
+    #[error("virtqueue access failed")]
+    Queue(#[source] virtio_queue::Error),
+}
+
+impl From<VhostUserError> for io::Error {
+    fn from(e: VhostUserError) -> Self {
+        io::Error::other(crate::error_chain(&e))
+    }
+}
+
+type GuestMem = GuestMemoryAtomic<GuestMemoryMmap>;
+
+/// Adapts a virtio-queue chain reader to the handler's reader.
+struct ChainReader<'a, B: BitmapSlice>(Reader<'a, B>);
+
+impl<B: BitmapSlice> RequestReader for ChainReader<'_, B> {
+    fn available(&self) -> usize {
+        self.0.available_bytes()
+    }
+
+    fn read_exact_into(&mut self, buf: &mut [u8]) -> bool {
+        io::Read::read_exact(&mut self.0, buf).is_ok()
+    }
+}
+
+/// SHMEM_MAP / SHMEM_UNMAP on the backend channel.
+struct VhostShmMapper(Backend);
+
+impl ShmMapper for VhostShmMapper {
+    fn map(
+        &self,
+        shm_offset: u64,
+        fd: BorrowedFd<'_>,
+        fd_offset: u64,
+        len: u64,
+        writable: bool,
+    ) -> Result<(), String> {
+        let flags = if writable {
+            VhostUserMMapFlags::WRITABLE
+        } else {
+            VhostUserMMapFlags::empty()
+        };
+        let msg = VhostUserMMap {
+            shmid: SHM_ID_HOST_VISIBLE,
+            padding: [0; 7],
+            fd_offset,
+            shm_offset,
+            len,
+            flags: flags.bits(),
+        };
+        match self.0.shmem_map(&msg, &fd.as_raw_fd()) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(format!("frontend refused SHMEM_MAP ({code})")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn unmap(&self, shm_offset: u64, len: u64) -> Result<(), String> {
+        let msg = VhostUserMMap {
+            shmid: SHM_ID_HOST_VISIBLE,
+            padding: [0; 7],
+            fd_offset: 0,
+            shm_offset,
+            len,
+            flags: 0,
+        };
+        match self.0.shmem_unmap(&msg) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(format!("frontend refused SHMEM_UNMAP ({code})")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The vhost-user virtio-gpu backend.
+pub struct VgpuBackend {
+    handler: Mutex<GpuHandler>,
+    mem: Mutex<Option<GuestMem>>,
+    event_idx: AtomicBool,
+    events_read: AtomicU32,
+    fence_event: EventFd,
+    offer_virgl: bool,
+    shm_size: u64,
+    num_scanouts: u32,
+    num_capsets: u32,
+    warn: RateLimiter,
+}
+
+impl std::fmt::Debug for VgpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VgpuBackend")
+            .field("num_scanouts", &self.num_scanouts)
+            .field("num_capsets", &self.num_capsets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VgpuBackend {
+    /// A backend serving `render` with the device settings of `config`.
+    pub fn new(
+        config: &ServeConfig,
+        render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>,
+    ) -> Result<Arc<Self>, VhostUserError> {
+        let fence_event = EventFd::new(EFD_NONBLOCK).map_err(VhostUserError::EventFd)?;
+        let notifier = fence_event.try_clone().map_err(VhostUserError::EventFd)?;
+        let signals = FenceSignals::new(Arc::new(move || {
+            // A full counter still wakes the worker; nothing to do on error.
+            let _ = notifier.write(1);
+        }));
+        let handler = GpuHandler::new(config.handler.clone(), render(signals.clone()), signals);
+        let num_scanouts = u32::try_from(handler.num_scanouts()).unwrap_or(1);
+        let num_capsets = u32::try_from(handler.num_capsets()).unwrap_or(0);
+        Ok(Arc::new(Self {
+            handler: Mutex::new(handler),
+            mem: Mutex::new(None),
+            event_idx: AtomicBool::new(false),
+            events_read: AtomicU32::new(0),
+            fence_event,
+            offer_virgl: config.offer_virgl,
+            shm_size: config.handler.shm_size,
+            num_scanouts,
+            num_capsets,
+            warn: RateLimiter::new("vgpu::vhost_user", Duration::from_secs(5), 10),
+        }))
+    }
+
+    /// The handler (tests read the display through it).
+    pub fn handler(&self) -> MutexGuard<'_, GpuHandler> {
+        self.handler.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers the fence eventfd with the daemon's worker; call once after
+    /// creating the daemon.
+    pub fn register(
+        self: &Arc<Self>,
+        daemon: &VhostUserDaemon<Arc<Self>>,
+    ) -> Result<(), VhostUserError> {
+        for h in daemon.get_epoll_handlers() {
+            h.register_listener(
+                self.fence_event.as_raw_fd(),
+                EventSet::IN,
+                u64::from(FENCE_EVENT),
+            )
+            .map_err(VhostUserError::Register)?;
+        }
+        Ok(())
+    }
+
+    fn memory(&self) -> Result<GuestMem, VhostUserError> {
+        self.mem
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(VhostUserError::NoMemory)
+    }
+
+    fn return_used(&self, vrings: &[VringRwLock], tokens: Vec<UsedToken>) -> io::Result<()> {
+        let mut touched = [false; NUM_QUEUES];
+        for t in tokens {
+            let Some(vring) = vrings.get(usize::from(t.queue)) else {
+                continue;
+            };
+            if let Err(e) = vring.add_used(t.head, t.len) {
+                self.warn
+                    .warn(format_args!("vhost-user: add_used({}) failed: {e}", t.head));
+            }
+            if let Some(flag) = touched.get_mut(usize::from(t.queue)) {
+                *flag = true;
+            }
+        }
+        for (vring, _) in vrings.iter().zip(touched).filter(|(_, t)| *t) {
+            if vring.needs_notification().unwrap_or(true) {
+                vring.signal_used_queue()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pops every available chain of `queue`, processes it, returns used entries.
+    fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
+        let mem = self.memory()?;
+        let Some(vring) = vrings.get(usize::from(queue)) else {
+            return Ok(());
+        };
+        let chains: Vec<_> = vring
+            .get_mut()
+            .get_queue_mut()
+            .iter(mem.memory())
+            .map_err(VhostUserError::Queue)?
+            .collect();
+        let mut released = Vec::new();
+        for chain in chains {
+            let head = chain.head_index();
+            let guest = chain.memory();
+            let (reader, writer) = match (chain.clone().reader(guest), chain.clone().writer(guest))
+            {
+                (Ok(r), Ok(w)) => (r, w),
+                (Err(e), _) | (_, Err(e)) => {
+                    self.warn
+                        .warn(format_args!("vhost-user: malformed chain {head}: {e}"));
+                    released.push(UsedToken {
+                        queue,
+                        head,
+                        len: 0,
+                    });
+                    continue;
+                }
+            };
+            let mut handler = self.handler();
+            let reply = handler.process(guest, &mut ChainReader(reader));
+            let mut writer = writer;
+            let fit = reply.bytes.len().min(writer.available_bytes());
+            if fit < reply.bytes.len() {
+                self.warn.warn(format_args!(
+                    "vhost-user: response of {} bytes truncated to {fit} (chain {head})",
+                    reply.bytes.len()
+                ));
+            }
+            let len = match io::Write::write_all(&mut writer, &reply.bytes[..fit]) {
+                Ok(()) => u32::try_from(fit).unwrap_or(0),
+                Err(e) => {
+                    self.warn
+                        .warn(format_args!("vhost-user: writing response failed: {e}"));
+                    0
+                }
+            };
+            released.extend(handler.complete(reply.fence, UsedToken { queue, head, len }));
+        }
+        self.return_used(vrings, released)
+    }
+
+    fn process_queue(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
+        let Some(vring) = vrings.get(usize::from(queue)) else {
+            return Ok(());
+        };
+        if !self.event_idx.load(Ordering::Acquire) {
+            return self.drain(vrings, queue);
+        }
+        // EVENT_IDX: drain with notifications off, re-enable, and go again if the
+        // guest added work meanwhile; a single pass makes the guest stop kicking.
+        loop {
+            vring
+                .disable_notification()
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            self.drain(vrings, queue)?;
+            if !vring
+                .enable_notification()
+                .map_err(|e| io::Error::other(e.to_string()))?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    fn config_bytes(&self) -> [u8; CONFIG_SIZE] {
+        let mut out = [0u8; CONFIG_SIZE];
+        out[0..4].copy_from_slice(&self.events_read.load(Ordering::Acquire).to_le_bytes());
+        out[8..12].copy_from_slice(&self.num_scanouts.to_le_bytes());
+        out[12..16].copy_from_slice(&self.num_capsets.to_le_bytes());
+        out
+    }
+}
+
+impl VhostUserBackend for VgpuBackend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        let gpu = (1u64 << features::EDID)
+            | (1 << features::RESOURCE_UUID)
+            | (1 << features::RESOURCE_BLOB)
+            | (1 << features::CONTEXT_INIT)
+            | if self.offer_virgl {
+                1 << features::VIRGL
+            } else {
+                0
+            };
+        // Transport bits QEMU offers whatever we say; set_features rejects any bit
+        // missing here, so they must be listed (vhost-user-gpu.md §4).
+        gpu | (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | (1 << VIRTIO_F_RING_RESET)
+            | (1 << VHOST_USER_F_PROTOCOL_FEATURES)
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        let mut f = VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD;
+        if self.shm_size > 0 {
+            f |= VhostUserProtocolFeatures::SHMEM;
+        }
+        f
+    }
+
+    fn reset_device(&self) {
+        // Parked tokens belong to the old rings; they are dropped with them.
+        let _ = self.handler().reset();
+        self.events_read.store(0, Ordering::Release);
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, Ordering::Release);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let cfg = self.config_bytes();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+        cfg.get(start..end).map(<[u8]>::to_vec).unwrap_or_default()
+    }
+
+    fn set_config(&self, offset: u32, buf: &[u8]) -> io::Result<()> {
+        // Only events_clear (offset 4) is writable.
+        if offset == 4 && buf.len() == 4 {
+            let clear = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            self.events_read.fetch_and(!clear, Ordering::AcqRel);
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "only events_clear is writable",
+        ))
+    }
+
+    fn update_memory(&self, mem: GuestMem) -> io::Result<()> {
+        *self.mem.lock().unwrap_or_else(PoisonError::into_inner) = Some(mem);
+        Ok(())
+    }
+
+    fn set_backend_req_fd(&self, backend: Backend) {
+        self.handler().set_mapper(Arc::new(VhostShmMapper(backend)));
+    }
+
+    fn set_gpu_socket(&self, _gpu_backend: GpuBackend) -> io::Result<()> {
+        // QEMU sends this at DRIVER_OK; the default fails the device. Display runs
+        // headless; forwarding SCANOUT/UPDATE over the socket is not built yet.
+        log::debug!("vhost-user: GPU socket received (display stays headless)");
+        Ok(())
+    }
+
+    fn get_shmem_config(&self) -> io::Result<VhostUserShMemConfig> {
+        if self.shm_size == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no host-visible region",
+            ));
+        }
+        Ok(VhostUserShMemConfig::new(1, &[0, self.shm_size]))
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            return Err(io::Error::other(format!("unexpected event set {evset:?}")));
+        }
+        match device_event {
+            CONTROL_QUEUE | CURSOR_QUEUE => self.process_queue(vrings, device_event),
+            FENCE_EVENT => {
+                let _ = self.fence_event.read();
+                let released = self.handler().poll_fences();
+                self.return_used(vrings, released)
+            }
+            other => Err(io::Error::other(format!("unknown device event {other}"))),
+        }
+    }
+}
+
+/// Signals the guest that the display configuration changed (config interrupt is the
+/// frontend's job; this only sets `events_read`).
+pub fn raise_display_event(backend: &VgpuBackend) {
+    backend
+        .events_read
+        .fetch_or(EVENT_DISPLAY, Ordering::AcqRel);
+}
+
+/// Serves one vhost-user connection on `config.socket` until the frontend
+/// disconnects.
+pub fn serve(
+    config: &ServeConfig,
+    render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>,
+) -> Result<(), VhostUserError> {
+    let backend = VgpuBackend::new(config, render)?;
+    let mut daemon = VhostUserDaemon::new(
+        "vhost-user-vgpu".to_owned(),
+        Arc::clone(&backend),
+        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+    )
+    .map_err(|e| VhostUserError::Daemon(e.to_string()))?;
+    backend.register(&daemon)?;
+    log::info!("vhost-user: serving on {}", config.socket.display());
+    daemon
+        .serve(&config.socket)
+        .map_err(|e| VhostUserError::Daemon(e.to_string()))
+}

@@ -1,0 +1,133 @@
+//! `serve` configuration: defaults, and the optional `--config FILE` (`key = value`
+//! lines, `#` comments).
+//!
+//! ```text
+//! num_scanouts = 1        # 1..=16
+//! width = 1280            # preferred mode
+//! height = 800
+//! shm_size_mib = 1024     # host-visible region 1; 0 = none (no SHMEM, no MAP_BLOB)
+//! max_2d_mib = 512        # host memory for all 2D resources
+//! offer_virgl = true      # VIRTIO_GPU_F_VIRGL (Linux gates capsets and contexts on it)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::virtio_gpu::HandlerConfig;
+
+/// Invalid configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Reading the file failed.
+    #[error("reading {0} failed: {1}")]
+    Read(PathBuf, String),
+    /// A line is not `key = value`.
+    #[error("line {0}: expected `key = value`")]
+    Syntax(usize),
+    /// Unknown key.
+    #[error("line {0}: unknown key `{1}`")]
+    UnknownKey(usize, String),
+    /// Bad value.
+    #[error("line {0}: `{1}` must be {2}")]
+    Value(usize, String, &'static str),
+}
+
+/// Everything `serve` needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// The vhost-user socket to listen on.
+    pub socket: PathBuf,
+    /// Device settings.
+    pub handler: HandlerConfig,
+    /// Offer `VIRTIO_GPU_F_VIRGL`. Linux reads capsets, allows CONTEXT_INIT and
+    /// EXECBUFFER only with it, so Venus guests need it; virgl resources
+    /// (RESOURCE_CREATE_3D, TRANSFER_*_3D) are still refused: no virgl capset exists.
+    pub offer_virgl: bool,
+}
+
+impl ServeConfig {
+    /// Defaults for `socket`.
+    pub fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            handler: HandlerConfig::default(),
+            offer_virgl: true,
+        }
+    }
+
+    /// Applies a config file.
+    pub fn load(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read(path.to_owned(), e.to_string()))?;
+        self.apply(&text)
+    }
+
+    /// Applies config text.
+    pub fn apply(&mut self, text: &str) -> Result<(), ConfigError> {
+        for (i, raw) in text.lines().enumerate() {
+            let n = i + 1;
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (key, value) = line.split_once('=').ok_or(ConfigError::Syntax(n))?;
+            let (key, value) = (key.trim(), value.trim());
+            let num = |lo: u64, hi: u64, what| {
+                value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|v| (lo..=hi).contains(v))
+                    .ok_or_else(|| ConfigError::Value(n, key.to_owned(), what))
+            };
+            let h = &mut self.handler;
+            match key {
+                "num_scanouts" => {
+                    h.num_scanouts = usize::try_from(num(1, 16, "1..=16")?).unwrap_or(1);
+                }
+                "width" => h.width = u32::try_from(num(1, 16384, "1..=16384")?).unwrap_or(1),
+                "height" => h.height = u32::try_from(num(1, 16384, "1..=16384")?).unwrap_or(1),
+                "shm_size_mib" => h.shm_size = num(0, 1 << 20, "0..=1048576")? << 20,
+                "max_2d_mib" => h.max_2d_bytes = num(1, 1 << 20, "1..=1048576")? << 20,
+                "offer_virgl" => {
+                    self.offer_virgl = match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(ConfigError::Value(n, key.to_owned(), "true or false")),
+                    }
+                }
+                _ => return Err(ConfigError::UnknownKey(n, key.to_owned())),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_text_overrides_defaults() {
+        let mut c = ServeConfig::new("s".into());
+        c.apply("# comment\nnum_scanouts = 2\nwidth=1024 # trailing\nshm_size_mib = 0\noffer_virgl = false\n")
+            .expect("valid");
+        assert_eq!(c.handler.num_scanouts, 2);
+        assert_eq!(c.handler.width, 1024);
+        assert_eq!(c.handler.shm_size, 0);
+        assert!(!c.offer_virgl);
+    }
+
+    #[test]
+    fn config_errors_name_the_line() {
+        let mut c = ServeConfig::new("s".into());
+        assert_eq!(c.apply("x"), Err(ConfigError::Syntax(1)));
+        assert_eq!(
+            c.apply("\nbogus = 1"),
+            Err(ConfigError::UnknownKey(2, "bogus".into()))
+        );
+        assert_eq!(
+            c.apply("num_scanouts = 17"),
+            Err(ConfigError::Value(1, "num_scanouts".into(), "1..=16"))
+        );
+    }
+}
