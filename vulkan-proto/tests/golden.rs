@@ -281,3 +281,40 @@ fn set_reply_command_stream_is_36_bytes() {
     let s = back.p_stream.expect("stream");
     assert_eq!((s.resource_id, s.offset, s.size), (2, 20, 24));
 }
+
+#[test]
+fn update_descriptor_sets_with_null_unused_info_arrays_decodes() {
+    // Mesa sends the info arrays a descriptor type does not use as NULL with the shared
+    // non-zero descriptorCount (vk.xml marks them noautovalidity).
+    let buffer_info = [vk::DescriptorBufferInfo {
+        buffer: vk::Buffer::from_raw(7),
+        offset: 0,
+        range: 64,
+    }];
+    let write = vk::WriteDescriptorSet {
+        dst_set: vk::DescriptorSet::from_raw(5),
+        descriptor_count: 1,
+        descriptor_type: vk::DescriptorType::STORAGE_BUFFER,
+        p_buffer_info: buffer_info.as_ptr(),
+        ..Default::default()
+    };
+    let writes = [write];
+    let a = UpdateDescriptorSetsArgs {
+        device: vk::Device::from_raw(1),
+        descriptor_write_count: 1,
+        p_descriptor_writes: Some(&writes),
+        ..Default::default()
+    };
+    let mut e = Encoder::new();
+    // SAFETY: `writes` and `buffer_info` are alive for the call.
+    unsafe { a.encode(&mut e, CommandFlags::NONE) };
+    let arena = Arena::default();
+    let cx = Cx::new(&arena, &RawIds);
+    let (_, _, back) = decode_body(e.as_bytes(), &cx, UpdateDescriptorSetsArgs::decode);
+    let w = &back.p_descriptor_writes.expect("writes")[0];
+    assert!(w.p_image_info.is_null());
+    assert!(w.p_texel_buffer_view.is_null());
+    // SAFETY: decoded into `arena`.
+    let bi = unsafe { w.p_buffer_info.as_ref() }.expect("buffer info");
+    assert_eq!((bi.buffer.as_raw(), bi.range), (7, 64));
+}

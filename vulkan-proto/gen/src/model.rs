@@ -815,7 +815,8 @@ pub fn build(reg: &Registry) -> Result<Proto, String> {
                     params.push(Field {
                         rust: snake(&p.name),
                         name: p.name.clone(),
-                        nullable: p.optional.as_deref().is_some_and(|o| o.starts_with("true")),
+                        nullable: p.optional.as_deref().is_some_and(|o| o.starts_with("true"))
+                            || p.noautovalidity,
                         ignorable: None,
                         is_const: !out,
                         kind,
@@ -936,6 +937,7 @@ fn build_struct(cx: &Ctx<'_>, name: &str, output: bool) -> Result<StructDef, Str
                     values: Some(e.stype.0.into()),
                     optional: None,
                     bitfield: false,
+                    noautovalidity: false,
                 },
                 Member {
                     name: "pNext".into(),
@@ -948,6 +950,7 @@ fn build_struct(cx: &Ctx<'_>, name: &str, output: bool) -> Result<StructDef, Str
                     values: None,
                     optional: Some("true".into()),
                     bitfield: false,
+                    noautovalidity: false,
                 },
             ];
             for (ty, n) in e.members {
@@ -962,6 +965,7 @@ fn build_struct(cx: &Ctx<'_>, name: &str, output: bool) -> Result<StructDef, Str
                     values: None,
                     optional: None,
                     bitfield: false,
+                    noautovalidity: false,
                 });
             }
             (ms, false, true)
@@ -995,6 +999,7 @@ fn build_struct(cx: &Ctx<'_>, name: &str, output: bool) -> Result<StructDef, Str
             rust: snake(&m.name),
             name: m.name.clone(),
             nullable: m.optional.as_deref().is_some_and(|o| o.starts_with("true"))
+                || m.noautovalidity
                 || ignorable.is_some(),
             ignorable,
             is_const: m.is_const,

@@ -42,6 +42,9 @@ pub struct Member {
     pub optional: Option<String>,
     /// Whether a bitfield width (`:8`) follows the name.
     pub bitfield: bool,
+    /// The `noautovalidity` attribute: Vulkan ignores the member in some states, so a
+    /// NULL array with a non-zero count is legal (e.g. `VkWriteDescriptorSet.pImageInfo`).
+    pub noautovalidity: bool,
 }
 
 /// Category of a registry type.
@@ -205,6 +208,7 @@ fn parse_member(n: roxmltree::Node<'_, '_>) -> Result<Member, XmlError> {
         values: n.attribute("values").map(str::to_owned),
         optional: n.attribute("optional").map(str::to_owned),
         bitfield: after.contains(':'),
+        noautovalidity: n.attribute("noautovalidity") == Some("true"),
     })
 }
 

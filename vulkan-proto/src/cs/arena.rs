@@ -74,6 +74,7 @@ impl<'a, 'h> Cx<'a, 'h> {
     }
 
     /// Moves `v` into the arena.
+    #[inline]
     pub fn alloc<T>(&self, d: &mut Decoder<'_>, v: T) -> Result<&'a mut T> {
         let at = d.position();
         self.arena.bump.try_alloc(v).map_err(|_| {
@@ -85,12 +86,14 @@ impl<'a, 'h> Cx<'a, 'h> {
     }
 
     /// Moves `v` into the arena and returns a raw pointer for an ash struct member.
+    #[inline]
     pub fn alloc_ptr<T>(&self, d: &mut Decoder<'_>, v: T) -> Result<*mut T> {
         self.alloc(d, v).map(core::ptr::from_mut)
     }
 
     /// Reads an object id and translates it to a host handle of type `ty`. Id 0 is the
     /// NULL handle.
+    #[inline]
     pub fn handle(&self, d: &mut Decoder<'_>, ty: vk::ObjectType) -> Result<u64> {
         let at = d.position();
         let id = d.u64()?;
@@ -102,6 +105,7 @@ impl<'a, 'h> Cx<'a, 'h> {
             .ok_or_else(|| d.fail(DecodeError::UnknownObject { at, ty, id }))
     }
 
+    #[inline]
     fn slice<T: Copy>(&self, d: &mut Decoder<'_>, n: usize, fill: T) -> Result<&'a mut [T]> {
         let at = d.position();
         self.arena
@@ -117,6 +121,7 @@ impl<'a, 'h> Cx<'a, 'h> {
 
     /// Reads an array size and checks it against the count member. `Ok(None)` is a NULL
     /// array.
+    #[inline]
     fn array_len(
         &self,
         d: &mut Decoder<'_>,
@@ -161,6 +166,7 @@ impl<'a, 'h> Cx<'a, 'h> {
 
     /// Reads an array whose elements are on the wire: size (checked against `expected`,
     /// and against the bytes left at `min_wire` bytes per element) then each element.
+    #[inline]
     pub fn array<T: Copy>(
         &self,
         d: &mut Decoder<'_>,
@@ -182,6 +188,7 @@ impl<'a, 'h> Cx<'a, 'h> {
 
     /// An output array of plain values: only its size is on the wire. Bounded by the
     /// arena budget.
+    #[inline]
     pub fn out_array<T: Copy>(
         &self,
         d: &mut Decoder<'_>,
@@ -196,6 +203,7 @@ impl<'a, 'h> Cx<'a, 'h> {
     }
 
     /// A sized byte blob: size (must equal `expected`) then the bytes, padded.
+    #[inline]
     pub fn blob(
         &self,
         d: &mut Decoder<'_>,

@@ -27,27 +27,32 @@ impl<'d> Decoder<'d> {
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
     /// Bytes left.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len().saturating_sub(self.pos)
     }
 
     /// Whether a previous read failed.
+    #[inline]
     pub fn is_fatal(&self) -> bool {
         self.fatal
     }
 
     /// Records `e` as fatal and returns it.
+    #[cold]
     pub fn fail(&mut self, e: DecodeError) -> DecodeError {
         self.fatal = true;
         e
     }
 
     /// Takes `n` bytes (rounded up to 4 on the stream), returning the first `n`.
+    #[inline]
     pub fn take(&mut self, n: usize) -> Result<&'d [u8]> {
         if self.fatal {
             return Err(DecodeError::Fatal);
@@ -67,6 +72,7 @@ impl<'d> Decoder<'d> {
         Ok(out)
     }
 
+    #[inline]
     fn word<const N: usize>(&mut self) -> Result<[u8; N]> {
         let b = self.take(N)?;
         let mut out = [0u8; N];
@@ -75,46 +81,55 @@ impl<'d> Decoder<'d> {
     }
 
     /// A `uint32_t`.
+    #[inline]
     pub fn u32(&mut self) -> Result<u32> {
         self.word::<4>().map(u32::from_le_bytes)
     }
 
     /// An `int32_t`.
+    #[inline]
     pub fn i32(&mut self) -> Result<i32> {
         self.word::<4>().map(i32::from_le_bytes)
     }
 
     /// A `uint64_t` (4-byte aligned on the wire).
+    #[inline]
     pub fn u64(&mut self) -> Result<u64> {
         self.word::<8>().map(u64::from_le_bytes)
     }
 
     /// An `int64_t`.
+    #[inline]
     pub fn i64(&mut self) -> Result<i64> {
         self.word::<8>().map(i64::from_le_bytes)
     }
 
     /// A `float` (raw bits).
+    #[inline]
     pub fn f32(&mut self) -> Result<f32> {
         self.u32().map(f32::from_bits)
     }
 
     /// A `double` (raw bits).
+    #[inline]
     pub fn f64(&mut self) -> Result<f64> {
         self.u64().map(f64::from_bits)
     }
 
     /// A `uint8_t`, padded to 4 bytes.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8> {
         self.word::<4>().map(|b| b[0])
     }
 
     /// A `uint16_t`, padded to 4 bytes.
+    #[inline]
     pub fn u16(&mut self) -> Result<u16> {
         self.word::<4>().map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
 
     /// A `size_t` (u64 on the wire).
+    #[inline]
     pub fn usize(&mut self) -> Result<usize> {
         let at = self.pos;
         let v = self.u64()?;
@@ -122,6 +137,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// A pointer presence marker: 0 (NULL) or 1 (present).
+    #[inline]
     pub fn ptr(&mut self) -> Result<bool> {
         let at = self.pos;
         match self.u64()? {
@@ -132,11 +148,13 @@ impl<'d> Decoder<'d> {
     }
 
     /// An array size (u64), unchecked.
+    #[inline]
     pub fn array_size(&mut self) -> Result<u64> {
         self.u64()
     }
 
     /// An array size that must equal `n` (fixed arrays).
+    #[inline]
     pub fn expect_array_size(&mut self, n: u64) -> Result<()> {
         let at = self.pos;
         let found = self.u64()?;
@@ -152,6 +170,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// An sType that must equal `expected`.
+    #[inline]
     pub fn stype(&mut self, expected: i32) -> Result<()> {
         let at = self.pos;
         let found = self.i32()?;
@@ -167,6 +186,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// An enum value checked by `valid`.
+    #[inline]
     pub fn enum_value(&mut self, valid: fn(i32) -> bool, ty: &'static str) -> Result<i32> {
         let at = self.pos;
         let value = self.i32()?;
@@ -178,6 +198,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// The `pAllocator` slot, which must be NULL.
+    #[inline]
     pub fn allocator(&mut self) -> Result<()> {
         let at = self.pos;
         if self.u64()? == 0 {
@@ -188,6 +209,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// Command flags: only GENERATE_REPLY may be set.
+    #[inline]
     pub fn command_flags(&mut self) -> Result<CommandFlags> {
         let at = self.pos;
         let flags = self.u32()?;

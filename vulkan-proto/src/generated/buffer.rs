@@ -2223,7 +2223,7 @@ impl<'a> FreeCommandBuffersArgs<'a> {
             .array(
                 d,
                 u64::from(a.command_buffer_count),
-                false,
+                true,
                 8,
                 Default::default(),
                 |d, cx| {

@@ -2713,7 +2713,7 @@ impl<'a> CmdClearColorImageArgs<'a> {
             let x = dec_clear_color_value(d, cx)?;
             Some(&*cx.alloc(d, x)?)
         } else {
-            return Err(d.null_required("vkCmdClearColorImage", "pColor"));
+            None
         };
         a.range_count = d.u32()?;
         a.p_ranges = cx
@@ -5122,7 +5122,7 @@ impl<'a> CmdBeginTransformFeedbackEXTArgs<'a> {
             .array(
                 d,
                 u64::from(a.counter_buffer_count),
-                false,
+                true,
                 8,
                 Default::default(),
                 |d, cx| {
@@ -5236,7 +5236,7 @@ impl<'a> CmdEndTransformFeedbackEXTArgs<'a> {
             .array(
                 d,
                 u64::from(a.counter_buffer_count),
-                false,
+                true,
                 8,
                 Default::default(),
                 |d, cx| {
@@ -7991,7 +7991,7 @@ impl<'a> CmdDrawMultiEXTArgs<'a> {
             .array(
                 d,
                 u64::from(a.draw_count),
-                false,
+                true,
                 8,
                 Default::default(),
                 |d, cx| Ok(dec_multi_draw_info_ext(d, cx)?),
@@ -8090,7 +8090,7 @@ impl<'a> CmdDrawMultiIndexedEXTArgs<'a> {
             .array(
                 d,
                 u64::from(a.draw_count),
-                false,
+                true,
                 12,
                 Default::default(),
                 |d, cx| Ok(dec_multi_draw_indexed_info_ext(d, cx)?),

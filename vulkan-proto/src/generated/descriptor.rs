@@ -1587,7 +1587,7 @@ pub(crate) fn dec_write_descriptor_set_fields<'a>(
     v.p_image_info = slice_ptr(cx.array(
         d,
         u64::from(v.descriptor_count),
-        false,
+        true,
         20,
         Default::default(),
         |d, cx| Ok(dec_descriptor_image_info(d, cx)?),
@@ -1595,7 +1595,7 @@ pub(crate) fn dec_write_descriptor_set_fields<'a>(
     v.p_buffer_info = slice_ptr(cx.array(
         d,
         u64::from(v.descriptor_count),
-        false,
+        true,
         24,
         Default::default(),
         |d, cx| Ok(dec_descriptor_buffer_info(d, cx)?),
@@ -1603,7 +1603,7 @@ pub(crate) fn dec_write_descriptor_set_fields<'a>(
     v.p_texel_buffer_view = slice_ptr(cx.array(
         d,
         u64::from(v.descriptor_count),
-        false,
+        true,
         8,
         Default::default(),
         |d, cx| {
@@ -2400,7 +2400,7 @@ impl<'a> FreeDescriptorSetsArgs<'a> {
             .array(
                 d,
                 u64::from(a.descriptor_set_count),
-                false,
+                true,
                 8,
                 Default::default(),
                 |d, cx| {

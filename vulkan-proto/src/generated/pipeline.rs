@@ -3581,7 +3581,7 @@ pub(crate) fn dec_pipeline_rendering_create_info_fields<'a>(
     v.p_color_attachment_formats = slice_ptr(cx.array(
         d,
         u64::from(v.color_attachment_count),
-        false,
+        true,
         4,
         Default::default(),
         |d, cx| {
@@ -4754,7 +4754,7 @@ pub(crate) fn dec_render_pass_begin_info_fields<'a>(
     v.p_clear_values = slice_ptr(cx.array(
         d,
         u64::from(v.clear_value_count),
-        false,
+        true,
         4,
         Default::default(),
         |d, cx| Ok(dec_clear_value(d, cx)?),
@@ -5488,7 +5488,7 @@ pub(crate) fn dec_rendering_area_info_khr_fields<'a>(
     v.p_color_attachment_formats = slice_ptr(cx.array(
         d,
         u64::from(v.color_attachment_count),
-        false,
+        true,
         4,
         Default::default(),
         |d, cx| {

@@ -7982,7 +7982,7 @@ pub fn gen_pipeline_rendering_create_info_fields<'a>(
     v.depth_attachment_format = vk::Format::from_raw(g.enum_value(enums::RANGES_FORMAT));
     v.stencil_attachment_format = vk::Format::from_raw(g.enum_value(enums::RANGES_FORMAT));
     v.color_attachment_count = (n_color_attachment_count as u32);
-    v.p_color_attachment_formats = if n_color_attachment_count == 0 || !(true) || false {
+    v.p_color_attachment_formats = if n_color_attachment_count == 0 || !(true) || g.rare() {
         core::ptr::null_mut()
     } else {
         g.slice(n_color_attachment_count, Default::default(), |g| {
@@ -8399,7 +8399,7 @@ pub fn gen_render_pass_begin_info_fields<'a>(g: &mut Gen<'a>) -> vk::RenderPassB
     v.render_area = gen_rect2_d(g);
     v.clear_value_count = g.u32();
     v.clear_value_count = (n_clear_value_count as u32);
-    v.p_clear_values = if n_clear_value_count == 0 || !(true) || false {
+    v.p_clear_values = if n_clear_value_count == 0 || !(true) || g.rare() {
         core::ptr::null_mut()
     } else {
         g.slice(n_clear_value_count, Default::default(), |g| {
@@ -8637,7 +8637,7 @@ pub fn gen_rendering_area_info_khr_fields<'a>(g: &mut Gen<'a>) -> vk::RenderingA
     v.depth_attachment_format = vk::Format::from_raw(g.enum_value(enums::RANGES_FORMAT));
     v.stencil_attachment_format = vk::Format::from_raw(g.enum_value(enums::RANGES_FORMAT));
     v.color_attachment_count = (n_color_attachment_count as u32);
-    v.p_color_attachment_formats = if n_color_attachment_count == 0 || !(true) || false {
+    v.p_color_attachment_formats = if n_color_attachment_count == 0 || !(true) || g.rare() {
         core::ptr::null_mut()
     } else {
         g.slice(n_color_attachment_count, Default::default(), |g| {
@@ -9888,7 +9888,7 @@ pub fn gen_write_descriptor_set_fields<'a>(g: &mut Gen<'a>) -> vk::WriteDescript
     v.descriptor_count = g.u32();
     v.descriptor_type = vk::DescriptorType::from_raw(g.enum_value(enums::RANGES_DESCRIPTOR_TYPE));
     v.descriptor_count = (n_descriptor_count as u32);
-    v.p_image_info = if n_descriptor_count == 0 || !(true) || false {
+    v.p_image_info = if n_descriptor_count == 0 || !(true) || g.rare() {
         core::ptr::null_mut()
     } else {
         g.slice(n_descriptor_count, Default::default(), |g| {
@@ -9896,7 +9896,7 @@ pub fn gen_write_descriptor_set_fields<'a>(g: &mut Gen<'a>) -> vk::WriteDescript
         })
         .as_mut_ptr()
     };
-    v.p_buffer_info = if n_descriptor_count == 0 || !(true) || false {
+    v.p_buffer_info = if n_descriptor_count == 0 || !(true) || g.rare() {
         core::ptr::null_mut()
     } else {
         g.slice(n_descriptor_count, Default::default(), |g| {
@@ -9904,7 +9904,7 @@ pub fn gen_write_descriptor_set_fields<'a>(g: &mut Gen<'a>) -> vk::WriteDescript
         })
         .as_mut_ptr()
     };
-    v.p_texel_buffer_view = if n_descriptor_count == 0 || !(true) || false {
+    v.p_texel_buffer_view = if n_descriptor_count == 0 || !(true) || g.rare() {
         core::ptr::null_mut()
     } else {
         g.slice(n_descriptor_count, Default::default(), |g| {
@@ -11158,7 +11158,7 @@ impl<'a> FreeDescriptorSetsArgs<'a> {
 
         a.device = vk::Device::from_raw(g.id());
         a.descriptor_pool = vk::DescriptorPool::from_raw(g.id());
-        a.p_descriptor_sets = if n_descriptor_set_count == 0 || false {
+        a.p_descriptor_sets = if n_descriptor_set_count == 0 || g.rare() {
             None
         } else {
             Some(&*g.slice(n_descriptor_set_count, Default::default(), |g| {
@@ -11350,7 +11350,7 @@ impl<'a> FreeCommandBuffersArgs<'a> {
 
         a.device = vk::Device::from_raw(g.id());
         a.command_pool = vk::CommandPool::from_raw(g.id());
-        a.p_command_buffers = if n_command_buffer_count == 0 || false {
+        a.p_command_buffers = if n_command_buffer_count == 0 || g.rare() {
             None
         } else {
             Some(&*g.slice(n_command_buffer_count, Default::default(), |g| {
@@ -11831,7 +11831,11 @@ impl<'a> CmdClearColorImageArgs<'a> {
         a.image_layout = vk::ImageLayout::from_raw(g.enum_value(enums::RANGES_IMAGE_LAYOUT));
         a.p_color = {
             let x = gen_clear_color_value(g);
-            Some(&*g.alloc(x))
+            if g.rare() {
+                None
+            } else {
+                Some(&*g.alloc(x))
+            }
         };
         a.p_ranges = if n_range_count == 0 || false {
             None
@@ -12930,7 +12934,7 @@ impl<'a> CmdBeginTransformFeedbackEXTArgs<'a> {
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_counter_buffer = g.u32();
-        a.p_counter_buffers = if n_counter_buffer_count == 0 || false {
+        a.p_counter_buffers = if n_counter_buffer_count == 0 || g.rare() {
             None
         } else {
             Some(&*g.slice(n_counter_buffer_count, Default::default(), |g| {
@@ -12955,7 +12959,7 @@ impl<'a> CmdEndTransformFeedbackEXTArgs<'a> {
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
         a.first_counter_buffer = g.u32();
-        a.p_counter_buffers = if n_counter_buffer_count == 0 || false {
+        a.p_counter_buffers = if n_counter_buffer_count == 0 || g.rare() {
             None
         } else {
             Some(&*g.slice(n_counter_buffer_count, Default::default(), |g| {
@@ -13794,7 +13798,7 @@ impl<'a> CmdDrawMultiEXTArgs<'a> {
         let n_draw_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
-        a.p_vertex_info = if n_draw_count == 0 || false {
+        a.p_vertex_info = if n_draw_count == 0 || g.rare() {
             None
         } else {
             Some(&*g.slice(n_draw_count, Default::default(), |g| {
@@ -13816,7 +13820,7 @@ impl<'a> CmdDrawMultiIndexedEXTArgs<'a> {
         let n_draw_count = g.count();
 
         a.command_buffer = vk::CommandBuffer::from_raw(g.id());
-        a.p_index_info = if n_draw_count == 0 || false {
+        a.p_index_info = if n_draw_count == 0 || g.rare() {
             None
         } else {
             Some(&*g.slice(n_draw_count, Default::default(), |g| {
