@@ -1,0 +1,751 @@
+//! vhost-user integration tests: an in-process frontend (the `vhost` crate's
+//! `Frontend`) plays VMM and guest driver against the daemon's `VgpuBackend`.
+//!
+//! Guest memory is a memfd shared through SET_MEM_TABLE; split virtqueues are laid out
+//! in it by a small descriptor writer below; the frontend kicks eventfds and polls the
+//! used ring. A backend-channel handler records SHMEM_MAP / SHMEM_UNMAP.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
+use vgpu_device::ids::{BlobId, CapsetId, ContextId, ResourceId, RingIdx};
+use vgpu_device::renderer::transport::TransportOnlyExecutor;
+use vgpu_device::renderer::{ContextConfig, ExecError, StreamExecutor};
+use vgpu_device::vhost_user::{ServeConfig, VgpuBackend};
+use vgpu_device::virtio_gpu::protocol::{
+    encode, CommandType, MemEntry, RespType, FLAG_FENCE, FLAG_INFO_RING_IDX,
+};
+use vgpu_device::virtio_gpu::{
+    BlobMemory, Capset, CoreBackend, FenceId, FenceSignals, FenceStatus, RenderBackend,
+    RenderError, ScanoutId, Timeline,
+};
+use vhost::vhost_user::message::{VhostUserMMap, VhostUserProtocolFeatures};
+use vhost::vhost_user::{
+    Frontend, FrontendReqHandler, HandlerResult, Listener, VhostUserFrontend,
+    VhostUserFrontendReqHandler,
+};
+use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use vhost_user_backend::VhostUserDaemon;
+use vm_memory::{
+    Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap,
+};
+use vmm_sys_util::eventfd::EventFd;
+
+const MEM_SIZE: usize = 8 << 20;
+const QSIZE: u16 = 64;
+const DATA_START: u64 = 0x10_0000;
+const SHM_SIZE: u64 = 1 << 20;
+
+// Feature bits.
+const F_VERSION_1: u64 = 1 << 32;
+const F_INDIRECT: u64 = 1 << 28;
+const F_EVENT_IDX: u64 = 1 << 29;
+const F_RING_RESET: u64 = 1 << 40;
+const F_PROTOCOL: u64 = 1 << 30;
+
+const OK: u32 = RespType::OkNodata as u32;
+
+/// One split virtqueue laid out in guest memory.
+struct Ring {
+    desc: u64,
+    avail: u64,
+    used: u64,
+    next_desc: u16,
+    avail_idx: u16,
+    used_seen: u16,
+    kick: EventFd,
+    _call: EventFd,
+}
+
+struct Harness {
+    mem: GuestMemoryMmap,
+    frontend: Frontend,
+    rings: Vec<Ring>,
+    data_next: u64,
+    backend: Arc<VgpuBackend>,
+    shm_log: Arc<ShmLog>,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Records SHMEM_MAP / SHMEM_UNMAP (shmid, shm_offset, len).
+#[derive(Default)]
+struct ShmLog {
+    calls: Mutex<Vec<(&'static str, u8, u64, u64)>>,
+}
+
+impl VhostUserFrontendReqHandler for ShmLog {
+    fn shmem_map(&self, req: &VhostUserMMap, _fd: &dyn AsRawFd) -> HandlerResult<u64> {
+        let (id, off, len) = (req.shmid, req.shm_offset, req.len);
+        self.calls.lock().expect("lock").push(("map", id, off, len));
+        Ok(0)
+    }
+
+    fn shmem_unmap(&self, req: &VhostUserMMap) -> HandlerResult<u64> {
+        let (id, off, len) = (req.shmid, req.shm_offset, req.len);
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(("unmap", id, off, len));
+        Ok(0)
+    }
+}
+
+fn venus_capset() -> VenusCapset {
+    VenusCapset::new(&VenusProtocolInfo::generated()).expect("generated capset")
+}
+
+fn core_render(_: FenceSignals) -> Box<dyn RenderBackend> {
+    let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+        Ok(Arc::new(TransportOnlyExecutor))
+    };
+    Box::new(CoreBackend::new(
+        &venus_capset(),
+        Arc::new(factory),
+        ContextConfig::default(),
+    ))
+}
+
+impl Harness {
+    fn start(render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "vgpu-vhost-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let socket = dir.join("gpu.sock");
+        let mut config = ServeConfig::new(socket.clone());
+        config.handler.shm_size = SHM_SIZE;
+        config.handler.max_2d_bytes = 4 << 20;
+        let backend = VgpuBackend::new(&config, render).expect("backend");
+        let mut daemon = VhostUserDaemon::new(
+            "vgpu-test".to_owned(),
+            Arc::clone(&backend),
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .expect("daemon");
+        backend.register(&daemon).expect("fence event");
+        let mut listener = Listener::new(&socket, true).expect("listen");
+        std::thread::spawn(move || {
+            if daemon.start(&mut listener).is_ok() {
+                let _ = daemon.wait();
+            }
+        });
+
+        // Guest memory: a memfd, mapped here and sent to the backend.
+        let fd = rustix::fs::memfd_create("guest", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
+        let file = std::fs::File::from(fd);
+        file.set_len(MEM_SIZE as u64).expect("size");
+        let mem = GuestMemoryMmap::from_ranges_with_files(&[(
+            GuestAddress(0),
+            MEM_SIZE,
+            Some(FileOffset::new(file.try_clone().expect("dup"), 0)),
+        )])
+        .expect("guest memory");
+        let host = mem.get_host_address(GuestAddress(0)).expect("host address") as u64;
+
+        let mut frontend = Frontend::connect(&socket, 2).expect("connect");
+        frontend.set_owner().expect("set_owner");
+        let offered = frontend.get_features().expect("features");
+        // Ack what QEMU forces, plus the GPU bits.
+        let acked =
+            offered & (F_VERSION_1 | F_INDIRECT | F_EVENT_IDX | F_RING_RESET | F_PROTOCOL | 0x1f);
+        assert_eq!(
+            acked & (F_VERSION_1 | F_INDIRECT | F_EVENT_IDX | F_RING_RESET),
+            F_VERSION_1 | F_INDIRECT | F_EVENT_IDX | F_RING_RESET
+        );
+        let pf = frontend.get_protocol_features().expect("protocol features");
+        let want = VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::BACKEND_REQ
+            | VhostUserProtocolFeatures::BACKEND_SEND_FD
+            | VhostUserProtocolFeatures::SHMEM;
+        assert!(pf.contains(want), "protocol features {pf:?}");
+        frontend
+            .set_protocol_features(want)
+            .expect("ack protocol features");
+        frontend
+            .set_features(acked)
+            .expect("set_features with QEMU's bits");
+
+        let shm_log = Arc::new(ShmLog::default());
+        let mut req_handler =
+            FrontendReqHandler::new(Arc::clone(&shm_log)).expect("backend channel");
+        req_handler.set_reply_ack_flag(true);
+        frontend
+            .set_backend_request_fd(&req_handler.get_tx_raw_fd())
+            .expect("set backend fd");
+        std::thread::spawn(move || while req_handler.handle_request().is_ok() {});
+
+        frontend
+            .set_mem_table(&[VhostUserMemoryRegionInfo {
+                guest_phys_addr: 0,
+                memory_size: MEM_SIZE as u64,
+                userspace_addr: host,
+                mmap_offset: 0,
+                mmap_handle: file.as_raw_fd(),
+            }])
+            .expect("mem table");
+
+        let mut rings = Vec::new();
+        for q in 0..2u64 {
+            let base = q * 0x8000;
+            let ring = Ring {
+                desc: base,
+                avail: base + 0x4000,
+                used: base + 0x5000,
+                next_desc: 0,
+                avail_idx: 0,
+                used_seen: 0,
+                kick: EventFd::new(0).expect("kick"),
+                _call: EventFd::new(0).expect("call"),
+            };
+            let qi = usize::try_from(q).expect("small");
+            frontend.set_vring_num(qi, QSIZE).expect("num");
+            frontend
+                .set_vring_addr(
+                    qi,
+                    &VringConfigData {
+                        queue_max_size: QSIZE,
+                        queue_size: QSIZE,
+                        flags: 0,
+                        desc_table_addr: host + ring.desc,
+                        used_ring_addr: host + ring.used,
+                        avail_ring_addr: host + ring.avail,
+                        log_addr: None,
+                    },
+                )
+                .expect("addr");
+            frontend.set_vring_base(qi, 0).expect("base");
+            frontend.set_vring_call(qi, &ring._call).expect("call");
+            frontend.set_vring_kick(qi, &ring.kick).expect("kick");
+            frontend.set_vring_enable(qi, true).expect("enable");
+            rings.push(ring);
+        }
+        Harness {
+            mem,
+            frontend,
+            rings,
+            data_next: DATA_START,
+            backend,
+            shm_log,
+            _dir: TempDir(dir),
+        }
+    }
+
+    fn alloc(&mut self, len: u64) -> u64 {
+        let addr = self.data_next;
+        self.data_next += (len + 63) & !63;
+        assert!(
+            self.data_next < MEM_SIZE as u64,
+            "harness data area exhausted"
+        );
+        addr
+    }
+
+    /// Posts a chain of readable `(addr, len)` then writable `(addr, len)` buffers;
+    /// returns the head.
+    fn post(&mut self, q: usize, bufs: &[(u64, u32, bool)]) -> u16 {
+        let n = u16::try_from(bufs.len()).expect("small");
+        let ring = &mut self.rings[q];
+        if ring.next_desc + n > QSIZE {
+            ring.next_desc = 0;
+        }
+        let head = ring.next_desc;
+        for (i, (addr, len, writable)) in bufs.iter().enumerate() {
+            let idx = head + u16::try_from(i).expect("small");
+            let last = i + 1 == bufs.len();
+            let flags: u16 = if last { 0 } else { 1 } | if *writable { 2 } else { 0 };
+            let d = ring.desc + u64::from(idx) * 16;
+            self.mem
+                .write_obj(*addr, GuestAddress(d))
+                .expect("desc addr");
+            self.mem
+                .write_obj(*len, GuestAddress(d + 8))
+                .expect("desc len");
+            self.mem
+                .write_obj(flags, GuestAddress(d + 12))
+                .expect("desc flags");
+            self.mem
+                .write_obj(if last { 0u16 } else { idx + 1 }, GuestAddress(d + 14))
+                .expect("desc next");
+        }
+        ring.next_desc = head + n;
+        let slot = ring.avail + 4 + u64::from(ring.avail_idx % QSIZE) * 2;
+        self.mem
+            .write_obj(head, GuestAddress(slot))
+            .expect("avail slot");
+        fence(Ordering::SeqCst);
+        ring.avail_idx = ring.avail_idx.wrapping_add(1);
+        self.mem
+            .write_obj(ring.avail_idx, GuestAddress(ring.avail + 2))
+            .expect("avail idx");
+        fence(Ordering::SeqCst);
+        ring.kick.write(1).expect("kick");
+        head
+    }
+
+    /// Waits for the next used entry of queue `q`: (head, len).
+    fn next_used(&mut self, q: usize, timeout: Duration) -> Option<(u16, u32)> {
+        let ring = &mut self.rings[q];
+        let deadline = Instant::now() + timeout;
+        loop {
+            fence(Ordering::SeqCst);
+            let idx: u16 = self
+                .mem
+                .read_obj(GuestAddress(ring.used + 2))
+                .expect("used idx");
+            if idx != ring.used_seen {
+                let e = ring.used + 4 + u64::from(ring.used_seen % QSIZE) * 8;
+                let id: u32 = self.mem.read_obj(GuestAddress(e)).expect("used id");
+                let len: u32 = self.mem.read_obj(GuestAddress(e + 4)).expect("used len");
+                ring.used_seen = ring.used_seen.wrapping_add(1);
+                return Some((u16::try_from(id).expect("head"), len));
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Sends `req` (split into readable descriptors of at most `chunk` bytes) with a
+    /// `resp_len`-byte writable buffer; returns the response bytes written.
+    fn request_split(&mut self, q: usize, req: &[u8], chunk: usize, resp_len: u32) -> Vec<u8> {
+        let mut bufs = Vec::new();
+        for part in req.chunks(chunk.max(1)) {
+            let a = self.alloc(part.len() as u64);
+            self.mem
+                .write_slice(part, GuestAddress(a))
+                .expect("write request");
+            bufs.push((a, u32::try_from(part.len()).expect("small"), false));
+        }
+        let resp = self.alloc(u64::from(resp_len));
+        if resp_len > 0 {
+            bufs.push((resp, resp_len, true));
+        }
+        let head = self.post(q, &bufs);
+        let (used, len) = self
+            .next_used(q, Duration::from_secs(5))
+            .expect("response in time");
+        assert_eq!(used, head, "responses in order");
+        let mut out = vec![0u8; usize::try_from(len).expect("len")];
+        self.mem
+            .read_slice(&mut out, GuestAddress(resp))
+            .expect("read response");
+        out
+    }
+
+    fn request(&mut self, req: &[u8]) -> Vec<u8> {
+        self.request_split(0, req, usize::MAX, 4096)
+    }
+
+    fn resp_type(&mut self, req: &[u8]) -> u32 {
+        let r = self.request(req);
+        le32(&r, 0)
+    }
+}
+
+fn le32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn cmd(c: CommandType, words: &[u32]) -> Vec<u8> {
+    encode::simple(c, words)
+}
+
+fn ctx_cmd(c: CommandType, ctx: u32, words: &[u32]) -> Vec<u8> {
+    let mut v = encode::hdr(c, 0, 0, ctx, 0);
+    encode::words(&mut v, words);
+    v
+}
+
+fn ctx_create(ctx: u32, capset: u32) -> Vec<u8> {
+    let mut v = ctx_cmd(CommandType::CtxCreate, ctx, &[0, capset]);
+    v.extend_from_slice(&[0u8; 64]);
+    v
+}
+
+#[test]
+fn negotiation_config_space_and_shmem_region() {
+    let mut h = Harness::start(core_render);
+    let cfg = h
+        .frontend
+        .get_config(
+            0,
+            16,
+            vhost::vhost_user::message::VhostUserConfigFlags::WRITABLE,
+            &[0u8; 16],
+        )
+        .expect("config");
+    let bytes = cfg.1;
+    assert_eq!(
+        (le32(&bytes, 0), le32(&bytes, 8), le32(&bytes, 12)),
+        (0, 1, 1),
+        "events, scanouts, capsets"
+    );
+    let shm = h.frontend.get_shmem_config().expect("shmem config");
+    let (n, sizes) = (shm.nregions, shm.memory_sizes);
+    assert_eq!(n, 1);
+    assert_eq!(
+        (sizes[0], sizes[1], sizes[2]),
+        (0, SHM_SIZE, 0),
+        "region 1 only"
+    );
+}
+
+#[test]
+fn display_info_and_edid_over_vhost_user() {
+    let mut h = Harness::start(core_render);
+    let r = h.request(&cmd(CommandType::GetDisplayInfo, &[]));
+    assert_eq!(r.len(), 408);
+    assert_eq!(le32(&r, 0), RespType::OkDisplayInfo as u32);
+    assert_eq!((le32(&r, 32), le32(&r, 36), le32(&r, 40)), (1280, 800, 1));
+    let e = h.request(&cmd(CommandType::GetEdid, &[0, 0]));
+    assert_eq!(le32(&e, 0), RespType::OkEdid as u32);
+    assert_eq!(le32(&e, 24), 128);
+    assert_eq!(e[32..40], [0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0]);
+}
+
+#[test]
+fn two_d_frame_equals_the_pattern_written_by_the_guest() {
+    let mut h = Harness::start(core_render);
+    let (w, hgt) = (16u32, 8u32);
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceCreate2d, &[1, 2, w, hgt])),
+        OK
+    );
+    // Pattern in guest memory, split over two backing entries.
+    let pattern: Vec<u8> = (0..w * hgt * 4).map(|i| (i * 7 % 251) as u8).collect();
+    let a = h.alloc(256);
+    let b = h.alloc(pattern.len() as u64);
+    h.mem
+        .write_slice(&pattern[..256], GuestAddress(a))
+        .expect("write");
+    h.mem
+        .write_slice(&pattern[256..], GuestAddress(b))
+        .expect("write");
+    let mut attach = cmd(CommandType::ResourceAttachBacking, &[1, 2]);
+    attach.extend_from_slice(
+        &MemEntry {
+            addr: a,
+            length: 256,
+        }
+        .encode(),
+    );
+    attach.extend_from_slice(
+        &MemEntry {
+            addr: b,
+            length: u32::try_from(pattern.len() - 256).expect("len"),
+        }
+        .encode(),
+    );
+    assert_eq!(h.resp_type(&attach), OK);
+    assert_eq!(
+        h.resp_type(&cmd(
+            CommandType::TransferToHost2d,
+            &[0, 0, w, hgt, 0, 0, 1, 0]
+        )),
+        OK
+    );
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::SetScanout, &[0, 0, w, hgt, 0, 1])),
+        OK
+    );
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceFlush, &[0, 0, w, hgt, 1, 0])),
+        OK
+    );
+    let expected: Vec<u8> = pattern
+        .chunks(4)
+        .flat_map(|p| [p[2], p[1], p[0], 255])
+        .collect();
+    let handler = h.backend.handler();
+    let frame = handler.display().frame(ScanoutId(0)).expect("frame");
+    assert_eq!((frame.width, frame.height), (w, hgt));
+    assert_eq!(frame.rgba, expected);
+    let png = h._dir.0.join("scanout0.png");
+    handler
+        .display()
+        .write_png(ScanoutId(0), &png)
+        .expect("png");
+    assert!(std::fs::metadata(&png).expect("png exists").len() > 0);
+}
+
+#[test]
+fn capset_info_and_bytes_equal_crate_capset() {
+    let mut h = Harness::start(core_render);
+    let info = h.request(&cmd(CommandType::GetCapsetInfo, &[0, 0]));
+    assert_eq!(le32(&info, 0), RespType::OkCapsetInfo as u32);
+    assert_eq!(
+        (le32(&info, 24), le32(&info, 28), le32(&info, 32)),
+        (4, 1, 160)
+    );
+    let caps = h.request(&cmd(CommandType::GetCapset, &[4, 1]));
+    assert_eq!(le32(&caps, 0), RespType::OkCapset as u32);
+    assert_eq!(caps[24..], venus_capset().to_bytes()[..]);
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::GetCapsetInfo, &[1, 0])),
+        RespType::ErrInvalidParameter as u32
+    );
+}
+
+#[test]
+fn context_create_submit_destroy() {
+    let mut h = Harness::start(core_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    assert_eq!(
+        h.resp_type(&ctx_create(1, 4)),
+        RespType::ErrInvalidContextId as u32
+    );
+    // An empty stream executes nothing and succeeds.
+    assert_eq!(h.resp_type(&ctx_cmd(CommandType::Submit3d, 1, &[0, 0])), OK);
+    // blob_id 0 shmem blob, mapped through SHMEM_MAP, then unmapped.
+    assert_eq!(
+        h.resp_type(&ctx_cmd(
+            CommandType::ResourceCreateBlob,
+            1,
+            &[7, 2, 1, 0, 0, 0, 4096, 0]
+        )),
+        OK
+    );
+    let mut map = cmd(CommandType::ResourceMapBlob, &[7, 0]);
+    map.extend_from_slice(&0x2000u64.to_le_bytes());
+    let r = h.request(&map);
+    assert_eq!(le32(&r, 0), RespType::OkMapInfo as u32);
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceUnmapBlob, &[7, 0])),
+        OK
+    );
+    assert_eq!(
+        *h.shm_log.calls.lock().expect("lock"),
+        vec![("map", 1, 0x2000, 4096), ("unmap", 1, 0x2000, 4096)]
+    );
+    assert_eq!(h.resp_type(&ctx_cmd(CommandType::CtxDestroy, 1, &[])), OK);
+    assert_eq!(
+        h.resp_type(&ctx_cmd(CommandType::Submit3d, 1, &[0, 0])),
+        RespType::ErrInvalidContextId as u32
+    );
+}
+
+#[test]
+fn error_paths_get_the_right_codes_and_the_daemon_survives() {
+    let mut h = Harness::start(core_render);
+    let p = RespType::ErrInvalidParameter as u32;
+    // Unknown resource.
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceFlush, &[0, 0, 1, 1, 42, 0])),
+        RespType::ErrInvalidResourceId as u32
+    );
+    // Out-of-range guest address.
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceCreate2d, &[1, 2, 4, 4])),
+        OK
+    );
+    let mut attach = cmd(CommandType::ResourceAttachBacking, &[1, 1]);
+    attach.extend_from_slice(
+        &MemEntry {
+            addr: MEM_SIZE as u64 - 8,
+            length: 64,
+        }
+        .encode(),
+    );
+    assert_eq!(h.resp_type(&attach), p);
+    // Short descriptor: the request ends inside the body.
+    let mut short = cmd(CommandType::ResourceCreate2d, &[2, 2, 4, 4]);
+    short.truncate(30);
+    assert_eq!(h.resp_type(&short), p);
+    // Short header.
+    assert_eq!(h.resp_type(&[1, 1, 0, 0]), RespType::ErrUnspec as u32);
+    // Overflowing sizes.
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceAttachBacking, &[1, u32::MAX])),
+        p
+    );
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceCreate2d, &[3, 2, 16384, 16384])),
+        RespType::ErrOutOfMemory as u32
+    );
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    assert_eq!(
+        h.resp_type(&ctx_cmd(CommandType::Submit3d, 1, &[u32::MAX, 0])),
+        p
+    );
+    // Bad command type.
+    let mut bad = cmd(CommandType::GetDisplayInfo, &[]);
+    bad[0..4].copy_from_slice(&0x1234u32.to_le_bytes());
+    assert_eq!(h.resp_type(&bad), RespType::ErrUnspec as u32);
+    // virgl 3D resources are refused.
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceCreate3d, &[0; 12])),
+        RespType::ErrUnspec as u32
+    );
+    // A request split over many small descriptors still decodes.
+    let split = h.request_split(0, &cmd(CommandType::GetCapsetInfo, &[0, 0]), 5, 64);
+    assert_eq!(le32(&split, 0), RespType::OkCapsetInfo as u32);
+    // A response buffer too small is truncated, not a crash; the next request works.
+    let tiny = h.request_split(0, &cmd(CommandType::GetDisplayInfo, &[]), usize::MAX, 8);
+    assert_eq!(tiny.len(), 8);
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::GetDisplayInfo, &[])),
+        RespType::OkDisplayInfo as u32
+    );
+    // Cursor queue commands are handled too.
+    let r = h.request_split(
+        1,
+        &cmd(CommandType::MoveCursor, &[0, 5, 6, 0, 0, 0, 0, 0]),
+        usize::MAX,
+        24,
+    );
+    assert_eq!(le32(&r, 0), OK);
+}
+
+/// Fences stay pending until the stream `[ring, fence_lo, fence_hi]` signals one.
+struct FenceRender {
+    capsets: Vec<Capset>,
+    signals: FenceSignals,
+}
+
+#[derive(Debug)]
+struct NoMem;
+
+impl BlobMemory for NoMem {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        unreachable!("never mapped")
+    }
+    fn size(&self) -> u64 {
+        0
+    }
+    fn read(&self, _: u64, _: &mut [u8]) -> bool {
+        false
+    }
+}
+
+impl RenderBackend for FenceRender {
+    fn capsets(&self) -> &[Capset] {
+        &self.capsets
+    }
+    fn create_context(&mut self, _: ContextId, _: CapsetId, _: &str) -> Result<(), RenderError> {
+        Ok(())
+    }
+    fn destroy_context(&mut self, _: ContextId) {}
+    fn submit(&mut self, ctx: ContextId, cmds: &[u8]) -> Result<(), RenderError> {
+        if cmds.len() == 12 {
+            let ring = le32(cmds, 0);
+            let id = u64::from(le32(cmds, 4)) | (u64::from(le32(cmds, 8)) << 32);
+            self.signals
+                .signal(Timeline::Ring(ctx, RingIdx(ring)), FenceId(id));
+        }
+        Ok(())
+    }
+    fn create_blob(
+        &mut self,
+        _: ContextId,
+        _: ResourceId,
+        _: BlobId,
+        _: u64,
+    ) -> Result<Arc<dyn BlobMemory>, RenderError> {
+        Ok(Arc::new(NoMem))
+    }
+    fn destroy_blob(&mut self, _: ContextId, _: ResourceId) {}
+    fn create_fence(&mut self, _: Timeline, _: FenceId) -> FenceStatus {
+        FenceStatus::Pending
+    }
+}
+
+#[test]
+fn fences_release_in_order_per_ring_across_two_rings() {
+    let mut h = Harness::start(|signals| {
+        Box::new(FenceRender {
+            capsets: vec![Capset {
+                id: CapsetId::VENUS,
+                max_version: 1,
+                bytes: vec![0; 160],
+            }],
+            signals,
+        })
+    });
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let fenced = |ring: u8, id: u64| {
+        let mut v = encode::hdr(
+            CommandType::Submit3d,
+            FLAG_FENCE | FLAG_INFO_RING_IDX,
+            id,
+            1,
+            ring,
+        );
+        encode::words(&mut v, &[0, 0]);
+        v
+    };
+    let mut heads = std::collections::HashMap::new();
+    for (ring, id) in [(0u8, 3u64), (1, 4), (0, 7), (1, 10), (0, 12)] {
+        let req = fenced(ring, id);
+        let a = h.alloc(req.len() as u64);
+        h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+        let resp = h.alloc(64);
+        let head = h.post(
+            0,
+            &[
+                (a, u32::try_from(req.len()).expect("len"), false),
+                (resp, 64, true),
+            ],
+        );
+        heads.insert(head, (ring, id));
+    }
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(200)),
+        None,
+        "all parked"
+    );
+    // Signal ring 1 up to 10 with an unfenced SUBMIT_3D on the context.
+    let signal = |ring: u32, id: u64| {
+        let mut v = ctx_cmd(CommandType::Submit3d, 1, &[12, 0]);
+        encode::words(
+            &mut v,
+            &[ring, vgpu_device::lo32(id), vgpu_device::hi32(id)],
+        );
+        v
+    };
+    let post_signal = |h: &mut Harness, ring: u32, id: u64| {
+        let req = signal(ring, id);
+        let a = h.alloc(req.len() as u64);
+        h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+        let resp = h.alloc(64);
+        h.post(
+            0,
+            &[
+                (a, u32::try_from(req.len()).expect("len"), false),
+                (resp, 64, true),
+            ],
+        )
+    };
+    let released = |h: &mut Harness, n: usize| -> Vec<(u8, u64)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let (head, _) = h.next_used(0, Duration::from_secs(5)).expect("used");
+            if let Some(v) = heads.get(&head) {
+                out.push(*v);
+            }
+        }
+        out
+    };
+    post_signal(&mut h, 1, 10);
+    assert_eq!(released(&mut h, 2), vec![(1, 4), (1, 10)]);
+    post_signal(&mut h, 0, 8);
+    assert_eq!(released(&mut h, 2), vec![(0, 3), (0, 7)]);
+    post_signal(&mut h, 0, 12);
+    assert_eq!(released(&mut h, 1), vec![(0, 12)]);
+}
