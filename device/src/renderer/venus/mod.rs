@@ -182,16 +182,6 @@ impl StreamExecutor for VenusExecutor {
             .get(..4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(|b| CommandType(u32::from_le_bytes(b)));
-        if command == Some(CommandType::UPDATE_DESCRIPTOR_SETS) {
-            return self
-                .update_descriptor_sets_by_hand(stream, cmds)
-                .map_err(|e| {
-                    ExecError::Failed(Box::new(CommandFailed {
-                        command: "vkUpdateDescriptorSets".to_owned(),
-                        reason: error_chain(&e),
-                    }))
-                });
-        }
         let mut local: Box<StreamState> = stream.take_local();
         let mut decoder = Decoder::new(cmds);
         let result = {
@@ -214,24 +204,6 @@ impl StreamExecutor for VenusExecutor {
 
     fn export_blob(&self, blob: BlobId, size: u64) -> std::result::Result<ExportedBlob, ExecError> {
         memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
-    }
-}
-
-impl VenusExecutor {
-    /// See [`descriptor::wire`]: works around the generated decoder rejecting the NULL
-    /// descriptor arrays Mesa sends.
-    fn update_descriptor_sets_by_hand(
-        &self,
-        stream: &mut StreamCtx<'_>,
-        cmds: &[u8],
-    ) -> Result<usize> {
-        let update = descriptor::wire::decode(cmds, self)?;
-        let dev = self.lock().device(update.device)?;
-        update.apply(&dev.device)?;
-        if update.wants_reply {
-            stream.write_reply(&CommandType::UPDATE_DESCRIPTOR_SETS.0.to_le_bytes())?;
-        }
-        Ok(update.consumed)
     }
 }
 
