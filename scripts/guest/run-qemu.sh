@@ -6,6 +6,8 @@
 #   scripts/guest/run-qemu.sh BACKEND_SOCKET OUT_DIR [GUEST_DIR]
 #
 # BACKEND_SOCKET "none" boots without the GPU (to check the guest image itself).
+# With VGPU_DAEMON_PID set, the daemon also gets SIGUSR1 when the pattern is drawn (its
+# headless display then writes scanout PNGs to its frame_dir).
 # Writes OUT_DIR/serial.log and OUT_DIR/screendump.ppm (if the marker appeared).
 # Exit status: 0 if the guest reached VGPU-GUEST-DONE, 1 otherwise (timeout: 120 s).
 set -euo pipefail
@@ -47,7 +49,8 @@ PY
 dumped=0
 for _ in $(seq 1 240); do
     if [ $dumped = 0 ] && grep -q VGPU-PATTERN-READY "$OUT/serial.log" 2>/dev/null; then
-        sleep 1
+        sleep 2
+        if [ -n "${VGPU_DAEMON_PID:-}" ]; then kill -USR1 "$VGPU_DAEMON_PID" || true; fi
         qmp "{\"execute\": \"screendump\", \"arguments\": {\"filename\": \"$PWD/$OUT/screendump.ppm\"}}" \
             > "$OUT/screendump.json" 2>&1 || true
         dumped=1

