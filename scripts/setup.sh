@@ -20,7 +20,11 @@ ICD_DIR=/usr/share/vulkan/icd.d
 #   vulkan-tools         vulkaninfo, used by the demo and the real-driver smoke test
 #   glslang-tools        glslangValidator, only to regenerate tests/shaders/*.spv
 #                        (tests/shaders/build.sh); the tests read the committed .spv
-PACKAGES=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools)
+#   qemu-system-x86      QEMU 10.0.2, for the Linux guest test of the vhost-user front
+#                        door (device/tests/qemu_guest.rs, scripts/guest/)
+#   cpio, xz-utils, gcc  building that guest's initramfs and its static check program
+PACKAGES=(mesa-vulkan-drivers libvulkan1 libvulkan-dev vulkan-tools glslang-tools
+    qemu-system-x86 cpio xz-utils gcc)
 MIN_MESA_MAJOR=25
 
 log() { echo "setup: $*" >&2; }

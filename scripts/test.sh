@@ -10,3 +10,6 @@ echo "== cargo test --workspace"
 cargo test --workspace
 
 # Extra test steps go below this line, each one announced with an "== " line.
+
+echo "== Linux guest on the vhost-user front door (QEMU 10.0.2, TCG)"
+cargo test -p vgpu-device --test qemu_guest -- --ignored
