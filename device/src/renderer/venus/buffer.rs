@@ -14,10 +14,13 @@ use super::{Handler, Result};
 impl Handler<'_, '_> {
     pub(super) fn create_buffer(&mut self, args: &mut CreateBufferArgs<'_>) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_buffer.as_deref())?;
         // SAFETY: live device; `info` and its chain live in the arena across the call.
-        self.create_child(args.device, args.p_buffer.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_buffer.as_deref(), |d| unsafe {
             d.device.create_buffer(info, None)
-        })
+        })?;
+        self.lock().set_buffer_size(id, info.size);
+        Ok(r)
     }
 
     pub(super) fn destroy_buffer(&mut self, args: &mut DestroyBufferArgs<'_>) -> Result<()> {

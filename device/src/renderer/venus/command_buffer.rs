@@ -18,6 +18,7 @@ use vulkan_proto::args::{
     ResetCommandPoolArgs, TrimCommandPoolArgs,
 };
 
+use super::graphics::check_span;
 use super::physical_device::required;
 use super::{Handler, Result, VenusError};
 
@@ -171,6 +172,7 @@ impl Handler<'_, '_> {
 
     pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        self.check_owned(&dev, &[(vk::ObjectType::PIPELINE, args.pipeline.as_raw())])?;
         // SAFETY: live command buffer and pipeline (translated handles).
         unsafe {
             dev.device.cmd_bind_pipeline(
@@ -208,6 +210,12 @@ impl Handler<'_, '_> {
         if values.len() != args.size as usize {
             return Err(VenusError::Invalid("pValues length differs from size"));
         }
+        check_span(
+            args.offset,
+            values.len(),
+            dev.limits.max_push_constants_size,
+            "push constants out of range",
+        )?;
         // SAFETY: live command buffer and layout; the size is the slice length.
         unsafe {
             dev.device.cmd_push_constants(
@@ -257,7 +265,9 @@ impl Handler<'_, '_> {
         args: &mut CmdDispatchIndirectArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer and buffer.
+        self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
+        self.check_buffer_range(args.buffer, args.offset, 12)?;
+        // SAFETY: live command buffer and buffer; the arguments lie inside the buffer.
         unsafe {
             dev.device
                 .cmd_dispatch_indirect(args.command_buffer, args.buffer, args.offset)
@@ -353,6 +363,13 @@ impl Handler<'_, '_> {
 
     pub(super) fn cmd_copy_image(&mut self, args: &mut CmdCopyImageArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        self.check_owned(
+            &dev,
+            &[
+                (vk::ObjectType::IMAGE, args.src_image.as_raw()),
+                (vk::ObjectType::IMAGE, args.dst_image.as_raw()),
+            ],
+        )?;
         // SAFETY: live command buffer and images; regions from the arena.
         unsafe {
             dev.device.cmd_copy_image(
@@ -372,6 +389,13 @@ impl Handler<'_, '_> {
         args: &mut CmdCopyBufferToImageArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        self.check_owned(
+            &dev,
+            &[
+                (vk::ObjectType::BUFFER, args.src_buffer.as_raw()),
+                (vk::ObjectType::IMAGE, args.dst_image.as_raw()),
+            ],
+        )?;
         // SAFETY: live command buffer, buffer and image; regions from the arena.
         unsafe {
             dev.device.cmd_copy_buffer_to_image(
@@ -390,6 +414,13 @@ impl Handler<'_, '_> {
         args: &mut CmdCopyImageToBufferArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        self.check_owned(
+            &dev,
+            &[
+                (vk::ObjectType::IMAGE, args.src_image.as_raw()),
+                (vk::ObjectType::BUFFER, args.dst_buffer.as_raw()),
+            ],
+        )?;
         // SAFETY: live command buffer, image and buffer; regions from the arena.
         unsafe {
             dev.device.cmd_copy_image_to_buffer(
@@ -516,6 +547,13 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_render_pass_begin, "pRenderPassBegin")?;
+        self.check_owned(
+            &dev,
+            &[
+                (vk::ObjectType::RENDER_PASS, info.render_pass.as_raw()),
+                (vk::ObjectType::FRAMEBUFFER, info.framebuffer.as_raw()),
+            ],
+        )?;
         // SAFETY: live command buffer; `info` from the arena with translated handles.
         unsafe {
             dev.device
@@ -538,22 +576,39 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut CmdBeginRenderingArgs<'_>,
     ) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_rendering_info, "pRenderingInfo")?;
+        let (dev, f) = self.cmd_fn(
+            args.command_buffer,
+            |t| t.cmd_begin_rendering,
+            "vkCmdBeginRendering",
+        )?;
+        if info.color_attachment_count > dev.limits.max_color_attachments {
+            return Err(VenusError::Invalid("too many color attachments"));
+        }
         // SAFETY: live command buffer; `info` from the arena with translated handles.
-        unsafe { dev.device.cmd_begin_rendering(args.command_buffer, info) };
+        unsafe { f(args.command_buffer, info) };
         Ok(())
     }
 
     pub(super) fn cmd_end_rendering(&mut self, args: &mut CmdEndRenderingArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
+        let (_dev, f) = self.cmd_fn(
+            args.command_buffer,
+            |t| t.cmd_end_rendering,
+            "vkCmdEndRendering",
+        )?;
         // SAFETY: live command buffer.
-        unsafe { dev.device.cmd_end_rendering(args.command_buffer) };
+        unsafe { f(args.command_buffer) };
         Ok(())
     }
 
     pub(super) fn cmd_set_viewport(&mut self, args: &mut CmdSetViewportArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        check_span(
+            args.first_viewport,
+            args.p_viewports.unwrap_or(&[]).len(),
+            dev.limits.max_viewports,
+            "viewports out of range",
+        )?;
         // SAFETY: live command buffer; viewports from the arena.
         unsafe {
             dev.device.cmd_set_viewport(
@@ -567,6 +622,12 @@ impl Handler<'_, '_> {
 
     pub(super) fn cmd_set_scissor(&mut self, args: &mut CmdSetScissorArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        check_span(
+            args.first_scissor,
+            args.p_scissors.unwrap_or(&[]).len(),
+            dev.limits.max_viewports,
+            "scissors out of range",
+        )?;
         // SAFETY: live command buffer; scissors from the arena.
         unsafe {
             dev.device.cmd_set_scissor(
@@ -590,6 +651,17 @@ impl Handler<'_, '_> {
                 "pOffsets length differs from bindingCount",
             ));
         }
+        check_span(
+            args.first_binding,
+            buffers.len(),
+            dev.limits.max_vertex_input_bindings,
+            "vertex bindings out of range",
+        )?;
+        let owned: Vec<_> = buffers
+            .iter()
+            .map(|b| (vk::ObjectType::BUFFER, b.as_raw()))
+            .collect();
+        self.check_owned(&dev, &owned)?;
         // SAFETY: live command buffer and buffers; equal-length arrays from the arena.
         unsafe {
             dev.device.cmd_bind_vertex_buffers(
@@ -607,6 +679,7 @@ impl Handler<'_, '_> {
         args: &mut CmdBindIndexBufferArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
         // SAFETY: live command buffer and buffer.
         unsafe {
             dev.device.cmd_bind_index_buffer(

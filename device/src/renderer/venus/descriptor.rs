@@ -14,7 +14,7 @@ use super::{Handler, Result, VenusError};
 
 /// Rejects writes whose descriptor type needs an array the guest did not send (the
 /// driver would read through NULL).
-fn check_write(w: &vk::WriteDescriptorSet<'_>) -> Result<()> {
+pub(super) fn check_write(w: &vk::WriteDescriptorSet<'_>) -> Result<()> {
     use vk::DescriptorType as T;
     if w.descriptor_count == 0 {
         return Ok(());

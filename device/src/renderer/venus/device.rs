@@ -10,7 +10,12 @@ use vulkan_proto::args::{
     CreateDeviceArgs, DestroyDeviceArgs, DeviceWaitIdleArgs, GetDeviceQueue2Args,
     GetDeviceQueueArgs,
 };
+use vulkan_proto::args::{
+    CreatePrivateDataSlotArgs, DestroyPrivateDataSlotArgs, GetCalibratedTimestampsEXTArgs,
+    GetDeviceGroupPeerMemoryFeaturesArgs, GetPrivateDataArgs, SetPrivateDataArgs,
+};
 
+use super::fns::DeviceFns;
 use super::instance::has_extension;
 use super::objects::DeviceState;
 use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
@@ -81,6 +86,16 @@ impl Handler<'_, '_> {
             .map(|q| (q.queue_family_index, q.queue_count, q.flags))
             .collect()
         };
+        // SAFETY: live physical device.
+        let limits = unsafe { inst.instance.get_physical_device_properties(pd) }.limits;
+        let mut xfb = vk::PhysicalDeviceTransformFeedbackPropertiesEXT::default();
+        let has_xfb = names.contains(&c"VK_EXT_transform_feedback");
+        if has_xfb {
+            let mut p2 = vk::PhysicalDeviceProperties2::default().push_next(&mut xfb);
+            // SAFETY: live physical device; the chain is a local, well-formed one.
+            unsafe { inst.instance.get_physical_device_properties2(pd, &mut p2) };
+        }
+        let fns = DeviceFns::load(&inst.instance, device.handle());
         let raw_dev = device.handle().as_raw();
         let state = Arc::new(DeviceState {
             device,
@@ -89,6 +104,13 @@ impl Handler<'_, '_> {
             host_pointer_import,
             min_import_alignment: host_props.min_imported_host_pointer_alignment.max(4096),
             queues,
+            limits,
+            max_xfb_buffers: if has_xfb {
+                xfb.max_transform_feedback_buffers
+            } else {
+                0
+            },
+            fns,
         });
         let mut st = self.lock();
         if let Err(e) = st.bind(
@@ -173,5 +195,188 @@ impl Handler<'_, '_> {
         )?;
         st.add_dispatchable(queue.as_raw(), dev);
         Ok(())
+    }
+}
+
+/// Object types that private data may be attached to through a device (everything
+/// but instances, physical devices and the device itself, handled apart).
+fn private_data_target(ty: vk::ObjectType) -> bool {
+    !matches!(
+        ty,
+        vk::ObjectType::UNKNOWN | vk::ObjectType::INSTANCE | vk::ObjectType::PHYSICAL_DEVICE
+    )
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn create_private_data_slot(
+        &mut self,
+        args: &mut CreatePrivateDataSlotArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        let (_dev, f) = self.dev_fn(
+            args.device,
+            |t| t.create_private_data_slot,
+            "vkCreatePrivateDataSlot",
+        )?;
+        self.create_child(args.device, args.p_private_data_slot.as_deref(), |d| {
+            let mut out = vk::PrivateDataSlot::null();
+            // SAFETY: live device; `info` lives in the arena; `out` is a local.
+            unsafe { f(d.device.handle(), info, std::ptr::null(), &mut out) }
+                .result_with_success(out)
+        })
+    }
+
+    pub(super) fn destroy_private_data_slot(
+        &mut self,
+        args: &mut DestroyPrivateDataSlotArgs<'_>,
+    ) -> Result<()> {
+        let (_dev, f) = self.dev_fn(
+            args.device,
+            |t| t.destroy_private_data_slot,
+            "vkDestroyPrivateDataSlot",
+        )?;
+        // SAFETY: a live slot of this device, now out of the tables.
+        self.destroy_child(args.device, args.private_data_slot, |d, h| unsafe {
+            f(d.device.handle(), h, std::ptr::null());
+        })
+    }
+
+    /// The host handle of the object a private-data command names by guest id and
+    /// type, checked to be `device` or one of its children.
+    fn private_data_object(
+        &self,
+        device: vk::Device,
+        ty: vk::ObjectType,
+        id: u64,
+        slot: vk::PrivateDataSlot,
+    ) -> Result<u64> {
+        if !private_data_target(ty) {
+            return Err(VenusError::Invalid("private data on a non-device object"));
+        }
+        let st = self.lock();
+        let raw = st
+            .lookup(ty, id)
+            .filter(|&r| r != 0)
+            .ok_or(VenusError::Invalid("private data on an unknown object"))?;
+        let dev = device.as_raw();
+        let owned = if ty == vk::ObjectType::DEVICE {
+            raw == dev
+        } else {
+            st.owner_device(ty, raw) == Some(dev)
+        };
+        if !owned || st.owner_device(vk::ObjectType::PRIVATE_DATA_SLOT, slot.as_raw()) != Some(dev)
+        {
+            return Err(VenusError::ForeignHandle(ty));
+        }
+        Ok(raw)
+    }
+
+    pub(super) fn set_private_data(
+        &mut self,
+        args: &mut SetPrivateDataArgs<'_>,
+    ) -> Result<vk::Result> {
+        let (dev, f) = self.dev_fn(args.device, |t| t.set_private_data, "vkSetPrivateData")?;
+        let raw = self.private_data_object(
+            args.device,
+            args.object_type,
+            args.object_handle,
+            args.private_data_slot,
+        )?;
+        // SAFETY: live device, slot and object of this device.
+        Ok(unsafe {
+            f(
+                dev.device.handle(),
+                args.object_type,
+                raw,
+                args.private_data_slot,
+                args.data,
+            )
+        })
+    }
+
+    pub(super) fn get_private_data(&mut self, args: &mut GetPrivateDataArgs<'_>) -> Result<()> {
+        let (dev, f) = self.dev_fn(args.device, |t| t.get_private_data, "vkGetPrivateData")?;
+        let raw = self.private_data_object(
+            args.device,
+            args.object_type,
+            args.object_handle,
+            args.private_data_slot,
+        )?;
+        let out = required(args.p_data.as_deref_mut(), "pData")?;
+        // SAFETY: live device, slot and object of this device; `out` lives in the arena.
+        unsafe {
+            f(
+                dev.device.handle(),
+                args.object_type,
+                raw,
+                args.private_data_slot,
+                out,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn get_device_group_peer_memory_features(
+        &mut self,
+        args: &mut GetDeviceGroupPeerMemoryFeaturesArgs<'_>,
+    ) -> Result<()> {
+        let out = required(
+            args.p_peer_memory_features.as_deref_mut(),
+            "pPeerMemoryFeatures",
+        )?;
+        let (dev, f) = self.dev_fn(
+            args.device,
+            |t| t.get_device_group_peer_memory_features,
+            "vkGetDeviceGroupPeerMemoryFeatures",
+        )?;
+        // Devices are created from one physical device each.
+        if args.heap_index >= dev.memory.memory_heap_count
+            || args.local_device_index != 0
+            || args.remote_device_index != 0
+        {
+            return Err(VenusError::Invalid("heap or device index out of range"));
+        }
+        // SAFETY: live device; indices in range; `out` lives in the arena.
+        unsafe {
+            f(
+                dev.device.handle(),
+                args.heap_index,
+                args.local_device_index,
+                args.remote_device_index,
+                out,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn get_calibrated_timestamps_ext(
+        &mut self,
+        args: &mut GetCalibratedTimestampsEXTArgs<'_>,
+    ) -> Result<vk::Result> {
+        let infos = args.p_timestamp_infos.unwrap_or(&[]);
+        let out = required(args.p_timestamps.as_deref_mut(), "pTimestamps")?;
+        let n = infos.len();
+        if out.len() != n || n != args.timestamp_count as usize {
+            return Err(VenusError::Invalid(
+                "timestamp arrays differ from timestampCount",
+            ));
+        }
+        let out = out.as_mut_ptr();
+        let dev_ptr = required(args.p_max_deviation.as_deref_mut(), "pMaxDeviation")?;
+        let (dev, f) = self.dev_fn(
+            args.device,
+            |t| t.get_calibrated_timestamps,
+            "vkGetCalibratedTimestampsEXT",
+        )?;
+        // SAFETY: live device; both arrays hold timestampCount elements in the arena.
+        Ok(unsafe {
+            f(
+                dev.device.handle(),
+                args.timestamp_count,
+                infos.as_ptr(),
+                out,
+                dev_ptr,
+            )
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! Images, image views and samplers: id-to-handle wrappers.
 
 use ash::vk;
+use ash::vk::Handle;
 use vulkan_proto::args::{
     BindImageMemory2Args, BindImageMemoryArgs, CreateImageArgs, CreateImageViewArgs,
     CreateSamplerArgs, DestroyImageArgs, DestroyImageViewArgs, DestroySamplerArgs,
@@ -8,6 +9,11 @@ use vulkan_proto::args::{
     GetImageMemoryRequirements2Args, GetImageMemoryRequirementsArgs,
     GetImageSparseMemoryRequirements2Args, GetImageSparseMemoryRequirementsArgs,
     GetImageSubresourceLayoutArgs,
+};
+use vulkan_proto::args::{
+    CreateSamplerYcbcrConversionArgs, DestroySamplerYcbcrConversionArgs,
+    GetDeviceImageSubresourceLayoutKHRArgs, GetImageDrmFormatModifierPropertiesEXTArgs,
+    GetImageSubresourceLayout2KHRArgs,
 };
 
 use super::physical_device::{count_array, required};
@@ -225,5 +231,93 @@ impl Handler<'_, '_> {
         // SAFETY: live device and image.
         *out = unsafe { dev.device.get_image_subresource_layout(args.image, *sub) };
         Ok(())
+    }
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn create_sampler_ycbcr_conversion(
+        &mut self,
+        args: &mut CreateSamplerYcbcrConversionArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_create_info, "pCreateInfo")?;
+        let (_dev, f) = self.dev_fn(
+            args.device,
+            |t| t.create_sampler_ycbcr_conversion,
+            "vkCreateSamplerYcbcrConversion",
+        )?;
+        self.create_child(args.device, args.p_ycbcr_conversion.as_deref(), |d| {
+            let mut out = vk::SamplerYcbcrConversion::null();
+            // SAFETY: live device; `info` lives in the arena; `out` is a local.
+            unsafe { f(d.device.handle(), info, std::ptr::null(), &mut out) }
+                .result_with_success(out)
+        })
+    }
+
+    pub(super) fn destroy_sampler_ycbcr_conversion(
+        &mut self,
+        args: &mut DestroySamplerYcbcrConversionArgs<'_>,
+    ) -> Result<()> {
+        let (_dev, f) = self.dev_fn(
+            args.device,
+            |t| t.destroy_sampler_ycbcr_conversion,
+            "vkDestroySamplerYcbcrConversion",
+        )?;
+        // SAFETY: a live conversion of this device, now out of the tables.
+        self.destroy_child(args.device, args.ycbcr_conversion, |d, h| unsafe {
+            f(d.device.handle(), h, std::ptr::null());
+        })
+    }
+
+    pub(super) fn get_image_subresource_layout2_khr(
+        &mut self,
+        args: &mut GetImageSubresourceLayout2KHRArgs<'_>,
+    ) -> Result<()> {
+        let sub = required(args.p_subresource, "pSubresource")?;
+        let out = required(args.p_layout.as_deref_mut(), "pLayout")?;
+        let (dev, f) = self.dev_fn(
+            args.device,
+            |t| t.get_image_subresource_layout2_khr,
+            "vkGetImageSubresourceLayout2KHR",
+        )?;
+        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, args.image.as_raw())])?;
+        // SAFETY: live device and image; input and output chains live in the arena.
+        unsafe { f(dev.device.handle(), args.image, sub, out) };
+        Ok(())
+    }
+
+    pub(super) fn get_device_image_subresource_layout_khr(
+        &mut self,
+        args: &mut GetDeviceImageSubresourceLayoutKHRArgs<'_>,
+    ) -> Result<()> {
+        let info = required(args.p_info, "pInfo")?;
+        if info.p_create_info.is_null() || info.p_subresource.is_null() {
+            return Err(VenusError::Null {
+                what: "pCreateInfo or pSubresource",
+            });
+        }
+        let out = required(args.p_layout.as_deref_mut(), "pLayout")?;
+        let (dev, f) = self.dev_fn(
+            args.device,
+            |t| t.get_device_image_subresource_layout_khr,
+            "vkGetDeviceImageSubresourceLayoutKHR",
+        )?;
+        // SAFETY: live device; input and output chains live in the arena.
+        unsafe { f(dev.device.handle(), info, out) };
+        Ok(())
+    }
+
+    pub(super) fn get_image_drm_format_modifier_properties_ext(
+        &mut self,
+        args: &mut GetImageDrmFormatModifierPropertiesEXTArgs<'_>,
+    ) -> Result<vk::Result> {
+        let out = required(args.p_properties.as_deref_mut(), "pProperties")?;
+        let (dev, f) = self.dev_fn(
+            args.device,
+            |t| t.get_image_drm_format_modifier_properties_ext,
+            "vkGetImageDrmFormatModifierPropertiesEXT",
+        )?;
+        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, args.image.as_raw())])?;
+        // SAFETY: live device and image; the output lives in the arena.
+        Ok(unsafe { f(dev.device.handle(), args.image, out) })
     }
 }

@@ -32,6 +32,8 @@ mod buffer;
 mod command_buffer;
 mod descriptor;
 mod device;
+mod fns;
+mod graphics;
 mod image;
 mod instance;
 mod memory;
@@ -42,6 +44,7 @@ mod query;
 mod queue;
 mod raw;
 mod sync;
+mod transfer;
 mod transport;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -93,6 +96,13 @@ pub enum VenusError {
     /// guest-driver-notes/unsupported-commands.md).
     #[error("deliberately unsupported: {0}")]
     Unsupported(&'static str),
+    /// The host driver lacks the entry point of a command the guest sent (an extension
+    /// or core version the host device does not have).
+    #[error("the host device lacks {0}")]
+    HostLacks(&'static str),
+    /// A handle argument belongs to another device of this context.
+    #[error("{0:?} belongs to another device")]
+    ForeignHandle(vk::ObjectType),
     /// The Vulkan loader could not be loaded.
     #[error("loading the host Vulkan loader failed")]
     Loader(#[source] ash::LoadingError),
@@ -285,6 +295,60 @@ impl Handler<'_, '_> {
             }
             Err(e) => Ok(e),
         }
+    }
+
+    /// The device owning command buffer `cb` and the entry point `pick` selects from
+    /// its optional table (`name` names the command if the host lacks it).
+    fn cmd_fn<F>(
+        &self,
+        cb: vk::CommandBuffer,
+        pick: impl FnOnce(&fns::DeviceFns) -> Option<F>,
+        name: &'static str,
+    ) -> Result<(Arc<DeviceState>, F)> {
+        let dev = self.device_of(cb)?;
+        let f = pick(&dev.fns).ok_or(VenusError::HostLacks(name))?;
+        Ok((dev, f))
+    }
+
+    /// The device's optional entry point `pick` (`name` names the command if missing).
+    fn dev_fn<F>(
+        &self,
+        device: vk::Device,
+        pick: impl FnOnce(&fns::DeviceFns) -> Option<F>,
+        name: &'static str,
+    ) -> Result<(Arc<DeviceState>, F)> {
+        let dev = self.device(device)?;
+        let f = pick(&dev.fns).ok_or(VenusError::HostLacks(name))?;
+        Ok((dev, f))
+    }
+
+    /// Checks that every non-NULL handle in `items` belongs to `dev` (a guest with two
+    /// devices must not mix their objects in one host call).
+    fn check_owned(&self, dev: &DeviceState, items: &[(vk::ObjectType, u64)]) -> Result<()> {
+        let want = dev.device.handle().as_raw();
+        let st = self.lock();
+        for &(ty, raw) in items {
+            if raw != 0 && st.owner_device(ty, raw) != Some(want) {
+                return Err(VenusError::ForeignHandle(ty));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `len` bytes at `offset` lie inside `buffer` (a host handle with a
+    /// recorded size) and that `offset` is 4-byte aligned (indirect arguments).
+    fn check_buffer_range(&self, buffer: vk::Buffer, offset: u64, len: u64) -> Result<()> {
+        let size = self
+            .lock()
+            .buffer_size(buffer.as_raw())
+            .ok_or(VenusError::Invalid("buffer of unknown size"))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or(VenusError::Invalid("buffer range overflows"))?;
+        if !offset.is_multiple_of(4) || end > size {
+            return Err(VenusError::Invalid("indirect range outside the buffer"));
+        }
+        Ok(())
     }
 
     /// Destroys one device child (NULL is a no-op, as in Vulkan).
@@ -512,6 +576,101 @@ forward! {
     cmd_bind_index_buffer(CmdBindIndexBufferArgs) -> ();
     cmd_draw(CmdDrawArgs) -> ();
     cmd_draw_indexed(CmdDrawIndexedArgs) -> ();
+    // graphics.rs, transfer.rs and the device-level additions
+    cmd_begin_conditional_rendering_ext(CmdBeginConditionalRenderingEXTArgs) -> ();
+    cmd_begin_query_indexed_ext(CmdBeginQueryIndexedEXTArgs) -> ();
+    cmd_begin_render_pass2(CmdBeginRenderPass2Args) -> ();
+    cmd_begin_transform_feedback_ext(CmdBeginTransformFeedbackEXTArgs) -> ();
+    cmd_bind_index_buffer2_khr(CmdBindIndexBuffer2KHRArgs) -> ();
+    cmd_bind_transform_feedback_buffers_ext(CmdBindTransformFeedbackBuffersEXTArgs) -> ();
+    cmd_bind_vertex_buffers2(CmdBindVertexBuffers2Args) -> ();
+    cmd_blit_image(CmdBlitImageArgs) -> ();
+    cmd_blit_image2(CmdBlitImage2Args) -> ();
+    cmd_clear_attachments(CmdClearAttachmentsArgs) -> ();
+    cmd_clear_depth_stencil_image(CmdClearDepthStencilImageArgs) -> ();
+    cmd_copy_buffer_to_image2(CmdCopyBufferToImage2Args) -> ();
+    cmd_copy_image2(CmdCopyImage2Args) -> ();
+    cmd_copy_image_to_buffer2(CmdCopyImageToBuffer2Args) -> ();
+    cmd_draw_indexed_indirect(CmdDrawIndexedIndirectArgs) -> ();
+    cmd_draw_indexed_indirect_count(CmdDrawIndexedIndirectCountArgs) -> ();
+    cmd_draw_indirect(CmdDrawIndirectArgs) -> ();
+    cmd_draw_indirect_byte_count_ext(CmdDrawIndirectByteCountEXTArgs) -> ();
+    cmd_draw_indirect_count(CmdDrawIndirectCountArgs) -> ();
+    cmd_draw_multi_ext(CmdDrawMultiEXTArgs) -> ();
+    cmd_draw_multi_indexed_ext(CmdDrawMultiIndexedEXTArgs) -> ();
+    cmd_end_conditional_rendering_ext(CmdEndConditionalRenderingEXTArgs) -> ();
+    cmd_end_query_indexed_ext(CmdEndQueryIndexedEXTArgs) -> ();
+    cmd_end_render_pass2(CmdEndRenderPass2Args) -> ();
+    cmd_end_transform_feedback_ext(CmdEndTransformFeedbackEXTArgs) -> ();
+    cmd_next_subpass(CmdNextSubpassArgs) -> ();
+    cmd_next_subpass2(CmdNextSubpass2Args) -> ();
+    cmd_push_descriptor_set_khr(CmdPushDescriptorSetKHRArgs) -> ();
+    cmd_resolve_image(CmdResolveImageArgs) -> ();
+    cmd_resolve_image2(CmdResolveImage2Args) -> ();
+    cmd_set_alpha_to_coverage_enable_ext(CmdSetAlphaToCoverageEnableEXTArgs) -> ();
+    cmd_set_alpha_to_one_enable_ext(CmdSetAlphaToOneEnableEXTArgs) -> ();
+    cmd_set_blend_constants(CmdSetBlendConstantsArgs) -> ();
+    cmd_set_color_blend_advanced_ext(CmdSetColorBlendAdvancedEXTArgs) -> ();
+    cmd_set_color_blend_enable_ext(CmdSetColorBlendEnableEXTArgs) -> ();
+    cmd_set_color_blend_equation_ext(CmdSetColorBlendEquationEXTArgs) -> ();
+    cmd_set_color_write_enable_ext(CmdSetColorWriteEnableEXTArgs) -> ();
+    cmd_set_color_write_mask_ext(CmdSetColorWriteMaskEXTArgs) -> ();
+    cmd_set_conservative_rasterization_mode_ext(CmdSetConservativeRasterizationModeEXTArgs) -> ();
+    cmd_set_cull_mode(CmdSetCullModeArgs) -> ();
+    cmd_set_depth_bias(CmdSetDepthBiasArgs) -> ();
+    cmd_set_depth_bias_enable(CmdSetDepthBiasEnableArgs) -> ();
+    cmd_set_depth_bounds(CmdSetDepthBoundsArgs) -> ();
+    cmd_set_depth_bounds_test_enable(CmdSetDepthBoundsTestEnableArgs) -> ();
+    cmd_set_depth_clamp_enable_ext(CmdSetDepthClampEnableEXTArgs) -> ();
+    cmd_set_depth_clip_enable_ext(CmdSetDepthClipEnableEXTArgs) -> ();
+    cmd_set_depth_clip_negative_one_to_one_ext(CmdSetDepthClipNegativeOneToOneEXTArgs) -> ();
+    cmd_set_depth_compare_op(CmdSetDepthCompareOpArgs) -> ();
+    cmd_set_depth_test_enable(CmdSetDepthTestEnableArgs) -> ();
+    cmd_set_depth_write_enable(CmdSetDepthWriteEnableArgs) -> ();
+    cmd_set_device_mask(CmdSetDeviceMaskArgs) -> ();
+    cmd_set_extra_primitive_overestimation_size_ext(CmdSetExtraPrimitiveOverestimationSizeEXTArgs) -> ();
+    cmd_set_fragment_shading_rate_khr(CmdSetFragmentShadingRateKHRArgs) -> ();
+    cmd_set_front_face(CmdSetFrontFaceArgs) -> ();
+    cmd_set_line_rasterization_mode_ext(CmdSetLineRasterizationModeEXTArgs) -> ();
+    cmd_set_line_stipple_enable_ext(CmdSetLineStippleEnableEXTArgs) -> ();
+    cmd_set_line_stipple_ext(CmdSetLineStippleEXTArgs) -> ();
+    cmd_set_line_width(CmdSetLineWidthArgs) -> ();
+    cmd_set_logic_op_enable_ext(CmdSetLogicOpEnableEXTArgs) -> ();
+    cmd_set_logic_op_ext(CmdSetLogicOpEXTArgs) -> ();
+    cmd_set_patch_control_points_ext(CmdSetPatchControlPointsEXTArgs) -> ();
+    cmd_set_polygon_mode_ext(CmdSetPolygonModeEXTArgs) -> ();
+    cmd_set_primitive_restart_enable(CmdSetPrimitiveRestartEnableArgs) -> ();
+    cmd_set_primitive_topology(CmdSetPrimitiveTopologyArgs) -> ();
+    cmd_set_provoking_vertex_mode_ext(CmdSetProvokingVertexModeEXTArgs) -> ();
+    cmd_set_rasterization_samples_ext(CmdSetRasterizationSamplesEXTArgs) -> ();
+    cmd_set_rasterization_stream_ext(CmdSetRasterizationStreamEXTArgs) -> ();
+    cmd_set_rasterizer_discard_enable(CmdSetRasterizerDiscardEnableArgs) -> ();
+    cmd_set_sample_locations_enable_ext(CmdSetSampleLocationsEnableEXTArgs) -> ();
+    cmd_set_sample_mask_ext(CmdSetSampleMaskEXTArgs) -> ();
+    cmd_set_scissor_with_count(CmdSetScissorWithCountArgs) -> ();
+    cmd_set_stencil_compare_mask(CmdSetStencilCompareMaskArgs) -> ();
+    cmd_set_stencil_op(CmdSetStencilOpArgs) -> ();
+    cmd_set_stencil_reference(CmdSetStencilReferenceArgs) -> ();
+    cmd_set_stencil_test_enable(CmdSetStencilTestEnableArgs) -> ();
+    cmd_set_stencil_write_mask(CmdSetStencilWriteMaskArgs) -> ();
+    cmd_set_tessellation_domain_origin_ext(CmdSetTessellationDomainOriginEXTArgs) -> ();
+    cmd_set_vertex_input_ext(CmdSetVertexInputEXTArgs) -> ();
+    cmd_set_viewport_with_count(CmdSetViewportWithCountArgs) -> ();
+    create_private_data_slot(CreatePrivateDataSlotArgs) -> vk::Result;
+    create_sampler_ycbcr_conversion(CreateSamplerYcbcrConversionArgs) -> vk::Result;
+    destroy_private_data_slot(DestroyPrivateDataSlotArgs) -> ();
+    destroy_sampler_ycbcr_conversion(DestroySamplerYcbcrConversionArgs) -> ();
+    get_calibrated_timestamps_ext(GetCalibratedTimestampsEXTArgs) -> vk::Result;
+    get_device_group_peer_memory_features(GetDeviceGroupPeerMemoryFeaturesArgs) -> ();
+    get_device_image_subresource_layout_khr(GetDeviceImageSubresourceLayoutKHRArgs) -> ();
+    get_image_drm_format_modifier_properties_ext(GetImageDrmFormatModifierPropertiesEXTArgs) -> vk::Result;
+    get_image_subresource_layout2_khr(GetImageSubresourceLayout2KHRArgs) -> ();
+    get_physical_device_calibrateable_time_domains_ext(GetPhysicalDeviceCalibrateableTimeDomainsEXTArgs) -> vk::Result;
+    get_physical_device_fragment_shading_rates_khr(GetPhysicalDeviceFragmentShadingRatesKHRArgs) -> vk::Result;
+    get_private_data(GetPrivateDataArgs) -> ();
+    get_render_area_granularity(GetRenderAreaGranularityArgs) -> ();
+    get_rendering_area_granularity_khr(GetRenderingAreaGranularityKHRArgs) -> ();
+    set_private_data(SetPrivateDataArgs) -> vk::Result;
     // query.rs
     create_query_pool(CreateQueryPoolArgs) -> vk::Result;
     destroy_query_pool(DestroyQueryPoolArgs) -> ();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
+use super::fns::DeviceFns;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
 
@@ -36,6 +37,12 @@ pub(crate) struct DeviceState {
     pub(crate) min_import_alignment: u64,
     /// (family, queue count, flags) of every queue the device was created with.
     pub(crate) queues: Vec<(u32, u32, vk::DeviceQueueCreateFlags)>,
+    /// The physical device's limits (array bounds the handlers check).
+    pub(crate) limits: vk::PhysicalDeviceLimits,
+    /// `maxTransformFeedbackBuffers` (0 without `VK_EXT_transform_feedback`).
+    pub(crate) max_xfb_buffers: u32,
+    /// Entry points `ash::Device` does not load safely.
+    pub(crate) fns: DeviceFns,
 }
 
 impl std::fmt::Debug for DeviceState {
@@ -80,6 +87,8 @@ pub(crate) struct State {
     dispatchable: HashMap<u64, Arc<DeviceState>>,
     /// Guest memory id → memfd backing.
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
+    /// Guest buffer id → `VkBufferCreateInfo::size` (bounds of indirect arguments).
+    buffer_sizes: HashMap<u64, u64>,
 }
 
 impl std::fmt::Debug for State {
@@ -140,6 +149,7 @@ impl State {
         let id = self.by_host.remove(&(ty.as_raw(), raw))?;
         self.objects.remove(&id);
         self.memories.remove(&id);
+        self.buffer_sizes.remove(&id);
         self.dispatchable.remove(&raw);
         Some(id)
     }
@@ -164,6 +174,33 @@ impl State {
             .filter(|o| o.ty == ty && o.parent == parent)
             .map(|o| o.raw)
             .collect()
+    }
+
+    /// Records the size of a buffer just bound to guest `id`.
+    pub(crate) fn set_buffer_size(&mut self, id: u64, size: u64) {
+        if self.objects.contains_key(&id) {
+            self.buffer_sizes.insert(id, size);
+        }
+    }
+
+    /// The size of the buffer with host handle `raw`.
+    pub(crate) fn buffer_size(&self, raw: u64) -> Option<u64> {
+        let id = self.guest_id(vk::ObjectType::BUFFER, raw)?;
+        self.buffer_sizes.get(&id).copied()
+    }
+
+    /// The host device that owns host object `raw` of type `ty` (command buffers and
+    /// descriptor sets through their pools); `None` if it is not in the tables.
+    pub(crate) fn owner_device(&self, ty: vk::ObjectType, raw: u64) -> Option<u64> {
+        let id = self.guest_id(ty, raw)?;
+        let parent = self.objects.get(&id)?.parent;
+        let pool_ty = match ty {
+            vk::ObjectType::COMMAND_BUFFER => vk::ObjectType::COMMAND_POOL,
+            vk::ObjectType::DESCRIPTOR_SET => vk::ObjectType::DESCRIPTOR_POOL,
+            _ => return Some(parent),
+        };
+        let pool = self.guest_id(pool_ty, parent)?;
+        Some(self.objects.get(&pool)?.parent)
     }
 
     pub(crate) fn add_instance(&mut self, raw: u64, state: Arc<InstanceState>) {
@@ -296,6 +333,8 @@ const TEARDOWN_ORDER: &[vk::ObjectType] = &[
     vk::ObjectType::DESCRIPTOR_UPDATE_TEMPLATE,
     vk::ObjectType::DESCRIPTOR_SET_LAYOUT,
     vk::ObjectType::SAMPLER,
+    vk::ObjectType::SAMPLER_YCBCR_CONVERSION,
+    vk::ObjectType::PRIVATE_DATA_SLOT,
     vk::ObjectType::QUERY_POOL,
     vk::ObjectType::EVENT,
     vk::ObjectType::SEMAPHORE,
@@ -318,7 +357,7 @@ fn destroy_device_tree(dev: &DeviceState, children: Vec<Object>) {
             // by this context and removed from the tables above, so no other command
             // can use it; the device is idle, so the GPU no longer uses it either, and
             // dependents were destroyed earlier in TEARDOWN_ORDER.
-            unsafe { destroy_object(d, o.ty, o.raw) };
+            unsafe { destroy_object(dev, o.ty, o.raw) };
         }
     }
     // SAFETY: all children are destroyed and the device is idle and unreachable.
@@ -332,10 +371,12 @@ fn destroy_device_tree(dev: &DeviceState, children: Vec<Object>) {
 ///
 /// # Safety
 ///
-/// `raw` must be a live host object of type `ty` created from `d`, not in use.
+/// `raw` must be a live host object of type `ty` created from `dev`, not in use.
 #[allow(clippy::multiple_unsafe_ops_per_block)] // one destroy call per match arm
-unsafe fn destroy_object(d: &ash::Device, ty: vk::ObjectType, raw: u64) {
+unsafe fn destroy_object(dev: &DeviceState, ty: vk::ObjectType, raw: u64) {
     use vk::Handle;
+    let d = &dev.device;
+    let handle = d.handle();
     // SAFETY: forwarded from the caller for every arm.
     unsafe {
         match ty {
@@ -380,6 +421,20 @@ unsafe fn destroy_object(d: &ash::Device, ty: vk::ObjectType, raw: u64) {
             vk::ObjectType::BUFFER => d.destroy_buffer(vk::Buffer::from_raw(raw), None),
             vk::ObjectType::IMAGE => d.destroy_image(vk::Image::from_raw(raw), None),
             vk::ObjectType::DEVICE_MEMORY => d.free_memory(vk::DeviceMemory::from_raw(raw), None),
+            vk::ObjectType::SAMPLER_YCBCR_CONVERSION => {
+                if let Some(f) = dev.fns.destroy_sampler_ycbcr_conversion {
+                    f(
+                        handle,
+                        vk::SamplerYcbcrConversion::from_raw(raw),
+                        std::ptr::null(),
+                    );
+                }
+            }
+            vk::ObjectType::PRIVATE_DATA_SLOT => {
+                if let Some(f) = dev.fns.destroy_private_data_slot {
+                    f(handle, vk::PrivateDataSlot::from_raw(raw), std::ptr::null());
+                }
+            }
             _ => {}
         }
     }

@@ -19,10 +19,13 @@ use vulkan_proto::args::{
     GetPhysicalDeviceQueueFamilyPropertiesArgs, GetPhysicalDeviceSparseImageFormatProperties2Args,
     GetPhysicalDeviceSparseImageFormatPropertiesArgs, GetPhysicalDeviceToolPropertiesArgs,
 };
+use vulkan_proto::args::{
+    GetPhysicalDeviceCalibrateableTimeDomainsEXTArgs, GetPhysicalDeviceFragmentShadingRatesKHRArgs,
+};
 use vulkan_proto::info;
 
 use super::instance::{cap_api_version, fill_array, filter_extensions, has_extension};
-use super::{raw, Handler, Result, VenusError};
+use super::{raw, Handler, InstanceState, Result, VenusError};
 
 /// Device extensions listed to the guest although the host lacks them, because the
 /// renderer emulates them (venus-wire §8): the guest needs SYNC_FD semaphores to
@@ -579,5 +582,66 @@ impl Handler<'_, '_> {
             );
         }
         Ok(())
+    }
+}
+
+/// An instance-level entry point of `inst` by name (`None` if the host lacks it).
+fn instance_fn(inst: &InstanceState, name: &CStr) -> vk::PFN_vkVoidFunction {
+    // SAFETY: a live instance and a NUL-terminated name.
+    unsafe {
+        inst._entry
+            .get_instance_proc_addr(inst.instance.handle(), name.as_ptr())
+    }
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn get_physical_device_calibrateable_time_domains_ext(
+        &mut self,
+        args: &mut GetPhysicalDeviceCalibrateableTimeDomainsEXTArgs<'_>,
+    ) -> Result<vk::Result> {
+        let inst = self.physical(args.physical_device)?;
+        let f = instance_fn(&inst, c"vkGetPhysicalDeviceCalibrateableTimeDomainsKHR")
+            .or_else(|| instance_fn(&inst, c"vkGetPhysicalDeviceCalibrateableTimeDomainsEXT"))
+            .ok_or(VenusError::HostLacks(
+                "vkGetPhysicalDeviceCalibrateableTimeDomainsEXT",
+            ))?;
+        // SAFETY: the loader returned this command's entry point (the KHR and EXT
+        // names are aliases with one signature).
+        let f = unsafe {
+            std::mem::transmute::<
+                unsafe extern "system" fn(),
+                vk::PFN_vkGetPhysicalDeviceCalibrateableTimeDomainsKHR,
+            >(f)
+        };
+        let (count, ptr) = count_array(
+            args.p_time_domain_count.as_deref_mut(),
+            args.p_time_domains.as_deref_mut(),
+        )?;
+        // SAFETY: live physical device; `ptr` is NULL or holds `*count` elements.
+        Ok(unsafe { f(args.physical_device, count, ptr) })
+    }
+
+    pub(super) fn get_physical_device_fragment_shading_rates_khr(
+        &mut self,
+        args: &mut GetPhysicalDeviceFragmentShadingRatesKHRArgs<'_>,
+    ) -> Result<vk::Result> {
+        let inst = self.physical(args.physical_device)?;
+        let f = instance_fn(&inst, c"vkGetPhysicalDeviceFragmentShadingRatesKHR").ok_or(
+            VenusError::HostLacks("vkGetPhysicalDeviceFragmentShadingRatesKHR"),
+        )?;
+        // SAFETY: the loader returned this command's entry point.
+        let f = unsafe {
+            std::mem::transmute::<
+                unsafe extern "system" fn(),
+                vk::PFN_vkGetPhysicalDeviceFragmentShadingRatesKHR,
+            >(f)
+        };
+        let (count, ptr) = count_array(
+            args.p_fragment_shading_rate_count.as_deref_mut(),
+            args.p_fragment_shading_rates.as_deref_mut(),
+        )?;
+        // SAFETY: live physical device; `ptr` is NULL or holds `*count` elements (their
+        // sType/pNext were decoded into the arena).
+        Ok(unsafe { f(args.physical_device, count, ptr) })
     }
 }

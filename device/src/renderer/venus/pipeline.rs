@@ -10,6 +10,7 @@ use vulkan_proto::args::{
     DestroyPipelineLayoutArgs, DestroyRenderPassArgs, DestroyShaderModuleArgs,
     GetPipelineCacheDataArgs, MergePipelineCachesArgs,
 };
+use vulkan_proto::args::{GetRenderAreaGranularityArgs, GetRenderingAreaGranularityKHRArgs};
 
 use super::physical_device::required;
 use super::{Handler, Result, VenusError};
@@ -257,5 +258,38 @@ impl Handler<'_, '_> {
         self.destroy_child(args.device, args.framebuffer, |d, h| unsafe {
             d.device.destroy_framebuffer(h, None);
         })
+    }
+}
+
+impl Handler<'_, '_> {
+    pub(super) fn get_render_area_granularity(
+        &mut self,
+        args: &mut GetRenderAreaGranularityArgs<'_>,
+    ) -> Result<()> {
+        let dev = self.device(args.device)?;
+        self.check_owned(
+            &dev,
+            &[(vk::ObjectType::RENDER_PASS, args.render_pass.as_raw())],
+        )?;
+        let out = required(args.p_granularity.as_deref_mut(), "pGranularity")?;
+        // SAFETY: live device and render pass of this device.
+        *out = unsafe { dev.device.get_render_area_granularity(args.render_pass) };
+        Ok(())
+    }
+
+    pub(super) fn get_rendering_area_granularity_khr(
+        &mut self,
+        args: &mut GetRenderingAreaGranularityKHRArgs<'_>,
+    ) -> Result<()> {
+        let info = required(args.p_rendering_area_info, "pRenderingAreaInfo")?;
+        let out = required(args.p_granularity.as_deref_mut(), "pGranularity")?;
+        let (dev, f) = self.dev_fn(
+            args.device,
+            |t| t.get_rendering_area_granularity_khr,
+            "vkGetRenderingAreaGranularityKHR",
+        )?;
+        // SAFETY: live device; the info lives in the arena; `out` too.
+        unsafe { f(dev.device.handle(), info, out) };
+        Ok(())
     }
 }
