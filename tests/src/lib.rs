@@ -7,6 +7,9 @@
 //!   its ICD (`VK_DRIVER_FILES`) once per process.
 //! - [`harness`]: starts the `venus-daemon` binary on a private socket and runs
 //!   children natively or through Venus.
+//! - [`bridge`]: the vtest ⇄ vhost-user bridge (`vtest-vhost-bridge`), which lets the
+//!   same children reach `vhost-user-vgpu serve` through virtio-gpu commands and SHMEM_MAP.
 
 pub mod apps;
+pub mod bridge;
 pub mod harness;
