@@ -195,8 +195,14 @@ impl Bridge {
                     let result = conn.run();
                     let label = conn.label();
                     conn.teardown();
+                    let c = conn.counts;
                     match result {
-                        Ok(()) => log::info!("bridge: {label} closed"),
+                        Ok(()) => log::info!(
+                            "bridge: {label} closed: {} blobs passed through, {} unmapped, {} SUBMIT_3D",
+                            c.blobs,
+                            c.unmapped,
+                            c.submits
+                        ),
                         Err(e) => log::warn!("bridge: {label} dropped: {e}"),
                     }
                 });
@@ -221,6 +227,15 @@ struct Connection {
     name: Option<String>,
     ctx: Option<u32>,
     blobs: HashMap<u32, Blob>,
+    counts: ConnCounts,
+}
+
+/// What one connection did (logged when it closes; the tests read it).
+#[derive(Clone, Copy, Debug, Default)]
+struct ConnCounts {
+    blobs: u64,
+    unmapped: u64,
+    submits: u64,
 }
 
 impl Connection {
@@ -232,6 +247,7 @@ impl Connection {
             name: None,
             ctx: None,
             blobs: HashMap::new(),
+            counts: ConnCounts::default(),
         }
     }
 
@@ -480,6 +496,7 @@ impl Connection {
                 mapped.fd_offset, mapped.len, mapped.writable, req.size
             ));
         }
+        self.counts.blobs += 1;
         self.bridge.count(|s| {
             s.blobs += 1;
             s.passthrough_fds += 1;
@@ -538,6 +555,7 @@ impl Connection {
             if still {
                 return fail(format!("UNMAP_BLOB of {res} sent no SHMEM_UNMAP"));
             }
+            self.counts.unmapped += 1;
         }
         let mut c = encode::hdr(CommandType::ResourceUnref, 0, 0, ctx, 0);
         encode::words(&mut c, &[res, 0]);
@@ -582,6 +600,7 @@ impl Connection {
             encode::words(&mut c, &[size, 0]);
             let r = self.bridge.command(&c, stream, 24)?;
             self.bridge.count(|s| s.submits += 1);
+            self.counts.submits += 1;
             if !r.is(RespType::OkNodata) {
                 return fail(format!("SUBMIT_3D answered {:#x}", r.resp));
             }
