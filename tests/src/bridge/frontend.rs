@@ -278,7 +278,7 @@ impl GuestDriver {
         if cmd.len() < CTRL_HDR_SIZE || cmd.len() > MAX_CMD {
             return Err(err(format!("command of {} bytes", cmd.len())));
         }
-        if data.len() > MAX_DATA || resp_len > MAX_RESP || resp_len < 24 {
+        if data.len() > MAX_DATA || !(24..=MAX_RESP).contains(&resp_len) {
             return Err(err(format!(
                 "payload of {} bytes or response of {resp_len} bytes out of range",
                 data.len()

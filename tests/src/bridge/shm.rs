@@ -379,15 +379,20 @@ mod tests {
         let fd = rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
         rustix::fs::ftruncate(&fd, 2 * PAGE).expect("size");
         let file = std::fs::File::from(fd);
-        assert!(w.shmem_map(&req(PAGE, 2 * PAGE, 0), &file).is_ok());
-        assert!(w.shmem_map(&req(2 * PAGE, PAGE, 0), &file).is_err());
-        assert!(w.shmem_map(&req(0, 2 * PAGE, 0), &file).is_err());
-        assert!(w.shmem_map(&req(7 * PAGE, 2 * PAGE, 0), &file).is_err());
-        assert!(w.shmem_map(&req(3 * PAGE, PAGE, 0), &file).is_ok());
+        w.shmem_map(&req(PAGE, 2 * PAGE, 0), &file)
+            .expect("accepted");
+        w.shmem_map(&req(2 * PAGE, PAGE, 0), &file)
+            .expect_err("refused");
+        w.shmem_map(&req(0, 2 * PAGE, 0), &file)
+            .expect_err("refused");
+        w.shmem_map(&req(7 * PAGE, 2 * PAGE, 0), &file)
+            .expect_err("refused");
+        w.shmem_map(&req(3 * PAGE, PAGE, 0), &file)
+            .expect("accepted");
         let got = w.fd_at(PAGE).expect("dup").expect("mapped");
         assert_eq!((got.fd_offset, got.len, got.writable), (0, 2 * PAGE, true));
-        assert!(w.shmem_unmap(&req(PAGE, PAGE, 0)).is_err());
-        assert!(w.shmem_unmap(&req(PAGE, 2 * PAGE, 0)).is_ok());
+        w.shmem_unmap(&req(PAGE, PAGE, 0)).expect_err("refused");
+        w.shmem_unmap(&req(PAGE, 2 * PAGE, 0)).expect("accepted");
         assert!(!w.is_mapped(PAGE));
         let s = w.stats();
         assert_eq!((s.maps, s.unmaps, s.refused), (2, 1, 4));
