@@ -10,6 +10,8 @@ use std::ffi::CStr;
 
 use ash::vk;
 
+pub mod graphics;
+
 /// Result type of the test programs.
 pub type AppResult<T> = Result<T, Box<dyn Error>>;
 
@@ -115,6 +117,16 @@ fn spirv_words(bytes: &[u8]) -> AppResult<Vec<u32>> {
 impl Gpu {
     /// Instance (API 1.3), first physical device, one queue of the first compute family.
     pub fn new() -> AppResult<Self> {
+        Self::create(false)
+    }
+
+    /// As [`Gpu::new`], on the first family with graphics and compute, with the
+    /// features the graphics cases use (dynamic rendering, descriptor indexing).
+    pub fn new_graphics() -> AppResult<Self> {
+        Self::create(true)
+    }
+
+    fn create(graphics: bool) -> AppResult<Self> {
         // SAFETY: loads the system Vulkan loader; the Entry keeps it loaded.
         let entry = unsafe { ash::Entry::load()? };
         let app = vk::ApplicationInfo::default()
@@ -132,7 +144,14 @@ impl Gpu {
         let families = unsafe { instance.get_physical_device_queue_family_properties(pdev) };
         let qfi = families
             .iter()
-            .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
+            .position(|f| {
+                let want = if graphics {
+                    vk::QueueFlags::COMPUTE | vk::QueueFlags::GRAPHICS
+                } else {
+                    vk::QueueFlags::COMPUTE
+                };
+                f.queue_flags.contains(want)
+            })
             .ok_or("no compute queue")?;
         let qfi = u32::try_from(qfi)?;
         let prio = [1.0f32];
@@ -141,6 +160,17 @@ impl Gpu {
             .queue_priorities(&prio)];
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
         let mut f13 = vk::PhysicalDeviceVulkan13Features::default().synchronization2(true);
+        if graphics {
+            f12 = f12
+                .descriptor_indexing(true)
+                .runtime_descriptor_array(true)
+                .shader_storage_buffer_array_non_uniform_indexing(true)
+                .descriptor_binding_partially_bound(true)
+                .descriptor_binding_storage_buffer_update_after_bind(true)
+                .descriptor_binding_variable_descriptor_count(true)
+                .imageless_framebuffer(true);
+            f13 = f13.dynamic_rendering(true);
+        }
         let dinfo = vk::DeviceCreateInfo::default()
             .queue_create_infos(&qinfo)
             .push_next(&mut f12)
@@ -185,8 +215,15 @@ impl Gpu {
 
     /// A mapped storage buffer of `size` bytes, zeroed.
     pub fn buffer(&self, size: u64) -> AppResult<Buf> {
+        self.buffer_with_usage(size, vk::BufferUsageFlags::empty())
+    }
+
+    /// A mapped buffer of `size` bytes, zeroed, with `usage` on top of storage and
+    /// transfer source/destination.
+    pub fn buffer_with_usage(&self, size: u64, usage: vk::BufferUsageFlags) -> AppResult<Buf> {
         let info = vk::BufferCreateInfo::default().size(size).usage(
-            vk::BufferUsageFlags::STORAGE_BUFFER
+            usage
+                | vk::BufferUsageFlags::STORAGE_BUFFER
                 | vk::BufferUsageFlags::TRANSFER_SRC
                 | vk::BufferUsageFlags::TRANSFER_DST,
         );
@@ -426,6 +463,18 @@ impl Gpu {
         let dep = vk::DependencyInfo::default().memory_barriers(&mb);
         // SAFETY: recording command buffer (synchronization2 enabled).
         unsafe { self.device.cmd_pipeline_barrier2(cb, &dep) };
+    }
+
+    /// Index of the memory type with `flags` allowed by `bits`.
+    pub fn memory_type(&self, bits: u32, flags: vk::MemoryPropertyFlags) -> AppResult<u32> {
+        let i = self
+            .memory
+            .memory_types_as_slice()
+            .iter()
+            .enumerate()
+            .position(|(i, t)| bits & (1 << i) != 0 && t.property_flags.contains(flags))
+            .ok_or("no suitable memory type")?;
+        Ok(u32::try_from(i)?)
     }
 
     /// The queue.
