@@ -8,9 +8,15 @@
 //! Wire format (issue 2): [`decode`] builds Venus streams with the driver-side encoders and
 //! times decode + dispatch; [`decode_plot`] writes the CSV and chart. The binary
 //! `decode_report` writes `docs/bench/`; the criterion bench is `decode_throughput`.
+//!
+//! Venus overhead (issue 3): [`venus`] is the client workload (compute throughput and
+//! submit → fence latency) run natively and through Venus; [`venus_plot`] writes the CSV
+//! and charts. The binary `venus_report` runs both modes against the daemon.
 
 pub mod decode;
 pub mod decode_plot;
 pub mod qos_decision;
 pub mod qos_experiments;
 pub mod qos_plot;
+pub mod venus;
+pub mod venus_plot;

@@ -32,9 +32,16 @@ impl Daemon {
     /// Starts `bin --socket <fresh path>` with lavapipe as the host driver and waits
     /// for the socket to appear.
     pub fn start(bin: &str, tag: &str) -> std::io::Result<Self> {
+        Self::start_command(Command::new(bin), tag)
+    }
+
+    /// Like [`Daemon::start`] for a prepared command (program, leading arguments such
+    /// as `vtest`, extra environment such as `LP_NUM_THREADS`): appends `--socket
+    /// <fresh path>`, selects lavapipe and waits for the socket to appear.
+    pub fn start_command(mut cmd: Command, tag: &str) -> std::io::Result<Self> {
         let socket = socket_path(tag);
         let log = socket.with_extension("log");
-        let child = Command::new(bin)
+        let child = cmd
             .arg("--socket")
             .arg(&socket)
             .env("VK_DRIVER_FILES", LVP_ICD)

@@ -1,0 +1,551 @@
+//! Venus overhead report (issue 3, "Benchmarks"): the same compute workload natively on
+//! lavapipe and through Venus (Mesa's virtio ICD over vtest to `vhost-user-vgpu vtest`),
+//! in the same run, each measurement in its own child process.
+//!
+//! ```text
+//! cargo run -p vgpu-benches --release --bin venus_report             # ~3 min
+//! cargo run -p vgpu-benches --release --bin venus_report -- --quick  # ~40 s, 1 repetition
+//! cargo run -p vgpu-benches --release --bin venus_report -- --reps 5 --window 3 --out DIR
+//! ```
+//!
+//! Writes `docs/bench/venus_overhead.{csv,svg}` and `docs/bench/venus_latency.{csv,svg}`
+//! and prints a summary with the targets. lavapipe runs with `LP_NUM_THREADS=1` in both
+//! the native client and the daemon. Under `cargo run` it first builds the daemon
+//! (`cargo build -p vgpu-device --bin vhost-user-vgpu`, same profile and target dir);
+//! otherwise it expects `vhost-user-vgpu` beside its own executable, or `--daemon PATH`.
+//! Exit status 0 whether or not the targets are met: this is a measurement, not a test.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "this binary's job is to print the summary table"
+)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use vgpu_benches::venus::{device_ms, latency, median, throughput, Work};
+use vgpu_benches::venus_plot::{
+    median_ratios, pooled, write_latency_csv, write_latency_svg, write_overhead_csv,
+    write_overhead_svg, LatencyRun, LatencyStats, OverheadRow, TARGET_ADDED_P50_US,
+    TARGET_ADDED_P99_US,
+};
+use vgpu_tests::apps::Gpu;
+use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
+
+/// Submission sizes, ms of native device time.
+const SIZES_MS: [f64; 4] = [0.2, 1.0, 5.0, 20.0];
+/// Workgroups per dispatch (64 invocations each).
+const GROUPS: u32 = 64;
+const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[derive(Debug, Clone)]
+struct Opts {
+    out: PathBuf,
+    reps: usize,
+    window: Duration,
+    warmup: Duration,
+    latency_iters: usize,
+    latency_reps: usize,
+    depths: Vec<usize>,
+    daemon: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return match child(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "venus_report child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match parse(&args).and_then(|o| report(&o)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "venus_report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Res<Opts> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut o = Opts {
+        out: manifest.parent().unwrap_or(manifest).join("docs/bench"),
+        reps: 5,
+        window: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        latency_iters: 3000,
+        latency_reps: 2,
+        depths: vec![1, 2],
+        daemon: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--quick" => {
+                o.reps = 1;
+                o.window = Duration::from_millis(500);
+                o.latency_iters = 2000;
+                o.latency_reps = 1;
+            }
+            "--out" => o.out = PathBuf::from(val()?),
+            "--reps" => o.reps = val()?.parse()?,
+            "--window" => o.window = Duration::from_secs_f64(val()?.parse()?),
+            "--latency-iters" => o.latency_iters = val()?.parse()?,
+            "--depths" => {
+                o.depths = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--daemon" => o.daemon = Some(PathBuf::from(val()?)),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    Ok(o)
+}
+
+/// Child side: `--child <device-name check> <command> ...`, printing one line per result.
+fn child(args: &[String]) -> Res<()> {
+    let g = Gpu::new()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "device {}", g.name)?;
+    match args.first().map(String::as_str) {
+        // calibrate: fits device ms = a + b·iters at GROUPS and prints `cal` lines.
+        Some("calibrate") => {
+            let win = Duration::from_millis(400);
+            let w = |iters| Work {
+                groups: GROUPS,
+                iters,
+            };
+            // Warm the pipeline and the CPU clocks.
+            device_ms(&g, w(1), win)?;
+            let (i0, i1) = (1u32, 4000u32);
+            let t0 = device_ms(&g, w(i0), win)?;
+            let t1 = device_ms(&g, w(i1), win)?;
+            let slope = (t1 - t0) / f64::from(i1 - i0);
+            let fixed = t0 - slope * f64::from(i0);
+            writeln!(out, "fit fixed_ms={fixed:.4} ms_per_iter={slope:.6}")?;
+            for target in SIZES_MS {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "a positive loop count well inside u32"
+                )]
+                let mut iters = ((target - fixed) / slope).round().max(1.0) as u32;
+                // One correction step from a measurement at the estimate.
+                let got = device_ms(&g, w(iters), win)?;
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "a positive loop count well inside u32"
+                )]
+                {
+                    iters = (f64::from(iters) + (target - got) / slope).round().max(1.0) as u32;
+                }
+                let got = device_ms(&g, w(iters), win)?;
+                writeln!(out, "cal {target} {GROUPS} {iters} {got:.4}")?;
+            }
+        }
+        // serve: one request per stdin line, answered on stdout, so that native and
+        // Venus measurements can alternate point by point between two live clients.
+        //   tp <groups> <iters> <depth> <warmup_s> <window_s> → `tp <submissions> <ns>`
+        //   lat <iterations> <warmup>                        → `lat <ns>`… then `end`
+        Some("serve") => {
+            out.flush()?;
+            for line in std::io::stdin().lines() {
+                let line = line?;
+                let f: Vec<&str> = line.split_whitespace().collect();
+                match f[..] {
+                    ["tp", groups, iters, depth, warmup, window] => {
+                        let work = Work {
+                            groups: groups.parse()?,
+                            iters: iters.parse()?,
+                        };
+                        let t = throughput(
+                            &g,
+                            work,
+                            depth.parse()?,
+                            Duration::from_secs_f64(warmup.parse()?),
+                            Duration::from_secs_f64(window.parse()?),
+                        )?;
+                        writeln!(out, "tp {} {}", t.submissions, t.elapsed.as_nanos())?;
+                    }
+                    ["lat", n, warmup] => {
+                        for s in latency(&g, n.parse()?, warmup.parse()?)? {
+                            writeln!(out, "lat {s}")?;
+                        }
+                        writeln!(out, "end")?;
+                    }
+                    _ => return Err(format!("bad request {line:?}").into()),
+                }
+                out.flush()?;
+            }
+        }
+        _ => return Err("unknown child command".into()),
+    }
+    Ok(())
+}
+
+/// The daemon binary: `--daemon`, or built by cargo beside this executable.
+fn daemon_binary(o: &Opts) -> Res<PathBuf> {
+    if let Some(d) = &o.daemon {
+        return Ok(d.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("no executable directory")?;
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let profile_dir = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let target_dir = dir.parent().ok_or("no target directory")?;
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "vgpu-device",
+            "--bin",
+            "vhost-user-vgpu",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir);
+        if profile_dir == "release" {
+            cmd.arg("--release");
+        }
+        println!("building the daemon: {cmd:?}");
+        if !cmd.status()?.success() {
+            return Err("building vhost-user-vgpu failed".into());
+        }
+    }
+    let bin = dir.join("vhost-user-vgpu");
+    if bin.exists() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not found: cargo build --release -p vgpu-device --bin vhost-user-vgpu, or --daemon PATH",
+            bin.display()
+        )
+        .into())
+    }
+}
+
+/// Runs this executable as a child in `mode` and returns its stdout lines.
+fn run_child(mode: Mode<'_>, args: &[String]) -> Res<Vec<String>> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = client(exe.to_str().ok_or("non-UTF-8 executable path")?, mode);
+    cmd.env("LP_NUM_THREADS", "1").arg("--child").args(args);
+    let out = run_with_timeout(cmd, CHILD_TIMEOUT)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "child {args:?} ({mode:?}) failed: {:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    let device = lines.first().map_or("", String::as_str);
+    let venus = matches!(mode, Mode::Venus(_));
+    if venus != device.contains("Venus") {
+        return Err(format!("child ran on the wrong driver: {device}").into());
+    }
+    Ok(lines)
+}
+
+/// A live `--child serve` client.
+#[derive(Debug)]
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Client {
+    fn spawn(mode: Mode<'_>) -> Res<Self> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = client(exe.to_str().ok_or("non-UTF-8 executable path")?, mode);
+        cmd.env("LP_NUM_THREADS", "1")
+            .args(["--child", "serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take().ok_or("no child stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no child stdout")?);
+        let mut c = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        let device = c.line()?;
+        if matches!(mode, Mode::Venus(_)) != device.contains("Venus") {
+            return Err(format!("client runs on the wrong driver: {device}").into());
+        }
+        println!("{mode:?} client: {device}");
+        Ok(c)
+    }
+
+    fn line(&mut self) -> Res<String> {
+        let mut l = String::new();
+        if self.stdout.read_line(&mut l)? == 0 {
+            return Err("client exited (see its stderr above)".into());
+        }
+        Ok(l.trim_end().to_owned())
+    }
+
+    /// Submissions per second for a `tp` request.
+    fn rate(&mut self, req: &str) -> Res<f64> {
+        writeln!(self.stdin, "{req}")?;
+        let l = self.line()?;
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let ["tp", subs, ns] = f[..] else {
+            return Err(format!("bad reply {l:?}").into());
+        };
+        Ok(subs.parse::<f64>()? / (ns.parse::<f64>()? / 1e9))
+    }
+
+    /// Round trips (ns) for a `lat` request.
+    fn latency(&mut self, req: &str) -> Res<Vec<u64>> {
+        writeln!(self.stdin, "{req}")?;
+        let mut v = Vec::new();
+        loop {
+            let l = self.line()?;
+            if l == "end" {
+                return Ok(v);
+            }
+            v.push(l.strip_prefix("lat ").ok_or("bad reply")?.parse()?);
+        }
+    }
+
+    fn finish(self) -> Res<()> {
+        drop(self.stdin);
+        let status = self.child.wait_with_output()?.status;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("client exited with {status}").into())
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    target_ms: f64,
+    device_ms: f64,
+    iters: u32,
+}
+
+fn report(o: &Opts) -> Res<()> {
+    let bin = daemon_binary(o)?;
+    std::fs::create_dir_all(&o.out)?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("vtest")
+        .env("LP_NUM_THREADS", "1")
+        .env("RUST_LOG", "warn");
+    let daemon = Daemon::start_command(cmd, "bench")?;
+    let sock = daemon.socket().to_path_buf();
+    let venus = Mode::Venus(&sock);
+    println!("daemon: {} vtest (LP_NUM_THREADS=1)", bin.display());
+    println!("load average before: {}", loadavg());
+
+    // 1. Calibrate natively.
+    let cal = run_child(Mode::Native, &["calibrate".to_owned()])?;
+    let mut points = Vec::new();
+    for l in &cal {
+        if let Some(rest) = l.strip_prefix("fit ") {
+            println!("calibration (native, {GROUPS} workgroups × 64): {rest}");
+        }
+        if let Some(rest) = l.strip_prefix("cal ") {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if let [target, _groups, iters, ms] = f[..] {
+                points.push(Point {
+                    target_ms: target.parse()?,
+                    device_ms: ms.parse()?,
+                    iters: iters.parse()?,
+                });
+            }
+        }
+    }
+    for p in &points {
+        println!(
+            "  size {:>4} ms: {} iterations → {:.3} ms measured",
+            p.target_ms, p.iters, p.device_ms
+        );
+    }
+
+    // 2. Throughput: two live clients, native and Venus, alternating point by point
+    // (order swapped every other point), so each pair sees the same machine load.
+    let mut native = Client::spawn(Mode::Native)?;
+    let mut guest = Client::spawn(venus)?;
+    let (warm, win) = (o.warmup.as_secs_f64(), o.window.as_secs_f64());
+    let mut rows = Vec::new();
+    let mut k = 0usize;
+    for rep in 0..o.reps {
+        println!("throughput repetition {}/{} …", rep + 1, o.reps);
+        for &depth in &o.depths {
+            for p in &points {
+                let req = format!("tp {GROUPS} {} {depth} {warm} {win}", p.iters);
+                k += 1;
+                let (nat, ven) = if k.is_multiple_of(2) {
+                    let n = native.rate(&req)?;
+                    (n, guest.rate(&req)?)
+                } else {
+                    let v = guest.rate(&req)?;
+                    (native.rate(&req)?, v)
+                };
+                rows.push(OverheadRow {
+                    target_ms: p.target_ms,
+                    device_ms: p.device_ms,
+                    groups: GROUPS,
+                    iters: p.iters,
+                    depth,
+                    rep,
+                    native: nat,
+                    venus: ven,
+                    units: Work {
+                        groups: GROUPS,
+                        iters: p.iters,
+                    }
+                    .units(),
+                });
+            }
+        }
+    }
+
+    // 3. Latency, in alternating chunks of 500 round trips.
+    let chunks = o.latency_iters.div_ceil(500).max(1);
+    let mut runs = Vec::new();
+    for rep in 0..o.latency_reps {
+        println!("latency repetition {}/{} …", rep + 1, o.latency_reps);
+        let mut nat = Vec::new();
+        let mut ven = Vec::new();
+        for c in 0..chunks {
+            let req = format!("lat {} 50", o.latency_iters.div_ceil(chunks));
+            if c.is_multiple_of(2) {
+                nat.extend(native.latency(&req)?);
+                ven.extend(guest.latency(&req)?);
+            } else {
+                ven.extend(guest.latency(&req)?);
+                nat.extend(native.latency(&req)?);
+            }
+        }
+        runs.push(LatencyRun {
+            mode: "native",
+            rep,
+            samples: nat,
+        });
+        runs.push(LatencyRun {
+            mode: "venus",
+            rep,
+            samples: ven,
+        });
+    }
+    native.finish()?;
+    guest.finish()?;
+    println!("load average after: {}", loadavg());
+    let log = daemon.log();
+    drop(daemon);
+
+    write_overhead_csv(&rows, &o.out.join("venus_overhead.csv"))?;
+    write_overhead_svg(&rows, &o.depths, &o.out.join("venus_overhead.svg"))?;
+    write_latency_csv(&runs, &o.out.join("venus_latency.csv"))?;
+    write_latency_svg(&runs, &o.out.join("venus_latency.svg"))?;
+    summary(o, &rows, &runs);
+    if !log.trim().is_empty() {
+        println!("daemon log (warnings and errors):\n{log}");
+    }
+    println!(
+        "wrote {}/venus_{{overhead,latency}}.{{csv,svg}}",
+        o.out.display()
+    );
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn summary(o: &Opts, rows: &[OverheadRow], runs: &[LatencyRun]) {
+    println!();
+    println!(
+        "Throughput, Venus / native (work = invocations × iterations; {} repetition(s) of {:.1} s; median [min–max]):",
+        o.reps,
+        o.window.as_secs_f64()
+    );
+    println!(
+        "{:>6} {:>9} {:>6} {:>12} {:>12} {:>22} {:>7} {:>5}",
+        "depth", "size ms", "iters", "native sub/s", "venus sub/s", "ratio", "target", ""
+    );
+    for &d in &o.depths {
+        for (ms, med) in median_ratios(rows, d) {
+            let sel: Vec<&OverheadRow> = rows
+                .iter()
+                .filter(|r| r.depth == d && r.device_ms.total_cmp(&ms).is_eq())
+                .collect();
+            let Some(first) = sel.first() else { continue };
+            let ratios: Vec<f64> = sel.iter().map(|r| r.ratio()).collect();
+            let lo = ratios.iter().copied().fold(f64::MAX, f64::min);
+            let hi = ratios.iter().copied().fold(f64::MIN, f64::max);
+            let nat = median(&sel.iter().map(|r| r.native).collect::<Vec<_>>());
+            let ven = median(&sel.iter().map(|r| r.venus).collect::<Vec<_>>());
+            let target = first.target();
+            println!(
+                "{:>6} {:>9.3} {:>6} {:>12.1} {:>12.1} {:>7.1} % [{:>5.1}–{:>5.1}] {:>5.0} % {:>5}",
+                d,
+                ms,
+                first.iters,
+                nat,
+                ven,
+                med * 100.0,
+                lo * 100.0,
+                hi * 100.0,
+                target * 100.0,
+                verdict(med >= target)
+            );
+        }
+    }
+    let nat = LatencyStats::of(&pooled(runs, "native"));
+    let ven = LatencyStats::of(&pooled(runs, "venus"));
+    println!();
+    println!(
+        "Submit → fence round trip (tiny command buffer), {} samples per mode:",
+        nat.n
+    );
+    println!(
+        "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "mode", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs"
+    );
+    for (name, s) in [("native", nat), ("venus", ven)] {
+        println!(
+            "{:>7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            name, s.p50, s.p90, s.p99, s.p999, s.max
+        );
+    }
+    let d50 = ven.p50 - nat.p50;
+    let d99 = ven.p99 - nat.p99;
+    println!(
+        "added p50 {d50:+.1} µs (target ≤ +{TARGET_ADDED_P50_US:.0}) {}; added p99 {d99:+.1} µs (target ≤ +{TARGET_ADDED_P99_US:.0}) {}",
+        verdict(d50 <= TARGET_ADDED_P50_US),
+        verdict(d99 <= TARGET_ADDED_P99_US)
+    );
+    println!(
+        "Caveat: a shared, noisy 2-core machine; lavapipe with LP_NUM_THREADS=1; see the per-repetition spread."
+    );
+}
