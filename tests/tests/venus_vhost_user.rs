@@ -9,6 +9,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
+use vgpu_device::ids::{BlobId, CapsetId, ResourceId};
+use vgpu_device::vtest::client::{Batch, VtestClient};
+use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
 use vgpu_tests::bridge::launch::VhostChain;
 use vgpu_tests::harness::{client, run_with_timeout, Mode};
 
@@ -45,8 +49,21 @@ fn case_lines(o: &Output) -> Vec<String> {
         .collect()
 }
 
-/// The bridge's per-connection summaries: (blobs passed through, unmapped, submits).
-fn closed_lines(logs: &str) -> Vec<(u64, u64, u64)> {
+/// One connection's summary from the bridge log.
+#[derive(Clone, Copy, Debug)]
+struct Closed {
+    /// Blobs whose SHMEM_MAP fd was passed to Mesa.
+    blobs: u64,
+    /// Of those, device-memory blobs (blob_id = VkDeviceMemory id).
+    device_blobs: u64,
+    /// Blobs unmapped again (UNMAP_BLOB answered with SHMEM_UNMAP).
+    unmapped: u64,
+    /// SUBMIT_3D commands.
+    submits: u64,
+}
+
+/// The bridge's per-connection summaries.
+fn closed_lines(logs: &str) -> Vec<Closed> {
     logs.lines()
         .filter_map(|l| l.split_once(" closed: ").map(|(_, rest)| rest))
         .filter_map(|rest| {
@@ -55,10 +72,15 @@ fn closed_lines(logs: &str) -> Vec<(u64, u64, u64)> {
                 .filter(|w| !w.is_empty())
                 .filter_map(|w| w.parse().ok())
                 .collect();
-            // "<b> blobs passed through, <u> unmapped, <s> SUBMIT_3D" (the 3 in
-            // SUBMIT_3D is the fourth number).
-            match n.as_slice() {
-                [b, u, s, 3] => Some((*b, *u, *s)),
+            // "<b> blobs passed through (<d> device memory), <u> unmapped, <s>
+            // SUBMIT_3D" (the 3 of SUBMIT_3D is the last number).
+            match *n.as_slice() {
+                [blobs, device_blobs, unmapped, submits, 3] => Some(Closed {
+                    blobs,
+                    device_blobs,
+                    unmapped,
+                    submits,
+                }),
                 _ => None,
             }
         })
@@ -67,7 +89,7 @@ fn closed_lines(logs: &str) -> Vec<(u64, u64, u64)> {
 
 /// Waits for the bridge to log `n` closed connections (teardown runs after the
 /// client exits).
-fn wait_closed(c: &VhostChain, n: usize) -> Vec<(u64, u64, u64)> {
+fn wait_closed(c: &VhostChain, n: usize) -> Vec<Closed> {
     for _ in 0..200 {
         let lines = closed_lines(&c.logs());
         if lines.len() >= n {
@@ -99,10 +121,18 @@ fn vulkaninfo_through_vhost_user() {
     assert!(api.starts_with("1.3."), "apiVersion {api:?}");
     // The blobs Mesa used (ring, reply and command shmems at least) were created,
     // mapped through SHMEM_MAP, passed to Mesa, and unmapped again at the end.
-    let closed = wait_closed(&c, 1);
-    let (blobs, unmapped, submits) = closed[0];
-    assert!(blobs >= 2 && submits > 0, "{closed:?}\n{}", c.logs());
-    assert_eq!(blobs, unmapped, "every SHMEM_MAP undone:\n{}", c.logs());
+    let closed = wait_closed(&c, 1)[0];
+    assert!(
+        closed.blobs >= 2 && closed.submits > 0,
+        "{closed:?}\n{}",
+        c.logs()
+    );
+    assert_eq!(
+        closed.blobs,
+        closed.unmapped,
+        "every SHMEM_MAP undone:\n{}",
+        c.logs()
+    );
     assert!(c.alive(), "daemon and bridge survive the client");
 }
 
@@ -141,11 +171,11 @@ fn compute_suite_matches_native_through_vhost_user() {
     assert!(out.contains("api 1.3."), "{out}");
     assert_eq!(case_lines(&native).len(), vgpu_tests::apps::CASES.len());
     assert_eq!(case_lines(&native), case_lines(&venus), "results differ");
-    let closed = wait_closed(&c, 1);
-    let (blobs, unmapped, _) = closed[0];
-    // Device-memory blobs (mapped buffers) come on top of the shmems.
-    assert!(blobs > 3, "{closed:?}");
-    assert_eq!(blobs, unmapped, "{}", c.logs());
+    let closed = wait_closed(&c, 1)[0];
+    // Mapped VkDeviceMemory reached Mesa as device-memory blobs (blob_id = memory id),
+    // and host_writes/saxpy read and wrote them through the SHMEM_MAP fd.
+    assert!(closed.device_blobs > 0, "{closed:?}\n{}", c.logs());
+    assert_eq!(closed.blobs, closed.unmapped, "{}", c.logs());
     assert!(c.alive());
 }
 
@@ -170,6 +200,76 @@ fn concurrent_clients_share_one_device() {
         assert_eq!(case_lines(&o), case_lines(&native));
     }
     let closed = wait_closed(&c, 4);
-    assert!(closed.iter().all(|(b, u, _)| b == u), "{closed:?}");
+    assert!(closed.iter().all(|c| c.blobs == c.unmapped), "{closed:?}");
+    assert!(c.alive());
+}
+
+/// The probe's scripted Venus session (vtest/probe.rs): two shmem blobs, a ring in
+/// one, a reply written by the renderer into the other. Through the bridge both blobs
+/// are the SHMEM_MAP fds, so the reply read back proves the mapping is coherent.
+#[test]
+fn probe_ring_and_reply_stream_through_shmem_map() {
+    let c = chain("probe");
+    let report = vgpu_device::vtest::probe::probe(c.vtest_socket())
+        .unwrap_or_else(|e| panic!("probe: {e}\n{}", c.logs()));
+    let text = report.to_string();
+    assert!(text.contains("head reached tail"), "{text}");
+    let closed = wait_closed(&c, 1)[0];
+    assert_eq!((closed.blobs, closed.unmapped), (2, 2), "{closed:?}");
+}
+
+/// Clients that leave blobs behind, unref unknown ids or send a corrupt stream lose
+/// their connection (vtest has no error replies); the bridge tears their context down
+/// like a guest kernel closing the DRM file, and the device keeps serving others.
+#[test]
+fn careless_and_hostile_clients_are_cleaned_up() {
+    let mut c = chain("hostile");
+    // Handshake: the capset Mesa would see is the device's GET_CAPSET answer.
+    let mut careless = VtestClient::connect(c.vtest_socket()).expect("connect");
+    let hs = careless.handshake("careless").expect("handshake");
+    let capset = VenusCapset::new(&VenusProtocolInfo::generated()).expect("capset");
+    assert_eq!(hs.capset, capset.to_bytes().to_vec());
+    careless
+        .context_init(CapsetId::VENUS)
+        .expect("context init");
+    let mut fds = Vec::new();
+    for size in [131_268u64, 4096, 1 << 20] {
+        let (id, fd) = careless
+            .create_blob(BLOB_FLAG_MAPPABLE, size, BlobId::SHMEM)
+            .expect("blob");
+        let st = rustix::fs::fstat(&fd).expect("fstat");
+        assert!(u64::try_from(st.st_size).expect("size") >= size);
+        fds.push((id, fd));
+    }
+    careless.resource_unref(fds[0].0).expect("unref");
+    drop(careless);
+    let closed = wait_closed(&c, 1)[0];
+    assert_eq!((closed.blobs, closed.unmapped), (3, 3), "{closed:?}");
+
+    // An unknown resource id.
+    let mut bad = VtestClient::connect(c.vtest_socket()).expect("connect");
+    bad.handshake("bad-unref").expect("handshake");
+    bad.context_init(CapsetId::VENUS).expect("context init");
+    bad.resource_unref(ResourceId(999)).expect("send");
+    assert!(bad.wait_closed(Duration::from_secs(10)).expect("read"));
+
+    // A corrupt context stream: SUBMIT_3D fails on the device, the client is dropped.
+    let mut bad = VtestClient::connect(c.vtest_socket()).expect("connect");
+    bad.handshake("bad-stream").expect("handshake");
+    bad.context_init(CapsetId::VENUS).expect("context init");
+    let mut cmds = vgpu_device::vtest::client::venus::enumerate_instance_version();
+    cmds.extend(std::iter::repeat_n(0xa5u8, 256));
+    bad.submit_cmd2(&[Batch {
+        cmds: &cmds,
+        ..Batch::default()
+    }])
+    .expect("send");
+    assert!(bad.wait_closed(Duration::from_secs(10)).expect("read"));
+    wait_closed(&c, 3);
+
+    let native = run_app(Mode::Native, &["saxpy", "fences"]);
+    let after = run_app(c.mode(), &["saxpy", "fences"]);
+    assert!(after.status.success(), "{}\n{}", text(&after), c.logs());
+    assert_eq!(case_lines(&after), case_lines(&native));
     assert!(c.alive());
 }

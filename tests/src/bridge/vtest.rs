@@ -194,17 +194,19 @@ impl Bridge {
                     let mut conn = Connection::new(stream, bridge, conn_id);
                     let result = conn.run();
                     let label = conn.label();
+                    if let Err(e) = result {
+                        log::warn!("bridge: {label} dropped: {e}");
+                    }
                     conn.teardown();
                     let c = conn.counts;
-                    match result {
-                        Ok(()) => log::info!(
-                            "bridge: {label} closed: {} blobs passed through, {} unmapped, {} SUBMIT_3D",
-                            c.blobs,
-                            c.unmapped,
-                            c.submits
-                        ),
-                        Err(e) => log::warn!("bridge: {label} dropped: {e}"),
-                    }
+                    log::info!(
+                        "bridge: {label} closed: {} blobs passed through ({} device memory), \
+                         {} unmapped, {} SUBMIT_3D",
+                        c.blobs,
+                        c.device_blobs,
+                        c.unmapped,
+                        c.submits
+                    );
                 });
             if let Err(e) = spawned {
                 log::warn!("bridge: spawning a connection thread failed: {e}");
@@ -234,6 +236,7 @@ struct Connection {
 #[derive(Clone, Copy, Debug, Default)]
 struct ConnCounts {
     blobs: u64,
+    device_blobs: u64,
     unmapped: u64,
     submits: u64,
 }
@@ -497,6 +500,9 @@ impl Connection {
             ));
         }
         self.counts.blobs += 1;
+        if req.blob_id.0 != 0 {
+            self.counts.device_blobs += 1;
+        }
         self.bridge.count(|s| {
             s.blobs += 1;
             s.passthrough_fds += 1;
