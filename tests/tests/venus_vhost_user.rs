@@ -31,8 +31,14 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Daemon + bridge. `VGPU_SERVE_BIN=/path/to/vhost-user-vgpu` runs the CLI binary
+/// (`vhost-user-vgpu serve`) instead of this package's copy of it.
 fn chain(tag: &str) -> VhostChain {
-    VhostChain::start(SERVE, &[], BRIDGE, tag).expect("serve daemon + bridge")
+    let started = match std::env::var("VGPU_SERVE_BIN") {
+        Ok(bin) => VhostChain::start(&bin, &["serve"], BRIDGE, tag),
+        Err(_) => VhostChain::start(SERVE, &[], BRIDGE, tag),
+    };
+    started.expect("serve daemon + bridge")
 }
 
 fn run_app(mode: Mode<'_>, cases: &[&str]) -> Output {
