@@ -18,6 +18,7 @@ use vulkan_proto::args::{
     ResetCommandPoolArgs, TrimCommandPoolArgs,
 };
 
+use super::bounds;
 use super::graphics::check_span;
 use super::physical_device::required;
 use super::{Handler, Result, VenusError};
@@ -308,7 +309,19 @@ impl Handler<'_, '_> {
 
     pub(super) fn cmd_copy_buffer(&mut self, args: &mut CmdCopyBufferArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer and buffers; regions from the arena.
+        self.check_owned(
+            &dev,
+            &[
+                (vk::ObjectType::BUFFER, args.src_buffer.as_raw()),
+                (vk::ObjectType::BUFFER, args.dst_buffer.as_raw()),
+            ],
+        )?;
+        for r in args.p_regions.unwrap_or(&[]) {
+            self.check_buffer_bytes(args.src_buffer, r.src_offset, r.size)?;
+            self.check_buffer_bytes(args.dst_buffer, r.dst_offset, r.size)?;
+        }
+        // SAFETY: live command buffer and buffers; regions from the arena, inside both
+        // buffers.
         unsafe {
             dev.device.cmd_copy_buffer(
                 args.command_buffer,
@@ -323,6 +336,12 @@ impl Handler<'_, '_> {
     pub(super) fn cmd_copy_buffer2(&mut self, args: &mut CmdCopyBuffer2Args<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_copy_buffer_info, "pCopyBufferInfo")?;
+        // SAFETY: the decoder built `pRegions` with `regionCount` entries in the arena.
+        let regions = unsafe { bounds::regions(info.p_regions, info.region_count) };
+        for r in regions {
+            self.check_buffer_bytes(info.src_buffer, r.src_offset, r.size)?;
+            self.check_buffer_bytes(info.dst_buffer, r.dst_offset, r.size)?;
+        }
         // SAFETY: live command buffer; `info` lives in the arena.
         unsafe { dev.device.cmd_copy_buffer2(args.command_buffer, info) };
         Ok(())
@@ -330,7 +349,8 @@ impl Handler<'_, '_> {
 
     pub(super) fn cmd_fill_buffer(&mut self, args: &mut CmdFillBufferArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer and buffer.
+        self.check_buffer_bytes(args.dst_buffer, args.dst_offset, args.size)?;
+        // SAFETY: live command buffer and buffer; the range lies inside it.
         unsafe {
             dev.device.cmd_fill_buffer(
                 args.command_buffer,
@@ -349,6 +369,7 @@ impl Handler<'_, '_> {
         if data.len() as u64 != args.data_size {
             return Err(VenusError::Invalid("pData length differs from dataSize"));
         }
+        self.check_buffer_bytes(args.dst_buffer, args.dst_offset, args.data_size)?;
         // SAFETY: live command buffer and buffer; the size is the slice length.
         unsafe {
             dev.device.cmd_update_buffer(
@@ -370,7 +391,21 @@ impl Handler<'_, '_> {
                 (vk::ObjectType::IMAGE, args.dst_image.as_raw()),
             ],
         )?;
-        // SAFETY: live command buffer and images; regions from the arena.
+        let (src, dst) = (
+            self.image_info(args.src_image)?,
+            self.image_info(args.dst_image)?,
+        );
+        for r in args.p_regions.unwrap_or(&[]) {
+            bounds::check_image_copy(
+                &src,
+                &dst,
+                (&r.src_subresource, r.src_offset),
+                (&r.dst_subresource, r.dst_offset),
+                r.extent,
+            )?;
+        }
+        // SAFETY: live command buffer and images; regions from the arena, inside both
+        // images.
         unsafe {
             dev.device.cmd_copy_image(
                 args.command_buffer,
@@ -396,7 +431,13 @@ impl Handler<'_, '_> {
                 (vk::ObjectType::IMAGE, args.dst_image.as_raw()),
             ],
         )?;
-        // SAFETY: live command buffer, buffer and image; regions from the arena.
+        self.check_buffer_image(
+            args.src_buffer,
+            args.dst_image,
+            args.p_regions.unwrap_or(&[]).iter().copied(),
+        )?;
+        // SAFETY: live command buffer, buffer and image; regions from the arena, inside
+        // both.
         unsafe {
             dev.device.cmd_copy_buffer_to_image(
                 args.command_buffer,
@@ -421,7 +462,13 @@ impl Handler<'_, '_> {
                 (vk::ObjectType::BUFFER, args.dst_buffer.as_raw()),
             ],
         )?;
-        // SAFETY: live command buffer, image and buffer; regions from the arena.
+        self.check_buffer_image(
+            args.dst_buffer,
+            args.src_image,
+            args.p_regions.unwrap_or(&[]).iter().copied(),
+        )?;
+        // SAFETY: live command buffer, image and buffer; regions from the arena, inside
+        // both.
         unsafe {
             dev.device.cmd_copy_image_to_buffer(
                 args.command_buffer,
@@ -440,6 +487,11 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let color = required(args.p_color, "pColor")?;
+        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, args.image.as_raw())])?;
+        let info = self.image_info(args.image)?;
+        for r in args.p_ranges.unwrap_or(&[]) {
+            info.check_range(r)?;
+        }
         // SAFETY: live command buffer and image; ranges from the arena.
         unsafe {
             dev.device.cmd_clear_color_image(

@@ -16,16 +16,20 @@ use vulkan_proto::args::{
     GetImageSubresourceLayout2KHRArgs,
 };
 
+use super::bounds::ImageInfo;
 use super::physical_device::{count_array, required};
 use super::{Handler, Result, VenusError};
 
 impl Handler<'_, '_> {
     pub(super) fn create_image(&mut self, args: &mut CreateImageArgs<'_>) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_image.as_deref())?;
         // SAFETY: live device; `info` and its chain live in the arena across the call.
-        self.create_child(args.device, args.p_image.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_image.as_deref(), |d| unsafe {
             d.device.create_image(info, None)
-        })
+        })?;
+        self.lock().set_image_info(id, ImageInfo::new(info));
+        Ok(r)
     }
 
     pub(super) fn destroy_image(&mut self, args: &mut DestroyImageArgs<'_>) -> Result<()> {

@@ -28,6 +28,7 @@
 //! buffer at once) is not enforced, as in virglrenderer: a guest that breaks it can only
 //! hurt its own context's host objects.
 
+mod bounds;
 mod buffer;
 mod command_buffer;
 mod descriptor;
@@ -349,6 +350,50 @@ impl Handler<'_, '_> {
             return Err(VenusError::Invalid("indirect range outside the buffer"));
         }
         Ok(())
+    }
+
+    /// The size of a buffer (host handle) recorded at creation.
+    fn buffer_size(&self, buffer: vk::Buffer) -> Result<u64> {
+        self.lock()
+            .buffer_size(buffer.as_raw())
+            .ok_or(VenusError::Invalid("buffer of unknown size"))
+    }
+
+    /// The creation info of an image (host handle).
+    fn image_info(&self, image: vk::Image) -> Result<bounds::ImageInfo> {
+        self.lock()
+            .image_info(image.as_raw())
+            .ok_or(VenusError::Invalid("image of unknown extent"))
+    }
+
+    /// Checks buffer↔image copy regions against both objects' bounds.
+    fn check_buffer_image(
+        &self,
+        buffer: vk::Buffer,
+        image: vk::Image,
+        regions: impl IntoIterator<Item = vk::BufferImageCopy>,
+    ) -> Result<()> {
+        let size = self.buffer_size(buffer)?;
+        let info = self.image_info(image)?;
+        for r in regions {
+            bounds::check_buffer_image(&info, size, &r)?;
+        }
+        Ok(())
+    }
+
+    /// Checks `len` bytes at `offset` (`WHOLE_SIZE` allowed when `whole`) inside a
+    /// buffer.
+    fn check_buffer_bytes(&self, buffer: vk::Buffer, offset: u64, len: u64) -> Result<()> {
+        let size = self.buffer_size(buffer)?;
+        let len = if len == vk::WHOLE_SIZE {
+            size.saturating_sub(offset)
+        } else {
+            len
+        };
+        match offset.checked_add(len) {
+            Some(end) if end <= size && offset <= size => Ok(()),
+            _ => Err(VenusError::Invalid("range outside the buffer")),
+        }
     }
 
     /// Destroys one device child (NULL is a no-op, as in Vulkan).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
+use super::bounds::ImageInfo;
 use super::fns::DeviceFns;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
@@ -89,6 +90,8 @@ pub(crate) struct State {
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
     /// Guest buffer id → `VkBufferCreateInfo::size` (bounds of indirect arguments).
     buffer_sizes: HashMap<u64, u64>,
+    /// Guest image id → what the transfer bounds checks need.
+    image_infos: HashMap<u64, ImageInfo>,
 }
 
 impl std::fmt::Debug for State {
@@ -150,6 +153,7 @@ impl State {
         self.objects.remove(&id);
         self.memories.remove(&id);
         self.buffer_sizes.remove(&id);
+        self.image_infos.remove(&id);
         self.dispatchable.remove(&raw);
         Some(id)
     }
@@ -187,6 +191,19 @@ impl State {
     pub(crate) fn buffer_size(&self, raw: u64) -> Option<u64> {
         let id = self.guest_id(vk::ObjectType::BUFFER, raw)?;
         self.buffer_sizes.get(&id).copied()
+    }
+
+    /// Records what the bounds checks need about an image just bound to guest `id`.
+    pub(crate) fn set_image_info(&mut self, id: u64, info: ImageInfo) {
+        if self.objects.contains_key(&id) {
+            self.image_infos.insert(id, info);
+        }
+    }
+
+    /// The recorded info of the image with host handle `raw`.
+    pub(crate) fn image_info(&self, raw: u64) -> Option<ImageInfo> {
+        let id = self.guest_id(vk::ObjectType::IMAGE, raw)?;
+        self.image_infos.get(&id).copied()
     }
 
     /// The host device that owns host object `raw` of type `ty` (command buffers and

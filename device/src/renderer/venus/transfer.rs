@@ -10,6 +10,7 @@ use vulkan_proto::args::{
     CmdResolveImageArgs,
 };
 
+use super::bounds;
 use super::graphics::check_span;
 use super::physical_device::required;
 use super::{Handler, Result, VenusError};
@@ -31,6 +32,20 @@ impl Handler<'_, '_> {
             "vkCmdCopyImage2",
         )?;
         self.check_owned(&dev, &[image(info.src_image), image(info.dst_image)])?;
+        let (src, dst) = (
+            self.image_info(info.src_image)?,
+            self.image_info(info.dst_image)?,
+        );
+        // SAFETY: the decoder built `pRegions` with `regionCount` entries in the arena.
+        for r in unsafe { bounds::regions(info.p_regions, info.region_count) } {
+            bounds::check_image_copy(
+                &src,
+                &dst,
+                (&r.src_subresource, r.src_offset),
+                (&r.dst_subresource, r.dst_offset),
+                r.extent,
+            )?;
+        }
         // SAFETY: live command buffer and images of this device; the info and its
         // regions live in the arena.
         unsafe { f(args.command_buffer, info) };
@@ -48,6 +63,13 @@ impl Handler<'_, '_> {
             "vkCmdCopyBufferToImage2",
         )?;
         self.check_owned(&dev, &[buffer(info.src_buffer), image(info.dst_image)])?;
+        // SAFETY: the decoder built `pRegions` with `regionCount` entries in the arena.
+        let regions = unsafe { bounds::regions(info.p_regions, info.region_count) };
+        self.check_buffer_image(
+            info.src_buffer,
+            info.dst_image,
+            regions.iter().map(bounds::region_v1),
+        )?;
         // SAFETY: live command buffer, buffer and image of this device; the info and
         // its regions live in the arena.
         unsafe { f(args.command_buffer, info) };
@@ -65,6 +87,13 @@ impl Handler<'_, '_> {
             "vkCmdCopyImageToBuffer2",
         )?;
         self.check_owned(&dev, &[image(info.src_image), buffer(info.dst_buffer)])?;
+        // SAFETY: the decoder built `pRegions` with `regionCount` entries in the arena.
+        let regions = unsafe { bounds::regions(info.p_regions, info.region_count) };
+        self.check_buffer_image(
+            info.dst_buffer,
+            info.src_image,
+            regions.iter().map(bounds::region_v1),
+        )?;
         // SAFETY: live command buffer, image and buffer of this device; the info and
         // its regions live in the arena.
         unsafe { f(args.command_buffer, info) };
@@ -74,6 +103,14 @@ impl Handler<'_, '_> {
     pub(super) fn cmd_blit_image(&mut self, args: &mut CmdBlitImageArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         self.check_owned(&dev, &[image(args.src_image), image(args.dst_image)])?;
+        let (src, dst) = (
+            self.image_info(args.src_image)?,
+            self.image_info(args.dst_image)?,
+        );
+        for r in args.p_regions.unwrap_or(&[]) {
+            src.check_corners(&r.src_subresource, &r.src_offsets)?;
+            dst.check_corners(&r.dst_subresource, &r.dst_offsets)?;
+        }
         // SAFETY: live command buffer and images of this device; regions from the
         // arena.
         unsafe {
@@ -98,6 +135,15 @@ impl Handler<'_, '_> {
             "vkCmdBlitImage2",
         )?;
         self.check_owned(&dev, &[image(info.src_image), image(info.dst_image)])?;
+        let (src, dst) = (
+            self.image_info(info.src_image)?,
+            self.image_info(info.dst_image)?,
+        );
+        // SAFETY: the decoder built `pRegions` with `regionCount` entries in the arena.
+        for r in unsafe { bounds::regions(info.p_regions, info.region_count) } {
+            src.check_corners(&r.src_subresource, &r.src_offsets)?;
+            dst.check_corners(&r.dst_subresource, &r.dst_offsets)?;
+        }
         // SAFETY: live command buffer and images of this device; the info and its
         // regions live in the arena.
         unsafe { f(args.command_buffer, info) };
@@ -107,6 +153,19 @@ impl Handler<'_, '_> {
     pub(super) fn cmd_resolve_image(&mut self, args: &mut CmdResolveImageArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         self.check_owned(&dev, &[image(args.src_image), image(args.dst_image)])?;
+        let (src, dst) = (
+            self.image_info(args.src_image)?,
+            self.image_info(args.dst_image)?,
+        );
+        for r in args.p_regions.unwrap_or(&[]) {
+            bounds::check_image_copy(
+                &src,
+                &dst,
+                (&r.src_subresource, r.src_offset),
+                (&r.dst_subresource, r.dst_offset),
+                r.extent,
+            )?;
+        }
         // SAFETY: live command buffer and images of this device; regions from the
         // arena.
         unsafe {
@@ -130,6 +189,20 @@ impl Handler<'_, '_> {
             "vkCmdResolveImage2",
         )?;
         self.check_owned(&dev, &[image(info.src_image), image(info.dst_image)])?;
+        let (src, dst) = (
+            self.image_info(info.src_image)?,
+            self.image_info(info.dst_image)?,
+        );
+        // SAFETY: the decoder built `pRegions` with `regionCount` entries in the arena.
+        for r in unsafe { bounds::regions(info.p_regions, info.region_count) } {
+            bounds::check_image_copy(
+                &src,
+                &dst,
+                (&r.src_subresource, r.src_offset),
+                (&r.dst_subresource, r.dst_offset),
+                r.extent,
+            )?;
+        }
         // SAFETY: live command buffer and images of this device; the info and its
         // regions live in the arena.
         unsafe { f(args.command_buffer, info) };
@@ -143,6 +216,10 @@ impl Handler<'_, '_> {
         let value = required(args.p_depth_stencil, "pDepthStencil")?;
         let dev = self.device_of(args.command_buffer)?;
         self.check_owned(&dev, &[image(args.image)])?;
+        let info = self.image_info(args.image)?;
+        for r in args.p_ranges.unwrap_or(&[]) {
+            info.check_range(r)?;
+        }
         // SAFETY: live command buffer and image of this device; ranges from the arena.
         unsafe {
             dev.device.cmd_clear_depth_stencil_image(

@@ -1,0 +1,384 @@
+//! Bounds of transfer regions: a driver such as lavapipe copies with plain `memcpy`,
+//! so a guest region outside a buffer or image would read or write host memory. The
+//! handlers check every region of buffer↔image copies, image copies, blits and
+//! resolves against the sizes recorded at creation (buffer size; image type, format,
+//! extent, mip levels, layers).
+
+use ash::vk;
+
+use super::{Result, VenusError};
+
+/// What the bounds checks need to know about an image (from its create info).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ImageInfo {
+    pub(crate) ty: vk::ImageType,
+    pub(crate) format: vk::Format,
+    pub(crate) extent: vk::Extent3D,
+    pub(crate) mip_levels: u32,
+    pub(crate) array_layers: u32,
+}
+
+impl ImageInfo {
+    pub(crate) fn new(info: &vk::ImageCreateInfo<'_>) -> Self {
+        Self {
+            ty: info.image_type,
+            format: info.format,
+            extent: info.extent,
+            mip_levels: info.mip_levels,
+            array_layers: info.array_layers,
+        }
+    }
+
+    /// The extent of mip level `mip` (the caller checked `mip < mip_levels`).
+    fn mip_extent(&self, mip: u32) -> [u64; 3] {
+        let e = |v: u32| u64::from(v.checked_shr(mip).unwrap_or(0).max(1));
+        [
+            e(self.extent.width),
+            e(self.extent.height),
+            e(self.extent.depth),
+        ]
+    }
+
+    /// Checks a subresource (mip level and layer range) and returns its layer count.
+    fn layers(&self, s: &vk::ImageSubresourceLayers) -> Result<u64> {
+        if s.mip_level >= self.mip_levels {
+            return Err(VenusError::Invalid("mip level out of range"));
+        }
+        let count = if s.layer_count == vk::REMAINING_ARRAY_LAYERS {
+            self.array_layers.saturating_sub(s.base_array_layer)
+        } else {
+            s.layer_count
+        };
+        if count == 0
+            || u64::from(s.base_array_layer) + u64::from(count) > u64::from(self.array_layers)
+        {
+            return Err(VenusError::Invalid("array layers out of range"));
+        }
+        Ok(u64::from(count))
+    }
+
+    /// Checks that the box `offset + extent` of `s` lies inside the image; returns the
+    /// layer count.
+    pub(crate) fn check_box(
+        &self,
+        s: &vk::ImageSubresourceLayers,
+        offset: vk::Offset3D,
+        extent: vk::Extent3D,
+    ) -> Result<u64> {
+        let layers = self.layers(s)?;
+        let mip = self.mip_extent(s.mip_level);
+        let o = [offset.x, offset.y, offset.z];
+        let e = [extent.width, extent.height, extent.depth];
+        for i in 0..3 {
+            let start = u64::try_from(o[i]).map_err(|_| VenusError::Invalid("negative offset"))?;
+            if start + u64::from(e[i]) > mip[i] {
+                return Err(VenusError::Invalid("region outside the image"));
+            }
+        }
+        Ok(layers)
+    }
+
+    /// Checks the two corners of a blit region.
+    pub(crate) fn check_corners(
+        &self,
+        s: &vk::ImageSubresourceLayers,
+        corners: &[vk::Offset3D; 2],
+    ) -> Result<()> {
+        self.layers(s)?;
+        let mip = self.mip_extent(s.mip_level);
+        for c in corners {
+            for (v, max) in [c.x, c.y, c.z].into_iter().zip(mip) {
+                let v = u64::try_from(v).map_err(|_| VenusError::Invalid("negative offset"))?;
+                if v > max {
+                    return Err(VenusError::Invalid("blit corner outside the image"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a subresource range (clears and barriers).
+    pub(crate) fn check_range(&self, r: &vk::ImageSubresourceRange) -> Result<()> {
+        let levels = if r.level_count == vk::REMAINING_MIP_LEVELS {
+            self.mip_levels.saturating_sub(r.base_mip_level)
+        } else {
+            r.level_count
+        };
+        let layers = if r.layer_count == vk::REMAINING_ARRAY_LAYERS {
+            self.array_layers.saturating_sub(r.base_array_layer)
+        } else {
+            r.layer_count
+        };
+        if levels == 0
+            || layers == 0
+            || u64::from(r.base_mip_level) + u64::from(levels) > u64::from(self.mip_levels)
+            || u64::from(r.base_array_layer) + u64::from(layers) > u64::from(self.array_layers)
+        {
+            return Err(VenusError::Invalid("subresource range out of range"));
+        }
+        Ok(())
+    }
+}
+
+/// (bytes per block, block width, block height) of `format` for a copy of `aspect`,
+/// for the formats a buffer↔image copy may use; `None` for the others (rejected).
+fn block(format: vk::Format, aspect: vk::ImageAspectFlags) -> Option<(u64, u64, u64)> {
+    let f = format.as_raw();
+    let stencil = aspect == vk::ImageAspectFlags::STENCIL;
+    let bytes = match f {
+        1 | 9..=15 | 127 => 1,
+        2..=8 | 16..=22 | 70..=76 | 124 => 2,
+        23..=36 => 3,
+        37..=69 | 77..=83 | 98..=100 | 122 | 123 | 125 | 126 => 4,
+        84..=90 => 6,
+        91..=97 | 101..=103 | 110..=112 => 8,
+        104..=106 => 12,
+        107..=109 | 113..=115 => 16,
+        116..=118 => 24,
+        119..=121 => 32,
+        // Depth/stencil: each aspect is copied on its own.
+        128 => {
+            if stencil {
+                1
+            } else {
+                2
+            }
+        }
+        129 | 130 => {
+            if stencil {
+                1
+            } else {
+                4
+            }
+        }
+        // BC1, BC4, ETC2 RGB(A1), EAC R11: 8 bytes per 4×4 block.
+        131..=134 | 139 | 140 | 147..=150 | 153 | 154 => return Some((8, 4, 4)),
+        // BC2, BC3, BC5, BC6H, BC7, ETC2 RGBA8, EAC RG11: 16 bytes per 4×4 block.
+        135..=138 | 141..=146 | 151 | 152 | 155 | 156 => return Some((16, 4, 4)),
+        // ASTC: 16 bytes per block, UNORM/SRGB pairs from 4×4 to 12×12.
+        157..=184 => {
+            const DIMS: [(u64, u64); 14] = [
+                (4, 4),
+                (5, 4),
+                (5, 5),
+                (6, 5),
+                (6, 6),
+                (8, 5),
+                (8, 6),
+                (8, 8),
+                (10, 5),
+                (10, 6),
+                (10, 8),
+                (10, 10),
+                (12, 10),
+                (12, 12),
+            ];
+            let i = usize::try_from((f - 157) / 2).ok()?;
+            let (w, h) = *DIMS.get(i)?;
+            return Some((16, w, h));
+        }
+        _ => return None,
+    };
+    Some((bytes, 1, 1))
+}
+
+/// Checks one buffer↔image region against the image and the buffer size.
+pub(crate) fn check_buffer_image(
+    img: &ImageInfo,
+    buffer_size: u64,
+    r: &vk::BufferImageCopy,
+) -> Result<()> {
+    let layers = img.check_box(&r.image_subresource, r.image_offset, r.image_extent)?;
+    let e = r.image_extent;
+    if e.width == 0 || e.height == 0 || e.depth == 0 {
+        return Err(VenusError::Invalid("empty copy region"));
+    }
+    let (bytes, bw, bh) = block(img.format, r.image_subresource.aspect_mask).ok_or(
+        VenusError::Invalid("buffer/image copy with a format the renderer cannot size"),
+    )?;
+    let row = if r.buffer_row_length == 0 {
+        e.width
+    } else {
+        r.buffer_row_length
+    };
+    let height = if r.buffer_image_height == 0 {
+        e.height
+    } else {
+        r.buffer_image_height
+    };
+    if row < e.width || height < e.height {
+        return Err(VenusError::Invalid(
+            "buffer row length or image height too small",
+        ));
+    }
+    let blocks = |v: u32, b: u64| u64::from(v).div_ceil(b);
+    let (row_b, height_b) = (blocks(row, bw), blocks(height, bh));
+    let (w_b, h_b) = (blocks(e.width, bw), blocks(e.height, bh));
+    let slices = if img.ty == vk::ImageType::TYPE_3D {
+        u64::from(e.depth)
+    } else {
+        layers
+    };
+    let overflow = VenusError::Invalid("copy region size overflows");
+    // Index of the last block + 1, then bytes.
+    let end_blocks = (slices - 1)
+        .checked_mul(height_b)
+        .and_then(|v| v.checked_add(h_b - 1))
+        .and_then(|v| v.checked_mul(row_b))
+        .and_then(|v| v.checked_add(w_b))
+        .ok_or(overflow)?;
+    let end = end_blocks
+        .checked_mul(bytes)
+        .and_then(|v| v.checked_add(r.buffer_offset))
+        .ok_or(VenusError::Invalid("copy region size overflows"))?;
+    if end > buffer_size {
+        return Err(VenusError::Invalid("copy region outside the buffer"));
+    }
+    Ok(())
+}
+
+/// Checks one image→image region (copies and resolves): `extent` is in source texels;
+/// the destination box is scaled by the block-size ratio (compressed ↔ uncompressed).
+pub(crate) fn check_image_copy(
+    src: &ImageInfo,
+    dst: &ImageInfo,
+    (src_sub, src_offset): (&vk::ImageSubresourceLayers, vk::Offset3D),
+    (dst_sub, dst_offset): (&vk::ImageSubresourceLayers, vk::Offset3D),
+    extent: vk::Extent3D,
+) -> Result<()> {
+    src.check_box(src_sub, src_offset, extent)?;
+    let color = vk::ImageAspectFlags::COLOR;
+    let (_, sbw, sbh) = block(src.format, color).unwrap_or((1, 1, 1));
+    let (_, dbw, dbh) = block(dst.format, color).unwrap_or((1, 1, 1));
+    let scale = |v: u32, s: u64, d: u64| {
+        u32::try_from(u64::from(v).div_ceil(s).saturating_mul(d)).unwrap_or(u32::MAX)
+    };
+    let dst_extent = vk::Extent3D {
+        width: scale(extent.width, sbw, dbw),
+        height: scale(extent.height, sbh, dbh),
+        depth: extent.depth,
+    };
+    dst.check_box(dst_sub, dst_offset, dst_extent)?;
+    Ok(())
+}
+
+/// A `VkBufferImageCopy2` as the v1 struct (same fields, no chain).
+pub(crate) fn region_v1(r: &vk::BufferImageCopy2<'_>) -> vk::BufferImageCopy {
+    vk::BufferImageCopy {
+        buffer_offset: r.buffer_offset,
+        buffer_row_length: r.buffer_row_length,
+        buffer_image_height: r.buffer_image_height,
+        image_subresource: r.image_subresource,
+        image_offset: r.image_offset,
+        image_extent: r.image_extent,
+    }
+}
+
+/// The regions of a `*2` info struct (`count` entries at `ptr`, as the decoder built
+/// them in the arena).
+///
+/// # Safety
+///
+/// `ptr` must be NULL (then `count` is treated as 0) or point to `count` live values.
+pub(crate) unsafe fn regions<'a, T>(ptr: *const T, count: u32) -> &'a [T] {
+    if ptr.is_null() || count == 0 {
+        return &[];
+    }
+    // SAFETY: the caller guarantees `count` live values at `ptr`.
+    unsafe { std::slice::from_raw_parts(ptr, count as usize) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(format: vk::Format, w: u32, h: u32, mips: u32, layers: u32) -> ImageInfo {
+        ImageInfo {
+            ty: vk::ImageType::TYPE_2D,
+            format,
+            extent: vk::Extent3D {
+                width: w,
+                height: h,
+                depth: 1,
+            },
+            mip_levels: mips,
+            array_layers: layers,
+        }
+    }
+
+    fn region(offset: u64, w: u32, h: u32, mip: u32) -> vk::BufferImageCopy {
+        vk::BufferImageCopy {
+            buffer_offset: offset,
+            buffer_row_length: 0,
+            buffer_image_height: 0,
+            image_subresource: vk::ImageSubresourceLayers {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                mip_level: mip,
+                base_array_layer: 0,
+                layer_count: 1,
+            },
+            image_offset: vk::Offset3D::default(),
+            image_extent: vk::Extent3D {
+                width: w,
+                height: h,
+                depth: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn buffer_image_regions() {
+        let i = img(vk::Format::R8G8B8A8_UNORM, 64, 64, 2, 1);
+        check_buffer_image(&i, 64 * 64 * 4, &region(0, 64, 64, 0)).expect("in bounds");
+        assert!(check_buffer_image(&i, 64 * 64 * 4 - 1, &region(0, 64, 64, 0)).is_err());
+        assert!(check_buffer_image(&i, 64 * 64 * 4, &region(4, 64, 64, 0)).is_err());
+        assert!(check_buffer_image(&i, 1 << 20, &region(0, 65, 64, 0)).is_err());
+        check_buffer_image(&i, 1 << 20, &region(0, 32, 32, 1)).expect("in bounds");
+        assert!(check_buffer_image(&i, 1 << 20, &region(0, 33, 32, 1)).is_err());
+        assert!(check_buffer_image(&i, 1 << 20, &region(0, 1, 1, 2)).is_err());
+        let mut r = region(u64::MAX - 3, 1, 1, 0);
+        assert!(check_buffer_image(&i, u64::MAX, &r).is_err());
+        r = region(0, 16, 16, 0);
+        r.image_offset.x = -1;
+        assert!(check_buffer_image(&i, 1 << 20, &r).is_err());
+        r = region(0, 16, 16, 0);
+        r.image_subresource.layer_count = 2;
+        assert!(check_buffer_image(&i, 1 << 20, &r).is_err());
+        let bc = img(vk::Format::BC1_RGB_UNORM_BLOCK, 16, 16, 1, 1);
+        check_buffer_image(&bc, 128, &region(0, 16, 16, 0)).expect("in bounds");
+        assert!(check_buffer_image(&bc, 127, &region(0, 16, 16, 0)).is_err());
+        let ycbcr = img(vk::Format::G8_B8R8_2PLANE_420_UNORM, 16, 16, 1, 1);
+        assert!(check_buffer_image(&ycbcr, 1 << 20, &region(0, 16, 16, 0)).is_err());
+    }
+
+    #[test]
+    fn ranges_and_corners() {
+        let i = img(vk::Format::R8G8B8A8_UNORM, 64, 32, 3, 2);
+        let r = |b, l, bl, lc| vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            base_mip_level: b,
+            level_count: l,
+            base_array_layer: bl,
+            layer_count: lc,
+        };
+        i.check_range(&r(0, 3, 0, 2)).expect("in bounds");
+        let rest = r(1, vk::REMAINING_MIP_LEVELS, 1, vk::REMAINING_ARRAY_LAYERS);
+        i.check_range(&rest).expect("in bounds");
+        assert!(i
+            .check_range(&r(3, vk::REMAINING_MIP_LEVELS, 0, 1))
+            .is_err());
+        assert!(i.check_range(&r(0, 1, 1, 2)).is_err());
+        assert!(i.check_range(&r(u32::MAX, 2, 0, 1)).is_err());
+        let s = vk::ImageSubresourceLayers {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            mip_level: 1,
+            base_array_layer: 0,
+            layer_count: 1,
+        };
+        let c = |x, y| vk::Offset3D { x, y, z: 1 };
+        i.check_corners(&s, &[c(0, 0), c(32, 16)])
+            .expect("in bounds");
+        assert!(i.check_corners(&s, &[c(0, 0), c(33, 16)]).is_err());
+        assert!(i.check_corners(&s, &[c(-1, 0), c(1, 1)]).is_err());
+    }
+}
