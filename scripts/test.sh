@@ -13,3 +13,6 @@ cargo test --workspace
 
 echo "== Linux guest on the vhost-user front door (QEMU 10.0.2, TCG)"
 cargo test -p vgpu-device --test qemu_guest -- --ignored
+
+echo "== fuzz smoke (cargo-fuzz on the Venus decoder, ~60 s per target)"
+scripts/fuzz-smoke.sh
