@@ -120,6 +120,40 @@ impl ImageInfo {
     }
 }
 
+/// What render pass begins and pipeline creation check about a render pass.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PassInfo {
+    /// `attachmentCount`.
+    pub(crate) attachments: u32,
+    /// One past the highest attachment index with a CLEAR load op (the clear values
+    /// the driver reads at begin).
+    pub(crate) clears: u32,
+    /// `subpassCount`.
+    pub(crate) subpasses: u32,
+}
+
+impl PassInfo {
+    /// From the attachment load ops (v1 or v2 descriptions, as (load, stencil load)).
+    pub(crate) fn new(
+        ops: impl Iterator<Item = (vk::AttachmentLoadOp, vk::AttachmentLoadOp)>,
+        subpasses: u32,
+    ) -> Self {
+        let mut attachments = 0u32;
+        let mut clears = 0u32;
+        for (load, stencil) in ops {
+            attachments = attachments.saturating_add(1);
+            if load == vk::AttachmentLoadOp::CLEAR || stencil == vk::AttachmentLoadOp::CLEAR {
+                clears = attachments;
+            }
+        }
+        Self {
+            attachments,
+            clears,
+            subpasses,
+        }
+    }
+}
+
 /// (bytes per block, block width, block height) of `format` for a copy of `aspect`,
 /// for the formats a buffer↔image copy may use; `None` for the others (rejected).
 fn block(format: vk::Format, aspect: vk::ImageAspectFlags) -> Option<(u64, u64, u64)> {

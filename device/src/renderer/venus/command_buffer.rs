@@ -599,13 +599,7 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_render_pass_begin, "pRenderPassBegin")?;
-        self.check_owned(
-            &dev,
-            &[
-                (vk::ObjectType::RENDER_PASS, info.render_pass.as_raw()),
-                (vk::ObjectType::FRAMEBUFFER, info.framebuffer.as_raw()),
-            ],
-        )?;
+        self.check_render_pass_begin(&dev, info)?;
         // SAFETY: live command buffer; `info` from the arena with translated handles.
         unsafe {
             dev.device

@@ -460,13 +460,7 @@ impl Handler<'_, '_> {
             |t| t.cmd_begin_render_pass2,
             "vkCmdBeginRenderPass2",
         )?;
-        self.check_owned(
-            &dev,
-            &[
-                (vk::ObjectType::RENDER_PASS, begin.render_pass.as_raw()),
-                (vk::ObjectType::FRAMEBUFFER, begin.framebuffer.as_raw()),
-            ],
-        )?;
+        self.check_render_pass_begin(&dev, begin)?;
         // SAFETY: live command buffer, render pass and framebuffer of this device; the
         // infos live in the arena.
         unsafe { f(args.command_buffer, begin, sub) };

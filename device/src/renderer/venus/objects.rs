@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
-use super::bounds::ImageInfo;
+use super::bounds::{ImageInfo, PassInfo};
 use super::fns::DeviceFns;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
@@ -92,6 +92,10 @@ pub(crate) struct State {
     buffer_sizes: HashMap<u64, u64>,
     /// Guest image id → what the transfer bounds checks need.
     image_infos: HashMap<u64, ImageInfo>,
+    /// Guest render pass id → its attachment, clear and subpass counts.
+    render_passes: HashMap<u64, PassInfo>,
+    /// Guest framebuffer id → (attachment count, imageless).
+    framebuffers: HashMap<u64, (u32, bool)>,
 }
 
 impl std::fmt::Debug for State {
@@ -154,6 +158,8 @@ impl State {
         self.memories.remove(&id);
         self.buffer_sizes.remove(&id);
         self.image_infos.remove(&id);
+        self.render_passes.remove(&id);
+        self.framebuffers.remove(&id);
         self.dispatchable.remove(&raw);
         Some(id)
     }
@@ -204,6 +210,32 @@ impl State {
     pub(crate) fn image_info(&self, raw: u64) -> Option<ImageInfo> {
         let id = self.guest_id(vk::ObjectType::IMAGE, raw)?;
         self.image_infos.get(&id).copied()
+    }
+
+    /// Records the counts of a render pass just bound to guest `id`.
+    pub(crate) fn set_pass_info(&mut self, id: u64, info: PassInfo) {
+        if self.objects.contains_key(&id) {
+            self.render_passes.insert(id, info);
+        }
+    }
+
+    /// The counts of the render pass with host handle `raw`.
+    pub(crate) fn pass_info(&self, raw: u64) -> Option<PassInfo> {
+        let id = self.guest_id(vk::ObjectType::RENDER_PASS, raw)?;
+        self.render_passes.get(&id).copied()
+    }
+
+    /// Records (attachment count, imageless) of a framebuffer just bound to guest `id`.
+    pub(crate) fn set_framebuffer_info(&mut self, id: u64, attachments: u32, imageless: bool) {
+        if self.objects.contains_key(&id) {
+            self.framebuffers.insert(id, (attachments, imageless));
+        }
+    }
+
+    /// (attachment count, imageless) of the framebuffer with host handle `raw`.
+    pub(crate) fn framebuffer_info(&self, raw: u64) -> Option<(u32, bool)> {
+        let id = self.guest_id(vk::ObjectType::FRAMEBUFFER, raw)?;
+        self.framebuffers.get(&id).copied()
     }
 
     /// The host device that owns host object `raw` of type `ty` (command buffers and

@@ -12,8 +12,10 @@ use vulkan_proto::args::{
 };
 use vulkan_proto::args::{GetRenderAreaGranularityArgs, GetRenderingAreaGranularityKHRArgs};
 
+use super::bounds::{self, PassInfo};
+use super::graphics::check_span;
 use super::physical_device::required;
-use super::{Handler, Result, VenusError};
+use super::{raw, Handler, Result, VenusError};
 
 impl Handler<'_, '_> {
     /// Binds the guest ids in `slots` to the pipelines a driver call created
@@ -192,7 +194,11 @@ impl Handler<'_, '_> {
         let infos = args.p_create_infos.unwrap_or(&[]);
         let ids = self.pipeline_ids(args.p_pipelines.as_deref(), infos.len())?;
         let dev = self.device(args.device)?;
-        // SAFETY: live device; the infos live in the arena with translated handles.
+        for info in infos {
+            self.check_graphics_pipeline(&dev, info)?;
+        }
+        // SAFETY: live device; the infos live in the arena with translated handles,
+        // their counts within the device limits.
         let created = unsafe {
             dev.device
                 .create_graphics_pipelines(args.pipeline_cache, infos, None)
@@ -212,10 +218,19 @@ impl Handler<'_, '_> {
         args: &mut CreateRenderPassArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_render_pass.as_deref())?;
+        // SAFETY: the decoder built the attachments with `attachmentCount` entries.
+        let atts = unsafe { bounds::regions(info.p_attachments, info.attachment_count) };
+        let pass = PassInfo::new(
+            atts.iter().map(|a| (a.load_op, a.stencil_load_op)),
+            info.subpass_count,
+        );
         // SAFETY: live device; `info` lives in the arena.
-        self.create_child(args.device, args.p_render_pass.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_render_pass.as_deref(), |d| unsafe {
             d.device.create_render_pass(info, None)
-        })
+        })?;
+        self.lock().set_pass_info(id, pass);
+        Ok(r)
     }
 
     pub(super) fn create_render_pass2(
@@ -223,10 +238,19 @@ impl Handler<'_, '_> {
         args: &mut CreateRenderPass2Args<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_render_pass.as_deref())?;
+        // SAFETY: the decoder built the attachments with `attachmentCount` entries.
+        let atts = unsafe { bounds::regions(info.p_attachments, info.attachment_count) };
+        let pass = PassInfo::new(
+            atts.iter().map(|a| (a.load_op, a.stencil_load_op)),
+            info.subpass_count,
+        );
         // SAFETY: live device; `info` lives in the arena.
-        self.create_child(args.device, args.p_render_pass.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_render_pass.as_deref(), |d| unsafe {
             d.device.create_render_pass2(info, None)
-        })
+        })?;
+        self.lock().set_pass_info(id, pass);
+        Ok(r)
     }
 
     pub(super) fn destroy_render_pass(
@@ -244,10 +268,201 @@ impl Handler<'_, '_> {
         args: &mut CreateFramebufferArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_framebuffer.as_deref())?;
+        let dev = self.device(args.device)?;
+        self.check_owned(
+            &dev,
+            &[(vk::ObjectType::RENDER_PASS, info.render_pass.as_raw())],
+        )?;
+        let pass = self
+            .lock()
+            .pass_info(info.render_pass.as_raw())
+            .ok_or(VenusError::Invalid("framebuffer without a render pass"))?;
+        if info.attachment_count != pass.attachments {
+            return Err(VenusError::Invalid(
+                "framebuffer attachmentCount differs from the render pass",
+            ));
+        }
+        let imageless = info.flags.contains(vk::FramebufferCreateFlags::IMAGELESS);
+        if !imageless && info.attachment_count > 0 && info.p_attachments.is_null() {
+            return Err(VenusError::Null {
+                what: "pAttachments",
+            });
+        }
         // SAFETY: live device; `info` lives in the arena with translated handles.
-        self.create_child(args.device, args.p_framebuffer.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_framebuffer.as_deref(), |d| unsafe {
             d.device.create_framebuffer(info, None)
-        })
+        })?;
+        self.lock()
+            .set_framebuffer_info(id, info.attachment_count, imageless);
+        Ok(r)
+    }
+
+    /// Checks what the driver indexes at a render pass begin: enough clear values for
+    /// the attachments that clear, a framebuffer with the pass's attachment count, and
+    /// for an imageless framebuffer the views in `VkRenderPassAttachmentBeginInfo`.
+    pub(super) fn check_render_pass_begin(
+        &self,
+        dev: &super::DeviceState,
+        info: &vk::RenderPassBeginInfo<'_>,
+    ) -> Result<()> {
+        self.check_owned(
+            dev,
+            &[
+                (vk::ObjectType::RENDER_PASS, info.render_pass.as_raw()),
+                (vk::ObjectType::FRAMEBUFFER, info.framebuffer.as_raw()),
+            ],
+        )?;
+        let (pass, fb) = {
+            let st = self.lock();
+            (
+                st.pass_info(info.render_pass.as_raw()),
+                st.framebuffer_info(info.framebuffer.as_raw()),
+            )
+        };
+        let pass = pass.ok_or(VenusError::Invalid(
+            "render pass begin without a render pass",
+        ))?;
+        let (fb_attachments, imageless) = fb.ok_or(VenusError::Invalid(
+            "render pass begin without a framebuffer",
+        ))?;
+        if info.clear_value_count < pass.clears
+            || (pass.clears > 0 && info.p_clear_values.is_null())
+        {
+            return Err(VenusError::Invalid("too few clear values"));
+        }
+        if fb_attachments != pass.attachments {
+            return Err(VenusError::Invalid(
+                "framebuffer and render pass attachment counts differ",
+            ));
+        }
+        if imageless {
+            // SAFETY: the chain was decoded into this command's arena.
+            let views = unsafe {
+                raw::find_in_chain(
+                    info.p_next,
+                    vk::StructureType::RENDER_PASS_ATTACHMENT_BEGIN_INFO,
+                )
+            }
+            .cast::<vk::RenderPassAttachmentBeginInfo<'_>>();
+            // SAFETY: NULL or a RenderPassAttachmentBeginInfo in the arena (its sType).
+            let views = unsafe { views.as_ref() }.ok_or(VenusError::Invalid(
+                "imageless framebuffer begun without attachments",
+            ))?;
+            if views.attachment_count != fb_attachments
+                || (fb_attachments > 0 && views.p_attachments.is_null())
+            {
+                return Err(VenusError::Invalid(
+                    "attachment views differ from the framebuffer",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what the driver copies into fixed-size state from a graphics pipeline
+    /// create info: attachment, viewport and vertex input counts within the device
+    /// limits, and the subpass index within the render pass.
+    fn check_graphics_pipeline(
+        &self,
+        dev: &super::DeviceState,
+        info: &vk::GraphicsPipelineCreateInfo<'_>,
+    ) -> Result<()> {
+        let l = &dev.limits;
+        self.check_owned(
+            dev,
+            &[
+                (vk::ObjectType::RENDER_PASS, info.render_pass.as_raw()),
+                (vk::ObjectType::PIPELINE_LAYOUT, info.layout.as_raw()),
+            ],
+        )?;
+        if info.render_pass != vk::RenderPass::null() {
+            let pass = self
+                .lock()
+                .pass_info(info.render_pass.as_raw())
+                .ok_or(VenusError::Invalid("pipeline with an unknown render pass"))?;
+            if info.subpass >= pass.subpasses {
+                return Err(VenusError::Invalid("subpass index out of range"));
+            }
+        }
+        // Every state pointer below is NULL or points at a struct the decoder built in
+        // this command's arena, with arrays of their counts.
+        // SAFETY: as just said.
+        let blend = unsafe { info.p_color_blend_state.as_ref() };
+        if let Some(b) = blend {
+            check_span(
+                0,
+                b.attachment_count as usize,
+                l.max_color_attachments,
+                "blend attachments",
+            )?;
+        }
+        // SAFETY: as above.
+        let vertex = unsafe { info.p_vertex_input_state.as_ref() };
+        if let Some(v) = vertex {
+            // SAFETY: as above.
+            let bindings = unsafe {
+                bounds::regions(
+                    v.p_vertex_binding_descriptions,
+                    v.vertex_binding_description_count,
+                )
+            };
+            // SAFETY: as above.
+            let attributes = unsafe {
+                bounds::regions(
+                    v.p_vertex_attribute_descriptions,
+                    v.vertex_attribute_description_count,
+                )
+            };
+            check_span(
+                0,
+                bindings.len(),
+                l.max_vertex_input_bindings,
+                "vertex bindings",
+            )?;
+            check_span(
+                0,
+                attributes.len(),
+                l.max_vertex_input_attributes,
+                "vertex attributes",
+            )?;
+            if bindings
+                .iter()
+                .any(|b| b.binding >= l.max_vertex_input_bindings)
+                || attributes.iter().any(|a| {
+                    a.location >= l.max_vertex_input_attributes
+                        || a.binding >= l.max_vertex_input_bindings
+                })
+            {
+                return Err(VenusError::Invalid(
+                    "vertex binding or location out of range",
+                ));
+            }
+        }
+        // SAFETY: as above.
+        let viewport = unsafe { info.p_viewport_state.as_ref() };
+        if let Some(v) = viewport {
+            check_span(0, v.viewport_count as usize, l.max_viewports, "viewports")?;
+            check_span(0, v.scissor_count as usize, l.max_viewports, "scissors")?;
+        }
+        // SAFETY: the chain was decoded into this command's arena.
+        let rendering = unsafe {
+            raw::find_in_chain(
+                info.p_next,
+                vk::StructureType::PIPELINE_RENDERING_CREATE_INFO,
+            )
+        }
+        .cast::<vk::PipelineRenderingCreateInfo<'_>>();
+        // SAFETY: NULL or a PipelineRenderingCreateInfo in the arena (its sType).
+        if let Some(r) = unsafe { rendering.as_ref() } {
+            check_span(
+                0,
+                r.color_attachment_count as usize,
+                l.max_color_attachments,
+                "rendering color attachments",
+            )?;
+        }
+        Ok(())
     }
 
     pub(super) fn destroy_framebuffer(
