@@ -96,7 +96,7 @@ fn closed_lines(logs: &str) -> Vec<Closed> {
 /// Waits for the bridge to log `n` closed connections (teardown runs after the
 /// client exits).
 fn wait_closed(c: &VhostChain, n: usize) -> Vec<Closed> {
-    for _ in 0..200 {
+    for _ in 0..800 {
         let lines = closed_lines(&c.logs());
         if lines.len() >= n {
             return lines;

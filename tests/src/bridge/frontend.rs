@@ -95,7 +95,8 @@ impl Response {
 /// The guest driver: owns the vhost-user connection and the control queue.
 pub struct GuestDriver {
     mem: GuestMemoryMmap,
-    frontend: Frontend,
+    /// Kept open: dropping it disconnects, and the backend exits.
+    _frontend: Frontend,
     ctrl: Ring,
     _cursor: Ring,
     shm: Arc<ShmWindow>,
@@ -249,7 +250,7 @@ impl GuestDriver {
         let ctrl = rings.pop().ok_or_else(|| err("no control ring"))?;
         Ok(Self {
             mem,
-            frontend,
+            _frontend: frontend,
             ctrl,
             _cursor: cursor,
             shm,
@@ -394,13 +395,6 @@ impl GuestDriver {
             }
             let _ = ring.call.read();
         }
-    }
-
-    /// Device reset as a VMM does it on driver unload: resets the owner, and drops
-    /// every shared-memory mapping.
-    pub fn reset(&mut self) {
-        let _ = self.frontend.reset_owner();
-        self.shm.unmap_all();
     }
 }
 

@@ -537,42 +537,56 @@ impl Connection {
         let Some(blob) = self.blobs.remove(&res) else {
             return Ok(());
         };
+        // Every step runs even if an earlier one failed; the first failure is
+        // reported. The region range and the id are reused only once freed.
+        let mut first_err = None;
         let mut c = encode::hdr(CommandType::CtxDetachResource, 0, 0, ctx, 0);
         encode::words(&mut c, &[res, 0]);
-        self.bridge.ok("CTX_DETACH_RESOURCE", &c, &[])?;
-        let mapped = self
-            .bridge
+        if let Err(e) = self.bridge.ok("CTX_DETACH_RESOURCE", &c, &[]) {
+            first_err.get_or_insert(e);
+        }
+        if self.is_mapped(blob.shm_offset) {
+            let mut c = encode::hdr(CommandType::ResourceUnmapBlob, 0, 0, ctx, 0);
+            encode::words(&mut c, &[res, 0]);
+            match self.bridge.ok("RESOURCE_UNMAP_BLOB", &c, &[]) {
+                Ok(()) if self.is_mapped(blob.shm_offset) => {
+                    first_err.get_or_insert(BridgeError(format!(
+                        "UNMAP_BLOB of {res} sent no SHMEM_UNMAP"
+                    )));
+                }
+                Ok(()) => self.counts.unmapped += 1,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        let mut c = encode::hdr(CommandType::ResourceUnref, 0, 0, ctx, 0);
+        encode::words(&mut c, &[res, 0]);
+        match self.bridge.ok("RESOURCE_UNREF", &c, &[]) {
+            Ok(()) => self.release_id(res),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+        // UNREF unmaps a still-mapped blob on the device, so the range is usually free
+        // by now even after a failed UNMAP_BLOB.
+        if !self.is_mapped(blob.shm_offset) {
+            self.bridge
+                .shm_alloc
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .free(blob.shm_offset);
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn is_mapped(&self, shm_offset: u64) -> bool {
+        self.bridge
             .gpu
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .shm()
-            .is_mapped(blob.shm_offset);
-        if mapped {
-            let mut c = encode::hdr(CommandType::ResourceUnmapBlob, 0, 0, ctx, 0);
-            encode::words(&mut c, &[res, 0]);
-            self.bridge.ok("RESOURCE_UNMAP_BLOB", &c, &[])?;
-            let still = self
-                .bridge
-                .gpu
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .shm()
-                .is_mapped(blob.shm_offset);
-            if still {
-                return fail(format!("UNMAP_BLOB of {res} sent no SHMEM_UNMAP"));
-            }
-            self.counts.unmapped += 1;
-        }
-        let mut c = encode::hdr(CommandType::ResourceUnref, 0, 0, ctx, 0);
-        encode::words(&mut c, &[res, 0]);
-        self.bridge.ok("RESOURCE_UNREF", &c, &[])?;
-        self.bridge
-            .shm_alloc
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .free(blob.shm_offset);
-        self.release_id(res);
-        Ok(())
+            .is_mapped(shm_offset)
     }
 
     fn submit_cmd2(&mut self, p: &Payload) -> Result<(), BridgeError> {
