@@ -168,7 +168,8 @@ impl Gpu {
                 .descriptor_binding_partially_bound(true)
                 .descriptor_binding_storage_buffer_update_after_bind(true)
                 .descriptor_binding_variable_descriptor_count(true)
-                .imageless_framebuffer(true);
+                .imageless_framebuffer(true)
+                .draw_indirect_count(true);
             f13 = f13.dynamic_rendering(true);
         }
         let dinfo = vk::DeviceCreateInfo::default()

@@ -87,3 +87,13 @@ fn descriptor_indexing_matches_native() {
     let (native, venus) = native_and_venus("descidx", &["descriptor_indexing"]);
     assert_eq!(native, venus, "results differ between native and Venus");
 }
+
+/// 4× MSAA color + depth with dynamic rendering: depth-stencil image clear, depth test
+/// with a dynamic compare op, vkCmdClearAttachments, an indirect-count draw rejected by
+/// the depth test, vkCmdResolveImage2, vkCmdClearColorImage and a linear vkCmdBlitImage;
+/// the resolved and blitted pixels must equal native.
+#[test]
+fn msaa_depth_and_transfers_match_native() {
+    let (native, venus) = native_and_venus("msaa", &["msaa_depth_transfer"]);
+    assert_eq!(native, venus, "pixels differ between native and Venus");
+}

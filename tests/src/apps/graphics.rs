@@ -27,6 +27,7 @@ pub const CASES: &[&str] = &[
     "quad_render_pass",
     "quad_render_pass2",
     "quad_dynamic_rendering",
+    "msaa_depth_transfer",
     "descriptor_indexing",
 ];
 
@@ -36,6 +37,7 @@ pub fn run_case(g: &Gpu, name: &str) -> AppResult<Vec<u8>> {
         "quad_render_pass" => quad(g, Path::RenderPass),
         "quad_render_pass2" => quad(g, Path::RenderPass2),
         "quad_dynamic_rendering" => quad(g, Path::DynamicRendering),
+        "msaa_depth_transfer" => msaa_depth_transfer(g),
         "descriptor_indexing" => descriptor_indexing(g),
         _ => Err(format!("unknown case {name}").into()),
     }
@@ -46,6 +48,7 @@ const SIZE: u32 = 64;
 /// Texture size.
 const TEX: u32 = 16;
 const FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
+const DEPTH: vk::Format = vk::Format::D32_SFLOAT;
 /// Exactly representable in UNORM8: (51, 102, 153, 255).
 const CLEAR: [f32; 4] = [0.2, 0.4, 0.6, 1.0];
 const TINT: [f32; 4] = [1.0, 0.75, 0.5, 1.0];
@@ -72,9 +75,20 @@ struct Image {
 }
 
 fn image(g: &Gpu, w: u32, h: u32, usage: vk::ImageUsageFlags) -> AppResult<Image> {
+    image_ex(g, FORMAT, (w, h), vk::SampleCountFlags::TYPE_1, usage)
+}
+
+/// An image of any format and sample count (its view covers the format's aspects).
+fn image_ex(
+    g: &Gpu,
+    format: vk::Format,
+    (w, h): (u32, u32),
+    samples: vk::SampleCountFlags,
+    usage: vk::ImageUsageFlags,
+) -> AppResult<Image> {
     let info = vk::ImageCreateInfo::default()
         .image_type(vk::ImageType::TYPE_2D)
-        .format(FORMAT)
+        .format(format)
         .extent(vk::Extent3D {
             width: w,
             height: h,
@@ -82,7 +96,7 @@ fn image(g: &Gpu, w: u32, h: u32, usage: vk::ImageUsageFlags) -> AppResult<Image
         })
         .mip_levels(1)
         .array_layers(1)
-        .samples(vk::SampleCountFlags::TYPE_1)
+        .samples(samples)
         .tiling(vk::ImageTiling::OPTIMAL)
         .usage(usage)
         .initial_layout(vk::ImageLayout::UNDEFINED);
@@ -103,8 +117,8 @@ fn image(g: &Gpu, w: u32, h: u32, usage: vk::ImageUsageFlags) -> AppResult<Image
     let vinfo = vk::ImageViewCreateInfo::default()
         .image(image)
         .view_type(vk::ImageViewType::TYPE_2D)
-        .format(FORMAT)
-        .subresource_range(color_range());
+        .format(format)
+        .subresource_range(range_of(format));
     // SAFETY: live image with bound memory.
     let view = unsafe { g.device.create_image_view(&vinfo, None)? };
     Ok(Image {
@@ -121,6 +135,18 @@ fn destroy_image(g: &Gpu, i: Image) {
     unsafe { g.device.destroy_image(i.image, None) };
     // SAFETY: as above.
     unsafe { g.device.free_memory(i.memory, None) };
+}
+
+fn range_of(format: vk::Format) -> vk::ImageSubresourceRange {
+    let aspect_mask = if format == DEPTH {
+        vk::ImageAspectFlags::DEPTH
+    } else {
+        vk::ImageAspectFlags::COLOR
+    };
+    vk::ImageSubresourceRange {
+        aspect_mask,
+        ..color_range()
+    }
 }
 
 fn color_range() -> vk::ImageSubresourceRange {
@@ -175,11 +201,24 @@ fn layout_barrier(
     }
 }
 
-/// A synchronization2 image layout barrier.
+/// A synchronization2 image layout barrier (color aspect).
 fn layout_barrier2(
     g: &Gpu,
     cb: vk::CommandBuffer,
     image: vk::Image,
+    layouts: (vk::ImageLayout, vk::ImageLayout),
+    src: (vk::PipelineStageFlags2, vk::AccessFlags2),
+    dst: (vk::PipelineStageFlags2, vk::AccessFlags2),
+) {
+    layout_barrier2_range(g, cb, image, color_range(), layouts, src, dst);
+}
+
+/// A synchronization2 image layout barrier over `range`.
+fn layout_barrier2_range(
+    g: &Gpu,
+    cb: vk::CommandBuffer,
+    image: vk::Image,
+    range: vk::ImageSubresourceRange,
     (old, new): (vk::ImageLayout, vk::ImageLayout),
     (src_stage, src_access): (vk::PipelineStageFlags2, vk::AccessFlags2),
     (dst_stage, dst_access): (vk::PipelineStageFlags2, vk::AccessFlags2),
@@ -194,7 +233,7 @@ fn layout_barrier2(
         .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
         .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
         .image(image)
-        .subresource_range(color_range())];
+        .subresource_range(range)];
     let dep = vk::DependencyInfo::default().image_memory_barriers(&b);
     // SAFETY: recording command buffer, live image, synchronization2 enabled.
     unsafe { g.device.cmd_pipeline_barrier2(cb, &dep) };
@@ -420,6 +459,25 @@ fn quad_pipeline(
     render_pass: vk::RenderPass,
     dynamic_rendering: bool,
 ) -> AppResult<vk::Pipeline> {
+    quad_pipeline_ex(
+        g,
+        s,
+        render_pass,
+        dynamic_rendering,
+        vk::SampleCountFlags::TYPE_1,
+        vk::Format::UNDEFINED,
+    )
+}
+
+/// The quad pipeline with a sample count and (dynamic rendering) a depth format.
+fn quad_pipeline_ex(
+    g: &Gpu,
+    s: &Scene,
+    render_pass: vk::RenderPass,
+    dynamic_rendering: bool,
+    samples: vk::SampleCountFlags,
+    depth_format: vk::Format,
+) -> AppResult<vk::Pipeline> {
     let stages = [
         vk::PipelineShaderStageCreateInfo::default()
             .stage(vk::ShaderStageFlags::VERTEX)
@@ -462,8 +520,8 @@ fn quad_pipeline(
         .cull_mode(vk::CullModeFlags::FRONT_AND_BACK)
         .front_face(vk::FrontFace::COUNTER_CLOCKWISE)
         .line_width(1.0);
-    let multisample = vk::PipelineMultisampleStateCreateInfo::default()
-        .rasterization_samples(vk::SampleCountFlags::TYPE_1);
+    let multisample =
+        vk::PipelineMultisampleStateCreateInfo::default().rasterization_samples(samples);
     let depth = vk::PipelineDepthStencilStateCreateInfo::default()
         .depth_compare_op(vk::CompareOp::ALWAYS)
         .max_depth_bounds(1.0);
@@ -480,6 +538,7 @@ fn quad_pipeline(
         vk::DynamicState::FRONT_FACE,
         vk::DynamicState::PRIMITIVE_TOPOLOGY,
         vk::DynamicState::DEPTH_TEST_ENABLE,
+        vk::DynamicState::DEPTH_COMPARE_OP,
         vk::DynamicState::DEPTH_WRITE_ENABLE,
         vk::DynamicState::STENCIL_TEST_ENABLE,
         vk::DynamicState::RASTERIZER_DISCARD_ENABLE,
@@ -488,8 +547,9 @@ fn quad_pipeline(
     ];
     let dynamic = vk::PipelineDynamicStateCreateInfo::default().dynamic_states(&dynamic_states);
     let formats = [FORMAT];
-    let mut rendering =
-        vk::PipelineRenderingCreateInfo::default().color_attachment_formats(&formats);
+    let mut rendering = vk::PipelineRenderingCreateInfo::default()
+        .color_attachment_formats(&formats)
+        .depth_attachment_format(depth_format);
     let mut info = vk::GraphicsPipelineCreateInfo::default()
         .stages(&stages)
         .vertex_input_state(&vertex)
@@ -518,6 +578,19 @@ fn quad_pipeline(
 /// Binds and draws the quad with the dynamic state set (inside a render pass or
 /// dynamic rendering).
 fn draw_quad(g: &Gpu, cb: vk::CommandBuffer, s: &Scene, pipeline: vk::Pipeline, path: Path) {
+    bind_quad(g, cb, s, pipeline, path);
+    let d = &g.device;
+    if path == Path::DynamicRendering {
+        // SAFETY: as in `bind_quad`; one 20-byte record at offset 16 of a 64-byte buffer.
+        unsafe { d.cmd_draw_indexed_indirect(cb, s.indirect.buffer, 16, 1, 20) };
+    } else {
+        // SAFETY: as in `bind_quad`.
+        unsafe { d.cmd_draw_indexed(cb, 6, 1, 0, 0, 0) };
+    }
+}
+
+/// Binds the quad's pipeline, buffers, set, push constants and dynamic state.
+fn bind_quad(g: &Gpu, cb: vk::CommandBuffer, s: &Scene, pipeline: vk::Pipeline, path: Path) {
     let d = &g.device;
     let extent = vk::Extent2D {
         width: SIZE,
@@ -557,6 +630,8 @@ fn draw_quad(g: &Gpu, cb: vk::CommandBuffer, s: &Scene, pipeline: vk::Pipeline, 
     // SAFETY: as above.
     unsafe { d.cmd_set_depth_test_enable(cb, false) };
     // SAFETY: as above.
+    unsafe { d.cmd_set_depth_compare_op(cb, vk::CompareOp::ALWAYS) };
+    // SAFETY: as above.
     unsafe { d.cmd_set_depth_write_enable(cb, false) };
     // SAFETY: as above.
     unsafe { d.cmd_set_stencil_test_enable(cb, false) };
@@ -590,13 +665,6 @@ fn draw_quad(g: &Gpu, cb: vk::CommandBuffer, s: &Scene, pipeline: vk::Pipeline, 
     }
     // SAFETY: as above; 16 bytes in the fragment push range.
     unsafe { d.cmd_push_constants(cb, s.layout, vk::ShaderStageFlags::FRAGMENT, 0, &tint) };
-    if path == Path::DynamicRendering {
-        // SAFETY: as above; one 20-byte record at offset 16 of a 64-byte buffer.
-        unsafe { d.cmd_draw_indexed_indirect(cb, s.indirect.buffer, 16, 1, 20) };
-    } else {
-        // SAFETY: as above.
-        unsafe { d.cmd_draw_indexed(cb, 6, 1, 0, 0, 0) };
-    }
 }
 
 /// One render pass, v1 or v2 (the v2 one with an imageless framebuffer).
@@ -1054,4 +1122,345 @@ pub fn descriptor_indexing(g: &Gpu) -> AppResult<Vec<u8>> {
         g.destroy_buf(b);
     }
     Ok(bytes)
+}
+
+/// 4× MSAA color and depth with dynamic rendering: the depth image cleared with
+/// vkCmdClearDepthStencilImage, the quad drawn with a depth test (dynamic compare op),
+/// part of the target cleared with vkCmdClearAttachments, a second quad rejected by the
+/// depth test through vkCmdDrawIndexedIndirectCount, the color resolved with
+/// vkCmdResolveImage2, then blitted (linear, 64×64 → 32×16) into a 32×32 image first
+/// cleared with vkCmdClearColorImage, and both read back (v1 and v2 copies).
+fn msaa_depth_transfer(g: &Gpu) -> AppResult<Vec<u8>> {
+    let s = scene(g)?;
+    let samples = vk::SampleCountFlags::TYPE_4;
+    let color = image_ex(
+        g,
+        FORMAT,
+        (SIZE, SIZE),
+        samples,
+        vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
+    )?;
+    let depth = image_ex(
+        g,
+        DEPTH,
+        (SIZE, SIZE),
+        samples,
+        vk::ImageUsageFlags::DEPTH_STENCIL_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_DST,
+    )?;
+    let resolved = image(
+        g,
+        SIZE,
+        SIZE,
+        vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST,
+    )?;
+    let small = image(
+        g,
+        32,
+        32,
+        vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::TRANSFER_DST,
+    )?;
+    let small_readback = g.buffer(32 * 32 * 4)?;
+    let count = g.buffer_with_usage(16, vk::BufferUsageFlags::INDIRECT_BUFFER)?;
+    count.write(&u32s(&[0, 0, 1, 0]));
+    let pipeline = quad_pipeline_ex(g, &s, vk::RenderPass::null(), true, samples, DEPTH)?;
+    let depth_range = range_of(DEPTH);
+    let d = &g.device;
+    let none = (vk::PipelineStageFlags2::NONE, vk::AccessFlags2::NONE);
+    let copy_w = (
+        vk::PipelineStageFlags2::ALL_TRANSFER,
+        vk::AccessFlags2::TRANSFER_WRITE,
+    );
+    let copy_r = (
+        vk::PipelineStageFlags2::ALL_TRANSFER,
+        vk::AccessFlags2::TRANSFER_READ,
+    );
+    let color_w = (
+        vk::PipelineStageFlags2::COLOR_ATTACHMENT_OUTPUT,
+        vk::AccessFlags2::COLOR_ATTACHMENT_WRITE,
+    );
+    let depth_rw = (
+        vk::PipelineStageFlags2::EARLY_FRAGMENT_TESTS
+            | vk::PipelineStageFlags2::LATE_FRAGMENT_TESTS,
+        vk::AccessFlags2::DEPTH_STENCIL_ATTACHMENT_READ
+            | vk::AccessFlags2::DEPTH_STENCIL_ATTACHMENT_WRITE,
+    );
+    use vk::ImageLayout as L;
+    g.run(|cb| {
+        layout_barrier2(
+            g,
+            cb,
+            color.image,
+            (L::UNDEFINED, L::COLOR_ATTACHMENT_OPTIMAL),
+            none,
+            color_w,
+        );
+        layout_barrier2_range(
+            g,
+            cb,
+            depth.image,
+            depth_range,
+            (L::UNDEFINED, L::TRANSFER_DST_OPTIMAL),
+            none,
+            copy_w,
+        );
+        let one = vk::ClearDepthStencilValue {
+            depth: 1.0,
+            stencil: 0,
+        };
+        // SAFETY: recording command buffer; the depth image is in TRANSFER_DST_OPTIMAL.
+        unsafe {
+            d.cmd_clear_depth_stencil_image(
+                cb,
+                depth.image,
+                L::TRANSFER_DST_OPTIMAL,
+                &one,
+                &[depth_range],
+            )
+        };
+        layout_barrier2_range(
+            g,
+            cb,
+            depth.image,
+            depth_range,
+            (L::TRANSFER_DST_OPTIMAL, L::DEPTH_ATTACHMENT_OPTIMAL),
+            copy_w,
+            depth_rw,
+        );
+        let color_att = [vk::RenderingAttachmentInfo::default()
+            .image_view(color.view)
+            .image_layout(L::COLOR_ATTACHMENT_OPTIMAL)
+            .load_op(vk::AttachmentLoadOp::CLEAR)
+            .store_op(vk::AttachmentStoreOp::STORE)
+            .clear_value(vk::ClearValue {
+                color: vk::ClearColorValue { float32: CLEAR },
+            })];
+        let depth_att = vk::RenderingAttachmentInfo::default()
+            .image_view(depth.view)
+            .image_layout(L::DEPTH_ATTACHMENT_OPTIMAL)
+            .load_op(vk::AttachmentLoadOp::LOAD)
+            .store_op(vk::AttachmentStoreOp::STORE);
+        let info = vk::RenderingInfo::default()
+            .render_area(vk::Rect2D {
+                offset: vk::Offset2D::default(),
+                extent: vk::Extent2D {
+                    width: SIZE,
+                    height: SIZE,
+                },
+            })
+            .layer_count(1)
+            .color_attachments(&color_att)
+            .depth_attachment(&depth_att);
+        // SAFETY: recording command buffer; attachments in their layouts.
+        unsafe { d.cmd_begin_rendering(cb, &info) };
+        bind_quad(g, cb, &s, pipeline, Path::RenderPass);
+        // SAFETY: as in `bind_quad` (depth attachment present).
+        unsafe { d.cmd_set_depth_test_enable(cb, true) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_depth_write_enable(cb, true) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_depth_compare_op(cb, vk::CompareOp::LESS) };
+        // SAFETY: as above; z = 0 passes LESS against 1.
+        unsafe { d.cmd_draw_indexed(cb, 6, 1, 0, 0, 0) };
+        let clear = [vk::ClearAttachment {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            color_attachment: 0,
+            clear_value: vk::ClearValue {
+                color: vk::ClearColorValue {
+                    float32: [1.0, 0.0, 0.0, 1.0],
+                },
+            },
+        }];
+        let rect = [vk::ClearRect {
+            rect: vk::Rect2D {
+                offset: vk::Offset2D { x: 4, y: 4 },
+                extent: vk::Extent2D {
+                    width: 12,
+                    height: 8,
+                },
+            },
+            base_array_layer: 0,
+            layer_count: 1,
+        }];
+        // SAFETY: inside the rendering; attachment 0 exists.
+        unsafe { d.cmd_clear_attachments(cb, &clear, &rect) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_depth_compare_op(cb, vk::CompareOp::GREATER) };
+        let green = f32s(&[0.0, 1.0, 0.0, 1.0]);
+        // SAFETY: as above.
+        unsafe { d.cmd_push_constants(cb, s.layout, vk::ShaderStageFlags::FRAGMENT, 0, &green) };
+        // SAFETY: as above; the count (1) at offset 8 of `count`, one 20-byte record.
+        unsafe {
+            d.cmd_draw_indexed_indirect_count(cb, s.indirect.buffer, 16, count.buffer, 8, 1, 20)
+        };
+        // SAFETY: inside the rendering begun above.
+        unsafe { d.cmd_end_rendering(cb) };
+        layout_barrier2(
+            g,
+            cb,
+            color.image,
+            (L::COLOR_ATTACHMENT_OPTIMAL, L::TRANSFER_SRC_OPTIMAL),
+            color_w,
+            copy_r,
+        );
+        layout_barrier2(
+            g,
+            cb,
+            resolved.image,
+            (L::UNDEFINED, L::TRANSFER_DST_OPTIMAL),
+            none,
+            copy_w,
+        );
+        let whole = vk::Extent3D {
+            width: SIZE,
+            height: SIZE,
+            depth: 1,
+        };
+        let regions = [vk::ImageResolve2::default()
+            .src_subresource(color_layers())
+            .dst_subresource(color_layers())
+            .extent(whole)];
+        let rinfo = vk::ResolveImageInfo2::default()
+            .src_image(color.image)
+            .src_image_layout(L::TRANSFER_SRC_OPTIMAL)
+            .dst_image(resolved.image)
+            .dst_image_layout(L::TRANSFER_DST_OPTIMAL)
+            .regions(&regions);
+        // SAFETY: both images in their transfer layouts.
+        unsafe { d.cmd_resolve_image2(cb, &rinfo) };
+        layout_barrier2(
+            g,
+            cb,
+            resolved.image,
+            (L::TRANSFER_DST_OPTIMAL, L::TRANSFER_SRC_OPTIMAL),
+            copy_w,
+            copy_r,
+        );
+        layout_barrier2(
+            g,
+            cb,
+            small.image,
+            (L::UNDEFINED, L::TRANSFER_DST_OPTIMAL),
+            none,
+            copy_w,
+        );
+        let gray = vk::ClearColorValue {
+            float32: [0.4, 0.4, 0.4, 1.0],
+        };
+        // SAFETY: the small image is in TRANSFER_DST_OPTIMAL.
+        unsafe {
+            d.cmd_clear_color_image(
+                cb,
+                small.image,
+                L::TRANSFER_DST_OPTIMAL,
+                &gray,
+                &[color_range()],
+            )
+        };
+        layout_barrier2(
+            g,
+            cb,
+            small.image,
+            (L::TRANSFER_DST_OPTIMAL, L::TRANSFER_DST_OPTIMAL),
+            copy_w,
+            copy_w,
+        );
+        let corner = |x, y| vk::Offset3D { x, y, z: 1 };
+        let origin = vk::Offset3D::default();
+        let blit = [vk::ImageBlit {
+            src_subresource: color_layers(),
+            src_offsets: [origin, corner(64, 64)],
+            dst_subresource: color_layers(),
+            dst_offsets: [origin, corner(32, 16)],
+        }];
+        // SAFETY: source in TRANSFER_SRC, destination in TRANSFER_DST; regions inside.
+        unsafe {
+            d.cmd_blit_image(
+                cb,
+                resolved.image,
+                L::TRANSFER_SRC_OPTIMAL,
+                small.image,
+                L::TRANSFER_DST_OPTIMAL,
+                &blit,
+                vk::Filter::LINEAR,
+            );
+        }
+        layout_barrier2(
+            g,
+            cb,
+            small.image,
+            (L::TRANSFER_DST_OPTIMAL, L::TRANSFER_SRC_OPTIMAL),
+            copy_w,
+            copy_r,
+        );
+        let big = [vk::BufferImageCopy2::default()
+            .image_subresource(color_layers())
+            .image_extent(whole)];
+        let cinfo = vk::CopyImageToBufferInfo2::default()
+            .src_image(resolved.image)
+            .src_image_layout(L::TRANSFER_SRC_OPTIMAL)
+            .dst_buffer(s.readback.buffer)
+            .regions(&big);
+        // SAFETY: the resolved image is in TRANSFER_SRC_OPTIMAL.
+        unsafe { d.cmd_copy_image_to_buffer2(cb, &cinfo) };
+        let little = [vk::BufferImageCopy {
+            buffer_offset: 0,
+            buffer_row_length: 0,
+            buffer_image_height: 0,
+            image_subresource: color_layers(),
+            image_offset: origin,
+            image_extent: vk::Extent3D {
+                width: 32,
+                height: 32,
+                depth: 1,
+            },
+        }];
+        // SAFETY: the small image is in TRANSFER_SRC_OPTIMAL.
+        unsafe {
+            d.cmd_copy_image_to_buffer(
+                cb,
+                small.image,
+                L::TRANSFER_SRC_OPTIMAL,
+                small_readback.buffer,
+                &little,
+            )
+        };
+    })?;
+    let mut out = s.readback.read();
+    let px = |b: &[u8], w: u32, x: u32, y: u32| -> [u8; 4] {
+        let i = ((y * w + x) * 4) as usize;
+        [b[i], b[i + 1], b[i + 2], b[i + 3]]
+    };
+    let near = |a: u8, b: u8| a.abs_diff(b) <= 1;
+    check(
+        px(&out, SIZE, 0, 0) == [51, 102, 153, 255],
+        "resolved clear color",
+    )?;
+    check(
+        px(&out, SIZE, 6, 6) == [255, 0, 0, 255],
+        "vkCmdClearAttachments rect",
+    )?;
+    let c = px(&out, SIZE, 32, 32);
+    check(
+        near(c[0], 128) && near(c[1], 96) && c[2] == 0 && c[3] == 255,
+        "depth-tested quad kept, rejected quad absent",
+    )?;
+    let small_px = small_readback.read();
+    check(
+        px(&small_px, 32, 31, 31) == [102, 102, 102, 255],
+        "clear color image",
+    )?;
+    check(
+        px(&small_px, 32, 0, 0) == [51, 102, 153, 255],
+        "blit corner",
+    )?;
+    out.extend_from_slice(&small_px);
+    // SAFETY: the work finished (g.run waited); nothing uses these objects.
+    unsafe { d.destroy_pipeline(pipeline, None) };
+    for i in [color, depth, resolved, small] {
+        destroy_image(g, i);
+    }
+    g.destroy_buf(small_readback);
+    g.destroy_buf(count);
+    destroy_scene(g, s);
+    Ok(out)
 }
