@@ -121,37 +121,44 @@ fn child(args: &[String]) -> Res<()> {
     match args.first().map(String::as_str) {
         // calibrate: fits device ms = a + b·iters at GROUPS and prints `cal` lines.
         Some("calibrate") => {
-            let win = Duration::from_millis(400);
             let w = |iters| Work {
                 groups: GROUPS,
                 iters,
             };
+            // Median of three short runs: the machine is shared and noisy.
+            let ms = |iters| -> Res<f64> {
+                let win = Duration::from_millis(250);
+                let v = [
+                    device_ms(&g, w(iters), win)?,
+                    device_ms(&g, w(iters), win)?,
+                    device_ms(&g, w(iters), win)?,
+                ];
+                Ok(median(&v))
+            };
             // Warm the pipeline and the CPU clocks.
-            device_ms(&g, w(1), win)?;
-            let (i0, i1) = (1u32, 4000u32);
-            let t0 = device_ms(&g, w(i0), win)?;
-            let t1 = device_ms(&g, w(i1), win)?;
-            let slope = (t1 - t0) / f64::from(i1 - i0);
+            device_ms(&g, w(1), Duration::from_millis(300))?;
+            let (i0, i1) = (1u32, 8000u32);
+            let t0 = ms(i0)?;
+            let t1 = ms(i1)?;
+            let slope = ((t1 - t0) / f64::from(i1 - i0)).max(1e-6);
             let fixed = t0 - slope * f64::from(i0);
             writeln!(out, "fit fixed_ms={fixed:.4} ms_per_iter={slope:.6}")?;
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a positive loop count well inside u32"
+            )]
+            let to_iters = |x: f64| x.round().clamp(1.0, 1e7) as u32;
             for target in SIZES_MS {
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    reason = "a positive loop count well inside u32"
-                )]
-                let mut iters = ((target - fixed) / slope).round().max(1.0) as u32;
-                // One correction step from a measurement at the estimate.
-                let got = device_ms(&g, w(iters), win)?;
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    reason = "a positive loop count well inside u32"
-                )]
-                {
-                    iters = (f64::from(iters) + (target - got) / slope).round().max(1.0) as u32;
+                let mut iters = to_iters((target - fixed) / slope);
+                // Two correction steps from measurements at the estimate, each moving
+                // at most halfway to zero or doubling, so one noisy sample cannot derail it.
+                let mut got = ms(iters)?;
+                for _ in 0..2 {
+                    let next = f64::from(iters) + (target - got) / slope;
+                    iters = to_iters(next.clamp(f64::from(iters) / 2.0, f64::from(iters) * 2.0));
+                    got = ms(iters)?;
                 }
-                let got = device_ms(&g, w(iters), win)?;
                 writeln!(out, "cal {target} {GROUPS} {iters} {got:.4}")?;
             }
         }
