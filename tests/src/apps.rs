@@ -78,6 +78,10 @@ pub struct Gpu {
     pub api_version: u32,
     /// `timestampPeriod`.
     pub timestamp_period: f32,
+    /// `VK_EXT_extended_dynamic_state3`, `VK_EXT_vertex_input_dynamic_state`,
+    /// `VK_KHR_push_descriptor` and `VK_EXT_multi_draw` are enabled
+    /// ([`Gpu::new_graphics`] when the driver has all four).
+    pub ext_dynamic: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -172,10 +176,49 @@ impl Gpu {
                 .draw_indirect_count(true);
             f13 = f13.dynamic_rendering(true);
         }
-        let dinfo = vk::DeviceCreateInfo::default()
+        // The graphics extension case needs all four; they are enabled only together.
+        let wanted = [
+            vk::EXT_EXTENDED_DYNAMIC_STATE3_NAME,
+            vk::EXT_VERTEX_INPUT_DYNAMIC_STATE_NAME,
+            vk::KHR_PUSH_DESCRIPTOR_NAME,
+            vk::EXT_MULTI_DRAW_NAME,
+        ];
+        let ext_dynamic = graphics && {
+            // SAFETY: live physical device.
+            let have = unsafe { instance.enumerate_device_extension_properties(pdev)? };
+            wanted.iter().all(|w| {
+                have.iter()
+                    .any(|e| e.extension_name_as_c_str().is_ok_and(|n| n == *w))
+            })
+        };
+        let names: Vec<*const std::ffi::c_char> = if ext_dynamic {
+            wanted.iter().map(|n| n.as_ptr()).collect()
+        } else {
+            Vec::new()
+        };
+        let mut eds3 = vk::PhysicalDeviceExtendedDynamicState3FeaturesEXT::default()
+            .extended_dynamic_state3_polygon_mode(true)
+            .extended_dynamic_state3_color_blend_enable(true)
+            .extended_dynamic_state3_color_blend_equation(true)
+            .extended_dynamic_state3_color_write_mask(true)
+            .extended_dynamic_state3_depth_clamp_enable(true)
+            .extended_dynamic_state3_sample_mask(true)
+            .extended_dynamic_state3_alpha_to_coverage_enable(true)
+            .extended_dynamic_state3_rasterization_samples(true);
+        let mut vertex_input = vk::PhysicalDeviceVertexInputDynamicStateFeaturesEXT::default()
+            .vertex_input_dynamic_state(true);
+        let mut multi_draw = vk::PhysicalDeviceMultiDrawFeaturesEXT::default().multi_draw(true);
+        let mut dinfo = vk::DeviceCreateInfo::default()
             .queue_create_infos(&qinfo)
+            .enabled_extension_names(&names)
             .push_next(&mut f12)
             .push_next(&mut f13);
+        if ext_dynamic {
+            dinfo = dinfo
+                .push_next(&mut eds3)
+                .push_next(&mut vertex_input)
+                .push_next(&mut multi_draw);
+        }
         // SAFETY: live physical device, valid create info.
         let device = unsafe { instance.create_device(pdev, &dinfo, None)? };
         // SAFETY: the queue was requested at creation.
@@ -211,6 +254,7 @@ impl Gpu {
             name,
             api_version: props.api_version,
             timestamp_period: props.limits.timestamp_period,
+            ext_dynamic,
         })
     }
 

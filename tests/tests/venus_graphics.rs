@@ -97,3 +97,13 @@ fn msaa_depth_and_transfers_match_native() {
     let (native, venus) = native_and_venus("msaa", &["msaa_depth_transfer"]);
     assert_eq!(native, venus, "pixels differ between native and Venus");
 }
+
+/// Extension state through Venus: push descriptors, vertex input set at record time,
+/// viewport/scissor with count, extended_dynamic_state3 (polygon mode, depth clamp,
+/// samples, sample mask, alpha to coverage, blend enable/equation, write mask), constant
+/// blending and vkCmdDrawMultiIndexedEXT; pixels equal to native.
+#[test]
+fn extension_dynamic_state_matches_native() {
+    let (native, venus) = native_and_venus("extdyn", &["ext_dynamic_state"]);
+    assert_eq!(native, venus, "pixels differ between native and Venus");
+}

@@ -28,6 +28,7 @@ pub const CASES: &[&str] = &[
     "quad_render_pass2",
     "quad_dynamic_rendering",
     "msaa_depth_transfer",
+    "ext_dynamic_state",
     "descriptor_indexing",
 ];
 
@@ -38,6 +39,7 @@ pub fn run_case(g: &Gpu, name: &str) -> AppResult<Vec<u8>> {
         "quad_render_pass2" => quad(g, Path::RenderPass2),
         "quad_dynamic_rendering" => quad(g, Path::DynamicRendering),
         "msaa_depth_transfer" => msaa_depth_transfer(g),
+        "ext_dynamic_state" => ext_dynamic_state(g),
         "descriptor_indexing" => descriptor_indexing(g),
         _ => Err(format!("unknown case {name}").into()),
     }
@@ -1461,6 +1463,312 @@ fn msaa_depth_transfer(g: &Gpu) -> AppResult<Vec<u8>> {
     }
     g.destroy_buf(small_readback);
     g.destroy_buf(count);
+    destroy_scene(g, s);
+    Ok(out)
+}
+
+/// The quad through extension state: push descriptors (`VK_KHR_push_descriptor`),
+/// vertex input set at record time (`VK_EXT_vertex_input_dynamic_state`), viewport and
+/// scissor with count, polygon mode, depth clamp, rasterization samples, sample mask,
+/// alpha to coverage, color blend enable/equation and write mask
+/// (`VK_EXT_extended_dynamic_state3`), constant-color blending over the clear color
+/// with blue masked off, and the two triangles drawn with vkCmdDrawMultiIndexedEXT.
+fn ext_dynamic_state(g: &Gpu) -> AppResult<Vec<u8>> {
+    if !g.ext_dynamic {
+        return Err("the driver lacks a dynamic-state extension this case needs".into());
+    }
+    let s = scene(g)?;
+    let d = &g.device;
+    let eds3 = ash::ext::extended_dynamic_state3::Device::new(&g.instance, d);
+    let vertex_input = ash::ext::vertex_input_dynamic_state::Device::new(&g.instance, d);
+    let push = ash::khr::push_descriptor::Device::new(&g.instance, d);
+    let multi = ash::ext::multi_draw::Device::new(&g.instance, d);
+    let bindings = [vk::DescriptorSetLayoutBinding::default()
+        .binding(0)
+        .descriptor_type(vk::DescriptorType::COMBINED_IMAGE_SAMPLER)
+        .descriptor_count(1)
+        .stage_flags(vk::ShaderStageFlags::FRAGMENT)];
+    let linfo = vk::DescriptorSetLayoutCreateInfo::default()
+        .flags(vk::DescriptorSetLayoutCreateFlags::PUSH_DESCRIPTOR_KHR)
+        .bindings(&bindings);
+    // SAFETY: live device, push descriptors enabled.
+    let set_layout = unsafe { d.create_descriptor_set_layout(&linfo, None)? };
+    let layouts = [set_layout];
+    let ranges = [vk::PushConstantRange {
+        stage_flags: vk::ShaderStageFlags::FRAGMENT,
+        offset: 0,
+        size: 16,
+    }];
+    let plinfo = vk::PipelineLayoutCreateInfo::default()
+        .set_layouts(&layouts)
+        .push_constant_ranges(&ranges);
+    // SAFETY: live device and set layout.
+    let layout = unsafe { d.create_pipeline_layout(&plinfo, None)? };
+    let stages = [
+        vk::PipelineShaderStageCreateInfo::default()
+            .stage(vk::ShaderStageFlags::VERTEX)
+            .module(s.vert)
+            .name(c"main"),
+        vk::PipelineShaderStageCreateInfo::default()
+            .stage(vk::ShaderStageFlags::FRAGMENT)
+            .module(s.frag)
+            .name(c"main"),
+    ];
+    let assembly = vk::PipelineInputAssemblyStateCreateInfo::default()
+        .topology(vk::PrimitiveTopology::TRIANGLE_LIST);
+    let viewport = vk::PipelineViewportStateCreateInfo::default();
+    let raster = vk::PipelineRasterizationStateCreateInfo::default().line_width(1.0);
+    let multisample = vk::PipelineMultisampleStateCreateInfo::default();
+    let attachments = [vk::PipelineColorBlendAttachmentState::default()];
+    let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&attachments);
+    let dynamic_states = [
+        vk::DynamicState::VIEWPORT_WITH_COUNT,
+        vk::DynamicState::SCISSOR_WITH_COUNT,
+        vk::DynamicState::CULL_MODE,
+        vk::DynamicState::FRONT_FACE,
+        vk::DynamicState::PRIMITIVE_TOPOLOGY,
+        vk::DynamicState::BLEND_CONSTANTS,
+        vk::DynamicState::VERTEX_INPUT_EXT,
+        vk::DynamicState::POLYGON_MODE_EXT,
+        vk::DynamicState::DEPTH_CLAMP_ENABLE_EXT,
+        vk::DynamicState::RASTERIZATION_SAMPLES_EXT,
+        vk::DynamicState::SAMPLE_MASK_EXT,
+        vk::DynamicState::ALPHA_TO_COVERAGE_ENABLE_EXT,
+        vk::DynamicState::COLOR_BLEND_ENABLE_EXT,
+        vk::DynamicState::COLOR_BLEND_EQUATION_EXT,
+        vk::DynamicState::COLOR_WRITE_MASK_EXT,
+    ];
+    let dynamic = vk::PipelineDynamicStateCreateInfo::default().dynamic_states(&dynamic_states);
+    let formats = [FORMAT];
+    let mut rendering =
+        vk::PipelineRenderingCreateInfo::default().color_attachment_formats(&formats);
+    let info = vk::GraphicsPipelineCreateInfo::default()
+        .stages(&stages)
+        .input_assembly_state(&assembly)
+        .viewport_state(&viewport)
+        .rasterization_state(&raster)
+        .multisample_state(&multisample)
+        .color_blend_state(&blend)
+        .dynamic_state(&dynamic)
+        .layout(layout)
+        .push_next(&mut rendering);
+    // SAFETY: live device; every referenced object is live; the extensions are enabled.
+    let pipeline = unsafe { d.create_graphics_pipelines(vk::PipelineCache::null(), &[info], None) }
+        .map_err(|(_, e)| e)?[0];
+    let target = image(
+        g,
+        SIZE,
+        SIZE,
+        vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::TRANSFER_SRC,
+    )?;
+    let extent = vk::Extent2D {
+        width: SIZE,
+        height: SIZE,
+    };
+    let area = vk::Rect2D {
+        offset: vk::Offset2D::default(),
+        extent,
+    };
+    use vk::ImageLayout as L;
+    g.run(|cb| {
+        layout_barrier2(
+            g,
+            cb,
+            target.image,
+            (L::UNDEFINED, L::COLOR_ATTACHMENT_OPTIMAL),
+            (vk::PipelineStageFlags2::NONE, vk::AccessFlags2::NONE),
+            (
+                vk::PipelineStageFlags2::COLOR_ATTACHMENT_OUTPUT,
+                vk::AccessFlags2::COLOR_ATTACHMENT_WRITE,
+            ),
+        );
+        let color = [vk::RenderingAttachmentInfo::default()
+            .image_view(target.view)
+            .image_layout(L::COLOR_ATTACHMENT_OPTIMAL)
+            .load_op(vk::AttachmentLoadOp::CLEAR)
+            .store_op(vk::AttachmentStoreOp::STORE)
+            .clear_value(vk::ClearValue {
+                color: vk::ClearColorValue { float32: CLEAR },
+            })];
+        let rinfo = vk::RenderingInfo::default()
+            .render_area(area)
+            .layer_count(1)
+            .color_attachments(&color);
+        // Every call in this closure: recording command buffer, live objects created
+        // above, the extensions enabled, inside the rendering begun here.
+        // SAFETY: as just said.
+        unsafe { d.cmd_begin_rendering(cb, &rinfo) };
+        // SAFETY: as above.
+        unsafe { d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::GRAPHICS, pipeline) };
+        let vp = [vk::Viewport {
+            x: 0.0,
+            y: 0.0,
+            width: SIZE as f32,
+            height: SIZE as f32,
+            min_depth: 0.0,
+            max_depth: 1.0,
+        }];
+        // SAFETY: as above.
+        unsafe { d.cmd_set_viewport_with_count(cb, &vp) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_scissor_with_count(cb, &[area]) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_cull_mode(cb, vk::CullModeFlags::NONE) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_front_face(cb, vk::FrontFace::COUNTER_CLOCKWISE) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_primitive_topology(cb, vk::PrimitiveTopology::TRIANGLE_LIST) };
+        // SAFETY: as above.
+        unsafe { d.cmd_set_blend_constants(cb, &[0.5, 0.5, 0.5, 0.5]) };
+        let vb = [vk::VertexInputBindingDescription2EXT::default()
+            .binding(0)
+            .stride(16)
+            .input_rate(vk::VertexInputRate::VERTEX)
+            .divisor(1)];
+        let va = [
+            vk::VertexInputAttributeDescription2EXT::default()
+                .location(0)
+                .binding(0)
+                .format(vk::Format::R32G32_SFLOAT)
+                .offset(0),
+            vk::VertexInputAttributeDescription2EXT::default()
+                .location(1)
+                .binding(0)
+                .format(vk::Format::R32G32_SFLOAT)
+                .offset(8),
+        ];
+        // SAFETY: as above.
+        unsafe { vertex_input.cmd_set_vertex_input(cb, &vb, &va) };
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_polygon_mode(cb, vk::PolygonMode::FILL) };
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_depth_clamp_enable(cb, false) };
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_rasterization_samples(cb, vk::SampleCountFlags::TYPE_1) };
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_sample_mask(cb, vk::SampleCountFlags::TYPE_1, &[u32::MAX]) };
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_alpha_to_coverage_enable(cb, false) };
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_color_blend_enable(cb, 0, &[vk::TRUE]) };
+        let eq = [vk::ColorBlendEquationEXT {
+            src_color_blend_factor: vk::BlendFactor::CONSTANT_COLOR,
+            dst_color_blend_factor: vk::BlendFactor::ONE_MINUS_CONSTANT_COLOR,
+            color_blend_op: vk::BlendOp::ADD,
+            src_alpha_blend_factor: vk::BlendFactor::ONE,
+            dst_alpha_blend_factor: vk::BlendFactor::ZERO,
+            alpha_blend_op: vk::BlendOp::ADD,
+        }];
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_color_blend_equation(cb, 0, &eq) };
+        let mask =
+            vk::ColorComponentFlags::R | vk::ColorComponentFlags::G | vk::ColorComponentFlags::A;
+        // SAFETY: as above.
+        unsafe { eds3.cmd_set_color_write_mask(cb, 0, &[mask]) };
+        // SAFETY: as above.
+        unsafe { d.cmd_bind_vertex_buffers(cb, 0, &[s.vertices.buffer], &[0]) };
+        // SAFETY: as above.
+        unsafe { d.cmd_bind_index_buffer(cb, s.indices.buffer, 0, vk::IndexType::UINT16) };
+        let iinfo = [vk::DescriptorImageInfo {
+            sampler: s.sampler,
+            image_view: s.texture.view,
+            image_layout: L::SHADER_READ_ONLY_OPTIMAL,
+        }];
+        let write = [vk::WriteDescriptorSet::default()
+            .dst_binding(0)
+            .descriptor_type(vk::DescriptorType::COMBINED_IMAGE_SAMPLER)
+            .image_info(&iinfo)];
+        // SAFETY: as above.
+        unsafe {
+            push.cmd_push_descriptor_set(cb, vk::PipelineBindPoint::GRAPHICS, layout, 0, &write)
+        };
+        // SAFETY: as above.
+        unsafe {
+            d.cmd_push_constants(cb, layout, vk::ShaderStageFlags::FRAGMENT, 0, &f32s(&TINT))
+        };
+        let draws = [
+            vk::MultiDrawIndexedInfoEXT {
+                first_index: 0,
+                index_count: 3,
+                vertex_offset: 0,
+            },
+            vk::MultiDrawIndexedInfoEXT {
+                first_index: 3,
+                index_count: 3,
+                vertex_offset: 0,
+            },
+        ];
+        // SAFETY: as above; two packed 12-byte records.
+        unsafe {
+            (multi.fp().cmd_draw_multi_indexed_ext)(
+                cb,
+                2,
+                draws.as_ptr(),
+                1,
+                0,
+                12,
+                std::ptr::null(),
+            )
+        };
+        // SAFETY: as above.
+        unsafe { d.cmd_end_rendering(cb) };
+        layout_barrier2(
+            g,
+            cb,
+            target.image,
+            (L::COLOR_ATTACHMENT_OPTIMAL, L::TRANSFER_SRC_OPTIMAL),
+            (
+                vk::PipelineStageFlags2::COLOR_ATTACHMENT_OUTPUT,
+                vk::AccessFlags2::COLOR_ATTACHMENT_WRITE,
+            ),
+            (
+                vk::PipelineStageFlags2::COPY,
+                vk::AccessFlags2::TRANSFER_READ,
+            ),
+        );
+        let region = [vk::BufferImageCopy {
+            buffer_offset: 0,
+            buffer_row_length: 0,
+            buffer_image_height: 0,
+            image_subresource: color_layers(),
+            image_offset: vk::Offset3D::default(),
+            image_extent: vk::Extent3D {
+                width: SIZE,
+                height: SIZE,
+                depth: 1,
+            },
+        }];
+        // SAFETY: the image is in TRANSFER_SRC_OPTIMAL.
+        unsafe {
+            d.cmd_copy_image_to_buffer(
+                cb,
+                target.image,
+                L::TRANSFER_SRC_OPTIMAL,
+                s.readback.buffer,
+                &region,
+            )
+        };
+    })?;
+    let out = s.readback.read();
+    let px = |x: u32, y: u32| -> [u8; 4] {
+        let i = ((y * SIZE + x) * 4) as usize;
+        [out[i], out[i + 1], out[i + 2], out[i + 3]]
+    };
+    check(px(0, 0) == [51, 102, 153, 255], "clear color at the corner")?;
+    // (128, 96, ·) blended half and half over (51, 102, 153); blue masked off.
+    let c = px(32, 32);
+    let near = |a: u8, b: u8| a.abs_diff(b) <= 1;
+    check(
+        near(c[0], 90) && near(c[1], 99) && c[2] == 153 && c[3] == 255,
+        "blended center with blue masked",
+    )?;
+    // SAFETY: the work finished (g.run waited); nothing uses these objects.
+    unsafe { d.destroy_pipeline(pipeline, None) };
+    // SAFETY: as above.
+    unsafe { d.destroy_pipeline_layout(layout, None) };
+    // SAFETY: as above.
+    unsafe { d.destroy_descriptor_set_layout(set_layout, None) };
+    destroy_image(g, target);
     destroy_scene(g, s);
     Ok(out)
 }
