@@ -107,3 +107,42 @@ fn extension_dynamic_state_matches_native() {
     let (native, venus) = native_and_venus("extdyn", &["ext_dynamic_state"]);
     assert_eq!(native, venus, "pixels differ between native and Venus");
 }
+
+/// Misuse Mesa's Venus driver forwards unchecked (an indirect draw past the end of its
+/// buffer; a buffer-to-image copy outside both objects) fails only that client's
+/// context with a log line naming the command and the reason; the daemon goes on
+/// serving a good client.
+#[test]
+fn out_of_bounds_graphics_commands_fail_only_their_context() {
+    let daemon = Daemon::start(DAEMON, "hostile").expect("daemon");
+    let expected = [
+        (
+            "hostile_indirect",
+            "vkCmdDrawIndirect: handler failed: indirect range outside the buffer",
+        ),
+        (
+            "hostile_copy",
+            "vkCmdCopyBufferToImage: handler failed: region outside the image",
+        ),
+    ];
+    assert_eq!(
+        expected.len(),
+        vgpu_tests::apps::graphics::HOSTILE_CASES.len()
+    );
+    for (case, line) in expected {
+        let o = run_app(Mode::Venus(daemon.socket()), &[case]);
+        assert!(!o.status.success(), "{case} succeeded: {}", text(&o));
+        assert!(
+            daemon.log().contains(line),
+            "{case}: no '{line}' in the daemon log:\n{}",
+            daemon.log()
+        );
+    }
+    let good = run_app(Mode::Venus(daemon.socket()), &["quad_render_pass"]);
+    assert!(
+        good.status.success(),
+        "good client after the hostile ones: {}\ndaemon log:\n{}",
+        text(&good),
+        daemon.log()
+    );
+}

@@ -41,6 +41,8 @@ pub fn run_case(g: &Gpu, name: &str) -> AppResult<Vec<u8>> {
         "msaa_depth_transfer" => msaa_depth_transfer(g),
         "ext_dynamic_state" => ext_dynamic_state(g),
         "descriptor_indexing" => descriptor_indexing(g),
+        "hostile_indirect" => hostile_indirect(g),
+        "hostile_copy" => hostile_copy(g),
         _ => Err(format!("unknown case {name}").into()),
     }
 }
@@ -1771,4 +1773,69 @@ fn ext_dynamic_state(g: &Gpu) -> AppResult<Vec<u8>> {
     destroy_image(g, target);
     destroy_scene(g, s);
     Ok(out)
+}
+
+/// Hostile cases: Vulkan misuse that Mesa's Venus driver encodes without checking and
+/// the renderer must reject (failing only this client's context). Never run natively:
+/// the host driver would read or write out of bounds.
+pub const HOSTILE_CASES: &[&str] = &["hostile_indirect", "hostile_copy"];
+
+/// vkCmdDrawIndirect reading past the end of a 64-byte buffer.
+fn hostile_indirect(g: &Gpu) -> AppResult<Vec<u8>> {
+    let buf = g.buffer_with_usage(64, vk::BufferUsageFlags::INDIRECT_BUFFER)?;
+    g.run(|cb| {
+        // SAFETY: deliberately invalid (offset 4096 of a 64-byte buffer); only ever
+        // recorded through Venus, whose renderer must reject it.
+        unsafe { g.device.cmd_draw_indirect(cb, buf.buffer, 4096, 1, 16) };
+    })?;
+    Err("the renderer accepted an out-of-bounds indirect draw".into())
+}
+
+/// vkCmdCopyBufferToImage writing 64 rows into a 16×16 image from a 1 KiB buffer.
+fn hostile_copy(g: &Gpu) -> AppResult<Vec<u8>> {
+    let buf = g.buffer(1024)?;
+    let img = image(g, TEX, TEX, vk::ImageUsageFlags::TRANSFER_DST)?;
+    g.run(|cb| {
+        layout_barrier(
+            g,
+            cb,
+            img.image,
+            (
+                vk::ImageLayout::UNDEFINED,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            ),
+            (
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                vk::AccessFlags::empty(),
+            ),
+            (
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_WRITE,
+            ),
+        );
+        let region = [vk::BufferImageCopy {
+            buffer_offset: 0,
+            buffer_row_length: 0,
+            buffer_image_height: 0,
+            image_subresource: color_layers(),
+            image_offset: vk::Offset3D::default(),
+            image_extent: vk::Extent3D {
+                width: TEX,
+                height: 64,
+                depth: 1,
+            },
+        }];
+        // SAFETY: deliberately invalid (region outside both objects); only ever
+        // recorded through Venus, whose renderer must reject it.
+        unsafe {
+            g.device.cmd_copy_buffer_to_image(
+                cb,
+                buf.buffer,
+                img.image,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                &region,
+            );
+        }
+    })?;
+    Err("the renderer accepted an out-of-bounds buffer-to-image copy".into())
 }
