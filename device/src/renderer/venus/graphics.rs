@@ -887,10 +887,7 @@ impl Handler<'_, '_> {
             |t| t.cmd_begin_query_indexed_ext,
             "vkCmdBeginQueryIndexedEXT",
         )?;
-        self.check_owned(
-            &dev,
-            &[(vk::ObjectType::QUERY_POOL, args.query_pool.as_raw())],
-        )?;
+        self.check_queries(&dev, args.query_pool, args.query, 1)?;
         check_span(args.index, 1, dev.max_xfb_buffers.max(1), "query index")?;
         // SAFETY: live command buffer and query pool of this device.
         unsafe {
@@ -914,10 +911,7 @@ impl Handler<'_, '_> {
             |t| t.cmd_end_query_indexed_ext,
             "vkCmdEndQueryIndexedEXT",
         )?;
-        self.check_owned(
-            &dev,
-            &[(vk::ObjectType::QUERY_POOL, args.query_pool.as_raw())],
-        )?;
+        self.check_queries(&dev, args.query_pool, args.query, 1)?;
         check_span(args.index, 1, dev.max_xfb_buffers.max(1), "query index")?;
         // SAFETY: live command buffer and query pool of this device.
         unsafe { f(args.command_buffer, args.query_pool, args.query, args.index) };

@@ -96,6 +96,8 @@ pub(crate) struct State {
     render_passes: HashMap<u64, PassInfo>,
     /// Guest framebuffer id → (attachment count, imageless).
     framebuffers: HashMap<u64, (u32, bool)>,
+    /// Guest query pool id → (queryCount, values per query).
+    query_pools: HashMap<u64, (u32, u64)>,
 }
 
 impl std::fmt::Debug for State {
@@ -160,6 +162,7 @@ impl State {
         self.image_infos.remove(&id);
         self.render_passes.remove(&id);
         self.framebuffers.remove(&id);
+        self.query_pools.remove(&id);
         self.dispatchable.remove(&raw);
         Some(id)
     }
@@ -236,6 +239,19 @@ impl State {
     pub(crate) fn framebuffer_info(&self, raw: u64) -> Option<(u32, bool)> {
         let id = self.guest_id(vk::ObjectType::FRAMEBUFFER, raw)?;
         self.framebuffers.get(&id).copied()
+    }
+
+    /// Records (queryCount, values per query) of a pool just bound to guest `id`.
+    pub(crate) fn set_query_pool_info(&mut self, id: u64, count: u32, values: u64) {
+        if self.objects.contains_key(&id) {
+            self.query_pools.insert(id, (count, values));
+        }
+    }
+
+    /// (queryCount, values per query) of the pool with host handle `raw`.
+    pub(crate) fn query_pool_info(&self, raw: u64) -> Option<(u32, u64)> {
+        let id = self.guest_id(vk::ObjectType::QUERY_POOL, raw)?;
+        self.query_pools.get(&id).copied()
     }
 
     /// The host device that owns host object `raw` of type `ty` (command buffers and
