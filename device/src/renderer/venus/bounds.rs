@@ -322,6 +322,118 @@ pub(crate) unsafe fn regions<'a, T>(ptr: *const T, count: u32) -> &'a [T] {
     unsafe { std::slice::from_raw_parts(ptr, count as usize) }
 }
 
+/// One binding of a descriptor set layout.
+#[derive(Clone, Copy, Debug)]
+struct BindingInfo {
+    binding: u32,
+    ty: vk::DescriptorType,
+    count: u32,
+    /// `VARIABLE_DESCRIPTOR_COUNT`: the set's allocation gives the real count.
+    variable: bool,
+}
+
+/// The bindings of a descriptor set layout, sorted by binding number: what the driver
+/// indexes with a write's binding, array element and count.
+#[derive(Debug, Default)]
+pub(crate) struct SetLayoutInfo {
+    bindings: Vec<BindingInfo>,
+}
+
+impl SetLayoutInfo {
+    /// From the create info's bindings and (optional) per-binding flags.
+    pub(crate) fn new(
+        bindings: &[vk::DescriptorSetLayoutBinding<'_>],
+        flags: &[vk::DescriptorBindingFlags],
+    ) -> Self {
+        let mut v: Vec<BindingInfo> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BindingInfo {
+                binding: b.binding,
+                ty: b.descriptor_type,
+                count: b.descriptor_count,
+                variable: flags.get(i).is_some_and(|f| {
+                    f.contains(vk::DescriptorBindingFlags::VARIABLE_DESCRIPTOR_COUNT)
+                }),
+            })
+            .collect();
+        v.sort_by_key(|b| b.binding);
+        Self { bindings: v }
+    }
+
+    /// Whether the layout has a variable-count binding.
+    pub(crate) fn has_variable(&self) -> bool {
+        self.bindings.iter().any(|b| b.variable)
+    }
+
+    fn count(b: &BindingInfo, variable: u32) -> u64 {
+        if b.variable {
+            u64::from(variable.min(b.count))
+        } else {
+            u64::from(b.count)
+        }
+    }
+
+    /// Checks that `count` descriptors from (`binding`, `element`) fit the set, rolling
+    /// over into the following bindings of the same type as Vulkan allows; returns the
+    /// type of `binding`. With `ty`, the binding must have that type (or be mutable).
+    pub(crate) fn check_span(
+        &self,
+        binding: u32,
+        element: u32,
+        count: u32,
+        ty: Option<vk::DescriptorType>,
+        variable: u32,
+    ) -> Result<vk::DescriptorType> {
+        let i = self
+            .bindings
+            .iter()
+            .position(|b| b.binding == binding)
+            .ok_or(VenusError::Invalid("descriptor binding not in the layout"))?;
+        let first = self.bindings[i];
+        if let Some(t) = ty {
+            if t != first.ty && first.ty != vk::DescriptorType::MUTABLE_EXT {
+                return Err(VenusError::Invalid(
+                    "descriptor type differs from the binding",
+                ));
+            }
+        }
+        let mut capacity = Self::count(&first, variable)
+            .checked_sub(u64::from(element))
+            .ok_or(VenusError::Invalid("descriptor array element out of range"))?;
+        let mut prev = first.binding;
+        for b in &self.bindings[i + 1..] {
+            if capacity >= u64::from(count) {
+                break;
+            }
+            if b.binding != prev.wrapping_add(1) || b.ty != first.ty {
+                break;
+            }
+            capacity += Self::count(b, variable);
+            prev = b.binding;
+        }
+        if u64::from(count) > capacity {
+            return Err(VenusError::Invalid("descriptors beyond the binding"));
+        }
+        Ok(first.ty)
+    }
+
+    /// Dynamic uniform/storage buffer descriptors in the layout (one offset each).
+    pub(crate) fn dynamic_count(&self) -> u64 {
+        self.bindings
+            .iter()
+            .filter(|b| {
+                matches!(
+                    b.ty,
+                    vk::DescriptorType::UNIFORM_BUFFER_DYNAMIC
+                        | vk::DescriptorType::STORAGE_BUFFER_DYNAMIC
+                )
+            })
+            .map(|b| u64::from(b.count))
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +495,53 @@ mod tests {
         assert!(check_buffer_image(&bc, 127, &region(0, 16, 16, 0)).is_err());
         let ycbcr = img(vk::Format::G8_B8R8_2PLANE_420_UNORM, 16, 16, 1, 1);
         assert!(check_buffer_image(&ycbcr, 1 << 20, &region(0, 16, 16, 0)).is_err());
+    }
+
+    #[test]
+    fn descriptor_spans() {
+        let b = |binding, ty, count| {
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(binding)
+                .descriptor_type(ty)
+                .descriptor_count(count)
+        };
+        let sb = vk::DescriptorType::STORAGE_BUFFER;
+        let l = SetLayoutInfo::new(
+            &[
+                b(0, sb, 2),
+                b(1, sb, 3),
+                b(3, vk::DescriptorType::SAMPLER, 1),
+                b(4, sb, 8),
+            ],
+            &[
+                vk::DescriptorBindingFlags::empty(),
+                vk::DescriptorBindingFlags::empty(),
+                vk::DescriptorBindingFlags::empty(),
+                vk::DescriptorBindingFlags::VARIABLE_DESCRIPTOR_COUNT,
+            ],
+        );
+        l.check_span(0, 0, 2, Some(sb), 0).expect("fits");
+        l.check_span(0, 1, 4, Some(sb), 0)
+            .expect("rolls over into binding 1");
+        l.check_span(0, 1, 5, Some(sb), 0).expect_err("rejected");
+        assert!(
+            l.check_span(1, 0, 4, Some(sb), 0).is_err(),
+            "binding 2 is missing"
+        );
+        l.check_span(2, 0, 1, Some(sb), 0).expect_err("rejected");
+        l.check_span(3, 0, 1, Some(sb), 0)
+            .expect_err("type differs");
+        l.check_span(4, 0, 5, Some(sb), 5)
+            .expect("variable count 5");
+        l.check_span(4, 0, 6, Some(sb), 5).expect_err("rejected");
+        assert!(
+            l.check_span(4, 0, 1, Some(sb), 0).is_err(),
+            "variable count 0"
+        );
+        l.check_span(0, u32::MAX, 1, Some(sb), 0)
+            .expect_err("rejected");
+        assert!(l.has_variable());
+        assert_eq!(l.dynamic_count(), 0);
     }
 
     #[test]

@@ -190,16 +190,41 @@ impl Handler<'_, '_> {
         args: &mut CmdBindDescriptorSetsArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        let sets = args.p_descriptor_sets.unwrap_or(&[]);
+        let offsets = args.p_dynamic_offsets.unwrap_or(&[]);
+        {
+            let st = self.lock();
+            let layout = st
+                .pipeline_layout_info(args.layout.as_raw())
+                .ok_or(VenusError::Invalid("unknown pipeline layout"))?;
+            check_span(
+                args.first_set,
+                sets.len(),
+                u32::try_from(layout.len()).unwrap_or(u32::MAX),
+                "descriptor sets beyond the layout",
+            )?;
+            let mut dynamic = 0u64;
+            for set in sets.iter().filter(|s| !s.is_null()) {
+                let (info, _) = st
+                    .descriptor_set_info(set.as_raw())
+                    .ok_or(VenusError::Invalid("unknown descriptor set"))?;
+                dynamic += info.dynamic_count();
+            }
+            if (offsets.len() as u64) < dynamic {
+                return Err(VenusError::Invalid("too few dynamic offsets"));
+            }
+        }
         // SAFETY: live command buffer; sets and layout are translated handles; the
-        // counts come from the slices.
+        // counts come from the slices, within the layout, with an offset per dynamic
+        // descriptor.
         unsafe {
             dev.device.cmd_bind_descriptor_sets(
                 args.command_buffer,
                 args.pipeline_bind_point,
                 args.layout,
                 args.first_set,
-                args.p_descriptor_sets.unwrap_or(&[]),
-                args.p_dynamic_offsets.unwrap_or(&[]),
+                sets,
+                offsets,
             );
         }
         Ok(())

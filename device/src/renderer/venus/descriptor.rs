@@ -9,8 +9,9 @@ use vulkan_proto::args::{
     ResetDescriptorPoolArgs, UpdateDescriptorSetsArgs,
 };
 
+use super::bounds::{self, SetLayoutInfo};
 use super::physical_device::required;
-use super::{Handler, Result, VenusError};
+use super::{raw, Handler, Result, VenusError};
 
 /// Rejects writes whose descriptor type needs an array the guest did not send (the
 /// driver would read through NULL).
@@ -48,10 +49,76 @@ impl Handler<'_, '_> {
         args: &mut CreateDescriptorSetLayoutArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_set_layout.as_deref())?;
+        // SAFETY: the decoder built `pBindings` with `bindingCount` entries in the arena.
+        let bindings = unsafe { bounds::regions(info.p_bindings, info.binding_count) };
+        // SAFETY: the chain was decoded into this command's arena.
+        let flags = unsafe {
+            raw::find_in_chain(
+                info.p_next,
+                vk::StructureType::DESCRIPTOR_SET_LAYOUT_BINDING_FLAGS_CREATE_INFO,
+            )
+        }
+        .cast::<vk::DescriptorSetLayoutBindingFlagsCreateInfo<'_>>();
+        // SAFETY: NULL or the flags struct (its sType) in the arena, with its array.
+        let flags = match unsafe { flags.as_ref() } {
+            // SAFETY: as above.
+            Some(f) => unsafe { bounds::regions(f.p_binding_flags, f.binding_count) },
+            None => &[],
+        };
+        let layout = SetLayoutInfo::new(bindings, flags);
         // SAFETY: live device; `info` lives in the arena with translated samplers.
-        self.create_child(args.device, args.p_set_layout.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_set_layout.as_deref(), |d| unsafe {
             d.device.create_descriptor_set_layout(info, None)
-        })
+        })?;
+        self.lock().set_set_layout_info(id, layout);
+        Ok(r)
+    }
+
+    /// Checks every write and copy against the bindings of its sets.
+    fn check_updates(
+        &self,
+        writes: &[vk::WriteDescriptorSet<'_>],
+        copies: &[vk::CopyDescriptorSet<'_>],
+    ) -> Result<()> {
+        let st = self.lock();
+        let set = |h: vk::DescriptorSet| {
+            st.descriptor_set_info(h.as_raw())
+                .ok_or(VenusError::Invalid("descriptor update of an unknown set"))
+        };
+        for w in writes {
+            check_write(w)?;
+            let (layout, variable) = set(w.dst_set)?;
+            layout.check_span(
+                w.dst_binding,
+                w.dst_array_element,
+                w.descriptor_count,
+                Some(w.descriptor_type),
+                variable,
+            )?;
+        }
+        for c in copies {
+            let (src, src_var) = set(c.src_set)?;
+            let (dst, dst_var) = set(c.dst_set)?;
+            let a = src.check_span(
+                c.src_binding,
+                c.src_array_element,
+                c.descriptor_count,
+                None,
+                src_var,
+            )?;
+            let b = dst.check_span(
+                c.dst_binding,
+                c.dst_array_element,
+                c.descriptor_count,
+                Some(a),
+                dst_var,
+            )?;
+            if a != b {
+                return Err(VenusError::Invalid("descriptor copy between types"));
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn destroy_descriptor_set_layout(
@@ -147,18 +214,58 @@ impl Handler<'_, '_> {
             }
         }
         let ids: Vec<u64> = slots.iter().map(|s| s.as_raw()).collect();
+        // SAFETY: the decoder built `pSetLayouts` with `descriptorSetCount` entries.
+        let layouts = unsafe { bounds::regions(info.p_set_layouts, info.descriptor_set_count) };
+        // SAFETY: the chain was decoded into this command's arena.
+        let variable = unsafe {
+            raw::find_in_chain(
+                info.p_next,
+                vk::StructureType::DESCRIPTOR_SET_VARIABLE_DESCRIPTOR_COUNT_ALLOCATE_INFO,
+            )
+        }
+        .cast::<vk::DescriptorSetVariableDescriptorCountAllocateInfo<'_>>();
+        // SAFETY: NULL or the struct (its sType) in the arena, with its array.
+        let variable = match unsafe { variable.as_ref() } {
+            // SAFETY: as above.
+            Some(v) => unsafe { bounds::regions(v.p_descriptor_counts, v.descriptor_set_count) },
+            None => &[],
+        };
+        if !variable.is_empty() && variable.len() != layouts.len() {
+            return Err(VenusError::Invalid(
+                "variable descriptor counts differ from descriptorSetCount",
+            ));
+        }
+        let infos: Vec<_> = {
+            let st = self.lock();
+            layouts
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let info = st
+                        .set_layout_info(l.as_raw())
+                        .ok_or(VenusError::Invalid("unknown descriptor set layout"))?;
+                    let var = if info.has_variable() {
+                        variable.get(i).copied().unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    Ok((info, var))
+                })
+                .collect::<Result<_>>()?
+        };
         let dev = self.device(args.device)?;
         // SAFETY: live device; `info` lives in the arena with translated handles.
         match unsafe { dev.device.allocate_descriptor_sets(info) } {
             Ok(sets) => {
                 let mut st = self.lock();
-                for (id, s) in ids.iter().zip(&sets) {
+                for ((id, s), (layout, var)) in ids.iter().zip(&sets).zip(infos) {
                     st.bind(
                         *id,
                         vk::ObjectType::DESCRIPTOR_SET,
                         s.as_raw(),
                         info.descriptor_pool.as_raw(),
                     )?;
+                    st.set_descriptor_set_info(*id, layout, var);
                 }
                 Ok(vk::Result::SUCCESS)
             }
@@ -197,10 +304,8 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device(args.device)?;
         let writes = args.p_descriptor_writes.unwrap_or(&[]);
-        for w in writes {
-            check_write(w)?;
-        }
         let copies = args.p_descriptor_copies.unwrap_or(&[]);
+        self.check_updates(writes, copies)?;
         // SAFETY: live device; writes and copies live in the arena with translated
         // handles, and every write has the array its type needs (checked above).
         unsafe { dev.device.update_descriptor_sets(writes, copies) };

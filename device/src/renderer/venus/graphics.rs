@@ -978,8 +978,26 @@ impl Handler<'_, '_> {
         args: &mut CmdPushDescriptorSetKHRArgs<'_>,
     ) -> Result<()> {
         let writes = args.p_descriptor_writes.unwrap_or(&[]);
-        for w in writes {
-            check_write(w)?;
+        {
+            let layout = self
+                .lock()
+                .pipeline_layout_info(args.layout.as_raw())
+                .ok_or(VenusError::Invalid("unknown pipeline layout"))?;
+            let set = usize::try_from(args.set)
+                .ok()
+                .and_then(|i| layout.get(i))
+                .and_then(Option::as_ref)
+                .ok_or(VenusError::Invalid("push descriptor set beyond the layout"))?;
+            for w in writes {
+                check_write(w)?;
+                set.check_span(
+                    w.dst_binding,
+                    w.dst_array_element,
+                    w.descriptor_count,
+                    Some(w.descriptor_type),
+                    0,
+                )?;
+            }
         }
         let (dev, f) = self.cmd_fn(
             args.command_buffer,

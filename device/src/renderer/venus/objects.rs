@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
-use super::bounds::{ImageInfo, PassInfo};
+use super::bounds::{ImageInfo, PassInfo, SetLayoutInfo};
 use super::fns::DeviceFns;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
@@ -98,6 +98,12 @@ pub(crate) struct State {
     framebuffers: HashMap<u64, (u32, bool)>,
     /// Guest query pool id → (queryCount, values per query).
     query_pools: HashMap<u64, (u32, u64)>,
+    /// Guest descriptor set layout id → its bindings.
+    set_layouts: HashMap<u64, Arc<SetLayoutInfo>>,
+    /// Guest descriptor set id → (layout bindings, variable descriptor count).
+    descriptor_sets: HashMap<u64, (Arc<SetLayoutInfo>, u32)>,
+    /// Guest pipeline layout id → its set layouts (NULL ones as `None`).
+    pipeline_layouts: HashMap<u64, Arc<Vec<Option<Arc<SetLayoutInfo>>>>>,
 }
 
 impl std::fmt::Debug for State {
@@ -163,6 +169,9 @@ impl State {
         self.render_passes.remove(&id);
         self.framebuffers.remove(&id);
         self.query_pools.remove(&id);
+        self.set_layouts.remove(&id);
+        self.descriptor_sets.remove(&id);
+        self.pipeline_layouts.remove(&id);
         self.dispatchable.remove(&raw);
         Some(id)
     }
@@ -252,6 +261,57 @@ impl State {
     pub(crate) fn query_pool_info(&self, raw: u64) -> Option<(u32, u64)> {
         let id = self.guest_id(vk::ObjectType::QUERY_POOL, raw)?;
         self.query_pools.get(&id).copied()
+    }
+
+    /// Records the bindings of a set layout just bound to guest `id`.
+    pub(crate) fn set_set_layout_info(&mut self, id: u64, info: SetLayoutInfo) {
+        if self.objects.contains_key(&id) {
+            self.set_layouts.insert(id, Arc::new(info));
+        }
+    }
+
+    /// The bindings of the set layout with host handle `raw`.
+    pub(crate) fn set_layout_info(&self, raw: u64) -> Option<Arc<SetLayoutInfo>> {
+        let id = self.guest_id(vk::ObjectType::DESCRIPTOR_SET_LAYOUT, raw)?;
+        self.set_layouts.get(&id).cloned()
+    }
+
+    /// Records the layout and variable count of a set just bound to guest `id`.
+    pub(crate) fn set_descriptor_set_info(
+        &mut self,
+        id: u64,
+        layout: Arc<SetLayoutInfo>,
+        variable: u32,
+    ) {
+        if self.objects.contains_key(&id) {
+            self.descriptor_sets.insert(id, (layout, variable));
+        }
+    }
+
+    /// The layout and variable count of the set with host handle `raw`.
+    pub(crate) fn descriptor_set_info(&self, raw: u64) -> Option<(Arc<SetLayoutInfo>, u32)> {
+        let id = self.guest_id(vk::ObjectType::DESCRIPTOR_SET, raw)?;
+        self.descriptor_sets.get(&id).cloned()
+    }
+
+    /// Records the set layouts of a pipeline layout just bound to guest `id`.
+    pub(crate) fn set_pipeline_layout_info(
+        &mut self,
+        id: u64,
+        sets: Vec<Option<Arc<SetLayoutInfo>>>,
+    ) {
+        if self.objects.contains_key(&id) {
+            self.pipeline_layouts.insert(id, Arc::new(sets));
+        }
+    }
+
+    /// The set layouts of the pipeline layout with host handle `raw`.
+    pub(crate) fn pipeline_layout_info(
+        &self,
+        raw: u64,
+    ) -> Option<Arc<Vec<Option<Arc<SetLayoutInfo>>>>> {
+        let id = self.guest_id(vk::ObjectType::PIPELINE_LAYOUT, raw)?;
+        self.pipeline_layouts.get(&id).cloned()
     }
 
     /// The host device that owns host object `raw` of type `ty` (command buffers and

@@ -94,10 +94,22 @@ impl Handler<'_, '_> {
         args: &mut CreatePipelineLayoutArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
+        let id = self.new_id(args.p_pipeline_layout.as_deref())?;
+        // SAFETY: the decoder built `pSetLayouts` with `setLayoutCount` entries.
+        let layouts = unsafe { bounds::regions(info.p_set_layouts, info.set_layout_count) };
+        let sets: Vec<_> = {
+            let st = self.lock();
+            layouts
+                .iter()
+                .map(|l| st.set_layout_info(l.as_raw()))
+                .collect()
+        };
         // SAFETY: live device; `info` lives in the arena with translated set layouts.
-        self.create_child(args.device, args.p_pipeline_layout.as_deref(), |d| unsafe {
+        let r = self.create_child(args.device, args.p_pipeline_layout.as_deref(), |d| unsafe {
             d.device.create_pipeline_layout(info, None)
-        })
+        })?;
+        self.lock().set_pipeline_layout_info(id, sets);
+        Ok(r)
     }
 
     pub(super) fn destroy_pipeline_layout(
