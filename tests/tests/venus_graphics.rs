@@ -109,7 +109,8 @@ fn extension_dynamic_state_matches_native() {
 }
 
 /// Misuse Mesa's Venus driver forwards unchecked (an indirect draw past the end of its
-/// buffer; a buffer-to-image copy outside both objects) fails only that client's
+/// buffer; a buffer-to-image copy outside both objects; a descriptor write past the end
+/// of its binding) fails only that client's
 /// context with a log line naming the command and the reason; the daemon goes on
 /// serving a good client.
 #[test]
@@ -123,6 +124,10 @@ fn out_of_bounds_graphics_commands_fail_only_their_context() {
         (
             "hostile_copy",
             "vkCmdCopyBufferToImage: handler failed: region outside the image",
+        ),
+        (
+            "hostile_descriptor",
+            "vkUpdateDescriptorSets: handler failed: descriptor array element out of range",
         ),
     ];
     assert_eq!(

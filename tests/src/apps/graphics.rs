@@ -43,6 +43,7 @@ pub fn run_case(g: &Gpu, name: &str) -> AppResult<Vec<u8>> {
         "descriptor_indexing" => descriptor_indexing(g),
         "hostile_indirect" => hostile_indirect(g),
         "hostile_copy" => hostile_copy(g),
+        "hostile_descriptor" => hostile_descriptor(g),
         _ => Err(format!("unknown case {name}").into()),
     }
 }
@@ -1778,7 +1779,7 @@ fn ext_dynamic_state(g: &Gpu) -> AppResult<Vec<u8>> {
 /// Hostile cases: Vulkan misuse that Mesa's Venus driver encodes without checking and
 /// the renderer must reject (failing only this client's context). Never run natively:
 /// the host driver would read or write out of bounds.
-pub const HOSTILE_CASES: &[&str] = &["hostile_indirect", "hostile_copy"];
+pub const HOSTILE_CASES: &[&str] = &["hostile_indirect", "hostile_copy", "hostile_descriptor"];
 
 /// vkCmdDrawIndirect reading past the end of a 64-byte buffer.
 fn hostile_indirect(g: &Gpu) -> AppResult<Vec<u8>> {
@@ -1838,4 +1839,36 @@ fn hostile_copy(g: &Gpu) -> AppResult<Vec<u8>> {
         }
     })?;
     Err("the renderer accepted an out-of-bounds buffer-to-image copy".into())
+}
+
+/// vkUpdateDescriptorSets writing array element 4 of a one-descriptor binding.
+fn hostile_descriptor(g: &Gpu) -> AppResult<Vec<u8>> {
+    let buf = g.buffer(64)?;
+    let p = g.pipeline(
+        super::spv::ADD_CONST,
+        1,
+        12,
+        None,
+        vk::PipelineCache::null(),
+    )?;
+    let set = g.set(&p, &[&buf])?;
+    let info = [vk::DescriptorBufferInfo {
+        buffer: buf.buffer,
+        offset: 0,
+        range: vk::WHOLE_SIZE,
+    }];
+    let write = [vk::WriteDescriptorSet::default()
+        .dst_set(set)
+        .dst_binding(0)
+        .dst_array_element(4)
+        .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+        .buffer_info(&info)];
+    // SAFETY: deliberately invalid (element 4 of a one-element binding); only ever
+    // sent through Venus, whose renderer must reject it.
+    unsafe { g.device.update_descriptor_sets(&write, &[]) };
+    // The update has no reply; a round trip makes the renderer see it.
+    // SAFETY: live device.
+    unsafe { g.device.device_wait_idle()? };
+    g.run(|_| {})?;
+    Err("the renderer accepted an out-of-range descriptor write".into())
 }
