@@ -97,6 +97,33 @@ impl ImageInfo {
         Ok(())
     }
 
+    /// The base-level size and layer count of a view of `range` (checked).
+    pub(crate) fn view(&self, range: &vk::ImageSubresourceRange) -> Result<ViewInfo> {
+        self.check_range(range)?;
+        let [w, h, d] = self.mip_extent(range.base_mip_level);
+        let layers = if self.ty == vk::ImageType::TYPE_3D {
+            d
+        } else if range.layer_count == vk::REMAINING_ARRAY_LAYERS {
+            u64::from(self.array_layers.saturating_sub(range.base_array_layer))
+        } else {
+            u64::from(range.layer_count)
+        };
+        let c = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Ok(ViewInfo {
+            width: c(w),
+            height: c(h),
+            layers: c(layers),
+        })
+    }
+
+    /// Checks one subresource (mip level, layer) exists.
+    pub(crate) fn check_subresource(&self, mip: u32, layer: u32) -> Result<()> {
+        if mip >= self.mip_levels || layer >= self.array_layers {
+            return Err(VenusError::Invalid("subresource out of range"));
+        }
+        Ok(())
+    }
+
     /// Checks a subresource range (clears and barriers).
     pub(crate) fn check_range(&self, r: &vk::ImageSubresourceRange) -> Result<()> {
         let levels = if r.level_count == vk::REMAINING_MIP_LEVELS {
@@ -118,6 +145,66 @@ impl ImageInfo {
         }
         Ok(())
     }
+}
+
+/// The size of an image view's base level and its layer count (framebuffer and
+/// rendering attachments must cover the render area and layers).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ViewInfo {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) layers: u32,
+}
+
+impl ViewInfo {
+    /// Checks that the view covers `area` (non-negative offsets) and `layers` layers.
+    pub(crate) fn covers(&self, area: &vk::Rect2D, layers: u32) -> Result<()> {
+        let end = |o: i32, e: u32| {
+            u64::try_from(o)
+                .ok()
+                .map(|o| o + u64::from(e))
+                .ok_or(VenusError::Invalid("negative render area offset"))
+        };
+        if end(area.offset.x, area.extent.width)? > u64::from(self.width)
+            || end(area.offset.y, area.extent.height)? > u64::from(self.height)
+            || layers > self.layers
+        {
+            return Err(VenusError::Invalid(
+                "attachment smaller than the render area",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a command buffer records, for vkCmdClearAttachments.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RenderState {
+    /// Inside a render pass instance with this area and layer count.
+    Inside(vk::Rect2D, u32),
+    /// A secondary command buffer continuing a render pass whose area it cannot know.
+    Inherited,
+}
+
+/// Checks clear rects against the render area and layer count.
+pub(crate) fn check_clear_rects(
+    area: &vk::Rect2D,
+    layers: u32,
+    rects: &[vk::ClearRect],
+) -> Result<()> {
+    let lo = |o: i32| i64::from(o);
+    let hi = |o: i32, e: u32| i64::from(o) + i64::from(e);
+    for r in rects {
+        if lo(r.rect.offset.x) < lo(area.offset.x)
+            || lo(r.rect.offset.y) < lo(area.offset.y)
+            || hi(r.rect.offset.x, r.rect.extent.width) > hi(area.offset.x, area.extent.width)
+            || hi(r.rect.offset.y, r.rect.extent.height) > hi(area.offset.y, area.extent.height)
+            || u64::from(r.base_array_layer) + u64::from(r.layer_count) > u64::from(layers)
+        {
+            return Err(VenusError::Invalid("clear rect outside the render area"));
+        }
+    }
+    Ok(())
 }
 
 /// What render pass begins and pipeline creation check about a render pass.

@@ -142,6 +142,21 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_begin_info, "pBeginInfo")?;
+        let state = if info
+            .flags
+            .contains(vk::CommandBufferUsageFlags::RENDER_PASS_CONTINUE)
+        {
+            // SAFETY: NULL or the inheritance info the decoder built in the arena.
+            let inherit = unsafe { info.p_inheritance_info.as_ref() };
+            let fb = inherit.and_then(|i| self.lock().framebuffer_info(i.framebuffer.as_raw()));
+            Some(fb.map_or(bounds::RenderState::Inherited, |f| {
+                bounds::RenderState::Inside(f.area(), f.layers)
+            }))
+        } else {
+            None
+        };
+        self.lock()
+            .set_render_state(args.command_buffer.as_raw(), state);
         // SAFETY: live command buffer; `info` (and inheritance info) live in the arena.
         Ok(vk_result(unsafe {
             dev.device.begin_command_buffer(args.command_buffer, info)
@@ -624,7 +639,9 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_render_pass_begin, "pRenderPassBegin")?;
-        self.check_render_pass_begin(&dev, info)?;
+        let state = self.check_render_pass_begin(&dev, info)?;
+        self.lock()
+            .set_render_state(args.command_buffer.as_raw(), Some(state));
         // SAFETY: live command buffer; `info` from the arena with translated handles.
         unsafe {
             dev.device
@@ -638,6 +655,8 @@ impl Handler<'_, '_> {
         args: &mut CmdEndRenderPassArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
+        self.lock()
+            .set_render_state(args.command_buffer.as_raw(), None);
         // SAFETY: live command buffer.
         unsafe { dev.device.cmd_end_render_pass(args.command_buffer) };
         Ok(())
@@ -656,6 +675,39 @@ impl Handler<'_, '_> {
         if info.color_attachment_count > dev.limits.max_color_attachments {
             return Err(VenusError::Invalid("too many color attachments"));
         }
+        let layers = if info.view_mask != 0 {
+            32 - info.view_mask.leading_zeros()
+        } else {
+            info.layer_count
+        };
+        // SAFETY: the decoder built the attachment arrays (and optional depth/stencil
+        // infos) in the arena with their counts.
+        let color =
+            unsafe { bounds::regions(info.p_color_attachments, info.color_attachment_count) };
+        // SAFETY: as above.
+        let depth = unsafe { info.p_depth_attachment.as_ref() };
+        // SAFETY: as above.
+        let stencil = unsafe { info.p_stencil_attachment.as_ref() };
+        let views: Vec<vk::ImageView> = color
+            .iter()
+            .chain(depth)
+            .chain(stencil)
+            .flat_map(|a| {
+                // The resolve view is ignored (and may be anything) without a mode.
+                let resolve = if a.resolve_mode == vk::ResolveModeFlags::NONE {
+                    vk::ImageView::null()
+                } else {
+                    a.resolve_image_view
+                };
+                [a.image_view, resolve]
+            })
+            .filter(|v| *v != vk::ImageView::null())
+            .collect();
+        self.check_views_cover(&dev, &views, &info.render_area, layers)?;
+        self.lock().set_render_state(
+            args.command_buffer.as_raw(),
+            Some(bounds::RenderState::Inside(info.render_area, layers.max(1))),
+        );
         // SAFETY: live command buffer; `info` from the arena with translated handles.
         unsafe { f(args.command_buffer, info) };
         Ok(())
@@ -667,6 +719,8 @@ impl Handler<'_, '_> {
             |t| t.cmd_end_rendering,
             "vkCmdEndRendering",
         )?;
+        self.lock()
+            .set_render_state(args.command_buffer.as_raw(), None);
         // SAFETY: live command buffer.
         unsafe { f(args.command_buffer) };
         Ok(())

@@ -460,7 +460,9 @@ impl Handler<'_, '_> {
             |t| t.cmd_begin_render_pass2,
             "vkCmdBeginRenderPass2",
         )?;
-        self.check_render_pass_begin(&dev, begin)?;
+        let state = self.check_render_pass_begin(&dev, begin)?;
+        self.lock()
+            .set_render_state(args.command_buffer.as_raw(), Some(state));
         // SAFETY: live command buffer, render pass and framebuffer of this device; the
         // infos live in the arena.
         unsafe { f(args.command_buffer, begin, sub) };
@@ -490,6 +492,8 @@ impl Handler<'_, '_> {
             |t| t.cmd_end_render_pass2,
             "vkCmdEndRenderPass2",
         )?;
+        self.lock()
+            .set_render_state(args.command_buffer.as_raw(), None);
         // SAFETY: live command buffer; the info lives in the arena.
         unsafe { f(args.command_buffer, end) };
         Ok(())

@@ -44,10 +44,17 @@ impl Handler<'_, '_> {
         args: &mut CreateImageViewArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; `info` lives in the arena and holds translated handles.
-        self.create_child(args.device, args.p_view.as_deref(), |d| unsafe {
+        let id = self.new_id(args.p_view.as_deref())?;
+        let dev = self.device(args.device)?;
+        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, info.image.as_raw())])?;
+        let view = self.image_info(info.image)?.view(&info.subresource_range)?;
+        // SAFETY: live device; `info` lives in the arena and holds translated handles;
+        // its range lies inside the image.
+        let r = self.create_child(args.device, args.p_view.as_deref(), |d| unsafe {
             d.device.create_image_view(info, None)
-        })
+        })?;
+        self.lock().set_view_info(id, view);
+        Ok(r)
     }
 
     pub(super) fn destroy_image_view(&mut self, args: &mut DestroyImageViewArgs<'_>) -> Result<()> {
@@ -231,8 +238,11 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device(args.device)?;
         let sub = required(args.p_subresource, "pSubresource")?;
+        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, args.image.as_raw())])?;
+        self.image_info(args.image)?
+            .check_subresource(sub.mip_level, sub.array_layer)?;
         let out = required(args.p_layout.as_deref_mut(), "pLayout")?;
-        // SAFETY: live device and image.
+        // SAFETY: live device and image; the subresource exists.
         *out = unsafe { dev.device.get_image_subresource_layout(args.image, *sub) };
         Ok(())
     }

@@ -7,10 +7,33 @@ use std::sync::Arc;
 
 use ash::vk;
 
-use super::bounds::{ImageInfo, PassInfo, SetLayoutInfo};
+use super::bounds::{ImageInfo, PassInfo, RenderState, SetLayoutInfo, ViewInfo};
 use super::fns::DeviceFns;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
+
+/// A framebuffer's attachment count, imageless flag and size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FramebufferInfo {
+    pub(crate) attachments: u32,
+    pub(crate) imageless: bool,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) layers: u32,
+}
+
+impl FramebufferInfo {
+    /// The whole framebuffer as a render area.
+    pub(crate) fn area(&self) -> vk::Rect2D {
+        vk::Rect2D {
+            offset: vk::Offset2D::default(),
+            extent: vk::Extent2D {
+                width: self.width,
+                height: self.height,
+            },
+        }
+    }
+}
 
 /// A host instance and the loader entry it was created from.
 pub(crate) struct InstanceState {
@@ -94,8 +117,12 @@ pub(crate) struct State {
     image_infos: HashMap<u64, ImageInfo>,
     /// Guest render pass id → its attachment, clear and subpass counts.
     render_passes: HashMap<u64, PassInfo>,
-    /// Guest framebuffer id → (attachment count, imageless).
-    framebuffers: HashMap<u64, (u32, bool)>,
+    /// Guest framebuffer id → its attachment count, imageless flag and size.
+    framebuffers: HashMap<u64, FramebufferInfo>,
+    /// Guest image view id → base-level size and layers.
+    views: HashMap<u64, ViewInfo>,
+    /// Host command buffer → where it records (render area for clears).
+    render_states: HashMap<u64, RenderState>,
     /// Guest query pool id → (queryCount, values per query).
     query_pools: HashMap<u64, (u32, u64)>,
     /// Guest descriptor set layout id → its bindings.
@@ -168,6 +195,8 @@ impl State {
         self.image_infos.remove(&id);
         self.render_passes.remove(&id);
         self.framebuffers.remove(&id);
+        self.views.remove(&id);
+        self.render_states.remove(&raw);
         self.query_pools.remove(&id);
         self.set_layouts.remove(&id);
         self.descriptor_sets.remove(&id);
@@ -237,17 +266,43 @@ impl State {
         self.render_passes.get(&id).copied()
     }
 
-    /// Records (attachment count, imageless) of a framebuffer just bound to guest `id`.
-    pub(crate) fn set_framebuffer_info(&mut self, id: u64, attachments: u32, imageless: bool) {
+    /// Records a framebuffer just bound to guest `id`.
+    pub(crate) fn set_framebuffer_info(&mut self, id: u64, info: FramebufferInfo) {
         if self.objects.contains_key(&id) {
-            self.framebuffers.insert(id, (attachments, imageless));
+            self.framebuffers.insert(id, info);
         }
     }
 
-    /// (attachment count, imageless) of the framebuffer with host handle `raw`.
-    pub(crate) fn framebuffer_info(&self, raw: u64) -> Option<(u32, bool)> {
+    /// The framebuffer with host handle `raw`.
+    pub(crate) fn framebuffer_info(&self, raw: u64) -> Option<FramebufferInfo> {
         let id = self.guest_id(vk::ObjectType::FRAMEBUFFER, raw)?;
         self.framebuffers.get(&id).copied()
+    }
+
+    /// Records an image view just bound to guest `id`.
+    pub(crate) fn set_view_info(&mut self, id: u64, info: ViewInfo) {
+        if self.objects.contains_key(&id) {
+            self.views.insert(id, info);
+        }
+    }
+
+    /// The image view with host handle `raw`.
+    pub(crate) fn view_info(&self, raw: u64) -> Option<ViewInfo> {
+        let id = self.guest_id(vk::ObjectType::IMAGE_VIEW, raw)?;
+        self.views.get(&id).copied()
+    }
+
+    /// Sets (or with `None` clears) where command buffer `cb` (host handle) records.
+    pub(crate) fn set_render_state(&mut self, cb: u64, state: Option<RenderState>) {
+        match state {
+            Some(s) => self.render_states.insert(cb, s),
+            None => self.render_states.remove(&cb),
+        };
+    }
+
+    /// Where command buffer `cb` (host handle) records.
+    pub(crate) fn render_state(&self, cb: u64) -> Option<RenderState> {
+        self.render_states.get(&cb).copied()
     }
 
     /// Records (queryCount, values per query) of a pool just bound to guest `id`.

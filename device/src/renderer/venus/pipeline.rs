@@ -12,8 +12,9 @@ use vulkan_proto::args::{
 };
 use vulkan_proto::args::{GetRenderAreaGranularityArgs, GetRenderingAreaGranularityKHRArgs};
 
-use super::bounds::{self, PassInfo};
+use super::bounds::{self, PassInfo, RenderState, ViewInfo};
 use super::graphics::check_span;
+use super::objects::FramebufferInfo;
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError};
 
@@ -301,23 +302,57 @@ impl Handler<'_, '_> {
                 what: "pAttachments",
             });
         }
+        let fb = FramebufferInfo {
+            attachments: info.attachment_count,
+            imageless,
+            width: info.width,
+            height: info.height,
+            layers: info.layers,
+        };
+        if !imageless {
+            // SAFETY: the decoder built `pAttachments` with `attachmentCount` entries.
+            let views = unsafe { bounds::regions(info.p_attachments, info.attachment_count) };
+            self.check_views_cover(&dev, views, &fb.area(), fb.layers)?;
+        }
         // SAFETY: live device; `info` lives in the arena with translated handles.
         let r = self.create_child(args.device, args.p_framebuffer.as_deref(), |d| unsafe {
             d.device.create_framebuffer(info, None)
         })?;
-        self.lock()
-            .set_framebuffer_info(id, info.attachment_count, imageless);
+        self.lock().set_framebuffer_info(id, fb);
         Ok(r)
     }
 
+    /// Checks that every view (of this device) covers `area` and `layers`.
+    pub(super) fn check_views_cover(
+        &self,
+        dev: &super::DeviceState,
+        views: &[vk::ImageView],
+        area: &vk::Rect2D,
+        layers: u32,
+    ) -> Result<()> {
+        let owned: Vec<_> = views
+            .iter()
+            .map(|v| (vk::ObjectType::IMAGE_VIEW, v.as_raw()))
+            .collect();
+        self.check_owned(dev, &owned)?;
+        let st = self.lock();
+        for v in views {
+            st.view_info(v.as_raw())
+                .ok_or(VenusError::Invalid("unknown image view"))?
+                .covers(area, layers)?;
+        }
+        Ok(())
+    }
+
     /// Checks what the driver indexes at a render pass begin: enough clear values for
-    /// the attachments that clear, a framebuffer with the pass's attachment count, and
-    /// for an imageless framebuffer the views in `VkRenderPassAttachmentBeginInfo`.
+    /// the attachments that clear, a framebuffer with the pass's attachment count, a
+    /// render area inside it, and for an imageless framebuffer the views in
+    /// `VkRenderPassAttachmentBeginInfo`. Returns the render state for clears.
     pub(super) fn check_render_pass_begin(
         &self,
         dev: &super::DeviceState,
         info: &vk::RenderPassBeginInfo<'_>,
-    ) -> Result<()> {
+    ) -> Result<RenderState> {
         self.check_owned(
             dev,
             &[
@@ -335,9 +370,16 @@ impl Handler<'_, '_> {
         let pass = pass.ok_or(VenusError::Invalid(
             "render pass begin without a render pass",
         ))?;
-        let (fb_attachments, imageless) = fb.ok_or(VenusError::Invalid(
+        let fb = fb.ok_or(VenusError::Invalid(
             "render pass begin without a framebuffer",
         ))?;
+        let (fb_attachments, imageless) = (fb.attachments, fb.imageless);
+        let whole = ViewInfo {
+            width: fb.width,
+            height: fb.height,
+            layers: fb.layers,
+        };
+        whole.covers(&info.render_area, 0)?;
         if info.clear_value_count < pass.clears
             || (pass.clears > 0 && info.p_clear_values.is_null())
         {
@@ -368,8 +410,11 @@ impl Handler<'_, '_> {
                     "attachment views differ from the framebuffer",
                 ));
             }
+            // SAFETY: the decoder built `pAttachments` with `attachmentCount` entries.
+            let list = unsafe { bounds::regions(views.p_attachments, views.attachment_count) };
+            self.check_views_cover(dev, list, &fb.area(), fb.layers)?;
         }
-        Ok(())
+        Ok(RenderState::Inside(info.render_area, fb.layers))
     }
 
     /// Checks what the driver copies into fixed-size state from a graphics pipeline

@@ -250,14 +250,25 @@ impl Handler<'_, '_> {
                 "pAttachments length differs from attachmentCount",
             ));
         }
+        let rects = args.p_rects.unwrap_or(&[]);
+        let state = self.lock().render_state(args.command_buffer.as_raw());
+        match state {
+            Some(bounds::RenderState::Inside(area, layers)) => {
+                bounds::check_clear_rects(&area, layers, rects)?;
+            }
+            // A secondary continuing a pass it cannot see: the area is unknown.
+            Some(bounds::RenderState::Inherited) => {}
+            None => {
+                return Err(VenusError::Invalid(
+                    "vkCmdClearAttachments outside a render pass",
+                ))
+            }
+        }
         // SAFETY: live command buffer; attachments (color indices within the device
         // limit) and rects from the arena.
         unsafe {
-            dev.device.cmd_clear_attachments(
-                args.command_buffer,
-                atts,
-                args.p_rects.unwrap_or(&[]),
-            );
+            dev.device
+                .cmd_clear_attachments(args.command_buffer, atts, rects);
         }
         Ok(())
     }
