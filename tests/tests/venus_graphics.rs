@@ -110,7 +110,7 @@ fn extension_dynamic_state_matches_native() {
 
 /// Misuse Mesa's Venus driver forwards unchecked (an indirect draw past the end of its
 /// buffer; a buffer-to-image copy outside both objects; a descriptor write past the end
-/// of its binding) fails only that client's
+/// of its binding; a render area larger than its attachment) fails only that client's
 /// context with a log line naming the command and the reason; the daemon goes on
 /// serving a good client.
 #[test]
@@ -128,6 +128,10 @@ fn out_of_bounds_graphics_commands_fail_only_their_context() {
         (
             "hostile_descriptor",
             "vkUpdateDescriptorSets: handler failed: descriptor array element out of range",
+        ),
+        (
+            "hostile_render_area",
+            "vkCmdBeginRendering: handler failed: attachment smaller than the render area",
         ),
     ];
     assert_eq!(

@@ -44,6 +44,7 @@ pub fn run_case(g: &Gpu, name: &str) -> AppResult<Vec<u8>> {
         "hostile_indirect" => hostile_indirect(g),
         "hostile_copy" => hostile_copy(g),
         "hostile_descriptor" => hostile_descriptor(g),
+        "hostile_render_area" => hostile_render_area(g),
         _ => Err(format!("unknown case {name}").into()),
     }
 }
@@ -1779,7 +1780,12 @@ fn ext_dynamic_state(g: &Gpu) -> AppResult<Vec<u8>> {
 /// Hostile cases: Vulkan misuse that Mesa's Venus driver encodes without checking and
 /// the renderer must reject (failing only this client's context). Never run natively:
 /// the host driver would read or write out of bounds.
-pub const HOSTILE_CASES: &[&str] = &["hostile_indirect", "hostile_copy", "hostile_descriptor"];
+pub const HOSTILE_CASES: &[&str] = &[
+    "hostile_indirect",
+    "hostile_copy",
+    "hostile_descriptor",
+    "hostile_render_area",
+];
 
 /// vkCmdDrawIndirect reading past the end of a 64-byte buffer.
 fn hostile_indirect(g: &Gpu) -> AppResult<Vec<u8>> {
@@ -1871,4 +1877,33 @@ fn hostile_descriptor(g: &Gpu) -> AppResult<Vec<u8>> {
     unsafe { g.device.device_wait_idle()? };
     g.run(|_| {})?;
     Err("the renderer accepted an out-of-range descriptor write".into())
+}
+
+/// Dynamic rendering with a 256×256 render area on a 64×64 attachment (the driver would
+/// clear and draw past the image).
+fn hostile_render_area(g: &Gpu) -> AppResult<Vec<u8>> {
+    let target = image(g, SIZE, SIZE, vk::ImageUsageFlags::COLOR_ATTACHMENT)?;
+    g.run(|cb| {
+        let color = [vk::RenderingAttachmentInfo::default()
+            .image_view(target.view)
+            .image_layout(vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL)
+            .load_op(vk::AttachmentLoadOp::CLEAR)
+            .store_op(vk::AttachmentStoreOp::STORE)];
+        let info = vk::RenderingInfo::default()
+            .render_area(vk::Rect2D {
+                offset: vk::Offset2D::default(),
+                extent: vk::Extent2D {
+                    width: 256,
+                    height: 256,
+                },
+            })
+            .layer_count(1)
+            .color_attachments(&color);
+        // SAFETY: deliberately invalid (render area beyond the attachment); only ever
+        // recorded through Venus, whose renderer must reject it.
+        unsafe { g.device.cmd_begin_rendering(cb, &info) };
+        // SAFETY: ends the rendering begun above.
+        unsafe { g.device.cmd_end_rendering(cb) };
+    })?;
+    Err("the renderer accepted a render area larger than its attachment".into())
 }
