@@ -321,7 +321,19 @@ impl Handler<'_, '_> {
         args: &mut CmdPipelineBarrierArgs<'_>,
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer; barriers live in the arena with translated handles.
+        self.check_barriers(
+            &dev,
+            args.p_image_memory_barriers
+                .unwrap_or(&[])
+                .iter()
+                .map(|b| (b.image, b.subresource_range)),
+            args.p_buffer_memory_barriers
+                .unwrap_or(&[])
+                .iter()
+                .map(|b| (b.buffer, b.offset, b.size)),
+        )?;
+        // SAFETY: live command buffer; barriers live in the arena with translated handles,
+        // their ranges inside their objects.
         unsafe {
             dev.device.cmd_pipeline_barrier(
                 args.command_buffer,
@@ -342,7 +354,9 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_dependency_info, "pDependencyInfo")?;
-        // SAFETY: live command buffer; the dependency info lives in the arena.
+        self.check_dependency(&dev, info)?;
+        // SAFETY: live command buffer; the dependency info lives in the arena, its
+        // barrier ranges inside their objects.
         unsafe { dev.device.cmd_pipeline_barrier2(args.command_buffer, info) };
         Ok(())
     }
@@ -567,7 +581,19 @@ impl Handler<'_, '_> {
 
     pub(super) fn cmd_wait_events(&mut self, args: &mut CmdWaitEventsArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer; events and barriers from the arena.
+        self.check_barriers(
+            &dev,
+            args.p_image_memory_barriers
+                .unwrap_or(&[])
+                .iter()
+                .map(|b| (b.image, b.subresource_range)),
+            args.p_buffer_memory_barriers
+                .unwrap_or(&[])
+                .iter()
+                .map(|b| (b.buffer, b.offset, b.size)),
+        )?;
+        // SAFETY: live command buffer; events and barriers from the arena, barrier
+        // ranges inside their objects.
         unsafe {
             dev.device.cmd_wait_events(
                 args.command_buffer,
@@ -585,7 +611,9 @@ impl Handler<'_, '_> {
     pub(super) fn cmd_set_event2(&mut self, args: &mut CmdSetEvent2Args<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_dependency_info, "pDependencyInfo")?;
-        // SAFETY: live command buffer and event; `info` from the arena.
+        self.check_dependency(&dev, info)?;
+        // SAFETY: live command buffer and event; `info` from the arena, its barrier
+        // ranges inside their objects.
         unsafe {
             dev.device
                 .cmd_set_event2(args.command_buffer, args.event, info)
@@ -612,7 +640,11 @@ impl Handler<'_, '_> {
                 "pDependencyInfos length differs from eventCount",
             ));
         }
-        // SAFETY: live command buffer; events and infos from the arena, equal lengths.
+        for info in infos {
+            self.check_dependency(&dev, info)?;
+        }
+        // SAFETY: live command buffer; events and infos from the arena, equal lengths,
+        // barrier ranges inside their objects.
         unsafe {
             dev.device
                 .cmd_wait_events2(args.command_buffer, events, infos)
@@ -846,5 +878,53 @@ impl Handler<'_, '_> {
             );
         }
         Ok(())
+    }
+}
+
+impl Handler<'_, '_> {
+    /// Checks barrier ranges: image subresource ranges inside their images, buffer
+    /// ranges inside their buffers, both of this device.
+    fn check_barriers(
+        &self,
+        dev: &super::DeviceState,
+        images: impl IntoIterator<Item = (vk::Image, vk::ImageSubresourceRange)>,
+        buffers: impl IntoIterator<Item = (vk::Buffer, u64, u64)>,
+    ) -> Result<()> {
+        for (image, range) in images {
+            self.check_owned(dev, &[(vk::ObjectType::IMAGE, image.as_raw())])?;
+            self.image_info(image)?.check_range(&range)?;
+        }
+        for (buffer, offset, size) in buffers {
+            self.check_owned(dev, &[(vk::ObjectType::BUFFER, buffer.as_raw())])?;
+            self.check_buffer_bytes(buffer, offset, size)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_barriers`] over a `VkDependencyInfo`.
+    fn check_dependency(
+        &self,
+        dev: &super::DeviceState,
+        info: &vk::DependencyInfo<'_>,
+    ) -> Result<()> {
+        // SAFETY: the decoder built both barrier arrays in the arena with their counts.
+        let images = unsafe {
+            bounds::regions(
+                info.p_image_memory_barriers,
+                info.image_memory_barrier_count,
+            )
+        };
+        // SAFETY: as above.
+        let buffers = unsafe {
+            bounds::regions(
+                info.p_buffer_memory_barriers,
+                info.buffer_memory_barrier_count,
+            )
+        };
+        self.check_barriers(
+            dev,
+            images.iter().map(|b| (b.image, b.subresource_range)),
+            buffers.iter().map(|b| (b.buffer, b.offset, b.size)),
+        )
     }
 }
