@@ -20,3 +20,4 @@ pub mod qos_experiments;
 pub mod qos_plot;
 pub mod venus;
 pub mod venus_plot;
+pub mod vhost;

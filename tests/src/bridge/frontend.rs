@@ -38,6 +38,10 @@ const MAX_CMD: usize = 0x1_0000;
 const DATA_ADDR: u64 = 0x10_0000;
 /// Largest payload: the device's default `max_submit_bytes`, plus slack.
 pub const MAX_DATA: usize = 32 << 20;
+/// Guest-physical address of the payload area, for callers that place resource backing
+/// there instead of sending a payload (benchmarks: `MAX_DATA` bytes at this address,
+/// overwritten by the next [`GuestDriver::command`] that carries a payload).
+pub const PAYLOAD_ADDR: u64 = DATA_ADDR;
 
 const F_VERSION_1: u64 = 1 << 32;
 const F_RING_RESET: u64 = 1 << 40;
@@ -271,6 +275,22 @@ impl GuestDriver {
     /// The shared-memory window.
     pub fn shm(&self) -> &Arc<ShmWindow> {
         &self.shm
+    }
+
+    /// Writes `bytes` into guest memory at `addr` (backing for 2D resources, placed in
+    /// the payload area `PAYLOAD_ADDR .. PAYLOAD_ADDR + MAX_DATA`).
+    pub fn write_guest(&self, addr: u64, bytes: &[u8]) -> io::Result<()> {
+        let end = u64::try_from(bytes.len())
+            .ok()
+            .and_then(|n| addr.checked_add(n));
+        let limit = DATA_ADDR + MAX_DATA as u64;
+        if addr < DATA_ADDR || end.is_none_or(|e| e > limit) {
+            return Err(err(format!(
+                "{} bytes at {addr:#x} are outside the payload area",
+                bytes.len()
+            )));
+        }
+        self.mem.write_slice(bytes, GuestAddress(addr)).map_err(err)
     }
 
     /// Sends one control command (`cmd`: header + fixed part; `data`: an optional
