@@ -3,6 +3,9 @@
 //! (`scripts/guest/build-initramfs.sh`). The guest's virtio-gpu driver probes and lists our
 //! capset, a static program issues DRM virtgpu ioctls and draws a known pattern on the
 //! framebuffer, and the daemon's headless display (SIGUSR1 → PNG) must show exactly it.
+//! The daemon also forwards the display over QEMU's GPU socket (GPU_SET_SOCKET:
+//! SCANOUT + UPDATE), so QEMU's own console, read back with QMP `screendump`, must show
+//! the same pixels.
 //!
 //! Needs qemu-system-x86 from bookworm-backports, gcc, cpio and network access to Debian's
 //! archive the first time (downloads are cached in build/guest-cache), so it is ignored by
@@ -36,6 +39,37 @@ const BARS: [u32; 8] = [
     0x0000_00ff,
     0,
 ];
+
+/// A binary PPM (P6, maxval 255): width, height, RGB bytes.
+fn read_ppm(path: &Path) -> (u32, u32, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        assert!(i > start, "truncated PPM header");
+        fields.push(String::from_utf8_lossy(&bytes[start..i]).into_owned());
+    }
+    assert_eq!(
+        (fields[0].as_str(), fields[3].as_str()),
+        ("P6", "255"),
+        "PPM header"
+    );
+    let (w, h): (u32, u32) = (
+        fields[1].parse().expect("width"),
+        fields[2].parse().expect("height"),
+    );
+    // One whitespace byte ends the header.
+    let data = bytes[i + 1..].to_vec();
+    assert_eq!(data.len(), (w * h * 3) as usize, "PPM size");
+    (w, h, data)
+}
 
 fn line_with<'a>(log: &'a str, needle: &str) -> Option<&'a str> {
     log.lines().find(|l| l.contains(needle))
@@ -85,9 +119,10 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // OUT_DIR relative to the repository: run-qemu.sh gives QMP "$PWD/$OUT_DIR/...".
     let status = Command::new(root.join("scripts/guest/run-qemu.sh"))
         .arg(&sock)
-        .arg(work.join("run"))
+        .arg("build/qemu-guest-test/run")
         .arg(root.join("build/guest"))
         .env("VGPU_DAEMON_PID", daemon.0.id().to_string())
         .current_dir(&root)
@@ -179,4 +214,46 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
         }
     }
     assert_eq!(mismatches, 0, "scanout does not show the guest's bars");
+
+    // QEMU's console, fed over the GPU socket: the handshake happened (QEMU 10.0.2
+    // offers EDID | DMABUF2 and reports its 1280x800 head), the guest's EDID query was
+    // answered, and the screendump equals the headless frame pixel for pixel.
+    assert!(
+        daemon_log.contains("GPU socket received; forwarding the display"),
+        "no GPU socket:\n{daemon_log}"
+    );
+    assert!(
+        daemon_log.contains("gpu socket: frontend protocol features 0x3, modes [(0, 1280, 800)]"),
+        "no GPU-socket handshake in the daemon log:\n{daemon_log}"
+    );
+    assert!(
+        !serial.contains("(command 0x10a)"),
+        "GET_EDID failed in the guest:\n{serial}"
+    );
+    let json = std::fs::read_to_string(work.join("run/screendump.json")).unwrap_or_default();
+    let (w, h, rgb) = read_ppm(&work.join("run/screendump.ppm"));
+    assert_eq!(
+        (w, h),
+        (info.width, info.height),
+        "screendump size ({json})"
+    );
+    let differing = rgb
+        .chunks_exact(3)
+        .zip(buf.chunks_exact(4))
+        .filter(|(q, p)| q[..] != p[..3])
+        .count();
+    assert_eq!(
+        differing, 0,
+        "QMP screendump differs from the headless frame in {differing} pixels"
+    );
+    let dumped = |x: u32, y: u32| {
+        let i = usize::try_from((y * w + x) * 3).expect("index");
+        (u32::from(rgb[i]) << 16) | (u32::from(rgb[i + 1]) << 8) | u32::from(rgb[i + 2])
+    };
+    for (bar, want) in (0u32..).zip(BARS.iter()) {
+        let x = (bar * w) / 8 + w / 16;
+        for y in [100, 400, 700] {
+            assert_eq!(dumped(x, y), *want, "screendump bar {bar} at ({x}, {y})");
+        }
+    }
 }

@@ -11,9 +11,11 @@
 //! only to clone the guest-memory handle. The handler's MAP_BLOB calls SHMEM_MAP,
 //! which blocks on the frontend's reply on the backend channel; the frontend must
 //! answer it without waiting for the vhost-user message thread (crosvm and the test
-//! harness do).
+//! harness do). The display socket's locks ([`gpu_socket`]) are leaves taken under
+//! `handler`; nothing there blocks on the frontend.
 
 mod config;
+pub mod gpu_socket;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -36,6 +38,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 pub use self::config::{ConfigError, ServeConfig};
+use self::gpu_socket::GpuSocket;
 use crate::ratelimit::RateLimiter;
 use crate::virtio_gpu::protocol::{features, EVENT_DISPLAY, SHM_ID_HOST_VISIBLE};
 use crate::virtio_gpu::{
@@ -157,6 +160,7 @@ pub struct VgpuBackend {
     event_idx: AtomicBool,
     events_read: AtomicU32,
     fence_event: EventFd,
+    gpu_socket: Mutex<Option<Arc<GpuSocket>>>,
     offer_virgl: bool,
     shm_size: u64,
     num_scanouts: u32,
@@ -194,6 +198,7 @@ impl VgpuBackend {
             event_idx: AtomicBool::new(false),
             events_read: AtomicU32::new(0),
             fence_event,
+            gpu_socket: Mutex::new(None),
             offer_virgl: config.offer_virgl,
             shm_size: config.handler.shm_size,
             num_scanouts,
@@ -222,6 +227,14 @@ impl VgpuBackend {
             .map_err(VhostUserError::Register)?;
         }
         Ok(())
+    }
+
+    /// The frontend's display socket, once QEMU sent GPU_SET_SOCKET.
+    pub fn gpu_socket(&self) -> Option<Arc<GpuSocket>> {
+        self.gpu_socket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn memory(&self) -> Result<GuestMem, VhostUserError> {
@@ -267,9 +280,13 @@ impl VgpuBackend {
             .map_err(VhostUserError::Queue)?
             .collect();
         let mut released = Vec::new();
+        let display_socket = self.gpu_socket();
         for chain in chains {
             let head = chain.head_index();
             let guest = chain.memory();
+            let command = display_socket
+                .as_ref()
+                .map_or(0, |_| peek_command(chain.clone().reader(guest).ok()));
             let (reader, writer) = match (chain.clone().reader(guest), chain.clone().writer(guest))
             {
                 (Ok(r), Ok(w)) => (r, w),
@@ -286,6 +303,9 @@ impl VgpuBackend {
             };
             let mut handler = self.handler();
             let reply = handler.process(guest, &mut ChainReader(reader));
+            if let Some(socket) = &display_socket {
+                socket.after_command(command, handler.display());
+            }
             let mut writer = writer;
             let fit = reply.bytes.len().min(writer.available_bytes());
             if fit < reply.bytes.len() {
@@ -385,6 +405,9 @@ impl VhostUserBackend for VgpuBackend {
     fn reset_device(&self) {
         // Parked tokens belong to the old rings; they are dropped with them.
         let _ = self.handler().reset();
+        if let Some(socket) = self.gpu_socket() {
+            socket.reset();
+        }
         self.events_read.store(0, Ordering::Release);
     }
 
@@ -421,10 +444,17 @@ impl VhostUserBackend for VgpuBackend {
         self.handler().set_mapper(Arc::new(VhostShmMapper(backend)));
     }
 
-    fn set_gpu_socket(&self, _gpu_backend: GpuBackend) -> io::Result<()> {
-        // QEMU sends this at DRIVER_OK; the default fails the device. Display runs
-        // headless; forwarding SCANOUT/UPDATE over the socket is not built yet.
-        log::debug!("vhost-user: GPU socket received (display stays headless)");
+    fn set_gpu_socket(&self, gpu_backend: GpuBackend) -> io::Result<()> {
+        // QEMU sends this at DRIVER_OK (the default fails the device), before the
+        // vrings start. The headless display keeps running; the socket mirrors it.
+        let num_scanouts = usize::try_from(self.num_scanouts).unwrap_or(1);
+        let socket = Arc::new(GpuSocket::start(gpu_backend, num_scanouts)?);
+        log::info!("vhost-user: GPU socket received; forwarding the display to it");
+        // Dropping a previous socket stops its sender.
+        *self
+            .gpu_socket
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(socket);
         Ok(())
     }
 
@@ -457,6 +487,17 @@ impl VhostUserBackend for VgpuBackend {
             }
             other => Err(io::Error::other(format!("unknown device event {other}"))),
         }
+    }
+}
+
+/// The request type at the start of a chain (0 if it is shorter than 4 bytes).
+fn peek_command<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> u32 {
+    let mut ty = [0u8; 4];
+    let Some(mut r) = reader else { return 0 };
+    if io::Read::read_exact(&mut r, &mut ty).is_ok() {
+        u32::from_le_bytes(ty)
+    } else {
+        0
     }
 }
 
