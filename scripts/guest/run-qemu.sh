@@ -15,6 +15,7 @@ SOCK=$1
 OUT=$2
 GUEST=${3:-build/guest}
 mkdir -p "$OUT"
+OUT_ABS=$(cd "$OUT" && pwd)
 QMP="$OUT/qmp.sock"
 rm -f "$QMP" "$OUT/serial.log" "$OUT/screendump.ppm"
 
