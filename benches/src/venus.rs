@@ -9,6 +9,7 @@
 //!
 //! The device is `vgpu_tests::apps::Gpu`, the same `ash` harness the end-to-end tests use.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ash::vk;
@@ -21,7 +22,7 @@ pub const SPIN_SPV: &[u8] = include_bytes!("../shaders/venus_spin.spv");
 pub const LOCAL_SIZE: u32 = 64;
 
 /// One submission's work: `groups` workgroups of 64 invocations, `iters` loop rounds each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Work {
     /// Workgroups per dispatch.
     pub groups: u32,
@@ -73,7 +74,7 @@ pub fn record_reusable(g: &Gpu, f: impl FnOnce(vk::CommandBuffer)) -> AppResult<
 
 /// The spin pipeline with `depth` buffers, sets and reusable command buffers.
 #[derive(Debug)]
-struct Spin {
+pub struct Spin {
     pipe: Pipe,
     bufs: Vec<Buf>,
     cbs: Vec<vk::CommandBuffer>,
@@ -128,17 +129,46 @@ impl Spin {
     }
 }
 
+/// Spin pipelines by (work, depth), created once per client: descriptor sets come from
+/// a small pool that the harness never frees.
+#[derive(Debug, Default)]
+pub struct SpinCache {
+    spins: HashMap<(Work, usize), Spin>,
+}
+
+impl SpinCache {
+    /// The spin set-up for `work` with `depth` submissions in flight.
+    pub fn get(&mut self, g: &Gpu, work: Work, depth: usize) -> AppResult<&Spin> {
+        let depth = depth.max(1);
+        if !self.spins.contains_key(&(work, depth)) {
+            let spin = Spin::new(g, work, depth)?;
+            self.spins.insert((work, depth), spin);
+        }
+        self.spins
+            .get(&(work, depth))
+            .ok_or_else(|| "spin cache".into())
+    }
+
+    /// Destroys every pipeline and buffer (after the device is idle).
+    pub fn destroy(self, g: &Gpu) {
+        for (_, spin) in self.spins {
+            spin.destroy(g);
+        }
+    }
+}
+
 /// Runs `work` in a closed loop with `depth` submissions in flight: `warmup` first (not
 /// counted), then counts completions until `window` has passed.
 pub fn throughput(
     g: &Gpu,
+    cache: &mut SpinCache,
     work: Work,
     depth: usize,
     warmup: Duration,
     window: Duration,
 ) -> AppResult<Throughput> {
     let depth = depth.max(1);
-    let spin = Spin::new(g, work, depth)?;
+    let spin = cache.get(g, work, depth)?;
     let mut submitted = 0u64;
     let mut completed = 0u64;
     let mut start: Option<(Instant, u64)> = None;
@@ -163,14 +193,19 @@ pub fn throughput(
         g.submit(&[spin.cbs[slot]], spin.fences[slot])?;
         submitted += 1;
     };
-    spin.destroy(g);
+    // Drain the submissions still in flight so the fences are unsignalled again.
+    for k in submitted.saturating_sub(depth as u64)..submitted {
+        if k >= completed {
+            spin.wait(g, usize::try_from(k % depth as u64)?)?;
+        }
+    }
     Ok(result)
 }
 
 /// Device time of one submission of `work`, measured as the steady-state period with two
 /// submissions in flight (so no host round trip is included), in milliseconds.
-pub fn device_ms(g: &Gpu, work: Work, window: Duration) -> AppResult<f64> {
-    let t = throughput(g, work, 2, window / 4, window)?;
+pub fn device_ms(g: &Gpu, cache: &mut SpinCache, work: Work, window: Duration) -> AppResult<f64> {
+    let t = throughput(g, cache, work, 2, window / 4, window)?;
     Ok(1e3 / t.per_second())
 }
 

@@ -3,7 +3,7 @@
 //! in the same run, each measurement in its own child process.
 //!
 //! ```text
-//! cargo run -p vgpu-benches --release --bin venus_report             # ~3 min
+//! cargo run -p vgpu-benches --release --bin venus_report             # ~4 min
 //! cargo run -p vgpu-benches --release --bin venus_report -- --quick  # ~40 s, 1 repetition
 //! cargo run -p vgpu-benches --release --bin venus_report -- --reps 5 --window 3 --out DIR
 //! ```
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use vgpu_benches::venus::{device_ms, latency, median, throughput, Work};
+use vgpu_benches::venus::{device_ms, latency, median, throughput, SpinCache, Work};
 use vgpu_benches::venus_plot::{
     median_ratios, pooled, write_latency_csv, write_latency_svg, write_overhead_csv,
     write_overhead_svg, LatencyRun, LatencyStats, OverheadRow, TARGET_ADDED_P50_US,
@@ -83,7 +83,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         warmup: Duration::from_millis(200),
         latency_iters: 3000,
         latency_reps: 2,
-        depths: vec![1, 2],
+        depths: vec![1, 2, 4],
         daemon: None,
     };
     let mut it = args.iter();
@@ -116,6 +116,13 @@ fn parse(args: &[String]) -> Res<Opts> {
 /// Child side: `--child <device-name check> <command> ...`, printing one line per result.
 fn child(args: &[String]) -> Res<()> {
     let g = Gpu::new()?;
+    let mut cache = SpinCache::default();
+    let result = child_requests(&g, &mut cache, args);
+    cache.destroy(&g);
+    result
+}
+
+fn child_requests(g: &Gpu, cache: &mut SpinCache, args: &[String]) -> Res<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "device {}", g.name)?;
     match args.first().map(String::as_str) {
@@ -125,18 +132,18 @@ fn child(args: &[String]) -> Res<()> {
                 groups: GROUPS,
                 iters,
             };
+            // Warm the pipeline and the CPU clocks.
+            device_ms(g, cache, w(1), Duration::from_millis(300))?;
             // Median of three short runs: the machine is shared and noisy.
-            let ms = |iters| -> Res<f64> {
+            let mut ms = |iters| -> Res<f64> {
                 let win = Duration::from_millis(250);
                 let v = [
-                    device_ms(&g, w(iters), win)?,
-                    device_ms(&g, w(iters), win)?,
-                    device_ms(&g, w(iters), win)?,
+                    device_ms(g, cache, w(iters), win)?,
+                    device_ms(g, cache, w(iters), win)?,
+                    device_ms(g, cache, w(iters), win)?,
                 ];
                 Ok(median(&v))
             };
-            // Warm the pipeline and the CPU clocks.
-            device_ms(&g, w(1), Duration::from_millis(300))?;
             let (i0, i1) = (1u32, 8000u32);
             let t0 = ms(i0)?;
             let t1 = ms(i1)?;
@@ -178,7 +185,8 @@ fn child(args: &[String]) -> Res<()> {
                             iters: iters.parse()?,
                         };
                         let t = throughput(
-                            &g,
+                            g,
+                            cache,
                             work,
                             depth.parse()?,
                             Duration::from_secs_f64(warmup.parse()?),
@@ -187,7 +195,7 @@ fn child(args: &[String]) -> Res<()> {
                         writeln!(out, "tp {} {}", t.submissions, t.elapsed.as_nanos())?;
                     }
                     ["lat", n, warmup] => {
-                        for s in latency(&g, n.parse()?, warmup.parse()?)? {
+                        for s in latency(g, n.parse()?, warmup.parse()?)? {
                             writeln!(out, "lat {s}")?;
                         }
                         writeln!(out, "end")?;
