@@ -9,7 +9,7 @@
 //!
 //! The device is `vgpu_tests::apps::Gpu`, the same `ash` harness the end-to-end tests use.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
 
 use ash::vk;
@@ -140,13 +140,10 @@ impl SpinCache {
     /// The spin set-up for `work` with `depth` submissions in flight.
     pub fn get(&mut self, g: &Gpu, work: Work, depth: usize) -> AppResult<&Spin> {
         let depth = depth.max(1);
-        if !self.spins.contains_key(&(work, depth)) {
-            let spin = Spin::new(g, work, depth)?;
-            self.spins.insert((work, depth), spin);
-        }
-        self.spins
-            .get(&(work, depth))
-            .ok_or_else(|| "spin cache".into())
+        Ok(match self.spins.entry((work, depth)) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Spin::new(g, work, depth)?),
+        })
     }
 
     /// Destroys every pipeline and buffer (after the device is idle).
