@@ -10,6 +10,7 @@
 //! - [`bridge`]: the vtest ⇄ vhost-user bridge (`vtest-vhost-bridge`), which lets the
 //!   same children reach `vhost-user-vgpu serve` through virtio-gpu commands and SHMEM_MAP.
 
+pub mod app_main;
 pub mod apps;
 pub mod bridge;
 pub mod harness;
