@@ -13,6 +13,7 @@
 //! submit → fence latency) run natively and through Venus; [`venus_plot`] writes the CSV
 //! and charts. The binary `venus_report` runs both modes against the daemon.
 
+pub mod daemon_bin;
 pub mod decode;
 pub mod decode_plot;
 pub mod qos_decision;

@@ -89,47 +89,6 @@ fn parse(args: &[String]) -> Res<Opts> {
     Ok(o)
 }
 
-/// The daemon binary: `--daemon`, or built by cargo beside this executable.
-fn daemon_binary(o: &Opts) -> Res<PathBuf> {
-    if let Some(d) = &o.daemon {
-        return Ok(d.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().ok_or("no executable directory")?;
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let profile_dir = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        let target_dir = dir.parent().ok_or("no target directory")?;
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "vgpu-device",
-            "--bin",
-            "vhost-user-vgpu",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir);
-        if profile_dir == "release" {
-            cmd.arg("--release");
-        }
-        println!("building the daemon: {cmd:?}");
-        if !cmd.status()?.success() {
-            return Err("building vhost-user-vgpu failed".into());
-        }
-    }
-    let bin = dir.join("vhost-user-vgpu");
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "{} not found: cargo build --release -p vgpu-device --bin vhost-user-vgpu, or --daemon PATH",
-            bin.display()
-        )
-        .into())
-    }
-}
-
 fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -144,7 +103,7 @@ fn daemon(bin: &Path, sub: &str, tag: &str) -> Res<Daemon> {
 }
 
 fn report(o: &Opts) -> Res<()> {
-    let bin = daemon_binary(o)?;
+    let bin = vgpu_benches::daemon_bin::daemon_binary(o.daemon.as_deref())?;
     let load_before = loadavg();
 
     let serve = daemon(&bin, "serve", "vhost-report-serve")?;
