@@ -26,11 +26,12 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
             let config = vgpu_device::vhost_user::ServeConfig::try_from(serve)?;
             let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
             let context = vgpu_device::renderer::ContextConfig::default();
-            vgpu_device::vhost_user::serve(&config, |_signals| {
+            vgpu_device::vhost_user::serve(&config, |signals| {
                 Box::new(vgpu_device::virtio_gpu::CoreBackend::new(
                     &capset,
                     Arc::new(VenusFactory),
                     context,
+                    signals,
                 ))
             })?;
             Ok(())

@@ -21,7 +21,7 @@ use vgpu_device::virtio_gpu::protocol::{
 };
 use vgpu_device::virtio_gpu::{
     BlobMemory, Capset, CoreBackend, FenceId, FenceSignals, FenceStatus, RenderBackend,
-    RenderError, ScanoutId, Timeline,
+    RenderError, ScanoutId, SubmitStatus, Ticket, Timeline,
 };
 use vhost::vhost_user::message::{VhostUserMMap, VhostUserProtocolFeatures};
 use vhost::vhost_user::{
@@ -106,7 +106,7 @@ fn venus_capset() -> VenusCapset {
     VenusCapset::new(&VenusProtocolInfo::generated()).expect("generated capset")
 }
 
-fn core_render(_: FenceSignals) -> Box<dyn RenderBackend> {
+fn core_render(signals: FenceSignals) -> Box<dyn RenderBackend> {
     let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
         Ok(Arc::new(TransportOnlyExecutor))
     };
@@ -114,6 +114,7 @@ fn core_render(_: FenceSignals) -> Box<dyn RenderBackend> {
         &venus_capset(),
         Arc::new(factory),
         ContextConfig::default(),
+        signals,
     ))
 }
 
@@ -642,14 +643,20 @@ impl RenderBackend for FenceRender {
         Ok(())
     }
     fn destroy_context(&mut self, _: ContextId) {}
-    fn submit(&mut self, ctx: ContextId, cmds: &[u8]) -> Result<(), RenderError> {
+    fn submit(
+        &mut self,
+        ctx: ContextId,
+        _: Ticket,
+        cmds: Vec<u8>,
+    ) -> Result<SubmitStatus, RenderError> {
+        let cmds = cmds.as_slice();
         if cmds.len() == 12 {
             let ring = le32(cmds, 0);
             let id = u64::from(le32(cmds, 4)) | (u64::from(le32(cmds, 8)) << 32);
             self.signals
                 .signal(Timeline::Ring(ctx, RingIdx(ring)), FenceId(id));
         }
-        Ok(())
+        Ok(SubmitStatus::Done)
     }
     fn create_blob(
         &mut self,
@@ -661,7 +668,7 @@ impl RenderBackend for FenceRender {
         Ok(Arc::new(NoMem))
     }
     fn destroy_blob(&mut self, _: ContextId, _: ResourceId) {}
-    fn create_fence(&mut self, _: Timeline, _: FenceId) -> FenceStatus {
+    fn create_fence(&mut self, _: ContextId, _: Timeline, _: FenceId) -> FenceStatus {
         FenceStatus::Pending
     }
 }

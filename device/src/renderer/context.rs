@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamExecutor, StreamLocal};
-use super::executor::{CommandStreamDesc, TransportError};
+use super::executor::{CommandStreamDesc, FenceDone, TransportError};
 use super::reply::ReplyStream;
 use super::resource::{Resource, ResourceError, ResourceLimits, ResourceTable};
 use super::ring::RingTable;
 use crate::error_chain;
-use crate::ids::{BlobId, ContextId, ResourceId};
+use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
 
 /// Errors of context operations.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,8 @@ pub(crate) struct ContextShared {
     limits: ResourceLimits,
     pub(crate) ring_idle_poll: std::time::Duration,
     fatal: AtomicBool,
+    /// The owner is destroying the context: waits give up, nothing new starts.
+    stopping: AtomicBool,
     fatal_hook: Mutex<Option<FatalHook>>,
 }
 
@@ -78,6 +80,11 @@ impl std::fmt::Debug for ContextShared {
 impl ContextShared {
     pub(crate) fn is_fatal(&self) -> bool {
         self.fatal.load(Ordering::Acquire)
+    }
+
+    /// Whether work should give up: the context failed or is being destroyed.
+    pub(crate) fn should_stop(&self) -> bool {
+        self.is_fatal() || self.stopping.load(Ordering::Acquire)
     }
 
     /// Marks the context fatal; the first caller logs `reason` and runs the hook.
@@ -152,6 +159,7 @@ impl Context {
                 limits: config.limits,
                 ring_idle_poll: config.ring_idle_poll,
                 fatal: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 fatal_hook: Mutex::new(None),
             }),
             rings: RingTable::new(id, config.max_rings),
@@ -200,52 +208,25 @@ impl Context {
             .len()
     }
 
-    /// Creates a blob resource: shared memory for [`BlobId::SHMEM`], else device memory
-    /// exported by the executor. All sizes are checked before anything is allocated.
+    /// A handle for the operations other threads may run while this context's
+    /// owner executes its stream (blob creation, resource attach/detach, stopping).
+    pub fn handle(&self) -> ContextHandle {
+        ContextHandle(Arc::clone(&self.shared))
+    }
+
+    /// Creates a blob resource; see [`ContextHandle::create_blob`].
     pub fn create_blob(
         &self,
         id: ResourceId,
         blob: BlobId,
         size: u64,
     ) -> Result<Arc<Resource>, ContextError> {
-        if self.is_fatal() {
-            return Err(ContextError::Fatal(self.id()));
-        }
-        let limits = &self.shared.limits;
-        let resource = if blob == BlobId::SHMEM {
-            self.shared
-                .resources
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .check_new_shmem(size, limits)?;
-            Resource::new_shmem(size)?
-        } else {
-            let exported = self.shared.executor.export_blob(blob, size).map_err(|e| {
-                ResourceError::Export {
-                    blob,
-                    source: Box::new(e),
-                }
-            })?;
-            Resource::new_device_memory(blob, exported.size, exported.fd)
-        };
-        let res = self
-            .shared
-            .resources
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, resource, limits)?;
-        Ok(res)
+        self.handle().create_blob(id, blob, size)
     }
 
-    /// Detaches a resource. Rings and reply streams that use it keep its mapping alive
-    /// until they stop using it.
+    /// Detaches a resource; see [`ContextHandle::destroy_resource`].
     pub fn destroy_resource(&self, id: ResourceId) -> Result<(), ContextError> {
-        self.shared
-            .resources
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id)?;
-        Ok(())
+        self.handle().destroy_resource(id)
     }
 
     /// Looks up a resource.
@@ -253,10 +234,23 @@ impl Context {
         self.shared.resource(id)
     }
 
+    /// Asks the executor to call `done` once everything submitted so far on the
+    /// host queue bound to `ring` (`VkDeviceQueueTimelineInfoMESA::ringIdx`) has
+    /// retired; with no queue bound to it, once the context stream got here (the CPU
+    /// timeline). `done` is called exactly once, also on failure.
+    pub fn submit_fence(&self, ring: RingIdx, done: FenceDone) -> Result<(), ContextError> {
+        if self.shared.should_stop() {
+            done();
+            return Err(ContextError::Fatal(self.id()));
+        }
+        self.shared.executor.submit_fence(ring, done)?;
+        Ok(())
+    }
+
     /// Executes a context command stream (vtest SUBMIT_CMD2 / virtio-gpu SUBMIT_3D) on
     /// the calling thread, in order. Any error makes the context fatal.
     pub fn submit(&mut self, cmds: &[u8]) -> Result<(), ContextError> {
-        if self.is_fatal() {
+        if self.shared.should_stop() {
             return Err(ContextError::Fatal(self.id()));
         }
         let executor = Arc::clone(&self.shared.executor);
@@ -281,5 +275,93 @@ impl Context {
             return Err(err.into());
         }
         Ok(())
+    }
+}
+
+/// What other threads may do to a context while its owner runs its stream.
+#[derive(Clone, Debug)]
+pub struct ContextHandle(Arc<ContextShared>);
+
+impl ContextHandle {
+    /// The context id.
+    pub fn id(&self) -> ContextId {
+        self.0.id
+    }
+
+    /// Whether the context has failed.
+    pub fn is_fatal(&self) -> bool {
+        self.0.is_fatal()
+    }
+
+    /// Makes every wait of the context give up and every later command fail, without
+    /// calling it a failure (the owner is destroying the context).
+    pub fn stop(&self) {
+        self.0.stopping.store(true, Ordering::Release);
+    }
+
+    /// Creates a blob resource: shared memory for [`BlobId::SHMEM`], else device memory
+    /// exported by the executor. All sizes are checked before anything is allocated.
+    pub fn create_blob(
+        &self,
+        id: ResourceId,
+        blob: BlobId,
+        size: u64,
+    ) -> Result<Arc<Resource>, ContextError> {
+        let shared = &self.0;
+        if shared.should_stop() {
+            return Err(ContextError::Fatal(shared.id));
+        }
+        let limits = &shared.limits;
+        let resource = if blob == BlobId::SHMEM {
+            shared
+                .resources
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .check_new_shmem(size, limits)?;
+            Resource::new_shmem(size)?
+        } else {
+            let exported =
+                shared
+                    .executor
+                    .export_blob(blob, size)
+                    .map_err(|e| ResourceError::Export {
+                        blob,
+                        source: Box::new(e),
+                    })?;
+            Resource::new_device_memory(blob, exported.size, exported.fd)
+        };
+        let res = shared
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, resource, limits)?;
+        Ok(res)
+    }
+
+    /// Makes a resource another context created visible here under the same id
+    /// (virtio-gpu CTX_ATTACH_RESOURCE of a shared blob).
+    pub fn attach_resource(&self, id: ResourceId, res: Arc<Resource>) -> Result<(), ContextError> {
+        self.0
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .attach(id, res, &self.0.limits)?;
+        Ok(())
+    }
+
+    /// Detaches a resource. Rings and reply streams that use it keep its mapping alive
+    /// until they stop using it.
+    pub fn destroy_resource(&self, id: ResourceId) -> Result<(), ContextError> {
+        self.0
+            .resources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)?;
+        Ok(())
+    }
+
+    /// Looks up a resource.
+    pub fn resource(&self, id: ResourceId) -> Option<Arc<Resource>> {
+        self.0.resource(id)
     }
 }

@@ -14,7 +14,7 @@ use super::context::ContextShared;
 use super::reply::ReplyStream;
 use super::resource::{ExportedBlob, Resource};
 use super::ring::{RingCreateInfo, RingShared, RingTable};
-use crate::ids::{BlobId, ContextId, ResourceId, RingId};
+use crate::ids::{BlobId, ContextId, ResourceId, RingId, RingIdx};
 use crate::sys::ShmError;
 
 /// Which stream a command came from.
@@ -177,7 +177,21 @@ pub trait StreamExecutor: Send + Sync {
             format!("{blob}: device-memory blobs are not supported by this executor").into(),
         ))
     }
+
+    /// Calls `done` once all work submitted so far to the host queue bound to `ring`
+    /// has retired. Called from the context stream's thread, after every context
+    /// command submitted before the fence has executed. The default (no queues) calls
+    /// `done` at once: the context stream is the only timeline. `done` must be called
+    /// exactly once, even when this returns an error.
+    fn submit_fence(&self, ring: RingIdx, done: FenceDone) -> Result<(), ExecError> {
+        let _ = ring;
+        done();
+        Ok(())
+    }
 }
+
+/// Called once when a fence retires (see [`StreamExecutor::submit_fence`]).
+pub type FenceDone = Box<dyn FnOnce() + Send>;
 
 /// Creates the executor for a new context.
 pub trait ExecutorFactory: Send + Sync {
@@ -236,7 +250,7 @@ impl StreamCtx<'_> {
     /// fatal or this stream's ring is being stopped. Executors poll it between slices
     /// of host waits so teardown is not held up by a wait that never ends.
     pub fn should_stop(&self) -> bool {
-        self.ctx.is_fatal() || matches!(&self.origin, Origin::Ring { ring } if ring.is_stopped())
+        self.ctx.should_stop() || matches!(&self.origin, Origin::Ring { ring } if ring.is_stopped())
     }
 
     /// The context.
@@ -429,7 +443,7 @@ pub(crate) fn run_commands(
 ) -> Result<(), ExecError> {
     let mut pos = 0;
     while pos < bytes.len() {
-        if stream.ctx.is_fatal() {
+        if stream.ctx.should_stop() {
             return Err(ExecError::ContextFatal);
         }
         let available = bytes.len() - pos;

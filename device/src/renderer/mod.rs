@@ -13,10 +13,10 @@ mod ring;
 pub mod transport;
 pub mod venus;
 
-pub use context::{Context, ContextConfig, ContextError, FatalHook};
+pub use context::{Context, ContextConfig, ContextError, ContextHandle, FatalHook};
 pub use executor::{
-    CommandStreamDesc, ExecError, ExecutorFactory, StreamCtx, StreamExecutor, StreamKind,
-    TransportError,
+    CommandStreamDesc, ExecError, ExecutorFactory, FenceDone, StreamCtx, StreamExecutor,
+    StreamKind, TransportError,
 };
 pub use resource::{ExportedBlob, Resource, ResourceError, ResourceKind, ResourceLimits};
 pub use ring::{

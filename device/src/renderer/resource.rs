@@ -201,6 +201,31 @@ impl ResourceTable {
         Ok(res)
     }
 
+    /// Adds a resource another table already holds (shared blobs); it counts against
+    /// this table's limits as if it were its own.
+    pub(crate) fn attach(
+        &mut self,
+        id: ResourceId,
+        res: Arc<Resource>,
+        limits: &ResourceLimits,
+    ) -> Result<(), ResourceError> {
+        if let Some(have) = self.map.get(&id) {
+            if Arc::ptr_eq(have, &res) {
+                return Ok(());
+            }
+            return Err(ResourceError::Duplicate(id));
+        }
+        if self.map.len() >= limits.max_resources {
+            return Err(ResourceError::TooMany(limits.max_resources));
+        }
+        if res.shmem().is_some() {
+            self.check_new_shmem(res.size, limits)?;
+            self.shmem_total += res.size;
+        }
+        self.map.insert(id, res);
+        Ok(())
+    }
+
     pub(crate) fn remove(&mut self, id: ResourceId) -> Result<Arc<Resource>, ResourceError> {
         let res = self.map.remove(&id).ok_or(ResourceError::Unknown(id))?;
         if res.shmem().is_some() {

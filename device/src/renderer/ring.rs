@@ -283,7 +283,7 @@ impl RingShared {
             if done(&state) {
                 return Ok(());
             }
-            if state.stopped || ctx.is_fatal() {
+            if state.stopped || ctx.should_stop() {
                 return Err(TransportError::Stopped);
             }
             state = self

@@ -17,6 +17,7 @@
 mod config;
 pub mod gpu_socket;
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
@@ -31,9 +32,9 @@ use vhost::vhost_user::{Backend, GpuBackend, VhostUserFrontendReqHandler};
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock, VringT};
 use virtio_bindings::virtio_config::{VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::{QueueOwnedT, Reader};
+use virtio_queue::{DescriptorChain, QueueT, Reader};
 use vm_memory::bitmap::BitmapSlice;
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -42,7 +43,7 @@ use self::gpu_socket::GpuSocket;
 use crate::ratelimit::RateLimiter;
 use crate::virtio_gpu::protocol::{features, EVENT_DISPLAY, SHM_ID_HOST_VISIBLE};
 use crate::virtio_gpu::{
-    FenceSignals, GpuHandler, RenderBackend, RequestReader, ShmMapper, UsedToken,
+    FenceSignals, GpuHandler, RenderBackend, RequestReader, ShmMapper, Ticket, UsedToken,
 };
 
 /// Control queue index.
@@ -153,9 +154,17 @@ impl ShmMapper for VhostShmMapper {
     }
 }
 
+/// A descriptor chain held while its command runs on a context thread.
+type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMemoryMmap>>;
+
 /// The vhost-user virtio-gpu backend.
 pub struct VgpuBackend {
     handler: Mutex<GpuHandler>,
+    /// Chains of queued SUBMIT_3Ds, by ticket, with their queue index.
+    deferred: Mutex<HashMap<Ticket, (u16, Chain)>>,
+    /// The control queue was left with requests because too much work is queued;
+    /// drain it again when some finishes.
+    backpressured: AtomicBool,
     mem: Mutex<Option<GuestMem>>,
     event_idx: AtomicBool,
     events_read: AtomicU32,
@@ -194,6 +203,8 @@ impl VgpuBackend {
         let num_capsets = u32::try_from(handler.num_capsets()).unwrap_or(0);
         Ok(Arc::new(Self {
             handler: Mutex::new(handler),
+            deferred: Mutex::new(HashMap::new()),
+            backpressured: AtomicBool::new(false),
             mem: Mutex::new(None),
             event_idx: AtomicBool::new(false),
             events_read: AtomicU32::new(0),
@@ -267,30 +278,68 @@ impl VgpuBackend {
         Ok(())
     }
 
-    /// Pops every available chain of `queue`, processes it, returns used entries.
-    fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
+    fn deferred(&self) -> MutexGuard<'_, HashMap<Ticket, (u16, Chain)>> {
+        self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes `bytes` into the chain's device-writable part; returns the length used.
+    fn write_response(&self, chain: &Chain, bytes: &[u8]) -> u32 {
+        let head = chain.head_index();
+        let mut writer = match chain.clone().writer(chain.memory()) {
+            Ok(w) => w,
+            Err(e) => {
+                self.warn
+                    .warn(format_args!("vhost-user: malformed chain {head}: {e}"));
+                return 0;
+            }
+        };
+        let fit = bytes.len().min(writer.available_bytes());
+        if fit < bytes.len() {
+            self.warn.warn(format_args!(
+                "vhost-user: response of {} bytes truncated to {fit} (chain {head})",
+                bytes.len()
+            ));
+        }
+        match io::Write::write_all(&mut writer, &bytes[..fit]) {
+            Ok(()) => u32::try_from(fit).unwrap_or(0),
+            Err(e) => {
+                self.warn
+                    .warn(format_args!("vhost-user: writing response failed: {e}"));
+                0
+            }
+        }
+    }
+
+    /// Pops available chains of `queue` one at a time, processes each and returns
+    /// used entries. Returns true if it stopped early because too much work is
+    /// queued (the rest stays in the ring until [`Self::finish_queued`] resumes).
+    fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<bool> {
         let mem = self.memory()?;
         let Some(vring) = vrings.get(usize::from(queue)) else {
-            return Ok(());
+            return Ok(false);
         };
-        let chains: Vec<_> = vring
-            .get_mut()
-            .get_queue_mut()
-            .iter(mem.memory())
-            .map_err(VhostUserError::Queue)?
-            .collect();
         let mut released = Vec::new();
         let display_socket = self.gpu_socket();
-        for chain in chains {
+        let mut stopped = false;
+        loop {
+            if queue == CONTROL_QUEUE && !self.handler().accepting() {
+                self.backpressured.store(true, Ordering::Release);
+                stopped = true;
+                break;
+            }
+            let next = vring
+                .get_mut()
+                .get_queue_mut()
+                .pop_descriptor_chain(mem.memory());
+            let Some(chain) = next else { break };
             let head = chain.head_index();
             let guest = chain.memory();
             let command = display_socket
                 .as_ref()
                 .map_or(0, |_| peek_command(chain.clone().reader(guest).ok()));
-            let (reader, writer) = match (chain.clone().reader(guest), chain.clone().writer(guest))
-            {
-                (Ok(r), Ok(w)) => (r, w),
-                (Err(e), _) | (_, Err(e)) => {
+            let reader = match chain.clone().reader(guest) {
+                Ok(r) => r,
+                Err(e) => {
                     self.warn
                         .warn(format_args!("vhost-user: malformed chain {head}: {e}"));
                     released.push(UsedToken {
@@ -306,25 +355,40 @@ impl VgpuBackend {
             if let Some(socket) = &display_socket {
                 socket.after_command(command, handler.display());
             }
-            let mut writer = writer;
-            let fit = reply.bytes.len().min(writer.available_bytes());
-            if fit < reply.bytes.len() {
-                self.warn.warn(format_args!(
-                    "vhost-user: response of {} bytes truncated to {fit} (chain {head})",
-                    reply.bytes.len()
-                ));
+            if let Some(ticket) = reply.pending {
+                drop(handler);
+                self.deferred().insert(ticket, (queue, chain));
+                continue;
             }
-            let len = match io::Write::write_all(&mut writer, &reply.bytes[..fit]) {
-                Ok(()) => u32::try_from(fit).unwrap_or(0),
-                Err(e) => {
-                    self.warn
-                        .warn(format_args!("vhost-user: writing response failed: {e}"));
-                    0
-                }
-            };
+            let len = self.write_response(&chain, &reply.bytes);
             released.extend(handler.complete(reply.fence, UsedToken { queue, head, len }));
         }
-        self.return_used(vrings, released)
+        self.return_used(vrings, released)?;
+        Ok(stopped)
+    }
+
+    /// Answers queued commands that finished and returns descriptors whose fences
+    /// signalled; resumes a control queue left full by backpressure.
+    fn finish_queued(&self, vrings: &[VringRwLock]) -> io::Result<()> {
+        let polled = self.handler().poll();
+        let mut released = polled.released;
+        for f in polled.finished {
+            let Some((queue, chain)) = self.deferred().remove(&f.ticket) else {
+                continue;
+            };
+            let len = self.write_response(&chain, &f.bytes);
+            let token = UsedToken {
+                queue,
+                head: chain.head_index(),
+                len,
+            };
+            released.extend(self.handler().complete(f.fence, token));
+        }
+        self.return_used(vrings, released)?;
+        if self.backpressured.swap(false, Ordering::AcqRel) {
+            self.process_queue(vrings, CONTROL_QUEUE)?;
+        }
+        Ok(())
     }
 
     fn process_queue(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
@@ -332,7 +396,7 @@ impl VgpuBackend {
             return Ok(());
         };
         if !self.event_idx.load(Ordering::Acquire) {
-            return self.drain(vrings, queue);
+            return self.drain(vrings, queue).map(|_| ());
         }
         // EVENT_IDX: drain with notifications off, re-enable, and go again if the
         // guest added work meanwhile; a single pass makes the guest stop kicking.
@@ -340,7 +404,10 @@ impl VgpuBackend {
             vring
                 .disable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?;
-            self.drain(vrings, queue)?;
+            if self.drain(vrings, queue)? {
+                // Backpressure: leave notifications off; `finish_queued` resumes.
+                return Ok(());
+            }
             if !vring
                 .enable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?
@@ -403,8 +470,11 @@ impl VhostUserBackend for VgpuBackend {
     }
 
     fn reset_device(&self) {
-        // Parked tokens belong to the old rings; they are dropped with them.
+        // Parked tokens and held chains belong to the old rings; they are dropped
+        // with them.
         let _ = self.handler().reset();
+        self.deferred().clear();
+        self.backpressured.store(false, Ordering::Release);
         if let Some(socket) = self.gpu_socket() {
             socket.reset();
         }
@@ -482,8 +552,7 @@ impl VhostUserBackend for VgpuBackend {
             CONTROL_QUEUE | CURSOR_QUEUE => self.process_queue(vrings, device_event),
             FENCE_EVENT => {
                 let _ = self.fence_event.read();
-                let released = self.handler().poll_fences();
-                self.return_used(vrings, released)
+                self.finish_queued(vrings)
             }
             other => Err(io::Error::other(format!("unknown device event {other}"))),
         }

@@ -18,7 +18,9 @@ use super::backing::{Backing, BackingError};
 use super::display::{Display, Frame, ScanoutId};
 use super::fence::{FenceId, FenceQueue, Timeline};
 use super::protocol::*;
-use super::render::{BlobMemory, FenceSignals, FenceStatus, RenderBackend, RenderError};
+use super::render::{
+    BlobMemory, FenceSignals, FenceStatus, RenderBackend, RenderError, SubmitStatus, Ticket,
+};
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, RingIdx};
 use crate::ratelimit::RateLimiter;
 
@@ -106,6 +108,9 @@ pub struct HandlerConfig {
     pub max_contexts: usize,
     /// Responses waiting for fences.
     pub max_parked: usize,
+    /// SUBMIT_3D bytes queued to context threads and not yet run; above this the
+    /// transport stops taking requests off the queue until some finish.
+    pub max_inflight_bytes: u64,
 }
 
 impl Default for HandlerConfig {
@@ -123,6 +128,7 @@ impl Default for HandlerConfig {
             max_resources: 65536,
             max_contexts: 256,
             max_parked: 4096,
+            max_inflight_bytes: 64 << 20,
         }
     }
 }
@@ -206,10 +212,41 @@ pub struct UsedToken {
 /// The encoded response and, for fenced commands, the fence to wait for.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reply {
-    /// Response header and body.
+    /// Response header and body (empty while `pending`).
     pub bytes: Vec<u8>,
     /// Fence to wait for before returning the descriptor.
     pub fence: Option<(Timeline, FenceId)>,
+    /// The command runs later: keep the descriptor until [`GpuHandler::poll`] returns
+    /// a [`Finished`] with this ticket, then write its bytes.
+    pub pending: Option<Ticket>,
+}
+
+/// A queued command that has run: its response, and the fence it still waits for.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The ticket [`Reply::pending`] named.
+    pub ticket: Ticket,
+    /// Response header and body.
+    pub bytes: Vec<u8>,
+    /// Fence to park the descriptor behind (as [`Reply::fence`]).
+    pub fence: Option<(Timeline, FenceId)>,
+}
+
+/// What [`GpuHandler::poll`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Queued commands that finished, in the order they finished.
+    pub finished: Vec<Finished>,
+    /// Descriptors whose fences have signalled, in release order.
+    pub released: Vec<UsedToken>,
+}
+
+/// A SUBMIT_3D queued to its context's thread.
+#[derive(Debug)]
+struct Deferred {
+    hdr: CtrlHdr,
+    fence: Option<(Timeline, FenceId)>,
+    bytes: u64,
 }
 
 #[derive(Debug)]
@@ -267,6 +304,11 @@ pub struct GpuHandler {
     bytes_2d: u64,
     uuid_seed: u64,
     warn: RateLimiter,
+    deferred: HashMap<Ticket, Deferred>,
+    next_ticket: u64,
+    /// Set by the SUBMIT_3D arm when the renderer queued the stream.
+    queued: Option<(Ticket, u64)>,
+    inflight_bytes: u64,
 }
 
 impl std::fmt::Debug for GpuHandler {
@@ -320,6 +362,10 @@ impl GpuHandler {
             bytes_2d: 0,
             uuid_seed,
             warn: RateLimiter::new("vgpu::virtio_gpu", Duration::from_secs(5), 10),
+            deferred: HashMap::new(),
+            next_ticket: 1,
+            queued: None,
+            inflight_bytes: 0,
         }
     }
 
@@ -353,10 +399,14 @@ impl GpuHandler {
             return Reply {
                 bytes: Response::Err(err.resp()).encode(&CtrlHdr::default()),
                 fence: None,
+                pending: None,
             };
         }
         let hdr = CtrlHdr::parse(&hdr_bytes);
+        self.queued = None;
         let result = self.dispatch(mem, &hdr, req);
+        let queued = self.queued.take();
+        let response_ok: Result<(), ()> = result.as_ref().map(|_| ()).map_err(|_| ());
         let response = result.unwrap_or_else(|err| {
             self.warn.warn(format_args!(
                 "virtio-gpu: command {:#x} (ctx {}): {}",
@@ -367,14 +417,50 @@ impl GpuHandler {
             Response::Err(err.resp())
         });
         let fence = if hdr.is_fenced() {
-            Some((self.timeline(&hdr), FenceId(hdr.fence_id)))
+            let timeline = self.timeline(&hdr);
+            let id = FenceId(hdr.fence_id);
+            // Registered before the renderer can report it: reports are only read in
+            // `poll`, on this thread.
+            self.fences.create(timeline, id, false);
+            if self
+                .render
+                .create_fence(ContextId(hdr.ctx_id), timeline, id)
+                == FenceStatus::Signalled
+            {
+                let released = self.fences.signal(timeline, id);
+                // Nothing is parked on a fence created just now; an earlier fence
+                // still pending keeps this one from completing.
+                debug_assert!(released.is_empty());
+            }
+            Some((timeline, id))
         } else {
             None
         };
+        if let (Some((ticket, bytes)), Ok(_)) = (queued, &response_ok) {
+            self.deferred.insert(ticket, Deferred { hdr, fence, bytes });
+            self.inflight_bytes = self.inflight_bytes.saturating_add(bytes);
+            return Reply {
+                bytes: Vec::new(),
+                fence,
+                pending: Some(ticket),
+            };
+        }
         Reply {
             bytes: response.encode(&hdr),
             fence,
+            pending: None,
         }
+    }
+
+    /// Whether the transport may hand over more requests (queued SUBMIT_3D bytes are
+    /// under `max_inflight_bytes`).
+    pub fn accepting(&self) -> bool {
+        self.inflight_bytes < self.config.max_inflight_bytes
+    }
+
+    /// Number of queued commands not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.deferred.len()
     }
 
     fn timeline(&self, hdr: &CtrlHdr) -> Timeline {
@@ -395,12 +481,9 @@ impl GpuHandler {
         token: UsedToken,
     ) -> Vec<UsedToken> {
         let Some((timeline, id)) = fence else {
-            let mut out = vec![token];
-            out.extend(self.poll_fences());
-            return out;
+            return vec![token];
         };
-        let status = self.render.create_fence(timeline, id);
-        let mut out = match self.fences.park(timeline, id, token) {
+        match self.fences.park(timeline, id, token) {
             Ok(Some(t)) => vec![t],
             Ok(None) => Vec::new(),
             Err((err, t)) => {
@@ -409,19 +492,39 @@ impl GpuHandler {
                 ));
                 vec![t]
             }
-        };
-        if status == FenceStatus::Signalled {
-            out.extend(self.fences.signal(timeline, id));
         }
-        out.extend(self.poll_fences());
-        out
     }
 
-    /// Drains fences the renderer reported since the last call.
-    pub fn poll_fences(&mut self) -> Vec<UsedToken> {
-        let mut out = Vec::new();
+    /// Collects what the renderer reported since the last call: queued commands that
+    /// finished (write their bytes, then [`GpuHandler::complete`] them) and parked
+    /// descriptors whose fences signalled.
+    pub fn poll(&mut self) -> Polled {
+        let mut out = Polled::default();
+        for (ticket, result) in self.signals.take_submitted() {
+            let Some(d) = self.deferred.remove(&ticket) else {
+                continue; // from before a reset
+            };
+            self.inflight_bytes = self.inflight_bytes.saturating_sub(d.bytes);
+            let response = match result {
+                Ok(()) => Response::OkNodata,
+                Err(e) => {
+                    let err = CommandError::Render(e);
+                    self.warn.warn(format_args!(
+                        "virtio-gpu: SUBMIT_3D (ctx {}): {}",
+                        d.hdr.ctx_id,
+                        crate::error_chain(&err)
+                    ));
+                    Response::Err(err.resp())
+                }
+            };
+            out.finished.push(Finished {
+                ticket,
+                bytes: response.encode(&d.hdr),
+                fence: d.fence,
+            });
+        }
         for (timeline, id) in self.signals.take() {
-            out.extend(self.fences.signal(timeline, id));
+            out.released.extend(self.fences.signal(timeline, id));
         }
         out
     }
@@ -443,6 +546,11 @@ impl GpuHandler {
         );
         self.sources = vec![None; self.display.len()];
         self.bytes_2d = 0;
+        self.deferred.clear();
+        self.inflight_bytes = 0;
+        // Reports of the old contexts are stale.
+        let _ = self.signals.take_submitted();
+        let _ = self.signals.take();
         self.fences.drain_all()
     }
 
@@ -627,7 +735,11 @@ impl GpuHandler {
                     read_exact(req, fences_bytes, cmd)?;
                 }
                 let stream = read_exact(req, size, cmd)?;
-                self.render.submit(ctx, &stream)?;
+                let ticket = Ticket(self.next_ticket);
+                self.next_ticket = self.next_ticket.wrapping_add(1);
+                if self.render.submit(ctx, ticket, stream)? == SubmitStatus::Queued {
+                    self.queued = Some((ticket, u64::from(s.size)));
+                }
                 Ok(Response::OkNodata)
             }
             Request::CreateBlob(b) => self.create_blob(mem, req, ctx, b, cmd),

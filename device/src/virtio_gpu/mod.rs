@@ -23,4 +23,5 @@ pub use handler::{
 };
 pub use render::{
     BlobMemory, Capset, CoreBackend, FenceSignals, FenceStatus, RenderBackend, RenderError,
+    SubmitStatus, Ticket,
 };

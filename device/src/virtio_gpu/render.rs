@@ -5,11 +5,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use super::fence::{FenceId, Timeline};
-use crate::ids::{BlobId, CapsetId, ContextId, ResourceId};
-use crate::renderer::{Context, ContextConfig, ContextError, ExecutorFactory, Resource};
+use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, RingIdx};
+use crate::renderer::{
+    Context, ContextConfig, ContextError, ContextHandle, ExecutorFactory, FenceDone, Resource,
+};
 
 /// A capset the device offers (GET_CAPSET_INFO index = position in the list).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +42,9 @@ pub enum RenderError {
     /// Creating the executor failed.
     #[error("creating the executor failed")]
     Executor(#[source] crate::renderer::ExecError),
+    /// Starting the context's thread failed.
+    #[error("starting the context thread failed")]
+    Spawn(#[source] std::io::Error),
 }
 
 /// Host memory behind a HOST3D blob: an fd another process can mmap (memfd or
@@ -75,11 +82,32 @@ pub enum FenceStatus {
     Pending,
 }
 
-/// Where renderers report fences that complete later. The notifier wakes the
-/// thread that drains them (the vhost-user glue registers an eventfd).
+/// A SUBMIT_3D the renderer runs later; its response waits for
+/// [`FenceSignals::submitted`] with the same ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// What [`RenderBackend::submit`] did with a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubmitStatus {
+    /// It ran to completion on the calling thread.
+    Done,
+    /// It was queued; the outcome arrives through [`FenceSignals::submitted`].
+    Queued,
+}
+
+#[derive(Default)]
+struct Events {
+    fences: Vec<(Timeline, FenceId)>,
+    submits: Vec<(Ticket, Result<(), RenderError>)>,
+}
+
+/// Where renderers report fences that complete later and queued submissions that
+/// finished. The notifier wakes the thread that drains them (the vhost-user glue
+/// registers an eventfd).
 #[derive(Clone)]
 pub struct FenceSignals {
-    done: Arc<Mutex<Vec<(Timeline, FenceId)>>>,
+    events: Arc<Mutex<Events>>,
     notify: Arc<dyn Fn() + Send + Sync>,
 }
 
@@ -90,26 +118,38 @@ impl fmt::Debug for FenceSignals {
 }
 
 impl FenceSignals {
-    /// A sink that calls `notify` after each signal.
+    /// A sink that calls `notify` after each report.
     pub fn new(notify: Arc<dyn Fn() + Send + Sync>) -> Self {
         Self {
-            done: Arc::default(),
+            events: Arc::default(),
             notify,
         }
     }
 
+    fn events(&self) -> std::sync::MutexGuard<'_, Events> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Reports `fence` done on `timeline` (any thread).
     pub fn signal(&self, timeline: Timeline, fence: FenceId) {
-        self.done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((timeline, fence));
+        self.events().fences.push((timeline, fence));
         (self.notify)();
     }
 
-    /// Takes every reported signal.
+    /// Reports a queued submission finished (any thread).
+    pub fn submitted(&self, ticket: Ticket, result: Result<(), RenderError>) {
+        self.events().submits.push((ticket, result));
+        (self.notify)();
+    }
+
+    /// Takes every reported fence.
     pub fn take(&self) -> Vec<(Timeline, FenceId)> {
-        std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut self.events().fences)
+    }
+
+    /// Takes every finished submission.
+    pub fn take_submitted(&self) -> Vec<(Ticket, Result<(), RenderError>)> {
+        std::mem::take(&mut self.events().submits)
     }
 }
 
@@ -124,10 +164,16 @@ pub trait RenderBackend: Send {
         capset: CapsetId,
         name: &str,
     ) -> Result<(), RenderError>;
-    /// Destroys a context (unknown ids are ignored).
+    /// Destroys a context (unknown ids are ignored). Queued submissions of the context
+    /// still report (as failed), and its pending global-timeline fences signal.
     fn destroy_context(&mut self, ctx: ContextId);
-    /// Executes a SUBMIT_3D stream.
-    fn submit(&mut self, ctx: ContextId, cmds: &[u8]) -> Result<(), RenderError>;
+    /// Executes a SUBMIT_3D stream, now or later (see [`SubmitStatus`]).
+    fn submit(
+        &mut self,
+        ctx: ContextId,
+        ticket: Ticket,
+        cmds: Vec<u8>,
+    ) -> Result<SubmitStatus, RenderError>;
     /// Creates HOST3D blob memory for `blob` in `ctx`.
     fn create_blob(
         &mut self,
@@ -138,19 +184,127 @@ pub trait RenderBackend: Send {
     ) -> Result<Arc<dyn BlobMemory>, RenderError>;
     /// Releases a blob created with [`RenderBackend::create_blob`].
     fn destroy_blob(&mut self, ctx: ContextId, res: ResourceId);
-    /// Creates a fence after all work submitted so far on `timeline`.
-    fn create_fence(&mut self, timeline: Timeline, fence: FenceId) -> FenceStatus;
+    /// Makes blob `res`, created by context `owner`, visible to context `ctx`
+    /// (CTX_ATTACH_RESOURCE). The default refuses.
+    fn attach_blob(
+        &mut self,
+        owner: ContextId,
+        res: ResourceId,
+        ctx: ContextId,
+    ) -> Result<(), RenderError> {
+        let _ = (owner, res);
+        Err(RenderError::NoContext(ctx))
+    }
+    /// Undoes [`RenderBackend::attach_blob`] (unknown ids are ignored).
+    fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
+        let _ = (res, ctx);
+    }
+    /// Creates a fence after all work submitted so far on `timeline` by the command's
+    /// context `ctx` (0 for commands outside any context).
+    fn create_fence(&mut self, ctx: ContextId, timeline: Timeline, fence: FenceId) -> FenceStatus;
 }
 
-/// Routes contexts to the renderer core. `Context::submit` runs the context stream
-/// to completion on the calling thread, so a fence created after it is already
-/// signalled; work the executor defers to ring threads is not tracked by fences yet
-/// (the same rule the vtest front door applies to SUBMIT_CMD2 syncs).
+/// Work for a context's thread, in guest order.
+enum Job {
+    Submit {
+        ticket: Ticket,
+        cmds: Vec<u8>,
+    },
+    /// `ring` is the queue timeline to wait on; `None` for the global timeline (done
+    /// once the stream got here).
+    Fence {
+        timeline: Timeline,
+        fence: FenceId,
+        ring: Option<RingIdx>,
+    },
+}
+
+/// A context and the thread that runs its SUBMIT_3D streams and fences in order, so a
+/// stream that blocks (`vkWaitRingSeqnoMESA`, a slow host call) holds up only its own
+/// context, never the VM's control queue.
+struct Worker {
+    handle: ContextHandle,
+    tx: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(context: Context, signals: FenceSignals) -> Result<Self, RenderError> {
+        let handle = context.handle();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("vgpu-ctx-{}", context.id().0))
+            .spawn(move || run_worker(context, &rx, &signals))
+            .map_err(RenderError::Spawn)?;
+        Ok(Self {
+            handle,
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `job`; false if the thread is gone.
+    fn send(&self, job: Job) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Waits give up, queued work reports as failed, then the thread ends and drops
+        // the context (which joins its rings).
+        self.handle.stop();
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::warn!("virtio-gpu: {} worker panicked", self.handle.id());
+            }
+        }
+    }
+}
+
+fn run_worker(mut context: Context, rx: &Receiver<Job>, signals: &FenceSignals) {
+    for job in rx {
+        match job {
+            Job::Submit { ticket, cmds } => {
+                let result = context.submit(&cmds).map_err(RenderError::Core);
+                signals.submitted(ticket, result);
+            }
+            Job::Fence {
+                timeline,
+                fence,
+                ring: None,
+            } => signals.signal(timeline, fence),
+            Job::Fence {
+                timeline,
+                fence,
+                ring: Some(ring),
+            } => {
+                let to = signals.clone();
+                let done: FenceDone = Box::new(move || to.signal(timeline, fence));
+                if let Err(e) = context.submit_fence(ring, done) {
+                    // `done` has run: the guest is not left waiting.
+                    log::debug!(
+                        "virtio-gpu: {} fence {fence} on {ring}: {}",
+                        context.id(),
+                        crate::error_chain(&e)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Routes contexts to the renderer core, one worker thread per context. SUBMIT_3D
+/// streams are queued to the context's thread and answered when they have run;
+/// fences on a ring are reported when the host queue bound to that ring
+/// (`VkDeviceQueueTimelineInfoMESA`) has retired everything submitted before them.
 pub struct CoreBackend {
     capsets: Vec<Capset>,
     factory: Arc<dyn ExecutorFactory>,
     config: ContextConfig,
-    contexts: HashMap<ContextId, Context>,
+    signals: FenceSignals,
+    contexts: HashMap<ContextId, Worker>,
 }
 
 impl fmt::Debug for CoreBackend {
@@ -163,11 +317,13 @@ impl fmt::Debug for CoreBackend {
 }
 
 impl CoreBackend {
-    /// A backend offering the Venus capset `venus` (160 bytes from [`crate::capset`]).
+    /// A backend offering the Venus capset `venus` (160 bytes from [`crate::capset`]),
+    /// reporting late work through `signals`.
     pub fn new(
         venus: &crate::capset::VenusCapset,
         factory: Arc<dyn ExecutorFactory>,
         config: ContextConfig,
+        signals: FenceSignals,
     ) -> Self {
         Self {
             capsets: vec![Capset {
@@ -177,14 +333,13 @@ impl CoreBackend {
             }],
             factory,
             config,
+            signals,
             contexts: HashMap::new(),
         }
     }
 
-    fn ctx(&mut self, ctx: ContextId) -> Result<&mut Context, RenderError> {
-        self.contexts
-            .get_mut(&ctx)
-            .ok_or(RenderError::NoContext(ctx))
+    fn ctx(&self, ctx: ContextId) -> Result<&Worker, RenderError> {
+        self.contexts.get(&ctx).ok_or(RenderError::NoContext(ctx))
     }
 }
 
@@ -203,8 +358,11 @@ impl RenderBackend for CoreBackend {
             return Err(RenderError::UnsupportedCapset(capset));
         }
         let executor = self.factory.create(ctx).map_err(RenderError::Executor)?;
-        self.contexts
-            .insert(ctx, Context::new(ctx, self.config, executor));
+        let worker = Worker::start(
+            Context::new(ctx, self.config, executor),
+            self.signals.clone(),
+        )?;
+        self.contexts.insert(ctx, worker);
         Ok(())
     }
 
@@ -212,9 +370,20 @@ impl RenderBackend for CoreBackend {
         self.contexts.remove(&ctx);
     }
 
-    fn submit(&mut self, ctx: ContextId, cmds: &[u8]) -> Result<(), RenderError> {
-        self.ctx(ctx)?.submit(cmds)?;
-        Ok(())
+    fn submit(
+        &mut self,
+        ctx: ContextId,
+        ticket: Ticket,
+        cmds: Vec<u8>,
+    ) -> Result<SubmitStatus, RenderError> {
+        let worker = self.ctx(ctx)?;
+        if worker.handle.is_fatal() {
+            return Err(RenderError::Core(ContextError::Fatal(ctx)));
+        }
+        if !worker.send(Job::Submit { ticket, cmds }) {
+            return Err(RenderError::NoContext(ctx));
+        }
+        Ok(SubmitStatus::Queued)
     }
 
     fn create_blob(
@@ -224,18 +393,57 @@ impl RenderBackend for CoreBackend {
         blob: BlobId,
         size: u64,
     ) -> Result<Arc<dyn BlobMemory>, RenderError> {
-        let r = self.ctx(ctx)?.create_blob(res, blob, size)?;
+        let r = self.ctx(ctx)?.handle.create_blob(res, blob, size)?;
         Ok(r)
     }
 
     fn destroy_blob(&mut self, ctx: ContextId, res: ResourceId) {
-        if let Some(c) = self.contexts.get(&ctx) {
+        if let Some(w) = self.contexts.get(&ctx) {
             // The handler only destroys blobs it created; a missing id is harmless.
-            let _ = c.destroy_resource(res);
+            let _ = w.handle.destroy_resource(res);
         }
     }
 
-    fn create_fence(&mut self, _timeline: Timeline, _fence: FenceId) -> FenceStatus {
-        FenceStatus::Signalled
+    fn attach_blob(
+        &mut self,
+        owner: ContextId,
+        res: ResourceId,
+        ctx: ContextId,
+    ) -> Result<(), RenderError> {
+        let resource = self
+            .ctx(owner)?
+            .handle
+            .resource(res)
+            .ok_or(RenderError::Core(ContextError::Resource(
+                crate::renderer::ResourceError::Unknown(res),
+            )))?;
+        self.ctx(ctx)?.handle.attach_resource(res, resource)?;
+        Ok(())
+    }
+
+    fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
+        if let Some(w) = self.contexts.get(&ctx) {
+            let _ = w.handle.destroy_resource(res);
+        }
+    }
+
+    fn create_fence(&mut self, ctx: ContextId, timeline: Timeline, fence: FenceId) -> FenceStatus {
+        let (owner, ring) = match timeline {
+            Timeline::Ring(c, r) => (c, Some(r)),
+            Timeline::Global => (ctx, None),
+        };
+        match self.contexts.get(&owner) {
+            Some(w)
+                if w.send(Job::Fence {
+                    timeline,
+                    fence,
+                    ring,
+                }) =>
+            {
+                FenceStatus::Pending
+            }
+            // No context (2D work, or gone): nothing of it is outstanding.
+            _ => FenceStatus::Signalled,
+        }
     }
 }

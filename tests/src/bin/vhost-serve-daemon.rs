@@ -29,11 +29,12 @@ fn main() -> ExitCode {
         }
     };
     let config = ServeConfig::new(socket.into());
-    let served = vgpu_device::vhost_user::serve(&config, |_signals| {
+    let served = vgpu_device::vhost_user::serve(&config, |signals| {
         Box::new(CoreBackend::new(
             &capset,
             Arc::new(VenusFactory),
             ContextConfig::default(),
+            signals,
         ))
     });
     match served {

@@ -2,7 +2,7 @@
 //! stripped, the renderer's own host extensions injected), queues, destruction.
 
 use std::ffi::{c_char, CStr};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use ash::vk;
 use ash::vk::Handle;
@@ -21,8 +21,11 @@ use super::objects::DeviceState;
 use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
 use super::{raw, Handler, Result, VenusError};
 
+/// Timelines a context may bind (virtio-gpu ring_idx 0..=63).
+const MAX_RING_IDX: u32 = 64;
+
 /// `VK_STRUCTURE_TYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA`.
-const STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA: vk::StructureType =
+pub(super) const STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA: vk::StructureType =
     vk::StructureType::from_raw(1_000_384_005);
 
 impl Handler<'_, '_> {
@@ -133,16 +136,27 @@ impl Handler<'_, '_> {
         if raw_dev == 0 {
             return Ok(());
         }
-        let dev = self
-            .lock()
-            .remove_device(raw_dev)
-            .ok_or(VenusError::NoState {
+        let (dev, queue_locks) = {
+            let mut st = self.lock();
+            let dev = st.remove_device(raw_dev).ok_or(VenusError::NoState {
                 ty: vk::ObjectType::DEVICE,
                 raw: raw_dev,
             })?;
-        // SAFETY: the device is out of the tables; its children are the guest's to
-        // destroy first (valid usage), and their table entries are gone too.
+            (dev, st.take_queue_locks(raw_dev))
+        };
+        // Wait out submissions in progress on other threads (they re-check that the
+        // device is live under these locks), then the ring fences queued on it.
+        let guards: Vec<_> = queue_locks
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        self.exec.retirer.flush_device(raw_dev);
+        // SAFETY: the device is out of the tables, no submission is in progress or can
+        // start (the locks are held and the device is gone from the tables), and its
+        // fences are retired; its children are the guest's to destroy first (valid
+        // usage), and their table entries are gone too.
         unsafe { dev.device.destroy_device(None) };
+        drop(guards);
         Ok(())
     }
 
@@ -175,9 +189,14 @@ impl Handler<'_, '_> {
             ));
         }
         let mut info = *guest;
-        // The ring index only matters for SUBMIT_CMD2 syncs, which vtest never sends;
-        // the host driver must not see the MESA struct.
+        // The ring index names the queue's fence timeline (virtio-gpu ring_idx); the
+        // host driver must not see the MESA struct.
         // SAFETY: the chain was decoded into this command's arena and is not borrowed.
+        let ring = unsafe { raw::queue_timeline_ring(info.p_next) };
+        if ring.is_some_and(|r| r >= MAX_RING_IDX) {
+            return Err(VenusError::Invalid("ringIdx above the timeline count"));
+        }
+        // SAFETY: as above.
         info.p_next =
             unsafe { raw::strip_chain(info.p_next, &[STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA]) };
         // SAFETY: live device; `info` is well formed. An out-of-range family/index is
@@ -187,6 +206,7 @@ impl Handler<'_, '_> {
             return Err(VenusError::Invalid("no such queue"));
         }
         let mut st = self.lock();
+        st.add_queue(args.device.as_raw(), queue.as_raw(), ring)?;
         st.bind(
             id,
             vk::ObjectType::QUEUE,

@@ -44,6 +44,7 @@ mod pipeline;
 mod query;
 mod queue;
 mod raw;
+mod retire;
 mod sync;
 mod transfer;
 mod transport;
@@ -58,10 +59,12 @@ use vulkan_proto::{
     HandleMap, ObjectId,
 };
 
-use super::executor::{ExecError, ExecutorFactory, StreamCtx, StreamExecutor, TransportError};
+use super::executor::{
+    ExecError, ExecutorFactory, FenceDone, StreamCtx, StreamExecutor, TransportError,
+};
 use super::resource::ExportedBlob;
 use crate::error_chain;
-use crate::ids::{BlobId, ContextId};
+use crate::ids::{BlobId, ContextId, RingIdx};
 use objects::State;
 pub(crate) use objects::{DeviceState, InstanceState};
 
@@ -149,6 +152,7 @@ impl Default for StreamState {
 pub struct VenusExecutor {
     ctx: ContextId,
     state: Mutex<State>,
+    retirer: retire::Retirer,
 }
 
 impl VenusExecutor {
@@ -158,6 +162,7 @@ impl VenusExecutor {
         Self {
             ctx,
             state: Mutex::new(State::default()),
+            retirer: retire::Retirer::default(),
         }
     }
 
@@ -168,6 +173,8 @@ impl VenusExecutor {
 
 impl Drop for VenusExecutor {
     fn drop(&mut self) {
+        // Ring fences first: they must not outlive their devices.
+        self.retirer.stop();
         let state = std::mem::take(&mut *self.lock());
         let objects = state.object_count();
         if objects > 0 {
@@ -215,6 +222,69 @@ impl StreamExecutor for VenusExecutor {
 
     fn export_blob(&self, blob: BlobId, size: u64) -> std::result::Result<ExportedBlob, ExecError> {
         memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
+    }
+
+    fn submit_fence(&self, ring: RingIdx, done: FenceDone) -> std::result::Result<(), ExecError> {
+        let Some(q) = self.lock().timeline_queue(ring.0) else {
+            // No queue on this timeline (ring 0, the CPU timeline, or a ring the guest
+            // never bound): everything before the fence has run.
+            done();
+            return Ok(());
+        };
+        let failed = |what: &'static str, e: vk::Result| {
+            ExecError::Failed(Box::new(CommandFailed {
+                command: format!("ring fence on {ring}"),
+                reason: format!("{what}: {e}"),
+            }))
+        };
+        // SAFETY: live device (checked again under the queue lock below before use).
+        let fence = match unsafe {
+            q.device
+                .device
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+        } {
+            Ok(f) => f,
+            Err(e) => {
+                done();
+                return Err(failed("vkCreateFence", e));
+            }
+        };
+        let guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let raw_dev = q.device.device.handle().as_raw();
+        if !self.lock().has_device(raw_dev) {
+            // The device was destroyed meanwhile; destroying it waited for its work.
+            drop(guard);
+            done();
+            return Ok(());
+        }
+        // SAFETY: live queue of a live device under its submission lock; an empty
+        // batch whose fence signals once all earlier batches on the queue completed.
+        if let Err(e) = unsafe { q.device.device.queue_submit(q.queue, &[], fence) } {
+            drop(guard);
+            // SAFETY: the submission failed, so no queue uses the fence.
+            unsafe { q.device.device.destroy_fence(fence, None) };
+            done();
+            return Err(failed("vkQueueSubmit", e));
+        }
+        let waiting = retire::Waiting {
+            device: Arc::clone(&q.device),
+            fence,
+            done,
+        };
+        // Queued while the queue lock is held, so a destroyer that takes the lock next
+        // finds it when it flushes the device's fences.
+        let queued = if self.retirer.has_room() {
+            self.retirer.push(self.ctx, waiting)
+        } else {
+            Err(waiting)
+        };
+        if let Err(w) = queued {
+            // Too many in flight (or no thread): wait here, on the context stream, still
+            // holding the queue lock so the device cannot be destroyed under the wait.
+            retire::wait_inline(w);
+        }
+        drop(guard);
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ash::vk;
 
@@ -131,6 +131,18 @@ pub(crate) struct State {
     descriptor_sets: HashMap<u64, (Arc<SetLayoutInfo>, u32)>,
     /// Guest pipeline layout id → its set layouts (NULL ones as `None`).
     pipeline_layouts: HashMap<u64, Arc<Vec<Option<Arc<SetLayoutInfo>>>>>,
+    /// Host queue → (owning device, the lock every submission to it takes: ring
+    /// threads and the context stream's fences share queues).
+    queue_locks: HashMap<u64, (u64, Arc<Mutex<()>>)>,
+    /// `VkDeviceQueueTimelineInfoMESA::ringIdx` → (host device, host queue).
+    timelines: HashMap<u32, (u64, u64)>,
+}
+
+/// A queue ready for submission: its device and its submission lock.
+pub(crate) struct QueueRef {
+    pub(crate) device: Arc<DeviceState>,
+    pub(crate) queue: vk::Queue,
+    pub(crate) lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for State {
@@ -399,6 +411,63 @@ impl State {
         self.dispatchable.insert(raw, owner);
     }
 
+    /// Registers a host queue of `device` (idempotent) and, with `ring`, binds that
+    /// timeline to it. A ring already bound to another queue is refused.
+    pub(crate) fn add_queue(&mut self, device: u64, queue: u64, ring: Option<u32>) -> Result<()> {
+        if let Some(ring) = ring {
+            match self.timelines.get(&ring) {
+                Some(&(_, q)) if q != queue => {
+                    return Err(VenusError::Invalid(
+                        "ringIdx already bound to another queue",
+                    ))
+                }
+                _ => {
+                    self.timelines.insert(ring, (device, queue));
+                }
+            }
+        }
+        self.queue_locks
+            .entry(queue)
+            .or_insert_with(|| (device, Arc::default()));
+        Ok(())
+    }
+
+    /// A live queue and its lock.
+    pub(crate) fn queue(&self, queue: u64) -> Option<QueueRef> {
+        let (device, lock) = self.queue_locks.get(&queue)?;
+        Some(QueueRef {
+            device: self.devices.get(device)?.clone(),
+            queue: vk::Handle::from_raw(queue),
+            lock: Arc::clone(lock),
+        })
+    }
+
+    /// The queue bound to timeline `ring`, if any.
+    pub(crate) fn timeline_queue(&self, ring: u32) -> Option<QueueRef> {
+        let &(_, queue) = self.timelines.get(&ring)?;
+        self.queue(queue)
+    }
+
+    /// Removes and returns the submission locks of `device`'s queues (taken by the
+    /// destroyer to wait out submissions in progress).
+    pub(crate) fn take_queue_locks(&mut self, device: u64) -> Vec<Arc<Mutex<()>>> {
+        let mut out = Vec::new();
+        self.queue_locks.retain(|_, (d, lock)| {
+            if *d == device {
+                out.push(Arc::clone(lock));
+                false
+            } else {
+                true
+            }
+        });
+        out
+    }
+
+    /// Whether `device` is still live.
+    pub(crate) fn has_device(&self, device: u64) -> bool {
+        self.devices.contains_key(&device)
+    }
+
     pub(crate) fn instance(&self, h: vk::Instance) -> Result<Arc<InstanceState>> {
         let raw = vk::Handle::as_raw(h);
         self.instances
@@ -437,6 +506,7 @@ impl State {
     /// already be gone or be destroyed by the caller).
     pub(crate) fn remove_device(&mut self, raw: u64) -> Option<Arc<DeviceState>> {
         let dev = self.devices.remove(&raw)?;
+        self.timelines.retain(|_, (d, _)| *d != raw);
         let owned: Vec<(vk::ObjectType, u64)> = self
             .objects
             .values()

@@ -65,6 +65,23 @@ pub(super) unsafe fn find_in_chain(head: *const c_void, ty: vk::StructureType) -
     std::ptr::null()
 }
 
+/// The `ringIdx` of the first `VkDeviceQueueTimelineInfoMESA` in the chain at `head`.
+///
+/// # Safety
+///
+/// As for [`find_in_chain`]; a node with that sType must be a
+/// `VkDeviceQueueTimelineInfoMESA` (the decoder builds it so).
+pub(super) unsafe fn queue_timeline_ring(head: *const c_void) -> Option<u32> {
+    // SAFETY: forwarded from the caller.
+    let node = unsafe { find_in_chain(head, super::device::STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA) };
+    // SAFETY: the caller guarantees a node of this sType has this layout; NULL gives None.
+    unsafe {
+        node.cast::<vulkan_proto::generated::types::DeviceQueueTimelineInfoMESA<'_>>()
+            .as_ref()
+    }
+    .map(|t| t.ring_idx)
+}
+
 /// The strings of a `ppEnabled*Names` array.
 ///
 /// # Safety

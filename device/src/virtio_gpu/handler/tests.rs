@@ -61,13 +61,18 @@ impl RenderBackend for Fake {
             .log
             .push(format!("destroy {ctx}"));
     }
-    fn submit(&mut self, ctx: ContextId, cmds: &[u8]) -> Result<(), RenderError> {
+    fn submit(
+        &mut self,
+        ctx: ContextId,
+        _ticket: Ticket,
+        cmds: Vec<u8>,
+    ) -> Result<SubmitStatus, RenderError> {
         self.calls
             .lock()
             .expect("lock")
             .log
             .push(format!("submit {ctx} {cmds:?}"));
-        Ok(())
+        Ok(SubmitStatus::Done)
     }
     fn create_blob(
         &mut self,
@@ -88,7 +93,12 @@ impl RenderBackend for Fake {
             .log
             .push(format!("destroy_blob {res}"));
     }
-    fn create_fence(&mut self, _timeline: Timeline, _fence: FenceId) -> FenceStatus {
+    fn create_fence(
+        &mut self,
+        _ctx: ContextId,
+        _timeline: Timeline,
+        _fence: FenceId,
+    ) -> FenceStatus {
         FenceStatus::Pending
     }
 }
@@ -527,13 +537,13 @@ fn fences_release_per_ring_in_order_with_gaps() {
     let heads = |v: Vec<UsedToken>| v.into_iter().map(|t| t.head).collect::<Vec<_>>();
     r.signals
         .signal(Timeline::Ring(ContextId(1), RingIdx(0)), FenceId(8));
-    assert_eq!(heads(r.h.poll_fences()), vec![0, 2]);
+    assert_eq!(heads(r.h.poll().released), vec![0, 2]);
     r.signals
         .signal(Timeline::Ring(ContextId(1), RingIdx(1)), FenceId(10));
-    assert_eq!(heads(r.h.poll_fences()), vec![1, 3]);
+    assert_eq!(heads(r.h.poll().released), vec![1, 3]);
     r.signals
         .signal(Timeline::Ring(ContextId(1), RingIdx(0)), FenceId(12));
-    assert_eq!(heads(r.h.poll_fences()), vec![4]);
+    assert_eq!(heads(r.h.poll().released), vec![4]);
 }
 
 #[test]

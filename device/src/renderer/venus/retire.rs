@@ -1,0 +1,235 @@
+//! Ring fences on host queues: `submit_fence` puts an empty batch with a host
+//! `VkFence` on the queue bound to a `ringIdx` (`VkDeviceQueueTimelineInfoMESA`), and
+//! one retire thread per context waits for those fences in order and reports each
+//! once it signals, as vkr's per-queue sync threads do.
+//!
+//! The thread owns every fence it was given. Before a device is destroyed its fences
+//! are waited for and destroyed ([`Retirer::flush_device`]); stopping the thread
+//! does the same for all of them, so no fence outlives its device.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ash::vk;
+
+use super::objects::DeviceState;
+use crate::ids::ContextId;
+use crate::renderer::FenceDone;
+
+/// Fences one context may have in flight before `submit_fence` waits inline.
+pub(crate) const MAX_IN_FLIGHT: usize = 1024;
+/// How long one wait slice blocks before the thread looks at its inbox again.
+const SLICE: Duration = Duration::from_millis(2);
+/// Longest wait for one fence when flushing (a device that never finishes its work
+/// loses its fences' objects rather than hanging teardown).
+const FLUSH_LIMIT: Duration = Duration::from_secs(10);
+
+/// One fence waited for.
+pub(crate) struct Waiting {
+    pub(crate) device: Arc<DeviceState>,
+    pub(crate) fence: vk::Fence,
+    pub(crate) done: FenceDone,
+}
+
+enum Msg {
+    Wait(Waiting),
+    Flush { device: u64, ack: Sender<()> },
+}
+
+/// The retire thread of one context (started on first use).
+#[derive(Default)]
+pub(crate) struct Retirer {
+    inner: Mutex<Option<Running>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+struct Running {
+    tx: Sender<Msg>,
+    thread: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Retirer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retirer")
+            .field("in_flight", &self.in_flight.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retirer {
+    /// Whether another fence may be queued (else the caller waits inline).
+    pub(crate) fn has_room(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
+    }
+
+    /// Queues `w`; returns it if the thread could not be started.
+    pub(crate) fn push(&self, ctx: ContextId, w: Waiting) -> Result<(), Waiting> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.is_none() {
+            let (tx, rx) = mpsc::channel();
+            let in_flight = Arc::clone(&self.in_flight);
+            let spawned = std::thread::Builder::new()
+                .name(format!("vgpu-retire-{}", ctx.0))
+                .spawn(move || run(&rx, &in_flight));
+            match spawned {
+                Ok(thread) => *inner = Some(Running { tx, thread }),
+                Err(e) => {
+                    log::warn!("venus: {ctx}: cannot start the fence thread: {e}");
+                    return Err(w);
+                }
+            }
+        }
+        let Some(running) = inner.as_ref() else {
+            return Err(w);
+        };
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        match running.tx.send(Msg::Wait(w)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::SendError(Msg::Wait(w))) => {
+                self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                Err(w)
+            }
+            // `push` sends nothing else.
+            Err(mpsc::SendError(Msg::Flush { .. })) => Ok(()),
+        }
+    }
+
+    /// Waits for and retires every fence of `device` (call before destroying it).
+    pub(crate) fn flush_device(&self, device: u64) {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(running) = inner.as_ref() else {
+            return;
+        };
+        let (ack, done) = mpsc::channel();
+        if running.tx.send(Msg::Flush { device, ack }).is_ok() {
+            // The thread answers after retiring the device's fences, or drops `ack`
+            // if it ended.
+            let _ = done.recv();
+        }
+    }
+
+    /// Retires every fence and joins the thread.
+    pub(crate) fn stop(&self) {
+        let running = self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(Running { tx, thread }) = running {
+            drop(tx);
+            if thread.join().is_err() {
+                log::warn!("venus: the fence thread panicked");
+            }
+        }
+    }
+}
+
+/// Waits for `w` on the calling thread and retires it.
+pub(crate) fn wait_inline(w: Waiting) {
+    finish(w, FLUSH_LIMIT);
+}
+
+/// Whether `w`'s fence has signalled (or can never signal: device lost).
+fn is_done(w: &Waiting) -> bool {
+    // SAFETY: the fence belongs to this live device (devices are flushed before they
+    // are destroyed) and only this thread uses it after submission.
+    !matches!(
+        unsafe { w.device.device.get_fence_status(w.fence) },
+        Ok(false)
+    )
+}
+
+/// Destroys the fence and reports it.
+fn retire(w: Waiting) {
+    // SAFETY: the fence signalled (or the device is lost), so no queue uses it, and
+    // nothing else holds it.
+    unsafe { w.device.device.destroy_fence(w.fence, None) };
+    (w.done)();
+}
+
+/// Blocks until `w` signals or `limit` passes; retires it either way (a fence that
+/// never signals is leaked, not destroyed while a queue might still use it).
+fn finish(w: Waiting, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if is_done(&w) {
+            retire(w);
+            return;
+        }
+        if Instant::now() >= deadline {
+            log::warn!("venus: a ring fence did not signal within {limit:?}; leaking it");
+            (w.done)();
+            return;
+        }
+        wait_slice(&w);
+    }
+}
+
+fn wait_slice(w: &Waiting) {
+    let ns = u64::try_from(SLICE.as_nanos()).unwrap_or(u64::MAX);
+    // SAFETY: as in `is_done`. The result is re-read with `is_done`.
+    let _ = unsafe { w.device.device.wait_for_fences(&[w.fence], true, ns) };
+}
+
+fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
+    let mut pending: VecDeque<Waiting> = VecDeque::new();
+    let retired = |w: Waiting, limit: Option<Duration>| {
+        match limit {
+            Some(l) => finish(w, l),
+            None => retire(w),
+        }
+        in_flight.fetch_sub(1, Ordering::AcqRel);
+    };
+    loop {
+        let msg = if pending.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        };
+        match msg {
+            Some(Msg::Wait(w)) => pending.push_back(w),
+            Some(Msg::Flush { device, ack }) => {
+                let (mine, rest): (VecDeque<_>, VecDeque<_>) = pending
+                    .drain(..)
+                    .partition(|w| vk::Handle::as_raw(w.device.device.handle()) == device);
+                pending = rest;
+                for w in mine {
+                    retired(w, Some(FLUSH_LIMIT));
+                }
+                let _ = ack.send(());
+            }
+            None => {}
+        }
+        // Retire every fence that has signalled, oldest first.
+        let mut progressed = false;
+        let mut still = VecDeque::with_capacity(pending.len());
+        for w in pending.drain(..) {
+            if is_done(&w) {
+                retired(w, None);
+                progressed = true;
+            } else {
+                still.push_back(w);
+            }
+        }
+        pending = still;
+        if !progressed {
+            if let Some(front) = pending.front() {
+                wait_slice(front);
+            }
+        }
+    }
+    for w in pending {
+        retired(w, Some(FLUSH_LIMIT));
+    }
+}
