@@ -5,7 +5,9 @@
 //! in it by a small descriptor writer below; the frontend kicks eventfds and polls the
 //! used ring. A backend-channel handler records SHMEM_MAP / SHMEM_UNMAP.
 
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,11 +27,11 @@ use vgpu_device::virtio_gpu::{
 };
 use vhost::vhost_user::message::{VhostUserMMap, VhostUserProtocolFeatures};
 use vhost::vhost_user::{
-    Frontend, FrontendReqHandler, HandlerResult, Listener, VhostUserFrontend,
+    Frontend, FrontendReqHandler, GpuBackend, HandlerResult, Listener, VhostUserFrontend,
     VhostUserFrontendReqHandler,
 };
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
-use vhost_user_backend::VhostUserDaemon;
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon};
 use vm_memory::{
     Bytes, FileOffset, GuestAddress, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap,
 };
@@ -612,6 +614,132 @@ fn error_paths_get_the_right_codes_and_the_daemon_survives() {
         24,
     );
     assert_eq!(le32(&r, 0), OK);
+}
+
+/// QEMU's end of the vhost-user-gpu socket: reads one message, returns (request, body).
+fn gpu_socket_read(s: &mut UnixStream) -> (u32, Vec<u8>) {
+    let mut hdr = [0u8; 12];
+    s.read_exact(&mut hdr).expect("gpu socket header");
+    let mut body = vec![0u8; usize::try_from(le32(&hdr, 8)).expect("size")];
+    s.read_exact(&mut body).expect("gpu socket body");
+    (le32(&hdr, 0), body)
+}
+
+/// Answers `request` with `body` and the REPLY flag.
+fn gpu_socket_reply(s: &mut UnixStream, request: u32, body: &[u8]) {
+    let mut m = Vec::new();
+    m.extend_from_slice(&request.to_le_bytes());
+    m.extend_from_slice(&4u32.to_le_bytes());
+    m.extend_from_slice(&u32::try_from(body.len()).expect("len").to_le_bytes());
+    m.extend_from_slice(body);
+    s.write_all(&m).expect("gpu socket reply");
+}
+
+/// Hands the daemon a GPU socket, as QEMU does at DRIVER_OK with GPU_SET_SOCKET (the
+/// `vhost` crate's `Frontend` cannot send that request, so the test calls the
+/// backend's handler directly), and answers the handshake without EDID. Returns
+/// QEMU's end.
+fn attach_gpu_socket(h: &Harness) -> UnixStream {
+    let (daemon_end, mut qemu) = UnixStream::pair().expect("socket pair");
+    qemu.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    h.backend
+        .set_gpu_socket(GpuBackend::from_stream(daemon_end))
+        .expect("set_gpu_socket");
+    assert_eq!(gpu_socket_read(&mut qemu).0, 1, "GET_PROTOCOL_FEATURES");
+    gpu_socket_reply(&mut qemu, 1, &0u64.to_le_bytes());
+    assert_eq!(
+        gpu_socket_read(&mut qemu),
+        (2, 0u64.to_le_bytes().to_vec()),
+        "SET_PROTOCOL_FEATURES"
+    );
+    assert_eq!(gpu_socket_read(&mut qemu).0, 3, "GET_DISPLAY_INFO");
+    let mut info = vec![0u8; 24 + 16 * 24];
+    info[24 + 8..24 + 12].copy_from_slice(&1280u32.to_le_bytes());
+    info[24 + 12..24 + 16].copy_from_slice(&800u32.to_le_bytes());
+    info[24 + 16..24 + 20].copy_from_slice(&1u32.to_le_bytes());
+    gpu_socket_reply(&mut qemu, 3, &info);
+    qemu
+}
+
+#[test]
+fn guest_cursor_image_reaches_the_gpu_socket_as_cursor_update() {
+    let mut h = Harness::start(core_render);
+    let mut qemu = attach_gpu_socket(&h);
+
+    // The guest's cursor: a 64 × 64 B8G8R8A8 resource (DRM ARGB8888) with a pattern.
+    let byte = |v: u32| u8::try_from(v).expect("below 256");
+    let pattern: Vec<u8> = (0..64u32 * 64)
+        .flat_map(|i| [byte(i % 251), byte(i / 64), byte(i % 64), 0xc0])
+        .collect();
+    let backing = h.alloc(pattern.len() as u64);
+    h.mem
+        .write_slice(&pattern, GuestAddress(backing))
+        .expect("write cursor");
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceCreate2d, &[4, 1, 64, 64])),
+        OK
+    );
+    let mut attach = cmd(CommandType::ResourceAttachBacking, &[4, 1]);
+    attach.extend_from_slice(
+        &MemEntry {
+            addr: backing,
+            length: u32::try_from(pattern.len()).expect("len"),
+        }
+        .encode(),
+    );
+    assert_eq!(h.resp_type(&attach), OK);
+    assert_eq!(
+        h.resp_type(&cmd(
+            CommandType::TransferToHost2d,
+            &[0, 0, 64, 64, 0, 0, 4, 0]
+        )),
+        OK
+    );
+
+    // UPDATE_CURSOR on the cursor queue: scanout 0 at (300, 400), hot spot (6, 9).
+    let r = h.request_split(
+        1,
+        &cmd(CommandType::UpdateCursor, &[0, 300, 400, 0, 4, 6, 9, 0]),
+        usize::MAX,
+        24,
+    );
+    assert_eq!(le32(&r, 0), OK);
+    let (request, body) = gpu_socket_read(&mut qemu);
+    assert_eq!(request, 6, "VHOST_USER_GPU_CURSOR_UPDATE");
+    assert_eq!(body.len(), 12 + 8 + 64 * 64 * 4);
+    let fields: Vec<u32> = (0..5).map(|i| le32(&body, i * 4)).collect();
+    assert_eq!(fields, [0, 300, 400, 6, 9], "scanout, x, y, hot_x, hot_y");
+    // QEMU reads u32 ARGB in host order; B8G8R8A8 bytes are that integer in
+    // little-endian order.
+    let expected: Vec<u8> = pattern
+        .chunks_exact(4)
+        .flat_map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]).to_ne_bytes())
+        .collect();
+    assert_eq!(&body[20..], expected.as_slice());
+
+    // A move is CURSOR_POS only; resource 0 hides.
+    let r = h.request_split(
+        1,
+        &cmd(CommandType::MoveCursor, &[0, 310, 420, 0, 4, 6, 9, 0]),
+        usize::MAX,
+        24,
+    );
+    assert_eq!(le32(&r, 0), OK);
+    let (request, body) = gpu_socket_read(&mut qemu);
+    assert_eq!((request, body.len()), (4, 12), "VHOST_USER_GPU_CURSOR_POS");
+    assert_eq!(
+        [le32(&body, 0), le32(&body, 4), le32(&body, 8)],
+        [0, 310, 420]
+    );
+    let r = h.request_split(
+        1,
+        &cmd(CommandType::UpdateCursor, &[0, 0, 0, 0, 0, 0, 0, 0]),
+        usize::MAX,
+        24,
+    );
+    assert_eq!(le32(&r, 0), OK);
+    assert_eq!(gpu_socket_read(&mut qemu), (5, vec![0; 12]));
 }
 
 /// Fences stay pending until the stream `[ring, fence_lo, fence_hi]` signals one.

@@ -17,22 +17,28 @@
 //! still answered from the device's own configuration, so both displays agree),
 //! SCANOUT when a scanout is enabled, resized or disabled, UPDATE with x8r8g8b8
 //! pixels after SET_SCANOUT* and RESOURCE_FLUSH (in bands of at most [`MAX_UPDATE`]
-//! bytes), CURSOR_POS / CURSOR_POS_HIDE when the cursor moves or hides. Not sent:
-//! CURSOR_UPDATE (the cursor image lives in the handler's resources, which the glue
-//! does not read) and DMABUF_* (no dma-buf export).
+//! bytes), CURSOR_UPDATE (position, hot spot and the 64 × 64 ARGB image the handler
+//! captured) after each UPDATE_CURSOR of a 2D resource, CURSOR_POS when the cursor
+//! only moves (or its resource is a blob, whose image is not captured), and
+//! CURSOR_POS_HIDE when it hides. A cursor image waiting to be sent is never replaced
+//! by a later move: the move updates its position instead. Not sent: DMABUF_* (no
+//! dma-buf export).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use vhost::vhost_user::gpu_message::{
-    VhostUserGpuCursorPos, VhostUserGpuEdidRequest, VhostUserGpuScanout, VhostUserGpuUpdate,
+    VhostUserGpuCursorPos, VhostUserGpuCursorUpdate, VhostUserGpuEdidRequest, VhostUserGpuScanout,
+    VhostUserGpuUpdate,
 };
 use vhost::vhost_user::message::VhostUserU64;
 use vhost::vhost_user::GpuBackend;
 
 use crate::ratelimit::RateLimiter;
-use crate::virtio_gpu::display::{Display, Frame, ScanoutId};
+use crate::virtio_gpu::display::{
+    Cursor, CursorImage, Display, Frame, ScanoutId, CURSOR_PIXELS, CURSOR_SIZE,
+};
 use crate::virtio_gpu::protocol::{CommandType, MAX_SCANOUTS};
 
 /// `VHOST_USER_GPU_PROTOCOL_F_EDID` as a mask. vhost 0.18's
@@ -54,11 +60,89 @@ pub struct FrontendDisplay {
     pub edid_size: u32,
 }
 
-/// The cursor as the frontend should show it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Bytes of a CURSOR_UPDATE image (64 × 64 × 4).
+const CURSOR_BYTES: usize = CURSOR_PIXELS * 4;
+
+/// A cursor message for the frontend.
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum CursorMsg {
+    /// CURSOR_POS: show the current image at (x, y).
     Pos { scanout: u32, x: u32, y: u32 },
+    /// CURSOR_POS_HIDE.
     Hide { scanout: u32 },
+    /// CURSOR_UPDATE: a new image and hot spot, shown at (x, y).
+    Update {
+        scanout: u32,
+        x: u32,
+        y: u32,
+        hot_x: u32,
+        hot_y: u32,
+        image: CursorImage,
+    },
+}
+
+/// What the frontend was last told about one scanout's cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CursorSeen {
+    Hidden,
+    /// At (x, y), with the image of this [`Cursor::generation`] (`None`: no image of
+    /// ours was sent for it, the frontend shows whatever it had).
+    Shown {
+        x: u32,
+        y: u32,
+        image: Option<u64>,
+    },
+}
+
+/// The message that brings the frontend from `seen` to `cursor` on `scanout`, with
+/// the state it leaves; `None` if nothing changed.
+fn cursor_change(
+    scanout: u32,
+    cursor: &Cursor,
+    seen: Option<CursorSeen>,
+) -> Option<(CursorSeen, CursorMsg)> {
+    if cursor.resource_id == 0 {
+        return (seen != Some(CursorSeen::Hidden))
+            .then_some((CursorSeen::Hidden, CursorMsg::Hide { scanout }));
+    }
+    let generation = cursor.image.as_ref().map(|_| cursor.generation);
+    let now = CursorSeen::Shown {
+        x: cursor.x,
+        y: cursor.y,
+        image: generation,
+    };
+    if seen == Some(now) {
+        return None;
+    }
+    let image_sent = matches!(seen, Some(CursorSeen::Shown { image, .. }) if image == generation);
+    let msg = match &cursor.image {
+        Some(image) if !image_sent => CursorMsg::Update {
+            scanout,
+            x: cursor.x,
+            y: cursor.y,
+            hot_x: cursor.hot_x,
+            hot_y: cursor.hot_y,
+            image: image.clone(),
+        },
+        _ => CursorMsg::Pos {
+            scanout,
+            x: cursor.x,
+            y: cursor.y,
+        },
+    };
+    Some((now, msg))
+}
+
+/// Parks `msg` in a scanout's cursor slot. The newest state wins, except that a move
+/// does not drop an image still waiting: it moves it.
+fn park_cursor(slot: &mut Option<CursorMsg>, msg: CursorMsg) {
+    if let (Some(CursorMsg::Update { x, y, .. }), CursorMsg::Pos { x: nx, y: ny, .. }) =
+        (slot.as_mut(), &msg)
+    {
+        (*x, *y) = (*nx, *ny);
+        return;
+    }
+    *slot = Some(msg);
 }
 
 /// What is waiting to be sent for one scanout.
@@ -94,8 +178,8 @@ impl Pending {
 struct Announced {
     /// Per scanout: (width, height) last sent with SCANOUT; (0, 0) = disabled.
     modes: Vec<(u32, u32)>,
-    /// Per scanout: cursor last sent.
-    cursors: Vec<Option<CursorMsg>>,
+    /// Per scanout: cursor last queued (`None` = nothing yet).
+    cursors: Vec<Option<CursorSeen>>,
 }
 
 #[derive(Debug, Default)]
@@ -219,21 +303,12 @@ impl GpuSocket {
                 }
             }
             if cursor {
-                let now = if sc.cursor.resource_id == 0 {
-                    CursorMsg::Hide { scanout: id }
-                } else {
-                    CursorMsg::Pos {
-                        scanout: id,
-                        x: sc.cursor.x,
-                        y: sc.cursor.y,
-                    }
-                };
                 if let (Some(old), Some(slot)) =
                     (announced.cursors.get_mut(i), pending.cursor.get_mut(i))
                 {
-                    if *old != Some(now) {
-                        *old = Some(now);
-                        *slot = Some(now);
+                    if let Some((seen, msg)) = cursor_change(id, &sc.cursor, *old) {
+                        *old = Some(seen);
+                        park_cursor(slot, msg);
                         queued = true;
                     }
                 }
@@ -345,20 +420,55 @@ fn send(
         }
     }
     for c in cursors.iter().flatten() {
-        match *c {
-            CursorMsg::Pos { scanout, x, y } => gpu.cursor_pos(&VhostUserGpuCursorPos {
-                scanout_id: scanout,
-                x,
-                y,
-            })?,
-            CursorMsg::Hide { scanout } => gpu.cursor_pos_hide(&VhostUserGpuCursorPos {
-                scanout_id: scanout,
-                x: 0,
-                y: 0,
-            })?,
-        }
+        send_cursor(gpu, c)?;
     }
     Ok(())
+}
+
+fn send_cursor(gpu: &GpuBackend, c: &CursorMsg) -> std::io::Result<()> {
+    match c {
+        CursorMsg::Pos { scanout, x, y } => gpu.cursor_pos(&VhostUserGpuCursorPos {
+            scanout_id: *scanout,
+            x: *x,
+            y: *y,
+        }),
+        CursorMsg::Hide { scanout } => gpu.cursor_pos_hide(&VhostUserGpuCursorPos {
+            scanout_id: *scanout,
+            x: 0,
+            y: 0,
+        }),
+        CursorMsg::Update {
+            scanout,
+            x,
+            y,
+            hot_x,
+            hot_y,
+            image,
+        } => gpu.cursor_update(
+            &VhostUserGpuCursorUpdate {
+                pos: VhostUserGpuCursorPos {
+                    scanout_id: *scanout,
+                    x: *x,
+                    y: *y,
+                },
+                // A hot spot outside the image means nothing; keep the frontend's
+                // cursor code inside it.
+                hot_x: (*hot_x).min(CURSOR_SIZE - 1),
+                hot_y: (*hot_y).min(CURSOR_SIZE - 1),
+            },
+            &cursor_bytes(image),
+        ),
+    }
+}
+
+/// The CURSOR_UPDATE payload: each ARGB pixel as a `u32` in host byte order, as QEMU
+/// copies it into its `QEMUCursor` (vhost-user-gpu.md §4.1).
+fn cursor_bytes(image: &CursorImage) -> [u8; CURSOR_BYTES] {
+    let mut out = [0u8; CURSOR_BYTES];
+    for (d, p) in out.chunks_exact_mut(4).zip(image.argb()) {
+        d.copy_from_slice(&p.to_ne_bytes());
+    }
+    out
 }
 
 /// UPDATE messages covering `f`, converted from RGBA to x8r8g8b8 (bytes B, G, R, X),
@@ -458,28 +568,211 @@ mod tests {
         t.join().expect("join").expect("sent");
     }
 
-    #[test]
-    fn handshake_then_scanout_and_update_after_flush() {
-        let (a, mut b) = UnixStream::pair().expect("pair");
-        let mut display = Display::new(1, 64, 32);
-        let sock = GpuSocket::start(GpuBackend::from_stream(a), 1).expect("start");
-        let (req, _) = read_msg(&mut b);
+    /// Plays QEMU 10.0.2's side of the handshake (protocol features 3, one
+    /// 1280 × 800 scanout, a 128-byte EDID).
+    fn qemu_handshake(b: &mut UnixStream) {
+        let (req, _) = read_msg(b);
         assert_eq!(req, 1);
-        reply(&mut b, 1, &3u64.to_le_bytes());
-        let (req, body) = read_msg(&mut b);
+        reply(b, 1, &3u64.to_le_bytes());
+        let (req, body) = read_msg(b);
         assert_eq!((req, body), (2, 1u64.to_le_bytes().to_vec()));
-        let (req, _) = read_msg(&mut b);
+        let (req, _) = read_msg(b);
         assert_eq!(req, 3);
         let mut di = vec![0u8; 24 + 16 * 24];
         di[24 + 8..24 + 12].copy_from_slice(&1280u32.to_le_bytes());
         di[24 + 12..24 + 16].copy_from_slice(&800u32.to_le_bytes());
         di[24 + 16..24 + 20].copy_from_slice(&1u32.to_le_bytes());
-        reply(&mut b, 3, &di);
-        let (req, body) = read_msg(&mut b);
+        reply(b, 3, &di);
+        let (req, body) = read_msg(b);
         assert_eq!((req, body), (11, vec![0, 0, 0, 0]));
         let mut edid = vec![0u8; 24 + 8 + 1024];
         edid[24..28].copy_from_slice(&128u32.to_le_bytes());
-        reply(&mut b, 11, &edid);
+        reply(b, 11, &edid);
+    }
+
+    fn le32(b: &[u8], off: usize) -> u32 {
+        u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+    }
+
+    /// A cursor showing a 2 × 1 B8G8R8A8 image (opaque red, half-transparent blue).
+    fn cursor_with_image(generation: u64) -> Cursor {
+        let pixels = [0, 0, 0xff, 0xff, 0xff, 0, 0, 0x80];
+        Cursor {
+            resource_id: 3,
+            x: 100,
+            y: 200,
+            hot_x: 5,
+            hot_y: 7,
+            image: Some(CursorImage::capture(
+                crate::virtio_gpu::protocol::Format::B8G8R8A8Unorm,
+                2,
+                1,
+                &pixels,
+            )),
+            generation,
+        }
+    }
+
+    #[test]
+    fn cursor_change_sends_an_image_once_then_moves_then_hides() {
+        let c = cursor_with_image(1);
+        let (seen, msg) = cursor_change(0, &c, None).expect("new cursor");
+        assert!(matches!(
+            msg,
+            CursorMsg::Update {
+                scanout: 0,
+                x: 100,
+                y: 200,
+                hot_x: 5,
+                hot_y: 7,
+                ..
+            }
+        ));
+        assert_eq!(cursor_change(0, &c, Some(seen)), None);
+        let moved = Cursor { x: 1, ..c.clone() };
+        let (seen, msg) = cursor_change(0, &moved, Some(seen)).expect("moved");
+        assert_eq!(
+            msg,
+            CursorMsg::Pos {
+                scanout: 0,
+                x: 1,
+                y: 200
+            }
+        );
+        let newer = Cursor {
+            generation: 2,
+            ..moved
+        };
+        let (seen, msg) = cursor_change(0, &newer, Some(seen)).expect("new image");
+        assert!(matches!(msg, CursorMsg::Update { x: 1, .. }));
+        let hidden = Cursor::default();
+        assert_eq!(
+            cursor_change(0, &hidden, Some(seen)),
+            Some((CursorSeen::Hidden, CursorMsg::Hide { scanout: 0 }))
+        );
+        assert_eq!(cursor_change(0, &hidden, Some(CursorSeen::Hidden)), None);
+    }
+
+    #[test]
+    fn a_cursor_without_image_only_moves() {
+        let c = Cursor {
+            image: None,
+            ..cursor_with_image(4)
+        };
+        let (_, msg) = cursor_change(2, &c, None).expect("shown");
+        assert_eq!(
+            msg,
+            CursorMsg::Pos {
+                scanout: 2,
+                x: 100,
+                y: 200
+            }
+        );
+    }
+
+    #[test]
+    fn a_move_parked_after_an_image_keeps_the_image() {
+        let image = cursor_with_image(1).image.expect("image");
+        let mut slot = Some(CursorMsg::Update {
+            scanout: 0,
+            x: 1,
+            y: 2,
+            hot_x: 3,
+            hot_y: 4,
+            image: image.clone(),
+        });
+        park_cursor(
+            &mut slot,
+            CursorMsg::Pos {
+                scanout: 0,
+                x: 9,
+                y: 8,
+            },
+        );
+        assert_eq!(
+            slot,
+            Some(CursorMsg::Update {
+                scanout: 0,
+                x: 9,
+                y: 8,
+                hot_x: 3,
+                hot_y: 4,
+                image,
+            })
+        );
+        park_cursor(&mut slot, CursorMsg::Hide { scanout: 0 });
+        assert_eq!(slot, Some(CursorMsg::Hide { scanout: 0 }));
+    }
+
+    #[test]
+    fn update_cursor_sends_cursor_update_with_hot_spot_and_argb_pixels() {
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        let mut display = Display::new(1, 64, 32);
+        let sock = GpuSocket::start(GpuBackend::from_stream(a), 1).expect("start");
+        qemu_handshake(&mut b);
+
+        display.get_mut(ScanoutId(0)).expect("scanout").cursor = cursor_with_image(1);
+        sock.after_command(CommandType::UpdateCursor as u32, &display);
+        let (req, body) = read_msg(&mut b);
+        assert_eq!(req, 6, "VHOST_USER_GPU_CURSOR_UPDATE");
+        assert_eq!(body.len(), 12 + 8 + 64 * 64 * 4);
+        let header: Vec<u32> = (0..5).map(|i| le32(&body, i * 4)).collect();
+        assert_eq!(header, [0, 100, 200, 5, 7]);
+        let px = |i: usize| {
+            u32::from_ne_bytes([
+                body[20 + i * 4],
+                body[21 + i * 4],
+                body[22 + i * 4],
+                body[23 + i * 4],
+            ])
+        };
+        assert_eq!(px(0), 0xffff_0000, "opaque red");
+        assert_eq!(px(1), 0x8000_00ff, "half-transparent blue");
+        assert!((2..64 * 64).all(|i| px(i) == 0), "padding is transparent");
+
+        // A move sends CURSOR_POS; hiding sends CURSOR_POS_HIDE.
+        display.get_mut(ScanoutId(0)).expect("scanout").cursor.x = 7;
+        sock.after_command(CommandType::MoveCursor as u32, &display);
+        let (req, body) = read_msg(&mut b);
+        assert_eq!((req, body.len()), (4, 12));
+        assert_eq!(
+            [le32(&body, 0), le32(&body, 4), le32(&body, 8)],
+            [0, 7, 200]
+        );
+        display.get_mut(ScanoutId(0)).expect("scanout").cursor = Cursor::default();
+        sock.after_command(CommandType::UpdateCursor as u32, &display);
+        let (req, body) = read_msg(&mut b);
+        assert_eq!((req, body), (5, vec![0; 12]));
+        drop(sock);
+    }
+
+    #[test]
+    fn hot_spot_outside_the_image_is_clamped() {
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        let gpu = GpuBackend::from_stream(a);
+        let msg = CursorMsg::Update {
+            scanout: 1,
+            x: 0,
+            y: 0,
+            hot_x: 500,
+            hot_y: u32::MAX,
+            image: cursor_with_image(1).image.expect("image"),
+        };
+        send_cursor(&gpu, &msg).expect("sent");
+        let (req, body) = read_msg(&mut b);
+        assert_eq!(req, 6);
+        assert_eq!(
+            [le32(&body, 0), le32(&body, 12), le32(&body, 16)],
+            [1, 63, 63]
+        );
+    }
+
+    #[test]
+    fn handshake_then_scanout_and_update_after_flush() {
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        let mut display = Display::new(1, 64, 32);
+        let sock = GpuSocket::start(GpuBackend::from_stream(a), 1).expect("start");
+        qemu_handshake(&mut b);
 
         // A flush of something not shown sends nothing; showing a frame sends
         // SCANOUT then UPDATE.

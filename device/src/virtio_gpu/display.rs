@@ -1,13 +1,15 @@
 //! Headless display: scanouts, their last presented frame, EDID, PNG output.
 //!
 //! Each scanout remembers what the guest last flushed to it as an RGBA frame, so tests
-//! and users can see what the guest shows ([`Display::write_png`]).
+//! and users can see what the guest shows ([`Display::write_png`]), and its cursor:
+//! position, hot spot and a 64 × 64 ARGB copy of the image ([`CursorImage`]).
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::protocol::{DisplayOne, Rect};
+use super::protocol::{DisplayOne, Format, Rect};
 
 /// A scanout index (`scanout_id`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,8 +56,68 @@ pub struct Frame {
     pub rgba: Vec<u8>,
 }
 
+/// Width and height of a cursor image (QEMU's `cursor_alloc(64, 64)`; the Linux
+/// driver's cursor resources are 64 × 64 too).
+pub const CURSOR_SIZE: u32 = 64;
+
+/// Pixels in one row of a cursor image.
+const CURSOR_ROW: usize = 64;
+
+/// Pixels in a cursor image.
+pub const CURSOR_PIXELS: usize = CURSOR_ROW * CURSOR_ROW;
+
+/// A 64 × 64 cursor image, row-major, one `u32` per pixel with alpha in bits 24–31,
+/// red in 16–23, green in 8–15 and blue in 0–7 (ARGB as a host-order integer, the
+/// layout of QEMU's `QEMUCursor::data`). Cheap to clone: the pixels are shared.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CursorImage(Arc<[u32; CURSOR_PIXELS]>);
+
+impl std::fmt::Debug for CursorImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opaque = self.0.iter().filter(|p| **p >> 24 != 0).count();
+        f.debug_struct("CursorImage")
+            .field("non_transparent", &opaque)
+            .finish()
+    }
+}
+
+impl CursorImage {
+    /// Copies the top-left 64 × 64 pixels of a `width` × `height` image in `format`
+    /// whose rows are `width * 4` bytes of `pixels`. Pixels outside the image (a
+    /// smaller resource) or outside `pixels` (never for a consistent resource) are
+    /// transparent; a larger image is clipped.
+    pub fn capture(format: Format, width: u32, height: u32, pixels: &[u8]) -> Self {
+        let mut argb = [0u32; CURSOR_PIXELS];
+        let cols = width.min(CURSOR_SIZE);
+        let rows = height.min(CURSOR_SIZE);
+        for (y, out) in (0..rows).zip(argb.chunks_exact_mut(CURSOR_ROW)) {
+            for (x, px) in (0..cols).zip(out.iter_mut()) {
+                *px = source_pixel(format, width, x, y, pixels).unwrap_or(0);
+            }
+        }
+        Self(Arc::new(argb))
+    }
+
+    /// The pixels, row-major.
+    pub fn argb(&self) -> &[u32; CURSOR_PIXELS] {
+        &self.0
+    }
+}
+
+/// Pixel (`x`, `y`) of an image `width` pixels wide, as ARGB; `None` if it lies
+/// outside `pixels` or the offset overflows.
+fn source_pixel(format: Format, width: u32, x: u32, y: u32, pixels: &[u8]) -> Option<u32> {
+    let index = u64::from(y)
+        .checked_mul(u64::from(width))?
+        .checked_add(u64::from(x))?;
+    let start = usize::try_from(index).ok()?.checked_mul(4)?;
+    let bytes: [u8; 4] = pixels.get(start..start.checked_add(4)?)?.try_into().ok()?;
+    let [r, g, b, a] = format.to_rgba(bytes);
+    Some(u32::from_be_bytes([a, r, g, b]))
+}
+
 /// Cursor state of a scanout.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cursor {
     /// Image resource (0 = hidden).
     pub resource_id: u32,
@@ -67,6 +129,12 @@ pub struct Cursor {
     pub hot_x: u32,
     /// Hot spot.
     pub hot_y: u32,
+    /// The image captured from `resource_id` at the last UPDATE_CURSOR; `None` when
+    /// hidden or when the resource is not a 2D resource (blob cursors are not read).
+    pub image: Option<CursorImage>,
+    /// Changes at every UPDATE_CURSOR (image or hot spot may have changed), never at
+    /// MOVE_CURSOR, so a consumer can tell a new image from a move.
+    pub generation: u64,
 }
 
 /// What a scanout shows.
@@ -158,6 +226,7 @@ impl Display {
             }
             if s.cursor.resource_id == resource_id {
                 s.cursor.resource_id = 0;
+                s.cursor.image = None;
             }
         }
     }

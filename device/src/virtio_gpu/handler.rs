@@ -15,7 +15,7 @@ use std::time::Duration;
 use vm_memory::GuestMemory;
 
 use super::backing::{Backing, BackingError};
-use super::display::{Display, Frame, ScanoutId};
+use super::display::{Cursor, CursorImage, Display, Frame, ScanoutId};
 use super::fence::{FenceId, FenceQueue, Timeline};
 use super::protocol::*;
 use super::render::{
@@ -303,6 +303,8 @@ pub struct GpuHandler {
     contexts: BTreeSet<ContextId>,
     bytes_2d: u64,
     uuid_seed: u64,
+    /// Last [`Cursor::generation`] handed out (kept across resets).
+    cursor_generation: u64,
     warn: RateLimiter,
     deferred: HashMap<Ticket, Deferred>,
     next_ticket: u64,
@@ -361,6 +363,7 @@ impl GpuHandler {
             contexts: BTreeSet::new(),
             bytes_2d: 0,
             uuid_seed,
+            cursor_generation: 0,
             warn: RateLimiter::new("vgpu::virtio_gpu", Duration::from_secs(5), 10),
             deferred: HashMap::new(),
             next_ticket: 1,
@@ -761,23 +764,58 @@ impl GpuHandler {
                 *mapped = None;
                 Ok(Response::OkNodata)
             }
-            Request::UpdateCursor(u) | Request::MoveCursor(u) => {
-                let is_update = matches!(request, Request::UpdateCursor(_));
-                if is_update && u.resource_id != 0 && !self.resources.contains_key(&u.resource_id) {
-                    return Err(CommandError::Resource(u.resource_id));
-                }
+            Request::UpdateCursor(u) => self.update_cursor(u),
+            Request::MoveCursor(u) => {
                 let s = self
                     .display
                     .get_mut(ScanoutId(u.scanout_id))
                     .ok_or(CommandError::Scanout(u.scanout_id))?;
                 s.cursor.x = u.x;
                 s.cursor.y = u.y;
-                if is_update {
-                    s.cursor.resource_id = u.resource_id;
-                    s.cursor.hot_x = u.hot_x;
-                    s.cursor.hot_y = u.hot_y;
-                }
                 Ok(Response::OkNodata)
+            }
+        }
+    }
+
+    /// UPDATE_CURSOR: position, hot spot, and a copy of the image as it is now (the
+    /// guest transfers the image before this command and may reuse the resource).
+    fn update_cursor(&mut self, u: UpdateCursor) -> CmdResult<Response> {
+        if u.resource_id != 0 && !self.resources.contains_key(&u.resource_id) {
+            return Err(CommandError::Resource(u.resource_id));
+        }
+        if self.display.get(ScanoutId(u.scanout_id)).is_none() {
+            return Err(CommandError::Scanout(u.scanout_id));
+        }
+        let image = self.cursor_image(u.resource_id);
+        // Wrapping: a serial only compared for equality; it outlives resets so a
+        // display consumer never mistakes a new image for the one it already has.
+        self.cursor_generation = self.cursor_generation.wrapping_add(1);
+        let generation = self.cursor_generation;
+        let s = self
+            .display
+            .get_mut(ScanoutId(u.scanout_id))
+            .ok_or(CommandError::Scanout(u.scanout_id))?;
+        s.cursor = Cursor {
+            resource_id: u.resource_id,
+            x: u.x,
+            y: u.y,
+            hot_x: u.hot_x,
+            hot_y: u.hot_y,
+            image,
+            generation,
+        };
+        Ok(Response::OkNodata)
+    }
+
+    /// The 64 × 64 image of cursor resource `id`: `None` for 0 (hidden) and for
+    /// blobs, whose pixels the device does not keep (a GUEST blob could be read from
+    /// guest memory, but the Linux driver's cursors are 2D resources).
+    fn cursor_image(&self, id: u32) -> Option<CursorImage> {
+        match &self.resources.get(&id)?.kind {
+            ResKind::TwoD(r) => Some(CursorImage::capture(r.format, r.width, r.height, &r.pixels)),
+            ResKind::Blob { .. } => {
+                log::debug!("virtio-gpu: cursor res{id} is a blob; its image is not forwarded");
+                None
             }
         }
     }

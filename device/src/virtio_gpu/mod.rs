@@ -6,7 +6,8 @@
 //! - [`render`]: the 3D seam ([`RenderBackend`]) and [`CoreBackend`], which routes
 //!   contexts to the renderer core shared with the vtest front door.
 //! - [`fence`]: per-timeline parking of fenced responses.
-//! - [`display`]: headless scanouts (last frame, PNG), EDID.
+//! - [`display`]: headless scanouts (last frame, PNG), cursor (position, 64 × 64
+//!   ARGB image), EDID.
 //! - [`backing`]: guest backing read through vm-memory.
 
 pub mod backing;
@@ -16,7 +17,7 @@ pub mod handler;
 pub mod protocol;
 pub mod render;
 
-pub use display::{Display, Frame, ScanoutId};
+pub use display::{Cursor, CursorImage, Display, Frame, ScanoutId};
 pub use fence::{FenceId, Timeline};
 pub use handler::{
     GpuHandler, HandlerConfig, Reply, RequestReader, ShmMapper, SliceReader, UsedToken,

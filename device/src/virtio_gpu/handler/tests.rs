@@ -654,7 +654,7 @@ fn cursor_commands_update_scanout_cursor() {
         r.resp(&cmd(CommandType::MoveCursor, &[0, 30, 40, 0, 0, 0, 0, 0])),
         OK
     );
-    let c = r.h.display().get(ScanoutId(0)).expect("scanout").cursor;
+    let c = &r.h.display().get(ScanoutId(0)).expect("scanout").cursor;
     assert_eq!(
         (c.resource_id, c.x, c.y, c.hot_x, c.hot_y),
         (1, 30, 40, 3, 4)
@@ -663,6 +663,164 @@ fn cursor_commands_update_scanout_cursor() {
         r.resp(&cmd(CommandType::MoveCursor, &[5, 0, 0, 0, 0, 0, 0, 0])),
         RespType::ErrInvalidScanoutId as u32
     );
+}
+
+/// Creates `res` (`format`, `w` × `h`), backs it with `pixels` at `MEM_BASE` and
+/// transfers the whole resource to the host.
+fn upload_2d(r: &mut Rig, res: u32, format: u32, (w, h): (u32, u32), pixels: &[u8]) {
+    assert_eq!(
+        r.resp(&cmd(CommandType::ResourceCreate2d, &[res, format, w, h])),
+        OK
+    );
+    r.mem
+        .write_slice(pixels, GuestAddress(MEM_BASE))
+        .expect("write");
+    let len = u32::try_from(pixels.len()).expect("small");
+    assert_eq!(r.resp(&attach(res, &[(MEM_BASE, len)])), OK);
+    assert_eq!(
+        r.resp(&cmd(
+            CommandType::TransferToHost2d,
+            &[0, 0, w, h, 0, 0, res, 0]
+        )),
+        OK
+    );
+}
+
+/// A distinct B8G8R8A8 pixel for (x, y): bytes B, G, R, A.
+fn bgra_pattern(x: u32, y: u32) -> [u8; 4] {
+    let b = |v: u32| u8::try_from(v & 0xff).expect("masked");
+    [b(x * 3), b(y * 5), b(x ^ y), b(0x80 | x)]
+}
+
+fn bgra_image(w: u32, h: u32) -> Vec<u8> {
+    (0..h)
+        .flat_map(|y| (0..w).flat_map(move |x| bgra_pattern(x, y)))
+        .collect()
+}
+
+fn cursor_of(r: &Rig) -> Cursor {
+    r.h.display()
+        .get(ScanoutId(0))
+        .expect("scanout")
+        .cursor
+        .clone()
+}
+
+#[test]
+fn update_cursor_captures_a_64x64_bgra_resource_as_argb() {
+    let mut r = rig();
+    upload_2d(&mut r, 7, 1, (64, 64), &bgra_image(64, 64));
+    assert_eq!(
+        r.resp(&cmd(CommandType::UpdateCursor, &[0, 10, 20, 0, 7, 3, 4, 0])),
+        OK
+    );
+    let c = cursor_of(&r);
+    let image = c.image.expect("2D cursor has an image");
+    let argb = image.argb();
+    // B8G8R8A8 bytes [B, G, R, A] are the ARGB integer 0xAARRGGBB.
+    let [b, g, rd, a] = bgra_pattern(5, 9);
+    assert_eq!(argb[9 * 64 + 5], u32::from_be_bytes([a, rd, g, b]));
+    assert_eq!(argb[0], 0x8000_0000);
+    assert_eq!(argb[64 * 64 - 1], 0xbf00_3bbd);
+    let expected: Vec<u32> = (0..64)
+        .flat_map(|y| (0..64).map(move |x| u32::from_le_bytes(bgra_pattern(x, y))))
+        .collect();
+    assert_eq!(argb.as_slice(), expected.as_slice());
+    assert_eq!((c.hot_x, c.hot_y, c.x, c.y), (3, 4, 10, 20));
+}
+
+#[test]
+fn a_32x32_cursor_is_padded_with_transparent_pixels() {
+    let mut r = rig();
+    upload_2d(&mut r, 7, 1, (32, 32), &bgra_image(32, 32));
+    assert_eq!(
+        r.resp(&cmd(CommandType::UpdateCursor, &[0, 0, 0, 0, 7, 0, 0, 0])),
+        OK
+    );
+    let image = cursor_of(&r).image.expect("image");
+    let argb = image.argb();
+    for (y, row) in (0..64u32).zip(argb.chunks_exact(64)) {
+        for (x, px) in (0..64u32).zip(row) {
+            let want = if x < 32 && y < 32 {
+                u32::from_le_bytes(bgra_pattern(x, y))
+            } else {
+                0
+            };
+            assert_eq!(*px, want, "pixel ({x}, {y})");
+        }
+    }
+}
+
+#[test]
+fn a_larger_rgbx_cursor_is_clipped_and_made_opaque() {
+    let mut r = rig();
+    // 80 × 70 R8G8B8X8 (134): bytes R, G, B, X; X becomes alpha 0xff.
+    let pixels: Vec<u8> = (0..70u32)
+        .flat_map(|y| (0..80u32).flat_map(move |x| bgra_pattern(x, y)))
+        .collect();
+    upload_2d(&mut r, 9, 134, (80, 70), &pixels);
+    assert_eq!(
+        r.resp(&cmd(CommandType::UpdateCursor, &[0, 0, 0, 0, 9, 0, 0, 0])),
+        OK
+    );
+    let image = cursor_of(&r).image.expect("image");
+    let argb = image.argb();
+    // Row 1, column 63: bytes of pattern (63, 1) read as R, G, B.
+    let [rd, g, b, _] = bgra_pattern(63, 1);
+    assert_eq!(argb[64 + 63], u32::from_be_bytes([0xff, rd, g, b]));
+    // Row 63 is source row 63, not a neighbour of the clipped columns.
+    let [rd, g, b, _] = bgra_pattern(0, 63);
+    assert_eq!(argb[63 * 64], u32::from_be_bytes([0xff, rd, g, b]));
+}
+
+#[test]
+fn cursor_generation_changes_on_update_not_on_move_and_unref_drops_the_image() {
+    let mut r = rig();
+    upload_2d(&mut r, 7, 1, (64, 64), &bgra_image(64, 64));
+    let update = cmd(CommandType::UpdateCursor, &[0, 1, 2, 0, 7, 0, 0, 0]);
+    assert_eq!(r.resp(&update), OK);
+    let first = cursor_of(&r).generation;
+    assert_eq!(
+        r.resp(&cmd(CommandType::MoveCursor, &[0, 8, 9, 0, 0, 0, 0, 0])),
+        OK
+    );
+    assert_eq!(cursor_of(&r).generation, first);
+    assert_eq!(r.resp(&update), OK);
+    assert_ne!(cursor_of(&r).generation, first);
+    assert_eq!(r.resp(&cmd(CommandType::ResourceUnref, &[7, 0])), OK);
+    let c = cursor_of(&r);
+    assert_eq!((c.resource_id, c.image), (0, None));
+}
+
+#[test]
+fn a_blob_cursor_has_no_image_and_a_hidden_cursor_neither() {
+    let mut r = rig();
+    r.mem
+        .write_slice(&[0xffu8; 4096], GuestAddress(MEM_BASE))
+        .expect("write");
+    let mut blob = cmd(
+        CommandType::ResourceCreateBlob,
+        &[5, 1, 0, 1, 0, 0, 4096, 0],
+    );
+    blob.extend_from_slice(
+        &MemEntry {
+            addr: MEM_BASE,
+            length: 4096,
+        }
+        .encode(),
+    );
+    assert_eq!(r.resp(&blob), OK);
+    assert_eq!(
+        r.resp(&cmd(CommandType::UpdateCursor, &[0, 4, 4, 0, 5, 0, 0, 0])),
+        OK
+    );
+    let c = cursor_of(&r);
+    assert_eq!((c.resource_id, c.image), (5, None));
+    assert_eq!(
+        r.resp(&cmd(CommandType::UpdateCursor, &[0, 4, 4, 0, 0, 0, 0, 0])),
+        OK
+    );
+    assert_eq!(cursor_of(&r).image, None);
 }
 
 #[test]
