@@ -884,3 +884,265 @@ fn fences_release_in_order_per_ring_across_two_rings() {
     post_signal(&mut h, 0, 12);
     assert_eq!(released(&mut h, 1), vec![(0, 12)]);
 }
+
+/// Venus commands the ring-fence test sends on the context stream (no replies
+/// requested, so no reply stream is needed; output ids are the guest's choice).
+mod venus_stream {
+    use ash::vk::{self, Handle};
+    use vulkan_proto::args::{
+        CreateDeviceArgs, CreateInstanceArgs, CreateSemaphoreArgs, DestroyDeviceArgs,
+        DestroyInstanceArgs, DestroySemaphoreArgs, EnumeratePhysicalDevicesArgs,
+        GetDeviceQueue2Args, QueueSubmitArgs, SignalSemaphoreArgs,
+    };
+    use vulkan_proto::cs::Encoder;
+    use vulkan_proto::CommandFlags;
+
+    pub const INSTANCE: u64 = 0x10;
+    pub const PHYSICAL: u64 = 0x11;
+    pub const DEVICE: u64 = 0x12;
+    pub const QUEUE: u64 = 0x13;
+    pub const SEMAPHORE: u64 = 0x14;
+    /// `VK_STRUCTURE_TYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA`.
+    const STYPE_QUEUE_TIMELINE: i32 = 1_000_384_005;
+
+    /// Instance, device with timeline semaphores, queue 0 bound to `ring`, timeline
+    /// semaphore at 0, and a submission on the queue that waits for it to reach 1.
+    pub fn setup(ring: u32) -> Vec<u8> {
+        let mut e = Encoder::new();
+        let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
+        let ici = vk::InstanceCreateInfo::default().application_info(&app);
+        let mut instance = vk::Instance::from_raw(INSTANCE);
+        let mut count = 1u32;
+        let mut physical = [vk::PhysicalDevice::from_raw(PHYSICAL)];
+        let priorities = [1.0f32];
+        let qci = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(0)
+            .queue_priorities(&priorities)];
+        let mut f12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+        let dci = vk::DeviceCreateInfo::default()
+            .queue_create_infos(&qci)
+            .push_next(&mut f12);
+        let mut device = vk::Device::from_raw(DEVICE);
+        let timeline = vulkan_proto::generated::types::DeviceQueueTimelineInfoMESA {
+            s_type: vk::StructureType::from_raw(STYPE_QUEUE_TIMELINE),
+            ring_idx: ring,
+            ..Default::default()
+        };
+        let mut qi = vk::DeviceQueueInfo2::default().queue_family_index(0);
+        qi.p_next = std::ptr::from_ref(&timeline).cast();
+        let mut queue = vk::Queue::from_raw(QUEUE);
+        let mut tci = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(vk::SemaphoreType::TIMELINE)
+            .initial_value(0);
+        let sci = vk::SemaphoreCreateInfo::default().push_next(&mut tci);
+        let mut semaphore = vk::Semaphore::from_raw(SEMAPHORE);
+        let waits = [vk::Semaphore::from_raw(SEMAPHORE)];
+        let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+        let values = [1u64];
+        let mut tsi = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+        let submit = [vk::SubmitInfo::default()
+            .wait_semaphores(&waits)
+            .wait_dst_stage_mask(&stages)
+            .push_next(&mut tsi)];
+        // SAFETY: every pointer in these arguments refers to the locals above, alive
+        // for the whole encode; counts match their arrays.
+        unsafe {
+            CreateInstanceArgs {
+                p_create_info: Some(&ici),
+                p_instance: Some(&mut instance),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            EnumeratePhysicalDevicesArgs {
+                instance,
+                p_physical_device_count: Some(&mut count),
+                p_physical_devices: Some(&mut physical),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            CreateDeviceArgs {
+                physical_device: physical[0],
+                p_create_info: Some(&dci),
+                p_device: Some(&mut device),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            GetDeviceQueue2Args {
+                device,
+                p_queue_info: Some(&qi),
+                p_queue: Some(&mut queue),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            CreateSemaphoreArgs {
+                device,
+                p_create_info: Some(&sci),
+                p_semaphore: Some(&mut semaphore),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            QueueSubmitArgs {
+                queue,
+                submit_count: 1,
+                p_submits: Some(&submit),
+                fence: vk::Fence::null(),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+        }
+        e.into_bytes()
+    }
+
+    /// `vkSignalSemaphore(semaphore, 1)`: lets the queued submission run.
+    pub fn signal() -> Vec<u8> {
+        let mut e = Encoder::new();
+        let info = vk::SemaphoreSignalInfo::default()
+            .semaphore(vk::Semaphore::from_raw(SEMAPHORE))
+            .value(1);
+        // SAFETY: `info` lives across the encode.
+        unsafe {
+            SignalSemaphoreArgs {
+                device: vk::Device::from_raw(DEVICE),
+                p_signal_info: Some(&info),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+        }
+        e.into_bytes()
+    }
+
+    /// Destroys what `setup` created (after the queue went idle).
+    pub fn teardown() -> Vec<u8> {
+        let mut e = Encoder::new();
+        let device = vk::Device::from_raw(DEVICE);
+        // SAFETY: no pointers besides NULL allocators.
+        unsafe {
+            DestroySemaphoreArgs {
+                device,
+                semaphore: vk::Semaphore::from_raw(SEMAPHORE),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            DestroyDeviceArgs {
+                device,
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+            DestroyInstanceArgs {
+                instance: vk::Instance::from_raw(INSTANCE),
+                _marker: Default::default(),
+            }
+            .encode(&mut e, CommandFlags::NONE);
+        }
+        e.into_bytes()
+    }
+}
+
+fn venus_render(signals: FenceSignals) -> Box<dyn RenderBackend> {
+    Box::new(CoreBackend::new(
+        &venus_capset(),
+        Arc::new(vgpu_device::renderer::venus::VenusFactory),
+        ContextConfig::default(),
+        signals,
+    ))
+}
+
+fn submit_3d(ctx: u32, flags: u32, fence: u64, ring: u8, stream: &[u8]) -> Vec<u8> {
+    let mut v = encode::hdr(CommandType::Submit3d, flags, fence, ctx, ring);
+    let size = u32::try_from(stream.len()).expect("small stream");
+    encode::words(&mut v, &[size, 0]);
+    v.extend_from_slice(stream);
+    v
+}
+
+/// A fence on a ring bound to a host queue (`VkDeviceQueueTimelineInfoMESA`) is held
+/// until the queue retires the work before it — here a submission blocked on a
+/// timeline semaphore — while the control queue keeps answering, and a fence on the
+/// CPU timeline (ring 0) of the same context does not wait for that queue. Real
+/// Venus executor on lavapipe.
+#[test]
+fn ring_fence_waits_for_the_host_queue_to_retire() {
+    if std::env::var_os("VK_DRIVER_FILES").is_none() {
+        // SAFETY (std): set before the first Vulkan call of this process; no other
+        // test in this binary loads the Vulkan loader.
+        std::env::set_var("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.json");
+    }
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
+    assert_eq!(le32(&setup, 0), OK, "setup stream ran");
+
+    // Fence 100 on ring 1: the queue is blocked on the semaphore.
+    let post = |h: &mut Harness, req: &[u8]| {
+        let a = h.alloc(req.len() as u64);
+        h.mem.write_slice(req, GuestAddress(a)).expect("write");
+        let resp = h.alloc(64);
+        let len = u32::try_from(req.len()).expect("small");
+        h.post(0, &[(a, len, false), (resp, 64, true)])
+    };
+    let fenced_ring1 = post(
+        &mut h,
+        &submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 100, 1, &[]),
+    );
+    // The control queue still answers, and ring 0 (CPU timeline) is not held up.
+    let display = post(&mut h, &cmd(CommandType::GetDisplayInfo, &[]));
+    assert_eq!(
+        h.next_used(0, Duration::from_secs(5)).map(|u| u.0),
+        Some(display)
+    );
+    let fenced_ring0 = post(
+        &mut h,
+        &submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 101, 0, &[]),
+    );
+    assert_eq!(
+        h.next_used(0, Duration::from_secs(5)).map(|u| u.0),
+        Some(fenced_ring0),
+        "ring 0 fence is not behind ring 1's queue"
+    );
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(300)),
+        None,
+        "ring 1 fence must wait for the host queue"
+    );
+
+    // Let the queue run: the ring 1 fence follows.
+    let signal = post(&mut h, &submit_3d(1, 0, 0, 0, &venus_stream::signal()));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (head, len) = h
+            .next_used(0, Duration::from_secs(5))
+            .expect("signal and fence responses");
+        assert_eq!(len, 24);
+        seen.push(head);
+    }
+    seen.sort_unstable();
+    let mut want = vec![signal, fenced_ring1];
+    want.sort_unstable();
+    assert_eq!(seen, want);
+
+    let r = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::teardown()));
+    assert_eq!(le32(&r, 0), OK, "teardown stream ran");
+    assert_eq!(h.resp_type(&ctx_cmd(CommandType::CtxDestroy, 1, &[])), OK);
+}
+
+/// A malformed Venus stream is answered with an error once the context thread has
+/// run it, and only that context fails.
+#[test]
+fn malformed_stream_fails_its_submit_and_context_only() {
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    assert_eq!(h.resp_type(&ctx_create(2, 4)), OK);
+    // Command type 0xffff_fff0 does not exist.
+    let bad = h.request(&submit_3d(
+        1,
+        0,
+        0,
+        0,
+        &[0xf0, 0xff, 0xff, 0xff, 0, 0, 0, 0],
+    ));
+    assert_eq!(le32(&bad, 0), RespType::ErrUnspec as u32);
+    let again = h.request(&submit_3d(1, 0, 0, 0, &[]));
+    assert_ne!(le32(&again, 0), OK, "the failed context refuses more work");
+    let other = h.request(&submit_3d(2, 0, 0, 0, &[]));
+    assert_eq!(le32(&other, 0), OK, "the other context is unharmed");
+}
