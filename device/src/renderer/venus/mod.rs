@@ -20,9 +20,12 @@
 //! driver, then lock again to record results. So a ring thread blocked in
 //! `vkWaitForFences`, a context thread blocked in `vkWaitRingSeqnoMESA`, and nested
 //! `vkExecuteCommandStreamsMESA` (which re-enters `execute_one` on the same thread)
-//! cannot deadlock on it. The decoder's id lookups take the same lock per lookup. There
-//! is no second lock in this module, so there is no lock order to get wrong; the core's
-//! own locks (resources, rings, reply streams) are never taken while `state` is held.
+//! cannot deadlock on it. The decoder's id lookups take the same lock per lookup. The
+//! only other locks are leaves: one submission lock per host queue (`vkQueueSubmit*`,
+//! `vkQueueWaitIdle` and ring fences take it, since ring threads and the context
+//! thread share queues; `state` may be taken briefly under it, never the reverse), and
+//! the retire thread's inbox (`retire.rs`). The core's own locks (resources, rings,
+//! reply streams) are never taken while `state` is held.
 //!
 //! Guest-side external synchronization (e.g. two rings recording into one command
 //! buffer at once) is not enforced, as in virglrenderer: a guest that breaks it can only
