@@ -701,9 +701,27 @@ impl GpuHandler {
                     .resources
                     .get_mut(&resource_id)
                     .ok_or(CommandError::Resource(resource_id))?;
+                // Host memory another context created becomes visible in this one's
+                // resource table (shared blobs; Linux attaches on PRIME import).
+                let owner = match &res.kind {
+                    ResKind::Blob {
+                        host: Some((owner, _)),
+                        ..
+                    } if *owner != ctx => Some(*owner),
+                    _ => None,
+                };
+                let id = ResourceId(resource_id);
                 if matches!(request, Request::CtxAttachResource { .. }) {
+                    if let Some(owner) = owner {
+                        if !res.contexts.contains(&ctx) {
+                            self.render.attach_blob(owner, id, ctx)?;
+                        }
+                    }
                     res.contexts.insert(ctx);
                 } else {
+                    if owner.is_some() && res.contexts.contains(&ctx) {
+                        self.render.detach_blob(id, ctx);
+                    }
                     res.contexts.remove(&ctx);
                 }
                 Ok(Response::OkNodata)
@@ -917,8 +935,11 @@ impl GpuHandler {
                         log::debug!("virtio-gpu: unmapping res{id} on unref failed: {e}");
                     }
                 }
-                if let Some((ctx, _)) = host {
-                    self.render.destroy_blob(ctx, ResourceId(id));
+                if let Some((owner, _)) = host {
+                    for &ctx in res.contexts.iter().filter(|&&c| c != owner) {
+                        self.render.detach_blob(ResourceId(id), ctx);
+                    }
+                    self.render.destroy_blob(owner, ResourceId(id));
                 }
             }
         }
@@ -1237,9 +1258,27 @@ impl GpuHandler {
                 (Some((ctx, m)), None)
             }
             BlobMem::Host3dGuest => {
-                return Err(CommandError::Unsupported(
-                    "HOST3D_GUEST blobs (the Venus core creates host memory only)",
-                ))
+                // Host memory from the context plus guest pages attached to it, as
+                // virglrenderer keeps both (Venus never transfers between them).
+                if !self.contexts.contains(&ctx) {
+                    return Err(CommandError::Context(ctx.0));
+                }
+                if b.nr_entries == 0 {
+                    return Err(CommandError::Parameter("HOST3D_GUEST blob without entries"));
+                }
+                let backing = self.read_backing(mem, req, b.nr_entries, cmd)?;
+                if backing.len() < b.size {
+                    return Err(CommandError::Parameter(
+                        "HOST3D_GUEST blob backing smaller than size",
+                    ));
+                }
+                let m = self.render.create_blob(
+                    ctx,
+                    ResourceId(b.resource_id),
+                    BlobId(b.blob_id),
+                    b.size,
+                )?;
+                (Some((ctx, m)), Some(backing))
             }
         };
         self.resources.insert(

@@ -447,3 +447,103 @@ impl RenderBackend for CoreBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capset::{VenusCapset, VenusProtocolInfo};
+    use crate::renderer::transport::TransportOnlyExecutor;
+    use crate::renderer::{ExecError, StreamExecutor};
+
+    fn backend() -> CoreBackend {
+        let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+            Ok(Arc::new(TransportOnlyExecutor))
+        };
+        let capset = VenusCapset::new(&VenusProtocolInfo::generated()).expect("capset");
+        CoreBackend::new(
+            &capset,
+            Arc::new(factory),
+            ContextConfig::default(),
+            FenceSignals::new(Arc::new(|| {})),
+        )
+    }
+
+    #[test]
+    fn attached_blob_is_the_same_memory_in_both_contexts() {
+        let mut b = backend();
+        for c in [1, 2] {
+            b.create_context(ContextId(c), CapsetId::VENUS, "t")
+                .expect("context");
+        }
+        let res = ResourceId(5);
+        b.create_blob(ContextId(1), res, BlobId::SHMEM, 4096)
+            .expect("blob");
+        b.attach_blob(ContextId(1), res, ContextId(2))
+            .expect("attach");
+        b.attach_blob(ContextId(1), res, ContextId(2))
+            .expect("attach twice");
+        let in_1 = b.contexts[&ContextId(1)]
+            .handle
+            .resource(res)
+            .expect("owner");
+        let in_2 = b.contexts[&ContextId(2)]
+            .handle
+            .resource(res)
+            .expect("attached");
+        assert!(Arc::ptr_eq(&in_1, &in_2));
+        assert!(matches!(
+            b.attach_blob(ContextId(1), res, ContextId(9)),
+            Err(RenderError::NoContext(ContextId(9)))
+        ));
+        assert!(b
+            .attach_blob(ContextId(1), ResourceId(6), ContextId(2))
+            .is_err());
+        b.detach_blob(res, ContextId(2));
+        assert!(b.contexts[&ContextId(2)].handle.resource(res).is_none());
+        assert!(b.contexts[&ContextId(1)].handle.resource(res).is_some());
+    }
+
+    #[test]
+    fn destroying_a_context_answers_its_queued_work() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let signals = FenceSignals::new(Arc::new(move || {
+            let _ = tx.lock().map(|t| t.send(()));
+        }));
+        let mut b = backend();
+        b.signals = signals.clone();
+        b.create_context(ContextId(1), CapsetId::VENUS, "t")
+            .expect("context");
+        for t in 0..8 {
+            assert_eq!(
+                b.submit(ContextId(1), Ticket(t), Vec::new())
+                    .expect("queued"),
+                SubmitStatus::Queued
+            );
+        }
+        let g = Timeline::Global;
+        assert_eq!(
+            b.create_fence(ContextId(1), g, FenceId(3)),
+            FenceStatus::Pending
+        );
+        b.destroy_context(ContextId(1));
+        let _ = rx.try_recv();
+        let mut done: Vec<u64> = signals
+            .take_submitted()
+            .into_iter()
+            .map(|(t, _)| t.0)
+            .collect();
+        done.sort_unstable();
+        assert_eq!(done, (0..8).collect::<Vec<_>>(), "every ticket answered");
+        assert_eq!(
+            signals.take(),
+            vec![(g, FenceId(3))],
+            "global fence signalled"
+        );
+        assert_eq!(
+            b.create_fence(ContextId(1), g, FenceId(4)),
+            FenceStatus::Signalled,
+            "no context, nothing outstanding"
+        );
+    }
+}

@@ -93,6 +93,26 @@ impl RenderBackend for Fake {
             .log
             .push(format!("destroy_blob {res}"));
     }
+    fn attach_blob(
+        &mut self,
+        owner: ContextId,
+        res: ResourceId,
+        ctx: ContextId,
+    ) -> Result<(), RenderError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .log
+            .push(format!("attach {res} {owner}->{ctx}"));
+        Ok(())
+    }
+    fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
+        self.calls
+            .lock()
+            .expect("lock")
+            .log
+            .push(format!("detach {res} {ctx}"));
+    }
     fn create_fence(
         &mut self,
         _ctx: ContextId,
@@ -590,7 +610,7 @@ fn host3d_blob_maps_unmaps_and_rejects_bad_offsets() {
         OK
     );
     assert_eq!(r.resp(&cmd(CommandType::ResourceMapBlob, &[6, 0, 0, 0])), p);
-    // HOST3D needs a context; HOST3D_GUEST is unsupported.
+    // HOST3D needs a context; HOST3D_GUEST needs guest pages as well.
     assert_eq!(
         r.resp(&ctx_cmd(
             CommandType::ResourceCreateBlob,
@@ -605,7 +625,84 @@ fn host3d_blob_maps_unmaps_and_rejects_bad_offsets() {
             1,
             &[7, 3, 1, 0, 0, 0, 4096, 0]
         )),
-        RespType::ErrUnspec as u32
+        p,
+        "HOST3D_GUEST without entries"
+    );
+    let mut hg = ctx_cmd(
+        CommandType::ResourceCreateBlob,
+        1,
+        &[7, 3, 1, 1, 0, 0, 4096, 0],
+    );
+    hg.extend_from_slice(
+        &MemEntry {
+            addr: MEM_BASE + 0x6000,
+            length: 4096,
+        }
+        .encode(),
+    );
+    assert_eq!(r.resp(&hg), OK, "HOST3D_GUEST with its pages");
+    let reply = r.send(&cmd(CommandType::ResourceMapBlob, &[7, 0, 0x6000, 0]));
+    assert_eq!(
+        u32::from_le_bytes(reply.bytes[0..4].try_into().expect("4")),
+        RespType::OkMapInfo as u32,
+        "its host memory maps"
+    );
+}
+
+#[test]
+fn attaching_a_host_blob_shares_it_with_the_other_context() {
+    let mut r = rig();
+    assert_eq!(r.resp(&ctx_create(1, 4)), OK);
+    assert_eq!(r.resp(&ctx_create(2, 4)), OK);
+    assert_eq!(
+        r.resp(&ctx_cmd(
+            CommandType::ResourceCreateBlob,
+            1,
+            &[5, 2, 3, 0, 0, 0, 4096, 0]
+        )),
+        OK
+    );
+    let attach = ctx_cmd(CommandType::CtxAttachResource, 2, &[5, 0]);
+    assert_eq!(r.resp(&attach), OK);
+    assert_eq!(r.resp(&attach), OK, "attaching twice is harmless");
+    // The owner attaching its own blob shares nothing.
+    assert_eq!(
+        r.resp(&ctx_cmd(CommandType::CtxAttachResource, 1, &[5, 0])),
+        OK
+    );
+    assert_eq!(
+        r.resp(&ctx_cmd(CommandType::CtxDetachResource, 2, &[5, 0])),
+        OK
+    );
+    assert_eq!(r.resp(&attach), OK);
+    assert_eq!(r.resp(&cmd(CommandType::ResourceUnref, &[5, 0])), OK);
+    let log: Vec<String> = r
+        .calls
+        .lock()
+        .expect("lock")
+        .log
+        .iter()
+        .filter(|l| l.contains("res5"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        log,
+        [
+            "attach res5 ctx1->ctx2",
+            "detach res5 ctx2",
+            "attach res5 ctx1->ctx2",
+            "detach res5 ctx2",
+            "destroy_blob res5",
+        ]
+    );
+    // Unknown resource and unknown context.
+    assert_eq!(
+        r.resp(&ctx_cmd(CommandType::CtxAttachResource, 2, &[99, 0])),
+        RespType::ErrInvalidResourceId as u32
+    );
+    assert_eq!(
+        r.resp(&ctx_cmd(CommandType::CtxAttachResource, 7, &[5, 0])),
+        RespType::ErrInvalidContextId as u32
     );
 }
 
