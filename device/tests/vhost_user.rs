@@ -907,6 +907,7 @@ mod venus_stream {
 
     /// Instance, device with timeline semaphores, queue 0 bound to `ring`, timeline
     /// semaphore at 0, and a submission on the queue that waits for it to reach 1.
+    #[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
     pub fn setup(ring: u32) -> Vec<u8> {
         let mut e = Encoder::new();
         let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
@@ -1012,6 +1013,7 @@ mod venus_stream {
     }
 
     /// Destroys what `setup` created (after the queue went idle).
+    #[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
     pub fn teardown() -> Vec<u8> {
         let mut e = Encoder::new();
         let device = vk::Device::from_raw(DEVICE);
