@@ -40,6 +40,9 @@ fn server() -> ServerHandle {
         .expect("spawn")
 }
 
+#[path = "common/venus_stream.rs"]
+mod venus_stream;
+
 fn words(w: &[u32]) -> Vec<u8> {
     w.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -348,4 +351,56 @@ fn real_mesa_venus_driver_gets_through_the_handshake_and_fails_cleanly() {
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
     let report = probe::probe(srv.path()).expect("server still serves");
     assert!(report.to_string().contains("head reached tail"));
+}
+
+/// A SUBMIT_CMD2 sync on a queue timeline (ring_idx bound with
+/// `VkDeviceQueueTimelineInfoMESA`) moves only once the host queue has retired the
+/// work before it. Real Venus executor on lavapipe.
+#[test]
+fn queue_timeline_sync_waits_for_the_host_queue() {
+    venus_stream::use_lavapipe();
+    let capset = VenusCapset::new(&VenusProtocolInfo::generated()).expect("capset");
+    let srv = VtestServer::bind(
+        VtestConfig::new(socket_path()),
+        &capset,
+        Arc::new(vgpu_device::renderer::venus::VenusFactory),
+    )
+    .expect("bind")
+    .spawn()
+    .expect("spawn");
+    let mut c = ready_client(srv.path());
+    let setup = venus_stream::setup(1);
+    c.submit_cmd2(&[Batch {
+        cmds: &setup,
+        ..Batch::default()
+    }])
+    .expect("setup");
+    let id = c.sync_create(0).expect("sync");
+    c.submit_cmd2(&[Batch {
+        ring_idx: vgpu_device::ids::RingIdx(1),
+        syncs: &[(id, 1)],
+        ..Batch::default()
+    }])
+    .expect("fence batch");
+    let wait = c.sync_wait(false, u32::MAX, &[(id, 1)]).expect("wait");
+    assert!(
+        !readable(&wait, Duration::from_millis(300)),
+        "the queue is blocked on the semaphore"
+    );
+    assert_eq!(c.sync_read(id).expect("read"), 0);
+    let signal = venus_stream::signal();
+    c.submit_cmd2(&[Batch {
+        cmds: &signal,
+        ..Batch::default()
+    }])
+    .expect("signal");
+    assert!(readable(&wait, Duration::from_secs(5)), "queue retired");
+    assert_eq!(c.sync_read(id).expect("read"), 1);
+    let teardown = venus_stream::teardown();
+    c.submit_cmd2(&[Batch {
+        cmds: &teardown,
+        ..Batch::default()
+    }])
+    .expect("teardown");
+    assert_eq!(c.sync_read(id).expect("still connected"), 1);
 }

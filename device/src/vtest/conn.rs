@@ -2,13 +2,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::protocol::{self, cmd, CreateBlob, Payload, ProtocolError, SyncWait};
 use super::sync::{SyncError, SyncTable};
 use super::ServerShared;
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, SyncId};
-use crate::renderer::{Context, ContextError, ExecError};
+use crate::renderer::{Context, ContextError, ExecError, FenceDone};
 use crate::sys::{send_fd, FdError};
 
 /// Why a connection was dropped.
@@ -125,7 +125,8 @@ pub(crate) struct Connection {
     name: Option<String>,
     context: Option<Context>,
     res_ids: ResourceIds,
-    syncs: SyncTable,
+    /// Shared with the context's retire thread, which signals host-queue fences.
+    syncs: Arc<Mutex<SyncTable>>,
 }
 
 enum Flow {
@@ -144,7 +145,7 @@ impl Connection {
             name: None,
             context: None,
             res_ids: ResourceIds::new(limits.max_resources),
-            syncs: SyncTable::new(max_syncs),
+            syncs: Arc::new(Mutex::new(SyncTable::new(max_syncs))),
         }
     }
 
@@ -161,6 +162,10 @@ impl Connection {
     }
 
     /// Serves messages until the client hangs up (Ok) or misbehaves (Err).
+    fn syncs(&self) -> std::sync::MutexGuard<'_, SyncTable> {
+        self.syncs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn run(&mut self) -> Result<(), ConnError> {
         loop {
             let Some((len, command)) = self.read_header()? else {
@@ -288,19 +293,19 @@ impl Connection {
             }
             cmd::SUBMIT_CMD2 => self.submit_cmd2(&p)?,
             cmd::SYNC_CREATE => {
-                let id = self.syncs.create(p.qword(0)?)?;
+                let id = self.syncs().create(p.qword(0)?)?;
                 self.reply(cmd::SYNC_CREATE, &[id.0])?;
             }
-            cmd::SYNC_UNREF => self.syncs.unref(SyncId(p.dword(0)?))?,
+            cmd::SYNC_UNREF => self.syncs().unref(SyncId(p.dword(0)?))?,
             cmd::SYNC_READ => {
-                let value = self.syncs.read(SyncId(p.dword(0)?))?;
+                let value = self.syncs().read(SyncId(p.dword(0)?))?;
                 self.reply(cmd::SYNC_READ, &[crate::lo32(value), crate::hi32(value)])?;
             }
-            cmd::SYNC_WRITE => self.syncs.write(SyncId(p.dword(0)?), p.qword(1)?)?,
+            cmd::SYNC_WRITE => self.syncs().write(SyncId(p.dword(0)?), p.qword(1)?)?,
             cmd::SYNC_WAIT => {
                 let wait = SyncWait::parse(&p)?;
                 let fd = self
-                    .syncs
+                    .syncs()
                     .wait(wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0, wait.entries)?;
                 self.reply(cmd::SYNC_WAIT, &[])?;
                 send_fd(&self.stream, &fd)?;
@@ -390,7 +395,7 @@ impl Connection {
         let mut syncs = Vec::with_capacity(batches.len());
         for batch in &batches {
             let entries = protocol::batch_syncs(p, batch)?;
-            self.syncs.check_ids(&entries)?;
+            self.syncs().check_ids(&entries)?;
             syncs.push(entries);
         }
         for (batch, entries) in batches.iter().zip(syncs) {
@@ -398,12 +403,25 @@ impl Connection {
                 let stream = p.dword_range(batch.cmd_offset, batch.cmd_size);
                 self.context(cmd::SUBMIT_CMD2)?.submit(stream)?;
             }
-            // ring_idx 0 is the CPU timeline: signal now. Host-queue fences for
-            // ring_idx > 0 need the Venus executor; until then they signal on
-            // completion of the (synchronous) context stream too.
-            if !entries.is_empty() {
-                self.syncs.signal(&entries)?;
+            if entries.is_empty() {
+                continue;
             }
+            if batch.ring_idx.0 == 0 {
+                // The CPU timeline: the batch has run.
+                self.syncs().signal(&entries)?;
+                continue;
+            }
+            // A queue timeline: the syncs move once the host queue bound to the ring
+            // has retired everything submitted so far (at once if none is bound).
+            let table = Arc::clone(&self.syncs);
+            let done: FenceDone = Box::new(move || {
+                table
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .signal_existing(&entries);
+            });
+            self.context(cmd::SUBMIT_CMD2)?
+                .submit_fence(batch.ring_idx, done)?;
         }
         Ok(())
     }

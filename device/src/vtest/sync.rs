@@ -98,6 +98,19 @@ impl SyncTable {
         self.wake()
     }
 
+    /// Signals from a host-queue fence: syncs the client unref'd meanwhile are
+    /// skipped. A failing eventfd write leaves that waiter for the next wake.
+    pub(crate) fn signal_existing(&mut self, entries: &[(SyncId, u64)]) {
+        for (id, value) in entries {
+            if let Some(v) = self.values.get_mut(id) {
+                *v = (*v).max(*value);
+            }
+        }
+        if let Err(e) = self.wake() {
+            log::debug!("vtest: waking sync waiters failed: {e}");
+        }
+    }
+
     fn satisfied(&self, any: bool, entries: &[(SyncId, u64)]) -> bool {
         let reached = |(id, value): &(SyncId, u64)| self.values.get(id).is_some_and(|v| v >= value);
         if any {

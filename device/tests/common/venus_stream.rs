@@ -1,0 +1,168 @@
+//! Venus commands some device tests send on a context stream, encoded with
+//! `vulkan_proto` from ordinary `ash` values. No replies are requested, so no reply
+//! stream is needed; output ids are the guest's choice (the constants below).
+//!
+//! `setup(ring)` creates an instance, a device with timeline semaphores, queue 0 bound
+//! to `ring` with `VkDeviceQueueTimelineInfoMESA`, a timeline semaphore at 0, and a
+//! submission on the queue that waits for the semaphore to reach 1 — so the queue is
+//! busy until `signal()` runs.
+
+use ash::vk::{self, Handle};
+use vulkan_proto::args::{
+    CreateDeviceArgs, CreateInstanceArgs, CreateSemaphoreArgs, DestroyDeviceArgs,
+    DestroyInstanceArgs, DestroySemaphoreArgs, EnumeratePhysicalDevicesArgs, GetDeviceQueue2Args,
+    QueueSubmitArgs, SignalSemaphoreArgs,
+};
+use vulkan_proto::cs::Encoder;
+use vulkan_proto::CommandFlags;
+
+pub const INSTANCE: u64 = 0x10;
+pub const PHYSICAL: u64 = 0x11;
+pub const DEVICE: u64 = 0x12;
+pub const QUEUE: u64 = 0x13;
+pub const SEMAPHORE: u64 = 0x14;
+/// `VK_STRUCTURE_TYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA`.
+const STYPE_QUEUE_TIMELINE: i32 = 1_000_384_005;
+
+/// Instance, device with timeline semaphores, queue 0 bound to `ring`, timeline
+/// semaphore at 0, and a submission on the queue that waits for it to reach 1.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
+pub fn setup(ring: u32) -> Vec<u8> {
+    let mut e = Encoder::new();
+    let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
+    let ici = vk::InstanceCreateInfo::default().application_info(&app);
+    let mut instance = vk::Instance::from_raw(INSTANCE);
+    let mut count = 1u32;
+    let mut physical = [vk::PhysicalDevice::from_raw(PHYSICAL)];
+    let priorities = [1.0f32];
+    let qci = [vk::DeviceQueueCreateInfo::default()
+        .queue_family_index(0)
+        .queue_priorities(&priorities)];
+    let mut f12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
+    let dci = vk::DeviceCreateInfo::default()
+        .queue_create_infos(&qci)
+        .push_next(&mut f12);
+    let mut device = vk::Device::from_raw(DEVICE);
+    let timeline = vulkan_proto::generated::types::DeviceQueueTimelineInfoMESA {
+        s_type: vk::StructureType::from_raw(STYPE_QUEUE_TIMELINE),
+        ring_idx: ring,
+        ..Default::default()
+    };
+    let mut qi = vk::DeviceQueueInfo2::default().queue_family_index(0);
+    qi.p_next = std::ptr::from_ref(&timeline).cast();
+    let mut queue = vk::Queue::from_raw(QUEUE);
+    let mut tci = vk::SemaphoreTypeCreateInfo::default()
+        .semaphore_type(vk::SemaphoreType::TIMELINE)
+        .initial_value(0);
+    let sci = vk::SemaphoreCreateInfo::default().push_next(&mut tci);
+    let mut semaphore = vk::Semaphore::from_raw(SEMAPHORE);
+    let waits = [vk::Semaphore::from_raw(SEMAPHORE)];
+    let stages = [vk::PipelineStageFlags::ALL_COMMANDS];
+    let values = [1u64];
+    let mut tsi = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+    let submit = [vk::SubmitInfo::default()
+        .wait_semaphores(&waits)
+        .wait_dst_stage_mask(&stages)
+        .push_next(&mut tsi)];
+    // SAFETY: every pointer in these arguments refers to the locals above, alive
+    // for the whole encode; counts match their arrays.
+    unsafe {
+        CreateInstanceArgs {
+            p_create_info: Some(&ici),
+            p_instance: Some(&mut instance),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        EnumeratePhysicalDevicesArgs {
+            instance,
+            p_physical_device_count: Some(&mut count),
+            p_physical_devices: Some(&mut physical),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        CreateDeviceArgs {
+            physical_device: physical[0],
+            p_create_info: Some(&dci),
+            p_device: Some(&mut device),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        GetDeviceQueue2Args {
+            device,
+            p_queue_info: Some(&qi),
+            p_queue: Some(&mut queue),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        CreateSemaphoreArgs {
+            device,
+            p_create_info: Some(&sci),
+            p_semaphore: Some(&mut semaphore),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        QueueSubmitArgs {
+            queue,
+            submit_count: 1,
+            p_submits: Some(&submit),
+            fence: vk::Fence::null(),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+    }
+    e.into_bytes()
+}
+
+/// `vkSignalSemaphore(semaphore, 1)`: lets the queued submission run.
+pub fn signal() -> Vec<u8> {
+    let mut e = Encoder::new();
+    let info = vk::SemaphoreSignalInfo::default()
+        .semaphore(vk::Semaphore::from_raw(SEMAPHORE))
+        .value(1);
+    // SAFETY: `info` lives across the encode.
+    unsafe {
+        SignalSemaphoreArgs {
+            device: vk::Device::from_raw(DEVICE),
+            p_signal_info: Some(&info),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+    }
+    e.into_bytes()
+}
+
+/// Destroys what `setup` created (after the queue went idle).
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
+pub fn teardown() -> Vec<u8> {
+    let mut e = Encoder::new();
+    let device = vk::Device::from_raw(DEVICE);
+    // SAFETY: no pointers besides NULL allocators.
+    unsafe {
+        DestroySemaphoreArgs {
+            device,
+            semaphore: vk::Semaphore::from_raw(SEMAPHORE),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        DestroyDeviceArgs {
+            device,
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        DestroyInstanceArgs {
+            instance: vk::Instance::from_raw(INSTANCE),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+    }
+    e.into_bytes()
+}
+
+/// Points the Vulkan loader at lavapipe unless the caller chose a driver. Call before
+/// the first Vulkan use in the process; the other tests of a binary that calls it must
+/// not load the Vulkan loader themselves.
+pub fn use_lavapipe() {
+    if std::env::var_os("VK_DRIVER_FILES").is_none() {
+        std::env::set_var("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.json");
+    }
+}
