@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Optional device settings (`key = value` lines; see `vhost_user::ServeConfig`).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Exit when the first frontend disconnects (default: keep listening and serve
+    /// the next frontend, e.g. after a VMM restart, on a fresh device).
+    #[arg(long)]
+    pub once: bool,
 }
 
 impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
@@ -62,6 +66,8 @@ impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
         if let Some(path) = &args.config {
             config.load(path)?;
         }
+        // The flag can only turn single-connection mode on, never off.
+        config.once |= args.once;
         Ok(config)
     }
 }
@@ -109,5 +115,31 @@ impl TryFrom<VtestArgs> for VtestConfig {
         config.context.limits.max_shmem_total = total;
         config.context.limits.max_shmem_size = config.context.limits.max_shmem_size.min(total);
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vgpu_device::vhost_user::ServeConfig;
+
+    fn serve_config(argv: &[&str]) -> ServeConfig {
+        let args = Args::try_parse_from(argv).expect("valid arguments");
+        let Command::Serve(serve) = args.command else {
+            unreachable!("a serve command line")
+        };
+        ServeConfig::try_from(serve).expect("valid config")
+    }
+
+    #[test]
+    fn serve_keeps_listening_by_default() {
+        let config = serve_config(&["vhost-user-vgpu", "serve", "--socket", "s"]);
+        assert!(!config.once);
+    }
+
+    #[test]
+    fn once_flag_selects_single_connection_mode() {
+        let config = serve_config(&["vhost-user-vgpu", "serve", "--socket", "s", "--once"]);
+        assert!(config.once);
     }
 }

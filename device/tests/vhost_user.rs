@@ -8,7 +8,8 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,9 +69,11 @@ struct Harness {
     frontend: Frontend,
     rings: Vec<Ring>,
     data_next: u64,
-    backend: Arc<VgpuBackend>,
+    /// The device, when this harness runs the daemon itself ([`Harness::start`]).
+    backend: Option<Arc<VgpuBackend>>,
     shm_log: Arc<ShmLog>,
-    _dir: TempDir,
+    /// Removed on drop, when this harness made it ([`Harness::start`]).
+    dir: Option<TempDir>,
 }
 
 struct TempDir(PathBuf);
@@ -120,18 +123,45 @@ fn core_render(signals: FenceSignals) -> Box<dyn RenderBackend> {
     ))
 }
 
+/// A fresh scratch directory for this test thread.
+fn test_dir(tag: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!(
+        "vgpu-vhost-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    TempDir(dir)
+}
+
+/// The device settings every harness daemon uses.
+fn test_config(socket: PathBuf) -> ServeConfig {
+    let mut config = ServeConfig::new(socket);
+    config.handler.shm_size = SHM_SIZE;
+    config.handler.max_2d_bytes = 4 << 20;
+    config
+}
+
+/// Waits until a daemon has bound `socket`.
+fn wait_for_socket(socket: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 impl Harness {
+    /// Runs a daemon on `render` in this process and connects to it.
     fn start(render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "vgpu-vhost-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let socket = dir.join("gpu.sock");
-        let mut config = ServeConfig::new(socket.clone());
-        config.handler.shm_size = SHM_SIZE;
-        config.handler.max_2d_bytes = 4 << 20;
+        let dir = test_dir("harness");
+        let socket = dir.0.join("gpu.sock");
+        let config = test_config(socket.clone());
         let backend = VgpuBackend::new(&config, render).expect("backend");
         let mut daemon = VhostUserDaemon::new(
             "vgpu-test".to_owned(),
@@ -146,7 +176,15 @@ impl Harness {
                 let _ = daemon.wait();
             }
         });
+        let mut h = Self::connect(&socket);
+        h.backend = Some(backend);
+        h.dir = Some(dir);
+        h
+    }
 
+    /// Connects to the daemon on `socket` as VMM and guest driver: negotiation,
+    /// backend channel, guest memory, both queues enabled.
+    fn connect(socket: &Path) -> Self {
         // Guest memory: a memfd, mapped here and sent to the backend.
         let fd = rustix::fs::memfd_create("guest", rustix::fs::MemfdFlags::CLOEXEC).expect("memfd");
         let file = std::fs::File::from(fd);
@@ -159,7 +197,7 @@ impl Harness {
         .expect("guest memory");
         let host = mem.get_host_address(GuestAddress(0)).expect("host address") as u64;
 
-        let mut frontend = Frontend::connect(&socket, 2).expect("connect");
+        let mut frontend = Frontend::connect(socket, 2).expect("connect");
         frontend.set_owner().expect("set_owner");
         let offered = frontend.get_features().expect("features");
         // Ack what QEMU forces, plus the GPU bits.
@@ -243,10 +281,17 @@ impl Harness {
             frontend,
             rings,
             data_next: DATA_START,
-            backend,
+            backend: None,
             shm_log,
-            _dir: TempDir(dir),
+            dir: None,
         }
+    }
+
+    /// The in-process device ([`Harness::start`] only).
+    fn backend(&self) -> &VgpuBackend {
+        self.backend
+            .as_deref()
+            .expect("a harness with its own daemon")
     }
 
     fn alloc(&mut self, len: u64) -> u64 {
@@ -476,11 +521,11 @@ fn two_d_frame_equals_the_pattern_written_by_the_guest() {
         .chunks(4)
         .flat_map(|p| [p[2], p[1], p[0], 255])
         .collect();
-    let handler = h.backend.handler();
+    let handler = h.backend().handler();
     let frame = handler.display().frame(ScanoutId(0)).expect("frame");
     assert_eq!((frame.width, frame.height), (w, hgt));
     assert_eq!(frame.rgba, expected);
-    let png = h._dir.0.join("scanout0.png");
+    let png = h.dir.as_ref().expect("own dir").0.join("scanout0.png");
     handler
         .display()
         .write_png(ScanoutId(0), &png)
@@ -643,7 +688,7 @@ fn attach_gpu_socket(h: &Harness) -> UnixStream {
     let (daemon_end, mut qemu) = UnixStream::pair().expect("socket pair");
     qemu.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("read timeout");
-    h.backend
+    h.backend()
         .set_gpu_socket(GpuBackend::from_stream(daemon_end))
         .expect("set_gpu_socket");
     assert_eq!(gpu_socket_read(&mut qemu).0, 1, "GET_PROTOCOL_FEATURES");
@@ -991,4 +1036,237 @@ fn malformed_stream_fails_its_submit_and_context_only() {
     assert_ne!(le32(&again, 0), OK, "the failed context refuses more work");
     let other = h.request(&submit_3d(2, 0, 0, 0, &[]));
     assert_eq!(le32(&other, 0), OK, "the other context is unharmed");
+}
+
+/// GET_DISPLAY_INFO's first mode: (width, height, enabled).
+fn first_mode(h: &mut Harness) -> (u32, u32, u32) {
+    let r = h.request(&cmd(CommandType::GetDisplayInfo, &[]));
+    assert_eq!(le32(&r, 0), RespType::OkDisplayInfo as u32);
+    (le32(&r, 32), le32(&r, 36), le32(&r, 40))
+}
+
+/// Context 1 with HOST3D blob 7 mapped at 0x2000, and 2D resource 1: a piece of
+/// every kind of per-connection state. Returns the responses.
+fn make_connection_state(h: &mut Harness) -> [u32; 4] {
+    let ctx = h.resp_type(&ctx_create(1, 4));
+    let blob = h.resp_type(&ctx_cmd(
+        CommandType::ResourceCreateBlob,
+        1,
+        &[7, 2, 1, 0, 0, 0, 4096, 0],
+    ));
+    let mut map = cmd(CommandType::ResourceMapBlob, &[7, 0]);
+    map.extend_from_slice(&0x2000u64.to_le_bytes());
+    let mapped = h.resp_type(&map);
+    let two_d = h.resp_type(&cmd(CommandType::ResourceCreate2d, &[1, 2, 16, 8]));
+    [ctx, blob, mapped, two_d]
+}
+
+const FRESH: [u32; 4] = [OK, OK, RespType::OkMapInfo as u32, OK];
+
+#[test]
+fn reconnecting_frontend_gets_a_fresh_device() {
+    let dir = test_dir("reconnect");
+    let socket = dir.0.join("gpu.sock");
+    let config = test_config(socket.clone());
+    std::thread::spawn(move || vgpu_device::vhost_user::serve(&config, core_render));
+    wait_for_socket(&socket);
+
+    let mut first = Harness::connect(&socket);
+    assert_eq!(first_mode(&mut first), (1280, 800, 1));
+    assert_eq!(make_connection_state(&mut first), FRESH);
+    assert_eq!(
+        make_connection_state(&mut first),
+        [
+            RespType::ErrInvalidContextId as u32,
+            RespType::ErrInvalidResourceId as u32,
+            RespType::ErrInvalidParameter as u32,
+            RespType::ErrInvalidResourceId as u32,
+        ],
+        "the same ids are taken while the first frontend is connected"
+    );
+    drop(first);
+
+    let mut second = Harness::connect(&socket);
+    assert_eq!(
+        make_connection_state(&mut second),
+        FRESH,
+        "context, blob, mapping and resource ids are free again"
+    );
+    assert_eq!(first_mode(&mut second), (1280, 800, 1));
+    assert_eq!(
+        *second.shm_log.calls.lock().expect("lock"),
+        vec![("map", 1, 0x2000, 4096)],
+        "the second frontend sees only its own SHMEM_MAP"
+    );
+}
+
+/// A `vhost-user-vgpu serve` child process (the CLI binary), killed on drop.
+struct ServeProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServeProcess {
+    fn spawn(dir: &TempDir, extra: &[&str]) -> (Self, PathBuf) {
+        let socket = dir.0.join("gpu.sock");
+        let log = dir.0.join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_vhost-user-vgpu"))
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("vhost-user-vgpu serve");
+        wait_for_socket(&socket);
+        (Self { child, log }, socket)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Entries of `/proc/<pid>/<dir>` (`task`: threads, `fd`: open fds).
+    fn proc_entries(&self, dir: &str) -> usize {
+        std::fs::read_dir(format!("/proc/{}/{dir}", self.child.id()))
+            .expect("/proc entry of the daemon")
+            .count()
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn once_daemon_exits_when_its_frontend_disconnects() {
+    let dir = test_dir("once");
+    let (mut daemon, socket) = ServeProcess::spawn(&dir, &["--once"]);
+    let mut h = Harness::connect(&socket);
+    assert_eq!(first_mode(&mut h), (1280, 800, 1));
+    assert_eq!(make_connection_state(&mut h), FRESH);
+    drop(h);
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}\n{}",
+        daemon.log()
+    );
+    assert!(!socket.exists(), "the socket is removed on exit");
+}
+
+#[test]
+fn reconnects_do_not_grow_threads_or_fds() {
+    let dir = test_dir("cycles");
+    let (daemon, socket) = ServeProcess::spawn(&dir, &[]);
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let mut h = Harness::connect(&socket);
+        // The daemon accepts a frontend only after joining the previous connection's
+        // threads and dropping its device, so this is a steady state.
+        assert_eq!(first_mode(&mut h), (1280, 800, 1));
+        counts.push((daemon.proc_entries("task"), daemon.proc_entries("fd")));
+        assert_eq!(make_connection_state(&mut h), FRESH);
+    }
+    assert!(
+        counts.iter().all(|c| *c == counts[0]),
+        "(threads, fds) per connection: {counts:?}\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("frontend 5 connected") && log.contains("frontend 4 disconnected"),
+        "one line per connect and disconnect:\n{log}"
+    );
+}
+
+/// Shows a `w`×`h` 2D resource (id 1, guest backing of zeros) on scanout 0.
+fn show_frame(h: &mut Harness, w: u32, hgt: u32) {
+    let len = w * hgt * 4;
+    let backing = h.alloc(u64::from(len));
+    let mut attach = cmd(CommandType::ResourceAttachBacking, &[1, 1]);
+    attach.extend_from_slice(
+        &MemEntry {
+            addr: backing,
+            length: len,
+        }
+        .encode(),
+    );
+    for req in [
+        cmd(CommandType::ResourceCreate2d, &[1, 2, w, hgt]),
+        attach,
+        cmd(CommandType::TransferToHost2d, &[0, 0, w, hgt, 0, 0, 1, 0]),
+        cmd(CommandType::SetScanout, &[0, 0, w, hgt, 0, 1]),
+        cmd(CommandType::ResourceFlush, &[0, 0, w, hgt, 1, 0]),
+    ] {
+        assert_eq!(h.resp_type(&req), OK);
+    }
+}
+
+/// Sends SIGUSR1 and returns the size of the `scanout-0.png` it writes.
+fn dump_frame(daemon: &ServeProcess, frames: &Path) -> (u32, u32) {
+    let wrote = |log: &str| log.matches("frame dump: wrote").count();
+    let before = wrote(&daemon.log());
+    let status = Command::new("kill")
+        .args(["-USR1", &daemon.child.id().to_string()])
+        .status()
+        .expect("kill -USR1");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while wrote(&daemon.log()) == before {
+        assert!(
+            Instant::now() < deadline,
+            "no frame dump:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let png = std::fs::File::open(frames.join("scanout-0.png")).expect("scanout-0.png");
+    let info = png::Decoder::new(png).read_info().expect("png header");
+    (info.info().width, info.info().height)
+}
+
+#[test]
+fn sigusr1_dumps_the_frame_of_the_connected_frontend() {
+    let dir = test_dir("frames");
+    let frames = dir.0.join("frames");
+    std::fs::create_dir_all(&frames).expect("frames dir");
+    let config = dir.0.join("serve.conf");
+    std::fs::write(&config, format!("frame_dir = {}\n", frames.display())).expect("config");
+    let config = config.to_str().expect("utf-8 path");
+    let (daemon, socket) = ServeProcess::spawn(&dir, &["--config", config]);
+
+    let mut first = Harness::connect(&socket);
+    show_frame(&mut first, 16, 8);
+    assert_eq!(dump_frame(&daemon, &frames), (16, 8));
+    let threads = daemon.proc_entries("task");
+    drop(first);
+
+    let mut second = Harness::connect(&socket);
+    show_frame(&mut second, 32, 4);
+    assert_eq!(
+        daemon.proc_entries("task"),
+        threads,
+        "one frame-dump thread for all connections"
+    );
+    assert_eq!(
+        dump_frame(&daemon, &frames),
+        (32, 4),
+        "the dump shows the second frontend's scanout"
+    );
 }

@@ -8,6 +8,8 @@
 //! shm_size_mib = 1024     # host-visible region 1; 0 = none (no SHMEM, no MAP_BLOB)
 //! max_2d_mib = 512        # host memory for all 2D resources
 //! offer_virgl = true      # VIRTIO_GPU_F_VIRGL (Linux gates capsets and contexts on it)
+//! frame_dir = /tmp/frames # SIGUSR1 writes scanout-<n>.png here
+//! once = false            # true: exit after the first frontend disconnects
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,9 @@ pub struct ServeConfig {
     /// Where `SIGUSR1` writes each scanout's last frame as `scanout-<n>.png` (headless
     /// display); `None` leaves the signal alone.
     pub frame_dir: Option<PathBuf>,
+    /// Serve one frontend and return when it disconnects, instead of accepting the
+    /// next one on a fresh device.
+    pub once: bool,
 }
 
 impl ServeConfig {
@@ -56,6 +61,7 @@ impl ServeConfig {
             handler: HandlerConfig::default(),
             offer_virgl: true,
             frame_dir: None,
+            once: false,
         }
     }
 
@@ -93,11 +99,16 @@ impl ServeConfig {
                 "shm_size_mib" => h.shm_size = num(0, 1 << 20, "0..=1048576")? << 20,
                 "max_2d_mib" => h.max_2d_bytes = num(1, 1 << 20, "1..=1048576")? << 20,
                 "frame_dir" => self.frame_dir = Some(PathBuf::from(value)),
-                "offer_virgl" => {
-                    self.offer_virgl = match value {
+                "offer_virgl" | "once" => {
+                    let flag = match value {
                         "true" => true,
                         "false" => false,
                         _ => return Err(ConfigError::Value(n, key.to_owned(), "true or false")),
+                    };
+                    if key == "once" {
+                        self.once = flag;
+                    } else {
+                        self.offer_virgl = flag;
                     }
                 }
                 _ => return Err(ConfigError::UnknownKey(n, key.to_owned())),
@@ -120,6 +131,19 @@ mod tests {
         assert_eq!(c.handler.width, 1024);
         assert_eq!(c.handler.shm_size, 0);
         assert!(!c.offer_virgl);
+        assert!(!c.once, "serving every frontend is the default");
+    }
+
+    #[test]
+    fn config_once_takes_true_or_false() {
+        let mut c = ServeConfig::new("s".into());
+        c.apply("once = true").expect("valid");
+        assert!(c.once);
+        assert!(c.offer_virgl, "once leaves offer_virgl alone");
+        assert_eq!(
+            c.apply("once = 1"),
+            Err(ConfigError::Value(1, "once".into(), "true or false"))
+        );
     }
 
     #[test]

@@ -13,6 +13,12 @@
 //! answer it without waiting for the vhost-user message thread (crosvm and the test
 //! harness do). The display socket's locks ([`gpu_socket`]) are leaves taken under
 //! `handler`; nothing there blocks on the frontend.
+//!
+//! [`serve`] binds the socket once and serves one frontend at a time, each with a
+//! fresh [`VgpuBackend`] (handler, renderer, fences, mappings, display socket) and a
+//! fresh [`VhostUserDaemon`]; when the frontend goes away (VM shutdown, VMM restart,
+//! QEMU's `reconnect=`) all of it is dropped and the next frontend is accepted.
+//! `ServeConfig::once` keeps the single-connection behaviour.
 
 mod config;
 pub mod gpu_socket;
@@ -28,7 +34,7 @@ use std::time::Duration;
 use vhost::vhost_user::message::{
     VhostUserMMap, VhostUserMMapFlags, VhostUserProtocolFeatures, VhostUserShMemConfig,
 };
-use vhost::vhost_user::{Backend, GpuBackend, VhostUserFrontendReqHandler};
+use vhost::vhost_user::{Backend, GpuBackend, Listener, VhostUserFrontendReqHandler};
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringRwLock, VringT};
 use virtio_bindings::virtio_config::{VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1};
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
@@ -55,6 +61,11 @@ const NUM_QUEUES: usize = 2;
 pub const QUEUE_SIZE: usize = 1024;
 /// Device event id of the fence eventfd (0..=NUM_QUEUES are reserved by the crate).
 pub const FENCE_EVENT: u16 = 3;
+/// Device event id of the eventfd that stops the vring worker at the end of a
+/// connection ([`VgpuBackend::stop_workers`]).
+pub const STOP_EVENT: u16 = 4;
+/// Thread name of each connection's vhost-user message thread.
+const DAEMON_NAME: &str = "vhost-user-vgpu";
 /// `VHOST_USER_F_PROTOCOL_FEATURES`.
 const VHOST_USER_F_PROTOCOL_FEATURES: u32 = 30;
 /// Size of the virtio-gpu config space.
@@ -67,11 +78,15 @@ pub enum VhostUserError {
     /// Creating an eventfd failed.
     #[error("creating an eventfd failed")]
     EventFd(#[source] io::Error),
-    /// The vhost-user daemon failed.
+    /// Binding the listening socket failed.
+    #[error("binding the vhost-user socket failed")]
+    Bind(#[source] vhost::vhost_user::Error),
+    /// The vhost-user daemon failed (`vhost_user_backend::Error` is not a
+    /// `std::error::Error`, so it is kept as text).
     #[error("vhost-user daemon failed: {0}")]
     Daemon(String),
-    /// Registering the fence eventfd failed.
-    #[error("registering the fence eventfd failed")]
+    /// Registering the stop or fence eventfd with the vring worker failed.
+    #[error("registering an eventfd with the vring worker failed")]
     Register(#[source] io::Error),
     /// The guest memory table is not set yet.
     #[error("no guest memory table yet")]
@@ -169,6 +184,7 @@ pub struct VgpuBackend {
     event_idx: AtomicBool,
     events_read: AtomicU32,
     fence_event: EventFd,
+    stop_event: EventFd,
     gpu_socket: Mutex<Option<Arc<GpuSocket>>>,
     offer_virgl: bool,
     shm_size: u64,
@@ -209,6 +225,7 @@ impl VgpuBackend {
             event_idx: AtomicBool::new(false),
             events_read: AtomicU32::new(0),
             fence_event,
+            stop_event: EventFd::new(EFD_NONBLOCK).map_err(VhostUserError::EventFd)?,
             gpu_socket: Mutex::new(None),
             offer_virgl: config.offer_virgl,
             shm_size: config.handler.shm_size,
@@ -223,21 +240,35 @@ impl VgpuBackend {
         self.handler.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers the fence eventfd with the daemon's worker; call once after
-    /// creating the daemon.
+    /// Registers the stop and fence eventfds with the daemon's worker; call once
+    /// after creating the daemon.
     pub fn register(
         self: &Arc<Self>,
         daemon: &VhostUserDaemon<Arc<Self>>,
     ) -> Result<(), VhostUserError> {
         for h in daemon.get_epoll_handlers() {
-            h.register_listener(
-                self.fence_event.as_raw_fd(),
-                EventSet::IN,
-                u64::from(FENCE_EVENT),
-            )
-            .map_err(VhostUserError::Register)?;
+            for (fd, event) in [
+                (self.stop_event.as_raw_fd(), STOP_EVENT),
+                (self.fence_event.as_raw_fd(), FENCE_EVENT),
+            ] {
+                h.register_listener(fd, EventSet::IN, u64::from(event))
+                    .map_err(VhostUserError::Register)?;
+            }
         }
         Ok(())
+    }
+
+    /// Makes the daemon's vring worker threads return, so that dropping the daemon
+    /// (which joins them) does not block; call once the connection has ended.
+    ///
+    /// vhost-user-backend 0.24 stops workers through `VhostUserBackend::exit_event`,
+    /// but it registers that event's consumer fd with `into_raw_fd` and never closes
+    /// it: one leaked fd per connection. This eventfd is owned here instead; the
+    /// worker returns when [`VhostUserBackend::handle_event`] fails for it. It stays
+    /// readable (never read), so every worker sees it.
+    pub fn stop_workers(&self) {
+        // A full counter is still readable; nothing to do on error.
+        let _ = self.stop_event.write(1);
     }
 
     /// The frontend's display socket, once QEMU sent GPU_SET_SOCKET.
@@ -554,6 +585,8 @@ impl VhostUserBackend for VgpuBackend {
                 let _ = self.fence_event.read();
                 self.finish_queued(vrings)
             }
+            // The error ends the worker's event loop; the crate discards it on join.
+            STOP_EVENT => Err(io::Error::other("connection closed; vring worker stops")),
             other => Err(io::Error::other(format!("unknown device event {other}"))),
         }
     }
@@ -578,16 +611,40 @@ pub fn raise_display_event(backend: &VgpuBackend) {
         .fetch_or(EVENT_DISPLAY, Ordering::AcqRel);
 }
 
-/// Starts the thread that writes every scanout's last frame to
-/// `dir/scanout-<n>.png` each time the daemon receives `SIGUSR1` (the headless display's
-/// "show me what the guest shows"). It lives as long as the daemon process.
-fn spawn_frame_dumper(backend: Arc<VgpuBackend>, dir: PathBuf) -> Result<(), VhostUserError> {
+/// The device of the connection being served, if any. The serve loop replaces it
+/// per connection; the frame dumper reads it. Its lock is a leaf, held only to clone
+/// or replace the `Arc`.
+#[derive(Clone, Debug, Default)]
+struct CurrentDevice(Arc<Mutex<Option<Arc<VgpuBackend>>>>);
+
+impl CurrentDevice {
+    fn get(&self) -> Option<Arc<VgpuBackend>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, backend: Option<Arc<VgpuBackend>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = backend;
+    }
+}
+
+/// Starts the thread that writes every scanout's last frame of the connected device
+/// to `dir/scanout-<n>.png` each time the daemon receives `SIGUSR1` (the headless
+/// display's "show me what the guest shows"). One thread for the whole process: it
+/// follows `current` from connection to connection.
+fn spawn_frame_dumper(current: CurrentDevice, dir: PathBuf) -> Result<(), VhostUserError> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])
         .map_err(VhostUserError::Signal)?;
     std::thread::Builder::new()
         .name("vgpu-frame-dump".to_owned())
         .spawn(move || {
             for _ in signals.forever() {
+                let Some(backend) = current.get() else {
+                    log::info!("frame dump: no frontend connected");
+                    continue;
+                };
                 let handler = backend.handler();
                 let display = handler.display();
                 for n in 0..u32::try_from(display.len()).unwrap_or(0) {
@@ -603,25 +660,100 @@ fn spawn_frame_dumper(backend: Arc<VgpuBackend>, dir: PathBuf) -> Result<(), Vho
     Ok(())
 }
 
-/// Serves one vhost-user connection on `config.socket` until the frontend
-/// disconnects.
+/// How one connection ended.
+#[derive(Debug)]
+enum ConnectionEnd {
+    /// The frontend went away (closed the socket, or stopped mid-message).
+    Disconnected,
+    /// The connection failed otherwise (a protocol error, a panic in the message
+    /// thread).
+    Failed(VhostUserError),
+}
+
+/// Stops the vring workers when dropped, before the daemon that joins them.
+struct StopWorkers<'a>(&'a VgpuBackend);
+
+impl Drop for StopWorkers<'_> {
+    fn drop(&mut self) {
+        self.0.stop_workers();
+    }
+}
+
+/// Serves vhost-user frontends on `config.socket`, one at a time, each on a fresh
+/// device built with `render`: every context, resource, parked fence, mapping and
+/// display socket of a connection is dropped when its frontend disconnects, and the
+/// next frontend connecting to the same path gets a new device.
+///
+/// Returns after the first connection if `config.once` (an error if it failed other
+/// than by a disconnect); otherwise only on a fatal error: binding the socket,
+/// accepting, or setting up a device.
 pub fn serve(
     config: &ServeConfig,
-    render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>,
+    render: impl Fn(FenceSignals) -> Box<dyn RenderBackend>,
 ) -> Result<(), VhostUserError> {
+    let current = CurrentDevice::default();
+    // Before binding: once the socket exists, SIGUSR1 is safe to send.
+    if let Some(dir) = &config.frame_dir {
+        spawn_frame_dumper(current.clone(), dir.clone())?;
+    }
+    let mut listener = Listener::new(&config.socket, true).map_err(VhostUserError::Bind)?;
+    log::info!("vhost-user: serving on {}", config.socket.display());
+    for n in 1u64.. {
+        match serve_connection(config, &render, &mut listener, &current, n)? {
+            ConnectionEnd::Disconnected => {
+                log::info!("vhost-user: frontend {n} disconnected; its device state is dropped");
+            }
+            ConnectionEnd::Failed(e) if config.once => return Err(e),
+            ConnectionEnd::Failed(e) => {
+                log::warn!(
+                    "vhost-user: connection {n} failed, its device state is dropped: {}",
+                    crate::error_chain(&e)
+                );
+            }
+        }
+        if config.once {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Accepts one frontend on a fresh device and serves it until it goes away.
+fn serve_connection(
+    config: &ServeConfig,
+    render: &impl Fn(FenceSignals) -> Box<dyn RenderBackend>,
+    listener: &mut Listener,
+    current: &CurrentDevice,
+    n: u64,
+) -> Result<ConnectionEnd, VhostUserError> {
     let backend = VgpuBackend::new(config, render)?;
     let mut daemon = VhostUserDaemon::new(
-        "vhost-user-vgpu".to_owned(),
+        DAEMON_NAME.to_owned(),
         Arc::clone(&backend),
         GuestMemoryAtomic::new(GuestMemoryMmap::new()),
     )
     .map_err(|e| VhostUserError::Daemon(e.to_string()))?;
-    backend.register(&daemon)?;
-    if let Some(dir) = &config.frame_dir {
-        spawn_frame_dumper(Arc::clone(&backend), dir.clone())?;
+    if let Err(e) = backend.register(&daemon) {
+        // Without its stop listener the worker cannot be stopped, and dropping the
+        // daemon would join it forever; leak it instead (the error ends `serve`).
+        std::mem::forget(daemon);
+        return Err(e);
     }
-    log::info!("vhost-user: serving on {}", config.socket.display());
+    // Dropped before `daemon`: the workers are told to stop before the join.
+    let _stop = StopWorkers(&backend);
     daemon
-        .serve(&config.socket)
-        .map_err(|e| VhostUserError::Daemon(e.to_string()))
+        .start(listener)
+        .map_err(|e| VhostUserError::Daemon(e.to_string()))?;
+    current.set(Some(Arc::clone(&backend)));
+    log::info!("vhost-user: frontend {n} connected");
+    let result = daemon.wait();
+    current.set(None);
+    Ok(match result {
+        // `wait` already counts a broken socket as a clean end.
+        Ok(())
+        | Err(vhost_user_backend::Error::HandleRequest(
+            vhost::vhost_user::Error::Disconnected | vhost::vhost_user::Error::PartialMessage,
+        )) => ConnectionEnd::Disconnected,
+        Err(e) => ConnectionEnd::Failed(VhostUserError::Daemon(e.to_string())),
+    })
 }

@@ -99,7 +99,8 @@ impl Response {
 /// The guest driver: owns the vhost-user connection and the control queue.
 pub struct GuestDriver {
     mem: GuestMemoryMmap,
-    /// Kept open: dropping it disconnects, and the backend exits.
+    /// Kept open: dropping it disconnects, and the backend drops this connection's
+    /// device (it exits only with `--once`).
     _frontend: Frontend,
     ctrl: Ring,
     _cursor: Ring,
