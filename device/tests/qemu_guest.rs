@@ -104,7 +104,8 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
             .arg(&sock)
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "info")
+            // Refused commands (RESOURCE_CREATE_3D below) are logged at debug.
+            .env("RUST_LOG", "info,vgpu::virtio_gpu=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

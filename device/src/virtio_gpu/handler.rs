@@ -5,7 +5,9 @@
 //!
 //! Every guest-controlled count or size is checked against the bytes present in the
 //! chain (or a documented cap) before anything is allocated; every failure is an
-//! `ERR_*` response plus one rate-limited warning.
+//! `ERR_*` response plus one log line whose level follows [`Severity`]: `debug` for a
+//! well-formed request the device refuses, a rate-limited warning for malformed input
+//! and host-side failures.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::BorrowedFd;
@@ -23,9 +25,12 @@ use super::render::{
 };
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, RingIdx};
 use crate::ratelimit::RateLimiter;
+use crate::renderer::{ContextError, ResourceError};
 
 /// Page size for host-visible mappings.
 pub const PAGE_SIZE: u64 = 4096;
+/// Log target of the handler's messages (the same as its rate limiter's).
+const LOG_TARGET: &str = "vgpu::virtio_gpu";
 
 /// Reads the device-readable part of a descriptor chain.
 pub trait RequestReader {
@@ -194,6 +199,58 @@ impl CommandError {
             CommandError::Render(_) => RespType::ErrUnspec,
         }
     }
+
+    /// How the failure is logged.
+    pub fn severity(&self) -> Severity {
+        match self {
+            CommandError::Resource(_)
+            | CommandError::Scanout(_)
+            | CommandError::Context(_)
+            | CommandError::Parameter(_)
+            | CommandError::Unsupported(_)
+            | CommandError::Render(
+                RenderError::NoContext(_)
+                | RenderError::UnsupportedCapset(_)
+                | RenderError::Core(
+                    // A fatal context was reported once, when it turned fatal (a
+                    // failed stream makes it fatal; the core logs that reason).
+                    ContextError::Fatal(_)
+                    | ContextError::Exec(_)
+                    | ContextError::Resource(
+                        ResourceError::BadSize { .. }
+                        | ResourceError::Duplicate(_)
+                        | ResourceError::Unknown(_),
+                    ),
+                ),
+            ) => Severity::Refused,
+            CommandError::Protocol(_)
+            | CommandError::NoHeader(_)
+            | CommandError::Backing(
+                BackingError::OutOfRange { .. }
+                | BackingError::Overflow
+                | BackingError::Short { .. },
+            ) => Severity::Malformed,
+            // A read of validated backing fails only if the memory table changed.
+            CommandError::Backing(BackingError::Read(_))
+            | CommandError::OutOfMemory(_)
+            | CommandError::Map(_)
+            | CommandError::Render(_) => Severity::Host,
+        }
+    }
+}
+
+/// How a failed command is logged (the house logging policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// A well-formed request the device refuses: an unknown or taken id, an
+    /// unsupported feature, a parameter out of range. Normal protocol traffic: `debug`.
+    Refused,
+    /// Input no correct driver sends: a short or garbled request, a value the spec
+    /// forbids, a guest range outside guest memory or its backing. Rate-limited `warn`.
+    Malformed,
+    /// The host failed (renderer, mapping, guest memory), or a configured cap was
+    /// reached. Rate-limited `warn`.
+    Host,
 }
 
 type CmdResult<T> = std::result::Result<T, CommandError>;
@@ -397,8 +454,7 @@ impl GpuHandler {
         let mut hdr_bytes = [0u8; CTRL_HDR_SIZE];
         if req.available() < CTRL_HDR_SIZE || !req.read_exact_into(&mut hdr_bytes) {
             let err = CommandError::NoHeader(req.available());
-            self.warn
-                .warn(format_args!("virtio-gpu: {}", crate::error_chain(&err)));
+            self.log_failure(format_args!(""), &err);
             return Reply {
                 bytes: Response::Err(err.resp()).encode(&CtrlHdr::default()),
                 fence: None,
@@ -411,12 +467,10 @@ impl GpuHandler {
         let queued = self.queued.take();
         let response_ok: Result<(), ()> = result.as_ref().map(|_| ()).map_err(|_| ());
         let response = result.unwrap_or_else(|err| {
-            self.warn.warn(format_args!(
-                "virtio-gpu: command {:#x} (ctx {}): {}",
-                hdr.type_,
-                hdr.ctx_id,
-                crate::error_chain(&err)
-            ));
+            self.log_failure(
+                format_args!("command {:#x} (ctx {}): ", hdr.type_, hdr.ctx_id),
+                &err,
+            );
             Response::Err(err.resp())
         });
         let fence = if hdr.is_fenced() {
@@ -466,6 +520,19 @@ impl GpuHandler {
         self.deferred.len()
     }
 
+    /// Logs a failed command (`what` prefixes the error) at its [`Severity`].
+    fn log_failure(&self, what: std::fmt::Arguments<'_>, err: &CommandError) {
+        match err.severity() {
+            Severity::Refused => {
+                log::debug!(target: LOG_TARGET, "virtio-gpu: {what}{}", crate::error_chain(err));
+            }
+            Severity::Malformed | Severity::Host => self.warn.warn(format_args!(
+                "virtio-gpu: {what}{}",
+                crate::error_chain(err)
+            )),
+        }
+    }
+
     fn timeline(&self, hdr: &CtrlHdr) -> Timeline {
         let ctx = ContextId(hdr.ctx_id);
         if hdr.has_ring_idx() && hdr.ring_idx <= MAX_RING_IDX && self.contexts.contains(&ctx) {
@@ -512,11 +579,7 @@ impl GpuHandler {
                 Ok(()) => Response::OkNodata,
                 Err(e) => {
                     let err = CommandError::Render(e);
-                    self.warn.warn(format_args!(
-                        "virtio-gpu: SUBMIT_3D (ctx {}): {}",
-                        d.hdr.ctx_id,
-                        crate::error_chain(&err)
-                    ));
+                    self.log_failure(format_args!("SUBMIT_3D (ctx {}): ", d.hdr.ctx_id), &err);
                     Response::Err(err.resp())
                 }
             };

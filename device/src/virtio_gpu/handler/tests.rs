@@ -947,3 +947,80 @@ fn unref_of_a_shown_resource_disables_the_scanout_and_reset_clears_all() {
         "contexts are gone after reset"
     );
 }
+
+#[test]
+fn well_formed_refusals_are_classified_refused() {
+    let errors = [
+        CommandError::Resource(42),
+        CommandError::Context(3),
+        CommandError::Parameter("capset index out of range"),
+        CommandError::Unsupported("virgl 3D resources"),
+        CommandError::Render(RenderError::NoContext(ContextId(9))),
+        CommandError::Render(RenderError::Core(ContextError::Resource(
+            ResourceError::Unknown(ResourceId(5)),
+        ))),
+    ];
+    assert_eq!(errors.map(|e| e.severity()), [Severity::Refused; 6]);
+}
+
+#[test]
+fn garbled_input_is_classified_malformed() {
+    let errors = [
+        CommandError::NoHeader(4),
+        CommandError::Protocol(ProtocolError::UnknownCommand(0x1234)),
+        CommandError::Protocol(ProtocolError::Short {
+            cmd: CommandType::ResourceCreate2d,
+            need: 40,
+            have: 30,
+        }),
+        CommandError::Backing(BackingError::OutOfRange {
+            index: 0,
+            addr: 0xffff_0000,
+            len: 64,
+        }),
+    ];
+    assert_eq!(errors.map(|e| e.severity()), [Severity::Malformed; 4]);
+}
+
+#[test]
+fn host_failures_and_caps_are_classified_host() {
+    let errors = [
+        CommandError::Map("frontend refused SHMEM_MAP (1)".to_owned()),
+        CommandError::OutOfMemory("2D resources"),
+        CommandError::Backing(BackingError::Read(0x1000)),
+        CommandError::Render(RenderError::Core(ContextError::Resource(
+            ResourceError::TooMany(8),
+        ))),
+    ];
+    assert_eq!(errors.map(|e| e.severity()), [Severity::Host; 4]);
+}
+
+#[test]
+fn refused_commands_leave_the_warning_budget_alone() {
+    let mut r = rig();
+    let flush_unknown = cmd(CommandType::ResourceFlush, &[0, 0, 1, 1, 42, 0]);
+    for _ in 0..20 {
+        assert_eq!(
+            r.resp(&flush_unknown),
+            RespType::ErrInvalidResourceId as u32
+        );
+    }
+    assert_eq!(
+        r.h.warn.check(),
+        Some(0),
+        "no warning was rate-limited away"
+    );
+}
+
+#[test]
+fn malformed_commands_spend_the_warning_budget() {
+    let mut r = rig();
+    for _ in 0..20 {
+        assert_eq!(r.resp(&[1, 1, 0, 0]), RespType::ErrUnspec as u32);
+    }
+    assert_eq!(
+        r.h.warn.check(),
+        None,
+        "10 warnings per 5 s, the rest suppressed"
+    );
+}
