@@ -84,16 +84,23 @@ impl Drop for TempDir {
     }
 }
 
-/// Records SHMEM_MAP / SHMEM_UNMAP (shmid, shm_offset, len).
+/// Records SHMEM_MAP / SHMEM_UNMAP (shmid, shm_offset, len), and the inode of each
+/// mapped fd by shm_offset (which file the guest would see).
 #[derive(Default)]
 struct ShmLog {
     calls: Mutex<Vec<(&'static str, u8, u64, u64)>>,
+    inodes: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
 impl VhostUserFrontendReqHandler for ShmLog {
-    fn shmem_map(&self, req: &VhostUserMMap, _fd: &dyn AsRawFd) -> HandlerResult<u64> {
+    fn shmem_map(&self, req: &VhostUserMMap, fd: &dyn AsRawFd) -> HandlerResult<u64> {
         let (id, off, len) = (req.shmid, req.shm_offset, req.len);
         self.calls.lock().expect("lock").push(("map", id, off, len));
+        // The fd is open for this call; /proc resolves it to the file itself.
+        if let Ok(meta) = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+            use std::os::unix::fs::MetadataExt;
+            self.inodes.lock().expect("lock").insert(off, meta.ino());
+        }
         Ok(0)
     }
 
@@ -1269,4 +1276,59 @@ fn sigusr1_dumps_the_frame_of_the_connected_frontend() {
         (32, 4),
         "the dump shows the second frontend's scanout"
     );
+}
+
+/// CTX_ATTACH_RESOURCE + `VkImportMemoryResourceInfoMESA`: context 2 allocates device
+/// memory over the blob context 1 exported, and exporting that memory again hands out
+/// the same file (same pages); a context the blob is not attached to cannot import it.
+#[test]
+fn attached_blob_imports_as_the_same_device_memory_in_another_context() {
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start(venus_render);
+    const MEM: u64 = 0x20;
+    const SIZE: u32 = 65536;
+    let blob = |res: u32, mem: u64| {
+        let lo = u32::try_from(mem & 0xffff_ffff).expect("low word");
+        let hi = u32::try_from(mem >> 32).expect("high word");
+        // resource, HOST3D, MAPPABLE | SHAREABLE, no entries, blob id, size
+        (res, vec![res, 2, 3, 0, lo, hi, SIZE, 0])
+    };
+    for ctx in 1..=3 {
+        assert_eq!(h.resp_type(&ctx_create(ctx, 4)), OK);
+    }
+    let own = venus_stream::device_with_memory(MEM, u64::from(SIZE), None);
+    assert_eq!(le32(&h.request(&submit_3d(1, 0, 0, 0, &own)), 0), OK);
+    let (res, words) = blob(10, MEM);
+    assert_eq!(
+        h.resp_type(&ctx_cmd(CommandType::ResourceCreateBlob, 1, &words)),
+        OK
+    );
+    assert_eq!(
+        h.resp_type(&ctx_cmd(CommandType::CtxAttachResource, 2, &[res, 0])),
+        OK
+    );
+    // Context 2 imports it; context 3 tries without the attach.
+    for ctx in [2, 3] {
+        let import = venus_stream::device_with_memory(MEM, u64::from(SIZE), Some(res));
+        assert_eq!(le32(&h.request(&submit_3d(ctx, 0, 0, 0, &import)), 0), OK);
+    }
+    let (res2, words) = blob(11, MEM);
+    assert_eq!(
+        h.resp_type(&ctx_cmd(CommandType::ResourceCreateBlob, 2, &words)),
+        OK
+    );
+    let (_, words) = blob(12, MEM);
+    assert_ne!(
+        h.resp_type(&ctx_cmd(CommandType::ResourceCreateBlob, 3, &words)),
+        OK,
+        "context 3's import failed, so it has no such memory to export"
+    );
+    for (r, offset) in [(res, 0u32), (res2, SIZE)] {
+        let map = h.request(&cmd(CommandType::ResourceMapBlob, &[r, 0, offset, 0]));
+        assert_eq!(le32(&map, 0), RespType::OkMapInfo as u32);
+    }
+    let inodes = h.shm_log.inodes.lock().expect("lock").clone();
+    let (a, b) = (inodes.get(&0), inodes.get(&u64::from(SIZE)));
+    assert!(a.is_some() && b.is_some(), "both blobs mapped: {inodes:?}");
+    assert_eq!(a, b, "the imported memory is the exported blob's file");
 }

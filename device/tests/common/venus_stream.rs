@@ -6,12 +6,15 @@
 //! to `ring` with `VkDeviceQueueTimelineInfoMESA`, a timeline semaphore at 0, and a
 //! submission on the queue that waits for the semaphore to reach 1 — so the queue is
 //! busy until `signal()` runs.
+//!
+//! Each test binary that includes this module uses only some of it.
+#![allow(dead_code)]
 
 use ash::vk::{self, Handle};
 use vulkan_proto::args::{
-    CreateDeviceArgs, CreateInstanceArgs, CreateSemaphoreArgs, DestroyDeviceArgs,
-    DestroyInstanceArgs, DestroySemaphoreArgs, EnumeratePhysicalDevicesArgs, GetDeviceQueue2Args,
-    QueueSubmitArgs, SignalSemaphoreArgs,
+    AllocateMemoryArgs, CreateDeviceArgs, CreateInstanceArgs, CreateSemaphoreArgs,
+    DestroyDeviceArgs, DestroyInstanceArgs, DestroySemaphoreArgs, EnumeratePhysicalDevicesArgs,
+    GetDeviceQueue2Args, QueueSubmitArgs, SignalSemaphoreArgs,
 };
 use vulkan_proto::cs::Encoder;
 use vulkan_proto::CommandFlags;
@@ -165,4 +168,66 @@ pub fn use_lavapipe() {
     if std::env::var_os("VK_DRIVER_FILES").is_none() {
         std::env::set_var("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.json");
     }
+}
+
+/// An instance and a device (no queue use), then `vkAllocateMemory(mem, size)` of
+/// memory type 0 (host-visible on lavapipe), importing resource `import` with
+/// `VkImportMemoryResourceInfoMESA` when given.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
+pub fn device_with_memory(mem: u64, size: u64, import: Option<u32>) -> Vec<u8> {
+    let mut e = Encoder::new();
+    let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
+    let ici = vk::InstanceCreateInfo::default().application_info(&app);
+    let mut instance = vk::Instance::from_raw(INSTANCE);
+    let mut count = 1u32;
+    let mut physical = [vk::PhysicalDevice::from_raw(PHYSICAL)];
+    let priorities = [1.0f32];
+    let qci = [vk::DeviceQueueCreateInfo::default()
+        .queue_family_index(0)
+        .queue_priorities(&priorities)];
+    let dci = vk::DeviceCreateInfo::default().queue_create_infos(&qci);
+    let mut device = vk::Device::from_raw(DEVICE);
+    let resource = vulkan_proto::generated::types::ImportMemoryResourceInfoMESA {
+        resource_id: import.unwrap_or(0),
+        ..Default::default()
+    };
+    let mut mai = vk::MemoryAllocateInfo::default()
+        .allocation_size(size)
+        .memory_type_index(0);
+    if import.is_some() {
+        mai.p_next = std::ptr::from_ref(&resource).cast();
+    }
+    let mut memory = vk::DeviceMemory::from_raw(mem);
+    // SAFETY: every pointer in these arguments refers to the locals above, alive for
+    // the whole encode; counts match their arrays.
+    unsafe {
+        CreateInstanceArgs {
+            p_create_info: Some(&ici),
+            p_instance: Some(&mut instance),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        EnumeratePhysicalDevicesArgs {
+            instance,
+            p_physical_device_count: Some(&mut count),
+            p_physical_devices: Some(&mut physical),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        CreateDeviceArgs {
+            physical_device: physical[0],
+            p_create_info: Some(&dci),
+            p_device: Some(&mut device),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        AllocateMemoryArgs {
+            device,
+            p_allocate_info: Some(&mai),
+            p_memory: Some(&mut memory),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+    }
+    e.into_bytes()
 }

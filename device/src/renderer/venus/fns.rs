@@ -76,6 +76,9 @@ device_fns! {
     cmd_next_subpass2: PFN_vkCmdNextSubpass2 = [c"vkCmdNextSubpass2", c"vkCmdNextSubpass2KHR"];
     cmd_end_render_pass2: PFN_vkCmdEndRenderPass2 =
         [c"vkCmdEndRenderPass2", c"vkCmdEndRenderPass2KHR"];
+    // VK_EXT_external_memory_host.
+    get_memory_host_pointer_properties: PFN_vkGetMemoryHostPointerPropertiesEXT =
+        [c"vkGetMemoryHostPointerPropertiesEXT"];
     // Core 1.3.
     create_private_data_slot: PFN_vkCreatePrivateDataSlot =
         [c"vkCreatePrivateDataSlot", c"vkCreatePrivateDataSlotEXT"];

@@ -12,10 +12,10 @@ use vulkan_proto::args::{
     GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
 };
 
-use super::objects::HostMemory;
+use super::objects::{DeviceState, HostMemory};
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
-use crate::ids::BlobId;
+use crate::ids::{BlobId, ResourceId};
 use crate::renderer::resource::ExportedBlob;
 use crate::sys::{create_memfd, SharedMemory};
 
@@ -43,6 +43,49 @@ pub(super) fn export_blob(exec: &VenusExecutor, blob: BlobId, size: u64) -> Resu
     Ok(ExportedBlob { fd, size })
 }
 
+/// Allocates `info` (its `allocationSize` = the mapping's length, a multiple of the
+/// import alignment) over `map` with `VK_EXT_external_memory_host`, after checking the
+/// guest's memory type can import host pointers.
+fn import_host_pointer(
+    dev: &DeviceState,
+    info: &vk::MemoryAllocateInfo<'_>,
+    map: &SharedMemory,
+) -> std::result::Result<vk::DeviceMemory, vk::Result> {
+    let ptr = map.as_mut_ptr().cast::<std::ffi::c_void>();
+    if let Some(props) = dev.fns.get_memory_host_pointer_properties {
+        let mut out = vk::MemoryHostPointerPropertiesEXT::default();
+        // SAFETY: live device with the extension enabled; `ptr` is a live mapping.
+        let r = unsafe {
+            props(
+                dev.device.handle(),
+                vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+                ptr,
+                &mut out,
+            )
+        };
+        let importable = r == vk::Result::SUCCESS
+            && info.memory_type_index < 32
+            && out.memory_type_bits & (1 << info.memory_type_index) != 0;
+        if !importable {
+            return Err(vk::Result::ERROR_INVALID_EXTERNAL_HANDLE);
+        }
+    }
+    let import = vk::ImportMemoryHostPointerInfoEXT {
+        p_next: info.p_next,
+        handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
+        p_host_pointer: ptr,
+        ..Default::default()
+    };
+    let mut info = *info;
+    info.p_next = std::ptr::from_ref(&import).cast();
+    // SAFETY: live device with VK_EXT_external_memory_host enabled and a memory type
+    // that accepts this pointer (checked above when the driver exposes the query); the
+    // pointer is a MAP_SHARED mapping of `allocationSize` bytes aligned to the import
+    // alignment (mmap is page aligned; the alignment is a page multiple on lavapipe),
+    // which the caller keeps alive in `HostMemory` until after vkFreeMemory.
+    unsafe { dev.device.allocate_memory(&info, None) }
+}
+
 impl Handler<'_, '_> {
     pub(super) fn allocate_memory(
         &mut self,
@@ -60,15 +103,24 @@ impl Handler<'_, '_> {
             .property_flags
             .contains(vk::MemoryPropertyFlags::HOST_VISIBLE);
         let mut info = *guest;
-        // The renderer decides how memory is shared; a guest export request would
-        // conflict with the host-pointer import below.
         // SAFETY: the chain was decoded into this command's arena and is not borrowed.
+        let import = unsafe { raw::import_resource_id(info.p_next) };
+        // The renderer decides how memory is shared; a guest export request would
+        // conflict with the host-pointer import below, and the MESA import struct is
+        // the renderer's to act on.
+        // SAFETY: as above.
         info.p_next = unsafe {
             raw::strip_chain(
                 info.p_next,
-                &[vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO],
+                &[
+                    vk::StructureType::EXPORT_MEMORY_ALLOCATE_INFO,
+                    raw::STYPE_IMPORT_MEMORY_RESOURCE_INFO_MESA,
+                ],
             )
         };
+        if let Some(res) = import {
+            return self.import_resource_memory(args, id, &dev, info, ResourceId(res));
+        }
         if !(host_visible && dev.host_pointer_import) {
             // SAFETY: live device; `info` and its chain live across the call.
             return Ok(match unsafe { dev.device.allocate_memory(&info, None) } {
@@ -101,19 +153,66 @@ impl Handler<'_, '_> {
             Ok(m) => m,
             Err(_) => return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY),
         };
-        let import = vk::ImportMemoryHostPointerInfoEXT {
-            p_next: info.p_next,
-            handle_type: vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT,
-            p_host_pointer: map.as_mut_ptr().cast(),
-            ..Default::default()
-        };
-        info.p_next = std::ptr::from_ref(&import).cast();
         info.allocation_size = size;
-        // SAFETY: live device with VK_EXT_external_memory_host enabled; the pointer is a
-        // fresh `size`-byte MAP_SHARED mapping aligned to the import alignment (mmap is
-        // page aligned and the alignment is at least a page size multiple on lavapipe),
-        // kept alive in `HostMemory` until after vkFreeMemory.
-        match unsafe { dev.device.allocate_memory(&info, None) } {
+        match import_host_pointer(&dev, &info, &map) {
+            Ok(mem) => {
+                let mut st = self.lock();
+                st.bind(
+                    id,
+                    vk::ObjectType::DEVICE_MEMORY,
+                    mem.as_raw(),
+                    args.device.as_raw(),
+                )?;
+                st.memories.insert(
+                    id,
+                    Arc::new(HostMemory {
+                        fd,
+                        _map: map,
+                        size,
+                    }),
+                );
+                Ok(vk::Result::SUCCESS)
+            }
+            Err(e) => Ok(e),
+        }
+    }
+
+    /// `VkImportMemoryResourceInfoMESA`: device memory over the pages of a resource
+    /// attached to this context (a blob another context exported, attached with
+    /// CTX_ATTACH_RESOURCE; or shared memory), imported with
+    /// `VK_EXT_external_memory_host`. The memory can be exported again as a blob.
+    fn import_resource_memory(
+        &mut self,
+        args: &AllocateMemoryArgs<'_>,
+        id: u64,
+        dev: &DeviceState,
+        mut info: vk::MemoryAllocateInfo<'_>,
+        res: ResourceId,
+    ) -> Result<vk::Result> {
+        let Some(resource) = self.stream.resource(res) else {
+            return Ok(vk::Result::ERROR_INVALID_EXTERNAL_HANDLE);
+        };
+        if !dev.host_pointer_import {
+            return Ok(vk::Result::ERROR_INVALID_EXTERNAL_HANDLE);
+        }
+        let align = dev.min_import_alignment;
+        let size = match info
+            .allocation_size
+            .checked_add(align - 1)
+            .map(|s| s / align * align)
+        {
+            // The mapping covers the resource only; a larger import would read past it.
+            Some(s) if s > 0 && s <= resource.size() => s,
+            _ => return Ok(vk::Result::ERROR_INVALID_EXTERNAL_HANDLE),
+        };
+        let Ok(fd) = resource.fd().try_clone() else {
+            return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
+        };
+        let Ok(map) = SharedMemory::map(&fd, size) else {
+            return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
+        };
+        info.allocation_size = size;
+        match import_host_pointer(dev, &info, &map) {
             Ok(mem) => {
                 let mut st = self.lock();
                 st.bind(

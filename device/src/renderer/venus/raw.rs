@@ -82,6 +82,28 @@ pub(super) unsafe fn queue_timeline_ring(head: *const c_void) -> Option<u32> {
     .map(|t| t.ring_idx)
 }
 
+/// `VK_STRUCTURE_TYPE_IMPORT_MEMORY_RESOURCE_INFO_MESA`.
+pub(super) const STYPE_IMPORT_MEMORY_RESOURCE_INFO_MESA: vk::StructureType =
+    vk::StructureType::from_raw(1_000_384_002);
+
+/// The `resourceId` of the first `VkImportMemoryResourceInfoMESA` in the chain at
+/// `head`.
+///
+/// # Safety
+///
+/// As for [`find_in_chain`]; a node with that sType must be a
+/// `VkImportMemoryResourceInfoMESA` (the decoder builds it so).
+pub(super) unsafe fn import_resource_id(head: *const c_void) -> Option<u32> {
+    // SAFETY: forwarded from the caller.
+    let node = unsafe { find_in_chain(head, STYPE_IMPORT_MEMORY_RESOURCE_INFO_MESA) };
+    // SAFETY: the caller guarantees a node of this sType has this layout; NULL gives None.
+    unsafe {
+        node.cast::<vulkan_proto::generated::types::ImportMemoryResourceInfoMESA<'_>>()
+            .as_ref()
+    }
+    .map(|t| t.resource_id)
+}
+
 /// The strings of a `ppEnabled*Names` array.
 ///
 /// # Safety
