@@ -98,6 +98,13 @@ impl ServeConfig {
                 "height" => h.height = u32::try_from(num(1, 16384, "1..=16384")?).unwrap_or(1),
                 "shm_size_mib" => h.shm_size = num(0, 1 << 20, "0..=1048576")? << 20,
                 "max_2d_mib" => h.max_2d_bytes = num(1, 1 << 20, "1..=1048576")? << 20,
+                "max_inflight_mib" => {
+                    h.max_inflight_bytes = num(1, 1 << 16, "1..=65536")? << 20;
+                }
+                "max_submit_mib" => {
+                    let mib = num(1, 1024, "1..=1024")?;
+                    h.max_submit_bytes = u32::try_from(mib << 20).unwrap_or(u32::MAX);
+                }
                 "frame_dir" => self.frame_dir = Some(PathBuf::from(value)),
                 "offer_virgl" | "once" => {
                     let flag = match value {
@@ -127,6 +134,14 @@ mod tests {
         let mut c = ServeConfig::new("s".into());
         c.apply("# comment\nnum_scanouts = 2\nwidth=1024 # trailing\nshm_size_mib = 0\noffer_virgl = false\n")
             .expect("valid");
+        c.apply("max_inflight_mib = 8\nmax_submit_mib = 2")
+            .expect("valid");
+        assert_eq!(c.handler.max_inflight_bytes, 8 << 20);
+        assert_eq!(c.handler.max_submit_bytes, 2 << 20);
+        assert_eq!(
+            c.apply("max_submit_mib = 4096"),
+            Err(ConfigError::Value(1, "max_submit_mib".into(), "1..=1024"))
+        );
         assert_eq!(c.handler.num_scanouts, 2);
         assert_eq!(c.handler.width, 1024);
         assert_eq!(c.handler.shm_size, 0);
