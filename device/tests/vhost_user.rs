@@ -1332,3 +1332,53 @@ fn attached_blob_imports_as_the_same_device_memory_in_another_context() {
     assert!(a.is_some() && b.is_some(), "both blobs mapped: {inodes:?}");
     assert_eq!(a, b, "the imported memory is the exported blob's file");
 }
+
+/// A stream stuck in `vkQueueWaitIdle` on a queue that never drains (blocked on a
+/// semaphore nobody signals) holds up only its context: the control queue answers
+/// meanwhile, and destroying the context makes the wait give up.
+#[test]
+fn context_destroy_is_not_held_up_by_a_queue_that_never_drains() {
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
+    assert_eq!(le32(&setup, 0), OK);
+    let post = |h: &mut Harness, req: &[u8]| {
+        let a = h.alloc(req.len() as u64);
+        h.mem.write_slice(req, GuestAddress(a)).expect("write");
+        let resp = h.alloc(64);
+        let len = u32::try_from(req.len()).expect("small");
+        h.post(0, &[(a, len, false), (resp, 64, true)])
+    };
+    let stuck = post(
+        &mut h,
+        &submit_3d(1, 0, 0, 0, &venus_stream::queue_wait_idle()),
+    );
+    let display = post(&mut h, &cmd(CommandType::GetDisplayInfo, &[]));
+    assert_eq!(
+        h.next_used(0, Duration::from_secs(5)).map(|u| u.0),
+        Some(display),
+        "the control queue answers while the context waits"
+    );
+    assert_eq!(h.next_used(0, Duration::from_millis(200)), None);
+    let start = Instant::now();
+    let destroy = post(&mut h, &ctx_cmd(CommandType::CtxDestroy, 1, &[]));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (head, _) = h
+            .next_used(0, Duration::from_secs(30))
+            .expect("destroy and the stuck submit answered");
+        seen.push(head);
+    }
+    seen.sort_unstable();
+    let mut want = vec![stuck, destroy];
+    want.sort_unstable();
+    assert_eq!(seen, want);
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    // The device still serves other contexts.
+    assert_eq!(h.resp_type(&ctx_create(2, 4)), OK);
+}

@@ -223,7 +223,9 @@ enum Job {
 /// stream that blocks (`vkWaitRingSeqnoMESA`, a slow host call) holds up only its own
 /// context, never the VM's control queue.
 struct Worker {
-    handle: ContextHandle,
+    /// Taken before the join in `drop`, so the thread holds the context's last
+    /// reference and tears it down there, not on the caller's (the vring worker's).
+    handle: Option<ContextHandle>,
     tx: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -237,10 +239,17 @@ impl Worker {
             .spawn(move || run_worker(context, &rx, &signals))
             .map_err(RenderError::Spawn)?;
         Ok(Self {
-            handle,
+            handle: Some(handle),
             tx: Some(tx),
             thread: Some(thread),
         })
+    }
+
+    fn handle(&self) -> Result<&ContextHandle, RenderError> {
+        // Only `drop` takes it.
+        self.handle
+            .as_ref()
+            .ok_or(RenderError::Core(ContextError::Fatal(ContextId(0))))
     }
 
     /// Queues `job`; false if the thread is gone.
@@ -252,12 +261,15 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         // Waits give up, queued work reports as failed, then the thread ends and drops
-        // the context (which joins its rings).
-        self.handle.stop();
+        // the context (which joins its rings and tears down its host objects).
+        let id = self.handle.as_ref().map(ContextHandle::id);
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
         self.tx = None;
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                log::warn!("virtio-gpu: {} worker panicked", self.handle.id());
+                log::warn!("virtio-gpu: {id:?} worker panicked");
             }
         }
     }
@@ -377,7 +389,7 @@ impl RenderBackend for CoreBackend {
         cmds: Vec<u8>,
     ) -> Result<SubmitStatus, RenderError> {
         let worker = self.ctx(ctx)?;
-        if worker.handle.is_fatal() {
+        if worker.handle()?.is_fatal() {
             return Err(RenderError::Core(ContextError::Fatal(ctx)));
         }
         if !worker.send(Job::Submit { ticket, cmds }) {
@@ -393,14 +405,14 @@ impl RenderBackend for CoreBackend {
         blob: BlobId,
         size: u64,
     ) -> Result<Arc<dyn BlobMemory>, RenderError> {
-        let r = self.ctx(ctx)?.handle.create_blob(res, blob, size)?;
+        let r = self.ctx(ctx)?.handle()?.create_blob(res, blob, size)?;
         Ok(r)
     }
 
     fn destroy_blob(&mut self, ctx: ContextId, res: ResourceId) {
-        if let Some(w) = self.contexts.get(&ctx) {
+        if let Some(Ok(h)) = self.contexts.get(&ctx).map(Worker::handle) {
             // The handler only destroys blobs it created; a missing id is harmless.
-            let _ = w.handle.destroy_resource(res);
+            let _ = h.destroy_resource(res);
         }
     }
 
@@ -412,18 +424,18 @@ impl RenderBackend for CoreBackend {
     ) -> Result<(), RenderError> {
         let resource = self
             .ctx(owner)?
-            .handle
+            .handle()?
             .resource(res)
             .ok_or(RenderError::Core(ContextError::Resource(
                 crate::renderer::ResourceError::Unknown(res),
             )))?;
-        self.ctx(ctx)?.handle.attach_resource(res, resource)?;
+        self.ctx(ctx)?.handle()?.attach_resource(res, resource)?;
         Ok(())
     }
 
     fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
-        if let Some(w) = self.contexts.get(&ctx) {
-            let _ = w.handle.destroy_resource(res);
+        if let Some(Ok(h)) = self.contexts.get(&ctx).map(Worker::handle) {
+            let _ = h.destroy_resource(res);
         }
     }
 
@@ -483,11 +495,13 @@ mod tests {
         b.attach_blob(ContextId(1), res, ContextId(2))
             .expect("attach twice");
         let in_1 = b.contexts[&ContextId(1)]
-            .handle
+            .handle()
+            .expect("live")
             .resource(res)
             .expect("owner");
         let in_2 = b.contexts[&ContextId(2)]
-            .handle
+            .handle()
+            .expect("live")
             .resource(res)
             .expect("attached");
         assert!(Arc::ptr_eq(&in_1, &in_2));
@@ -499,8 +513,16 @@ mod tests {
             .attach_blob(ContextId(1), ResourceId(6), ContextId(2))
             .is_err());
         b.detach_blob(res, ContextId(2));
-        assert!(b.contexts[&ContextId(2)].handle.resource(res).is_none());
-        assert!(b.contexts[&ContextId(1)].handle.resource(res).is_some());
+        assert!(b.contexts[&ContextId(2)]
+            .handle()
+            .expect("live")
+            .resource(res)
+            .is_none());
+        assert!(b.contexts[&ContextId(1)]
+            .handle()
+            .expect("live")
+            .resource(res)
+            .is_some());
     }
 
     #[test]

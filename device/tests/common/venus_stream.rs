@@ -14,7 +14,7 @@ use ash::vk::{self, Handle};
 use vulkan_proto::args::{
     AllocateMemoryArgs, CreateDeviceArgs, CreateInstanceArgs, CreateSemaphoreArgs,
     DestroyDeviceArgs, DestroyInstanceArgs, DestroySemaphoreArgs, EnumeratePhysicalDevicesArgs,
-    GetDeviceQueue2Args, QueueSubmitArgs, SignalSemaphoreArgs,
+    GetDeviceQueue2Args, QueueSubmitArgs, QueueWaitIdleArgs, SignalSemaphoreArgs,
 };
 use vulkan_proto::cs::Encoder;
 use vulkan_proto::CommandFlags;
@@ -225,6 +225,20 @@ pub fn device_with_memory(mem: u64, size: u64, import: Option<u32>) -> Vec<u8> {
             device,
             p_allocate_info: Some(&mai),
             p_memory: Some(&mut memory),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+    }
+    e.into_bytes()
+}
+
+/// `vkQueueWaitIdle` on `setup`'s queue.
+pub fn queue_wait_idle() -> Vec<u8> {
+    let mut e = Encoder::new();
+    // SAFETY: no pointers.
+    unsafe {
+        QueueWaitIdleArgs {
+            queue: vk::Queue::from_raw(QUEUE),
             _marker: Default::default(),
         }
         .encode(&mut e, CommandFlags::NONE);

@@ -136,13 +136,14 @@ impl Handler<'_, '_> {
         if raw_dev == 0 {
             return Ok(());
         }
-        let (dev, queue_locks) = {
+        let (dev, queues, queue_locks) = {
             let mut st = self.lock();
+            let queues: Vec<vk::Queue> = st.queues_of(raw_dev).iter().map(|q| q.queue).collect();
             let dev = st.remove_device(raw_dev).ok_or(VenusError::NoState {
                 ty: vk::ObjectType::DEVICE,
                 raw: raw_dev,
             })?;
-            (dev, st.take_queue_locks(raw_dev))
+            (dev, queues, st.take_queue_locks(raw_dev))
         };
         // Wait out submissions in progress on other threads (they re-check that the
         // device is live under these locks), then the ring fences queued on it.
@@ -151,6 +152,15 @@ impl Handler<'_, '_> {
             .map(|l| l.lock().unwrap_or_else(PoisonError::into_inner))
             .collect();
         self.exec.retirer.flush_device(raw_dev);
+        if !super::retire::drain_queues(&dev, &queues, super::retire::DRAIN_LIMIT) {
+            // Valid usage requires idle queues here; destroying a device under running
+            // work hangs or crashes the driver, so this guest's device is leaked.
+            log::warn!(
+                "venus: {}: vkDestroyDevice with a queue that does not drain; leaking it",
+                self.exec.ctx
+            );
+            return Ok(());
+        }
         // SAFETY: the device is out of the tables, no submission is in progress or can
         // start (the locks are held and the device is gone from the tables), and its
         // fences are retired; its children are the guest's to destroy first (valid
@@ -164,9 +174,17 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut DeviceWaitIdleArgs<'_>,
     ) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        // SAFETY: live device; no lock is held across this blocking call.
-        Ok(unsafe { (dev.device.fp_v1_0().device_wait_idle)(dev.device.handle()) })
+        self.device(args.device)?;
+        // Every queue of the device, one after the other, each wait sliced so a
+        // stopping context gives up (see `wait_queue_idle`).
+        let queues = self.lock().queues_of(args.device.as_raw());
+        for q in queues {
+            let r = self.wait_queue_idle(&q);
+            if r != vk::Result::SUCCESS {
+                return Ok(r);
+            }
+        }
+        Ok(vk::Result::SUCCESS)
     }
 
     pub(super) fn get_device_queue(&mut self, _args: &mut GetDeviceQueueArgs<'_>) -> Result<()> {

@@ -442,6 +442,15 @@ impl State {
         })
     }
 
+    /// Every registered queue of `device`.
+    pub(crate) fn queues_of(&self, device: u64) -> Vec<QueueRef> {
+        self.queue_locks
+            .iter()
+            .filter(|(_, (d, _))| *d == device)
+            .filter_map(|(&q, _)| self.queue(q))
+            .collect()
+    }
+
     /// The queue bound to timeline `ring`, if any.
     pub(crate) fn timeline_queue(&self, ring: u32) -> Option<QueueRef> {
         let &(_, queue) = self.timelines.get(&ring)?;
@@ -546,6 +555,7 @@ impl State {
         // Memory mappings go only after their devices (and so their allocations) are gone.
         let memories = std::mem::take(&mut self.memories);
         let devices: Vec<u64> = self.devices.keys().copied().collect();
+        let mut leaked_devices = false;
         for raw in devices {
             let children: Vec<Object> = self
                 .objects
@@ -553,10 +563,20 @@ impl State {
                 .filter(|o| o.parent == raw)
                 .copied()
                 .collect();
+            let queues: Vec<vk::Queue> = self.queues_of(raw).iter().map(|q| q.queue).collect();
             let Some(dev) = self.remove_device(raw) else {
                 continue;
             };
-            destroy_device_tree(&dev, children);
+            if !destroy_device_tree(&dev, &queues, children) {
+                leaked_devices = true;
+            }
+        }
+        if leaked_devices {
+            // Destroying an instance with a live device is undefined; keep both (and
+            // their memory mappings, which the leaked device may still use).
+            std::mem::forget(memories);
+            std::mem::forget(self.instances);
+            return;
         }
         drop(memories);
         let instances: Vec<u64> = self.instances.keys().copied().collect();
@@ -596,11 +616,21 @@ const TEARDOWN_ORDER: &[vk::ObjectType] = &[
     vk::ObjectType::DEVICE_MEMORY,
 ];
 
-fn destroy_device_tree(dev: &DeviceState, children: Vec<Object>) {
+/// Destroys a device and its children once its queues drained; false (and nothing
+/// destroyed: the device and its objects are leaked) if they did not within
+/// [`DRAIN_LIMIT`](super::retire::DRAIN_LIMIT) — a guest can block a queue forever
+/// (a wait on a semaphore it never signals), and destroying a device with a busy queue
+/// hangs or crashes the host driver, which would harm every other context.
+fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Object>) -> bool {
     let d = &dev.device;
-    // SAFETY: the device is a live host device owned by this context; waiting for idle
-    // has no other precondition.
-    let _ = unsafe { d.device_wait_idle() };
+    if !super::retire::drain_queues(dev, queues, super::retire::DRAIN_LIMIT) {
+        log::warn!(
+            "venus: a device's queue did not drain within {:?}; leaking the device and its \
+             objects instead of destroying them under running work",
+            super::retire::DRAIN_LIMIT
+        );
+        return false;
+    }
     for ty in TEARDOWN_ORDER {
         for o in children.iter().filter(|o| o.ty == *ty) {
             // SAFETY: each handle is a live host object of type `ty` created from `d`
@@ -612,6 +642,7 @@ fn destroy_device_tree(dev: &DeviceState, children: Vec<Object>) {
     }
     // SAFETY: all children are destroyed and the device is idle and unreachable.
     unsafe { d.destroy_device(None) };
+    true
 }
 
 /// Destroys one device child by type.

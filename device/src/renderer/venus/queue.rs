@@ -6,11 +6,12 @@ use vulkan_proto::args::{
     QueueBindSparseArgs, QueueSubmit2Args, QueueSubmitArgs, QueueWaitIdleArgs,
 };
 
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 use ash::vk::Handle as _;
 
-use super::objects::DeviceState;
+use super::objects::{DeviceState, QueueRef};
+use super::retire::{self, Waiting};
 use super::{Handler, Result, VenusError};
 
 impl Handler<'_, '_> {
@@ -62,11 +63,62 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut QueueWaitIdleArgs<'_>,
     ) -> Result<vk::Result> {
-        self.with_queue(args.queue, |dev| {
-            // SAFETY: live queue, externally synchronized by its lock (held across the
-            // wait: the queue may take no other submission meanwhile anyway).
-            unsafe { (dev.device.fp_v1_0().queue_wait_idle)(args.queue) }
-        })
+        let q = self
+            .lock()
+            .queue(args.queue.as_raw())
+            .ok_or(VenusError::NoState {
+                ty: vk::ObjectType::QUEUE,
+                raw: args.queue.as_raw(),
+            })?;
+        Ok(self.wait_queue_idle(&q))
+    }
+
+    /// `vkQueueWaitIdle` as an empty submission with a host fence, waited for in
+    /// slices so a context being destroyed is not held up by a queue that never
+    /// drains (e.g. blocked on a semaphore the guest never signals). The queue lock is
+    /// held throughout: the queue is externally synchronized during the wait anyway,
+    /// and a device destroyer waits for it. A wait abandoned that way leaves its fence
+    /// to the retire thread, which outlives it only until the device goes.
+    pub(super) fn wait_queue_idle(&self, q: &QueueRef) -> vk::Result {
+        let dev = &q.device.device;
+        // SAFETY: live device (re-checked under the lock before use).
+        let fence = match unsafe { dev.create_fence(&vk::FenceCreateInfo::default(), None) } {
+            Ok(f) => f,
+            Err(e) => return e,
+        };
+        let _guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = self.lock().has_device(dev.handle().as_raw());
+        // SAFETY: live queue of a live device under its submission lock; the empty batch
+        // signals the fence once everything submitted before it completed.
+        let submitted = live && unsafe { dev.queue_submit(q.queue, &[], fence) }.is_ok();
+        if !submitted {
+            // SAFETY: never submitted, so unused.
+            unsafe { dev.destroy_fence(fence, None) };
+            return if live {
+                vk::Result::ERROR_DEVICE_LOST
+            } else {
+                vk::Result::SUCCESS
+            };
+        }
+        let r = self.sliced_wait(u64::MAX, |t| {
+            // SAFETY: live device and fence; no table lock held.
+            unsafe { (dev.fp_v1_0().wait_for_fences)(dev.handle(), 1, &fence, vk::TRUE, t) }
+        });
+        if r == vk::Result::TIMEOUT {
+            // Given up because the context is stopping: the fence may still be pending.
+            let waiting = Waiting {
+                device: Arc::clone(&q.device),
+                fence,
+                done: Box::new(|| {}),
+            };
+            if let Err(w) = self.exec.retirer.push(self.exec.ctx, waiting) {
+                retire::wait_inline(w);
+            }
+            return vk::Result::TIMEOUT;
+        }
+        // SAFETY: signalled (or the device is lost), so no queue uses it.
+        unsafe { dev.destroy_fence(fence, None) };
+        r
     }
 
     pub(super) fn queue_bind_sparse(

@@ -24,9 +24,11 @@ use crate::renderer::FenceDone;
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 /// How long one wait slice blocks before the thread looks at its inbox again.
 const SLICE: Duration = Duration::from_millis(2);
-/// Longest wait for one fence when flushing (a device that never finishes its work
+/// Longest wait for all fences of a flush (a device that never finishes its work
 /// loses its fences' objects rather than hanging teardown).
-const FLUSH_LIMIT: Duration = Duration::from_secs(10);
+const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+/// Longest wait for a device's queues to drain before it is destroyed.
+pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// One fence waited for.
 pub(crate) struct Waiting {
@@ -204,8 +206,9 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
                     .drain(..)
                     .partition(|w| vk::Handle::as_raw(w.device.device.handle()) == device);
                 pending = rest;
+                let deadline = Instant::now() + FLUSH_LIMIT;
                 for w in mine {
-                    retired(w, Some(FLUSH_LIMIT));
+                    retired(w, Some(deadline.saturating_duration_since(Instant::now())));
                 }
                 let _ = ack.send(());
             }
@@ -229,7 +232,41 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
             }
         }
     }
+    let deadline = Instant::now() + FLUSH_LIMIT;
     for w in pending {
-        retired(w, Some(FLUSH_LIMIT));
+        retired(w, Some(deadline.saturating_duration_since(Instant::now())));
     }
+}
+
+/// Waits, up to `limit` in all, until every queue in `queues` of `device` has
+/// completed its work (an empty submission with a fence on each). False if a queue
+/// did not drain in time (blocked on a semaphore nobody signals, a hung job): the
+/// caller must then not destroy the device. The caller holds the queues' submission
+/// locks or knows no other thread submits.
+pub(crate) fn drain_queues(device: &DeviceState, queues: &[vk::Queue], limit: Duration) -> bool {
+    let d = &device.device;
+    let deadline = Instant::now() + limit;
+    for &queue in queues {
+        // SAFETY: live device.
+        let Ok(fence) = (unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }) else {
+            return false;
+        };
+        // SAFETY: a live queue of this device, not used by other threads now.
+        if unsafe { d.queue_submit(queue, &[], fence) }.is_err() {
+            // SAFETY: never submitted.
+            unsafe { d.destroy_fence(fence, None) };
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ns = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
+        // SAFETY: live device and fence.
+        let done = unsafe { d.wait_for_fences(&[fence], true, ns) }.is_ok();
+        if !done {
+            // The fence stays with the undrained queue (leaked with the device).
+            return false;
+        }
+        // SAFETY: signalled, so unused.
+        unsafe { d.destroy_fence(fence, None) };
+    }
+    true
 }
