@@ -404,6 +404,16 @@ impl Harness {
         out
     }
 
+    /// Posts `req` on the control queue with a 64-byte response buffer, without
+    /// waiting; returns the head.
+    fn post_request(&mut self, req: &[u8]) -> u16 {
+        let a = self.alloc(req.len() as u64);
+        self.mem.write_slice(req, GuestAddress(a)).expect("write");
+        let resp = self.alloc(64);
+        let len = u32::try_from(req.len()).expect("small");
+        self.post(0, &[(a, len, false), (resp, 64, true)])
+    }
+
     fn request(&mut self, req: &[u8]) -> Vec<u8> {
         self.request_split(0, req, usize::MAX, 4096)
     }
@@ -971,27 +981,14 @@ fn ring_fence_waits_for_the_host_queue_to_retire() {
     assert_eq!(le32(&setup, 0), OK, "setup stream ran");
 
     // Fence 100 on ring 1: the queue is blocked on the semaphore.
-    let post = |h: &mut Harness, req: &[u8]| {
-        let a = h.alloc(req.len() as u64);
-        h.mem.write_slice(req, GuestAddress(a)).expect("write");
-        let resp = h.alloc(64);
-        let len = u32::try_from(req.len()).expect("small");
-        h.post(0, &[(a, len, false), (resp, 64, true)])
-    };
-    let fenced_ring1 = post(
-        &mut h,
-        &submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 100, 1, &[]),
-    );
+    let fenced_ring1 = h.post_request(&submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 100, 1, &[]));
     // The control queue still answers, and ring 0 (CPU timeline) is not held up.
-    let display = post(&mut h, &cmd(CommandType::GetDisplayInfo, &[]));
+    let display = h.post_request(&cmd(CommandType::GetDisplayInfo, &[]));
     assert_eq!(
         h.next_used(0, Duration::from_secs(5)).map(|u| u.0),
         Some(display)
     );
-    let fenced_ring0 = post(
-        &mut h,
-        &submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 101, 0, &[]),
-    );
+    let fenced_ring0 = h.post_request(&submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 101, 0, &[]));
     assert_eq!(
         h.next_used(0, Duration::from_secs(5)).map(|u| u.0),
         Some(fenced_ring0),
@@ -1004,7 +1001,7 @@ fn ring_fence_waits_for_the_host_queue_to_retire() {
     );
 
     // Let the queue run: the ring 1 fence follows.
-    let signal = post(&mut h, &submit_3d(1, 0, 0, 0, &venus_stream::signal()));
+    let signal = h.post_request(&submit_3d(1, 0, 0, 0, &venus_stream::signal()));
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let (head, len) = h
@@ -1343,18 +1340,8 @@ fn context_destroy_is_not_held_up_by_a_queue_that_never_drains() {
     assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
     let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
     assert_eq!(le32(&setup, 0), OK);
-    let post = |h: &mut Harness, req: &[u8]| {
-        let a = h.alloc(req.len() as u64);
-        h.mem.write_slice(req, GuestAddress(a)).expect("write");
-        let resp = h.alloc(64);
-        let len = u32::try_from(req.len()).expect("small");
-        h.post(0, &[(a, len, false), (resp, 64, true)])
-    };
-    let stuck = post(
-        &mut h,
-        &submit_3d(1, 0, 0, 0, &venus_stream::queue_wait_idle()),
-    );
-    let display = post(&mut h, &cmd(CommandType::GetDisplayInfo, &[]));
+    let stuck = h.post_request(&submit_3d(1, 0, 0, 0, &venus_stream::queue_wait_idle()));
+    let display = h.post_request(&cmd(CommandType::GetDisplayInfo, &[]));
     assert_eq!(
         h.next_used(0, Duration::from_secs(5)).map(|u| u.0),
         Some(display),
@@ -1362,7 +1349,7 @@ fn context_destroy_is_not_held_up_by_a_queue_that_never_drains() {
     );
     assert_eq!(h.next_used(0, Duration::from_millis(200)), None);
     let start = Instant::now();
-    let destroy = post(&mut h, &ctx_cmd(CommandType::CtxDestroy, 1, &[]));
+    let destroy = h.post_request(&ctx_cmd(CommandType::CtxDestroy, 1, &[]));
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let (head, _) = h

@@ -189,6 +189,18 @@ impl ResourceTable {
         if self.map.contains_key(&id) {
             return Err(ResourceError::Duplicate(id));
         }
+        let res = Arc::new(res);
+        self.admit(id, Arc::clone(&res), limits)?;
+        Ok(res)
+    }
+
+    /// Checks the limits for one more resource, accounts it and stores it.
+    fn admit(
+        &mut self,
+        id: ResourceId,
+        res: Arc<Resource>,
+        limits: &ResourceLimits,
+    ) -> Result<(), ResourceError> {
         if self.map.len() >= limits.max_resources {
             return Err(ResourceError::TooMany(limits.max_resources));
         }
@@ -196,9 +208,8 @@ impl ResourceTable {
             self.check_new_shmem(res.size, limits)?;
             self.shmem_total += res.size;
         }
-        let res = Arc::new(res);
-        self.map.insert(id, Arc::clone(&res));
-        Ok(res)
+        self.map.insert(id, res);
+        Ok(())
     }
 
     /// Adds a resource another table already holds (shared blobs); it counts against
@@ -215,15 +226,7 @@ impl ResourceTable {
             }
             return Err(ResourceError::Duplicate(id));
         }
-        if self.map.len() >= limits.max_resources {
-            return Err(ResourceError::TooMany(limits.max_resources));
-        }
-        if res.shmem().is_some() {
-            self.check_new_shmem(res.size, limits)?;
-            self.shmem_total += res.size;
-        }
-        self.map.insert(id, res);
-        Ok(())
+        self.admit(id, res, limits)
     }
 
     pub(crate) fn remove(&mut self, id: ResourceId) -> Result<Arc<Resource>, ResourceError> {

@@ -1292,57 +1292,39 @@ impl GpuHandler {
         if b.size == 0 || b.size > self.config.max_blob_size {
             return Err(CommandError::Parameter("blob size out of range"));
         }
-        let (host, backing) = match b.blob_mem {
-            BlobMem::Guest => {
-                if b.nr_entries == 0 {
-                    return Err(CommandError::Parameter("guest blob without entries"));
-                }
-                let backing = self.read_backing(mem, req, b.nr_entries, cmd)?;
-                if backing.len() < b.size {
-                    return Err(CommandError::Parameter(
-                        "guest blob backing smaller than size",
-                    ));
-                }
-                (None, Some(backing))
+        // GUEST: guest pages only; HOST3D: context memory only; HOST3D_GUEST: context
+        // memory plus guest pages kept with it, as virglrenderer does (Venus never
+        // transfers between them).
+        let host_side = matches!(b.blob_mem, BlobMem::Host3d | BlobMem::Host3dGuest);
+        let guest_side = matches!(b.blob_mem, BlobMem::Guest | BlobMem::Host3dGuest);
+        if host_side && !self.contexts.contains(&ctx) {
+            return Err(CommandError::Context(ctx.0));
+        }
+        let backing = if guest_side {
+            if b.nr_entries == 0 {
+                return Err(CommandError::Parameter("blob without guest entries"));
             }
-            BlobMem::Host3d => {
-                if !self.contexts.contains(&ctx) {
-                    return Err(CommandError::Context(ctx.0));
-                }
-                if b.nr_entries != 0 {
-                    return Err(CommandError::Parameter("HOST3D blob with guest entries"));
-                }
-                let m = self.render.create_blob(
-                    ctx,
-                    ResourceId(b.resource_id),
-                    BlobId(b.blob_id),
-                    b.size,
-                )?;
-                (Some((ctx, m)), None)
+            let backing = self.read_backing(mem, req, b.nr_entries, cmd)?;
+            if backing.len() < b.size {
+                return Err(CommandError::Parameter("blob backing smaller than size"));
             }
-            BlobMem::Host3dGuest => {
-                // Host memory from the context plus guest pages attached to it, as
-                // virglrenderer keeps both (Venus never transfers between them).
-                if !self.contexts.contains(&ctx) {
-                    return Err(CommandError::Context(ctx.0));
-                }
-                if b.nr_entries == 0 {
-                    return Err(CommandError::Parameter("HOST3D_GUEST blob without entries"));
-                }
-                let backing = self.read_backing(mem, req, b.nr_entries, cmd)?;
-                if backing.len() < b.size {
-                    return Err(CommandError::Parameter(
-                        "HOST3D_GUEST blob backing smaller than size",
-                    ));
-                }
-                let m = self.render.create_blob(
-                    ctx,
-                    ResourceId(b.resource_id),
-                    BlobId(b.blob_id),
-                    b.size,
-                )?;
-                (Some((ctx, m)), Some(backing))
+            Some(backing)
+        } else {
+            if b.nr_entries != 0 {
+                return Err(CommandError::Parameter("HOST3D blob with guest entries"));
             }
+            None
+        };
+        let host = if host_side {
+            let m = self.render.create_blob(
+                ctx,
+                ResourceId(b.resource_id),
+                BlobId(b.blob_id),
+                b.size,
+            )?;
+            Some((ctx, m))
+        } else {
+            None
         };
         self.resources.insert(
             b.resource_id,

@@ -27,11 +27,11 @@ pub const SEMAPHORE: u64 = 0x14;
 /// `VK_STRUCTURE_TYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA`.
 const STYPE_QUEUE_TIMELINE: i32 = 1_000_384_005;
 
-/// Instance, device with timeline semaphores, queue 0 bound to `ring`, timeline
-/// semaphore at 0, and a submission on the queue that waits for it to reach 1.
+/// Encodes vkCreateInstance (Vulkan 1.3), vkEnumeratePhysicalDevices (the first one)
+/// and vkCreateDevice with one queue of family 0 (timeline semaphores enabled when
+/// asked); returns the device id.
 #[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
-pub fn setup(ring: u32) -> Vec<u8> {
-    let mut e = Encoder::new();
+fn instance_and_device(e: &mut Encoder, timeline_semaphores: bool) -> vk::Device {
     let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
     let ici = vk::InstanceCreateInfo::default().application_info(&app);
     let mut instance = vk::Instance::from_raw(INSTANCE);
@@ -42,10 +42,44 @@ pub fn setup(ring: u32) -> Vec<u8> {
         .queue_family_index(0)
         .queue_priorities(&priorities)];
     let mut f12 = vk::PhysicalDeviceVulkan12Features::default().timeline_semaphore(true);
-    let dci = vk::DeviceCreateInfo::default()
-        .queue_create_infos(&qci)
-        .push_next(&mut f12);
+    let mut dci = vk::DeviceCreateInfo::default().queue_create_infos(&qci);
+    if timeline_semaphores {
+        dci = dci.push_next(&mut f12);
+    }
     let mut device = vk::Device::from_raw(DEVICE);
+    // SAFETY: every pointer in these arguments refers to the locals above, alive for
+    // the whole encode; counts match their arrays.
+    unsafe {
+        CreateInstanceArgs {
+            p_create_info: Some(&ici),
+            p_instance: Some(&mut instance),
+            _marker: Default::default(),
+        }
+        .encode(e, CommandFlags::NONE);
+        EnumeratePhysicalDevicesArgs {
+            instance,
+            p_physical_device_count: Some(&mut count),
+            p_physical_devices: Some(&mut physical),
+            _marker: Default::default(),
+        }
+        .encode(e, CommandFlags::NONE);
+        CreateDeviceArgs {
+            physical_device: physical[0],
+            p_create_info: Some(&dci),
+            p_device: Some(&mut device),
+            _marker: Default::default(),
+        }
+        .encode(e, CommandFlags::NONE);
+    }
+    device
+}
+
+/// Instance, device with timeline semaphores, queue 0 bound to `ring`, timeline
+/// semaphore at 0, and a submission on the queue that waits for it to reach 1.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
+pub fn setup(ring: u32) -> Vec<u8> {
+    let mut e = Encoder::new();
+    let device = instance_and_device(&mut e, true);
     let timeline = vulkan_proto::generated::types::DeviceQueueTimelineInfoMESA {
         s_type: vk::StructureType::from_raw(STYPE_QUEUE_TIMELINE),
         ring_idx: ring,
@@ -70,26 +104,6 @@ pub fn setup(ring: u32) -> Vec<u8> {
     // SAFETY: every pointer in these arguments refers to the locals above, alive
     // for the whole encode; counts match their arrays.
     unsafe {
-        CreateInstanceArgs {
-            p_create_info: Some(&ici),
-            p_instance: Some(&mut instance),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
-        EnumeratePhysicalDevicesArgs {
-            instance,
-            p_physical_device_count: Some(&mut count),
-            p_physical_devices: Some(&mut physical),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
-        CreateDeviceArgs {
-            physical_device: physical[0],
-            p_create_info: Some(&dci),
-            p_device: Some(&mut device),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
         GetDeviceQueue2Args {
             device,
             p_queue_info: Some(&qi),
@@ -176,17 +190,7 @@ pub fn use_lavapipe() {
 #[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
 pub fn device_with_memory(mem: u64, size: u64, import: Option<u32>) -> Vec<u8> {
     let mut e = Encoder::new();
-    let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_3);
-    let ici = vk::InstanceCreateInfo::default().application_info(&app);
-    let mut instance = vk::Instance::from_raw(INSTANCE);
-    let mut count = 1u32;
-    let mut physical = [vk::PhysicalDevice::from_raw(PHYSICAL)];
-    let priorities = [1.0f32];
-    let qci = [vk::DeviceQueueCreateInfo::default()
-        .queue_family_index(0)
-        .queue_priorities(&priorities)];
-    let dci = vk::DeviceCreateInfo::default().queue_create_infos(&qci);
-    let mut device = vk::Device::from_raw(DEVICE);
+    let device = instance_and_device(&mut e, false);
     let resource = vulkan_proto::generated::types::ImportMemoryResourceInfoMESA {
         resource_id: import.unwrap_or(0),
         ..Default::default()
@@ -199,28 +203,8 @@ pub fn device_with_memory(mem: u64, size: u64, import: Option<u32>) -> Vec<u8> {
     }
     let mut memory = vk::DeviceMemory::from_raw(mem);
     // SAFETY: every pointer in these arguments refers to the locals above, alive for
-    // the whole encode; counts match their arrays.
+    // the whole encode.
     unsafe {
-        CreateInstanceArgs {
-            p_create_info: Some(&ici),
-            p_instance: Some(&mut instance),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
-        EnumeratePhysicalDevicesArgs {
-            instance,
-            p_physical_device_count: Some(&mut count),
-            p_physical_devices: Some(&mut physical),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
-        CreateDeviceArgs {
-            physical_device: physical[0],
-            p_create_info: Some(&dci),
-            p_device: Some(&mut device),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
         AllocateMemoryArgs {
             device,
             p_allocate_info: Some(&mai),

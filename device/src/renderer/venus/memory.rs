@@ -154,27 +154,17 @@ impl Handler<'_, '_> {
             Err(_) => return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY),
         };
         info.allocation_size = size;
-        match import_host_pointer(&dev, &info, &map) {
-            Ok(mem) => {
-                let mut st = self.lock();
-                st.bind(
-                    id,
-                    vk::ObjectType::DEVICE_MEMORY,
-                    mem.as_raw(),
-                    args.device.as_raw(),
-                )?;
-                st.memories.insert(
-                    id,
-                    Arc::new(HostMemory {
-                        fd,
-                        _map: map,
-                        size,
-                    }),
-                );
-                Ok(vk::Result::SUCCESS)
-            }
-            Err(e) => Ok(e),
-        }
+        self.allocate_over(
+            args.device,
+            id,
+            &dev,
+            &info,
+            HostMemory {
+                fd,
+                _map: map,
+                size,
+            },
+        )
     }
 
     /// `VkImportMemoryResourceInfoMESA`: device memory over the pages of a resource
@@ -212,23 +202,39 @@ impl Handler<'_, '_> {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
         info.allocation_size = size;
-        match import_host_pointer(dev, &info, &map) {
+        self.allocate_over(
+            args.device,
+            id,
+            dev,
+            &info,
+            HostMemory {
+                fd,
+                _map: map,
+                size,
+            },
+        )
+    }
+
+    /// Allocates `info` over `host`'s mapping and records it as guest memory `id`
+    /// (exportable as a blob).
+    fn allocate_over(
+        &self,
+        device: vk::Device,
+        id: u64,
+        dev: &DeviceState,
+        info: &vk::MemoryAllocateInfo<'_>,
+        host: HostMemory,
+    ) -> Result<vk::Result> {
+        match import_host_pointer(dev, info, &host._map) {
             Ok(mem) => {
                 let mut st = self.lock();
                 st.bind(
                     id,
                     vk::ObjectType::DEVICE_MEMORY,
                     mem.as_raw(),
-                    args.device.as_raw(),
+                    device.as_raw(),
                 )?;
-                st.memories.insert(
-                    id,
-                    Arc::new(HostMemory {
-                        fd,
-                        _map: map,
-                        size,
-                    }),
-                );
+                st.memories.insert(id, Arc::new(host));
                 Ok(vk::Result::SUCCESS)
             }
             Err(e) => Ok(e),
