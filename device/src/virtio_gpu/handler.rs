@@ -1421,4 +1421,6 @@ fn convert_row(format: Format, src: &[u8], dst: &mut [u8]) {
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
