@@ -387,12 +387,14 @@ impl VgpuBackend {
                 socket.after_command(command, handler.display());
             }
             if let Some(ticket) = reply.pending {
+                released.extend(handler.take_ready());
                 drop(handler);
                 self.deferred().insert(ticket, (queue, chain));
                 continue;
             }
             let len = self.write_response(&chain, &reply.bytes);
             released.extend(handler.complete(reply.fence, UsedToken { queue, head, len }));
+            released.extend(handler.take_ready());
         }
         self.return_used(vrings, released)?;
         Ok(stopped)

@@ -368,6 +368,8 @@ pub struct GpuHandler {
     /// Set by the SUBMIT_3D arm when the renderer queued the stream.
     queued: Option<(Ticket, u64)>,
     inflight_bytes: u64,
+    /// Descriptors released while processing a request (not yet handed out).
+    ready: Vec<UsedToken>,
 }
 
 impl std::fmt::Debug for GpuHandler {
@@ -426,6 +428,7 @@ impl GpuHandler {
             next_ticket: 1,
             queued: None,
             inflight_bytes: 0,
+            ready: Vec::new(),
         }
     }
 
@@ -484,10 +487,10 @@ impl GpuHandler {
                 .create_fence(ContextId(hdr.ctx_id), timeline, id)
                 == FenceStatus::Signalled
             {
+                // On a ring this also completes the fences before it, whose parked
+                // responses are then due; `take_ready` / `poll` hand them out.
                 let released = self.fences.signal(timeline, id);
-                // Nothing is parked on a fence created just now; an earlier fence
-                // still pending keeps this one from completing.
-                debug_assert!(released.is_empty());
+                self.ready.extend(released);
             }
             Some((timeline, id))
         } else {
@@ -507,6 +510,13 @@ impl GpuHandler {
             fence,
             pending: None,
         }
+    }
+
+    /// Descriptors that became returnable while requests were processed (an earlier
+    /// fence completed by a later one on the same ring). The transport returns them
+    /// after each request.
+    pub fn take_ready(&mut self) -> Vec<UsedToken> {
+        std::mem::take(&mut self.ready)
     }
 
     /// Whether the transport may hand over more requests (queued SUBMIT_3D bytes are
@@ -569,7 +579,10 @@ impl GpuHandler {
     /// finished (write their bytes, then [`GpuHandler::complete`] them) and parked
     /// descriptors whose fences signalled.
     pub fn poll(&mut self) -> Polled {
-        let mut out = Polled::default();
+        let mut out = Polled {
+            released: self.take_ready(),
+            ..Polled::default()
+        };
         for (ticket, result) in self.signals.take_submitted() {
             let Some(d) = self.deferred.remove(&ticket) else {
                 continue; // from before a reset
@@ -614,10 +627,12 @@ impl GpuHandler {
         self.bytes_2d = 0;
         self.deferred.clear();
         self.inflight_bytes = 0;
+        let mut released = std::mem::take(&mut self.ready);
         // Reports of the old contexts are stale.
         let _ = self.signals.take_submitted();
         let _ = self.signals.take();
-        self.fences.drain_all()
+        released.extend(self.fences.drain_all());
+        released
     }
 
     fn dispatch<M: GuestMemory>(
