@@ -166,9 +166,18 @@ fn wait_for_socket(socket: &Path) {
 impl Harness {
     /// Runs a daemon on `render` in this process and connects to it.
     fn start(render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>) -> Self {
+        Self::start_with(render, |_| {})
+    }
+
+    /// As [`Harness::start`], with `tune` applied to the daemon's configuration.
+    fn start_with(
+        render: impl FnOnce(FenceSignals) -> Box<dyn RenderBackend>,
+        tune: impl FnOnce(&mut ServeConfig),
+    ) -> Self {
         let dir = test_dir("harness");
         let socket = dir.0.join("gpu.sock");
-        let config = test_config(socket.clone());
+        let mut config = test_config(socket.clone());
+        tune(&mut config);
         let backend = VgpuBackend::new(&config, render).expect("backend");
         let mut daemon = VhostUserDaemon::new(
             "vgpu-test".to_owned(),
@@ -1368,4 +1377,74 @@ fn context_destroy_is_not_held_up_by_a_queue_that_never_drains() {
     );
     // The device still serves other contexts.
     assert_eq!(h.resp_type(&ctx_create(2, 4)), OK);
+}
+
+/// Responses parked on a destroyed context's ring come back with CTX_DESTROY: every
+/// descriptor is answered.
+#[test]
+fn destroying_a_context_returns_responses_parked_on_its_rings() {
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
+    assert_eq!(le32(&setup, 0), OK);
+    let fenced = h.post_request(&submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 7, 1, &[]));
+    assert_eq!(h.next_used(0, Duration::from_millis(300)), None, "parked");
+    let destroy = h.post_request(&ctx_cmd(CommandType::CtxDestroy, 1, &[]));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (head, _) = h
+            .next_used(0, Duration::from_secs(30))
+            .expect("the parked response and the destroy");
+        seen.push(head);
+    }
+    seen.sort_unstable();
+    let mut want = vec![fenced, destroy];
+    want.sort_unstable();
+    assert_eq!(seen, want);
+}
+
+/// A context whose stream blocks and which keeps submitting is held back on its own:
+/// the control queue keeps answering (2D, other contexts, its CTX_DESTROY), and every
+/// held request is answered once the context is gone.
+#[test]
+fn a_blocked_context_over_its_budget_does_not_stop_the_control_queue() {
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start_with(venus_render, |c| c.handler.max_inflight_bytes = 64 << 10);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    assert_eq!(h.resp_type(&ctx_create(2, 4)), OK);
+    let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
+    assert_eq!(le32(&setup, 0), OK);
+    // Context 1's thread blocks in vkQueueWaitIdle; then 4 × 40 KiB more streams,
+    // over its 64 KiB budget (never run: the context is destroyed first).
+    let mut ours = vec![h.post_request(&submit_3d(1, 0, 0, 0, &venus_stream::queue_wait_idle()))];
+    let filler = vec![0u8; 40 << 10];
+    for _ in 0..4 {
+        ours.push(h.post_request(&submit_3d(1, 0, 0, 0, &filler)));
+    }
+    // Context 2 and display requests still get through.
+    let other = h.post_request(&submit_3d(2, 0, 0, 0, &[]));
+    let display = h.post_request(&cmd(CommandType::GetDisplayInfo, &[]));
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (head, _) = h
+            .next_used(0, Duration::from_secs(5))
+            .expect("other requests answered while context 1 is stuck");
+        seen.push(head);
+    }
+    seen.sort_unstable();
+    let mut want = vec![other, display];
+    want.sort_unstable();
+    assert_eq!(seen, want);
+    ours.push(h.post_request(&ctx_cmd(CommandType::CtxDestroy, 1, &[])));
+    let mut rest = Vec::new();
+    while rest.len() < ours.len() {
+        let (head, _) = h
+            .next_used(0, Duration::from_secs(30))
+            .expect("every request of context 1 answered");
+        rest.push(head);
+    }
+    rest.sort_unstable();
+    ours.sort_unstable();
+    assert_eq!(rest, ours);
 }

@@ -239,11 +239,16 @@ impl Context {
     /// retired; with no queue bound to it, once the context stream got here (the CPU
     /// timeline). `done` is called exactly once, also on failure.
     pub fn submit_fence(&self, ring: RingIdx, done: FenceDone) -> Result<(), ContextError> {
-        if self.shared.should_stop() {
+        if self.shared.stopping.load(Ordering::Acquire) {
+            // Being destroyed: its timelines are gone from the front door already.
             done();
             return Err(ContextError::Fatal(self.id()));
         }
-        self.shared.executor.submit_fence(ring, done)?;
+        // A fatal context still orders its fences behind the ones in flight: the
+        // executor's queues may still be running earlier work.
+        let shared = Arc::clone(&self.shared);
+        let stop = move || shared.stopping.load(Ordering::Acquire);
+        self.shared.executor.submit_fence(ring, done, &stop)?;
         Ok(())
     }
 

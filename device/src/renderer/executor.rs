@@ -182,9 +182,16 @@ pub trait StreamExecutor: Send + Sync {
     /// has retired. Called from the context stream's thread, after every context
     /// command submitted before the fence has executed. The default (no queues) calls
     /// `done` at once: the context stream is the only timeline. `done` must be called
-    /// exactly once, even when this returns an error.
-    fn submit_fence(&self, ring: RingIdx, done: FenceDone) -> Result<(), ExecError> {
-        let _ = ring;
+    /// exactly once, even when this returns an error. If the executor has to wait
+    /// itself (too much in flight), it gives up when `stop` turns true (the context is
+    /// being destroyed).
+    fn submit_fence(
+        &self,
+        ring: RingIdx,
+        done: FenceDone,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), ExecError> {
+        let _ = (ring, stop);
         done();
         Ok(())
     }

@@ -23,7 +23,7 @@
 mod config;
 pub mod gpu_socket;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 pub use self::config::{ConfigError, ServeConfig};
 use self::gpu_socket::GpuSocket;
 use crate::ratelimit::RateLimiter;
-use crate::virtio_gpu::protocol::{features, EVENT_DISPLAY, SHM_ID_HOST_VISIBLE};
+use crate::virtio_gpu::protocol::{features, CommandType, EVENT_DISPLAY, SHM_ID_HOST_VISIBLE};
 use crate::virtio_gpu::{
     FenceSignals, GpuHandler, RenderBackend, RequestReader, ShmMapper, Ticket, UsedToken,
 };
@@ -177,9 +177,9 @@ pub struct VgpuBackend {
     handler: Mutex<GpuHandler>,
     /// Chains of queued SUBMIT_3Ds, by ticket, with their queue index.
     deferred: Mutex<HashMap<Ticket, (u16, Chain)>>,
-    /// The control queue was left with requests because too much work is queued;
-    /// drain it again when some finishes.
-    backpressured: AtomicBool,
+    /// SUBMIT_3D chains (queue, ctx id, chain) waiting for their context to have
+    /// room, in arrival order.
+    held: Mutex<VecDeque<(u16, u32, Chain)>>,
     mem: Mutex<Option<GuestMem>>,
     event_idx: AtomicBool,
     events_read: AtomicU32,
@@ -220,7 +220,7 @@ impl VgpuBackend {
         Ok(Arc::new(Self {
             handler: Mutex::new(handler),
             deferred: Mutex::new(HashMap::new()),
-            backpressured: AtomicBool::new(false),
+            held: Mutex::new(VecDeque::new()),
             mem: Mutex::new(None),
             event_idx: AtomicBool::new(false),
             events_read: AtomicU32::new(0),
@@ -341,67 +341,89 @@ impl VgpuBackend {
         }
     }
 
-    /// Pops available chains of `queue` one at a time, processes each and returns
-    /// used entries. Returns true if it stopped early because too much work is
-    /// queued (the rest stays in the ring until [`Self::finish_queued`] resumes).
-    fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<bool> {
+    fn held(&self) -> MutexGuard<'_, VecDeque<(u16, u32, Chain)>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Pops every available chain of `queue` and processes it, except SUBMIT_3D
+    /// requests of a context that has too much queued already (or has requests held
+    /// already): those wait in `held`, in order, until [`Self::finish_queued`] finds
+    /// room. So one context whose stream blocks never stops the control queue: its
+    /// CTX_DESTROY, 2D work and other contexts still get through.
+    fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
         let mem = self.memory()?;
         let Some(vring) = vrings.get(usize::from(queue)) else {
-            return Ok(false);
+            return Ok(());
         };
         let mut released = Vec::new();
         let display_socket = self.gpu_socket();
-        let mut stopped = false;
         loop {
-            if queue == CONTROL_QUEUE && !self.handler().accepting() {
-                self.backpressured.store(true, Ordering::Release);
-                stopped = true;
-                break;
-            }
             let next = vring
                 .get_mut()
                 .get_queue_mut()
                 .pop_descriptor_chain(mem.memory());
             let Some(chain) = next else { break };
-            let head = chain.head_index();
-            let guest = chain.memory();
-            let command = display_socket
-                .as_ref()
-                .map_or(0, |_| peek_command(chain.clone().reader(guest).ok()));
-            let reader = match chain.clone().reader(guest) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.warn
-                        .warn(format_args!("vhost-user: malformed chain {head}: {e}"));
-                    released.push(UsedToken {
-                        queue,
-                        head,
-                        len: 0,
-                    });
+            let (command, ctx) = peek_header(chain.clone().reader(chain.memory()).ok());
+            if queue == CONTROL_QUEUE && command == CommandType::Submit3d as u32 {
+                let mut held = self.held();
+                if held.iter().any(|(_, c, _)| *c == ctx) || !self.handler().accepting(ctx) {
+                    held.push_back((queue, ctx, chain));
                     continue;
                 }
-            };
-            let mut handler = self.handler();
-            let reply = handler.process(guest, &mut ChainReader(reader));
-            if let Some(socket) = &display_socket {
-                socket.after_command(command, handler.display());
             }
-            if let Some(ticket) = reply.pending {
-                released.extend(handler.take_ready());
-                drop(handler);
-                self.deferred().insert(ticket, (queue, chain));
-                continue;
-            }
-            let len = self.write_response(&chain, &reply.bytes);
-            released.extend(handler.complete(reply.fence, UsedToken { queue, head, len }));
-            released.extend(handler.take_ready());
+            self.handle_chain(
+                queue,
+                chain,
+                command,
+                display_socket.as_deref(),
+                &mut released,
+            );
         }
-        self.return_used(vrings, released)?;
-        Ok(stopped)
+        self.return_used(vrings, released)
     }
 
-    /// Answers queued commands that finished and returns descriptors whose fences
-    /// signalled; resumes a control queue left full by backpressure.
+    /// Processes one chain: runs the command, writes its response (or keeps the chain
+    /// until its queued command finishes) and collects what may be returned.
+    fn handle_chain(
+        &self,
+        queue: u16,
+        chain: Chain,
+        command: u32,
+        display_socket: Option<&GpuSocket>,
+        released: &mut Vec<UsedToken>,
+    ) {
+        let head = chain.head_index();
+        let guest = chain.memory();
+        let reader = match chain.clone().reader(guest) {
+            Ok(r) => r,
+            Err(e) => {
+                self.warn
+                    .warn(format_args!("vhost-user: malformed chain {head}: {e}"));
+                released.push(UsedToken {
+                    queue,
+                    head,
+                    len: 0,
+                });
+                return;
+            }
+        };
+        let mut handler = self.handler();
+        let reply = handler.process(guest, &mut ChainReader(reader));
+        if let Some(socket) = display_socket {
+            socket.after_command(command, handler.display());
+        }
+        released.extend(handler.take_ready());
+        if let Some(ticket) = reply.pending {
+            // Under the handler lock, so a reset cannot slip in between.
+            self.deferred().insert(ticket, (queue, chain));
+            return;
+        }
+        let len = self.write_response(&chain, &reply.bytes);
+        released.extend(handler.complete(reply.fence, UsedToken { queue, head, len }));
+    }
+
+    /// Answers queued commands that finished, returns descriptors whose fences
+    /// signalled, and runs held SUBMIT_3D requests whose context has room again.
     fn finish_queued(&self, vrings: &[VringRwLock]) -> io::Result<()> {
         let polled = self.handler().poll();
         let mut released = polled.released;
@@ -417,11 +439,32 @@ impl VgpuBackend {
             };
             released.extend(self.handler().complete(f.fence, token));
         }
-        self.return_used(vrings, released)?;
-        if self.backpressured.swap(false, Ordering::AcqRel) {
-            self.process_queue(vrings, CONTROL_QUEUE)?;
+        let waiting = std::mem::take(&mut *self.held());
+        if !waiting.is_empty() {
+            let display_socket = self.gpu_socket();
+            let mut blocked = std::collections::HashSet::new();
+            let mut keep = VecDeque::new();
+            for (queue, ctx, chain) in waiting {
+                if blocked.contains(&ctx) || !self.handler().accepting(ctx) {
+                    blocked.insert(ctx);
+                    keep.push_back((queue, ctx, chain));
+                    continue;
+                }
+                let command = CommandType::Submit3d as u32;
+                self.handle_chain(
+                    queue,
+                    chain,
+                    command,
+                    display_socket.as_deref(),
+                    &mut released,
+                );
+            }
+            // Nothing else adds to `held` meanwhile (only this thread drains).
+            let mut held = self.held();
+            keep.append(&mut held);
+            *held = keep;
         }
-        Ok(())
+        self.return_used(vrings, released)
     }
 
     fn process_queue(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
@@ -429,7 +472,7 @@ impl VgpuBackend {
             return Ok(());
         };
         if !self.event_idx.load(Ordering::Acquire) {
-            return self.drain(vrings, queue).map(|_| ());
+            return self.drain(vrings, queue);
         }
         // EVENT_IDX: drain with notifications off, re-enable, and go again if the
         // guest added work meanwhile; a single pass makes the guest stop kicking.
@@ -437,10 +480,7 @@ impl VgpuBackend {
             vring
                 .disable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?;
-            if self.drain(vrings, queue)? {
-                // Backpressure: leave notifications off; `finish_queued` resumes.
-                return Ok(());
-            }
+            self.drain(vrings, queue)?;
             if !vring
                 .enable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?
@@ -507,7 +547,7 @@ impl VhostUserBackend for VgpuBackend {
         // with them.
         let _ = self.handler().reset();
         self.deferred().clear();
-        self.backpressured.store(false, Ordering::Release);
+        self.held().clear();
         if let Some(socket) = self.gpu_socket() {
             socket.reset();
         }
@@ -581,28 +621,35 @@ impl VhostUserBackend for VgpuBackend {
         if evset != EventSet::IN {
             return Err(io::Error::other(format!("unexpected event set {evset:?}")));
         }
-        match device_event {
+        let result = match device_event {
             CONTROL_QUEUE | CURSOR_QUEUE => self.process_queue(vrings, device_event),
             FENCE_EVENT => {
                 let _ = self.fence_event.read();
                 self.finish_queued(vrings)
             }
             // The error ends the worker's event loop; the crate discards it on join.
-            STOP_EVENT => Err(io::Error::other("connection closed; vring worker stops")),
+            STOP_EVENT => return Err(io::Error::other("connection closed; vring worker stops")),
             other => Err(io::Error::other(format!("unknown device event {other}"))),
+        };
+        // Any other error would end the only vring worker and leave the device dead
+        // while its contexts run on: log it and keep serving.
+        if let Err(e) = result {
+            self.warn
+                .warn(format_args!("vhost-user: event {device_event}: {e}"));
         }
+        Ok(())
     }
 }
 
-/// The request type at the start of a chain (0 if it is shorter than 4 bytes).
-fn peek_command<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> u32 {
-    let mut ty = [0u8; 4];
-    let Some(mut r) = reader else { return 0 };
-    if io::Read::read_exact(&mut r, &mut ty).is_ok() {
-        u32::from_le_bytes(ty)
-    } else {
-        0
+/// The request type and context id of a chain's header ((0, 0) if it is shorter).
+fn peek_header<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> (u32, u32) {
+    let mut hdr = [0u8; 24];
+    let Some(mut r) = reader else { return (0, 0) };
+    if io::Read::read_exact(&mut r, &mut hdr).is_err() {
+        return (0, 0);
     }
+    let word = |at: usize| u32::from_le_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
+    (word(0), word(16))
 }
 
 /// Signals the guest that the display configuration changed (config interrupt is the

@@ -368,6 +368,8 @@ pub struct GpuHandler {
     /// Set by the SUBMIT_3D arm when the renderer queued the stream.
     queued: Option<(Ticket, u64)>,
     inflight_bytes: u64,
+    /// Queued SUBMIT_3D bytes per context id.
+    inflight_by_ctx: HashMap<u32, u64>,
     /// Descriptors released while processing a request (not yet handed out).
     ready: Vec<UsedToken>,
 }
@@ -428,6 +430,7 @@ impl GpuHandler {
             next_ticket: 1,
             queued: None,
             inflight_bytes: 0,
+            inflight_by_ctx: HashMap::new(),
             ready: Vec::new(),
         }
     }
@@ -479,19 +482,15 @@ impl GpuHandler {
         let fence = if hdr.is_fenced() {
             let timeline = self.timeline(&hdr);
             let id = FenceId(hdr.fence_id);
-            // Registered before the renderer can report it: reports are only read in
-            // `poll`, on this thread.
-            self.fences.create(timeline, id, false);
-            if self
+            // Registered before the renderer can report it (reports are only read in
+            // `poll`, on this thread), as done when the renderer says it already is.
+            let status = self
                 .render
-                .create_fence(ContextId(hdr.ctx_id), timeline, id)
-                == FenceStatus::Signalled
-            {
-                // On a ring this also completes the fences before it, whose parked
-                // responses are then due; `take_ready` / `poll` hand them out.
-                let released = self.fences.signal(timeline, id);
-                self.ready.extend(released);
-            }
+                .create_fence(ContextId(hdr.ctx_id), timeline, id);
+            let released = self
+                .fences
+                .create(timeline, id, status == FenceStatus::Signalled);
+            self.ready.extend(released);
             Some((timeline, id))
         } else {
             None
@@ -499,6 +498,8 @@ impl GpuHandler {
         if let (Some((ticket, bytes)), Ok(_)) = (queued, &response_ok) {
             self.deferred.insert(ticket, Deferred { hdr, fence, bytes });
             self.inflight_bytes = self.inflight_bytes.saturating_add(bytes);
+            let mine = self.inflight_by_ctx.entry(hdr.ctx_id).or_default();
+            *mine = mine.saturating_add(bytes);
             return Reply {
                 bytes: Vec::new(),
                 fence,
@@ -519,10 +520,14 @@ impl GpuHandler {
         std::mem::take(&mut self.ready)
     }
 
-    /// Whether the transport may hand over more requests (queued SUBMIT_3D bytes are
-    /// under `max_inflight_bytes`).
-    pub fn accepting(&self) -> bool {
-        self.inflight_bytes < self.config.max_inflight_bytes
+    /// Whether context `ctx` may queue another SUBMIT_3D now: its queued streams are
+    /// under `max_inflight_bytes`, and all contexts' together under four times that.
+    /// The transport holds a context's further SUBMIT_3D requests back (in order)
+    /// while this is false, and keeps taking every other request.
+    pub fn accepting(&self, ctx: u32) -> bool {
+        let max = self.config.max_inflight_bytes;
+        let mine = self.inflight_by_ctx.get(&ctx).copied().unwrap_or(0);
+        mine < max && self.inflight_bytes < max.saturating_mul(4)
     }
 
     /// Number of queued commands not yet finished.
@@ -588,6 +593,12 @@ impl GpuHandler {
                 continue; // from before a reset
             };
             self.inflight_bytes = self.inflight_bytes.saturating_sub(d.bytes);
+            if let Some(mine) = self.inflight_by_ctx.get_mut(&d.hdr.ctx_id) {
+                *mine = mine.saturating_sub(d.bytes);
+                if *mine == 0 {
+                    self.inflight_by_ctx.remove(&d.hdr.ctx_id);
+                }
+            }
             let response = match result {
                 Ok(()) => Response::OkNodata,
                 Err(e) => {
@@ -627,6 +638,7 @@ impl GpuHandler {
         self.bytes_2d = 0;
         self.deferred.clear();
         self.inflight_bytes = 0;
+        self.inflight_by_ctx.clear();
         let mut released = std::mem::take(&mut self.ready);
         // Reports of the old contexts are stale.
         let _ = self.signals.take_submitted();
@@ -763,11 +775,10 @@ impl GpuHandler {
                 }
                 self.destroy_context_blobs(ctx);
                 self.render.destroy_context(ctx);
-                // Parked responses of the context are dropped with it: the guest's
-                // fences for it are cancelled by destroying the context.
-                for tok in self.fences.drop_context(ctx) {
-                    log::debug!("virtio-gpu: {ctx} destroyed with response {tok:?} parked");
-                }
+                // Responses parked on the context's rings go back now: every
+                // descriptor is answered, and the renderer has nothing left of it.
+                let parked = self.fences.drop_context(ctx);
+                self.ready.extend(parked);
                 Ok(Response::OkNodata)
             }
             Request::CtxAttachResource { resource_id }
@@ -1037,6 +1048,7 @@ impl GpuHandler {
             // for UNREF, which then has nothing left to release.
             if let Some(GpuResource {
                 kind: ResKind::Blob { host, mapped, .. },
+                contexts,
                 ..
             }) = self.resources.get_mut(&id)
             {
@@ -1044,6 +1056,11 @@ impl GpuHandler {
                     let _ = m.unmap(offset, len);
                 }
                 *host = None;
+                // Contexts it was shared with let go of it too.
+                for &other in contexts.iter().filter(|&&c| c != ctx) {
+                    self.render.detach_blob(ResourceId(id), other);
+                }
+                contexts.clear();
             }
             self.render.destroy_blob(ctx, ResourceId(id));
         }

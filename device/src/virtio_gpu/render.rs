@@ -217,6 +217,8 @@ enum Job {
         fence: FenceId,
         ring: Option<RingIdx>,
     },
+    /// Takes a resource out of the context's table, after the streams queued before.
+    Release(ResourceId),
 }
 
 /// A context and the thread that runs its SUBMIT_3D streams and fences in order, so a
@@ -279,8 +281,21 @@ fn run_worker(mut context: Context, rx: &Receiver<Job>, signals: &FenceSignals) 
     for job in rx {
         match job {
             Job::Submit { ticket, cmds } => {
-                let result = context.submit(&cmds).map_err(RenderError::Core);
+                // A panic in a handler must not strand this context's queued work: the
+                // context turns fatal and every later job still reports.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    context.submit(&cmds)
+                }))
+                .unwrap_or_else(|_| {
+                    context.set_fatal("the context stream panicked");
+                    Err(ContextError::Fatal(context.id()))
+                })
+                .map_err(RenderError::Core);
                 signals.submitted(ticket, result);
+            }
+            Job::Release(res) => {
+                // The handler releases only what it created or attached.
+                let _ = context.destroy_resource(res);
             }
             Job::Fence {
                 timeline,
@@ -410,9 +425,9 @@ impl RenderBackend for CoreBackend {
     }
 
     fn destroy_blob(&mut self, ctx: ContextId, res: ResourceId) {
-        if let Some(Ok(h)) = self.contexts.get(&ctx).map(Worker::handle) {
-            // The handler only destroys blobs it created; a missing id is harmless.
-            let _ = h.destroy_resource(res);
+        // In order behind the context's queued streams, which may still use it.
+        if let Some(w) = self.contexts.get(&ctx) {
+            w.send(Job::Release(res));
         }
     }
 
@@ -434,8 +449,8 @@ impl RenderBackend for CoreBackend {
     }
 
     fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
-        if let Some(Ok(h)) = self.contexts.get(&ctx).map(Worker::handle) {
-            let _ = h.destroy_resource(res);
+        if let Some(w) = self.contexts.get(&ctx) {
+            w.send(Job::Release(res));
         }
     }
 
@@ -513,6 +528,20 @@ mod tests {
             .attach_blob(ContextId(1), ResourceId(6), ContextId(2))
             .is_err());
         b.detach_blob(res, ContextId(2));
+        // The release runs on the context's thread, after what was queued before; a
+        // stream queued after it reports once it is done.
+        b.submit(ContextId(2), Ticket(99), Vec::new())
+            .expect("queued");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !b
+            .signals
+            .take_submitted()
+            .iter()
+            .any(|(t, _)| *t == Ticket(99))
+        {
+            assert!(std::time::Instant::now() < deadline, "worker answered");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(b.contexts[&ContextId(2)]
             .handle()
             .expect("live")

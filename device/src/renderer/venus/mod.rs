@@ -227,7 +227,12 @@ impl StreamExecutor for VenusExecutor {
         memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
     }
 
-    fn submit_fence(&self, ring: RingIdx, done: FenceDone) -> std::result::Result<(), ExecError> {
+    fn submit_fence(
+        &self,
+        ring: RingIdx,
+        done: FenceDone,
+        stop: &dyn Fn() -> bool,
+    ) -> std::result::Result<(), ExecError> {
         let Some(q) = self.lock().timeline_queue(ring.0) else {
             // No queue on this timeline (ring 0, the CPU timeline, or a ring the guest
             // never bound): everything before the fence has run.
@@ -240,18 +245,9 @@ impl StreamExecutor for VenusExecutor {
                 reason: format!("{what}: {e}"),
             }))
         };
-        // SAFETY: live device (checked again under the queue lock below before use).
-        let fence = match unsafe {
-            q.device
-                .device
-                .create_fence(&vk::FenceCreateInfo::default(), None)
-        } {
-            Ok(f) => f,
-            Err(e) => {
-                done();
-                return Err(failed("vkCreateFence", e));
-            }
-        };
+        // Everything on the device happens under the queue lock, after checking the
+        // device is still live: a destroyer removes it from the tables, then takes the
+        // lock, so it cannot go away in between.
         let guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
         let raw_dev = q.device.device.handle().as_raw();
         if !self.lock().has_device(raw_dev) {
@@ -260,12 +256,26 @@ impl StreamExecutor for VenusExecutor {
             done();
             return Ok(());
         }
+        // SAFETY: live device (checked above, under the queue lock).
+        let fence = match unsafe {
+            q.device
+                .device
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+        } {
+            Ok(f) => f,
+            Err(e) => {
+                drop(guard);
+                done();
+                return Err(failed("vkCreateFence", e));
+            }
+        };
         // SAFETY: live queue of a live device under its submission lock; an empty
         // batch whose fence signals once all earlier batches on the queue completed.
         if let Err(e) = unsafe { q.device.device.queue_submit(q.queue, &[], fence) } {
-            drop(guard);
-            // SAFETY: the submission failed, so no queue uses the fence.
+            // SAFETY: the submission failed, so no queue uses the fence; the device is
+            // live under the lock.
             unsafe { q.device.device.destroy_fence(fence, None) };
+            drop(guard);
             done();
             return Err(failed("vkQueueSubmit", e));
         }
@@ -284,7 +294,7 @@ impl StreamExecutor for VenusExecutor {
         if let Err(w) = queued {
             // Too many in flight (or no thread): wait here, on the context stream, still
             // holding the queue lock so the device cannot be destroyed under the wait.
-            retire::wait_inline(w);
+            retire::wait_inline(w, stop);
         }
         drop(guard);
         Ok(())

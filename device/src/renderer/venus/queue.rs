@@ -81,24 +81,23 @@ impl Handler<'_, '_> {
     /// to the retire thread, which outlives it only until the device goes.
     pub(super) fn wait_queue_idle(&self, q: &QueueRef) -> vk::Result {
         let dev = &q.device.device;
-        // SAFETY: live device (re-checked under the lock before use).
+        let _guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.lock().has_device(dev.handle().as_raw()) {
+            // Destroyed meanwhile; destroying it waited for its work.
+            return vk::Result::SUCCESS;
+        }
+        // SAFETY: live device (checked above under the queue lock, which a destroyer
+        // takes after removing it from the tables).
         let fence = match unsafe { dev.create_fence(&vk::FenceCreateInfo::default(), None) } {
             Ok(f) => f,
             Err(e) => return e,
         };
-        let _guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let live = self.lock().has_device(dev.handle().as_raw());
         // SAFETY: live queue of a live device under its submission lock; the empty batch
         // signals the fence once everything submitted before it completed.
-        let submitted = live && unsafe { dev.queue_submit(q.queue, &[], fence) }.is_ok();
-        if !submitted {
-            // SAFETY: never submitted, so unused.
+        if let Err(e) = unsafe { dev.queue_submit(q.queue, &[], fence) } {
+            // SAFETY: never submitted, so unused; the device is live under the lock.
             unsafe { dev.destroy_fence(fence, None) };
-            return if live {
-                vk::Result::ERROR_DEVICE_LOST
-            } else {
-                vk::Result::SUCCESS
-            };
+            return e;
         }
         let r = self.sliced_wait(u64::MAX, |t| {
             // SAFETY: live device and fence; no table lock held.
@@ -112,7 +111,8 @@ impl Handler<'_, '_> {
                 done: Box::new(|| {}),
             };
             if let Err(w) = self.exec.retirer.push(self.exec.ctx, waiting) {
-                retire::wait_inline(w);
+                // No retire thread: the context is stopping, so leak it.
+                retire::wait_inline(w, &|| true);
             }
             return vk::Result::TIMEOUT;
         }

@@ -130,9 +130,21 @@ impl Retirer {
     }
 }
 
-/// Waits for `w` on the calling thread and retires it.
-pub(crate) fn wait_inline(w: Waiting) {
-    finish(w, FLUSH_LIMIT);
+/// Waits for `w` on the calling thread, for as long as it takes, and retires it. If
+/// `stop` turns true first (the context is being destroyed), the fence is leaked
+/// rather than destroyed while a queue may still use it, and reported.
+pub(crate) fn wait_inline(w: Waiting, stop: &dyn Fn() -> bool) {
+    loop {
+        if is_done(&w) {
+            retire(w);
+            return;
+        }
+        if stop() {
+            (w.done)();
+            return;
+        }
+        wait_slice(&w);
+    }
 }
 
 /// Whether `w`'s fence has signalled (or can never signal: device lost).
