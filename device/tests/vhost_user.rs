@@ -413,6 +413,49 @@ impl Harness {
         out
     }
 
+    /// GET_VRING_BASE on queue `q` (the VMM stopping it); returns where it stopped.
+    fn stop_queue(&mut self, q: usize) -> u16 {
+        let base = self.frontend.get_vring_base(q).expect("get_vring_base");
+        u16::try_from(base).expect("16-bit ring index")
+    }
+
+    /// Restarts queue `q` at `base`; `fresh` lays out a new driver's empty ring first
+    /// (what a guest does after resetting the device).
+    fn restart_queue(&mut self, q: usize, base: u16, fresh: bool) {
+        let host = self
+            .mem
+            .get_host_address(GuestAddress(0))
+            .expect("host address") as u64;
+        let ring = &mut self.rings[q];
+        if fresh {
+            self.mem
+                .write_slice(&[0u8; 0x6000], GuestAddress(ring.desc))
+                .expect("clear ring");
+            ring.next_desc = 0;
+            ring.avail_idx = 0;
+            ring.used_seen = 0;
+        }
+        let f = &mut self.frontend;
+        f.set_vring_num(q, QSIZE).expect("num");
+        f.set_vring_addr(
+            q,
+            &VringConfigData {
+                queue_max_size: QSIZE,
+                queue_size: QSIZE,
+                flags: 0,
+                desc_table_addr: host + ring.desc,
+                used_ring_addr: host + ring.used,
+                avail_ring_addr: host + ring.avail,
+                log_addr: None,
+            },
+        )
+        .expect("addr");
+        f.set_vring_base(q, base).expect("base");
+        f.set_vring_call(q, &ring._call).expect("call");
+        f.set_vring_kick(q, &ring.kick).expect("kick");
+        f.set_vring_enable(q, true).expect("enable");
+    }
+
     /// Posts `req` on the control queue with a 64-byte response buffer, without
     /// waiting; returns the head.
     fn post_request(&mut self, req: &[u8]) -> u16 {
@@ -1447,4 +1490,29 @@ fn a_blocked_context_over_its_budget_does_not_stop_the_control_queue() {
     rest.sort_unstable();
     ours.sort_unstable();
     assert_eq!(rest, ours);
+}
+
+/// QEMU stops the rings (GET_VRING_BASE) both to pause a VM and to reset the device
+/// on a guest reboot. Restarted where they stopped, the device keeps its state;
+/// restarted from scratch (a new driver), it is a fresh device.
+#[test]
+fn rings_restarted_in_place_keep_state_and_from_scratch_reset_it() {
+    let mut h = Harness::start(core_render);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    // Pause and resume.
+    let base = h.stop_queue(0);
+    assert!(base > 0);
+    h.restart_queue(0, base, false);
+    assert_eq!(
+        h.resp_type(&create),
+        RespType::ErrInvalidResourceId as u32,
+        "resource 1 survived the pause"
+    );
+    // Guest reset: both rings come back empty, the driver starts over.
+    let _ = h.stop_queue(0);
+    let _ = h.stop_queue(1);
+    h.restart_queue(0, 0, true);
+    h.restart_queue(1, 0, true);
+    assert_eq!(h.resp_type(&create), OK, "a fresh device after the reset");
 }

@@ -27,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -180,6 +180,13 @@ pub struct VgpuBackend {
     /// SUBMIT_3D chains (queue, ctx id, chain) waiting for their context to have
     /// room, in arrival order.
     held: Mutex<VecDeque<(u16, u32, Chain)>>,
+    /// The frontend stopped the control queue (GET_VRING_BASE) and has not restarted
+    /// it yet; see [`VgpuBackend::after_restart`].
+    stopped: AtomicBool,
+    /// The control queue's next available index after the last drain.
+    last_avail: AtomicU16,
+    /// Used entries that became ready while the rings were stopped.
+    stash: Mutex<Vec<UsedToken>>,
     mem: Mutex<Option<GuestMem>>,
     event_idx: AtomicBool,
     events_read: AtomicU32,
@@ -221,6 +228,9 @@ impl VgpuBackend {
             handler: Mutex::new(handler),
             deferred: Mutex::new(HashMap::new()),
             held: Mutex::new(VecDeque::new()),
+            stopped: AtomicBool::new(false),
+            last_avail: AtomicU16::new(0),
+            stash: Mutex::new(Vec::new()),
             mem: Mutex::new(None),
             event_idx: AtomicBool::new(false),
             events_read: AtomicU32::new(0),
@@ -288,6 +298,12 @@ impl VgpuBackend {
     }
 
     fn return_used(&self, vrings: &[VringRwLock], tokens: Vec<UsedToken>) -> io::Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            // The frontend stopped the rings (GET_VRING_BASE): nothing may be written
+            // to them. Kept until they restart; dropped if they restart from scratch.
+            self.stash().extend(tokens);
+            return Ok(());
+        }
         let mut touched = [false; NUM_QUEUES];
         for t in tokens {
             let Some(vring) = vrings.get(usize::from(t.queue)) else {
@@ -307,6 +323,52 @@ impl VgpuBackend {
             }
         }
         Ok(())
+    }
+
+    fn stash(&self) -> MutexGuard<'_, Vec<UsedToken>> {
+        self.stash.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called for the control queue's first event after the frontend stopped the
+    /// rings. QEMU stops them (GET_VRING_BASE) both to pause the VM and to reset the
+    /// device when the guest reboots, and tells the backend nothing else. A pause
+    /// restarts the ring where it stopped; a reset restarts it from a new base (0), and
+    /// the guest driver then expects a fresh device (its first resource is id 1
+    /// again). So: same position → return what was stashed and go on; another
+    /// position → the guest reset the device.
+    fn after_restart(&self, vrings: &[VringRwLock]) -> io::Result<()> {
+        if !self.stopped.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let Some(vring) = vrings.get(usize::from(CONTROL_QUEUE)) else {
+            return Ok(());
+        };
+        let now = vring.queue_next_avail();
+        let before = self.last_avail.load(Ordering::Acquire);
+        let stashed = std::mem::take(&mut *self.stash());
+        if now == before {
+            return self.return_used(vrings, stashed);
+        }
+        log::info!(
+            "vhost-user: control queue restarted at {now} (stopped at {before}): the guest \
+             reset the device; dropping its contexts and resources"
+        );
+        self.reset_state();
+        Ok(())
+    }
+
+    /// Drops every resource, context, mapping, parked response and held chain.
+    fn reset_state(&self) {
+        // Parked tokens and held chains belong to the old rings; they are dropped
+        // with them.
+        let _ = self.handler().reset();
+        self.deferred().clear();
+        self.held().clear();
+        self.stash().clear();
+        if let Some(socket) = self.gpu_socket() {
+            socket.reset();
+        }
+        self.events_read.store(0, Ordering::Release);
     }
 
     fn deferred(&self) -> MutexGuard<'_, HashMap<Ticket, (u16, Chain)>> {
@@ -378,6 +440,10 @@ impl VgpuBackend {
                 display_socket.as_deref(),
                 &mut released,
             );
+        }
+        if queue == CONTROL_QUEUE {
+            self.last_avail
+                .store(vring.queue_next_avail(), Ordering::Release);
         }
         self.return_used(vrings, released)
     }
@@ -543,15 +609,15 @@ impl VhostUserBackend for VgpuBackend {
     }
 
     fn reset_device(&self) {
-        // Parked tokens and held chains belong to the old rings; they are dropped
-        // with them.
-        let _ = self.handler().reset();
-        self.deferred().clear();
-        self.held().clear();
-        if let Some(socket) = self.gpu_socket() {
-            socket.reset();
+        self.reset_state();
+        self.stopped.store(false, Ordering::Release);
+    }
+
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        if queue_index == u32::from(CONTROL_QUEUE) {
+            self.stopped.store(true, Ordering::Release);
         }
-        self.events_read.store(0, Ordering::Release);
+        Ok(())
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -622,7 +688,10 @@ impl VhostUserBackend for VgpuBackend {
             return Err(io::Error::other(format!("unexpected event set {evset:?}")));
         }
         let result = match device_event {
-            CONTROL_QUEUE | CURSOR_QUEUE => self.process_queue(vrings, device_event),
+            CONTROL_QUEUE => self
+                .after_restart(vrings)
+                .and_then(|()| self.process_queue(vrings, device_event)),
+            CURSOR_QUEUE => self.process_queue(vrings, device_event),
             FENCE_EVENT => {
                 let _ = self.fence_event.read();
                 self.finish_queued(vrings)
