@@ -187,6 +187,30 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
         let l = line_with(&serial, &format!("CHECK {ok} ")).unwrap_or("");
         assert!(l.contains(" ok"), "{ok}: {l:?}\n{serial}");
     }
+    // After a VM reset (QMP system_reset, as a reboot: QEMU only stops and restarts
+    // the rings), the device started over and the second boot's checks pass too.
+    let (_, second) = serial
+        .split_once("VGPU-WAIT-RESET")
+        .unwrap_or_else(|| panic!("the guest never asked for the reset:\n{serial}"));
+    assert!(
+        second.contains("VGPU-WAIT-RESET"),
+        "the guest did not boot a second time:\n{second}"
+    );
+    for ok in [
+        "drm_open",
+        "dumb_create",
+        "dumb_map_write",
+        "dumb_destroy",
+        "fb_draw",
+    ] {
+        let l = line_with(second, &format!("CHECK {ok} ")).unwrap_or("");
+        assert!(l.contains(" ok"), "after the reset, {ok}: {l:?}\n{second}");
+    }
+    assert!(
+        daemon_log.contains("the guest reset the device"),
+        "the daemon did not notice the reset:\n{daemon_log}"
+    );
+
     // With VIRGL negotiated, DRM_IOCTL_VIRTGPU_RESOURCE_CREATE becomes RESOURCE_CREATE_3D,
     // which we refuse cleanly (there is no virgl renderer).
     assert!(

@@ -63,6 +63,11 @@ for f in /sys/bus/virtio/devices/*/features; do echo "VGPU-FEATURES $f $(cat $f)
 /bin/vgpu-guest-check
 echo "VGPU-GUEST-CHECK-RC $?"
 sleep 4
+# The host (run-qemu.sh) resets the VM once when it sees this, as a reboot would:
+# QEMU then only stops and restarts the device's rings, and the device must start
+# over for the new driver. The boot that is not reset within 6 s finishes.
+echo "VGPU-WAIT-RESET"
+sleep 6
 echo "VGPU-GUEST-DONE"
 poweroff -f
 INIT

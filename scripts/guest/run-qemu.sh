@@ -8,6 +8,8 @@
 # BACKEND_SOCKET "none" boots without the GPU (to check the guest image itself).
 # With VGPU_DAEMON_PID set, the daemon also gets SIGUSR1 when the pattern is drawn (its
 # headless display then writes scanout PNGs to its frame_dir).
+# The first time the guest prints VGPU-WAIT-RESET the VM is reset over QMP
+# (system_reset, as a reboot); the guest boots again and runs its checks a second time.
 # Writes OUT_DIR/serial.log and OUT_DIR/screendump.ppm (if the marker appeared).
 # Exit status: 0 if the guest reached VGPU-GUEST-DONE, 1 otherwise (timeout: 120 s).
 set -euo pipefail
@@ -23,7 +25,7 @@ GPU=()
 if [ "$SOCK" != none ]; then
     GPU=(-chardev "socket,id=vgpu,path=$SOCK" -device vhost-user-gpu-pci,chardev=vgpu)
 fi
-qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -vga none -no-reboot \
+qemu-system-x86_64 -accel tcg -m 512 -smp 1 -nographic -vga none \
     -object memory-backend-memfd,id=mem0,size=512M,share=on -machine q35,memory-backend=mem0 \
     "${GPU[@]}" -display none -qmp "unix:$QMP,server=on,wait=off" \
     -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.gz" \
@@ -48,6 +50,7 @@ PY
 }
 
 dumped=0
+reset=0
 for _ in $(seq 1 240); do
     if [ $dumped = 0 ] && grep -q VGPU-PATTERN-READY "$OUT/serial.log" 2>/dev/null; then
         sleep 2
@@ -55,6 +58,10 @@ for _ in $(seq 1 240); do
         qmp "{\"execute\": \"screendump\", \"arguments\": {\"filename\": \"$PWD/$OUT/screendump.ppm\"}}" \
             > "$OUT/screendump.json" 2>&1 || true
         dumped=1
+    fi
+    if [ $reset = 0 ] && grep -q VGPU-WAIT-RESET "$OUT/serial.log" 2>/dev/null; then
+        qmp '{"execute": "system_reset"}' > "$OUT/reset.json" 2>&1 || true
+        reset=1
     fi
     if grep -q VGPU-GUEST-DONE "$OUT/serial.log" 2>/dev/null; then
         wait $QEMU || true
