@@ -225,26 +225,45 @@ enum Job {
 /// stream that blocks (`vkWaitRingSeqnoMESA`, a slow host call) holds up only its own
 /// context, never the VM's control queue.
 struct Worker {
-    /// Taken before the join in `drop`, so the thread holds the context's last
+    /// Taken when the worker is stopped, so the thread holds the context's last
     /// reference and tears it down there, not on the caller's (the vring worker's).
     handle: Option<ContextHandle>,
     tx: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Answered once every queued job has reported, before the slow teardown.
+    drained: Receiver<()>,
 }
 
 impl Worker {
     fn start(context: Context, signals: FenceSignals) -> Result<Self, RenderError> {
         let handle = context.handle();
         let (tx, rx) = mpsc::channel();
+        let (drained_tx, drained) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("vgpu-ctx-{}", context.id().0))
-            .spawn(move || run_worker(context, &rx, &signals))
+            .spawn(move || run_worker(context, &rx, &signals, &drained_tx))
             .map_err(RenderError::Spawn)?;
         Ok(Self {
             handle: Some(handle),
             tx: Some(tx),
             thread: Some(thread),
+            drained,
         })
+    }
+
+    /// Stops the context: waits give up, queued work reports (as failed), and once it
+    /// has, returns the thread, which goes on tearing the context down (rings, host
+    /// objects; seconds if a guest wedged a queue). Nothing of the context reaches the
+    /// front door after this returns.
+    fn stop(&mut self) -> Option<JoinHandle<()>> {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+        self.tx = None;
+        let thread = self.thread.take()?;
+        // Err: the thread ended early (it cannot report any more either).
+        let _ = self.drained.recv();
+        Some(thread)
     }
 
     fn handle(&self) -> Result<&ContextHandle, RenderError> {
@@ -262,22 +281,24 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Waits give up, queued work reports as failed, then the thread ends and drops
-        // the context (which joins its rings and tears down its host objects).
-        let id = self.handle.as_ref().map(ContextHandle::id);
-        if let Some(h) = self.handle.take() {
-            h.stop();
-        }
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.stop() {
             if t.join().is_err() {
-                log::warn!("virtio-gpu: {id:?} worker panicked");
+                log::warn!("virtio-gpu: a context worker panicked");
             }
         }
     }
 }
 
-fn run_worker(mut context: Context, rx: &Receiver<Job>, signals: &FenceSignals) {
+fn run_worker(
+    mut context: Context,
+    rx: &Receiver<Job>,
+    signals: &FenceSignals,
+    drained: &Sender<()>,
+) {
+    // Ring fences still in the executor's retire thread when the context is stopped
+    // report to nobody: the front door dropped those timelines, and a new context
+    // may reuse the id.
+    let muted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for job in rx {
         match job {
             Job::Submit { ticket, cmds } => {
@@ -308,7 +329,12 @@ fn run_worker(mut context: Context, rx: &Receiver<Job>, signals: &FenceSignals) 
                 ring: Some(ring),
             } => {
                 let to = signals.clone();
-                let done: FenceDone = Box::new(move || to.signal(timeline, fence));
+                let muted = Arc::clone(&muted);
+                let done: FenceDone = Box::new(move || {
+                    if !muted.load(std::sync::atomic::Ordering::Acquire) {
+                        to.signal(timeline, fence);
+                    }
+                });
                 if let Err(e) = context.submit_fence(ring, done) {
                     // `done` has run: the guest is not left waiting.
                     log::debug!(
@@ -320,6 +346,10 @@ fn run_worker(mut context: Context, rx: &Receiver<Job>, signals: &FenceSignals) 
             }
         }
     }
+    muted.store(true, std::sync::atomic::Ordering::Release);
+    let _ = drained.send(());
+    // The teardown (rings, host objects) happens here, after the front door moved on.
+    drop(context);
 }
 
 /// Routes contexts to the renderer core, one worker thread per context. SUBMIT_3D
@@ -332,6 +362,21 @@ pub struct CoreBackend {
     config: ContextConfig,
     signals: FenceSignals,
     contexts: HashMap<ContextId, Worker>,
+    /// Joins stopped context threads while they tear down, off the caller's thread.
+    reaper: Option<(Sender<JoinHandle<()>>, JoinHandle<()>)>,
+}
+
+impl Drop for CoreBackend {
+    fn drop(&mut self) {
+        // Contexts first (each joined), then the reaper once it joined the rest.
+        self.contexts.clear();
+        if let Some((tx, thread)) = self.reaper.take() {
+            drop(tx);
+            if thread.join().is_err() {
+                log::warn!("virtio-gpu: the context reaper panicked");
+            }
+        }
+    }
 }
 
 impl fmt::Debug for CoreBackend {
@@ -362,6 +407,37 @@ impl CoreBackend {
             config,
             signals,
             contexts: HashMap::new(),
+            reaper: None,
+        }
+    }
+
+    /// Hands a stopped context's thread to the reaper (started on first use); joins
+    /// it here if no reaper thread can be started.
+    fn reap(&mut self, thread: JoinHandle<()>) {
+        if self.reaper.is_none() {
+            let (tx, rx) = mpsc::channel::<JoinHandle<()>>();
+            let spawned = std::thread::Builder::new()
+                .name("vgpu-ctx-reaper".to_owned())
+                .spawn(move || {
+                    for t in rx {
+                        if t.join().is_err() {
+                            log::warn!("virtio-gpu: a context worker panicked");
+                        }
+                    }
+                });
+            if let Ok(handle) = spawned {
+                self.reaper = Some((tx, handle));
+            }
+        }
+        let thread = match &self.reaper {
+            Some((tx, _)) => match tx.send(thread) {
+                Ok(()) => return,
+                Err(mpsc::SendError(t)) => t,
+            },
+            None => thread,
+        };
+        if thread.join().is_err() {
+            log::warn!("virtio-gpu: a context worker panicked");
         }
     }
 
@@ -394,7 +470,15 @@ impl RenderBackend for CoreBackend {
     }
 
     fn destroy_context(&mut self, ctx: ContextId) {
-        self.contexts.remove(&ctx);
+        let Some(mut worker) = self.contexts.remove(&ctx) else {
+            return;
+        };
+        // Returns once the context's queued work has reported; its teardown goes on
+        // in the background, so a context that takes seconds to die (a wedged host
+        // queue) does not hold up the VM's control queue.
+        if let Some(thread) = worker.stop() {
+            self.reap(thread);
+        }
     }
 
     fn submit(
