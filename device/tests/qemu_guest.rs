@@ -75,6 +75,20 @@ fn line_with<'a>(log: &'a str, needle: &str) -> Option<&'a str> {
     log.lines().find(|l| l.contains(needle))
 }
 
+/// The guest program's DRM checks all passed in `log` (`when` prefixes a failure).
+fn checks_pass(log: &str, when: &str) {
+    for ok in [
+        "drm_open",
+        "dumb_create",
+        "dumb_map_write",
+        "dumb_destroy",
+        "fb_draw",
+    ] {
+        let l = line_with(log, &format!("CHECK {ok} ")).unwrap_or("");
+        assert!(l.contains(" ok"), "{when}{ok}: {l:?}\n{log}");
+    }
+}
+
 #[test]
 #[ignore = "boots a QEMU guest (~20 s, needs qemu-system-x86 and the cached guest image); run by scripts/test.sh"]
 fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
@@ -177,16 +191,7 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
         caps.ends_with(&want),
         "Venus capset as the guest read it: {caps:?}, want {want:?}"
     );
-    for ok in [
-        "drm_open",
-        "dumb_create",
-        "dumb_map_write",
-        "dumb_destroy",
-        "fb_draw",
-    ] {
-        let l = line_with(&serial, &format!("CHECK {ok} ")).unwrap_or("");
-        assert!(l.contains(" ok"), "{ok}: {l:?}\n{serial}");
-    }
+    checks_pass(&serial, "");
     // After a VM reset (QMP system_reset, as a reboot: QEMU only stops and restarts
     // the rings), the device started over and the second boot's checks pass too.
     let (_, second) = serial
@@ -196,16 +201,7 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
         second.contains("VGPU-WAIT-RESET"),
         "the guest did not boot a second time:\n{second}"
     );
-    for ok in [
-        "drm_open",
-        "dumb_create",
-        "dumb_map_write",
-        "dumb_destroy",
-        "fb_draw",
-    ] {
-        let l = line_with(second, &format!("CHECK {ok} ")).unwrap_or("");
-        assert!(l.contains(" ok"), "after the reset, {ok}: {l:?}\n{second}");
-    }
+    checks_pass(second, "after the reset, ");
     assert!(
         daemon_log.contains("the guest reset the device"),
         "the daemon did not notice the reset:\n{daemon_log}"

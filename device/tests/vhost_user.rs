@@ -413,6 +413,22 @@ impl Harness {
         out
     }
 
+    /// Waits for exactly the control-queue heads in `want` to be returned, in any
+    /// order, each within `timeout`.
+    fn expect_used(&mut self, want: &[u16], timeout: Duration, what: &str) {
+        let mut seen = Vec::new();
+        while seen.len() < want.len() {
+            let (head, _) = self
+                .next_used(0, timeout)
+                .unwrap_or_else(|| panic!("{what}: got {seen:?} of {want:?}"));
+            seen.push(head);
+        }
+        seen.sort_unstable();
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        assert_eq!(seen, want, "{what}");
+    }
+
     /// GET_VRING_BASE on queue `q` (the VMM stopping it); returns where it stopped.
     fn stop_queue(&mut self, q: usize) -> u16 {
         let base = self.frontend.get_vring_base(q).expect("get_vring_base");
@@ -1402,17 +1418,11 @@ fn context_destroy_is_not_held_up_by_a_queue_that_never_drains() {
     assert_eq!(h.next_used(0, Duration::from_millis(200)), None);
     let start = Instant::now();
     let destroy = h.post_request(&ctx_cmd(CommandType::CtxDestroy, 1, &[]));
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let (head, _) = h
-            .next_used(0, Duration::from_secs(30))
-            .expect("destroy and the stuck submit answered");
-        seen.push(head);
-    }
-    seen.sort_unstable();
-    let mut want = vec![stuck, destroy];
-    want.sort_unstable();
-    assert_eq!(seen, want);
+    h.expect_used(
+        &[stuck, destroy],
+        Duration::from_secs(30),
+        "destroy and the stuck submit answered",
+    );
     assert!(
         start.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -1434,17 +1444,11 @@ fn destroying_a_context_returns_responses_parked_on_its_rings() {
     let fenced = h.post_request(&submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 7, 1, &[]));
     assert_eq!(h.next_used(0, Duration::from_millis(300)), None, "parked");
     let destroy = h.post_request(&ctx_cmd(CommandType::CtxDestroy, 1, &[]));
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let (head, _) = h
-            .next_used(0, Duration::from_secs(30))
-            .expect("the parked response and the destroy");
-        seen.push(head);
-    }
-    seen.sort_unstable();
-    let mut want = vec![fenced, destroy];
-    want.sort_unstable();
-    assert_eq!(seen, want);
+    h.expect_used(
+        &[fenced, destroy],
+        Duration::from_secs(30),
+        "the parked response and the destroy",
+    );
 }
 
 /// A context whose stream blocks and which keeps submitting is held back on its own:
@@ -1468,28 +1472,17 @@ fn a_blocked_context_over_its_budget_does_not_stop_the_control_queue() {
     // Context 2 and display requests still get through.
     let other = h.post_request(&submit_3d(2, 0, 0, 0, &[]));
     let display = h.post_request(&cmd(CommandType::GetDisplayInfo, &[]));
-    let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let (head, _) = h
-            .next_used(0, Duration::from_secs(5))
-            .expect("other requests answered while context 1 is stuck");
-        seen.push(head);
-    }
-    seen.sort_unstable();
-    let mut want = vec![other, display];
-    want.sort_unstable();
-    assert_eq!(seen, want);
+    h.expect_used(
+        &[other, display],
+        Duration::from_secs(5),
+        "other requests answered while context 1 is stuck",
+    );
     ours.push(h.post_request(&ctx_cmd(CommandType::CtxDestroy, 1, &[])));
-    let mut rest = Vec::new();
-    while rest.len() < ours.len() {
-        let (head, _) = h
-            .next_used(0, Duration::from_secs(30))
-            .expect("every request of context 1 answered");
-        rest.push(head);
-    }
-    rest.sort_unstable();
-    ours.sort_unstable();
-    assert_eq!(rest, ours);
+    h.expect_used(
+        &ours,
+        Duration::from_secs(30),
+        "every request of context 1 answered",
+    );
 }
 
 /// QEMU stops the rings (GET_VRING_BASE) both to pause a VM and to reset the device

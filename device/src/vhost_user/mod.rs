@@ -427,8 +427,9 @@ impl VgpuBackend {
             let Some(chain) = next else { break };
             let (command, ctx) = peek_header(chain.clone().reader(chain.memory()).ok());
             if queue == CONTROL_QUEUE && command == CommandType::Submit3d as u32 {
+                let busy = !self.handler().accepting(ctx);
                 let mut held = self.held();
-                if held.iter().any(|(_, c, _)| *c == ctx) || !self.handler().accepting(ctx) {
+                if busy || held.iter().any(|(_, c, _)| *c == ctx) {
                     held.push_back((queue, ctx, chain));
                     continue;
                 }
