@@ -298,6 +298,38 @@ pub struct Polled {
     pub released: Vec<UsedToken>,
 }
 
+/// Queued SUBMIT_3D bytes: per context id, and the total (kept, not summed, since it
+/// is read for every SUBMIT_3D).
+#[derive(Debug, Default)]
+struct Inflight {
+    total: u64,
+    by_ctx: HashMap<u32, u64>,
+}
+
+impl Inflight {
+    fn add(&mut self, ctx: u32, bytes: u64) {
+        self.total = self.total.saturating_add(bytes);
+        let mine = self.by_ctx.entry(ctx).or_default();
+        *mine = mine.saturating_add(bytes);
+    }
+
+    fn sub(&mut self, ctx: u32, bytes: u64) {
+        self.total = self.total.saturating_sub(bytes);
+        if let Some(mine) = self.by_ctx.get_mut(&ctx) {
+            *mine = mine.saturating_sub(bytes);
+            if *mine == 0 {
+                self.by_ctx.remove(&ctx);
+            }
+        }
+    }
+
+    /// `ctx` is under `max` and all contexts together under four times that.
+    fn allows(&self, ctx: u32, max: u64) -> bool {
+        let mine = self.by_ctx.get(&ctx).copied().unwrap_or(0);
+        mine < max && self.total < max.saturating_mul(4)
+    }
+}
+
 /// A SUBMIT_3D queued to its context's thread.
 #[derive(Debug)]
 struct Deferred {
@@ -367,9 +399,7 @@ pub struct GpuHandler {
     next_ticket: u64,
     /// Set by the SUBMIT_3D arm when the renderer queued the stream.
     queued: Option<(Ticket, u64)>,
-    inflight_bytes: u64,
-    /// Queued SUBMIT_3D bytes per context id.
-    inflight_by_ctx: HashMap<u32, u64>,
+    inflight: Inflight,
     /// Descriptors released while processing a request (not yet handed out).
     ready: Vec<UsedToken>,
 }
@@ -429,8 +459,7 @@ impl GpuHandler {
             deferred: HashMap::new(),
             next_ticket: 1,
             queued: None,
-            inflight_bytes: 0,
-            inflight_by_ctx: HashMap::new(),
+            inflight: Inflight::default(),
             ready: Vec::new(),
         }
     }
@@ -470,8 +499,8 @@ impl GpuHandler {
         let hdr = CtrlHdr::parse(&hdr_bytes);
         self.queued = None;
         let result = self.dispatch(mem, &hdr, req);
+        // Set only when the SUBMIT_3D arm succeeded.
         let queued = self.queued.take();
-        let response_ok: Result<(), ()> = result.as_ref().map(|_| ()).map_err(|_| ());
         let response = result.unwrap_or_else(|err| {
             self.log_failure(
                 format_args!("command {:#x} (ctx {}): ", hdr.type_, hdr.ctx_id),
@@ -495,11 +524,9 @@ impl GpuHandler {
         } else {
             None
         };
-        if let (Some((ticket, bytes)), Ok(_)) = (queued, &response_ok) {
+        if let Some((ticket, bytes)) = queued {
             self.deferred.insert(ticket, Deferred { hdr, fence, bytes });
-            self.inflight_bytes = self.inflight_bytes.saturating_add(bytes);
-            let mine = self.inflight_by_ctx.entry(hdr.ctx_id).or_default();
-            *mine = mine.saturating_add(bytes);
+            self.inflight.add(hdr.ctx_id, bytes);
             return Reply {
                 bytes: Vec::new(),
                 fence,
@@ -525,9 +552,7 @@ impl GpuHandler {
     /// The transport holds a context's further SUBMIT_3D requests back (in order)
     /// while this is false, and keeps taking every other request.
     pub fn accepting(&self, ctx: u32) -> bool {
-        let max = self.config.max_inflight_bytes;
-        let mine = self.inflight_by_ctx.get(&ctx).copied().unwrap_or(0);
-        mine < max && self.inflight_bytes < max.saturating_mul(4)
+        self.inflight.allows(ctx, self.config.max_inflight_bytes)
     }
 
     /// Number of queued commands not yet finished.
@@ -592,13 +617,7 @@ impl GpuHandler {
             let Some(d) = self.deferred.remove(&ticket) else {
                 continue; // from before a reset
             };
-            self.inflight_bytes = self.inflight_bytes.saturating_sub(d.bytes);
-            if let Some(mine) = self.inflight_by_ctx.get_mut(&d.hdr.ctx_id) {
-                *mine = mine.saturating_sub(d.bytes);
-                if *mine == 0 {
-                    self.inflight_by_ctx.remove(&d.hdr.ctx_id);
-                }
-            }
+            self.inflight.sub(d.hdr.ctx_id, d.bytes);
             let response = match result {
                 Ok(()) => Response::OkNodata,
                 Err(e) => {
@@ -637,8 +656,7 @@ impl GpuHandler {
         self.sources = vec![None; self.display.len()];
         self.bytes_2d = 0;
         self.deferred.clear();
-        self.inflight_bytes = 0;
-        self.inflight_by_ctx.clear();
+        self.inflight = Inflight::default();
         let mut released = std::mem::take(&mut self.ready);
         // Reports of the old contexts are stale.
         let _ = self.signals.take_submitted();

@@ -90,22 +90,23 @@ impl SyncTable {
     /// Signals after a submission: values only move forward.
     pub(crate) fn signal(&mut self, entries: &[(SyncId, u64)]) -> Result<(), SyncError> {
         self.check_ids(entries)?;
+        self.raise(entries);
+        self.wake()
+    }
+
+    /// Moves each existing sync forward to its value (never back).
+    fn raise(&mut self, entries: &[(SyncId, u64)]) {
         for (id, value) in entries {
             if let Some(v) = self.values.get_mut(id) {
                 *v = (*v).max(*value);
             }
         }
-        self.wake()
     }
 
     /// Signals from a host-queue fence: syncs the client unref'd meanwhile are
     /// skipped. A failing eventfd write leaves that waiter for the next wake.
     pub(crate) fn signal_existing(&mut self, entries: &[(SyncId, u64)]) {
-        for (id, value) in entries {
-            if let Some(v) = self.values.get_mut(id) {
-                *v = (*v).max(*value);
-            }
-        }
+        self.raise(entries);
         if let Err(e) = self.wake() {
             log::debug!("vtest: waking sync waiters failed: {e}");
         }

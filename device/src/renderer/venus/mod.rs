@@ -172,6 +172,16 @@ impl VenusExecutor {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Takes `q`'s submission lock if its device is still live. A destroyer removes
+    /// the device from the tables and then takes the same lock, so while the guard is
+    /// held the device cannot go away.
+    fn lock_live<'q>(&self, q: &'q objects::QueueRef) -> Option<MutexGuard<'q, ()>> {
+        let guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.lock()
+            .has_device(q.device.device.handle().as_raw())
+            .then_some(guard)
+    }
 }
 
 impl Drop for VenusExecutor {
@@ -245,40 +255,21 @@ impl StreamExecutor for VenusExecutor {
                 reason: format!("{what}: {e}"),
             }))
         };
-        // Everything on the device happens under the queue lock, after checking the
-        // device is still live: a destroyer removes it from the tables, then takes the
-        // lock, so it cannot go away in between.
-        let guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let raw_dev = q.device.device.handle().as_raw();
-        if !self.lock().has_device(raw_dev) {
+        // Everything on the device happens under the queue lock.
+        let Some(guard) = self.lock_live(&q) else {
             // The device was destroyed meanwhile; destroying it waited for its work.
-            drop(guard);
             done();
             return Ok(());
-        }
-        // SAFETY: live device (checked above, under the queue lock).
-        let fence = match unsafe {
-            q.device
-                .device
-                .create_fence(&vk::FenceCreateInfo::default(), None)
-        } {
+        };
+        // SAFETY: live queue of a live device under its submission lock.
+        let fence = match unsafe { retire::submit_marker(&q.device.device, q.queue) } {
             Ok(f) => f,
-            Err(e) => {
+            Err((what, e)) => {
                 drop(guard);
                 done();
-                return Err(failed("vkCreateFence", e));
+                return Err(failed(what, e));
             }
         };
-        // SAFETY: live queue of a live device under its submission lock; an empty
-        // batch whose fence signals once all earlier batches on the queue completed.
-        if let Err(e) = unsafe { q.device.device.queue_submit(q.queue, &[], fence) } {
-            // SAFETY: the submission failed, so no queue uses the fence; the device is
-            // live under the lock.
-            unsafe { q.device.device.destroy_fence(fence, None) };
-            drop(guard);
-            done();
-            return Err(failed("vkQueueSubmit", e));
-        }
         let waiting = retire::Waiting {
             device: Arc::clone(&q.device),
             fence,

@@ -6,7 +6,7 @@ use vulkan_proto::args::{
     QueueBindSparseArgs, QueueSubmit2Args, QueueSubmitArgs, QueueWaitIdleArgs,
 };
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use ash::vk::Handle as _;
 
@@ -18,21 +18,22 @@ impl Handler<'_, '_> {
     /// Runs `f` on `queue`'s device with the queue's submission lock held, once the
     /// device is known to be still live (destroyers take the same lock first).
     fn with_queue<T>(&self, queue: vk::Queue, f: impl FnOnce(&DeviceState) -> T) -> Result<T> {
-        let q = self
-            .lock()
+        let q = self.queue_ref(queue)?;
+        let _guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
+            ty: vk::ObjectType::DEVICE,
+            raw: q.device.device.handle().as_raw(),
+        })?;
+        Ok(f(&q.device))
+    }
+
+    /// A registered queue and its lock.
+    fn queue_ref(&self, queue: vk::Queue) -> Result<QueueRef> {
+        self.lock()
             .queue(queue.as_raw())
             .ok_or(VenusError::NoState {
                 ty: vk::ObjectType::QUEUE,
                 raw: queue.as_raw(),
-            })?;
-        let _guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if !self.lock().has_device(q.device.device.handle().as_raw()) {
-            return Err(VenusError::NoState {
-                ty: vk::ObjectType::DEVICE,
-                raw: q.device.device.handle().as_raw(),
-            });
-        }
-        Ok(f(&q.device))
+            })
     }
 
     pub(super) fn queue_submit(&mut self, args: &mut QueueSubmitArgs<'_>) -> Result<vk::Result> {
@@ -63,13 +64,7 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut QueueWaitIdleArgs<'_>,
     ) -> Result<vk::Result> {
-        let q = self
-            .lock()
-            .queue(args.queue.as_raw())
-            .ok_or(VenusError::NoState {
-                ty: vk::ObjectType::QUEUE,
-                raw: args.queue.as_raw(),
-            })?;
+        let q = self.queue_ref(args.queue)?;
         Ok(self.wait_queue_idle(&q))
     }
 
@@ -81,24 +76,15 @@ impl Handler<'_, '_> {
     /// to the retire thread, which outlives it only until the device goes.
     pub(super) fn wait_queue_idle(&self, q: &QueueRef) -> vk::Result {
         let dev = &q.device.device;
-        let _guard = q.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if !self.lock().has_device(dev.handle().as_raw()) {
+        let Some(_guard) = self.exec.lock_live(q) else {
             // Destroyed meanwhile; destroying it waited for its work.
             return vk::Result::SUCCESS;
-        }
-        // SAFETY: live device (checked above under the queue lock, which a destroyer
-        // takes after removing it from the tables).
-        let fence = match unsafe { dev.create_fence(&vk::FenceCreateInfo::default(), None) } {
-            Ok(f) => f,
-            Err(e) => return e,
         };
-        // SAFETY: live queue of a live device under its submission lock; the empty batch
-        // signals the fence once everything submitted before it completed.
-        if let Err(e) = unsafe { dev.queue_submit(q.queue, &[], fence) } {
-            // SAFETY: never submitted, so unused; the device is live under the lock.
-            unsafe { dev.destroy_fence(fence, None) };
-            return e;
-        }
+        // SAFETY: live queue of a live device under its submission lock.
+        let fence = match unsafe { retire::submit_marker(dev, q.queue) } {
+            Ok(f) => f,
+            Err((_, e)) => return e,
+        };
         let r = self.sliced_wait(u64::MAX, |t| {
             // SAFETY: live device and fence; no table lock held.
             unsafe { (dev.fp_v1_0().wait_for_fences)(dev.handle(), 1, &fence, vk::TRUE, t) }

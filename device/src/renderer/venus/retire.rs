@@ -130,18 +130,49 @@ impl Retirer {
     }
 }
 
+/// Puts an empty batch with a new host fence on `queue`; the fence signals once
+/// everything submitted to the queue before it has completed. On failure, names the
+/// call that failed.
+///
+/// # Safety
+///
+/// `device` must be live and `queue` one of its queues that no other thread uses
+/// during the call (the caller holds its submission lock, or no one else submits).
+pub(crate) unsafe fn submit_marker(
+    device: &ash::Device,
+    queue: vk::Queue,
+) -> Result<vk::Fence, (&'static str, vk::Result)> {
+    // SAFETY: live device (the caller's contract).
+    let fence = unsafe { device.create_fence(&vk::FenceCreateInfo::default(), None) }
+        .map_err(|e| ("vkCreateFence", e))?;
+    // SAFETY: a queue of this live device, externally synchronized by the caller.
+    if let Err(e) = unsafe { device.queue_submit(queue, &[], fence) } {
+        // SAFETY: never submitted, so unused.
+        unsafe { device.destroy_fence(fence, None) };
+        return Err(("vkQueueSubmit", e));
+    }
+    Ok(fence)
+}
+
 /// Waits for `w` on the calling thread, for as long as it takes, and retires it. If
 /// `stop` turns true first (the context is being destroyed), the fence is leaked
 /// rather than destroyed while a queue may still use it, and reported.
 pub(crate) fn wait_inline(w: Waiting, stop: &dyn Fn() -> bool) {
+    wait_then_retire(w, stop);
+}
+
+/// Waits for `w` until it signals or `give_up` turns true, then reports it; destroys
+/// the fence only if it signalled (one that did not is leaked, not destroyed while a
+/// queue might still use it). False if it gave up.
+fn wait_then_retire(w: Waiting, give_up: &dyn Fn() -> bool) -> bool {
     loop {
         if is_done(&w) {
             retire(w);
-            return;
+            return true;
         }
-        if stop() {
+        if give_up() {
             (w.done)();
-            return;
+            return false;
         }
         wait_slice(&w);
     }
@@ -169,17 +200,8 @@ fn retire(w: Waiting) {
 /// never signals is leaked, not destroyed while a queue might still use it).
 fn finish(w: Waiting, limit: Duration) {
     let deadline = Instant::now() + limit;
-    loop {
-        if is_done(&w) {
-            retire(w);
-            return;
-        }
-        if Instant::now() >= deadline {
-            log::warn!("venus: a ring fence did not signal within {limit:?}; leaking it");
-            (w.done)();
-            return;
-        }
-        wait_slice(&w);
+    if !wait_then_retire(w, &|| Instant::now() >= deadline) {
+        log::warn!("venus: a ring fence did not signal within {limit:?}; leaking it");
     }
 }
 
@@ -259,16 +281,10 @@ pub(crate) fn drain_queues(device: &DeviceState, queues: &[vk::Queue], limit: Du
     let d = &device.device;
     let deadline = Instant::now() + limit;
     for &queue in queues {
-        // SAFETY: live device.
-        let Ok(fence) = (unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }) else {
+        // SAFETY: a live queue of this live device, not used by other threads now.
+        let Ok(fence) = (unsafe { submit_marker(d, queue) }) else {
             return false;
         };
-        // SAFETY: a live queue of this device, not used by other threads now.
-        if unsafe { d.queue_submit(queue, &[], fence) }.is_err() {
-            // SAFETY: never submitted.
-            unsafe { d.destroy_fence(fence, None) };
-            return false;
-        }
         let left = deadline.saturating_duration_since(Instant::now());
         let ns = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
         // SAFETY: live device and fence.
