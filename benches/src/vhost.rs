@@ -270,6 +270,9 @@ pub struct Report {
     pub submit_vhost: Vec<Duration>,
     /// SUBMIT_CMD2 + reply round trips over vtest, sorted.
     pub submit_vtest: Vec<Duration>,
+    /// Native lavapipe `vkQueueSubmit` of a one-fill command buffer + fence wait in
+    /// this process, sorted (what a submit round trip costs with no forwarding).
+    pub submit_native: Vec<Duration>,
     /// 1-minute load average before the run (the machine is shared).
     pub load_before: f64,
     /// 1-minute load average after the run.
@@ -321,6 +324,7 @@ pub fn rows(r: &Report) -> Vec<Vec<String>> {
         ),
         row("submit_3d_round_trip", "vhost-user", &r.submit_vhost, &[]),
         row("submit_3d_round_trip", "vtest", &r.submit_vtest, &[]),
+        row("queue_submit_round_trip", "native", &r.submit_native, &[]),
     ]
 }
 
@@ -390,6 +394,14 @@ pub fn write_svg(r: &Report, path: &Path) -> Result<(), PlotError> {
                 us(quantile(&r.submit_vtest, 0.99))
             ),
             &r.submit_vtest,
+        ),
+        (
+            format!(
+                "vkQueueSubmit + fence, native lavapipe: p50 {:.0} µs, p99 {:.0} µs",
+                us(quantile(&r.submit_native, 0.5)),
+                us(quantile(&r.submit_native, 0.99))
+            ),
+            &r.submit_native,
         ),
     ];
     let mut series = Vec::new();

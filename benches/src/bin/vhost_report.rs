@@ -15,6 +15,8 @@
 //!    timed until the (fence-held) response; then the same stream over
 //!    `vhost-user-vgpu vtest` as SUBMIT_CMD2 + PING_PROTOCOL_VERSION, timed until the
 //!    reply. p50/p99.
+//! 3. Native baseline: `vkQueueSubmit` of a one-fill command buffer + `vkWaitForFences`
+//!    on lavapipe in this process (`vgpu_benches::venus::latency`), p50/p99.
 //!
 //! Writes `docs/bench/vhost_throughput.{csv,svg}` and prints the table with the load
 //! average before and after (the machine is shared). Under `cargo run` it first builds
@@ -32,10 +34,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+use vgpu_benches::venus::latency;
 use vgpu_benches::vhost::{
     create_venus_context, rows, setup_2d, submit_vhost, submit_vtest, two_d, write_csv, write_svg,
     Report, COLUMNS,
 };
+use vgpu_tests::apps::Gpu;
 use vgpu_tests::bridge::frontend::GuestDriver;
 use vgpu_tests::harness::Daemon;
 
@@ -51,6 +55,12 @@ struct Opts {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: the native baseline runs lavapipe in this process,
+    // configured as the daemons are.
+    if std::env::var_os("VK_DRIVER_FILES").is_none() {
+        std::env::set_var("VK_DRIVER_FILES", vgpu_tests::harness::LVP_ICD);
+    }
+    std::env::set_var("LP_NUM_THREADS", "1");
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args).and_then(|o| report(&o)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,10 +137,24 @@ fn report(o: &Opts) -> Res<()> {
         .map_err(|e| format!("{e}\ndaemon log:\n{}", vtest.log()))?;
     drop(vtest);
 
+    println!(
+        "vkQueueSubmit + fence, native lavapipe: {} round trips",
+        o.iters
+    );
+    let mut submit_native: Vec<Duration> = {
+        let g = Gpu::new()?;
+        latency(&g, o.iters, o.iters / 10)?
+    }
+    .into_iter()
+    .map(Duration::from_nanos)
+    .collect();
+    submit_native.sort_unstable();
+
     let r = Report {
         two_d,
         submit_vhost,
         submit_vtest,
+        submit_native,
         load_before,
         load_after: loadavg(),
     };
