@@ -90,7 +90,17 @@ proptest! {
         let c_max = r.largest_job_ns();
         let slice = s.gpu.slice_ns;
         let n = u64::try_from(vms.len()).unwrap();
-        let total_outstanding: u64 = 4 * n;
+        // What can be queued at once: a closed loop's outstanding count; an open-loop
+        // (Poisson) VM's backlog is bounded only by its runlist limit.
+        let queue_limit = u64::try_from(s.gpu.queue_limit).unwrap();
+        let total_outstanding: u64 = workloads
+            .iter()
+            .map(|w| match w {
+                Workload::ClosedLoop { outstanding, .. } => u64::from(*outstanding),
+                Workload::Poisson { .. } => queue_limit,
+                Workload::Idle => 0,
+            })
+            .sum();
         for v in &vms {
             let stats = r.vm_stats.iter().find(|(id, _)| *id == v.id).unwrap().1;
             prop_assert_eq!(stats.submitted, stats.completed, "{:?}", v.id);
