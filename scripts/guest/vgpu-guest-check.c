@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DRM_IOCTL_BASE 'd'
@@ -157,12 +158,22 @@ int main(void)
         memset(caps, 0xa5, sizeof(caps));
         struct drm_virtgpu_get_caps gc = {.cap_set_id = 4, .cap_set_ver = 0,
                                           .addr = (uint64_t)(uintptr_t)caps, .size = sizeof(caps)};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int r = ioctl(fd, IOCTL_GET_CAPS, &gc);
-        if (r)
-            printf("CHECK get_caps_venus info errno %d\n", errno);
-        else
+        int err = errno;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        printf("CHECK get_caps_time info %ld ms\n", ms);
+        if (r) {
+            printf("CHECK get_caps_venus info errno %d\n", err);
+            /* Diagnosis: a late answer fills the driver's cache, a lost one does not. */
+            r = ioctl(fd, IOCTL_GET_CAPS, &gc);
+            printf("CHECK get_caps_retry info %s %d\n", r ? "errno" : "ok", r ? errno : 0);
+        } else {
             printf("CHECK get_caps_venus info wire %u vkxml 0x%08x ser %u venus %u blob0 %u mask0 0x%08x\n",
                    caps[0], caps[1], caps[2], caps[3], caps[4], caps[5]);
+        }
 
         /* DRM_IOCTL_VIRTGPU_RESOURCE_CREATE: with VIRGL negotiated the driver sends
          * RESOURCE_CREATE_3D, which vgpu refuses (no virgl renderer); reported as info, the

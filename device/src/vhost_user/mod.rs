@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::{
     VhostUserMMap, VhostUserMMapFlags, VhostUserProtocolFeatures, VhostUserShMemConfig,
@@ -183,8 +183,10 @@ pub struct VgpuBackend {
     /// The frontend stopped the control queue (GET_VRING_BASE) and has not restarted
     /// it yet; see [`VgpuBackend::after_restart`].
     stopped: AtomicBool,
-    /// The control queue's next available index after the last drain.
+    /// Where the control queue stood when the device last touched it while it ran
+    /// (next available index, next used index); see [`VgpuBackend::after_restart`].
     last_avail: AtomicU16,
+    last_used: AtomicU16,
     /// Used entries that became ready while the rings were stopped.
     stash: Mutex<Vec<UsedToken>>,
     mem: Mutex<Option<GuestMem>>,
@@ -198,6 +200,8 @@ pub struct VgpuBackend {
     num_scanouts: u32,
     num_capsets: u32,
     warn: RateLimiter,
+    /// For events on a queue that is stopped or disabled: one line a minute at most.
+    not_ready: RateLimiter,
 }
 
 impl std::fmt::Debug for VgpuBackend {
@@ -230,6 +234,7 @@ impl VgpuBackend {
             held: Mutex::new(VecDeque::new()),
             stopped: AtomicBool::new(false),
             last_avail: AtomicU16::new(0),
+            last_used: AtomicU16::new(0),
             stash: Mutex::new(Vec::new()),
             mem: Mutex::new(None),
             event_idx: AtomicBool::new(false),
@@ -242,6 +247,7 @@ impl VgpuBackend {
             num_scanouts,
             num_capsets,
             warn: RateLimiter::new("vgpu::vhost_user", Duration::from_secs(5), 10),
+            not_ready: RateLimiter::new("vgpu::vhost_user", Duration::from_secs(60), 1),
         }))
     }
 
@@ -317,6 +323,11 @@ impl VgpuBackend {
                 *flag = true;
             }
         }
+        if touched[usize::from(CONTROL_QUEUE)] {
+            if let Some(control) = vrings.get(usize::from(CONTROL_QUEUE)) {
+                self.note_position(control);
+            }
+        }
         for (vring, _) in vrings.iter().zip(touched).filter(|(_, t)| *t) {
             if vring.needs_notification().unwrap_or(true) {
                 vring.signal_used_queue()?;
@@ -329,32 +340,74 @@ impl VgpuBackend {
         self.stash.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Called for the control queue's first event after the frontend stopped the
-    /// rings. QEMU stops them (GET_VRING_BASE) both to pause the VM and to reset the
-    /// device when the guest reboots, and tells the backend nothing else. A pause
-    /// restarts the ring where it stopped; a reset restarts it from a new base (0), and
-    /// the guest driver then expects a fresh device (its first resource is id 1
-    /// again). So: same position → return what was stashed and go on; another
-    /// position → the guest reset the device.
-    fn after_restart(&self, vrings: &[VringRwLock]) -> io::Result<()> {
-        if !self.stopped.swap(false, Ordering::AcqRel) {
-            return Ok(());
+    /// Called before the first queue event (control or cursor) after the frontend
+    /// stopped the rings. QEMU stops them (GET_VRING_BASE) both to pause the VM and to
+    /// reset the device when the guest reboots, and tells the backend nothing else. A
+    /// pause restarts the control ring where it stopped: the same next available index
+    /// (SET_VRING_BASE with what GET_VRING_BASE returned) and the same used index in
+    /// guest memory (which SET_VRING_ADDR reloads). A reset restarts it as a new
+    /// driver lays it out: base 0 and a zeroed used index, and the guest driver then
+    /// expects a fresh device (its first resource is id 1 again). So: both the same →
+    /// return what was stashed and go on; either different → the guest reset the
+    /// device, and nothing from before the stop may reach the new rings.
+    ///
+    /// Both queue events come here first, so no chain of a restarted ring is popped
+    /// before this decision (the cursor ring's first kick after a reset would
+    /// otherwise be answered into the stash and then dropped with it). Returns
+    /// whether the event's queue may be processed now: not while the control ring is
+    /// still stopped. Once decided, the cursor ring is drained too, for a kick that
+    /// came (and was consumed) while the decision waited.
+    fn after_restart(&self, vrings: &[VringRwLock]) -> io::Result<bool> {
+        if !self.stopped.load(Ordering::Acquire) {
+            return Ok(true);
         }
         let Some(vring) = vrings.get(usize::from(CONTROL_QUEUE)) else {
-            return Ok(());
+            return Ok(true);
         };
-        let now = vring.queue_next_avail();
-        let before = self.last_avail.load(Ordering::Acquire);
+        if !queue_live(vring) {
+            // The control ring is still stopped (only the cursor ring came back so
+            // far): decide when it restarts.
+            return Ok(false);
+        }
+        self.stopped.store(false, Ordering::Release);
+        self.decide_restart(vrings, vring)?;
+        self.process_queue(vrings, CURSOR_QUEUE)?;
+        Ok(true)
+    }
+
+    /// Pause or reset: see [`Self::after_restart`].
+    fn decide_restart(&self, vrings: &[VringRwLock], vring: &VringRwLock) -> io::Result<()> {
+        let now = (vring.queue_next_avail(), next_used(vring));
+        let before = (
+            self.last_avail.load(Ordering::Acquire),
+            self.last_used.load(Ordering::Acquire),
+        );
         let stashed = std::mem::take(&mut *self.stash());
         if now == before {
             return self.return_used(vrings, stashed);
         }
         log::info!(
-            "vhost-user: control queue restarted at {now} (stopped at {before}): the guest \
-             reset the device; dropping its contexts and resources"
+            "vhost-user: control queue restarted at avail {}, used {} (stopped at avail {}, \
+             used {}): the guest reset the device; dropping its contexts and resources",
+            now.0,
+            now.1,
+            before.0,
+            before.1
         );
         self.reset_state();
+        self.note_position(vring);
         Ok(())
+    }
+
+    /// Records where the control ring stands, for [`Self::after_restart`]. Only while
+    /// it runs: once stopped, the frontend owns the indices.
+    fn note_position(&self, vring: &VringRwLock) {
+        if self.stopped.load(Ordering::Acquire) || !queue_live(vring) {
+            return;
+        }
+        self.last_avail
+            .store(vring.queue_next_avail(), Ordering::Release);
+        self.last_used.store(next_used(vring), Ordering::Release);
     }
 
     /// Drops every resource, context, mapping, parked response and held chain.
@@ -420,6 +473,11 @@ impl VgpuBackend {
         let mut released = Vec::new();
         let display_socket = self.gpu_socket();
         loop {
+            // Re-checked per chain: the frontend may stop the ring meanwhile, and a
+            // stopped ring is the frontend's, not ours to pop.
+            if !queue_live(vring) {
+                break;
+            }
             let next = vring
                 .get_mut()
                 .get_queue_mut()
@@ -434,6 +492,8 @@ impl VgpuBackend {
                     continue;
                 }
             }
+            let started = Instant::now();
+            let head = chain.head_index();
             self.handle_chain(
                 queue,
                 chain,
@@ -441,10 +501,26 @@ impl VgpuBackend {
                 display_socket.as_deref(),
                 &mut released,
             );
+            // Each response goes back as soon as it is written, not at the end of the
+            // pass: a GET_CAPSET behind a burst of 2D transfers must not wait for them
+            // all (with EVENT_IDX the guest still gets one interrupt per batch it
+            // asked for).
+            if !released.is_empty() {
+                if queue == CONTROL_QUEUE {
+                    self.note_position(vring);
+                }
+                self.return_used(vrings, std::mem::take(&mut released))?;
+            }
+            if is_capset_query(command) {
+                log::debug!(
+                    target: "vgpu::virtio_gpu",
+                    "virtio-gpu: command {command:#x} (head {head}) answered in {} us",
+                    started.elapsed().as_micros()
+                );
+            }
         }
         if queue == CONTROL_QUEUE {
-            self.last_avail
-                .store(vring.queue_next_avail(), Ordering::Release);
+            self.note_position(vring);
         }
         self.return_used(vrings, released)
     }
@@ -539,15 +615,28 @@ impl VgpuBackend {
             return Ok(());
         };
         if !self.event_idx.load(Ordering::Acquire) {
-            return self.drain(vrings, queue);
+            if self.live_or_log(vring, queue) {
+                self.drain(vrings, queue)?;
+            }
+            return Ok(());
         }
         // EVENT_IDX: drain with notifications off, re-enable, and go again if the
         // guest added work meanwhile; a single pass makes the guest stop kicking.
+        // A ring the frontend stops meanwhile ends the loop: `enable_notification`
+        // compares the guest's avail index with ours and would report "more" for
+        // ever on a stopped ring that nothing may pop (a busy loop that also kept
+        // this, the only vring worker, from everything else).
         loop {
+            if !self.live_or_log(vring, queue) {
+                return Ok(());
+            }
             vring
                 .disable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?;
             self.drain(vrings, queue)?;
+            if !queue_live(vring) {
+                return Ok(());
+            }
             if !vring
                 .enable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?
@@ -555,6 +644,18 @@ impl VgpuBackend {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether `vring` runs (started and enabled); if not, one line a minute says so.
+    fn live_or_log(&self, vring: &VringRwLock, queue: u16) -> bool {
+        if queue_live(vring) {
+            return true;
+        }
+        self.not_ready.info(format_args!(
+            "vhost-user: queue {queue} is stopped or disabled; its requests wait for the \
+             frontend to restart it"
+        ));
+        false
     }
 
     fn config_bytes(&self) -> [u8; CONFIG_SIZE] {
@@ -689,10 +790,10 @@ impl VhostUserBackend for VgpuBackend {
             return Err(io::Error::other(format!("unexpected event set {evset:?}")));
         }
         let result = match device_event {
-            CONTROL_QUEUE => self
-                .after_restart(vrings)
-                .and_then(|()| self.process_queue(vrings, device_event)),
-            CURSOR_QUEUE => self.process_queue(vrings, device_event),
+            CONTROL_QUEUE | CURSOR_QUEUE => match self.after_restart(vrings) {
+                Ok(true) => self.process_queue(vrings, device_event),
+                other => other.map(|_| ()),
+            },
             FENCE_EVENT => {
                 let _ = self.fence_event.read();
                 self.finish_queued(vrings)
@@ -709,6 +810,24 @@ impl VhostUserBackend for VgpuBackend {
         }
         Ok(())
     }
+}
+
+/// Whether the frontend has the ring running: started (SET_VRING_KICK after its
+/// address) and enabled (SET_VRING_ENABLE 1), and not stopped by GET_VRING_BASE.
+fn queue_live(vring: &VringRwLock) -> bool {
+    let state = vring.get_ref();
+    state.get_queue().ready() && state.is_enabled()
+}
+
+/// The ring's next used index (the device's side of the used ring).
+fn next_used(vring: &VringRwLock) -> u16 {
+    vring.get_ref().get_queue().next_used()
+}
+
+/// GET_CAPSET_INFO or GET_CAPSET: what a guest driver waits for with a deadline
+/// (Linux: 5 s, then `EBUSY`), so their answer time is logged at debug.
+fn is_capset_query(command: u32) -> bool {
+    command == CommandType::GetCapsetInfo as u32 || command == CommandType::GetCapset as u32
 }
 
 /// The request type and context id of a chain's header ((0, 0) if it is shorter).
