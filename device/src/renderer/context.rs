@@ -333,7 +333,7 @@ impl ContextHandle {
                         blob,
                         source: Box::new(e),
                     })?;
-            Resource::new_device_memory(blob, exported.size, exported.fd)
+            Resource::new_device_memory(blob, exported.size, exported.fd)?
         };
         let res = shared
             .resources

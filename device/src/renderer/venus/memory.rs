@@ -17,7 +17,7 @@ use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
 use crate::ids::{BlobId, ResourceId};
 use crate::renderer::resource::ExportedBlob;
-use crate::sys::{create_memfd, SharedMemory};
+use crate::sys::{check_sealed, create_memfd, SharedMemory};
 
 /// Largest single host-visible allocation backed by a memfd (guards the host against a
 /// guest asking for absurd sizes before the driver can refuse).
@@ -198,6 +198,13 @@ impl Handler<'_, '_> {
         let Ok(fd) = resource.fd().try_clone() else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
+        // The resource's fd is shared with clients (and, for blobs another context
+        // exported, came through the executor seam): map it only if nobody can
+        // truncate it under the mapping. A refusal fails the context with one line.
+        check_sealed(&fd, size).map_err(|e| VenusError::UnsafeFd {
+            resource: res,
+            source: e,
+        })?;
         let Ok(map) = SharedMemory::map(&fd, size) else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };

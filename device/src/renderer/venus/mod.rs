@@ -67,7 +67,7 @@ use super::executor::{
 };
 use super::resource::ExportedBlob;
 use crate::error_chain;
-use crate::ids::{BlobId, ContextId, RingIdx};
+use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
 use objects::State;
 pub(crate) use objects::{DeviceState, InstanceState};
 
@@ -122,6 +122,16 @@ pub enum VenusError {
     /// Creating or mapping host memory for a host-visible allocation failed.
     #[error("host memory for an allocation")]
     HostMemory(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `VkImportMemoryResourceInfoMESA` named a resource whose fd is not safe to map
+    /// (not sealed against shrinking, write-sealed, or smaller than the import).
+    #[error("{resource} cannot be imported")]
+    UnsafeFd {
+        /// The resource.
+        resource: ResourceId,
+        /// Why.
+        #[source]
+        source: crate::sys::FdError,
+    },
 }
 
 type Result<T> = std::result::Result<T, VenusError>;
