@@ -1509,3 +1509,80 @@ fn rings_restarted_in_place_keep_state_and_from_scratch_reset_it() {
     h.restart_queue(1, 0, true);
     assert_eq!(h.resp_type(&create), OK, "a fresh device after the reset");
 }
+
+/// Posts MOVE_CURSOR on the cursor queue with a 24-byte response buffer, without
+/// waiting; returns the head.
+fn post_move_cursor(h: &mut Harness) -> u16 {
+    let req = cmd(CommandType::MoveCursor, &[0, 5, 6, 0, 0, 0, 0, 0]);
+    let a = h.alloc(req.len() as u64);
+    h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+    let resp = h.alloc(24);
+    let len = u32::try_from(req.len()).expect("small");
+    h.post(1, &[(a, len, false), (resp, 24, true)])
+}
+
+/// After a guest reset nothing from before it reaches the new rings: a response
+/// parked on a fence when the rings stopped is dropped with the old device, and the
+/// cursor ring's first request after the restart (before any control-queue kick,
+/// which is where the pause-or-reset decision used to be made) is answered, not
+/// stashed and then dropped with the old device's leftovers.
+#[test]
+fn after_a_reset_no_stale_completion_and_the_cursor_ring_is_answered_first() {
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
+    assert_eq!(le32(&setup, 0), OK);
+    let parked = h.post_request(&submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 7, 1, &[]));
+    assert_eq!(h.next_used(0, Duration::from_millis(300)), None, "parked");
+
+    // The guest reboots: both rings stop and come back as a new driver lays them out.
+    let _ = h.stop_queue(0);
+    let _ = h.stop_queue(1);
+    h.restart_queue(0, 0, true);
+    h.restart_queue(1, 0, true);
+    let cursor = post_move_cursor(&mut h);
+    assert_eq!(
+        h.next_used(1, Duration::from_secs(5)).map(|u| u.0),
+        Some(cursor),
+        "the cursor ring's first request after the reset"
+    );
+    // Fresh device: context 1 and resource 1 are free again, and every used entry on
+    // the new control ring is one of its own requests, in order (request() checks).
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(300)),
+        None,
+        "head {parked} from before the reset came back on the new ring"
+    );
+}
+
+/// While the control ring is stopped (a pause), nothing is popped from either ring:
+/// a cursor request waits, and is answered once the rings restart where they stopped,
+/// together with the state kept across the pause.
+#[test]
+fn a_stopped_control_ring_holds_the_cursor_ring_until_the_restart() {
+    let mut h = Harness::start(core_render);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    let base = h.stop_queue(0);
+    let cursor = post_move_cursor(&mut h);
+    assert_eq!(
+        h.next_used(1, Duration::from_millis(300)),
+        None,
+        "answered while the control ring was stopped"
+    );
+    h.restart_queue(0, base, false);
+    assert_eq!(
+        h.next_used(1, Duration::from_secs(5)).map(|u| u.0),
+        Some(cursor),
+        "the held cursor request after the restart"
+    );
+    assert_eq!(
+        h.resp_type(&create),
+        RespType::ErrInvalidResourceId as u32,
+        "resource 1 survived the pause"
+    );
+}
