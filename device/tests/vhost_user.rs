@@ -323,6 +323,13 @@ impl Harness {
     /// Posts a chain of readable `(addr, len)` then writable `(addr, len)` buffers;
     /// returns the head.
     fn post(&mut self, q: usize, bufs: &[(u64, u32, bool)]) -> u16 {
+        let head = self.post_no_kick(q, bufs);
+        self.rings[q].kick.write(1).expect("kick");
+        head
+    }
+
+    /// As [`Harness::post`], without the kick (several chains, then one kick).
+    fn post_no_kick(&mut self, q: usize, bufs: &[(u64, u32, bool)]) -> u16 {
         let n = u16::try_from(bufs.len()).expect("small");
         let ring = &mut self.rings[q];
         if ring.next_desc + n > QSIZE {
@@ -358,7 +365,6 @@ impl Harness {
             .write_obj(ring.avail_idx, GuestAddress(ring.avail + 2))
             .expect("avail idx");
         fence(Ordering::SeqCst);
-        ring.kick.write(1).expect("kick");
         head
     }
 
@@ -1584,5 +1590,107 @@ fn a_stopped_control_ring_holds_the_cursor_ring_until_the_restart() {
         h.resp_type(&create),
         RespType::ErrInvalidResourceId as u32,
         "resource 1 survived the pause"
+    );
+}
+
+/// Configuration queries are answered ahead of queued 2D work: a GET_CAPSET posted
+/// behind a burst of transfers and flushes (one kick for all, as a busy guest console
+/// makes them) comes back first; the 2D requests then come back in their order.
+#[test]
+fn capset_query_is_answered_ahead_of_queued_2d_work() {
+    let mut h = Harness::start(core_render);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 2, 256, 256]);
+    assert_eq!(h.resp_type(&create), OK);
+    let backing = h.alloc(256 * 256 * 4);
+    let attach = cmd(
+        CommandType::ResourceAttachBacking,
+        &[
+            1,
+            1,
+            u32::try_from(backing).expect("low"),
+            0,
+            256 * 256 * 4,
+            0,
+        ],
+    );
+    assert_eq!(h.resp_type(&attach), OK);
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::SetScanout, &[0, 0, 256, 256, 0, 1])),
+        OK
+    );
+    // 12 pairs: with the capset, 50 descriptors, all in flight at once in the
+    // harness's 64-entry table.
+    let mut queued = Vec::new();
+    for _ in 0..12 {
+        for req in [
+            cmd(CommandType::TransferToHost2d, &[0, 0, 256, 256, 0, 0, 1, 0]),
+            cmd(CommandType::ResourceFlush, &[0, 0, 256, 256, 1, 0]),
+        ] {
+            let a = h.alloc(req.len() as u64);
+            h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+            let resp = h.alloc(24);
+            let len = u32::try_from(req.len()).expect("small");
+            queued.push(h.post_no_kick(0, &[(a, len, false), (resp, 24, true)]));
+        }
+    }
+    let caps = cmd(CommandType::GetCapset, &[4, 1]);
+    let a = h.alloc(caps.len() as u64);
+    h.mem.write_slice(&caps, GuestAddress(a)).expect("write");
+    let resp = h.alloc(4096);
+    let len = u32::try_from(caps.len()).expect("small");
+    let capset = h.post(0, &[(a, len, false), (resp, 4096, true)]);
+    let mut order = Vec::new();
+    while order.len() < queued.len() + 1 {
+        let (head, _) = h
+            .next_used(0, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("answers so far: {order:?}"));
+        order.push(head);
+    }
+    assert_eq!(order[0], capset, "the capset query first: {order:?}");
+    assert_eq!(order[1..], queued[..], "then the 2D work in its order");
+}
+
+/// The frontend stops the control ring while the device is in the middle of a
+/// request (here a CTX_CREATE that takes 600 ms) and the guest has queued one more
+/// request meanwhile; then the guest resets (the rings come back empty). The device
+/// must leave the stopped ring alone (with EVENT_IDX it used to spin on it, flooding
+/// its log, and then pop the new ring's requests into the old device before noticing
+/// the reset), and serve the new driver a fresh device.
+#[test]
+fn a_ring_stopped_mid_request_is_left_alone_and_the_reset_is_seen() {
+    let slow = |signals: FenceSignals| -> Box<dyn RenderBackend> {
+        let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+            std::thread::sleep(Duration::from_millis(600));
+            Ok(Arc::new(TransportOnlyExecutor))
+        };
+        Box::new(CoreBackend::new(
+            &venus_capset(),
+            Arc::new(factory),
+            ContextConfig::default(),
+            signals,
+        ))
+    };
+    let mut h = Harness::start(slow);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    let _ctx = h.post_request(&ctx_create(1, 4));
+    std::thread::sleep(Duration::from_millis(150));
+    // Mid-request: the VMM stops the rings, and the guest had one more request
+    // in the avail ring (no kick: the ring is stopped).
+    let _ = h.stop_queue(0);
+    let _ = h.stop_queue(1);
+    let req = cmd(CommandType::GetDisplayInfo, &[]);
+    let a = h.alloc(req.len() as u64);
+    h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+    let _late = h.post_no_kick(0, &[(a, 24, false)]);
+    std::thread::sleep(Duration::from_millis(900));
+    // The guest reboots: fresh rings, and a fresh device for them.
+    h.restart_queue(0, 0, true);
+    h.restart_queue(1, 0, true);
+    assert_eq!(h.resp_type(&create), OK, "a fresh device after the reset");
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(300)),
+        None,
+        "an answer from before the reset came back on the new ring"
     );
 }

@@ -560,7 +560,12 @@ mod tests {
             let (req, body) = read_msg(b);
             assert_eq!(req, 8, "UPDATE");
             assert_eq!(&body[20..24], &[3, 2, 1, 0xff], "RGBA → x8r8g8b8");
-            let band = (word(&body, 8), word(&body, 12), word(&body, 16), body.len() - 20);
+            let band = (
+                word(&body, 8),
+                word(&body, 12),
+                word(&body, 16),
+                body.len() - 20,
+            );
             rows += band.2;
             bands.push(band);
         }
@@ -605,7 +610,11 @@ mod tests {
         t.join().expect("join").expect("sent");
         assert_eq!(
             bands,
-            vec![(0, 20_000, 1, 80_000), (1, 20_000, 1, 80_000), (2, 20_000, 1, 80_000)]
+            vec![
+                (0, 20_000, 1, 80_000),
+                (1, 20_000, 1, 80_000),
+                (2, 20_000, 1, 80_000)
+            ]
         );
     }
 
