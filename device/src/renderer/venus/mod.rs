@@ -49,6 +49,7 @@ mod query;
 mod queue;
 mod raw;
 mod retire;
+mod robustness;
 mod sync;
 mod transfer;
 mod transport;
