@@ -418,11 +418,14 @@ fn round_trip(d: &Dev, format: vk::Format, texel: u64) -> AppResult<Vec<u8>> {
         let stage = vk::PipelineStageFlags::TRANSFER;
         let top = vk::PipelineStageFlags::TOP_OF_PIPE;
         let dep = vk::DependencyFlags::empty();
-        // SAFETY: recording command buffer; live image and buffers; the regions lie
-        // inside both (16×16 texels; the staging rows are 20 texels at offset 256).
+        // SAFETY: recording command buffer; live image.
         unsafe {
             d.device
                 .cmd_pipeline_barrier(cb, top, stage, dep, &[], &[], &to_dst);
+        }
+        // SAFETY: live image and buffer; the region lies inside both (16×16 texels; the
+        // staging rows are 20 texels at offset 256).
+        unsafe {
             d.device.cmd_copy_buffer_to_image(
                 cb,
                 src.buffer,
@@ -430,8 +433,14 @@ fn round_trip(d: &Dev, format: vk::Format, texel: u64) -> AppResult<Vec<u8>> {
                 vk::ImageLayout::TRANSFER_DST_OPTIMAL,
                 &[upload],
             );
+        }
+        // SAFETY: recording command buffer; live image.
+        unsafe {
             d.device
                 .cmd_pipeline_barrier(cb, stage, stage, dep, &[], &[], &to_src);
+        }
+        // SAFETY: live image and buffer; the region lies inside both.
+        unsafe {
             d.device.cmd_copy_image_to_buffer(
                 cb,
                 image,
@@ -477,22 +486,24 @@ fn hostile_fill(d: &Dev, buffer_size: u64, offset: u64) -> AppResult<Vec<u8>> {
         .memory_type_index(d.memory_type(req.memory_type_bits, Dev::host_visible())?);
     // SAFETY: live device, valid allocate info.
     let memory = unsafe { d.device.allocate_memory(&alloc, None)? };
-    // NOT SAFE, on purpose: the range [offset, offset + req.size) is outside the 4 KiB
-    // allocation. The renderer must refuse it (or fail this client's context).
+    // SAFETY: NOT valid usage, on purpose: the range [offset, offset + req.size) is
+    // outside the 4 KiB allocation. Only run through Venus, whose renderer must refuse
+    // it (or fail this client's context).
     unsafe { d.device.bind_buffer_memory(buffer, memory, offset)? };
     let sink = d.host_buffer(64 << 10)?;
     d.run(|cb| {
-        // SAFETY: as above: the fill and copy reach past the allocation.
+        // SAFETY: as above: the fill reaches past the allocation (Venus only).
         unsafe {
             d.device
                 .cmd_fill_buffer(cb, buffer, 0, vk::WHOLE_SIZE, 0xdead_beef);
-            let region = [vk::BufferCopy {
-                src_offset: 0,
-                dst_offset: 0,
-                size: buffer_size.min(64 << 10),
-            }];
-            d.device.cmd_copy_buffer(cb, buffer, sink.buffer, &region);
         }
+        let region = [vk::BufferCopy {
+            src_offset: 0,
+            dst_offset: 0,
+            size: buffer_size.min(64 << 10),
+        }];
+        // SAFETY: as above: the copy reads past the allocation (Venus only).
+        unsafe { d.device.cmd_copy_buffer(cb, buffer, sink.buffer, &region) };
     })?;
     let out = sink.read();
     // SAFETY: the device waited for the work above.

@@ -72,7 +72,10 @@ impl Handler<'_, '_> {
         // into this command's arena and is not borrowed elsewhere; `forced` stays in
         // place until vkCreateDevice returns.
         unsafe { robustness::force(&mut info, &robust, &mut forced) };
-        log::debug!("venus: {}: host device robustness {robust:?}", self.exec.ctx);
+        log::debug!(
+            "venus: {}: host device robustness {robust:?}",
+            self.exec.ctx
+        );
         // SAFETY: live physical device; `info`, its queue infos and chains (arena) and
         // `ptrs` (pointing at arena strings and 'static names) live across the call.
         let device = match unsafe { inst.instance.create_device(pd, &info, None) } {

@@ -320,8 +320,16 @@ impl Handler<'_, '_> {
         }
         if !renderer_sizes(args.format) {
             out.format_properties = vk::FormatProperties::default();
-            // SAFETY: the output chain was decoded into this command's arena.
-            unsafe { raw::clear_format_properties3(out.p_next) };
+            let clear = |p: &mut vk::FormatProperties3<'_>| {
+                p.linear_tiling_features = vk::FormatFeatureFlags2::empty();
+                p.optimal_tiling_features = vk::FormatFeatureFlags2::empty();
+                p.buffer_features = vk::FormatFeatureFlags2::empty();
+            };
+            // SAFETY: the output chain was decoded into this command's arena (writable,
+            // not borrowed); a FORMAT_PROPERTIES_3 node is that struct.
+            unsafe {
+                raw::with_chain_node(out.p_next, vk::StructureType::FORMAT_PROPERTIES_3, clear)
+            };
         }
         Ok(())
     }

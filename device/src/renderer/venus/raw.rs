@@ -100,32 +100,6 @@ pub(super) unsafe fn bind_plane_aspect(head: *const c_void) -> Option<vk::ImageA
     (!p.is_null()).then(|| unsafe { (*p.cast::<vk::BindImagePlaneMemoryInfo<'_>>()).plane_aspect })
 }
 
-/// Clears the features of every `VkFormatProperties3` in the output chain at `head`.
-///
-/// # Safety
-///
-/// As for [`find_in_chain`], and the chain must be writable (an output chain decoded
-/// into this command's arena); a node with that sType must be a `VkFormatProperties3`
-/// (the decoder builds it so).
-pub(super) unsafe fn clear_format_properties3(head: *mut c_void) {
-    let mut cur = head.cast::<vk::BaseOutStructure<'_>>();
-    let mut steps = 0;
-    // SAFETY: forwarded from the caller: every non-NULL node is a live, writable
-    // BaseOutStructure-prefixed struct, and FORMAT_PROPERTIES_3 nodes are that struct.
-    unsafe {
-        while !cur.is_null() && steps < MAX_WALK {
-            if (*cur).s_type == vk::StructureType::FORMAT_PROPERTIES_3 {
-                let p = cur.cast::<vk::FormatProperties3<'_>>();
-                (*p).linear_tiling_features = vk::FormatFeatureFlags2::empty();
-                (*p).optimal_tiling_features = vk::FormatFeatureFlags2::empty();
-                (*p).buffer_features = vk::FormatFeatureFlags2::empty();
-            }
-            cur = (*cur).p_next;
-            steps += 1;
-        }
-    }
-}
-
 /// The `ringIdx` of the first `VkDeviceQueueTimelineInfoMESA` in the chain at `head`.
 ///
 /// # Safety

@@ -118,13 +118,17 @@ pub(super) unsafe fn force<'a>(
     // robustImageAccess: in VkPhysicalDeviceVulkan13Features or the image robustness
     // struct (never both in one chain), or added.
     if host.robust_image_access {
-        // SAFETY: as above; each node of these sTypes is that struct.
-        let in_chain = unsafe {
+        // SAFETY: as above; a VULKAN_1_3_FEATURES node is that struct.
+        let in_13 = unsafe {
             raw::with_chain_node(
                 head,
                 vk::StructureType::PHYSICAL_DEVICE_VULKAN_1_3_FEATURES,
                 |f: &mut vk::PhysicalDeviceVulkan13Features<'_>| f.robust_image_access = vk::TRUE,
-            ) | raw::with_chain_node(
+            )
+        };
+        // SAFETY: as above; an IMAGE_ROBUSTNESS_FEATURES node is that struct.
+        let in_ext = unsafe {
+            raw::with_chain_node(
                 head,
                 vk::StructureType::PHYSICAL_DEVICE_IMAGE_ROBUSTNESS_FEATURES,
                 |f: &mut vk::PhysicalDeviceImageRobustnessFeatures<'_>| {
@@ -132,6 +136,7 @@ pub(super) unsafe fn force<'a>(
                 },
             )
         };
+        let in_chain = in_13 || in_ext;
         if !in_chain {
             forced.image.robust_image_access = vk::TRUE;
             forced.image.p_next = head.cast_mut();
