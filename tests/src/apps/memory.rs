@@ -1,6 +1,7 @@
 //! Memory-safety programs for the `memory-app` binary: copies with formats past
-//! VkFormat 184 (buffer → image → buffer round trips, compared with native), and two
-//! hostile clients that bind a buffer outside its allocation and then fill it. The
+//! VkFormat 184 (buffer → image → buffer round trips, compared with native), and
+//! hostile clients that bind a buffer or image outside its allocation and then write
+//! through it. The
 //! hostile cases are invalid Vulkan: they are run only through Venus, where the daemon
 //! must refuse the bind before the driver (natively they would corrupt memory).
 //!
@@ -18,7 +19,7 @@ use super::AppResult;
 pub const CASES: &[&str] = &["formats"];
 
 /// The hostile cases (Venus only).
-pub const ATTACKS: &[&str] = &["oversized_bind", "offset_past_end"];
+pub const ATTACKS: &[&str] = &["oversized_bind", "offset_past_end", "oversized_image_bind"];
 
 /// The formats the round trip tries: every one the renderer's old hand-written table
 /// could not size.
@@ -292,6 +293,7 @@ pub fn run_case(d: &Dev, name: &str) -> AppResult<Vec<u8>> {
         "formats" => formats(d),
         "oversized_bind" => hostile_fill(d, 64 << 10, 0),
         "offset_past_end" => hostile_fill(d, 4 << 10, 64 << 10),
+        "oversized_image_bind" => hostile_image(d),
         _ => Err(format!("unknown case {name}").into()),
     }
 }
@@ -511,5 +513,102 @@ fn hostile_fill(d: &Dev, buffer_size: u64, offset: u64) -> AppResult<Vec<u8>> {
     // SAFETY: as above.
     unsafe { d.device.free_memory(memory, None) };
     d.destroy_host_buffer(sink);
+    Ok(out)
+}
+
+/// **Invalid Vulkan on purpose**: a 128×128 RGBA8 image (64 KiB) bound to a 4 KiB
+/// allocation, then filled from a buffer. A renderer that forwards the bind lets the
+/// copy write past the allocation into the host's memory.
+fn hostile_image(d: &Dev) -> AppResult<Vec<u8>> {
+    const SIDE: u32 = 128;
+    let info = vk::ImageCreateInfo::default()
+        .image_type(vk::ImageType::TYPE_2D)
+        .format(vk::Format::R8G8B8A8_UNORM)
+        .extent(vk::Extent3D {
+            width: SIDE,
+            height: SIDE,
+            depth: 1,
+        })
+        .mip_levels(1)
+        .array_layers(1)
+        .samples(vk::SampleCountFlags::TYPE_1)
+        .tiling(vk::ImageTiling::OPTIMAL)
+        .usage(vk::ImageUsageFlags::TRANSFER_DST);
+    // SAFETY: live device, valid create info.
+    let image = unsafe { d.device.create_image(&info, None)? };
+    // SAFETY: live image.
+    let req = unsafe { d.device.get_image_memory_requirements(image) };
+    let alloc = vk::MemoryAllocateInfo::default()
+        .allocation_size(4 << 10)
+        .memory_type_index(d.memory_type(req.memory_type_bits, Dev::host_visible())?);
+    // SAFETY: live device, valid allocate info.
+    let memory = unsafe { d.device.allocate_memory(&alloc, None)? };
+    // SAFETY: NOT valid usage, on purpose: the image needs more than the 4 KiB
+    // allocation. Only run through Venus, whose renderer must refuse it.
+    unsafe { d.device.bind_image_memory(image, memory, 0)? };
+    let src = d.host_buffer((SIDE * SIDE * 4) as usize)?;
+    src.write(&vec![0xa5; src.size]);
+    let range = vk::ImageSubresourceRange {
+        aspect_mask: vk::ImageAspectFlags::COLOR,
+        base_mip_level: 0,
+        level_count: 1,
+        base_array_layer: 0,
+        layer_count: 1,
+    };
+    let to_dst = [vk::ImageMemoryBarrier::default()
+        .old_layout(vk::ImageLayout::UNDEFINED)
+        .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+        .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+        .image(image)
+        .subresource_range(range)];
+    let region = vk::BufferImageCopy {
+        buffer_offset: 0,
+        buffer_row_length: 0,
+        buffer_image_height: 0,
+        image_subresource: vk::ImageSubresourceLayers {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            mip_level: 0,
+            base_array_layer: 0,
+            layer_count: 1,
+        },
+        image_offset: vk::Offset3D::default(),
+        image_extent: vk::Extent3D {
+            width: SIDE,
+            height: SIDE,
+            depth: 1,
+        },
+    };
+    d.run(|cb| {
+        // SAFETY: recording command buffer; live image.
+        unsafe {
+            d.device.cmd_pipeline_barrier(
+                cb,
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &to_dst,
+            );
+        }
+        // SAFETY: as above: the copy writes past the allocation (Venus only).
+        unsafe {
+            d.device.cmd_copy_buffer_to_image(
+                cb,
+                src.buffer,
+                image,
+                vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                &[region],
+            );
+        }
+    })?;
+    // SAFETY: the device waited for the work above.
+    unsafe { d.device.destroy_image(image, None) };
+    // SAFETY: as above.
+    unsafe { d.device.free_memory(memory, None) };
+    let out = src.read();
+    d.destroy_host_buffer(src);
     Ok(out)
 }

@@ -66,13 +66,12 @@ pub enum BindError {
         /// The object being bound.
         object: String,
     },
-    /// A plane was named for an object that is not a disjoint image, or one it lacks.
-    #[error("{object}: plane {plane} is not a bindable plane of it")]
+    /// The bind names a plane of an object that is not a disjoint image, names none of
+    /// a disjoint image, or names one the image lacks.
+    #[error("{object}: the bind's plane does not match the object's planes")]
     Plane {
         /// The object being bound.
         object: String,
-        /// The plane index named.
-        plane: usize,
     },
     /// The object (or plane) is bound already.
     #[error("{object} is already bound to memory")]
@@ -125,8 +124,9 @@ impl BindTarget {
         Self { reqs, bound }
     }
 
-    /// Checks a bind of `plane` (0 unless the image is disjoint) at `offset` in `mem`,
-    /// then records the plane as bound.
+    /// Checks a bind of `plane` (0 unless the image is disjoint; out of range when the
+    /// bind's plane does not match the object) at `offset` in `mem`, then records the
+    /// plane as bound.
     pub(crate) fn bind(
         &mut self,
         object: Object,
@@ -135,10 +135,10 @@ impl BindTarget {
         offset: u64,
     ) -> Result<(), BindError> {
         let name = || object.to_string();
-        let req = *self.reqs.get(plane).ok_or_else(|| BindError::Plane {
-            object: name(),
-            plane,
-        })?;
+        let req = *self
+            .reqs
+            .get(plane)
+            .ok_or_else(|| BindError::Plane { object: name() })?;
         if self.bound.get(plane).copied().unwrap_or(true) {
             return Err(BindError::AlreadyBound { object: name() });
         }
@@ -272,7 +272,7 @@ mod tests {
         t.bind(img, 0, &mem(4096, 0), 256).expect("plane 0");
         assert!(matches!(
             t.bind(img, 2, &mem(4096, 0), 0),
-            Err(BindError::Plane { plane: 2, .. })
+            Err(BindError::Plane { .. })
         ));
     }
 }
