@@ -74,10 +74,11 @@ fn formats_past_184_round_trip_like_native() {
 fn binds_outside_the_allocation_fail_only_the_attacker() {
     let daemon = Daemon::start(DAEMON, "binds").expect("daemon");
     let sock = daemon.socket().to_path_buf();
-    let cases = ["matmul", "prefix_sum", "fences", "host_writes"];
+    // The whole compute suite, started before the attackers connect.
+    let cases = vgpu_tests::apps::CASES;
     let bystander = {
         let sock = sock.clone();
-        std::thread::spawn(move || run(COMPUTE_APP, Mode::Venus(&sock), &cases, TIMEOUT))
+        std::thread::spawn(move || run(COMPUTE_APP, Mode::Venus(&sock), cases, TIMEOUT))
     };
     for attack in vgpu_tests::apps::memory::ATTACKS {
         let o = run(MEMORY_APP, Mode::Venus(&sock), &[attack], ATTACK_TIMEOUT);
@@ -96,7 +97,7 @@ fn binds_outside_the_allocation_fail_only_the_attacker() {
         text(&o),
         daemon.log()
     );
-    let native = run(COMPUTE_APP, Mode::Native, &cases, TIMEOUT);
+    let native = run(COMPUTE_APP, Mode::Native, cases, TIMEOUT);
     assert!(native.status.success(), "native: {}", text(&native));
     assert_eq!(
         results(&o),
