@@ -531,10 +531,12 @@ impl RingWorker {
         match self.consume() {
             RingExit::Stopped => {}
             RingExit::Fault(err) => {
-                self.ring.set_status(STATUS_FATAL);
-                self.ring.mark_stopped();
+                // The context first, so the reason logged is this fault and not that of
+                // a stream that was waiting on the ring and sees it stop.
                 self.ctx
                     .set_fatal(&format!("{}: {}", self.ring.id, error_chain(&err)));
+                self.ring.set_status(STATUS_FATAL);
+                self.ring.mark_stopped();
             }
         }
     }
