@@ -27,12 +27,15 @@ pub(crate) struct StatusWord {
 }
 
 impl StatusWord {
-    fn set_alive(&self) {
+    /// ORs `bits` into the guest-visible status word.
+    pub(crate) fn set(&self, bits: u32) {
         // Bounds and alignment were validated at ring creation; an error here is
         // impossible, and there is nothing better to do than skip the write.
-        let _ = self
-            .mem
-            .fetch_or_u32(self.offset, STATUS_ALIVE, Ordering::SeqCst);
+        let _ = self.mem.fetch_or_u32(self.offset, bits, Ordering::SeqCst);
+    }
+
+    fn set_alive(&self) {
+        self.set(STATUS_ALIVE);
     }
 }
 

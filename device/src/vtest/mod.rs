@@ -6,12 +6,15 @@
 //! (rate-limited) and keeps serving everyone else.
 
 pub mod client;
+mod config;
 mod conn;
+mod peer;
 pub mod probe;
 pub mod protocol;
 mod sync;
 
 use std::collections::HashMap;
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -20,12 +23,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use config::ConfigError;
 pub use conn::ConnError;
 pub use sync::SyncError;
 
 use crate::capset::{VenusCapset, VENUS_CAPSET_SIZE};
 use crate::ratelimit::RateLimiter;
-use crate::renderer::{ContextConfig, ExecutorFactory};
+use crate::renderer::{ContextConfig, ContextRegistry, ExecutorFactory};
+use peer::Peer;
 
 /// Errors of the vtest server itself (not of one client).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,9 @@ pub enum VtestError {
     /// Spawning a thread failed.
     #[error("spawning a thread failed")]
     Spawn(#[source] std::io::Error),
+    /// Creating the socket pair that wakes the accept loop to stop failed.
+    #[error("creating the stop socket failed")]
+    StopSocket(#[source] std::io::Error),
 }
 
 /// vtest server configuration (validated by the CLI layer).
@@ -64,6 +72,18 @@ pub struct VtestConfig {
     pub max_clients: usize,
     /// Syncs (and pending sync waits) per connection.
     pub max_syncs: usize,
+    /// Connections one process (peer pid) may hold.
+    pub max_clients_per_pid: usize,
+    /// Connections one user (peer uid) may hold.
+    pub max_clients_per_uid: usize,
+    /// A client must finish the handshake (up to CONTEXT_INIT) this soon after
+    /// connecting, or it is dropped.
+    pub handshake_timeout: Duration,
+    /// A client that starts a message must send all of it within this time.
+    pub message_timeout: Duration,
+    /// A reply the client does not read within this time (its socket buffer stays
+    /// full) drops the client.
+    pub reply_timeout: Duration,
 }
 
 impl VtestConfig {
@@ -75,6 +95,11 @@ impl VtestConfig {
             max_message_bytes: 16 << 20,
             max_clients: 64,
             max_syncs: 4096,
+            max_clients_per_pid: 16,
+            max_clients_per_uid: 64,
+            handshake_timeout: Duration::from_secs(5),
+            message_timeout: Duration::from_secs(10),
+            reply_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,6 +111,8 @@ pub(crate) struct ServerShared {
     pub(crate) capset: [u8; VENUS_CAPSET_SIZE],
     pub(crate) warn: RateLimiter,
     pub(crate) next_context: AtomicU32,
+    /// Every live context, so shutdown can fail them all.
+    pub(crate) contexts: ContextRegistry,
 }
 
 type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
@@ -93,8 +120,12 @@ type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
 /// A bound vtest server.
 pub struct VtestServer {
     listener: UnixListener,
+    /// The socket file's inode, so stopping removes only the file this server made.
+    inode: Option<u64>,
     shared: Arc<ServerShared>,
-    stop: Arc<AtomicBool>,
+    stopper: Stopper,
+    /// Readable once [`Stopper::stop`] wrote to its end.
+    wake: UnixStream,
 }
 
 impl std::fmt::Debug for VtestServer {
@@ -105,6 +136,30 @@ impl std::fmt::Debug for VtestServer {
     }
 }
 
+/// Stops a [`VtestServer`] from any thread (a signal handler thread, a test).
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    wake: Arc<UnixStream>,
+}
+
+impl Stopper {
+    /// Asks the accept loop to stop: it stops accepting, removes the socket, fails
+    /// every context (FATAL on every ring), hangs up on every client, joins their
+    /// threads and returns.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        // A full buffer is still readable, so an error here still wakes the loop.
+        let _ = (&*self.wake).write(&[1]);
+    }
+}
+
+/// A connection thread and the peer it serves.
+struct ConnThread {
+    thread: JoinHandle<()>,
+    peer: Option<Peer>,
+}
+
 impl VtestServer {
     /// Binds the socket (replacing a stale one left by a dead server).
     pub fn bind(
@@ -113,20 +168,36 @@ impl VtestServer {
         factory: Arc<dyn ExecutorFactory>,
     ) -> Result<Self, VtestError> {
         remove_stale_socket(&config.socket)?;
-        let listener = UnixListener::bind(&config.socket).map_err(|source| VtestError::Bind {
+        let bind_err = |source| VtestError::Bind {
             path: config.socket.clone(),
             source,
-        })?;
+        };
+        let listener = UnixListener::bind(&config.socket).map_err(bind_err)?;
+        // Polled with the stop socket, then accepted without blocking.
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let inode = std::fs::symlink_metadata(&config.socket)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let (wake, wake_tx) = UnixStream::pair().map_err(VtestError::StopSocket)?;
+        wake_tx
+            .set_nonblocking(true)
+            .map_err(VtestError::StopSocket)?;
         Ok(Self {
             listener,
+            inode,
             shared: Arc::new(ServerShared {
                 config,
                 factory,
                 capset: capset.to_bytes(),
                 warn: RateLimiter::new("vgpu::vtest", Duration::from_secs(5), 20),
                 next_context: AtomicU32::new(1),
+                contexts: ContextRegistry::new(),
             }),
-            stop: Arc::new(AtomicBool::new(false)),
+            stopper: Stopper {
+                stop: Arc::new(AtomicBool::new(false)),
+                wake: Arc::new(wake_tx),
+            },
+            wake,
         })
     }
 
@@ -135,19 +206,27 @@ impl VtestServer {
         &self.shared.config.socket
     }
 
-    /// Serves clients on the calling thread until stopped (see [`VtestServer::spawn`]).
+    /// A handle that stops [`VtestServer::run`] from another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// The server's live contexts.
+    pub fn contexts(&self) -> ContextRegistry {
+        self.shared.contexts.clone()
+    }
+
+    /// Serves clients on the calling thread until stopped (see [`Stopper`]).
     pub fn run(self) {
         let clients: Clients = Arc::new(Mutex::new(HashMap::new()));
-        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let mut threads: Vec<ConnThread> = Vec::new();
         let mut next_conn = 0u64;
         log::info!("vtest: listening on {}", self.path().display());
-        for incoming in self.listener.incoming() {
-            if self.stop.load(Ordering::Acquire) {
-                break;
-            }
+        while self.wait_for_client() {
             reap(&mut threads);
-            let stream = match incoming {
-                Ok(s) => s,
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     self.shared
                         .warn
@@ -156,20 +235,24 @@ impl VtestServer {
                     continue;
                 }
             };
-            if threads.len() >= self.shared.config.max_clients {
+            let peer = Peer::of(&stream);
+            if let Err(why) = self.admit(&threads, peer) {
                 self.shared.warn.warn(format_args!(
-                    "vtest: refusing a client: {} clients connected",
-                    threads.len()
+                    "vtest: refusing a client ({}): {why}",
+                    peer.map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
                 ));
                 continue;
             }
             next_conn += 1;
             match spawn_connection(next_conn, stream, &self.shared, &clients) {
-                Ok(t) => threads.push(t),
+                Ok(thread) => threads.push(ConnThread { thread, peer }),
                 Err(e) => log::error!("vtest: cannot start a connection thread: {e}"),
             }
         }
-        // Stopping: hang up on every client, then join their threads.
+        // Stopping: no new clients, then every context fails (FATAL on its rings) and
+        // every client is hung up on, then the threads are joined.
+        self.remove_socket();
+        let failed = self.shared.contexts.fail_all("the daemon is shutting down");
         for (_, stream) in clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -178,22 +261,82 @@ impl VtestServer {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
         for t in threads {
-            let _ = t.join();
+            let _ = t.thread.join();
         }
-        let _ = std::fs::remove_file(self.path());
-        log::info!("vtest: stopped");
+        log::info!("vtest: stopped ({failed} contexts failed)");
+    }
+
+    /// Blocks until a client is waiting to be accepted (true) or the server is
+    /// stopped (false).
+    fn wait_for_client(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags};
+        loop {
+            if self.stopper.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            let mut fds = [
+                PollFd::new(&self.listener, PollFlags::IN),
+                PollFd::new(&self.wake, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) if fds[1].revents().is_empty() => return true,
+                // The stop flag is checked above.
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    log::error!("vtest: polling the listening socket failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Whether a client of `peer` may connect now, or why not.
+    fn admit(&self, threads: &[ConnThread], peer: Option<Peer>) -> Result<(), String> {
+        let config = &self.shared.config;
+        if threads.len() >= config.max_clients {
+            return Err(format!("{} clients connected", threads.len()));
+        }
+        let Some(peer) = peer else {
+            return Ok(());
+        };
+        let same_pid = threads
+            .iter()
+            .filter(|t| t.peer.is_some_and(|p| p.pid == peer.pid))
+            .count();
+        if same_pid >= config.max_clients_per_pid {
+            return Err(format!("pid {} holds {same_pid} connections", peer.pid));
+        }
+        let same_uid = threads
+            .iter()
+            .filter(|t| t.peer.is_some_and(|p| p.uid == peer.uid))
+            .count();
+        if same_uid >= config.max_clients_per_uid {
+            return Err(format!("uid {} holds {same_uid} connections", peer.uid));
+        }
+        Ok(())
+    }
+
+    /// Removes the socket file if it is still the one this server bound.
+    fn remove_socket(&self) {
+        let path = self.path();
+        let current = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if current.is_some() && current == self.inode {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Serves on a background thread; the handle stops it when dropped.
     pub fn spawn(self) -> Result<ServerHandle, VtestError> {
-        let stop = Arc::clone(&self.stop);
+        let stopper = self.stopper();
         let path = self.path().to_path_buf();
         let thread = std::thread::Builder::new()
             .name("vtest-accept".into())
             .spawn(move || self.run())
             .map_err(VtestError::Spawn)?;
         Ok(ServerHandle {
-            stop,
+            stopper,
             path,
             thread: Some(thread),
         })
@@ -203,7 +346,7 @@ impl VtestServer {
 /// A server running on a background thread.
 #[derive(Debug)]
 pub struct ServerHandle {
-    stop: Arc<AtomicBool>,
+    stopper: Stopper,
     path: PathBuf,
     thread: Option<JoinHandle<()>>,
 }
@@ -221,9 +364,7 @@ impl ServerHandle {
 
     fn stop_and_join(&mut self) {
         if let Some(thread) = self.thread.take() {
-            self.stop.store(true, Ordering::Release);
-            // Wake the blocking accept.
-            let _ = UnixStream::connect(&self.path);
+            self.stopper.stop();
             let _ = thread.join();
         }
     }
@@ -235,11 +376,11 @@ impl Drop for ServerHandle {
     }
 }
 
-fn reap(threads: &mut Vec<JoinHandle<()>>) {
-    let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|t| t.is_finished());
+fn reap(threads: &mut Vec<ConnThread>) {
+    let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|t| t.thread.is_finished());
     *threads = live;
     for t in done {
-        let _ = t.join();
+        let _ = t.thread.join();
     }
 }
 
