@@ -87,7 +87,7 @@ impl VtestConfig {
             "max_rings" => self.context.max_rings = count(1, 1024, "1..=1024")?,
             "max_ring_idle_timeout_us" => {
                 self.context.max_ring_idle_timeout =
-                    Duration::from_micros(num(0, 1_000_000, "0..=1000000 (µs)")?);
+                    Duration::from_micros(num(0, 3_600_000_000, "0..=3600000000 (µs)")?);
             }
             _ => return Err(ConfigError::UnknownKey(line, key.to_owned())),
         }

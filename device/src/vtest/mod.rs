@@ -263,7 +263,10 @@ impl VtestServer {
         for t in threads {
             let _ = t.thread.join();
         }
-        log::info!("vtest: stopped ({failed} contexts failed)");
+        if failed > 0 {
+            log::info!("vtest: failed {failed} contexts");
+        }
+        log::info!("vtest: stopped");
     }
 
     /// Blocks until a client is waiting to be accepted (true) or the server is
