@@ -477,3 +477,34 @@ fn sigterm_fails_clients_removes_the_socket_and_exits_zero() {
     let log = daemon.log();
     assert!(log.contains("SIGTERM received"), "{log}");
 }
+
+/// Row 1: a Venus client refused because the daemon is full fails at once (Mesa sees
+/// a reset connection and aborts) instead of spinning on end-of-file.
+#[test]
+fn a_refused_venus_client_fails_instead_of_hanging() {
+    let (daemon, _config) = daemon(
+        "refused",
+        "max_clients = 2\nhandshake_timeout_ms = 60000\n",
+    );
+    let _holders: Vec<VtestClient> = (0..2)
+        .map(|i| ready_client(daemon.socket(), &format!("holder-{i}")))
+        .collect();
+    let started = Instant::now();
+    let refused = run_with_timeout(
+        {
+            let mut cmd = client(APP, Mode::Venus(daemon.socket()));
+            cmd.args(CASES);
+            cmd
+        },
+        Duration::from_secs(20),
+    )
+    .expect("run compute-app");
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the refused client hung for {:?}: {}",
+        started.elapsed(),
+        text(&refused)
+    );
+    assert!(daemon.log().contains("2 clients connected"), "{}", daemon.log());
+}

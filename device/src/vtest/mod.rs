@@ -13,7 +13,7 @@ pub mod probe;
 pub mod protocol;
 mod sync;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use config::ConfigError;
 pub use conn::ConnError;
@@ -154,6 +154,22 @@ impl Stopper {
     }
 }
 
+/// How long a refused connection is held before it is closed. Mesa sends its first
+/// message right after connecting; closing a socket with unread data makes the
+/// client's next read fail with ECONNRESET, and Mesa 25.0.7 then reports "lost
+/// connection" and aborts. A plain EOF would leave it spinning in `vtest_read`, which
+/// retries a zero-byte read forever.
+const REFUSE_LINGER: Duration = Duration::from_millis(100);
+/// Refused connections held at once (the oldest is closed first beyond this).
+const MAX_REFUSED_HELD: usize = 64;
+
+/// What [`VtestServer::wait_for_client`] saw.
+enum Wait {
+    Client,
+    Timeout,
+    Stop,
+}
+
 /// A connection thread and the peer it serves.
 struct ConnThread {
     thread: JoinHandle<()>,
@@ -221,8 +237,24 @@ impl VtestServer {
         let clients: Clients = Arc::new(Mutex::new(HashMap::new()));
         let mut threads: Vec<ConnThread> = Vec::new();
         let mut next_conn = 0u64;
+        let mut refused: VecDeque<(UnixStream, Instant)> = VecDeque::new();
         log::info!("vtest: listening on {}", self.path().display());
-        while self.wait_for_client() {
+        loop {
+            let linger = refused
+                .front()
+                .map(|(_, at)| (*at + REFUSE_LINGER).saturating_duration_since(Instant::now()));
+            let wait = self.wait_for_client(linger);
+            while refused
+                .front()
+                .is_some_and(|(_, at)| at.elapsed() >= REFUSE_LINGER)
+            {
+                refused.pop_front();
+            }
+            match wait {
+                Wait::Stop => break,
+                Wait::Timeout => continue,
+                Wait::Client => {}
+            }
             reap(&mut threads);
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
@@ -241,6 +273,10 @@ impl VtestServer {
                     "vtest: refusing a client ({}): {why}",
                     peer.map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
                 ));
+                if refused.len() >= MAX_REFUSED_HELD {
+                    refused.pop_front();
+                }
+                refused.push_back((stream, Instant::now()));
                 continue;
             }
             next_conn += 1;
@@ -269,20 +305,22 @@ impl VtestServer {
         log::info!("vtest: stopped");
     }
 
-    /// Blocks until a client is waiting to be accepted (true) or the server is
-    /// stopped (false).
-    fn wait_for_client(&self) -> bool {
-        use rustix::event::{poll, PollFd, PollFlags};
+    /// Blocks until a client is waiting to be accepted, the server is stopped, or
+    /// `timeout` (if any) passes.
+    fn wait_for_client(&self, timeout: Option<Duration>) -> Wait {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
         loop {
             if self.stopper.stop.load(Ordering::Acquire) {
-                return false;
+                return Wait::Stop;
             }
             let mut fds = [
                 PollFd::new(&self.listener, PollFlags::IN),
                 PollFd::new(&self.wake, PollFlags::IN),
             ];
-            match poll(&mut fds, None) {
-                Ok(_) if fds[1].revents().is_empty() => return true,
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(0) => return Wait::Timeout,
+                Ok(_) if fds[1].revents().is_empty() => return Wait::Client,
                 // The stop flag is checked above.
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
