@@ -71,8 +71,9 @@ pub fn on_termination(action: OnSignal) -> Result<(), ShutdownError> {
             remove_socket(&action.socket);
             log::info!("shutdown: {failed} contexts failed");
             (action.stop)();
-            let deadline = Instant::now() + action.grace;
-            while Instant::now() < deadline {
+            // An overflowing grace period waits for a second signal only.
+            let deadline = Instant::now().checked_add(action.grace);
+            while deadline.is_none_or(|d| Instant::now() < d) {
                 if let Some(again) = signals.pending().next() {
                     log::warn!("shutdown: {} again: exiting now", signal_name(again));
                     std::process::exit(0);

@@ -161,7 +161,8 @@ impl Connection {
             context: None,
             res_ids: ResourceIds::new(limits.max_resources),
             syncs: Arc::new(Mutex::new(SyncTable::new(max_syncs))),
-            handshake_deadline: Some(Instant::now() + server.config.handshake_timeout),
+            // Overflow (an absurd timeout) means no deadline.
+            handshake_deadline: Instant::now().checked_add(server.config.handshake_timeout),
             message_deadline: None,
             read_timeout: None,
             server,
@@ -233,7 +234,8 @@ impl Connection {
                 n => got += n,
             }
             if self.message_deadline.is_none() {
-                self.message_deadline = Some(Instant::now() + self.server.config.message_timeout);
+                self.message_deadline =
+                    Instant::now().checked_add(self.server.config.message_timeout);
             }
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
