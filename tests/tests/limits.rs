@@ -7,7 +7,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -18,10 +18,13 @@ use vgpu_device::sys::SharedMemory;
 use vgpu_device::vtest::client::{venus, Batch, VtestClient};
 use vgpu_device::vtest::probe::mesa_instance_ring;
 use vgpu_device::vtest::protocol::{cmd, BLOB_FLAG_MAPPABLE};
+use vgpu_tests::bridge::launch::VhostChain;
 use vgpu_tests::harness::{client, run_with_timeout, socket_path, Daemon, Mode};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
+const SERVE: &str = env!("CARGO_BIN_EXE_vhost-serve-daemon");
+const BRIDGE: &str = env!("CARGO_BIN_EXE_vtest-vhost-bridge");
 const TIMEOUT: Duration = Duration::from_secs(240);
 /// What the bystander runs.
 const CASES: &[&str] = &["saxpy", "prefix_sum"];
@@ -428,25 +431,7 @@ fn sigterm_fails_clients_removes_the_socket_and_exits_zero() {
     // A raw client with a ring, idle.
     let mut raw = ring_client(&socket, 1);
     // A Venus client in the middle of a long run.
-    let cases = vec!["saxpy"; 2000];
-    let mut app = client(APP, Mode::Venus(&socket))
-        .args(&cases)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn compute-app");
-    let stdout = app.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("saxpy ") && tx.send(()).is_err() {
-                break;
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("compute-app never got going");
+    let mut app = running_app(Mode::Venus(&socket));
 
     daemon.signal("TERM").expect("kill");
     let exit = daemon
@@ -461,9 +446,41 @@ fn sigterm_fails_clients_removes_the_socket_and_exits_zero() {
         .client
         .wait_closed(Duration::from_secs(2))
         .expect("read"));
-    // The Venus client fails within a few seconds instead of hanging.
+    assert_fails_soon(&mut app);
+    let log = daemon.log();
+    assert!(log.contains("SIGTERM received"), "{log}");
+}
+
+/// `compute-app` through `mode` running 2000 cases, returned once the first is done.
+fn running_app(mode: Mode<'_>) -> Child {
+    let cases = vec!["saxpy"; 2000];
+    let mut app = client(APP, mode)
+        .args(&cases)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn compute-app");
+    let stdout = app.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        while let Some(Ok(line)) = lines.next() {
+            if line.starts_with("saxpy ") && tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("compute-app never got going");
+    app
+}
+
+/// The Venus client fails within a few seconds instead of hanging or finishing, and
+/// Mesa says why: the ring turned FATAL, or the connection was lost (not, say, an
+/// allocation failure of its own).
+fn assert_fails_soon(app: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let app_status = loop {
+    let status = loop {
         if let Some(s) = app.try_wait().expect("try_wait") {
             break Some(s);
         }
@@ -474,13 +491,40 @@ fn sigterm_fails_clients_removes_the_socket_and_exits_zero() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let app_status = app_status.expect("the Venus client hung after SIGTERM");
+    let status = status.expect("the Venus client hung after SIGTERM");
+    assert!(!status.success(), "the Venus client finished every case");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = app.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("stderr");
+    }
     assert!(
-        !app_status.success(),
-        "the Venus client finished every case"
+        stderr.contains("fatal") || stderr.contains("lost connection"),
+        "the Venus client failed for another reason ({status:?}):\n{stderr}"
     );
-    let log = daemon.log();
-    assert!(log.contains("SIGTERM received"), "{log}");
+}
+
+/// Row 8, `serve`: SIGTERM to the vhost-user daemon while Mesa runs through it (the
+/// vtest ⇄ vhost-user bridge playing VMM and guest kernel) fails the client, removes
+/// the socket, and exits 0.
+#[test]
+fn serve_sigterm_fails_a_venus_client_and_exits_zero() {
+    let mut chain = VhostChain::start(SERVE, &[], BRIDGE, "serve-term").expect("chain");
+    let mut app = running_app(chain.mode());
+    let ok = Command::new("kill")
+        .args(["-s", "TERM", &chain.daemon_pid().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let exit = chain
+        .wait_daemon_exit(Duration::from_secs(10))
+        .expect("wait")
+        .expect("the daemon did not exit within 10 s");
+    assert!(exit.success(), "{exit:?}\n{}", chain.logs());
+    assert!(!chain.vhost_socket().exists(), "the socket is still there");
+    assert_fails_soon(&mut app);
+    let logs = chain.logs();
+    assert!(logs.contains("1 contexts failed"), "{logs}");
 }
 
 /// Row 1: a Venus client refused because the daemon is full fails at once (Mesa sees
