@@ -1,11 +1,13 @@
 //! Orderly exit on `SIGTERM`/`SIGINT` for both front doors.
 //!
-//! A signal thread waits for the first signal, then: fails every live context (its
-//! fatal hook runs and FATAL is set on every ring, so a guest sees a lost device
-//! instead of a silent host), removes the socket file, and runs the front door's stop
-//! action (the vtest server stops accepting, hangs up on its clients, joins their
-//! threads and returns from `run`, and `main` exits 0). If the process is still alive
-//! after the grace period, or a second signal arrives, it exits 0 itself.
+//! A signal thread waits for the first signal, then: sets FATAL on every ring of
+//! every live context (a guest sees a lost device instead of a silent host), removes
+//! the socket file, and runs the front door's stop action. `vtest` stops accepting,
+//! lets each connection answer what its client already sent (Mesa 25.0.7 spins
+//! forever on an end-of-file in the middle of a reply), then fails the contexts,
+//! hangs up, joins the threads and returns from `run`, and `main` exits 0. `serve`
+//! fails its contexts and exits 0 at once. If the process is still alive after the
+//! grace period, or a second signal arrives, the signal thread exits 0 itself.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
@@ -35,10 +37,10 @@ pub enum ShutdownError {
 pub struct OnSignal {
     /// The socket file to remove.
     pub socket: PathBuf,
-    /// Contexts to fail.
+    /// Contexts whose rings get FATAL.
     pub contexts: ContextRegistry,
-    /// The front door's stop action (run after the contexts failed and the socket
-    /// is gone).
+    /// The front door's stop action (run after the rings got FATAL and the socket
+    /// is gone); it fails the contexts.
     pub stop: Box<dyn FnOnce() + Send>,
     /// How long the stop action may take before the process exits anyway.
     pub grace: Duration,
@@ -63,13 +65,13 @@ pub fn on_termination(action: OnSignal) -> Result<(), ShutdownError> {
                 return;
             };
             log::info!(
-                "shutdown: {} received: failing every context, removing {}",
+                "shutdown: {} received: FATAL on every ring, removing {}",
                 signal_name(signal),
                 action.socket.display()
             );
-            let failed = action.contexts.fail_all(SHUTDOWN_REASON);
+            let contexts = action.contexts.set_rings_fatal();
             remove_socket(&action.socket);
-            log::info!("shutdown: {failed} contexts failed");
+            log::info!("shutdown: rings of {contexts} contexts set FATAL");
             (action.stop)();
             // An overflowing grace period waits for a second signal only.
             let deadline = Instant::now().checked_add(action.grace);

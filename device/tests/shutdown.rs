@@ -136,7 +136,7 @@ fn vtest_sigterm_fails_the_ring_removes_the_socket_and_exits_zero() {
     assert!(client.wait_closed(Duration::from_secs(2)).expect("read"));
     let log = daemon.log();
     assert!(log.contains("SIGTERM received"), "{log}");
-    assert!(log.contains("the daemon is shutting down"), "{log}");
+    assert!(log.contains("rings of 1 contexts set FATAL"), "{log}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::Ordering;
@@ -108,8 +109,32 @@ fn closed_within(mut stream: &UnixStream, timeout: Duration) -> bool {
     }
 }
 
+/// Connects, retrying while the daemon has bound its socket but not yet listens.
+fn connect(path: &Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return s,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+}
+
 fn ready_client(path: &Path, name: &str) -> VtestClient {
-    let mut c = VtestClient::connect(path).expect("connect");
+    // Retries while the daemon has bound its socket but not yet listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut c = loop {
+        match VtestClient::connect(path) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
     c.handshake(name).expect("handshake");
     c.context_init(CapsetId::VENUS).expect("context init");
     c
@@ -152,9 +177,7 @@ fn silent_connections_are_limited_and_dropped() {
         "max_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n",
     );
     // Twice the total limit, all from this process, none saying a word.
-    let silent: Vec<UnixStream> = (0..16)
-        .map(|_| UnixStream::connect(daemon.socket()).expect("connect"))
-        .collect();
+    let silent: Vec<UnixStream> = (0..16).map(|_| connect(daemon.socket())).collect();
     wait_for("the daemon to sort them", Duration::from_secs(5), || {
         connection_threads(daemon.pid()) == 4
     });
@@ -198,7 +221,7 @@ fn stalled_mid_message_clients_are_dropped() {
     msg.extend_from_slice(&[0u8; 40]);
     after.send_raw(&msg).expect("send");
     // During the handshake: half a CREATE_RENDERER header.
-    let during = UnixStream::connect(daemon.socket()).expect("connect");
+    let during = connect(daemon.socket());
     (&during).write_all(&[16, 0, 0, 0]).expect("send");
     // An idle, handshaken client.
     let mut idle = ready_client(daemon.socket(), "idle");
@@ -434,6 +457,7 @@ fn sigterm_fails_clients_removes_the_socket_and_exits_zero() {
     let mut app = running_app(Mode::Venus(&socket));
 
     daemon.signal("TERM").expect("kill");
+    let signalled = Instant::now();
     let exit = daemon
         .wait_exit(Duration::from_secs(10))
         .expect("wait")
@@ -446,7 +470,7 @@ fn sigterm_fails_clients_removes_the_socket_and_exits_zero() {
         .client
         .wait_closed(Duration::from_secs(2))
         .expect("read"));
-    assert_fails_soon(&mut app);
+    assert_fails_soon(&mut app, signalled);
     let log = daemon.log();
     assert!(log.contains("SIGTERM received"), "{log}");
 }
@@ -478,10 +502,17 @@ fn running_app(mode: Mode<'_>) -> Child {
 /// The Venus client fails within a few seconds instead of hanging or finishing, and
 /// Mesa says why: the ring turned FATAL, or the connection was lost (not, say, an
 /// allocation failure of its own).
-fn assert_fails_soon(app: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+fn assert_fails_soon(app: &mut Child, signalled: Instant) {
+    // Mesa checks the ring status after each ring submission, but a thread already
+    // waiting (`vn_relax`) looks only at its first warning, about 3.5 s in; a loaded
+    // machine adds to that.
+    let deadline = signalled + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = app.try_wait().expect("try_wait") {
+            eprintln!(
+                "the Venus client failed {:?} after SIGTERM",
+                signalled.elapsed()
+            );
             break Some(s);
         }
         if Instant::now() > deadline {
@@ -497,19 +528,32 @@ fn assert_fails_soon(app: &mut Child) {
     if let Some(mut pipe) = app.stderr.take() {
         pipe.read_to_string(&mut stderr).expect("stderr");
     }
+    // SIGPIPE: its next vtest write after the daemon closed the connection.
     assert!(
-        stderr.contains("fatal") || stderr.contains("lost connection"),
+        stderr.contains("fatal")
+            || stderr.contains("lost connection")
+            || status.signal() == Some(13),
         "the Venus client failed for another reason ({status:?}):\n{stderr}"
     );
 }
 
-/// Row 8, `serve`: SIGTERM to the vhost-user daemon while Mesa runs through it (the
-/// vtest ⇄ vhost-user bridge playing VMM and guest kernel) fails the client, removes
-/// the socket, and exits 0.
+/// Row 8, `serve`: SIGTERM to the vhost-user daemon with a guest ring in use (through
+/// the vtest ⇄ vhost-user bridge, which plays VMM and guest kernel) sets FATAL on
+/// that ring, removes the socket and exits 0.
+///
+/// The client is a raw vtest client, not Mesa: a Mesa thread waiting for the bridge's
+/// answer to a request the dead daemon never gives gets an end-of-file from the
+/// bridge and spins on it forever (Mesa 25.0.7 `vtest_read`), which is the bridge's
+/// artefact, not the daemon's; in a VM that request waits in the guest kernel.
 #[test]
-fn serve_sigterm_fails_a_venus_client_and_exits_zero() {
+fn serve_sigterm_sets_fatal_on_guest_rings_and_exits_zero() {
     let mut chain = VhostChain::start(SERVE, &[], BRIDGE, "serve-term").expect("chain");
-    let mut app = running_app(chain.mode());
+    let mut raw = ring_client(chain.vtest_socket(), 1);
+    // A round trip through the bridge: the ring exists on the device.
+    raw.client
+        .get_capset(CapsetId::VENUS, 0)
+        .expect("round trip");
+    assert_eq!(status(&raw.rings[0]) & STATUS_FATAL, 0);
     let ok = Command::new("kill")
         .args(["-s", "TERM", &chain.daemon_pid().to_string()])
         .status()
@@ -522,9 +566,14 @@ fn serve_sigterm_fails_a_venus_client_and_exits_zero() {
         .expect("the daemon did not exit within 10 s");
     assert!(exit.success(), "{exit:?}\n{}", chain.logs());
     assert!(!chain.vhost_socket().exists(), "the socket is still there");
-    assert_fails_soon(&mut app);
+    assert_ne!(
+        status(&raw.rings[0]) & STATUS_FATAL,
+        0,
+        "no FATAL on the guest's ring\n{}",
+        chain.logs()
+    );
     let logs = chain.logs();
-    assert!(logs.contains("1 contexts failed"), "{logs}");
+    assert!(logs.contains("rings of 1 contexts set FATAL"), "{logs}");
 }
 
 /// Row 1: a Venus client refused because the daemon is full fails at once (Mesa sees

@@ -111,12 +111,10 @@ impl ContextShared {
             .retain(|(id, _)| *id != ring);
     }
 
-    /// Marks the context fatal and sets FATAL on every ring; the first caller logs
-    /// `reason` and runs the hook.
-    pub(crate) fn set_fatal(&self, reason: &str) {
-        if self.fatal.swap(true, Ordering::AcqRel) {
-            return;
-        }
+    /// Sets FATAL in the guest-visible status of every ring without failing the
+    /// context: the guest stops using its rings while the front door still answers
+    /// what it already sent (daemon shutdown).
+    pub(crate) fn set_rings_fatal(&self) {
         for (_, status) in self
             .ring_status
             .lock()
@@ -125,6 +123,15 @@ impl ContextShared {
         {
             status.set(STATUS_FATAL);
         }
+    }
+
+    /// Marks the context fatal and sets FATAL on every ring; the first caller logs
+    /// `reason` and runs the hook.
+    pub(crate) fn set_fatal(&self, reason: &str) {
+        if self.fatal.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.set_rings_fatal();
         let hook = self
             .fatal_hook
             .lock()

@@ -33,6 +33,17 @@ impl ContextRegistry {
         self.list().iter().filter(|w| w.strong_count() > 0).count()
     }
 
+    /// Sets FATAL on every ring of every live context without failing the contexts
+    /// (their front doors still answer what the guest already sent); returns how
+    /// many contexts there were.
+    pub fn set_rings_fatal(&self) -> usize {
+        let live: Vec<Arc<ContextShared>> = self.list().iter().filter_map(Weak::upgrade).collect();
+        for ctx in &live {
+            ctx.set_rings_fatal();
+        }
+        live.len()
+    }
+
     /// Fails every live context with `reason` (its fatal hook runs, its rings get
     /// FATAL, its waits give up); returns how many were failed. The lock is not held
     /// while the hooks run.

@@ -160,6 +160,9 @@ impl Stopper {
 /// connection" and aborts. A plain EOF would leave it spinning in `vtest_read`, which
 /// retries a zero-byte read forever.
 const REFUSE_LINGER: Duration = Duration::from_millis(100);
+/// How long connections may take to answer what their clients already sent when the
+/// server stops, before their contexts are failed.
+const DRAIN: Duration = Duration::from_secs(1);
 /// Refused connections held at once (the oldest is closed first beyond this).
 const MAX_REFUSED_HELD: usize = 64;
 
@@ -285,22 +288,38 @@ impl VtestServer {
                 Err(e) => log::error!("vtest: cannot start a connection thread: {e}"),
             }
         }
-        // Stopping: no new clients, then every context fails (FATAL on its rings) and
-        // every client is hung up on, then the threads are joined.
+        self.stop_clients(&clients, threads);
+    }
+
+    /// Stopping: no new clients; FATAL on every ring; each connection answers what
+    /// its client already sent (its reads end once the socket's read side is shut,
+    /// and the client's next write fails), for up to [`DRAIN`]; then every context
+    /// left fails (waits give up), every client is hung up on, the threads joined.
+    fn stop_clients(&self, clients: &Clients, threads: Vec<ConnThread>) {
         self.remove_socket();
-        let failed = self.shared.contexts.fail_all("the daemon is shutting down");
-        for (_, stream) in clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-        {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        let contexts = &self.shared.contexts;
+        contexts.set_rings_fatal();
+        let shut = |how| {
+            for stream in clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+            {
+                let _ = stream.shutdown(how);
+            }
+        };
+        shut(std::net::Shutdown::Read);
+        let deadline = Instant::now() + DRAIN;
+        while Instant::now() < deadline && !threads.iter().all(|t| t.thread.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let failed = contexts.fail_all(crate::shutdown::SHUTDOWN_REASON);
+        shut(std::net::Shutdown::Both);
         for t in threads {
             let _ = t.thread.join();
         }
         if failed > 0 {
-            log::info!("vtest: failed {failed} contexts");
+            log::info!("vtest: {failed} contexts still busy were failed");
         }
         log::info!("vtest: stopped");
     }
