@@ -144,9 +144,10 @@ pub struct Stopper {
 }
 
 impl Stopper {
-    /// Asks the accept loop to stop: it stops accepting, removes the socket, fails
-    /// every context (FATAL on every ring), hangs up on every client, joins their
-    /// threads and returns.
+    /// Asks the accept loop to stop: it stops accepting, removes the socket, sets
+    /// FATAL on every ring, lets connections answer what their clients already sent,
+    /// then fails the contexts left, hangs up on every client, joins the connection
+    /// threads and returns (see `VtestServer::stop_clients`).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         // A full buffer is still readable, so an error here still wakes the loop.

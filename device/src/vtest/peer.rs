@@ -9,7 +9,9 @@
 
 use std::os::unix::net::UnixStream;
 
-/// The credentials the kernel recorded when the peer connected.
+/// The credentials the kernel recorded when the peer connected. A peer in another
+/// pid namespace that ours cannot see reports pid 0, so all such peers share one
+/// per-pid budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Peer {
     /// Process id (0 if the kernel gave none).
