@@ -490,6 +490,16 @@ impl VgpuBackend {
             return Ok(());
         };
         let display_socket = self.gpu_socket();
+        let run = |chain: Chain, header: Header| {
+            self.run_chain(
+                vrings,
+                vring,
+                queue,
+                chain,
+                header,
+                display_socket.as_deref(),
+            )
+        };
         let mut taken: VecDeque<(Chain, Header)> = VecDeque::new();
         loop {
             // Re-checked per chain: the frontend may stop the ring meanwhile, and a
@@ -509,14 +519,7 @@ impl VgpuBackend {
                     header.ctx
                 );
                 if header.is_config_query() {
-                    self.run_chain(
-                        vrings,
-                        vring,
-                        queue,
-                        chain,
-                        header,
-                        display_socket.as_deref(),
-                    )?;
+                    run(chain, header)?;
                 } else {
                     taken.push_back((chain, header));
                 }
@@ -532,14 +535,7 @@ impl VgpuBackend {
                     continue;
                 }
             }
-            self.run_chain(
-                vrings,
-                vring,
-                queue,
-                chain,
-                header,
-                display_socket.as_deref(),
-            )?;
+            run(chain, header)?;
         }
         if queue == CONTROL_QUEUE {
             self.note_position(vring);
