@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use vgpu_device::renderer::venus::VenusLimits;
 use vgpu_device::vtest::VtestConfig;
 
 /// vhost-user-vgpu: share a host GPU with VMs through Vulkan forwarding (Venus).
@@ -42,6 +43,45 @@ pub struct VtestArgs {
     /// Maximum shared memory per context in MiB.
     #[arg(long, default_value_t = 4096)]
     pub max_shmem_mib: u64,
+    /// Per-VM limits (each vtest connection is one VM).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Per-VM limits on Venus objects and device memory.
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Device-memory quota per VM in MiB (default: the largest host heap / 4).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Vulkan instances one context may hold.
+    #[arg(long, default_value_t = vgpu_device::renderer::venus::limits::DEFAULT_MAX_INSTANCES)]
+    pub max_instances: u32,
+    /// Vulkan devices one context may hold.
+    #[arg(long, default_value_t = vgpu_device::renderer::venus::limits::DEFAULT_MAX_DEVICES)]
+    pub max_devices: u32,
+    /// Vulkan objects (of every type) one context may hold.
+    #[arg(long, default_value_t = vgpu_device::renderer::venus::limits::DEFAULT_MAX_OBJECTS)]
+    pub max_objects: u32,
+}
+
+impl TryFrom<&LimitArgs> for VenusLimits {
+    type Error = ArgsError;
+
+    fn try_from(args: &LimitArgs) -> Result<Self, Self::Error> {
+        if args.memory_mib.is_some_and(|m| !(1..=1 << 30).contains(&m)) {
+            return Err(ArgsError::MemorySize);
+        }
+        if args.max_instances == 0 || args.max_devices == 0 || args.max_objects == 0 {
+            return Err(ArgsError::ZeroLimit);
+        }
+        Ok(Self {
+            max_instances: args.max_instances,
+            max_devices: args.max_devices,
+            max_objects: args.max_objects,
+            memory_mib: args.memory_mib,
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +123,10 @@ pub enum ArgsError {
     ShmemSize,
     #[error("socket path {0} has no parent directory")]
     SocketDir(PathBuf),
+    #[error("--memory-mib must be 1..=1073741824")]
+    MemorySize,
+    #[error("--max-instances, --max-devices and --max-objects must be at least 1")]
+    ZeroLimit,
 }
 
 impl TryFrom<VtestArgs> for VtestConfig {
@@ -129,6 +173,26 @@ mod tests {
             unreachable!("a serve command line")
         };
         ServeConfig::try_from(serve).expect("valid config")
+    }
+
+    #[test]
+    fn vtest_limits_default_and_flags() {
+        let parse = |argv: &[&str]| {
+            let args = Args::try_parse_from(argv).expect("valid arguments");
+            let Command::Vtest(vtest) = args.command else {
+                unreachable!("a vtest command line")
+            };
+            VenusLimits::try_from(&vtest.limits)
+        };
+        let base = ["vhost-user-vgpu", "vtest", "--socket", "s"];
+        assert_eq!(parse(&base).expect("defaults"), VenusLimits::default());
+        let mut argv = base.to_vec();
+        argv.extend(["--memory-mib", "64", "--max-instances", "2", "--max-objects", "9"]);
+        let l = parse(&argv).expect("flags");
+        assert_eq!((l.memory_mib, l.max_instances, l.max_objects), (Some(64), 2, 9));
+        let mut argv = base.to_vec();
+        argv.extend(["--max-devices", "0"]);
+        assert!(matches!(parse(&argv), Err(ArgsError::ZeroLimit)));
     }
 
     #[test]

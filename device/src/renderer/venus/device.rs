@@ -19,7 +19,7 @@ use super::fns::DeviceFns;
 use super::instance::has_extension;
 use super::objects::DeviceState;
 use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
-use super::{raw, Handler, Result, VenusError};
+use super::{raw, Handler, Limit, Result, VenusError};
 
 /// Timelines a context may bind (virtio-gpu ring_idx 0..=63).
 const MAX_RING_IDX: u32 = 64;
@@ -31,6 +31,10 @@ pub(super) const STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA: vk::StructureType =
 impl Handler<'_, '_> {
     pub(super) fn create_device(&mut self, args: &mut CreateDeviceArgs<'_>) -> Result<vk::Result> {
         let id = self.new_id(args.p_device.as_deref())?;
+        let max = self.exec.account.limits().max_devices as usize;
+        if self.lock().device_count() >= max {
+            return Err(self.limit_reached(Limit::Devices));
+        }
         let pd = args.physical_device;
         let inst = self.physical(pd)?;
         let guest = required(args.p_create_info, "pCreateInfo")?;

@@ -12,7 +12,7 @@ use vulkan_proto::args::{
 use vulkan_proto::info;
 
 use super::objects::InstanceState;
-use super::{raw, Handler, Result, VenusError};
+use super::{raw, Handler, Limit, Result, VenusError};
 
 /// Copies `items` into a guest count/array pair (the two-call enumerate idiom).
 pub(super) fn fill_array<T: Copy>(
@@ -122,6 +122,10 @@ impl Handler<'_, '_> {
         args: &mut CreateInstanceArgs<'_>,
     ) -> Result<vk::Result> {
         let id = self.new_id(args.p_instance.as_deref())?;
+        let max = self.exec.account.limits().max_instances as usize;
+        if self.lock().instance_count() >= max {
+            return Err(self.limit_reached(Limit::Instances));
+        }
         let guest = args.p_create_info.ok_or(VenusError::Null {
             what: "pCreateInfo",
         })?;

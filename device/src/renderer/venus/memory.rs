@@ -12,6 +12,7 @@ use vulkan_proto::args::{
     GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
 };
 
+use super::limits::MemoryCharge;
 use super::objects::{DeviceState, HostMemory};
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
@@ -121,16 +122,22 @@ impl Handler<'_, '_> {
         if let Some(res) = import {
             return self.import_resource_memory(args, id, &dev, info, ResourceId(res));
         }
+        let heap = ty.heap_index;
         if !(host_visible && dev.host_pointer_import) {
+            let Some(charge) = self.charge(&dev, heap, guest.allocation_size) else {
+                return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+            };
             // SAFETY: live device; `info` and its chain live across the call.
             return Ok(match unsafe { dev.device.allocate_memory(&info, None) } {
                 Ok(mem) => {
-                    self.bind(
+                    let mut st = self.lock();
+                    st.bind(
                         id,
                         vk::ObjectType::DEVICE_MEMORY,
                         mem.as_raw(),
                         args.device.as_raw(),
                     )?;
+                    st.set_memory_charge(id, charge);
                     vk::Result::SUCCESS
                 }
                 Err(e) => e,
@@ -144,6 +151,10 @@ impl Handler<'_, '_> {
         {
             Some(s) if s > 0 && s <= MAX_HOST_VISIBLE_ALLOCATION => s,
             _ => return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY),
+        };
+        // The memfd counts as device memory, in the bytes the host holds.
+        let Some(charge) = self.charge(&dev, heap, size) else {
+            return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
         };
         let fd = match create_memfd("vgpu-device-memory", size) {
             Ok(fd) => fd,
@@ -164,13 +175,26 @@ impl Handler<'_, '_> {
                 _map: map,
                 size,
             },
+            Some(charge),
         )
+    }
+
+    /// Charges `bytes` on host heap `heap` to this context's VM, or logs (rate
+    /// limited) that its quota is reached.
+    fn charge(&self, dev: &DeviceState, heap: u32, bytes: u64) -> Option<MemoryCharge> {
+        let account = &self.exec.account;
+        let charge = account.try_charge(&dev.memory, heap, bytes);
+        if charge.is_none() {
+            account.warn_quota(self.exec.ctx, &dev.memory, bytes);
+        }
+        charge
     }
 
     /// `VkImportMemoryResourceInfoMESA`: device memory over the pages of a resource
     /// attached to this context (a blob another context exported, attached with
     /// CTX_ATTACH_RESOURCE; or shared memory), imported with
-    /// `VK_EXT_external_memory_host`. The memory can be exported again as a blob.
+    /// `VK_EXT_external_memory_host`. The memory can be exported again as a blob. Not
+    /// charged to the quota: the pages belong to a resource already paid for.
     fn import_resource_memory(
         &mut self,
         args: &AllocateMemoryArgs<'_>,
@@ -212,11 +236,12 @@ impl Handler<'_, '_> {
                 _map: map,
                 size,
             },
+            None,
         )
     }
 
     /// Allocates `info` over `host`'s mapping and records it as guest memory `id`
-    /// (exportable as a blob).
+    /// (exportable as a blob) with what it costs its VM.
     fn allocate_over(
         &self,
         device: vk::Device,
@@ -224,6 +249,7 @@ impl Handler<'_, '_> {
         dev: &DeviceState,
         info: &vk::MemoryAllocateInfo<'_>,
         host: HostMemory,
+        charge: Option<MemoryCharge>,
     ) -> Result<vk::Result> {
         match import_host_pointer(dev, info, &host._map) {
             Ok(mem) => {
@@ -235,6 +261,9 @@ impl Handler<'_, '_> {
                     device.as_raw(),
                 )?;
                 st.memories.insert(id, Arc::new(host));
+                if let Some(charge) = charge {
+                    st.set_memory_charge(id, charge);
+                }
                 Ok(vk::Result::SUCCESS)
             }
             Err(e) => Ok(e),

@@ -9,6 +9,7 @@ use ash::vk;
 
 use super::bounds::{ImageInfo, PassInfo, RenderState, SetLayoutInfo, ViewInfo};
 use super::fns::DeviceFns;
+use super::limits::MemoryCharge;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
 
@@ -111,6 +112,8 @@ pub(crate) struct State {
     dispatchable: HashMap<u64, Arc<DeviceState>>,
     /// Guest memory id → memfd backing.
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
+    /// Guest memory id → what it costs its VM's quota (credited when removed).
+    charges: HashMap<u64, MemoryCharge>,
     /// Guest buffer id → `VkBufferCreateInfo::size` (bounds of indirect arguments).
     buffer_sizes: HashMap<u64, u64>,
     /// Guest image id → what the transfer bounds checks need.
@@ -158,6 +161,16 @@ impl State {
         self.objects.len()
     }
 
+    /// Live host instances.
+    pub(crate) fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Live host devices.
+    pub(crate) fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
     /// Typed lookup for the decoder: id 0 is NULL; unknown or wrong-typed is `None`.
     pub(crate) fn lookup(&self, ty: vk::ObjectType, id: u64) -> Option<u64> {
         if id == 0 {
@@ -203,6 +216,7 @@ impl State {
         let id = self.by_host.remove(&(ty.as_raw(), raw))?;
         self.objects.remove(&id);
         self.memories.remove(&id);
+        self.charges.remove(&id);
         self.buffer_sizes.remove(&id);
         self.image_infos.remove(&id);
         self.render_passes.remove(&id);
@@ -237,6 +251,13 @@ impl State {
             .filter(|o| o.ty == ty && o.parent == parent)
             .map(|o| o.raw)
             .collect()
+    }
+
+    /// Records what memory just bound to guest `id` costs its VM.
+    pub(crate) fn set_memory_charge(&mut self, id: u64, charge: MemoryCharge) {
+        if self.objects.contains_key(&id) {
+            self.charges.insert(id, charge);
+        }
     }
 
     /// Records the size of a buffer just bound to guest `id`.
