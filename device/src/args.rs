@@ -187,9 +187,19 @@ mod tests {
         let base = ["vhost-user-vgpu", "vtest", "--socket", "s"];
         assert_eq!(parse(&base).expect("defaults"), VenusLimits::default());
         let mut argv = base.to_vec();
-        argv.extend(["--memory-mib", "64", "--max-instances", "2", "--max-objects", "9"]);
+        argv.extend([
+            "--memory-mib",
+            "64",
+            "--max-instances",
+            "2",
+            "--max-objects",
+            "9",
+        ]);
         let l = parse(&argv).expect("flags");
-        assert_eq!((l.memory_mib, l.max_instances, l.max_objects), (Some(64), 2, 9));
+        assert_eq!(
+            (l.memory_mib, l.max_instances, l.max_objects),
+            (Some(64), 2, 9)
+        );
         let mut argv = base.to_vec();
         argv.extend(["--max-devices", "0"]);
         assert!(matches!(parse(&argv), Err(ArgsError::ZeroLimit)));

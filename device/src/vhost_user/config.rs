@@ -173,17 +173,28 @@ mod tests {
     #[test]
     fn config_text_sets_vm_limits() {
         let mut c = ServeConfig::new("s".into());
-        assert_eq!(c.limits.memory_mib, None, "default quota comes from the host heap");
+        assert_eq!(
+            c.limits.memory_mib, None,
+            "default quota comes from the host heap"
+        );
         c.apply("memory_mib = 64\nmax_instances = 2\nmax_devices = 3\nmax_objects = 500")
             .expect("valid");
         assert_eq!(c.limits.memory_mib, Some(64));
         assert_eq!(
-            (c.limits.max_instances, c.limits.max_devices, c.limits.max_objects),
+            (
+                c.limits.max_instances,
+                c.limits.max_devices,
+                c.limits.max_objects
+            ),
             (2, 3, 500)
         );
         assert_eq!(
             c.apply("max_objects = 0"),
-            Err(ConfigError::Value(1, "max_objects".into(), "1..=4294967295"))
+            Err(ConfigError::Value(
+                1,
+                "max_objects".into(),
+                "1..=4294967295"
+            ))
         );
     }
 

@@ -42,8 +42,7 @@ fn main() -> ExitCode {
     let result = VenusCapset::new(&VenusProtocolInfo::generated())
         .map_err(|e| e.to_string())
         .and_then(|capset| {
-            VtestServer::bind(VtestConfig::new(socket), &capset, factory)
-                .map_err(|e| e.to_string())
+            VtestServer::bind(VtestConfig::new(socket), &capset, factory).map_err(|e| e.to_string())
         });
     match result {
         Ok(server) => {

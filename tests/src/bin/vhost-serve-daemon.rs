@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let served = vgpu_device::vhost_user::serve(&config, |signals| {
         Box::new(CoreBackend::new(
             &capset,
-            Arc::new(VenusFactory::default()),
+            Arc::new(VenusFactory::per_vm("frontend".into(), config.limits)),
             ContextConfig::default(),
             signals,
         ))
