@@ -146,3 +146,269 @@ fn quota_is_the_heap_and_each_vm_has_its_own() {
         "no log line for the refusal:\n{log}"
     );
 }
+
+/// A raw Venus client: commands encoded with `vulkan_proto` from `ash` values, sent on
+/// the context stream, replies read back from a shared-memory reply stream.
+mod raw {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use ash::vk::{self, Handle};
+    use vgpu_device::ids::{BlobId, CapsetId, ResourceId};
+    use vgpu_device::sys::SharedMemory;
+    use vgpu_device::vtest::client::{venus, Batch, VtestClient};
+    use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
+    use vulkan_proto::args::{
+        AllocateMemoryArgs, CreateDeviceArgs, CreateFenceArgs, CreateInstanceArgs,
+        EnumeratePhysicalDevicesArgs, FreeMemoryArgs, GetPhysicalDeviceMemoryProperties2Args,
+    };
+    use vulkan_proto::{Arena, CommandFlags, Cx, Decoder, Encoder, RawIds};
+
+    /// Reply stream size.
+    const REPLY_SIZE: u64 = 1 << 20;
+    pub const INSTANCE: u64 = 0x10;
+    pub const PHYSICAL: u64 = 0x11;
+    pub const DEVICE: u64 = 0x12;
+
+    /// A connected vtest client with a Venus context and a reply stream.
+    pub struct Client {
+        pub vtest: VtestClient,
+        reply: ResourceId,
+        map: SharedMemory,
+    }
+
+    impl Client {
+        pub fn connect(path: &Path) -> Self {
+            let mut vtest = VtestClient::connect(path).expect("connect");
+            vtest.handshake("raw-venus").expect("handshake");
+            vtest.context_init(CapsetId::VENUS).expect("context init");
+            let (reply, fd) = vtest
+                .create_blob(BLOB_FLAG_MAPPABLE, REPLY_SIZE, BlobId::SHMEM)
+                .expect("reply blob");
+            let map = SharedMemory::map(&fd, REPLY_SIZE).expect("map");
+            Self { vtest, reply, map }
+        }
+
+        /// Runs `cmds` on the context stream with replies written from offset 0, and
+        /// returns the reply bytes once the daemon has run them (a PING answered after
+        /// the submission), or `None` if it closed the connection.
+        pub fn run(&mut self, cmds: &[u8]) -> Option<Vec<u8>> {
+            let mut stream = venus::set_reply_stream(self.reply, 0, REPLY_SIZE);
+            stream.extend_from_slice(cmds);
+            self.vtest
+                .submit_cmd2(&[Batch {
+                    cmds: &stream,
+                    ..Batch::default()
+                }])
+                .ok()?;
+            self.vtest.send(10, &[]).ok()?;
+            self.vtest.read_reply(10).ok()?;
+            let mut out = vec![0u8; usize::try_from(REPLY_SIZE).expect("size")];
+            self.map.read(0, &mut out).expect("read replies");
+            Some(out)
+        }
+
+        /// Whether the daemon dropped the connection within `timeout`.
+        pub fn closed(&mut self, timeout: Duration) -> bool {
+            self.vtest.wait_closed(timeout).unwrap_or(true)
+        }
+    }
+
+    /// vkCreateInstance of guest id `id` (reply requested when `reply`).
+    pub fn create_instance(e: &mut Encoder, id: u64, reply: bool) {
+        let app = vk::ApplicationInfo::default().api_version(vk::API_VERSION_1_1);
+        let ici = vk::InstanceCreateInfo::default().application_info(&app);
+        let mut instance = vk::Instance::from_raw(id);
+        let flags = if reply {
+            CommandFlags::GENERATE_REPLY
+        } else {
+            CommandFlags::NONE
+        };
+        // SAFETY: every pointer refers to the locals above, alive across the encode.
+        unsafe {
+            CreateInstanceArgs {
+                p_create_info: Some(&ici),
+                p_instance: Some(&mut instance),
+                _marker: Default::default(),
+            }
+            .encode(e, flags);
+        }
+    }
+
+    /// Instance [`INSTANCE`], its first physical device [`PHYSICAL`], and device
+    /// [`DEVICE`] with one queue of family 0.
+    #[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
+    pub fn instance_and_device(e: &mut Encoder) {
+        create_instance(e, INSTANCE, false);
+        let mut count = 1u32;
+        let mut physical = [vk::PhysicalDevice::from_raw(PHYSICAL)];
+        let priorities = [1.0f32];
+        let qci = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(0)
+            .queue_priorities(&priorities)];
+        let dci = vk::DeviceCreateInfo::default().queue_create_infos(&qci);
+        let mut device = vk::Device::from_raw(DEVICE);
+        // SAFETY: every pointer refers to the locals above, alive across the encode.
+        unsafe {
+            EnumeratePhysicalDevicesArgs {
+                instance: vk::Instance::from_raw(INSTANCE),
+                p_physical_device_count: Some(&mut count),
+                p_physical_devices: Some(&mut physical),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::NONE);
+            CreateDeviceArgs {
+                physical_device: physical[0],
+                p_create_info: Some(&dci),
+                p_device: Some(&mut device),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::NONE);
+        }
+    }
+
+    /// vkAllocateMemory of `size` bytes of type 0 as guest id `id`.
+    pub fn allocate_memory(e: &mut Encoder, id: u64, size: u64) {
+        let info = vk::MemoryAllocateInfo::default()
+            .allocation_size(size)
+            .memory_type_index(0);
+        let mut mem = vk::DeviceMemory::from_raw(id);
+        // SAFETY: every pointer refers to the locals above, alive across the encode.
+        unsafe {
+            AllocateMemoryArgs {
+                device: vk::Device::from_raw(DEVICE),
+                p_allocate_info: Some(&info),
+                p_memory: Some(&mut mem),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::NONE);
+        }
+    }
+
+    /// vkFreeMemory of guest id `id`.
+    pub fn free_memory(e: &mut Encoder, id: u64) {
+        // SAFETY: no pointers.
+        unsafe {
+            FreeMemoryArgs {
+                device: vk::Device::from_raw(DEVICE),
+                memory: vk::DeviceMemory::from_raw(id),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::NONE);
+        }
+    }
+
+    /// vkCreateFence of guest id `id`, reply requested.
+    pub fn create_fence(e: &mut Encoder, id: u64) {
+        let info = vk::FenceCreateInfo::default();
+        let mut fence = vk::Fence::from_raw(id);
+        // SAFETY: every pointer refers to the locals above, alive across the encode.
+        unsafe {
+            CreateFenceArgs {
+                device: vk::Device::from_raw(DEVICE),
+                p_create_info: Some(&info),
+                p_fence: Some(&mut fence),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::GENERATE_REPLY);
+        }
+    }
+
+    /// vkGetPhysicalDeviceMemoryProperties2 of [`PHYSICAL`] with
+    /// `VkPhysicalDeviceMemoryBudgetPropertiesEXT` chained, reply requested.
+    pub fn query_memory(e: &mut Encoder) {
+        let mut budget = vk::PhysicalDeviceMemoryBudgetPropertiesEXT::default();
+        let mut props = vk::PhysicalDeviceMemoryProperties2::default().push_next(&mut budget);
+        // SAFETY: every pointer refers to the locals above, alive across the encode.
+        unsafe {
+            GetPhysicalDeviceMemoryProperties2Args {
+                physical_device: vk::PhysicalDevice::from_raw(PHYSICAL),
+                p_memory_properties: Some(&mut props),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::GENERATE_REPLY);
+        }
+    }
+
+    /// (heap 0 size, heap 0 budget, heap 0 usage) from a [`query_memory`] reply at the
+    /// start of `replies`.
+    pub fn memory_reply(replies: &[u8]) -> (u64, u64, u64) {
+        let arena = Arena::default();
+        let cx = Cx::new(&arena, &RawIds);
+        let mut args = GetPhysicalDeviceMemoryProperties2Args::default();
+        let mut d = Decoder::new(replies);
+        args.decode_reply(&mut d, &cx).expect("memory properties reply");
+        let props = args.p_memory_properties.expect("properties");
+        let mut node = props.p_next.cast::<vk::BaseOutStructure<'_>>();
+        let mut budget = None;
+        while !node.is_null() {
+            // SAFETY: the decoder built this chain in `arena`, alive here; every node
+            // starts with sType/pNext, and the budget sType is that struct.
+            unsafe {
+                if (*node).s_type == vk::StructureType::PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT
+                {
+                    budget = node
+                        .cast::<vk::PhysicalDeviceMemoryBudgetPropertiesEXT<'_>>()
+                        .as_ref()
+                        .map(|b| (b.heap_budget[0], b.heap_usage[0]));
+                }
+                node = (*node).p_next;
+            }
+        }
+        let (b, u) = budget.expect("budget struct in the reply");
+        (props.memory_properties.memory_heaps[0].size, b, u)
+    }
+
+    /// The results of `n` consecutive create replies (vkCreateInstance, vkCreateFence)
+    /// at the start of `replies`.
+    pub fn create_results(replies: &[u8], n: usize, fences: bool) -> Vec<vk::Result> {
+        let arena = Arena::default();
+        let cx = Cx::new(&arena, &RawIds);
+        let mut d = Decoder::new(replies);
+        (0..n)
+            .map(|_| {
+                if fences {
+                    CreateFenceArgs::default().decode_reply(&mut d, &cx)
+                } else {
+                    CreateInstanceArgs::default().decode_reply(&mut d, &cx)
+                }
+                .expect("create reply")
+            })
+            .collect()
+    }
+}
+
+/// `VK_EXT_memory_budget` through the protocol (Mesa 25.0.7 does not pass the
+/// extension to applications, so a raw client asks): heap size and budget are the
+/// quota, usage is this VM's own allocations, and another VM's allocations change
+/// neither.
+#[test]
+fn memory_budget_reports_the_vms_own_usage() {
+    let daemon = daemon("budget", &["--memory-mib", &QUOTA_MIB.to_string()]);
+    let quota = QUOTA_MIB << 20;
+    let mut a = raw::Client::connect(daemon.socket());
+    let mut b = raw::Client::connect(daemon.socket());
+    for c in [&mut a, &mut b] {
+        let mut e = vulkan_proto::Encoder::new();
+        raw::instance_and_device(&mut e);
+        raw::query_memory(&mut e);
+        let r = c.run(e.as_bytes()).expect("setup");
+        assert_eq!(raw::memory_reply(&r), (quota, quota, 0));
+    }
+    let mut e = vulkan_proto::Encoder::new();
+    raw::allocate_memory(&mut e, 0x100, 16 << 20);
+    raw::query_memory(&mut e);
+    let r = a.run(e.as_bytes()).expect("allocate");
+    assert_eq!(raw::memory_reply(&r), (quota, quota, 16 << 20));
+
+    let mut e = vulkan_proto::Encoder::new();
+    raw::query_memory(&mut e);
+    let r = b.run(e.as_bytes()).expect("bystander query");
+    assert_eq!(raw::memory_reply(&r), (quota, quota, 0), "another VM's usage");
+
+    let mut e = vulkan_proto::Encoder::new();
+    raw::free_memory(&mut e, 0x100);
+    raw::query_memory(&mut e);
+    let r = a.run(e.as_bytes()).expect("free");
+    assert_eq!(raw::memory_reply(&r), (quota, quota, 0), "freed memory gives it back");
+}
