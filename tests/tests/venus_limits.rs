@@ -209,6 +209,7 @@ mod raw {
         }
 
         /// Whether the daemon dropped the connection within `timeout`.
+        #[allow(dead_code)]
         pub fn closed(&mut self, timeout: Duration) -> bool {
             self.vtest.wait_closed(timeout).unwrap_or(true)
         }
@@ -337,7 +338,8 @@ mod raw {
         let cx = Cx::new(&arena, &RawIds);
         let mut args = GetPhysicalDeviceMemoryProperties2Args::default();
         let mut d = Decoder::new(replies);
-        args.decode_reply(&mut d, &cx).expect("memory properties reply");
+        args.decode_reply(&mut d, &cx)
+            .expect("memory properties reply");
         let props = args.p_memory_properties.expect("properties");
         let mut node = props.p_next.cast::<vk::BaseOutStructure<'_>>();
         let mut budget = None;
@@ -404,11 +406,164 @@ fn memory_budget_reports_the_vms_own_usage() {
     let mut e = vulkan_proto::Encoder::new();
     raw::query_memory(&mut e);
     let r = b.run(e.as_bytes()).expect("bystander query");
-    assert_eq!(raw::memory_reply(&r), (quota, quota, 0), "another VM's usage");
+    assert_eq!(
+        raw::memory_reply(&r),
+        (quota, quota, 0),
+        "another VM's usage"
+    );
 
     let mut e = vulkan_proto::Encoder::new();
     raw::free_memory(&mut e, 0x100);
     raw::query_memory(&mut e);
     let r = a.run(e.as_bytes()).expect("free");
-    assert_eq!(raw::memory_reply(&r), (quota, quota, 0), "freed memory gives it back");
+    assert_eq!(
+        raw::memory_reply(&r),
+        (quota, quota, 0),
+        "freed memory gives it back"
+    );
+}
+
+/// `vkCreateInstance` commands the hostile client puts in one submission.
+const FLOOD: usize = 3000;
+/// How far above its baseline the daemon's RSS may stay once a hostile client left.
+const RSS_BOUND_KIB: u64 = 64 << 10;
+
+/// RSS of the daemon in KiB once it has settled: the lowest reading within `wait`
+/// that is at most `target` (or the last one).
+fn settled_rss(daemon: &Daemon, target: u64, wait: Duration) -> u64 {
+    let start = std::time::Instant::now();
+    loop {
+        let rss = daemon.rss_kib().expect("daemon RSS");
+        if rss <= target || start.elapsed() > wait {
+            return rss;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The daemon's RSS after a client created one instance and left (the loader and the
+/// host driver loaded): the baseline hostile clients are measured against.
+fn warm_baseline(daemon: &Daemon) -> u64 {
+    let mut warm = raw::Client::connect(daemon.socket());
+    let mut e = vulkan_proto::Encoder::new();
+    raw::create_instance(&mut e, 1, true);
+    let r = warm.run(e.as_bytes()).expect("warm-up");
+    assert_eq!(
+        raw::create_results(&r, 1, false),
+        [ash::vk::Result::SUCCESS]
+    );
+    drop(warm);
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.rss_kib().expect("daemon RSS")
+}
+
+/// Sends [`FLOOD`] vkCreateInstance in one submission and returns their results.
+fn instance_flood(c: &mut raw::Client) -> Vec<ash::vk::Result> {
+    let mut e = vulkan_proto::Encoder::new();
+    for i in 0..FLOOD {
+        raw::create_instance(&mut e, 0x1000 + i as u64, true);
+    }
+    let r = c.run(e.as_bytes()).expect("flood replies");
+    raw::create_results(&r, FLOOD, false)
+}
+
+/// Instances the flood test allows: enough (about 1.6 GiB of lavapipe heap) that the
+/// daemon's RSS would stay far above its baseline if teardown leaked them or the
+/// allocator kept their memory.
+const FLOOD_MAX_INSTANCES: usize = 1000;
+
+/// A client creating thousands of instances in one submission gets
+/// `VK_ERROR_INITIALIZATION_FAILED` past the limit, with a bounded number of log lines;
+/// a bystander's compute is unaffected; and once the hostile client hangs up the
+/// daemon's RSS returns to within [`RSS_BOUND_KIB`] of its baseline.
+#[test]
+fn instance_flood_is_refused_past_the_limit_and_reclaimed() {
+    let max = FLOOD_MAX_INSTANCES;
+    let daemon = daemon("flood", &["--max-instances", &max.to_string()]);
+    let baseline = warm_baseline(&daemon);
+    let sock = daemon.socket().to_path_buf();
+    let bystander = std::thread::spawn(move || {
+        let mut cmd = client(COMPUTE_APP, Mode::Venus(&sock));
+        cmd.args(["saxpy", "matmul", "fences"]);
+        run_with_timeout(cmd, TIMEOUT).expect("bystander")
+    });
+    let mut hostile = raw::Client::connect(daemon.socket());
+    let results = instance_flood(&mut hostile);
+    let peak = daemon.rss_kib().expect("daemon RSS");
+    assert!(
+        results[..max]
+            .iter()
+            .all(|&r| r == ash::vk::Result::SUCCESS),
+        "{:?}",
+        &results[..max]
+    );
+    assert!(results[max..]
+        .iter()
+        .all(|&r| r == ash::vk::Result::ERROR_INITIALIZATION_FAILED));
+    drop(hostile);
+
+    let o = bystander.join().expect("join");
+    assert!(
+        o.status.success(),
+        "{}\ndaemon log:\n{}",
+        text(&o),
+        daemon.log()
+    );
+    let mut native = client(COMPUTE_APP, Mode::Native);
+    native.args(["saxpy", "matmul", "fences"]);
+    let native = run_with_timeout(native, TIMEOUT).expect("native");
+    assert_eq!(
+        case_lines(&native),
+        case_lines(&o),
+        "bystander results differ"
+    );
+
+    let after = settled_rss(&daemon, baseline + RSS_BOUND_KIB, Duration::from_secs(10));
+    eprintln!("daemon RSS: baseline {baseline} KiB, peak {peak} KiB, after {after} KiB");
+    assert!(
+        after <= baseline + RSS_BOUND_KIB,
+        "RSS {after} KiB after the hostile client left (peak {peak} KiB), baseline \
+         {baseline} KiB"
+    );
+    let log = daemon.log();
+    let lines = log.matches("instance limit of 1000 reached").count();
+    assert!((1..=8).contains(&lines), "{lines} limit lines:\n{log}");
+}
+
+/// A client past the per-context object limit gets `VK_ERROR_OUT_OF_HOST_MEMORY` for
+/// each further create; another client in the same daemon has its own count.
+#[test]
+fn object_flood_is_refused_past_the_limit() {
+    const MAX: usize = 100;
+    let daemon = daemon("objects", &["--max-objects", &MAX.to_string()]);
+    let fences = |c: &mut raw::Client, first: u64, n: usize| {
+        let mut e = vulkan_proto::Encoder::new();
+        for i in 0..n {
+            raw::create_fence(&mut e, first + i as u64);
+        }
+        let r = c.run(e.as_bytes()).expect("fence replies");
+        raw::create_results(&r, n, true)
+    };
+    let mut hostile = raw::Client::connect(daemon.socket());
+    let mut e = vulkan_proto::Encoder::new();
+    raw::instance_and_device(&mut e);
+    hostile.run(e.as_bytes()).expect("setup");
+    let results = fences(&mut hostile, 0x1000, 2 * MAX);
+    let ok = results
+        .iter()
+        .take_while(|&&r| r == ash::vk::Result::SUCCESS)
+        .count();
+    // Instance, physical device and device count too.
+    assert_eq!(ok + 3, MAX, "{results:?}");
+    assert!(results[ok..]
+        .iter()
+        .all(|&r| r == ash::vk::Result::ERROR_OUT_OF_HOST_MEMORY));
+
+    let mut bystander = raw::Client::connect(daemon.socket());
+    let mut e = vulkan_proto::Encoder::new();
+    raw::instance_and_device(&mut e);
+    bystander.run(e.as_bytes()).expect("bystander setup");
+    let results = fences(&mut bystander, 0x1000, MAX / 2);
+    assert!(results.iter().all(|&r| r == ash::vk::Result::SUCCESS));
+    assert!(daemon.log().contains("object limit of 100 reached"));
 }

@@ -210,6 +210,9 @@ impl Drop for VenusExecutor {
             log::debug!("venus: {} teardown: {objects} objects left", self.ctx);
         }
         state.teardown();
+        // The host driver's objects are gone; without this, glibc would keep their
+        // heap in its arenas and the daemon's RSS stay at the client's peak.
+        crate::sys::trim_heap();
     }
 }
 
@@ -331,14 +334,19 @@ impl VenusFactory {
             vm: Some(Arc::new(VmAccount::new(name, limits))),
         }
     }
+
+    /// The VM context `ctx` belongs to.
+    fn account_for(&self, ctx: ContextId) -> Arc<VmAccount> {
+        match &self.vm {
+            Some(vm) => Arc::clone(vm),
+            None => Arc::new(VmAccount::new(ctx.to_string(), self.limits)),
+        }
+    }
 }
 
 impl ExecutorFactory for VenusFactory {
     fn create(&self, ctx: ContextId) -> std::result::Result<Arc<dyn StreamExecutor>, ExecError> {
-        let account = match &self.vm {
-            Some(vm) => Arc::clone(vm),
-            None => Arc::new(VmAccount::new(ctx.to_string(), self.limits)),
-        };
+        let account = self.account_for(ctx);
         Ok(Arc::new(VenusExecutor::with_account(ctx, account)))
     }
 }
@@ -910,4 +918,27 @@ forward! {
     reset_fence_resource_mesa(ResetFenceResourceMESAArgs) -> ();
     wait_semaphore_resource_mesa(WaitSemaphoreResourceMESAArgs) -> ();
     import_semaphore_resource_mesa(ImportSemaphoreResourceMESAArgs) -> ();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_vm_factory_puts_every_context_in_one_vm() {
+        let f = VenusFactory::per_vm("frontend 1".into(), VenusLimits::default());
+        assert!(Arc::ptr_eq(
+            &f.account_for(ContextId(1)),
+            &f.account_for(ContextId(2))
+        ));
+    }
+
+    #[test]
+    fn per_context_factory_makes_each_context_a_vm() {
+        let f = VenusFactory::per_context(VenusLimits::default());
+        assert!(!Arc::ptr_eq(
+            &f.account_for(ContextId(1)),
+            &f.account_for(ContextId(2))
+        ));
+    }
 }
