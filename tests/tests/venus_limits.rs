@@ -160,7 +160,8 @@ mod raw {
     use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
     use vulkan_proto::args::{
         AllocateMemoryArgs, CreateDeviceArgs, CreateFenceArgs, CreateInstanceArgs,
-        EnumeratePhysicalDevicesArgs, FreeMemoryArgs, GetPhysicalDeviceMemoryProperties2Args,
+        DestroyDeviceArgs, EnumeratePhysicalDevicesArgs, FreeMemoryArgs,
+        GetPhysicalDeviceMemoryProperties2Args,
     };
     use vulkan_proto::{Arena, CommandFlags, Cx, Decoder, Encoder, RawIds};
 
@@ -299,6 +300,18 @@ mod raw {
         }
     }
 
+    /// vkDestroyDevice of guest id `id`.
+    pub fn destroy_device(e: &mut Encoder, id: u64) {
+        // SAFETY: no pointers.
+        unsafe {
+            DestroyDeviceArgs {
+                device: vk::Device::from_raw(id),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::NONE);
+        }
+    }
+
     /// vkCreateFence of guest id `id`, reply requested.
     pub fn create_fence(e: &mut Encoder, id: u64) {
         let info = vk::FenceCreateInfo::default();
@@ -361,22 +374,51 @@ mod raw {
         (props.memory_properties.memory_heaps[0].size, b, u)
     }
 
-    /// The results of `n` consecutive create replies (vkCreateInstance, vkCreateFence)
-    /// at the start of `replies`.
-    pub fn create_results(replies: &[u8], n: usize, fences: bool) -> Vec<vk::Result> {
+    /// Which create command replies are decoded.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Created {
+        Instance,
+        Device,
+        Fence,
+    }
+
+    /// The results of `n` consecutive create replies of `kind` at the start of
+    /// `replies`.
+    pub fn create_results(replies: &[u8], n: usize, kind: Created) -> Vec<vk::Result> {
         let arena = Arena::default();
         let cx = Cx::new(&arena, &RawIds);
         let mut d = Decoder::new(replies);
         (0..n)
             .map(|_| {
-                if fences {
-                    CreateFenceArgs::default().decode_reply(&mut d, &cx)
-                } else {
-                    CreateInstanceArgs::default().decode_reply(&mut d, &cx)
+                match kind {
+                    Created::Instance => CreateInstanceArgs::default().decode_reply(&mut d, &cx),
+                    Created::Device => CreateDeviceArgs::default().decode_reply(&mut d, &cx),
+                    Created::Fence => CreateFenceArgs::default().decode_reply(&mut d, &cx),
                 }
                 .expect("create reply")
             })
             .collect()
+    }
+
+    /// vkCreateDevice of guest id `id` on [`PHYSICAL`], one queue of family 0, reply
+    /// requested.
+    pub fn create_device(e: &mut Encoder, id: u64) {
+        let priorities = [1.0f32];
+        let qci = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(0)
+            .queue_priorities(&priorities)];
+        let dci = vk::DeviceCreateInfo::default().queue_create_infos(&qci);
+        let mut device = vk::Device::from_raw(id);
+        // SAFETY: every pointer refers to the locals above, alive across the encode.
+        unsafe {
+            CreateDeviceArgs {
+                physical_device: vk::PhysicalDevice::from_raw(PHYSICAL),
+                p_create_info: Some(&dci),
+                p_device: Some(&mut device),
+                _marker: Default::default(),
+            }
+            .encode(e, CommandFlags::GENERATE_REPLY);
+        }
     }
 }
 
@@ -449,7 +491,7 @@ fn warm_baseline(daemon: &Daemon) -> u64 {
     raw::create_instance(&mut e, 1, true);
     let r = warm.run(e.as_bytes()).expect("warm-up");
     assert_eq!(
-        raw::create_results(&r, 1, false),
+        raw::create_results(&r, 1, raw::Created::Instance),
         [ash::vk::Result::SUCCESS]
     );
     drop(warm);
@@ -464,7 +506,7 @@ fn instance_flood(c: &mut raw::Client) -> Vec<ash::vk::Result> {
         raw::create_instance(&mut e, 0x1000 + i as u64, true);
     }
     let r = c.run(e.as_bytes()).expect("flood replies");
-    raw::create_results(&r, FLOOD, false)
+    raw::create_results(&r, FLOOD, raw::Created::Instance)
 }
 
 /// Instances the flood test allows: enough (about 1.6 GiB of lavapipe heap) that the
@@ -542,7 +584,7 @@ fn object_flood_is_refused_past_the_limit() {
             raw::create_fence(&mut e, first + i as u64);
         }
         let r = c.run(e.as_bytes()).expect("fence replies");
-        raw::create_results(&r, n, true)
+        raw::create_results(&r, n, raw::Created::Fence)
     };
     let mut hostile = raw::Client::connect(daemon.socket());
     let mut e = vulkan_proto::Encoder::new();
@@ -566,4 +608,34 @@ fn object_flood_is_refused_past_the_limit() {
     let results = fences(&mut bystander, 0x1000, MAX / 2);
     assert!(results.iter().all(|&r| r == ash::vk::Result::SUCCESS));
     assert!(daemon.log().contains("object limit of 100 reached"));
+}
+
+/// A client past the per-context device limit gets `VK_ERROR_TOO_MANY_OBJECTS`, and
+/// can create a device again once it destroyed one.
+#[test]
+fn device_limit_answers_too_many_objects() {
+    let daemon = daemon("devices", &["--max-devices", "2"]);
+    let mut c = raw::Client::connect(daemon.socket());
+    let mut e = vulkan_proto::Encoder::new();
+    raw::instance_and_device(&mut e);
+    for id in [0x200, 0x201] {
+        raw::create_device(&mut e, id);
+    }
+    let r = c.run(e.as_bytes()).expect("devices");
+    assert_eq!(
+        raw::create_results(&r, 2, raw::Created::Device),
+        [
+            ash::vk::Result::SUCCESS,
+            ash::vk::Result::ERROR_TOO_MANY_OBJECTS
+        ]
+    );
+    let mut e = vulkan_proto::Encoder::new();
+    raw::destroy_device(&mut e, 0x200);
+    raw::create_device(&mut e, 0x202);
+    let r = c.run(e.as_bytes()).expect("device after a destroy");
+    assert_eq!(
+        raw::create_results(&r, 1, raw::Created::Device),
+        [ash::vk::Result::SUCCESS]
+    );
+    assert!(daemon.log().contains("device limit of 2 reached"));
 }

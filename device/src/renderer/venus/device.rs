@@ -120,12 +120,18 @@ impl Handler<'_, '_> {
             fns,
         });
         let mut st = self.lock();
-        if let Err(e) = st.bind(
-            id,
-            vk::ObjectType::DEVICE,
-            raw_dev,
-            inst.instance.handle().as_raw(),
-        ) {
+        // Checked again under the lock: another stream may have created one meanwhile.
+        let bound = if st.device_count() >= max {
+            Err(self.limit_reached(Limit::Devices))
+        } else {
+            st.bind(
+                id,
+                vk::ObjectType::DEVICE,
+                raw_dev,
+                inst.instance.handle().as_raw(),
+            )
+        };
+        if let Err(e) = bound {
             drop(st);
             // SAFETY: the device was just created and nothing else knows it.
             unsafe { state.device.destroy_device(None) };

@@ -164,7 +164,13 @@ impl Handler<'_, '_> {
             instance,
         });
         let mut st = self.lock();
-        if let Err(e) = st.bind(id, vk::ObjectType::INSTANCE, raw, 0) {
+        // Checked again under the lock: another stream may have created one meanwhile.
+        let bound = if st.instance_count() >= max {
+            Err(self.limit_reached(Limit::Instances))
+        } else {
+            st.bind(id, vk::ObjectType::INSTANCE, raw, 0)
+        };
+        if let Err(e) = bound {
             drop(st);
             // SAFETY: the instance was just created and nothing else knows it.
             unsafe { state.instance.destroy_instance(None) };
