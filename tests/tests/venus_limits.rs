@@ -354,21 +354,18 @@ mod raw {
         args.decode_reply(&mut d, &cx)
             .expect("memory properties reply");
         let props = args.p_memory_properties.expect("properties");
-        let mut node = props.p_next.cast::<vk::BaseOutStructure<'_>>();
+        let mut node = props.p_next.cast::<vk::BaseOutStructure<'_>>().cast_const();
         let mut budget = None;
         while !node.is_null() {
             // SAFETY: the decoder built this chain in `arena`, alive here; every node
-            // starts with sType/pNext, and the budget sType is that struct.
-            unsafe {
-                if (*node).s_type == vk::StructureType::PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT
-                {
-                    budget = node
-                        .cast::<vk::PhysicalDeviceMemoryBudgetPropertiesEXT<'_>>()
-                        .as_ref()
-                        .map(|b| (b.heap_budget[0], b.heap_usage[0]));
-                }
-                node = (*node).p_next;
+            // starts with sType/pNext.
+            let base = unsafe { &*node };
+            if base.s_type == vk::StructureType::PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT {
+                // SAFETY: the decoder builds a node of this sType as that struct.
+                let b = unsafe { &*node.cast::<vk::PhysicalDeviceMemoryBudgetPropertiesEXT<'_>>() };
+                budget = Some((b.heap_budget[0], b.heap_usage[0]));
             }
+            node = base.p_next.cast_const();
         }
         let (b, u) = budget.expect("budget struct in the reply");
         (props.memory_properties.memory_heaps[0].size, b, u)

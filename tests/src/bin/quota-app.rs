@@ -29,14 +29,12 @@ fn allocate(device: &ash::Device, type_index: u32, size: u64) -> AppResult<vk::D
     let ptr = unsafe { device.map_memory(mem, 0, size, vk::MemoryMapFlags::empty()) }
         .map_err(|r| format!("vkMapMemory {r:?}"))?;
     let last = usize::try_from(size / 4 - 1)?;
-    let words = ptr.cast::<u32>();
-    // SAFETY: the mapping covers `size` bytes, so words 0..size/4 are in bounds and
-    // aligned (mappings are at least 4-byte aligned).
-    let back = unsafe {
-        words.write_volatile(0x5eed);
-        words.add(last).write_volatile(0xf00d);
-        (words.read_volatile(), words.add(last).read_volatile())
-    };
+    // SAFETY: the mapping covers `size` bytes, is at least 4-byte aligned and nothing
+    // else (no GPU work) uses the memory while the slice lives.
+    let words = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u32>(), last + 1) };
+    words[0] = 0x5eed;
+    words[last] = 0xf00d;
+    let back = (words[0], words[last]);
     // SAFETY: mapped above.
     unsafe { device.unmap_memory(mem) };
     if back != (0x5eed, 0xf00d) {
@@ -114,11 +112,10 @@ fn run(chunk_mib: u64, hold: bool) -> AppResult<()> {
         // SAFETY: live, unmapped memory nothing uses.
         unsafe { device.free_memory(m, None) };
     }
-    // SAFETY: every child is gone; nothing uses the device or instance any more.
-    unsafe {
-        device.destroy_device(None);
-        instance.destroy_instance(None);
-    }
+    // SAFETY: every child is gone; nothing uses the device any more.
+    unsafe { device.destroy_device(None) };
+    // SAFETY: its only device is destroyed; nothing uses the instance any more.
+    unsafe { instance.destroy_instance(None) };
     Ok(())
 }
 

@@ -104,6 +104,13 @@ impl Limit {
 /// Bytes per heap index (`VK_MAX_MEMORY_HEAPS` of them).
 type HeapBytes = [u64; vk::MAX_MEMORY_HEAPS];
 
+/// The heaps of `props` that are in use (the count clamped to the array).
+fn heap_count(props: &vk::PhysicalDeviceMemoryProperties) -> usize {
+    usize::try_from(props.memory_heap_count)
+        .unwrap_or(usize::MAX)
+        .min(vk::MAX_MEMORY_HEAPS)
+}
+
 /// One VM's limits and device-memory usage, shared by its contexts' executors.
 #[derive(Debug)]
 pub struct VmAccount {
@@ -188,7 +195,7 @@ impl VmAccount {
     /// Heap sizes as this VM sees them: no larger than its quota.
     pub fn patch_heaps(&self, props: &mut vk::PhysicalDeviceMemoryProperties) {
         let quota = self.quota(props);
-        let count = props.memory_heap_count.min(vk::MAX_MEMORY_HEAPS as u32) as usize;
+        let count = heap_count(props);
         for heap in props.memory_heaps.iter_mut().take(count) {
             heap.size = heap.size.min(quota);
         }
@@ -207,21 +214,20 @@ impl VmAccount {
         let quota = self.quota(host);
         let used = self.usage();
         let total: u64 = used.iter().fold(0u64, |a, &b| a.saturating_add(b));
-        let count = host.memory_heap_count.min(vk::MAX_MEMORY_HEAPS as u32) as usize;
-        for h in 0..vk::MAX_MEMORY_HEAPS {
+        let count = heap_count(host);
+        let heaps = host.memory_heaps.iter().zip(used);
+        let out = budget.heap_budget.iter_mut().zip(&mut budget.heap_usage);
+        for (h, ((heap, used), (b, u))) in heaps.zip(out).enumerate() {
             if h >= count {
-                budget.heap_budget[h] = 0;
-                budget.heap_usage[h] = 0;
+                (*b, *u) = (0, 0);
                 continue;
             }
-            let size = host.memory_heaps[h].size.min(quota);
-            let host_budget = match budget.heap_budget[h] {
-                0 => size,
-                b => b,
-            };
-            let others = total.saturating_sub(used[h]);
-            budget.heap_budget[h] = host_budget.min(size).min(quota.saturating_sub(others));
-            budget.heap_usage[h] = used[h];
+            let size = heap.size.min(quota);
+            // A host without the extension leaves the budget zero: the heap is it.
+            let host_budget = if *b == 0 { size } else { *b };
+            let others = total.saturating_sub(used);
+            *b = host_budget.min(size).min(quota.saturating_sub(others));
+            *u = used;
         }
     }
 
