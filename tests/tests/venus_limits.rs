@@ -3,14 +3,18 @@
 //! object limits with a raw client.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
+use vgpu_tests::bridge::launch::VhostChain;
 use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const QUOTA_APP: &str = env!("CARGO_BIN_EXE_quota-app");
 const COMPUTE_APP: &str = env!("CARGO_BIN_EXE_compute-app");
+const SERVE: &str = env!("CARGO_BIN_EXE_vhost-serve-daemon");
+const BRIDGE: &str = env!("CARGO_BIN_EXE_vtest-vhost-bridge");
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The quota the daemon runs with, and the chunk the app allocates (three fit, the
@@ -36,8 +40,8 @@ fn daemon(tag: &str, flags: &[&str]) -> Daemon {
 /// `quota-app` through Venus. Mesa allocates asynchronously by default, so a refused
 /// allocation would only show when the memory is first used;
 /// `VN_PERF=no_async_mem_alloc` makes Mesa wait for the host's answer.
-fn quota_app(daemon: &Daemon, hold: bool) -> Command {
-    let mut cmd = client(QUOTA_APP, Mode::Venus(daemon.socket()));
+fn quota_app(socket: &Path, hold: bool) -> Command {
+    let mut cmd = client(QUOTA_APP, Mode::Venus(socket));
     cmd.env("VN_PERF", "no_async_mem_alloc")
         .arg(CHUNK_MIB.to_string());
     if hold {
@@ -60,6 +64,39 @@ fn case_lines(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Starts `quota-app … hold` on `socket` and returns it with its output up to
+/// `holding` (it then holds all it could allocate).
+fn hold_quota(socket: &Path) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = quota_app(socket, true)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn holding client");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut held = String::new();
+    while !held.ends_with("holding\n") {
+        let mut line = String::new();
+        let n = lines.read_line(&mut line).expect("read");
+        assert!(n > 0, "holding client ended early:\n{held}");
+        held.push_str(&line);
+    }
+    (child, lines, held)
+}
+
+/// Closes a holding client's stdin (it frees a chunk, allocates it again and exits)
+/// and returns the rest of its output.
+fn release(child: &mut Child, lines: BufReader<ChildStdout>) -> String {
+    drop(child.stdin.take());
+    let mut rest = String::new();
+    for line in lines.lines() {
+        rest.push_str(&line.expect("read"));
+        rest.push('\n');
+    }
+    assert!(child.wait().expect("wait").success(), "{rest}");
+    rest
+}
+
 /// A VM sees its quota as the heap size, can allocate up to it and no further
 /// (`VK_ERROR_OUT_OF_DEVICE_MEMORY`), and can allocate again after a free; a second VM
 /// in the same daemon, while the first holds its whole quota, gets the same quota and
@@ -67,24 +104,7 @@ fn case_lines(o: &Output) -> Vec<String> {
 #[test]
 fn quota_is_the_heap_and_each_vm_has_its_own() {
     let daemon = daemon("quota", &["--memory-mib", &QUOTA_MIB.to_string()]);
-    let mut first = quota_app(&daemon, true)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn first client");
-    let mut lines = BufReader::new(first.stdout.take().expect("stdout"));
-    let mut held = String::new();
-    while !held.ends_with("holding\n") {
-        let mut line = String::new();
-        if lines.read_line(&mut line).expect("read") == 0 {
-            panic!(
-                "first client ended early:\n{held}\ndaemon log:\n{}",
-                daemon.log()
-            );
-        }
-        held.push_str(&line);
-    }
+    let (mut first, lines, held) = hold_quota(daemon.socket());
     let quota = QUOTA_MIB << 20;
     assert_eq!(
         field(&held, "heap"),
@@ -104,7 +124,8 @@ fn quota_is_the_heap_and_each_vm_has_its_own() {
     );
 
     // The first VM holds its whole quota; the second still gets all of its own.
-    let second = run_with_timeout(quota_app(&daemon, false), TIMEOUT).expect("second client");
+    let second =
+        run_with_timeout(quota_app(daemon.socket(), false), TIMEOUT).expect("second client");
     assert!(second.status.success(), "{}", text(&second));
     let out = String::from_utf8_lossy(&second.stdout);
     assert_eq!(
@@ -132,13 +153,7 @@ fn quota_is_the_heap_and_each_vm_has_its_own() {
     assert_eq!(case_lines(&native), case_lines(&venus), "results differ");
 
     // Closing stdin lets the first client free a chunk and allocate it again.
-    drop(first.stdin.take());
-    let mut rest = String::new();
-    for line in lines.lines() {
-        rest.push_str(&line.expect("read"));
-        rest.push('\n');
-    }
-    assert!(first.wait().expect("wait").success(), "{rest}");
+    let rest = release(&mut first, lines);
     assert_eq!(field(&rest, "realloc"), Some("SUCCESS"), "{rest}");
     let log = daemon.log();
     assert!(
@@ -605,6 +620,55 @@ fn object_flood_is_refused_past_the_limit() {
     let results = fences(&mut bystander, 0x1000, MAX / 2);
     assert!(results.iter().all(|&r| r == ash::vk::Result::SUCCESS));
     assert!(daemon.log().contains("object limit of 100 reached"));
+}
+
+/// Through vhost-user every context of one frontend belongs to its VM: a second
+/// client of the same frontend shares the quota the first one holds, and gets it back
+/// once the first one's context is gone.
+#[test]
+fn vhost_user_frontend_contexts_share_one_quota() {
+    let config = std::env::temp_dir().join(format!("vgpu-quota-{}.conf", std::process::id()));
+    std::fs::write(&config, format!("memory_mib = {QUOTA_MIB}\n")).expect("config file");
+    let path = config.to_str().expect("utf-8 path");
+    let chain =
+        VhostChain::start(SERVE, &["--config", path], BRIDGE, "quota-vhost").expect("chain");
+    let _ = std::fs::remove_file(&config);
+    let quota = (QUOTA_MIB << 20).to_string();
+    let fit = (QUOTA_MIB / CHUNK_MIB).to_string();
+    let (mut first, lines, held) = hold_quota(chain.vtest_socket());
+    assert_eq!(field(&held, "heap"), Some(quota.as_str()), "{held}");
+    assert_eq!(field(&held, "allocated"), Some(fit.as_str()), "{held}");
+
+    let second =
+        run_with_timeout(quota_app(chain.vtest_socket(), false), TIMEOUT).expect("second client");
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert_eq!(field(&out, "heap"), Some(quota.as_str()), "{out}");
+    assert_eq!(
+        field(&out, "allocated"),
+        Some("0"),
+        "{out}\n{}",
+        chain.logs()
+    );
+    assert_eq!(
+        field(&out, "failed"),
+        Some("ERROR_OUT_OF_DEVICE_MEMORY"),
+        "{out}"
+    );
+
+    let rest = release(&mut first, lines);
+    assert_eq!(field(&rest, "realloc"), Some("SUCCESS"), "{rest}");
+    // The first context's teardown (after its client left) gives its quota back.
+    let start = std::time::Instant::now();
+    let third = loop {
+        let o = run_with_timeout(quota_app(chain.vtest_socket(), false), TIMEOUT)
+            .expect("third client");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        if field(&out, "allocated") == Some(fit.as_str()) || start.elapsed() > TIMEOUT {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(field(&third, "allocated"), Some(fit.as_str()), "{third}");
 }
 
 /// A client past the per-context device limit gets `VK_ERROR_TOO_MANY_OBJECTS`, and
