@@ -585,11 +585,23 @@ impl State {
                 .copied()
                 .collect();
             let queues: Vec<vk::Queue> = self.queues_of(raw).iter().map(|q| q.queue).collect();
+            // Taken out before the tables forget the memory (which would credit it).
+            let memory_ids: Vec<u64> = children
+                .iter()
+                .filter(|o| o.ty == vk::ObjectType::DEVICE_MEMORY)
+                .filter_map(|o| self.guest_id(o.ty, o.raw))
+                .collect();
+            let charges: Vec<MemoryCharge> = memory_ids
+                .iter()
+                .filter_map(|id| self.charges.remove(id))
+                .collect();
             let Some(dev) = self.remove_device(raw) else {
                 continue;
             };
             if !destroy_device_tree(&dev, &queues, children) {
                 leaked_devices = true;
+                // The leaked memory stays charged to the VM: it is still held.
+                std::mem::forget(charges);
             }
         }
         if leaked_devices {
