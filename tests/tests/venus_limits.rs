@@ -77,8 +77,16 @@ fn hold_quota(socket: &Path) -> (Child, BufReader<ChildStdout>, String) {
     let mut held = String::new();
     while !held.ends_with("holding\n") {
         let mut line = String::new();
-        let n = lines.read_line(&mut line).expect("read");
-        assert!(n > 0, "holding client ended early:\n{held}");
+        if lines.read_line(&mut line).expect("read") == 0 {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!(
+                "holding client ended early ({:?}):\n{held}\n{err}",
+                child.wait()
+            );
+        }
         held.push_str(&line);
     }
     (child, lines, held)
@@ -641,6 +649,12 @@ fn vhost_user_frontend_contexts_share_one_quota() {
 
     let second =
         run_with_timeout(quota_app(chain.vtest_socket(), false), TIMEOUT).expect("second client");
+    assert!(
+        second.status.success(),
+        "{}\n{}",
+        text(&second),
+        chain.logs()
+    );
     let out = String::from_utf8_lossy(&second.stdout);
     assert_eq!(field(&out, "heap"), Some(quota.as_str()), "{out}");
     assert_eq!(
@@ -662,6 +676,7 @@ fn vhost_user_frontend_contexts_share_one_quota() {
     let third = loop {
         let o = run_with_timeout(quota_app(chain.vtest_socket(), false), TIMEOUT)
             .expect("third client");
+        assert!(o.status.success(), "{}\n{}", text(&o), chain.logs());
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         if field(&out, "allocated") == Some(fit.as_str()) || start.elapsed() > TIMEOUT {
             break out;
