@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use vgpu_device::renderer::venus::VenusLimits;
 use vgpu_device::vtest::VtestConfig;
 
 /// vhost-user-vgpu: share a host GPU with VMs through Vulkan forwarding (Venus).
@@ -34,54 +33,65 @@ pub struct VtestArgs {
     /// Socket path (Mesa reads it from VTEST_SOCKET_NAME).
     #[arg(long)]
     pub socket: PathBuf,
-    /// Maximum simultaneous clients.
-    #[arg(long, default_value_t = 64)]
-    pub max_clients: usize,
-    /// Maximum size of one vtest message in MiB.
-    #[arg(long, default_value_t = 16)]
-    pub max_message_mib: usize,
-    /// Maximum shared memory per context in MiB.
-    #[arg(long, default_value_t = 4096)]
-    pub max_shmem_mib: u64,
+    /// Optional limits file (`key = value` lines; see `vtest::VtestConfig::apply`);
+    /// the flags below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Maximum simultaneous clients [default: 64].
+    #[arg(long)]
+    pub max_clients: Option<usize>,
+    /// Maximum connections one process may hold [default: 16].
+    #[arg(long)]
+    pub max_clients_per_pid: Option<usize>,
+    /// Maximum connections one user may hold [default: 64].
+    #[arg(long)]
+    pub max_clients_per_uid: Option<usize>,
+    /// Time from connecting to CONTEXT_INIT before a client is dropped [default: 5000].
+    #[arg(long)]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Time to finish a message once started [default: 10000].
+    #[arg(long)]
+    pub message_timeout_ms: Option<u64>,
+    /// Time a reply may wait for the client to read it [default: 10000].
+    #[arg(long)]
+    pub reply_timeout_ms: Option<u64>,
+    /// Maximum size of one vtest message in MiB [default: 16].
+    #[arg(long)]
+    pub max_message_mib: Option<usize>,
+    /// Maximum shared memory per context in MiB [default: 4096].
+    #[arg(long)]
+    pub max_shmem_mib: Option<u64>,
+    /// Maximum rings per context [default: 64].
+    #[arg(long)]
+    pub max_rings: Option<usize>,
+    /// Cap on a ring's idle timeout (its busy-poll time) in µs [default: 10000].
+    #[arg(long)]
+    pub max_ring_idle_timeout_us: Option<u64>,
+    /// On SIGTERM/SIGINT, how long the orderly stop may take before the daemon exits
+    /// anyway, in ms.
+    #[arg(long, default_value_t = 5000)]
+    pub shutdown_grace_ms: u64,
     /// Per-VM limits (each vtest connection is one VM).
     #[command(flatten)]
     pub limits: LimitArgs,
 }
 
-/// Per-VM limits on Venus objects and device memory.
+/// Per-VM limits on Venus objects and device memory (override the config file's
+/// `memory_mib`, `max_instances`, `max_devices`, `max_objects`).
 #[derive(Debug, clap::Args)]
 pub struct LimitArgs {
-    /// Device-memory quota per VM in MiB (default: the largest host heap / 4).
+    /// Device-memory quota per VM in MiB [default: the largest host heap / 4].
     #[arg(long)]
     pub memory_mib: Option<u64>,
-    /// Vulkan instances one context may hold.
-    #[arg(long, default_value_t = vgpu_device::renderer::venus::limits::DEFAULT_MAX_INSTANCES)]
-    pub max_instances: u32,
-    /// Vulkan devices one context may hold.
-    #[arg(long, default_value_t = vgpu_device::renderer::venus::limits::DEFAULT_MAX_DEVICES)]
-    pub max_devices: u32,
-    /// Vulkan objects (of every type) one context may hold.
-    #[arg(long, default_value_t = vgpu_device::renderer::venus::limits::DEFAULT_MAX_OBJECTS)]
-    pub max_objects: u32,
-}
-
-impl TryFrom<&LimitArgs> for VenusLimits {
-    type Error = ArgsError;
-
-    fn try_from(args: &LimitArgs) -> Result<Self, Self::Error> {
-        if args.memory_mib.is_some_and(|m| !(1..=1 << 30).contains(&m)) {
-            return Err(ArgsError::MemorySize);
-        }
-        if args.max_instances == 0 || args.max_devices == 0 || args.max_objects == 0 {
-            return Err(ArgsError::ZeroLimit);
-        }
-        Ok(Self {
-            max_instances: args.max_instances,
-            max_devices: args.max_devices,
-            max_objects: args.max_objects,
-            memory_mib: args.memory_mib,
-        })
-    }
+    /// Vulkan instances one context may hold [default: 8].
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Vulkan devices one context may hold [default: 8].
+    #[arg(long)]
+    pub max_devices: Option<u32>,
+    /// Vulkan objects (of every type) one context may hold [default: 1000000].
+    #[arg(long)]
+    pub max_objects: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +106,13 @@ pub struct ServeArgs {
     /// the next frontend, e.g. after a VMM restart, on a fresh device).
     #[arg(long)]
     pub once: bool,
+}
+
+impl ServeArgs {
+    /// Socket path, for the shutdown handler.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
 }
 
 impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
@@ -115,33 +132,16 @@ impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
 /// Invalid arguments.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
-    #[error("--max-clients must be at least 1")]
-    NoClients,
-    #[error("--max-message-mib must be 1..=256")]
-    MessageSize,
-    #[error("--max-shmem-mib must be 1..=1048576")]
-    ShmemSize,
     #[error("socket path {0} has no parent directory")]
     SocketDir(PathBuf),
-    #[error("--memory-mib must be 1..=1073741824")]
-    MemorySize,
-    #[error("--max-instances, --max-devices and --max-objects must be at least 1")]
-    ZeroLimit,
+    #[error("invalid vtest limits")]
+    Config(#[from] vgpu_device::vtest::ConfigError),
 }
 
 impl TryFrom<VtestArgs> for VtestConfig {
     type Error = ArgsError;
 
     fn try_from(args: VtestArgs) -> Result<Self, Self::Error> {
-        if args.max_clients == 0 {
-            return Err(ArgsError::NoClients);
-        }
-        if !(1..=256).contains(&args.max_message_mib) {
-            return Err(ArgsError::MessageSize);
-        }
-        if !(1..=1 << 20).contains(&args.max_shmem_mib) {
-            return Err(ArgsError::ShmemSize);
-        }
         let dir = args.socket.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 ".".as_ref()
@@ -152,12 +152,63 @@ impl TryFrom<VtestArgs> for VtestConfig {
         if !dir.is_some_and(std::path::Path::is_dir) {
             return Err(ArgsError::SocketDir(args.socket));
         }
-        let mut config = VtestConfig::new(args.socket);
-        config.max_clients = args.max_clients;
-        config.max_message_bytes = args.max_message_mib << 20;
-        let total = args.max_shmem_mib << 20;
-        config.context.limits.max_shmem_total = total;
-        config.context.limits.max_shmem_size = config.context.limits.max_shmem_size.min(total);
+        let mut config = VtestConfig::new(args.socket.clone());
+        if let Some(path) = &args.config {
+            config.load(path)?;
+        }
+        // Flags override the file; each goes through the same validation (errors name
+        // "line 0", the command line).
+        let flags = [
+            ("max_clients", args.max_clients.map(|v| v.to_string())),
+            (
+                "max_clients_per_pid",
+                args.max_clients_per_pid.map(|v| v.to_string()),
+            ),
+            (
+                "max_clients_per_uid",
+                args.max_clients_per_uid.map(|v| v.to_string()),
+            ),
+            (
+                "handshake_timeout_ms",
+                args.handshake_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "message_timeout_ms",
+                args.message_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "reply_timeout_ms",
+                args.reply_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "max_message_mib",
+                args.max_message_mib.map(|v| v.to_string()),
+            ),
+            ("max_shmem_mib", args.max_shmem_mib.map(|v| v.to_string())),
+            ("max_rings", args.max_rings.map(|v| v.to_string())),
+            (
+                "max_ring_idle_timeout_us",
+                args.max_ring_idle_timeout_us.map(|v| v.to_string()),
+            ),
+            ("memory_mib", args.limits.memory_mib.map(|v| v.to_string())),
+            (
+                "max_instances",
+                args.limits.max_instances.map(|v| v.to_string()),
+            ),
+            (
+                "max_devices",
+                args.limits.max_devices.map(|v| v.to_string()),
+            ),
+            (
+                "max_objects",
+                args.limits.max_objects.map(|v| v.to_string()),
+            ),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                config.set(0, key, &value)?;
+            }
+        }
         Ok(config)
     }
 }
@@ -165,6 +216,7 @@ impl TryFrom<VtestArgs> for VtestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vgpu_device::renderer::venus::VenusLimits;
     use vgpu_device::vhost_user::ServeConfig;
 
     fn serve_config(argv: &[&str]) -> ServeConfig {
@@ -175,17 +227,53 @@ mod tests {
         ServeConfig::try_from(serve).expect("valid config")
     }
 
+    fn vtest_config(argv: &[&str]) -> Result<VtestConfig, ArgsError> {
+        let args = Args::try_parse_from(argv).expect("valid arguments");
+        let Command::Vtest(vtest) = args.command else {
+            unreachable!("a vtest command line")
+        };
+        VtestConfig::try_from(vtest)
+    }
+
+    #[test]
+    fn vtest_limit_flags_override_defaults() {
+        let config = vtest_config(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--max-clients-per-pid",
+            "3",
+            "--reply-timeout-ms",
+            "250",
+            "--max-rings",
+            "4",
+        ])
+        .expect("valid");
+        assert_eq!(config.max_clients_per_pid, 3);
+        assert_eq!(config.reply_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(config.context.max_rings, 4);
+        assert_eq!(config.max_clients, VtestConfig::new("s").max_clients);
+    }
+
+    #[test]
+    fn vtest_rejects_a_zero_timeout() {
+        let err = vtest_config(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--handshake-timeout-ms",
+            "0",
+        ]);
+        assert!(matches!(err, Err(ArgsError::Config(_))));
+    }
+
     #[test]
     fn vtest_limits_default_and_flags() {
-        let parse = |argv: &[&str]| {
-            let args = Args::try_parse_from(argv).expect("valid arguments");
-            let Command::Vtest(vtest) = args.command else {
-                unreachable!("a vtest command line")
-            };
-            VenusLimits::try_from(&vtest.limits)
-        };
         let base = ["vhost-user-vgpu", "vtest", "--socket", "s"];
-        assert_eq!(parse(&base).expect("defaults"), VenusLimits::default());
+        let config = vtest_config(&base).expect("defaults");
+        assert_eq!(config.venus, VenusLimits::default());
         let mut argv = base.to_vec();
         argv.extend([
             "--memory-mib",
@@ -195,14 +283,39 @@ mod tests {
             "--max-objects",
             "9",
         ]);
-        let l = parse(&argv).expect("flags");
+        let l = vtest_config(&argv).expect("flags").venus;
         assert_eq!(
             (l.memory_mib, l.max_instances, l.max_objects),
             (Some(64), 2, 9)
         );
         let mut argv = base.to_vec();
         argv.extend(["--max-devices", "0"]);
-        assert!(matches!(parse(&argv), Err(ArgsError::ZeroLimit)));
+        assert!(matches!(vtest_config(&argv), Err(ArgsError::Config(_))));
+    }
+
+    #[test]
+    fn vtest_limit_flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("vgpu-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("vtest.conf");
+        std::fs::write(&file, "memory_mib = 32\nmax_devices = 2\nmax_rings = 4\n")
+            .expect("config file");
+        let path = file.to_str().expect("utf-8 path");
+        let config = vtest_config(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--config",
+            path,
+            "--memory-mib",
+            "48",
+        ])
+        .expect("valid");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(config.venus.memory_mib, Some(48));
+        assert_eq!(config.venus.max_devices, 2);
+        assert_eq!(config.context.max_rings, 4);
     }
 
     #[test]

@@ -60,6 +60,16 @@ impl RateLimiter {
             None => {}
         }
     }
+
+    /// Logs `msg` at info level if the limiter allows it (expected states a guest or
+    /// frontend causes, such as a stopped ring, that are not faults).
+    pub fn info(&self, msg: std::fmt::Arguments<'_>) {
+        match self.check() {
+            Some(0) => log::info!(target: self.target, "{msg}"),
+            Some(n) => log::info!(target: self.target, "{msg} ({n} similar messages suppressed)"),
+            None => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
  *   - a dumb buffer: CREATE_DUMB, MAP_DUMB + mmap + write, DESTROY_DUMB,
  *   - a known pattern drawn on /dev/fb0 (vertical bars), then "VGPU-PATTERN-READY".
  *
+ * With --first-boot it only reads and sets a marker byte in the RTC's CMOS RAM (which
+ * survives a QEMU system_reset): exit 0 the first time, 1 once the marker is set, so the
+ * init script knows whether it runs before or after the host's reset.
+ *
  * The uapi structs are declared here (from include/uapi/drm/{drm,drm_mode,virtgpu_drm}.h
  * layouts) so the program builds with only a C compiler.
  */
@@ -19,8 +23,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DRM_IOCTL_BASE 'd'
@@ -140,9 +146,29 @@ static void draw_fb(void)
     close(fd);
 }
 
-int main(void)
+/* CMOS byte 0x7d: unused by QEMU (0x5b..0x5f) and SeaBIOS (0x38, 0x3d). */
+#define CMOS_MARKER_INDEX 0x7d
+#define CMOS_MARKER 0xa5
+
+static int first_boot(void)
+{
+    if (ioperm(0x70, 2, 1)) {
+        printf("CHECK boot_marker fail errno %d\n", errno);
+        return 2;
+    }
+    outb(CMOS_MARKER_INDEX, 0x70);
+    if (inb(0x71) == CMOS_MARKER)
+        return 1;
+    outb(CMOS_MARKER_INDEX, 0x70);
+    outb(CMOS_MARKER, 0x71);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc > 1 && strcmp(argv[1], "--first-boot") == 0)
+        return first_boot();
     int fd = open("/dev/dri/card0", O_RDWR);
     check("drm_open", fd >= 0, "errno %d", fd < 0 ? errno : 0);
     if (fd >= 0) {
@@ -157,12 +183,22 @@ int main(void)
         memset(caps, 0xa5, sizeof(caps));
         struct drm_virtgpu_get_caps gc = {.cap_set_id = 4, .cap_set_ver = 0,
                                           .addr = (uint64_t)(uintptr_t)caps, .size = sizeof(caps)};
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int r = ioctl(fd, IOCTL_GET_CAPS, &gc);
-        if (r)
-            printf("CHECK get_caps_venus info errno %d\n", errno);
-        else
+        int err = errno;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        printf("CHECK get_caps_time info %ld ms\n", ms);
+        if (r) {
+            printf("CHECK get_caps_venus info errno %d\n", err);
+            /* Diagnosis: a late answer fills the driver's cache, a lost one does not. */
+            r = ioctl(fd, IOCTL_GET_CAPS, &gc);
+            printf("CHECK get_caps_retry info %s %d\n", r ? "errno" : "ok", r ? errno : 0);
+        } else {
             printf("CHECK get_caps_venus info wire %u vkxml 0x%08x ser %u venus %u blob0 %u mask0 0x%08x\n",
                    caps[0], caps[1], caps[2], caps[3], caps[4], caps[5]);
+        }
 
         /* DRM_IOCTL_VIRTGPU_RESOURCE_CREATE: with VIRGL negotiated the driver sends
          * RESOURCE_CREATE_3D, which vgpu refuses (no virgl renderer); reported as info, the

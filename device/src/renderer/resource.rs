@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use crate::ids::{BlobId, ResourceId};
-use crate::sys::{create_memfd, FdError, SharedMemory, ShmError};
+use crate::sys::{check_sealed, create_memfd, FdError, SharedMemory, ShmError};
 
 /// Errors about resources.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,16 @@ pub enum ResourceError {
     /// Creating the memfd failed.
     #[error("creating shared memory failed")]
     Memfd(#[from] FdError),
+    /// An exported blob's fd failed [`check_sealed`]: it could be truncated under a
+    /// mapping (SIGBUS), or is not the size it claims.
+    #[error("{blob} has an fd that is not safe to share")]
+    UnsafeFd {
+        /// The blob id.
+        blob: BlobId,
+        /// Why.
+        #[source]
+        source: FdError,
+    },
     /// Mapping it failed.
     #[error("mapping shared memory failed")]
     Map(#[from] ShmError),
@@ -84,13 +94,16 @@ impl Resource {
         })
     }
 
-    /// Wraps a device-memory blob exported by the executor.
-    pub fn new_device_memory(blob: BlobId, size: u64, fd: OwnedFd) -> Self {
-        Self {
+    /// Wraps a device-memory blob exported by the executor, after checking its fd
+    /// ([`check_sealed`]): it is handed to clients and may be mapped again by an
+    /// importer, so it must be sealed against shrinking and hold `size` bytes.
+    pub fn new_device_memory(blob: BlobId, size: u64, fd: OwnedFd) -> Result<Self, ResourceError> {
+        check_sealed(&fd, size).map_err(|source| ResourceError::UnsafeFd { blob, source })?;
+        Ok(Self {
             size,
             kind: ResourceKind::DeviceMemory(blob),
             fd,
-        }
+        })
     }
 
     /// Size in bytes as the guest requested it.
@@ -120,7 +133,8 @@ impl Resource {
 /// A device-memory blob handed out by [`crate::renderer::StreamExecutor::export_blob`].
 #[derive(Debug)]
 pub struct ExportedBlob {
-    /// A memfd (or dma-buf) whose offset 0 is memory offset 0.
+    /// A memfd whose offset 0 is memory offset 0, sealed at least against shrinking
+    /// ([`crate::sys::check_sealed`]; [`Resource::new_device_memory`] refuses others).
     pub fd: OwnedFd,
     /// Its size in bytes.
     pub size: u64,

@@ -1,11 +1,11 @@
-//! memfds, eventfds and `SCM_RIGHTS` fd passing, through `rustix`'s safe wrappers.
+//! eventfds and `SCM_RIGHTS` fd passing, through `rustix`'s safe wrappers, and the
+//! error type of the fd layer (shared with [`super::memfd`]).
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::event::EventfdFlags;
-use rustix::fs::MemfdFlags;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
@@ -39,20 +39,36 @@ pub enum FdError {
     /// The peer's message carried no fd.
     #[error("the message carried no fd")]
     NoFd,
-}
-
-/// Creates a close-on-exec memfd of exactly `size` bytes (not rounded to pages).
-pub fn create_memfd(name: &str, size: u64) -> Result<OwnedFd, FdError> {
-    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-        .map_err(|e| FdError::Memfd {
-            size,
-            source: e.into(),
-        })?;
-    rustix::fs::ftruncate(&fd, size).map_err(|e| FdError::Memfd {
-        size,
-        source: e.into(),
-    })?;
-    Ok(fd)
+    /// Adding seals to a memfd the daemon created failed.
+    #[error("sealing a memfd failed")]
+    Seal(#[source] std::io::Error),
+    /// A foreign fd cannot carry seals (`F_GET_SEALS` failed: not a memfd).
+    #[error("the fd cannot carry seals (not a memfd)")]
+    NotSealable(#[source] std::io::Error),
+    /// A foreign fd lacks `F_SEAL_SHRINK`: its owner could truncate it under a
+    /// mapping and kill the daemon with SIGBUS.
+    #[error("the fd is not sealed against shrinking (seals {seals:#x})")]
+    Unsealed {
+        /// The seals it carries (`F_SEAL_*` bits).
+        seals: u32,
+    },
+    /// A foreign fd is write-sealed, so it cannot be mapped writable.
+    #[error("the fd is write-sealed (seals {seals:#x})")]
+    WriteSealed {
+        /// The seals it carries (`F_SEAL_*` bits).
+        seals: u32,
+    },
+    /// `fstat` of a foreign fd failed.
+    #[error("fstat of the fd failed")]
+    Stat(#[source] std::io::Error),
+    /// A foreign fd is smaller than what would be mapped.
+    #[error("the fd holds {size} bytes but {needed} would be mapped")]
+    TooSmall {
+        /// Its size (`st_size`).
+        size: u64,
+        /// Bytes the caller maps.
+        needed: u64,
+    },
 }
 
 /// Creates a close-on-exec eventfd with counter 0.

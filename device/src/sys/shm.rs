@@ -234,7 +234,7 @@ impl Drop for SharedMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::fd::create_memfd;
+    use crate::sys::memfd::create_memfd;
 
     fn mapping(len: u64) -> SharedMemory {
         let fd = create_memfd("shm-test", len).expect("memfd");

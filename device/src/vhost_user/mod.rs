@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::{
     VhostUserMMap, VhostUserMMapFlags, VhostUserProtocolFeatures, VhostUserShMemConfig,
@@ -183,8 +183,10 @@ pub struct VgpuBackend {
     /// The frontend stopped the control queue (GET_VRING_BASE) and has not restarted
     /// it yet; see [`VgpuBackend::after_restart`].
     stopped: AtomicBool,
-    /// The control queue's next available index after the last drain.
+    /// Where the control queue stood when the device last touched it while it ran
+    /// (next available index, next used index); see [`VgpuBackend::after_restart`].
     last_avail: AtomicU16,
+    last_used: AtomicU16,
     /// Used entries that became ready while the rings were stopped.
     stash: Mutex<Vec<UsedToken>>,
     mem: Mutex<Option<GuestMem>>,
@@ -198,6 +200,8 @@ pub struct VgpuBackend {
     num_scanouts: u32,
     num_capsets: u32,
     warn: RateLimiter,
+    /// For events on a queue that is stopped or disabled: one line a minute at most.
+    not_ready: RateLimiter,
 }
 
 impl std::fmt::Debug for VgpuBackend {
@@ -230,6 +234,7 @@ impl VgpuBackend {
             held: Mutex::new(VecDeque::new()),
             stopped: AtomicBool::new(false),
             last_avail: AtomicU16::new(0),
+            last_used: AtomicU16::new(0),
             stash: Mutex::new(Vec::new()),
             mem: Mutex::new(None),
             event_idx: AtomicBool::new(false),
@@ -242,6 +247,7 @@ impl VgpuBackend {
             num_scanouts,
             num_capsets,
             warn: RateLimiter::new("vgpu::vhost_user", Duration::from_secs(5), 10),
+            not_ready: RateLimiter::new("vgpu::vhost_user", Duration::from_secs(60), 1),
         }))
     }
 
@@ -306,6 +312,13 @@ impl VgpuBackend {
         }
         let mut touched = [false; NUM_QUEUES];
         for t in tokens {
+            log::trace!(
+                target: "vgpu::vhost_user::chains",
+                "queue {}: used head {} len {}",
+                t.queue,
+                t.head,
+                t.len
+            );
             let Some(vring) = vrings.get(usize::from(t.queue)) else {
                 continue;
             };
@@ -317,8 +330,17 @@ impl VgpuBackend {
                 *flag = true;
             }
         }
-        for (vring, _) in vrings.iter().zip(touched).filter(|(_, t)| *t) {
+        if touched[usize::from(CONTROL_QUEUE)] {
+            if let Some(control) = vrings.get(usize::from(CONTROL_QUEUE)) {
+                self.note_position(control);
+            }
+        }
+        for (q, (vring, _)) in (0u16..)
+            .zip(vrings.iter().zip(touched))
+            .filter(|(_, (_, t))| *t)
+        {
             if vring.needs_notification().unwrap_or(true) {
+                log::trace!(target: "vgpu::vhost_user::chains", "queue {q}: notify");
                 vring.signal_used_queue()?;
             }
         }
@@ -329,32 +351,74 @@ impl VgpuBackend {
         self.stash.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Called for the control queue's first event after the frontend stopped the
-    /// rings. QEMU stops them (GET_VRING_BASE) both to pause the VM and to reset the
-    /// device when the guest reboots, and tells the backend nothing else. A pause
-    /// restarts the ring where it stopped; a reset restarts it from a new base (0), and
-    /// the guest driver then expects a fresh device (its first resource is id 1
-    /// again). So: same position → return what was stashed and go on; another
-    /// position → the guest reset the device.
-    fn after_restart(&self, vrings: &[VringRwLock]) -> io::Result<()> {
-        if !self.stopped.swap(false, Ordering::AcqRel) {
-            return Ok(());
+    /// Called before the first queue event (control or cursor) after the frontend
+    /// stopped the rings. QEMU stops them (GET_VRING_BASE) both to pause the VM and to
+    /// reset the device when the guest reboots, and tells the backend nothing else. A
+    /// pause restarts the control ring where it stopped: the same next available index
+    /// (SET_VRING_BASE with what GET_VRING_BASE returned) and the same used index in
+    /// guest memory (which SET_VRING_ADDR reloads). A reset restarts it as a new
+    /// driver lays it out: base 0 and a zeroed used index, and the guest driver then
+    /// expects a fresh device (its first resource is id 1 again). So: both the same →
+    /// return what was stashed and go on; either different → the guest reset the
+    /// device, and nothing from before the stop may reach the new rings.
+    ///
+    /// Both queue events come here first, so no chain of a restarted ring is popped
+    /// before this decision (the cursor ring's first kick after a reset would
+    /// otherwise be answered into the stash and then dropped with it). Returns
+    /// whether the event's queue may be processed now: not while the control ring is
+    /// still stopped. Once decided, the cursor ring is drained too, for a kick that
+    /// came (and was consumed) while the decision waited.
+    fn after_restart(&self, vrings: &[VringRwLock]) -> io::Result<bool> {
+        if !self.stopped.load(Ordering::Acquire) {
+            return Ok(true);
         }
         let Some(vring) = vrings.get(usize::from(CONTROL_QUEUE)) else {
-            return Ok(());
+            return Ok(true);
         };
-        let now = vring.queue_next_avail();
-        let before = self.last_avail.load(Ordering::Acquire);
+        if !queue_live(vring) {
+            // The control ring is still stopped (only the cursor ring came back so
+            // far): decide when it restarts.
+            return Ok(false);
+        }
+        self.stopped.store(false, Ordering::Release);
+        self.decide_restart(vrings, vring)?;
+        self.process_queue(vrings, CURSOR_QUEUE)?;
+        Ok(true)
+    }
+
+    /// Pause or reset: see [`Self::after_restart`].
+    fn decide_restart(&self, vrings: &[VringRwLock], vring: &VringRwLock) -> io::Result<()> {
+        let now = (vring.queue_next_avail(), next_used(vring));
+        let before = (
+            self.last_avail.load(Ordering::Acquire),
+            self.last_used.load(Ordering::Acquire),
+        );
         let stashed = std::mem::take(&mut *self.stash());
         if now == before {
             return self.return_used(vrings, stashed);
         }
         log::info!(
-            "vhost-user: control queue restarted at {now} (stopped at {before}): the guest \
-             reset the device; dropping its contexts and resources"
+            "vhost-user: control queue restarted at avail {}, used {} (stopped at avail {}, \
+             used {}): the guest reset the device; dropping its contexts and resources",
+            now.0,
+            now.1,
+            before.0,
+            before.1
         );
         self.reset_state();
+        self.note_position(vring);
         Ok(())
+    }
+
+    /// Records where the control ring stands, for [`Self::after_restart`]. Only while
+    /// it runs: once stopped, the frontend owns the indices.
+    fn note_position(&self, vring: &VringRwLock) {
+        if self.stopped.load(Ordering::Acquire) || !queue_live(vring) {
+            return;
+        }
+        self.last_avail
+            .store(vring.queue_next_avail(), Ordering::Release);
+        self.last_used.store(next_used(vring), Ordering::Release);
     }
 
     /// Drops every resource, context, mapping, parked response and held chain.
@@ -412,41 +476,107 @@ impl VgpuBackend {
     /// already): those wait in `held`, in order, until [`Self::finish_queued`] finds
     /// room. So one context whose stream blocks never stops the control queue: its
     /// CTX_DESTROY, 2D work and other contexts still get through.
+    ///
+    /// Chains are taken in as soon as they are available, before the ones already
+    /// taken are run, and read-only queries of the device's configuration
+    /// (GET_CAPSET_INFO, GET_CAPSET, GET_DISPLAY_INFO, GET_EDID, without a fence) are
+    /// answered at once, ahead of queued 2D work: their answer depends on nothing a
+    /// queued command changes, and a guest driver waits for them with a deadline
+    /// (Linux: 5 s for a capset, then `EBUSY`) while a console can queue seconds of
+    /// flushes on a loaded host.
     fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
         let mem = self.memory()?;
         let Some(vring) = vrings.get(usize::from(queue)) else {
             return Ok(());
         };
-        let mut released = Vec::new();
         let display_socket = self.gpu_socket();
+        let mut taken: VecDeque<(Chain, Header)> = VecDeque::new();
         loop {
-            let next = vring
-                .get_mut()
-                .get_queue_mut()
-                .pop_descriptor_chain(mem.memory());
-            let Some(chain) = next else { break };
-            let (command, ctx) = peek_header(chain.clone().reader(chain.memory()).ok());
-            if queue == CONTROL_QUEUE && command == CommandType::Submit3d as u32 {
-                let busy = !self.handler().accepting(ctx);
+            // Re-checked per chain: the frontend may stop the ring meanwhile, and a
+            // stopped ring is the frontend's, not ours to pop.
+            while queue_live(vring) {
+                let next = vring
+                    .get_mut()
+                    .get_queue_mut()
+                    .pop_descriptor_chain(mem.memory());
+                let Some(chain) = next else { break };
+                let header = peek_header(chain.clone().reader(chain.memory()).ok());
+                log::trace!(
+                    target: "vgpu::vhost_user::chains",
+                    "queue {queue}: head {} command {:#x} ctx {}",
+                    chain.head_index(),
+                    header.command,
+                    header.ctx
+                );
+                if header.is_config_query() {
+                    self.run_chain(
+                        vrings,
+                        vring,
+                        queue,
+                        chain,
+                        header,
+                        display_socket.as_deref(),
+                    )?;
+                } else {
+                    taken.push_back((chain, header));
+                }
+            }
+            let Some((chain, header)) = taken.pop_front() else {
+                break;
+            };
+            if queue == CONTROL_QUEUE && header.command == CommandType::Submit3d as u32 {
+                let busy = !self.handler().accepting(header.ctx);
                 let mut held = self.held();
-                if busy || held.iter().any(|(_, c, _)| *c == ctx) {
-                    held.push_back((queue, ctx, chain));
+                if busy || held.iter().any(|(_, c, _)| *c == header.ctx) {
+                    held.push_back((queue, header.ctx, chain));
                     continue;
                 }
             }
-            self.handle_chain(
+            self.run_chain(
+                vrings,
+                vring,
                 queue,
                 chain,
-                command,
+                header,
                 display_socket.as_deref(),
-                &mut released,
-            );
+            )?;
         }
         if queue == CONTROL_QUEUE {
-            self.last_avail
-                .store(vring.queue_next_avail(), Ordering::Release);
+            self.note_position(vring);
         }
-        self.return_used(vrings, released)
+        Ok(())
+    }
+
+    /// Runs one chain and returns what it released at once (not at the end of the
+    /// pass); capset queries log their answer time at debug.
+    fn run_chain(
+        &self,
+        vrings: &[VringRwLock],
+        vring: &VringRwLock,
+        queue: u16,
+        chain: Chain,
+        header: Header,
+        display_socket: Option<&GpuSocket>,
+    ) -> io::Result<()> {
+        let started = Instant::now();
+        let head = chain.head_index();
+        let mut released = Vec::new();
+        self.handle_chain(queue, chain, header.command, display_socket, &mut released);
+        if !released.is_empty() {
+            if queue == CONTROL_QUEUE {
+                self.note_position(vring);
+            }
+            self.return_used(vrings, released)?;
+        }
+        if is_capset_query(header.command) {
+            log::debug!(
+                target: "vgpu::virtio_gpu",
+                "virtio-gpu: command {:#x} (head {head}) answered in {} us",
+                header.command,
+                started.elapsed().as_micros()
+            );
+        }
+        Ok(())
     }
 
     /// Processes one chain: runs the command, writes its response (or keeps the chain
@@ -539,15 +669,28 @@ impl VgpuBackend {
             return Ok(());
         };
         if !self.event_idx.load(Ordering::Acquire) {
-            return self.drain(vrings, queue);
+            if self.live_or_log(vring, queue) {
+                self.drain(vrings, queue)?;
+            }
+            return Ok(());
         }
         // EVENT_IDX: drain with notifications off, re-enable, and go again if the
         // guest added work meanwhile; a single pass makes the guest stop kicking.
+        // A ring the frontend stops meanwhile ends the loop: `enable_notification`
+        // compares the guest's avail index with ours and would report "more" for
+        // ever on a stopped ring that nothing may pop (a busy loop that also kept
+        // this, the only vring worker, from everything else).
         loop {
+            if !self.live_or_log(vring, queue) {
+                return Ok(());
+            }
             vring
                 .disable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?;
             self.drain(vrings, queue)?;
+            if !queue_live(vring) {
+                return Ok(());
+            }
             if !vring
                 .enable_notification()
                 .map_err(|e| io::Error::other(e.to_string()))?
@@ -555,6 +698,18 @@ impl VgpuBackend {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether `vring` runs (started and enabled); if not, one line a minute says so.
+    fn live_or_log(&self, vring: &VringRwLock, queue: u16) -> bool {
+        if queue_live(vring) {
+            return true;
+        }
+        self.not_ready.info(format_args!(
+            "vhost-user: queue {queue} is stopped or disabled; its requests wait for the \
+             frontend to restart it"
+        ));
+        false
     }
 
     fn config_bytes(&self) -> [u8; CONFIG_SIZE] {
@@ -688,11 +843,12 @@ impl VhostUserBackend for VgpuBackend {
         if evset != EventSet::IN {
             return Err(io::Error::other(format!("unexpected event set {evset:?}")));
         }
+        log::trace!(target: "vgpu::vhost_user::chains", "event {device_event}");
         let result = match device_event {
-            CONTROL_QUEUE => self
-                .after_restart(vrings)
-                .and_then(|()| self.process_queue(vrings, device_event)),
-            CURSOR_QUEUE => self.process_queue(vrings, device_event),
+            CONTROL_QUEUE | CURSOR_QUEUE => match self.after_restart(vrings) {
+                Ok(true) => self.process_queue(vrings, device_event),
+                other => other.map(|_| ()),
+            },
             FENCE_EVENT => {
                 let _ = self.fence_event.read();
                 self.finish_queued(vrings)
@@ -711,15 +867,59 @@ impl VhostUserBackend for VgpuBackend {
     }
 }
 
-/// The request type and context id of a chain's header ((0, 0) if it is shorter).
-fn peek_header<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> (u32, u32) {
+/// Whether the frontend has the ring running: started (SET_VRING_KICK after its
+/// address) and enabled (SET_VRING_ENABLE 1), and not stopped by GET_VRING_BASE.
+fn queue_live(vring: &VringRwLock) -> bool {
+    let state = vring.get_ref();
+    state.get_queue().ready() && state.is_enabled()
+}
+
+/// The ring's next used index (the device's side of the used ring).
+fn next_used(vring: &VringRwLock) -> u16 {
+    vring.get_ref().get_queue().next_used()
+}
+
+/// GET_CAPSET_INFO or GET_CAPSET: what a guest driver waits for with a deadline
+/// (Linux: 5 s, then `EBUSY`), so their answer time is logged at debug.
+fn is_capset_query(command: u32) -> bool {
+    command == CommandType::GetCapsetInfo as u32 || command == CommandType::GetCapset as u32
+}
+
+/// What the device needs of a chain's header before running it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Header {
+    command: u32,
+    flags: u32,
+    ctx: u32,
+}
+
+impl Header {
+    /// A fence-less query of the device's configuration, answerable ahead of queued
+    /// work (see [`VgpuBackend::drain`]).
+    fn is_config_query(&self) -> bool {
+        let query = is_capset_query(self.command)
+            || self.command == CommandType::GetDisplayInfo as u32
+            || self.command == CommandType::GetEdid as u32;
+        query && self.flags & crate::virtio_gpu::protocol::FLAG_FENCE == 0
+    }
+}
+
+/// The request type, flags and context id of a chain's header (zeros if it is
+/// shorter).
+fn peek_header<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> Header {
     let mut hdr = [0u8; 24];
-    let Some(mut r) = reader else { return (0, 0) };
+    let Some(mut r) = reader else {
+        return Header::default();
+    };
     if io::Read::read_exact(&mut r, &mut hdr).is_err() {
-        return (0, 0);
+        return Header::default();
     }
     let word = |at: usize| u32::from_le_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
-    (word(0), word(16))
+    Header {
+        command: word(0),
+        flags: word(4),
+        ctx: word(16),
+    }
 }
 
 /// Signals the guest that the display configuration changed (config interrupt is the

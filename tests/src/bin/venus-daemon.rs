@@ -1,48 +1,89 @@
 //! The vtest daemon with the Venus executor, as `vhost-user-vgpu vtest` runs it, for
 //! the end-to-end tests (a binary of this package so tests can locate it):
-//! `venus-daemon [--memory-mib N] [--max-instances N] [--max-devices N]
-//! [--max-objects N] --socket PATH` (each connection a VM with these limits).
+//! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
+//! [--max-devices N] [--max-objects N] --socket PATH` (each connection a VM with
+//! these limits; the flags override the file). Like the CLI, it stops on
+//! SIGTERM/SIGINT: every context fails, the socket goes, and it exits 0.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
-use vgpu_device::renderer::venus::{VenusFactory, VenusLimits};
+use vgpu_device::renderer::venus::VenusFactory;
+use vgpu_device::shutdown::{on_termination, OnSignal};
 use vgpu_device::vtest::{VtestConfig, VtestServer};
 
-const USAGE: &str = "usage: venus-daemon [--memory-mib N] [--max-instances N] \
-                     [--max-devices N] [--max-objects N] --socket PATH";
+const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
+                     [--max-instances N] [--max-devices N] [--max-objects N] --socket PATH";
 
-/// The socket path and limits from the command line.
-fn parse(mut args: impl Iterator<Item = String>) -> Option<(String, VenusLimits)> {
-    let mut limits = VenusLimits::default();
-    let mut socket = None;
+/// The command line: socket path, config file, and limit flags as config keys.
+struct CommandLine {
+    socket: String,
+    config_file: Option<String>,
+    limits: Vec<(&'static str, String)>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
+    let (mut socket, mut config_file, mut limits) = (None, None, Vec::new());
     while let Some(flag) = args.next() {
         let value = args.next()?;
-        let num = || value.parse::<u32>().ok().filter(|&v| v > 0);
         match flag.as_str() {
             "--socket" => socket = Some(value),
-            "--memory-mib" => limits.memory_mib = Some(u64::from(num()?)),
-            "--max-instances" => limits.max_instances = num()?,
-            "--max-devices" => limits.max_devices = num()?,
-            "--max-objects" => limits.max_objects = num()?,
+            "--config" => config_file = Some(value),
+            "--memory-mib" => limits.push(("memory_mib", value)),
+            "--max-instances" => limits.push(("max_instances", value)),
+            "--max-devices" => limits.push(("max_devices", value)),
+            "--max-objects" => limits.push(("max_objects", value)),
             _ => return None,
         }
     }
-    Some((socket?, limits))
+    Some(CommandLine {
+        socket: socket?,
+        config_file,
+        limits,
+    })
+}
+
+/// The config file, then the flags over it (errors name "line 0", the command line).
+fn config(line: CommandLine) -> Result<VtestConfig, vgpu_device::vtest::ConfigError> {
+    let mut config = VtestConfig::new(line.socket);
+    if let Some(path) = line.config_file {
+        config.load(path.as_ref())?;
+    }
+    for (key, value) in &line.limits {
+        config.set(0, key, value)?;
+    }
+    Ok(config)
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Some((socket, limits)) = parse(std::env::args().skip(1)) else {
+    let Some(line) = parse(std::env::args().skip(1)) else {
         log::error!("{USAGE}");
         return ExitCode::FAILURE;
     };
-    let factory = Arc::new(VenusFactory::per_context(limits));
+    let config = match config(line) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let factory = Arc::new(VenusFactory::per_context(config.venus));
     let result = VenusCapset::new(&VenusProtocolInfo::generated())
         .map_err(|e| e.to_string())
-        .and_then(|capset| {
-            VtestServer::bind(VtestConfig::new(socket), &capset, factory).map_err(|e| e.to_string())
+        .and_then(|capset| VtestServer::bind(config, &capset, factory).map_err(|e| e.to_string()))
+        .and_then(|server| {
+            let stopper = server.stopper();
+            on_termination(OnSignal {
+                socket: server.path().to_path_buf(),
+                contexts: server.contexts(),
+                stop: Box::new(move || stopper.stop()),
+                grace: Duration::from_secs(5),
+            })
+            .map(|()| server)
+            .map_err(|e| vgpu_device::error_chain(&e))
         });
     match result {
         Ok(server) => {

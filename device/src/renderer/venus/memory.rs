@@ -12,13 +12,14 @@ use vulkan_proto::args::{
     GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
 };
 
+use super::bind::MemoryInfo;
 use super::limits::MemoryCharge;
 use super::objects::{DeviceState, HostMemory};
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
 use crate::ids::{BlobId, ResourceId};
 use crate::renderer::resource::ExportedBlob;
-use crate::sys::{create_memfd, SharedMemory};
+use crate::sys::{check_sealed, create_memfd, SharedMemory};
 
 /// Largest single host-visible allocation backed by a memfd (guards the host against a
 /// guest asking for absurd sizes before the driver can refuse).
@@ -138,6 +139,14 @@ impl Handler<'_, '_> {
                         args.device.as_raw(),
                     )?;
                     st.set_memory_charge(id, charge);
+                    // The driver allocated exactly this many bytes.
+                    st.set_memory_info(
+                        id,
+                        MemoryInfo {
+                            size: info.allocation_size,
+                            type_index: info.memory_type_index,
+                        },
+                    );
                     vk::Result::SUCCESS
                 }
                 Err(e) => e,
@@ -164,10 +173,14 @@ impl Handler<'_, '_> {
             Ok(m) => m,
             Err(_) => return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY),
         };
+        // Binds may use the guest's size; the host allocation (rounded up) is larger.
+        let bindable = MemoryInfo {
+            size: guest.allocation_size,
+            type_index: guest.memory_type_index,
+        };
         info.allocation_size = size;
         self.allocate_over(
-            args.device,
-            id,
+            (args.device, id),
             &dev,
             &info,
             HostMemory {
@@ -175,6 +188,7 @@ impl Handler<'_, '_> {
                 _map: map,
                 size,
             },
+            bindable,
             Some(charge),
         )
     }
@@ -222,13 +236,25 @@ impl Handler<'_, '_> {
         let Ok(fd) = resource.fd().try_clone() else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
+        // The resource's fd is shared with clients (and, for blobs another context
+        // exported, came through the executor seam): map it only if nobody can
+        // truncate it under the mapping. A refusal fails the context with one line.
+        check_sealed(&fd, size).map_err(|e| VenusError::UnsafeFd {
+            resource: res,
+            source: e,
+        })?;
         let Ok(map) = SharedMemory::map(&fd, size) else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
+        // Binds may use the guest's size, which the rounded-up import (no larger than
+        // the resource) covers.
+        let bindable = MemoryInfo {
+            size: info.allocation_size,
+            type_index: info.memory_type_index,
+        };
         info.allocation_size = size;
         self.allocate_over(
-            args.device,
-            id,
+            (args.device, id),
             dev,
             &info,
             HostMemory {
@@ -236,21 +262,27 @@ impl Handler<'_, '_> {
                 _map: map,
                 size,
             },
+            bindable,
             None,
         )
     }
 
     /// Allocates `info` over `host`'s mapping and records it as guest memory `id`
-    /// (exportable as a blob) with what it costs its VM.
+    /// (exportable as a blob) whose binds may use `bindable` (never more than `host`),
+    /// with what it costs its VM (`None` for imports, which cost nothing).
     fn allocate_over(
         &self,
-        device: vk::Device,
-        id: u64,
+        (device, id): (vk::Device, u64),
         dev: &DeviceState,
         info: &vk::MemoryAllocateInfo<'_>,
         host: HostMemory,
+        bindable: MemoryInfo,
         charge: Option<MemoryCharge>,
     ) -> Result<vk::Result> {
+        let bindable = MemoryInfo {
+            size: bindable.size.min(host.size),
+            ..bindable
+        };
         match import_host_pointer(dev, info, &host._map) {
             Ok(mem) => {
                 let mut st = self.lock();
@@ -261,6 +293,7 @@ impl Handler<'_, '_> {
                     device.as_raw(),
                 )?;
                 st.memories.insert(id, Arc::new(host));
+                st.set_memory_info(id, bindable);
                 if let Some(charge) = charge {
                     st.set_memory_charge(id, charge);
                 }

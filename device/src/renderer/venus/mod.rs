@@ -31,6 +31,7 @@
 //! buffer at once) is not enforced, as in virglrenderer: a guest that breaks it can only
 //! hurt its own context's host objects.
 
+mod bind;
 mod bounds;
 mod buffer;
 mod command_buffer;
@@ -49,6 +50,7 @@ mod query;
 mod queue;
 mod raw;
 mod retire;
+mod robustness;
 mod sync;
 mod transfer;
 mod transport;
@@ -68,7 +70,7 @@ use super::executor::{
 };
 use super::resource::ExportedBlob;
 use crate::error_chain;
-use crate::ids::{BlobId, ContextId, RingIdx};
+use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
 pub use limits::{Limit, VenusLimits, VmAccount};
 use objects::State;
 pub(crate) use objects::{DeviceState, InstanceState};
@@ -121,6 +123,9 @@ pub enum VenusError {
     /// A nested command stream failed.
     #[error("nested command stream failed")]
     Nested(#[source] ExecError),
+    /// A `vkBind*Memory*` the renderer refuses before the driver (see `bind.rs`).
+    #[error("refused memory bind")]
+    Bind(#[from] bind::BindError),
     /// Creating or mapping host memory for a host-visible allocation failed.
     #[error("host memory for an allocation")]
     HostMemory(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -129,6 +134,16 @@ pub enum VenusError {
     /// context; others fail it.
     #[error("{0:?} limit reached")]
     LimitReached(Limit),
+    /// `VkImportMemoryResourceInfoMESA` named a resource whose fd is not safe to map
+    /// (not sealed against shrinking, write-sealed, or smaller than the import).
+    #[error("{resource} cannot be imported")]
+    UnsafeFd {
+        /// The resource.
+        resource: ResourceId,
+        /// Why.
+        #[source]
+        source: crate::sys::FdError,
+    },
 }
 
 type Result<T> = std::result::Result<T, VenusError>;
