@@ -71,6 +71,27 @@ pub struct VtestArgs {
     /// anyway, in ms.
     #[arg(long, default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
+    /// Per-VM limits (each vtest connection is one VM).
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Per-VM limits on Venus objects and device memory (override the config file's
+/// `memory_mib`, `max_instances`, `max_devices`, `max_objects`).
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
+    /// Device-memory quota per VM in MiB [default: the largest host heap / 4].
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Vulkan instances one context may hold [default: 8].
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Vulkan devices one context may hold [default: 8].
+    #[arg(long)]
+    pub max_devices: Option<u32>,
+    /// Vulkan objects (of every type) one context may hold [default: 1000000].
+    #[arg(long)]
+    pub max_objects: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,6 +190,19 @@ impl TryFrom<VtestArgs> for VtestConfig {
                 "max_ring_idle_timeout_us",
                 args.max_ring_idle_timeout_us.map(|v| v.to_string()),
             ),
+            ("memory_mib", args.limits.memory_mib.map(|v| v.to_string())),
+            (
+                "max_instances",
+                args.limits.max_instances.map(|v| v.to_string()),
+            ),
+            (
+                "max_devices",
+                args.limits.max_devices.map(|v| v.to_string()),
+            ),
+            (
+                "max_objects",
+                args.limits.max_objects.map(|v| v.to_string()),
+            ),
         ];
         for (key, value) in flags {
             if let Some(value) = value {
@@ -182,6 +216,7 @@ impl TryFrom<VtestArgs> for VtestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vgpu_device::renderer::venus::VenusLimits;
     use vgpu_device::vhost_user::ServeConfig;
 
     fn serve_config(argv: &[&str]) -> ServeConfig {
@@ -232,6 +267,55 @@ mod tests {
             "0",
         ]);
         assert!(matches!(err, Err(ArgsError::Config(_))));
+    }
+
+    #[test]
+    fn vtest_limits_default_and_flags() {
+        let base = ["vhost-user-vgpu", "vtest", "--socket", "s"];
+        let config = vtest_config(&base).expect("defaults");
+        assert_eq!(config.venus, VenusLimits::default());
+        let mut argv = base.to_vec();
+        argv.extend([
+            "--memory-mib",
+            "64",
+            "--max-instances",
+            "2",
+            "--max-objects",
+            "9",
+        ]);
+        let l = vtest_config(&argv).expect("flags").venus;
+        assert_eq!(
+            (l.memory_mib, l.max_instances, l.max_objects),
+            (Some(64), 2, 9)
+        );
+        let mut argv = base.to_vec();
+        argv.extend(["--max-devices", "0"]);
+        assert!(matches!(vtest_config(&argv), Err(ArgsError::Config(_))));
+    }
+
+    #[test]
+    fn vtest_limit_flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("vgpu-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("vtest.conf");
+        std::fs::write(&file, "memory_mib = 32\nmax_devices = 2\nmax_rings = 4\n")
+            .expect("config file");
+        let path = file.to_str().expect("utf-8 path");
+        let config = vtest_config(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--config",
+            path,
+            "--memory-mib",
+            "48",
+        ])
+        .expect("valid");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(config.venus.memory_mib, Some(48));
+        assert_eq!(config.venus.max_devices, 2);
+        assert_eq!(config.context.max_rings, 4);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod args;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +22,10 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
             let config = VtestConfig::try_from(vtest)?;
             // The capset comes from vulkan-proto's generated table; every context runs
             // the Venus executor on the host Vulkan driver the loader picks
-            // (VK_DRIVER_FILES selects it, e.g. lavapipe).
+            // (VK_DRIVER_FILES selects it, e.g. lavapipe). Each connection is a VM.
             let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
-            let server = VtestServer::bind(config, &capset, Arc::new(VenusFactory))?;
+            let factory = Arc::new(VenusFactory::per_context(config.venus));
+            let server = VtestServer::bind(config, &capset, factory)?;
             let stopper = server.stopper();
             shutdown::on_termination(shutdown::OnSignal {
                 socket: server.path().to_path_buf(),
@@ -40,6 +42,8 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
             let config = vgpu_device::vhost_user::ServeConfig::try_from(serve)?;
             let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
             let context = vgpu_device::renderer::ContextConfig::default();
+            // Each frontend is a VM: its contexts share one device-memory quota.
+            let frontends = AtomicU64::new(0);
             let contexts = ContextRegistry::new();
             // The vhost-user daemon blocks in accept and in its message thread; on a
             // signal every context fails (FATAL on its rings), the socket goes, and the
@@ -51,10 +55,12 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
                 grace: Duration::ZERO,
             })?;
             vgpu_device::vhost_user::serve(&config, |signals| {
+                let n = frontends.fetch_add(1, Ordering::Relaxed) + 1;
+                let factory = VenusFactory::per_vm(format!("frontend {n}"), config.limits);
                 Box::new(
                     vgpu_device::virtio_gpu::CoreBackend::new(
                         &capset,
-                        Arc::new(VenusFactory),
+                        Arc::new(factory),
                         context,
                         signals,
                     )

@@ -1027,7 +1027,7 @@ mod venus_stream;
 fn venus_render(signals: FenceSignals) -> Box<dyn RenderBackend> {
     Box::new(CoreBackend::new(
         &venus_capset(),
-        Arc::new(vgpu_device::renderer::venus::VenusFactory),
+        Arc::new(vgpu_device::renderer::venus::VenusFactory::default()),
         ContextConfig::default(),
         signals,
     ))

@@ -363,7 +363,7 @@ fn queue_timeline_sync_waits_for_the_host_queue() {
     let srv = VtestServer::bind(
         VtestConfig::new(socket_path()),
         &capset,
-        Arc::new(vgpu_device::renderer::venus::VenusFactory),
+        Arc::new(vgpu_device::renderer::venus::VenusFactory::default()),
     )
     .expect("bind")
     .spawn()

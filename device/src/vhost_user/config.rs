@@ -10,10 +10,15 @@
 //! offer_virgl = true      # VIRTIO_GPU_F_VIRGL (Linux gates capsets and contexts on it)
 //! frame_dir = /tmp/frames # SIGUSR1 writes scanout-<n>.png here
 //! once = false            # true: exit after the first frontend disconnects
+//! memory_mib = 4096       # device-memory quota of the VM (default: largest host heap / 4)
+//! max_instances = 8       # Vulkan instances per context
+//! max_devices = 8         # Vulkan devices per context
+//! max_objects = 1000000   # Vulkan objects per context
 //! ```
 
 use std::path::{Path, PathBuf};
 
+use crate::renderer::venus::VenusLimits;
 use crate::virtio_gpu::HandlerConfig;
 
 /// Invalid configuration.
@@ -51,6 +56,8 @@ pub struct ServeConfig {
     /// Serve one frontend and return when it disconnects, instead of accepting the
     /// next one on a fresh device.
     pub once: bool,
+    /// The frontend's VM limits: device-memory quota, instances, devices and objects.
+    pub limits: VenusLimits,
 }
 
 impl ServeConfig {
@@ -62,6 +69,7 @@ impl ServeConfig {
             offer_virgl: true,
             frame_dir: None,
             once: false,
+            limits: VenusLimits::default(),
         }
     }
 
@@ -106,6 +114,19 @@ impl ServeConfig {
                     h.max_submit_bytes = u32::try_from(mib << 20).unwrap_or(u32::MAX);
                 }
                 "frame_dir" => self.frame_dir = Some(PathBuf::from(value)),
+                "memory_mib" => {
+                    self.limits.memory_mib = Some(num(1, 1 << 30, "1..=1073741824")?);
+                }
+                "max_instances" | "max_devices" | "max_objects" => {
+                    let v = u32::try_from(num(1, u64::from(u32::MAX), "1..=4294967295")?)
+                        .unwrap_or(u32::MAX);
+                    let l = &mut self.limits;
+                    match key {
+                        "max_instances" => l.max_instances = v,
+                        "max_devices" => l.max_devices = v,
+                        _ => l.max_objects = v,
+                    }
+                }
                 "offer_virgl" | "once" => {
                     let flag = match value {
                         "true" => true,
@@ -147,6 +168,34 @@ mod tests {
         assert_eq!(c.handler.shm_size, 0);
         assert!(!c.offer_virgl);
         assert!(!c.once, "serving every frontend is the default");
+    }
+
+    #[test]
+    fn config_text_sets_vm_limits() {
+        let mut c = ServeConfig::new("s".into());
+        assert_eq!(
+            c.limits.memory_mib, None,
+            "default quota comes from the host heap"
+        );
+        c.apply("memory_mib = 64\nmax_instances = 2\nmax_devices = 3\nmax_objects = 500")
+            .expect("valid");
+        assert_eq!(c.limits.memory_mib, Some(64));
+        assert_eq!(
+            (
+                c.limits.max_instances,
+                c.limits.max_devices,
+                c.limits.max_objects
+            ),
+            (2, 3, 500)
+        );
+        assert_eq!(
+            c.apply("max_objects = 0"),
+            Err(ConfigError::Value(
+                1,
+                "max_objects".into(),
+                "1..=4294967295"
+            ))
+        );
     }
 
     #[test]

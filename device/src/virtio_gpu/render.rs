@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::fence::{FenceId, Timeline};
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, RingIdx};
@@ -222,6 +223,57 @@ enum Job {
     Release(ResourceId),
 }
 
+/// How long RESOURCE_CREATE_BLOB waits for the context's thread to release a resource
+/// id the guest unreferenced just before and now reuses (Linux hands out the lowest
+/// free id, so a free-then-allocate reuses it at once).
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// Resource ids whose release is queued to a context's thread, so a create that reuses
+/// one can wait for it instead of finding the old resource still in the table.
+#[derive(Debug, Default)]
+struct PendingReleases {
+    ids: Mutex<HashMap<ResourceId, u32>>,
+    released: Condvar,
+}
+
+impl PendingReleases {
+    fn add(&self, res: ResourceId) {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = ids.entry(res).or_insert(0);
+        *n = n.saturating_add(1);
+    }
+
+    fn finish(&self, res: ResourceId) {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = ids.get_mut(&res) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                ids.remove(&res);
+            }
+        }
+        self.released.notify_all();
+    }
+
+    /// Waits up to `limit` for every queued release of `res`; false if one is still
+    /// queued (the context's thread is busy with an earlier stream).
+    fn wait(&self, res: ResourceId, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        while ids.contains_key(&res) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            ids = self
+                .released
+                .wait_timeout(ids, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
+
 /// A context and the thread that runs its SUBMIT_3D streams and fences in order, so a
 /// stream that blocks (`vkWaitRingSeqnoMESA`, a slow host call) holds up only its own
 /// context, never the VM's control queue.
@@ -233,6 +285,8 @@ struct Worker {
     thread: Option<JoinHandle<()>>,
     /// Answered once every queued job has reported, before the slow teardown.
     drained: Receiver<()>,
+    /// Resources whose `Job::Release` is queued.
+    releases: Arc<PendingReleases>,
 }
 
 impl Worker {
@@ -240,16 +294,27 @@ impl Worker {
         let handle = context.handle();
         let (tx, rx) = mpsc::channel();
         let (drained_tx, drained) = mpsc::channel();
+        let releases = Arc::new(PendingReleases::default());
+        let pending = Arc::clone(&releases);
         let thread = std::thread::Builder::new()
             .name(format!("vgpu-ctx-{}", context.id().0))
-            .spawn(move || run_worker(context, &rx, &signals, &drained_tx))
+            .spawn(move || run_worker(context, &rx, &signals, &drained_tx, &pending))
             .map_err(RenderError::Spawn)?;
         Ok(Self {
             handle: Some(handle),
             tx: Some(tx),
             thread: Some(thread),
             drained,
+            releases,
         })
+    }
+
+    /// Queues the release of `res` behind the streams queued before.
+    fn release(&self, res: ResourceId) {
+        self.releases.add(res);
+        if !self.send(Job::Release(res)) {
+            self.releases.finish(res);
+        }
     }
 
     /// Stops the context: waits give up, queued work reports (as failed), and once it
@@ -295,6 +360,7 @@ fn run_worker(
     rx: &Receiver<Job>,
     signals: &FenceSignals,
     drained: &Sender<()>,
+    releases: &PendingReleases,
 ) {
     // Ring fences still in the executor's retire thread when the context is stopped
     // report to nobody: the front door dropped those timelines, and a new context
@@ -318,6 +384,7 @@ fn run_worker(
             Job::Release(res) => {
                 // The handler releases only what it created or attached.
                 let _ = context.destroy_resource(res);
+                releases.finish(res);
             }
             Job::Fence {
                 timeline,
@@ -517,14 +584,20 @@ impl RenderBackend for CoreBackend {
         blob: BlobId,
         size: u64,
     ) -> Result<Arc<dyn BlobMemory>, RenderError> {
-        let r = self.ctx(ctx)?.handle()?.create_blob(res, blob, size)?;
+        let worker = self.ctx(ctx)?;
+        // The guest may reuse an id it has just unreferenced: let the context's thread
+        // release the old resource first.
+        if !worker.releases.wait(res, RELEASE_WAIT) {
+            log::debug!("virtio-gpu: {ctx}: {res} is still being released");
+        }
+        let r = worker.handle()?.create_blob(res, blob, size)?;
         Ok(r)
     }
 
     fn destroy_blob(&mut self, ctx: ContextId, res: ResourceId) {
         // In order behind the context's queued streams, which may still use it.
         if let Some(w) = self.contexts.get(&ctx) {
-            w.send(Job::Release(res));
+            w.release(res);
         }
     }
 
@@ -541,13 +614,18 @@ impl RenderBackend for CoreBackend {
             .ok_or(RenderError::Core(ContextError::Resource(
                 crate::renderer::ResourceError::Unknown(res),
             )))?;
-        self.ctx(ctx)?.handle()?.attach_resource(res, resource)?;
+        let target = self.ctx(ctx)?;
+        // As in `create_blob`: an id detached just before may still be queued.
+        if !target.releases.wait(res, RELEASE_WAIT) {
+            log::debug!("virtio-gpu: {ctx}: {res} is still being released");
+        }
+        target.handle()?.attach_resource(res, resource)?;
         Ok(())
     }
 
     fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
         if let Some(w) = self.contexts.get(&ctx) {
-            w.send(Job::Release(res));
+            w.release(res);
         }
     }
 
@@ -590,6 +668,33 @@ mod tests {
             ContextConfig::default(),
             FenceSignals::new(Arc::new(|| {})),
         )
+    }
+
+    #[test]
+    fn a_blob_id_reused_right_after_its_release_is_created() {
+        let mut b = backend();
+        b.create_context(ContextId(1), CapsetId::VENUS, "t")
+            .expect("context");
+        let res = ResourceId(5);
+        b.create_blob(ContextId(1), res, BlobId::SHMEM, 4096)
+            .expect("blob");
+        for _ in 0..200 {
+            b.destroy_blob(ContextId(1), res);
+            b.create_blob(ContextId(1), res, BlobId::SHMEM, 4096)
+                .expect("the id is free once its queued release ran");
+        }
+    }
+
+    #[test]
+    fn pending_release_wait_ends_when_the_release_runs() {
+        let pending = Arc::new(PendingReleases::default());
+        let res = ResourceId(7);
+        pending.add(res);
+        assert!(!pending.wait(res, Duration::from_millis(10)));
+        let p = Arc::clone(&pending);
+        let t = std::thread::spawn(move || p.finish(res));
+        assert!(pending.wait(res, Duration::from_secs(10)));
+        t.join().expect("join");
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! max_shmem_mib = 4096         # shared memory per context
 //! max_rings = 64               # rings per context
 //! max_ring_idle_timeout_us = 10000  # cap on a ring's idleTimeout (busy-poll time)
+//! memory_mib = 4096           # device-memory quota per VM (default: largest host heap / 4)
+//! max_instances = 8            # Vulkan instances per context
+//! max_devices = 8              # Vulkan devices per context
+//! max_objects = 1000000        # Vulkan objects per context
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -89,6 +93,19 @@ impl VtestConfig {
                 self.context.max_ring_idle_timeout =
                     Duration::from_micros(num(0, 3_600_000_000, "0..=3600000000 (µs)")?);
             }
+            "memory_mib" => {
+                self.venus.memory_mib = Some(num(1, 1 << 30, "1..=1073741824")?);
+            }
+            "max_instances" | "max_devices" | "max_objects" => {
+                let v = u32::try_from(num(1, u64::from(u32::MAX), "1..=4294967295")?)
+                    .unwrap_or(u32::MAX);
+                let l = &mut self.venus;
+                match key {
+                    "max_instances" => l.max_instances = v,
+                    "max_devices" => l.max_devices = v,
+                    _ => l.max_objects = v,
+                }
+            }
             _ => return Err(ConfigError::UnknownKey(line, key.to_owned())),
         }
         Ok(())
@@ -114,6 +131,31 @@ mod tests {
         assert_eq!(c.context.limits.max_shmem_total, 64 << 20);
         assert_eq!(c.context.limits.max_shmem_size, 64 << 20);
         assert_eq!(c.message_timeout, VtestConfig::new("s").message_timeout);
+    }
+
+    #[test]
+    fn config_sets_venus_limits() {
+        let mut c = VtestConfig::new("s");
+        assert_eq!(c.venus, crate::renderer::venus::VenusLimits::default());
+        c.apply("memory_mib = 64\nmax_instances = 2\nmax_devices = 3\nmax_objects = 500")
+            .expect("valid");
+        assert_eq!(c.venus.memory_mib, Some(64));
+        assert_eq!(
+            (
+                c.venus.max_instances,
+                c.venus.max_devices,
+                c.venus.max_objects
+            ),
+            (2, 3, 500)
+        );
+        assert_eq!(
+            c.apply("max_objects = 0"),
+            Err(ConfigError::Value(
+                1,
+                "max_objects".into(),
+                "1..=4294967295"
+            ))
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub use sync::SyncError;
 
 use crate::capset::{VenusCapset, VENUS_CAPSET_SIZE};
 use crate::ratelimit::RateLimiter;
+use crate::renderer::venus::VenusLimits;
 use crate::renderer::{ContextConfig, ContextRegistry, ExecutorFactory};
 use peer::Peer;
 
@@ -84,6 +85,9 @@ pub struct VtestConfig {
     /// A reply the client does not read within this time (its socket buffer stays
     /// full) drops the client.
     pub reply_timeout: Duration,
+    /// Venus limits (device-memory quota, instances, devices, objects). Each
+    /// connection is one VM; the binary builds its renderer factory from these.
+    pub venus: VenusLimits,
 }
 
 impl VtestConfig {
@@ -100,6 +104,7 @@ impl VtestConfig {
             handshake_timeout: Duration::from_secs(5),
             message_timeout: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(10),
+            venus: VenusLimits::default(),
         }
     }
 }

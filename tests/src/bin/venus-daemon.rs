@@ -1,6 +1,8 @@
 //! The vtest daemon with the Venus executor, as `vhost-user-vgpu vtest` runs it, for
 //! the end-to-end tests (a binary of this package so tests can locate it):
-//! `venus-daemon [--config FILE] --socket PATH`. Like the CLI, it stops on
+//! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
+//! [--max-devices N] [--max-objects N] --socket PATH` (each connection a VM with
+//! these limits; the flags override the file). Like the CLI, it stops on
 //! SIGTERM/SIGINT: every context fails, the socket goes, and it exits 0.
 
 use std::process::ExitCode;
@@ -12,36 +14,66 @@ use vgpu_device::renderer::venus::VenusFactory;
 use vgpu_device::shutdown::{on_termination, OnSignal};
 use vgpu_device::vtest::{VtestConfig, VtestServer};
 
-fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let mut args = std::env::args().skip(1);
-    let (mut socket, mut config_file) = (None, None);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--socket", Some(path)) => socket = Some(path),
-            ("--config", Some(path)) => config_file = Some(path),
-            _ => {
-                log::error!("usage: venus-daemon [--config FILE] --socket PATH");
-                return ExitCode::FAILURE;
-            }
+const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
+                     [--max-instances N] [--max-devices N] [--max-objects N] --socket PATH";
+
+/// The command line: socket path, config file, and limit flags as config keys.
+struct CommandLine {
+    socket: String,
+    config_file: Option<String>,
+    limits: Vec<(&'static str, String)>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
+    let (mut socket, mut config_file, mut limits) = (None, None, Vec::new());
+    while let Some(flag) = args.next() {
+        let value = args.next()?;
+        match flag.as_str() {
+            "--socket" => socket = Some(value),
+            "--config" => config_file = Some(value),
+            "--memory-mib" => limits.push(("memory_mib", value)),
+            "--max-instances" => limits.push(("max_instances", value)),
+            "--max-devices" => limits.push(("max_devices", value)),
+            "--max-objects" => limits.push(("max_objects", value)),
+            _ => return None,
         }
     }
-    let Some(socket) = socket else {
-        log::error!("usage: venus-daemon [--config FILE] --socket PATH");
+    Some(CommandLine {
+        socket: socket?,
+        config_file,
+        limits,
+    })
+}
+
+/// The config file, then the flags over it (errors name "line 0", the command line).
+fn config(line: CommandLine) -> Result<VtestConfig, vgpu_device::vtest::ConfigError> {
+    let mut config = VtestConfig::new(line.socket);
+    if let Some(path) = line.config_file {
+        config.load(path.as_ref())?;
+    }
+    for (key, value) in &line.limits {
+        config.set(0, key, value)?;
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let Some(line) = parse(std::env::args().skip(1)) else {
+        log::error!("{USAGE}");
         return ExitCode::FAILURE;
     };
-    let mut config = VtestConfig::new(socket);
-    if let Some(path) = config_file {
-        if let Err(e) = config.load(path.as_ref()) {
+    let config = match config(line) {
+        Ok(c) => c,
+        Err(e) => {
             log::error!("{e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
+    let factory = Arc::new(VenusFactory::per_context(config.venus));
     let result = VenusCapset::new(&VenusProtocolInfo::generated())
         .map_err(|e| e.to_string())
-        .and_then(|capset| {
-            VtestServer::bind(config, &capset, Arc::new(VenusFactory)).map_err(|e| e.to_string())
-        })
+        .and_then(|capset| VtestServer::bind(config, &capset, factory).map_err(|e| e.to_string()))
         .and_then(|server| {
             let stopper = server.stopper();
             on_termination(OnSignal {

@@ -1,6 +1,6 @@
 //! `vhost-user-vgpu serve` as the CLI runs it (Venus executor on the host driver the
 //! loader picks, default device settings), as a binary of this package so the
-//! end-to-end tests can locate it: `vhost-serve-daemon --socket PATH`.
+//! end-to-end tests can locate it: `vhost-serve-daemon [--config FILE] --socket PATH`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,12 +16,20 @@ use vgpu_device::virtio_gpu::CoreBackend;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
-    let socket = match (args.next().as_deref(), args.next()) {
-        (Some("--socket"), Some(path)) => path,
-        _ => {
-            log::error!("usage: vhost-serve-daemon --socket PATH");
-            return ExitCode::FAILURE;
+    let (mut socket, mut config_file) = (None, None);
+    while let (Some(flag), Some(value)) = (args.next(), args.next()) {
+        match flag.as_str() {
+            "--socket" => socket = Some(value),
+            "--config" => config_file = Some(value),
+            _ => {
+                log::error!("usage: vhost-serve-daemon [--config FILE] --socket PATH");
+                return ExitCode::FAILURE;
+            }
         }
+    }
+    let Some(socket) = socket else {
+        log::error!("usage: vhost-serve-daemon [--config FILE] --socket PATH");
+        return ExitCode::FAILURE;
     };
     let capset = match VenusCapset::new(&VenusProtocolInfo::generated()) {
         Ok(c) => c,
@@ -30,7 +38,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = ServeConfig::new(socket.into());
+    let mut config = ServeConfig::new(socket.into());
+    if let Some(file) = config_file {
+        if let Err(e) = config.load(file.as_ref()) {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     // As the CLI: on SIGTERM/SIGINT every context fails, the socket goes, exit 0.
     let contexts = ContextRegistry::new();
     if let Err(e) = on_termination(OnSignal {
@@ -46,7 +60,7 @@ fn main() -> ExitCode {
         Box::new(
             CoreBackend::new(
                 &capset,
-                Arc::new(VenusFactory),
+                Arc::new(VenusFactory::per_vm("frontend".into(), config.limits)),
                 ContextConfig::default(),
                 signals,
             )

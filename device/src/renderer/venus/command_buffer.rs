@@ -95,6 +95,7 @@ impl Handler<'_, '_> {
                 }
                 st.check_free(id)?;
             }
+            self.check_room(&st, ids.len())?;
         }
         let dev = self.device(args.device)?;
         // SAFETY: live device; `info` holds a translated pool handle.

@@ -212,6 +212,7 @@ impl Handler<'_, '_> {
                 }
                 st.check_free(s.as_raw())?;
             }
+            self.check_room(&st, slots.len())?;
         }
         let ids: Vec<u64> = slots.iter().map(|s| s.as_raw()).collect();
         // SAFETY: the decoder built `pSetLayouts` with `descriptorSetCount` entries.

@@ -21,7 +21,7 @@ use super::instance::has_extension;
 use super::objects::DeviceState;
 use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
 use super::robustness::{self, Forced, HostRobustness, ROBUSTNESS2};
-use super::{raw, Handler, Result, VenusError};
+use super::{raw, Handler, Limit, Result, VenusError};
 
 /// Timelines a context may bind (virtio-gpu ring_idx 0..=63).
 const MAX_RING_IDX: u32 = 64;
@@ -33,6 +33,10 @@ pub(super) const STYPE_DEVICE_QUEUE_TIMELINE_INFO_MESA: vk::StructureType =
 impl Handler<'_, '_> {
     pub(super) fn create_device(&mut self, args: &mut CreateDeviceArgs<'_>) -> Result<vk::Result> {
         let id = self.new_id(args.p_device.as_deref())?;
+        let max = self.exec.account.limits().max_devices as usize;
+        if self.lock().device_count() >= max {
+            return Err(self.limit_reached(Limit::Devices));
+        }
         let pd = args.physical_device;
         let inst = self.physical(pd)?;
         let guest = required(args.p_create_info, "pCreateInfo")?;
@@ -131,12 +135,18 @@ impl Handler<'_, '_> {
             fns,
         });
         let mut st = self.lock();
-        if let Err(e) = st.bind(
-            id,
-            vk::ObjectType::DEVICE,
-            raw_dev,
-            inst.instance.handle().as_raw(),
-        ) {
+        // Checked again under the lock: another stream may have created one meanwhile.
+        let bound = if st.device_count() >= max {
+            Err(self.limit_reached(Limit::Devices))
+        } else {
+            st.bind(
+                id,
+                vk::ObjectType::DEVICE,
+                raw_dev,
+                inst.instance.handle().as_raw(),
+            )
+        };
+        if let Err(e) = bound {
             drop(st);
             // SAFETY: the device was just created and nothing else knows it.
             unsafe { state.device.destroy_device(None) };

@@ -12,7 +12,7 @@ use vulkan_proto::args::{
 use vulkan_proto::info;
 
 use super::objects::InstanceState;
-use super::{raw, Handler, Result, VenusError};
+use super::{raw, Handler, Limit, Result, VenusError};
 
 /// Copies `items` into a guest count/array pair (the two-call enumerate idiom).
 pub(super) fn fill_array<T: Copy>(
@@ -122,6 +122,10 @@ impl Handler<'_, '_> {
         args: &mut CreateInstanceArgs<'_>,
     ) -> Result<vk::Result> {
         let id = self.new_id(args.p_instance.as_deref())?;
+        let max = self.exec.account.limits().max_instances as usize;
+        if self.lock().instance_count() >= max {
+            return Err(self.limit_reached(Limit::Instances));
+        }
         let guest = args.p_create_info.ok_or(VenusError::Null {
             what: "pCreateInfo",
         })?;
@@ -160,7 +164,13 @@ impl Handler<'_, '_> {
             instance,
         });
         let mut st = self.lock();
-        if let Err(e) = st.bind(id, vk::ObjectType::INSTANCE, raw, 0) {
+        // Checked again under the lock: another stream may have created one meanwhile.
+        let bound = if st.instance_count() >= max {
+            Err(self.limit_reached(Limit::Instances))
+        } else {
+            st.bind(id, vk::ObjectType::INSTANCE, raw, 0)
+        };
+        if let Err(e) = bound {
             drop(st);
             // SAFETY: the instance was just created and nothing else knows it.
             unsafe { state.instance.destroy_instance(None) };

@@ -13,6 +13,7 @@ use vulkan_proto::args::{
 };
 
 use super::bind::MemoryInfo;
+use super::limits::MemoryCharge;
 use super::objects::{DeviceState, HostMemory};
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
@@ -122,7 +123,11 @@ impl Handler<'_, '_> {
         if let Some(res) = import {
             return self.import_resource_memory(args, id, &dev, info, ResourceId(res));
         }
+        let heap = ty.heap_index;
         if !(host_visible && dev.host_pointer_import) {
+            let Some(charge) = self.charge(&dev, heap, guest.allocation_size) else {
+                return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+            };
             // SAFETY: live device; `info` and its chain live across the call.
             return Ok(match unsafe { dev.device.allocate_memory(&info, None) } {
                 Ok(mem) => {
@@ -133,6 +138,7 @@ impl Handler<'_, '_> {
                         mem.as_raw(),
                         args.device.as_raw(),
                     )?;
+                    st.set_memory_charge(id, charge);
                     // The driver allocated exactly this many bytes.
                     st.set_memory_info(
                         id,
@@ -154,6 +160,10 @@ impl Handler<'_, '_> {
         {
             Some(s) if s > 0 && s <= MAX_HOST_VISIBLE_ALLOCATION => s,
             _ => return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY),
+        };
+        // The memfd counts as device memory, in the bytes the host holds.
+        let Some(charge) = self.charge(&dev, heap, size) else {
+            return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
         };
         let fd = match create_memfd("vgpu-device-memory", size) {
             Ok(fd) => fd,
@@ -179,13 +189,26 @@ impl Handler<'_, '_> {
                 size,
             },
             bindable,
+            Some(charge),
         )
+    }
+
+    /// Charges `bytes` on host heap `heap` to this context's VM, or logs (rate
+    /// limited) that its quota is reached.
+    fn charge(&self, dev: &DeviceState, heap: u32, bytes: u64) -> Option<MemoryCharge> {
+        let account = &self.exec.account;
+        let charge = account.try_charge(&dev.memory, heap, bytes);
+        if charge.is_none() {
+            account.warn_quota(self.exec.ctx, &dev.memory, bytes);
+        }
+        charge
     }
 
     /// `VkImportMemoryResourceInfoMESA`: device memory over the pages of a resource
     /// attached to this context (a blob another context exported, attached with
     /// CTX_ATTACH_RESOURCE; or shared memory), imported with
-    /// `VK_EXT_external_memory_host`. The memory can be exported again as a blob.
+    /// `VK_EXT_external_memory_host`. The memory can be exported again as a blob. Not
+    /// charged to the quota: the pages belong to a resource already paid for.
     fn import_resource_memory(
         &mut self,
         args: &AllocateMemoryArgs<'_>,
@@ -240,11 +263,13 @@ impl Handler<'_, '_> {
                 size,
             },
             bindable,
+            None,
         )
     }
 
     /// Allocates `info` over `host`'s mapping and records it as guest memory `id`
-    /// (exportable as a blob) whose binds may use `bindable` (never more than `host`).
+    /// (exportable as a blob) whose binds may use `bindable` (never more than `host`),
+    /// with what it costs its VM (`None` for imports, which cost nothing).
     fn allocate_over(
         &self,
         (device, id): (vk::Device, u64),
@@ -252,6 +277,7 @@ impl Handler<'_, '_> {
         info: &vk::MemoryAllocateInfo<'_>,
         host: HostMemory,
         bindable: MemoryInfo,
+        charge: Option<MemoryCharge>,
     ) -> Result<vk::Result> {
         let bindable = MemoryInfo {
             size: bindable.size.min(host.size),
@@ -268,6 +294,9 @@ impl Handler<'_, '_> {
                 )?;
                 st.memories.insert(id, Arc::new(host));
                 st.set_memory_info(id, bindable);
+                if let Some(charge) = charge {
+                    st.set_memory_charge(id, charge);
+                }
                 Ok(vk::Result::SUCCESS)
             }
             Err(e) => Ok(e),

@@ -41,6 +41,7 @@ mod fns;
 mod graphics;
 mod image;
 mod instance;
+pub mod limits;
 mod memory;
 mod objects;
 mod physical_device;
@@ -70,6 +71,7 @@ use super::executor::{
 use super::resource::ExportedBlob;
 use crate::error_chain;
 use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
+pub use limits::{Limit, VenusLimits, VmAccount};
 use objects::State;
 pub(crate) use objects::{DeviceState, InstanceState};
 
@@ -127,6 +129,11 @@ pub enum VenusError {
     /// Creating or mapping host memory for a host-visible allocation failed.
     #[error("host memory for an allocation")]
     HostMemory(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A create command ran into a per-context limit. Commands that return a
+    /// `VkResult` answer the guest with [`Limit::result`] instead of failing the
+    /// context; others fail it.
+    #[error("{0:?} limit reached")]
+    LimitReached(Limit),
     /// `VkImportMemoryResourceInfoMESA` named a resource whose fd is not safe to map
     /// (not sealed against shrinking, write-sealed, or smaller than the import).
     #[error("{resource} cannot be imported")]
@@ -171,16 +178,25 @@ pub struct VenusExecutor {
     ctx: ContextId,
     state: Mutex<State>,
     retirer: retire::Retirer,
+    /// The VM this context belongs to: its limits and device-memory account.
+    account: Arc<VmAccount>,
 }
 
 impl VenusExecutor {
-    /// A fresh executor for `ctx` (the Vulkan loader is loaded on the first command that
-    /// needs it).
+    /// A fresh executor for `ctx`, a VM of its own with the default limits (the Vulkan
+    /// loader is loaded on the first command that needs it).
     pub fn new(ctx: ContextId) -> Self {
+        let account = Arc::new(VmAccount::new(ctx.to_string(), VenusLimits::default()));
+        Self::with_account(ctx, account)
+    }
+
+    /// A fresh executor for `ctx` in the VM `account`.
+    pub fn with_account(ctx: ContextId, account: Arc<VmAccount>) -> Self {
         Self {
             ctx,
             state: Mutex::new(State::default()),
             retirer: retire::Retirer::default(),
+            account,
         }
     }
 
@@ -209,6 +225,9 @@ impl Drop for VenusExecutor {
             log::debug!("venus: {} teardown: {objects} objects left", self.ctx);
         }
         state.teardown();
+        // The host driver's objects are gone; without this, glibc would keep their
+        // heap in its arenas and the daemon's RSS stay at the client's peak.
+        crate::sys::trim_heap();
     }
 }
 
@@ -307,13 +326,43 @@ impl StreamExecutor for VenusExecutor {
     }
 }
 
-/// Creates a [`VenusExecutor`] per context.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct VenusFactory;
+/// Creates a [`VenusExecutor`] per context, each in a VM of its own (vtest: one
+/// connection, one context) or all in one VM (a vhost-user frontend).
+#[derive(Debug, Default, Clone)]
+pub struct VenusFactory {
+    limits: VenusLimits,
+    /// The VM every context joins; `None`: each context is a VM.
+    vm: Option<Arc<VmAccount>>,
+}
+
+impl VenusFactory {
+    /// Every context a VM of its own with `limits` (vtest).
+    pub fn per_context(limits: VenusLimits) -> Self {
+        Self { limits, vm: None }
+    }
+
+    /// Every context in one VM named `name` (log lines) with `limits`: one factory per
+    /// vhost-user frontend.
+    pub fn per_vm(name: String, limits: VenusLimits) -> Self {
+        Self {
+            limits,
+            vm: Some(Arc::new(VmAccount::new(name, limits))),
+        }
+    }
+
+    /// The VM context `ctx` belongs to.
+    fn account_for(&self, ctx: ContextId) -> Arc<VmAccount> {
+        match &self.vm {
+            Some(vm) => Arc::clone(vm),
+            None => Arc::new(VmAccount::new(ctx.to_string(), self.limits)),
+        }
+    }
+}
 
 impl ExecutorFactory for VenusFactory {
     fn create(&self, ctx: ContextId) -> std::result::Result<Arc<dyn StreamExecutor>, ExecError> {
-        Ok(Arc::new(VenusExecutor::new(ctx)))
+        let account = self.account_for(ctx);
+        Ok(Arc::new(VenusExecutor::with_account(ctx, account)))
     }
 }
 
@@ -355,8 +404,26 @@ impl Handler<'_, '_> {
         if id == 0 {
             return Err(VenusError::ZeroId(H::TYPE));
         }
-        self.lock().check_free(id)?;
+        let st = self.lock();
+        st.check_free(id)?;
+        self.check_room(&st, 1)?;
         Ok(id)
+    }
+
+    /// Checks that `n` more objects fit in the context's object limit (logging, rate
+    /// limited, when they do not).
+    fn check_room(&self, st: &State, n: usize) -> Result<()> {
+        let max = self.exec.account.limits().max_objects as usize;
+        if st.object_count().saturating_add(n) > max {
+            return Err(self.limit_reached(Limit::Objects));
+        }
+        Ok(())
+    }
+
+    /// Logs that a per-context limit was reached and returns the error saying so.
+    fn limit_reached(&self, limit: Limit) -> VenusError {
+        self.exec.account.warn_limit(self.exec.ctx, limit);
+        VenusError::LimitReached(limit)
     }
 
     /// Binds guest `id` to a new host object owned by `parent` (a host handle).
@@ -510,6 +577,41 @@ fn handler_err(e: VenusError) -> DispatchError {
     DispatchError::Handler(Box::new(e))
 }
 
+/// What a handler's return type answers when a per-context limit stops a create
+/// command: a `VkResult` error for commands that return one, nothing (the context
+/// fails) for the rest.
+trait LimitAnswer: Sized {
+    fn limit_answer(limit: Limit) -> Option<Self>;
+}
+
+impl LimitAnswer for vk::Result {
+    fn limit_answer(limit: Limit) -> Option<Self> {
+        Some(limit.result())
+    }
+}
+
+impl LimitAnswer for () {
+    fn limit_answer(_: Limit) -> Option<Self> {
+        None
+    }
+}
+
+impl LimitAnswer for u64 {
+    fn limit_answer(_: Limit) -> Option<Self> {
+        None
+    }
+}
+
+/// A handler's result as the dispatcher returns it (limits answered per [`LimitAnswer`]).
+fn answer<T: LimitAnswer>(r: Result<T>) -> std::result::Result<T, DispatchError> {
+    match r {
+        Err(VenusError::LimitReached(limit)) => {
+            T::limit_answer(limit).ok_or_else(|| handler_err(VenusError::LimitReached(limit)))
+        }
+        r => r.map_err(handler_err),
+    }
+}
+
 macro_rules! forward {
     ($($name:ident($args:ident) -> $ret:ty;)*) => {
         // SAFETY: the handlers never replace a pointer inside an argument struct with one
@@ -538,7 +640,7 @@ macro_rules! forward {
                     &mut self,
                     args: &mut args::$args<'_>,
                 ) -> std::result::Result<$ret, DispatchError> {
-                    self.0.$name(args).map_err(handler_err)
+                    answer(self.0.$name(args))
                 }
             )*
         }
@@ -831,4 +933,27 @@ forward! {
     reset_fence_resource_mesa(ResetFenceResourceMESAArgs) -> ();
     wait_semaphore_resource_mesa(WaitSemaphoreResourceMESAArgs) -> ();
     import_semaphore_resource_mesa(ImportSemaphoreResourceMESAArgs) -> ();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_vm_factory_puts_every_context_in_one_vm() {
+        let f = VenusFactory::per_vm("frontend 1".into(), VenusLimits::default());
+        assert!(Arc::ptr_eq(
+            &f.account_for(ContextId(1)),
+            &f.account_for(ContextId(2))
+        ));
+    }
+
+    #[test]
+    fn per_context_factory_makes_each_context_a_vm() {
+        let f = VenusFactory::per_context(VenusLimits::default());
+        assert!(!Arc::ptr_eq(
+            &f.account_for(ContextId(1)),
+            &f.account_for(ContextId(2))
+        ));
+    }
 }

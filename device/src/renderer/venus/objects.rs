@@ -10,6 +10,7 @@ use ash::vk;
 use super::bind::{BindError, BindTarget, MemoryInfo, Object as BindObject};
 use super::bounds::{ImageInfo, PassInfo, RenderState, SetLayoutInfo, ViewInfo};
 use super::fns::DeviceFns;
+use super::limits::MemoryCharge;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
 
@@ -112,6 +113,8 @@ pub(crate) struct State {
     dispatchable: HashMap<u64, Arc<DeviceState>>,
     /// Guest memory id → memfd backing.
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
+    /// Guest memory id → what it costs its VM's quota (credited when removed).
+    charges: HashMap<u64, MemoryCharge>,
     /// Guest memory id → its size and type (bind checks).
     memory_infos: HashMap<u64, MemoryInfo>,
     /// Guest buffer or image id → the host's memory requirements and what is bound.
@@ -163,6 +166,16 @@ impl State {
         self.objects.len()
     }
 
+    /// Live host instances.
+    pub(crate) fn instance_count(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Live host devices.
+    pub(crate) fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
     /// Typed lookup for the decoder: id 0 is NULL; unknown or wrong-typed is `None`.
     pub(crate) fn lookup(&self, ty: vk::ObjectType, id: u64) -> Option<u64> {
         if id == 0 {
@@ -208,6 +221,7 @@ impl State {
         let id = self.by_host.remove(&(ty.as_raw(), raw))?;
         self.objects.remove(&id);
         self.memories.remove(&id);
+        self.charges.remove(&id);
         self.memory_infos.remove(&id);
         self.bind_targets.remove(&id);
         self.buffer_sizes.remove(&id);
@@ -244,6 +258,13 @@ impl State {
             .filter(|o| o.ty == ty && o.parent == parent)
             .map(|o| o.raw)
             .collect()
+    }
+
+    /// Records what memory just bound to guest `id` costs its VM.
+    pub(crate) fn set_memory_charge(&mut self, id: u64, charge: MemoryCharge) {
+        if self.objects.contains_key(&id) {
+            self.charges.insert(id, charge);
+        }
     }
 
     /// Records the size and type of device memory just bound to guest `id`.
@@ -626,11 +647,23 @@ impl State {
                 .copied()
                 .collect();
             let queues: Vec<vk::Queue> = self.queues_of(raw).iter().map(|q| q.queue).collect();
+            // Taken out before the tables forget the memory (which would credit it).
+            let memory_ids: Vec<u64> = children
+                .iter()
+                .filter(|o| o.ty == vk::ObjectType::DEVICE_MEMORY)
+                .filter_map(|o| self.guest_id(o.ty, o.raw))
+                .collect();
+            let charges: Vec<MemoryCharge> = memory_ids
+                .iter()
+                .filter_map(|id| self.charges.remove(id))
+                .collect();
             let Some(dev) = self.remove_device(raw) else {
                 continue;
             };
             if !destroy_device_tree(&dev, &queues, children) {
                 leaked_devices = true;
+                // The leaked memory stays charged to the VM: it is still held.
+                std::mem::forget(charges);
             }
         }
         if leaked_devices {

@@ -269,6 +269,8 @@ impl Handler<'_, '_> {
             inst.instance
                 .get_physical_device_memory_properties(args.physical_device)
         };
+        // The guest sees heaps no larger than its VM's quota.
+        self.exec.account.patch_heaps(out);
         Ok(())
     }
 
@@ -283,6 +285,16 @@ impl Handler<'_, '_> {
             inst.instance
                 .get_physical_device_memory_properties2(args.physical_device, out);
         }
+        // The guest sees heaps no larger than its VM's quota, and its own usage and
+        // budget rather than the daemon's (VK_EXT_memory_budget).
+        let host = out.memory_properties;
+        // SAFETY: the output chain was decoded into this command's arena (writable, not
+        // borrowed elsewhere) and the decoder built any node of the budget sType as that
+        // struct.
+        if let Some(budget) = unsafe { raw::memory_budget_mut(out.p_next) } {
+            self.exec.account.patch_budget(&host, budget);
+        }
+        self.exec.account.patch_heaps(&mut out.memory_properties);
         Ok(())
     }
 

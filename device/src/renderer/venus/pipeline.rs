@@ -61,6 +61,7 @@ impl Handler<'_, '_> {
             }
             ids.push(id);
         }
+        self.check_room(&st, ids.len())?;
         Ok(ids)
     }
 

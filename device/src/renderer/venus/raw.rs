@@ -139,6 +139,32 @@ pub(super) unsafe fn import_resource_id(head: *const c_void) -> Option<u32> {
     .map(|t| t.resource_id)
 }
 
+/// The first `VkPhysicalDeviceMemoryBudgetPropertiesEXT` in the output chain at `head`.
+///
+/// # Safety
+///
+/// As for [`strip_chain`]: every node is writable and not borrowed elsewhere while the
+/// returned reference (`'a`) lives; a node with that sType must be a
+/// `VkPhysicalDeviceMemoryBudgetPropertiesEXT` (the decoder builds it so).
+pub(super) unsafe fn memory_budget_mut<'a>(
+    head: *mut c_void,
+) -> Option<&'a mut vk::PhysicalDeviceMemoryBudgetPropertiesEXT<'a>> {
+    // SAFETY: forwarded from the caller (read-only walk).
+    let node = unsafe {
+        find_in_chain(
+            head.cast_const(),
+            vk::StructureType::PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT,
+        )
+    };
+    // SAFETY: the caller guarantees a node of this sType has this layout, is writable
+    // and unaliased for 'a; NULL gives None.
+    unsafe {
+        node.cast_mut()
+            .cast::<vk::PhysicalDeviceMemoryBudgetPropertiesEXT<'a>>()
+            .as_mut()
+    }
+}
+
 /// The strings of a `ppEnabled*Names` array.
 ///
 /// # Safety
