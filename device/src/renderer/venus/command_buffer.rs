@@ -2,6 +2,8 @@
 //! the host command buffer bound to the guest's id (the guest batches a whole
 //! recording and sends it at vkEndCommandBuffer).
 
+use std::sync::Arc;
+
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
@@ -46,9 +48,12 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut DestroyCommandPoolArgs<'_>,
     ) -> Result<()> {
+        // The buffers leave the tables with no host call of their own (destroying the
+        // pool frees them); each holds the pool, so a pending one keeps it alive.
         self.lock()
             .unbind_children(vk::ObjectType::COMMAND_BUFFER, args.command_pool.as_raw());
-        // SAFETY: a live pool of this device, now out of the tables with its buffers.
+        // SAFETY: a live pool of this device, now out of the tables with its buffers,
+        // none of which is used any more when the last reference drops.
         self.destroy_child(args.device, args.command_pool, |d, h| unsafe {
             d.device.destroy_command_pool(h, None);
         })
@@ -59,6 +64,20 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandPoolArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
+        let cbs: Vec<_> = {
+            let st = self.lock();
+            st.children(vk::ObjectType::COMMAND_BUFFER, args.command_pool.as_raw())
+                .into_iter()
+                .filter_map(|cb| st.host(vk::ObjectType::COMMAND_BUFFER, cb))
+                .collect()
+        };
+        if cbs.iter().any(|cb| cb.is_pending()) {
+            return Err(VenusError::Invalid(
+                "command pool reset while a command buffer of it is pending",
+            ));
+        }
+        let released: Vec<_> = cbs.iter().flat_map(|cb| cb.release_recorded()).collect();
+        drop(released);
         // SAFETY: live device and pool.
         Ok(vk_result(unsafe {
             dev.device.reset_command_pool(args.command_pool, args.flags)
@@ -122,16 +141,23 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device(args.device)?;
         let cbs = args.p_command_buffers.unwrap_or(&[]);
-        {
+        let pool = args.command_pool;
+        let hosts: Vec<_> = {
             let mut st = self.lock();
-            for cb in cbs {
-                st.unbind(vk::ObjectType::COMMAND_BUFFER, cb.as_raw());
-            }
-        }
-        let live: Vec<vk::CommandBuffer> = cbs.iter().copied().filter(|c| !c.is_null()).collect();
-        if !live.is_empty() {
-            // SAFETY: live device, pool and command buffers, now out of the tables.
-            unsafe { dev.device.free_command_buffers(args.command_pool, &live) };
+            cbs.iter()
+                .filter_map(|cb| st.unbind_host(vk::ObjectType::COMMAND_BUFFER, cb.as_raw()))
+                .collect()
+        };
+        // Each is freed when its last user lets go (a pending submission, a primary
+        // that executes it); it holds its pool, so the pool outlives it.
+        for host in hosts {
+            let dev = Arc::clone(&dev);
+            let cb = vk::CommandBuffer::from_raw(host.raw);
+            host.destroy_on_drop(Box::new(move || {
+                // SAFETY: a command buffer of this live pool and device (both held),
+                // out of the tables, and no submission or command uses it any more.
+                unsafe { dev.device.free_command_buffers(pool, &[cb]) };
+            }));
         }
         Ok(())
     }
@@ -142,6 +168,7 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_begin_info, "pBeginInfo")?;
+        drop(self.reset_recording(args.command_buffer)?);
         let state = if info
             .flags
             .contains(vk::CommandBufferUsageFlags::RENDER_PASS_CONTINUE)
@@ -179,11 +206,31 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandBufferArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer.
+        drop(self.reset_recording(args.command_buffer)?);
+        // SAFETY: live command buffer, not pending (checked above).
         Ok(vk_result(unsafe {
             dev.device
                 .reset_command_buffer(args.command_buffer, args.flags)
         }))
+    }
+
+    /// A command buffer is about to be reset (explicitly or by vkBeginCommandBuffer):
+    /// refused while a submission of it is pending (resetting it would free host
+    /// memory the queue is reading); otherwise what its old commands used is returned
+    /// for the caller to drop.
+    fn reset_recording(
+        &self,
+        cb: vk::CommandBuffer,
+    ) -> Result<Vec<Arc<super::lifetime::HostObject>>> {
+        let Some(host) = self.pinned(vk::ObjectType::COMMAND_BUFFER, cb.as_raw()) else {
+            return Ok(Vec::new());
+        };
+        if host.is_pending() {
+            return Err(VenusError::Invalid(
+                "command buffer reset while a submission of it is pending",
+            ));
+        }
+        Ok(host.release_recorded())
     }
 
     pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {

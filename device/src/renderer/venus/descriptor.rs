@@ -1,5 +1,7 @@
 //! Descriptor set layouts, pools, sets, updates and update templates.
 
+use std::sync::Arc;
+
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
@@ -10,6 +12,7 @@ use vulkan_proto::args::{
 };
 
 use super::bounds::{self, SetLayoutInfo};
+use super::lifetime::HostObject;
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError};
 
@@ -159,9 +162,12 @@ impl Handler<'_, '_> {
         args: &mut DestroyDescriptorPoolArgs<'_>,
     ) -> Result<()> {
         let pool = args.descriptor_pool.as_raw();
+        // The sets leave the tables with no host call of their own (destroying the
+        // pool frees them); each holds the pool, so a set in use keeps it alive.
         self.lock()
             .unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
-        // SAFETY: a live pool of this device, now out of the tables with its sets.
+        // SAFETY: a live pool of this device, now out of the tables with its sets,
+        // none of which is used any more when the last reference drops.
         self.destroy_child(args.device, args.descriptor_pool, |d, h| unsafe {
             d.device.destroy_descriptor_pool(h, None);
         })
@@ -172,10 +178,26 @@ impl Handler<'_, '_> {
         args: &mut ResetDescriptorPoolArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
-        self.lock().unbind_children(
-            vk::ObjectType::DESCRIPTOR_SET,
-            args.descriptor_pool.as_raw(),
-        );
+        let pool = args.descriptor_pool.as_raw();
+        let sets: Vec<_> = {
+            let mut st = self.lock();
+            let sets: Vec<_> = st
+                .children(vk::ObjectType::DESCRIPTOR_SET, pool)
+                .into_iter()
+                .filter_map(|s| st.host(vk::ObjectType::DESCRIPTOR_SET, s))
+                .collect();
+            if sets.iter().any(|s| s.is_pending()) {
+                // Resetting frees every set at once, under running work.
+                return Err(VenusError::Invalid(
+                    "descriptor pool reset while a set of it is in use by a pending submission",
+                ));
+            }
+            st.unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
+            sets
+        };
+        // Their slots no longer point anywhere (the host sets are gone).
+        let cleared: Vec<_> = sets.iter().map(|s| s.clear_slots()).collect();
+        drop(cleared);
         // SAFETY: live device and pool.
         Ok(
             match unsafe {
@@ -279,23 +301,26 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let sets = args.p_descriptor_sets.unwrap_or(&[]);
-        {
+        let pool = args.descriptor_pool;
+        let hosts: Vec<_> = {
             let mut st = self.lock();
-            for s in sets {
-                st.unbind(vk::ObjectType::DESCRIPTOR_SET, s.as_raw());
-            }
+            sets.iter()
+                .filter_map(|s| st.unbind_host(vk::ObjectType::DESCRIPTOR_SET, s.as_raw()))
+                .collect()
+        };
+        // Each is freed when its last user lets go (a command buffer that binds it, a
+        // pending submission); it holds its pool, so the pool outlives it.
+        for host in hosts {
+            let dev = Arc::clone(&dev);
+            let set = vk::DescriptorSet::from_raw(host.raw);
+            host.destroy_on_drop(Box::new(move || {
+                // SAFETY: a set of this live pool and device (both held), out of the
+                // tables and unused. A pool without FREE_DESCRIPTOR_SET refuses the
+                // call (the guest broke valid usage) and frees the set with itself.
+                let _ = unsafe { dev.device.free_descriptor_sets(pool, &[set]) };
+            }));
         }
-        let live: Vec<vk::DescriptorSet> = sets.iter().copied().filter(|s| !s.is_null()).collect();
-        if live.is_empty() {
-            return Ok(vk::Result::SUCCESS);
-        }
-        // SAFETY: live device, pool and sets, now out of the tables.
-        Ok(
-            match unsafe { dev.device.free_descriptor_sets(args.descriptor_pool, &live) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
-            },
-        )
+        Ok(vk::Result::SUCCESS)
     }
 
     pub(super) fn update_descriptor_sets(
@@ -309,7 +334,92 @@ impl Handler<'_, '_> {
         // SAFETY: live device; writes and copies live in the arena with translated
         // handles, and every write has the array its type needs (checked above).
         unsafe { dev.device.update_descriptor_sets(writes, copies) };
+        self.record_descriptor_objects(writes, copies);
         Ok(())
+    }
+
+    /// Makes each written set hold what its slots now point to (until rewritten or
+    /// freed), so a buffer, view or sampler the set still names is not destroyed on
+    /// the host while a submission binding the set may run.
+    fn record_descriptor_objects(
+        &self,
+        writes: &[vk::WriteDescriptorSet<'_>],
+        copies: &[vk::CopyDescriptorSet<'_>],
+    ) {
+        let mut old = Vec::new();
+        for w in writes {
+            let Some(set) = self.pinned(vk::ObjectType::DESCRIPTOR_SET, w.dst_set.as_raw()) else {
+                continue;
+            };
+            for i in 0..w.descriptor_count {
+                let Some(elem) = w.dst_array_element.checked_add(i) else {
+                    break;
+                };
+                let objects = self.write_objects(w, i as usize);
+                if w.descriptor_type == vk::DescriptorType::INLINE_UNIFORM_BLOCK {
+                    // descriptorCount counts bytes; nothing to hold.
+                    break;
+                }
+                old.push(set.write_slot((w.dst_binding, elem), objects));
+            }
+        }
+        for c in copies {
+            let src = self.pinned(vk::ObjectType::DESCRIPTOR_SET, c.src_set.as_raw());
+            let dst = self.pinned(vk::ObjectType::DESCRIPTOR_SET, c.dst_set.as_raw());
+            let (Some(src), Some(dst)) = (src, dst) else {
+                continue;
+            };
+            for i in 0..c.descriptor_count {
+                let (Some(s), Some(d)) = (
+                    c.src_array_element.checked_add(i),
+                    c.dst_array_element.checked_add(i),
+                ) else {
+                    break;
+                };
+                let objects = src.slot((c.src_binding, s));
+                old.push(dst.write_slot((c.dst_binding, d), objects));
+            }
+        }
+        drop(old);
+    }
+
+    /// The pinned objects element `i` of write `w` points to.
+    fn write_objects(&self, w: &vk::WriteDescriptorSet<'_>, i: usize) -> Vec<Arc<HostObject>> {
+        let mut out = Vec::new();
+        let mut add = |ty, raw: u64| {
+            if raw != 0 {
+                out.extend(self.pinned(ty, raw));
+            }
+        };
+        use vk::DescriptorType as T;
+        match w.descriptor_type {
+            T::UNIFORM_BUFFER
+            | T::STORAGE_BUFFER
+            | T::UNIFORM_BUFFER_DYNAMIC
+            | T::STORAGE_BUFFER_DYNAMIC => {
+                // SAFETY: check_updates refused a NULL array for these types, and the
+                // decoder built it with descriptorCount (> i) entries in the arena.
+                let b = unsafe { &*w.p_buffer_info.add(i) };
+                add(vk::ObjectType::BUFFER, b.buffer.as_raw());
+            }
+            T::SAMPLER
+            | T::COMBINED_IMAGE_SAMPLER
+            | T::SAMPLED_IMAGE
+            | T::STORAGE_IMAGE
+            | T::INPUT_ATTACHMENT => {
+                // SAFETY: as above, for pImageInfo.
+                let im = unsafe { &*w.p_image_info.add(i) };
+                add(vk::ObjectType::SAMPLER, im.sampler.as_raw());
+                add(vk::ObjectType::IMAGE_VIEW, im.image_view.as_raw());
+            }
+            T::UNIFORM_TEXEL_BUFFER | T::STORAGE_TEXEL_BUFFER => {
+                // SAFETY: as above, for pTexelBufferView.
+                let v = unsafe { *w.p_texel_buffer_view.add(i) };
+                add(vk::ObjectType::BUFFER_VIEW, v.as_raw());
+            }
+            _ => {}
+        }
+        out
     }
 
     pub(super) fn create_descriptor_update_template(

@@ -9,6 +9,7 @@ use ash::vk;
 
 use super::bounds::{ImageInfo, PassInfo, RenderState, SetLayoutInfo, ViewInfo};
 use super::fns::DeviceFns;
+use super::lifetime::HostObject;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
 
@@ -69,6 +70,18 @@ pub(crate) struct DeviceState {
     pub(crate) fns: DeviceFns,
 }
 
+impl Drop for DeviceState {
+    fn drop(&mut self) {
+        // SAFETY: the last reference is gone: every child's drop action (which holds
+        // one) has run, every submission's fence retired (`Waiting` holds one), and the
+        // destroyer drained the queues before letting go of its own (a device whose
+        // queues did not drain is leaked with `mem::forget` instead). Children the
+        // guest left behind were destroyed by `vkDestroyDevice`'s caller contract or
+        // by teardown.
+        unsafe { self.device.destroy_device(None) };
+    }
+}
+
 impl std::fmt::Debug for DeviceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceState")
@@ -109,6 +122,14 @@ pub(crate) struct State {
     devices: HashMap<u64, Arc<DeviceState>>,
     /// Host queue / command buffer → owning device.
     dispatchable: HashMap<u64, Arc<DeviceState>>,
+    /// Guest id → the host object's lifetime handle (device children only).
+    hosts: HashMap<u64, Arc<HostObject>>,
+    /// Objects taken out of the tables during commands, dropped (which may run host
+    /// destroy calls) by the executor after the lock is released.
+    graveyard: Vec<Arc<HostObject>>,
+    /// Objects created since the executor last looked: they get to hold what the
+    /// command that created them used.
+    fresh: Vec<Arc<HostObject>>,
     /// Guest memory id → memfd backing.
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
     /// Guest buffer id → `VkBufferCreateInfo::size` (bounds of indirect arguments).
@@ -196,12 +217,50 @@ impl State {
         }
         self.objects.insert(id, Object { ty, raw, parent });
         self.by_host.insert((ty.as_raw(), raw), id);
+        if has_host_object(ty) {
+            let host = HostObject::new(ty, raw);
+            self.fresh.push(Arc::clone(&host));
+            self.hosts.insert(id, host);
+        }
         Ok(())
+    }
+
+    /// The lifetime handle of host object `raw` of type `ty`, if it is in the tables.
+    pub(crate) fn host(&self, ty: vk::ObjectType, raw: u64) -> Option<Arc<HostObject>> {
+        let id = self.guest_id(ty, raw)?;
+        self.hosts.get(&id).cloned()
+    }
+
+    /// The lifetime handle behind guest `id` of type `ty` (a decoder lookup).
+    pub(crate) fn host_by_id(&self, ty: vk::ObjectType, id: u64) -> Option<Arc<HostObject>> {
+        self.hosts.get(&id).filter(|h| h.ty == ty).cloned()
+    }
+
+    /// Forgets a host object and returns its lifetime handle (also kept in the
+    /// graveyard until the command ends, so it drops outside the lock).
+    pub(crate) fn unbind_host(&mut self, ty: vk::ObjectType, raw: u64) -> Option<Arc<HostObject>> {
+        let id = self.guest_id(ty, raw)?;
+        let host = self.hosts.get(&id).cloned();
+        self.unbind(ty, raw);
+        host
+    }
+
+    /// Objects removed from the tables since the last call (drop them unlocked).
+    pub(crate) fn take_graveyard(&mut self) -> Vec<Arc<HostObject>> {
+        std::mem::take(&mut self.graveyard)
+    }
+
+    /// Objects created since the last call.
+    pub(crate) fn take_fresh(&mut self) -> Vec<Arc<HostObject>> {
+        std::mem::take(&mut self.fresh)
     }
 
     pub(crate) fn unbind(&mut self, ty: vk::ObjectType, raw: u64) -> Option<u64> {
         let id = self.by_host.remove(&(ty.as_raw(), raw))?;
         self.objects.remove(&id);
+        if let Some(host) = self.hosts.remove(&id) {
+            self.graveyard.push(host);
+        }
         self.memories.remove(&id);
         self.buffer_sizes.remove(&id);
         self.image_infos.remove(&id);
@@ -567,9 +626,13 @@ impl State {
             let Some(dev) = self.remove_device(raw) else {
                 continue;
             };
-            if !destroy_device_tree(&dev, &queues, children) {
+            if !destroy_device_tree(&dev, &queues, children) || Arc::strong_count(&dev) > 1 {
+                // Not drained, or still referenced (it cannot be destroyed now): leak
+                // it rather than destroy it under running work.
+                std::mem::forget(dev);
                 leaked_devices = true;
             }
+            // Otherwise the last reference drops here and destroys the device.
         }
         if leaked_devices {
             // Destroying an instance with a live device is undefined; keep both (and
@@ -588,6 +651,18 @@ impl State {
             }
         }
     }
+}
+
+/// Whether objects of type `ty` get a [`HostObject`] (device children; instances,
+/// physical devices, devices and queues have their own lifetimes).
+fn has_host_object(ty: vk::ObjectType) -> bool {
+    !matches!(
+        ty,
+        vk::ObjectType::INSTANCE
+            | vk::ObjectType::PHYSICAL_DEVICE
+            | vk::ObjectType::DEVICE
+            | vk::ObjectType::QUEUE
+    )
 }
 
 /// Order in which leftover objects are destroyed (users before what they use).
@@ -622,7 +697,6 @@ const TEARDOWN_ORDER: &[vk::ObjectType] = &[
 /// (a wait on a semaphore it never signals), and destroying a device with a busy queue
 /// hangs or crashes the host driver, which would harm every other context.
 fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Object>) -> bool {
-    let d = &dev.device;
     if !super::retire::drain_queues(dev, queues, super::retire::DRAIN_LIMIT) {
         log::warn!(
             "venus: a device's queue did not drain within {:?}; leaking the device and its \
@@ -640,8 +714,8 @@ fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Ob
             unsafe { destroy_object(dev, o.ty, o.raw) };
         }
     }
-    // SAFETY: all children are destroyed and the device is idle and unreachable.
-    unsafe { d.destroy_device(None) };
+    // The device itself is destroyed when its last reference drops (`DeviceState`'s
+    // `Drop`), after every child.
     true
 }
 

@@ -1,0 +1,299 @@
+//! Host object lifetimes: every device child the guest creates is held as an
+//! `Arc<HostObject>` while anything may still use it on the host.
+//!
+//! Holders: the object table (until the guest destroys the object), the command that
+//! is running (every handle the decoder looked up is *pinned* for the whole command, so
+//! another ring of the same context cannot destroy it under a driver call), objects
+//! created from it (a view holds its image, a pipeline its layout and shaders), memory
+//! bound to a buffer or image, what a command buffer's recorded commands reference,
+//! what was written into a descriptor set, and every submission until its host fence
+//! retires (`queue.rs`, `retire.rs`).
+//!
+//! `vkDestroy*` / `vkFree*` remove the table entry at once (the guest id is gone) and
+//! hand the host destroy call to the object as its drop action: the driver sees the
+//! destroy only when the last holder lets go. Objects the guest never destroys have no
+//! drop action; context teardown and `vkDestroyDevice` destroy those in dependency
+//! order as before. A device itself is destroyed when its last `Arc<DeviceState>` goes
+//! (every drop action holds one), so it never goes before its children.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use ash::vk;
+
+/// The host call that destroys an object, run when its last holder drops it.
+pub(crate) type DropAction = Box<dyn FnOnce() + Send>;
+
+/// A descriptor slot: (binding, array element).
+type Slot = (u32, u32);
+
+/// One host object of a context and everything that must outlive it.
+pub(crate) struct HostObject {
+    pub(crate) ty: vk::ObjectType,
+    pub(crate) raw: u64,
+    /// Set when the guest destroyed it: the host destroy call.
+    on_drop: Mutex<Option<DropAction>>,
+    /// What must outlive it: for most objects what they were created from (a view's
+    /// image, a pipeline's layout and shaders) and, for buffers and images, the memory
+    /// bound to them; for command buffers their pool and what the recorded commands
+    /// use (cleared when the command buffer is reset).
+    refs: Mutex<Refs>,
+    /// Descriptor sets: what each written slot points to.
+    slots: Mutex<HashMap<Slot, Vec<Arc<HostObject>>>>,
+    /// Submissions in flight that use this object (command buffers, and the descriptor
+    /// sets they bind).
+    pending: AtomicU32,
+}
+
+#[derive(Default)]
+struct Refs {
+    list: Vec<Arc<HostObject>>,
+    seen: HashSet<usize>,
+}
+
+impl std::fmt::Debug for HostObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostObject")
+            .field("ty", &self.ty)
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn key(o: &Arc<HostObject>) -> usize {
+    Arc::as_ptr(o) as usize
+}
+
+impl HostObject {
+    /// A new object with nothing to keep alive yet.
+    pub(crate) fn new(ty: vk::ObjectType, raw: u64) -> Arc<Self> {
+        Arc::new(Self {
+            ty,
+            raw,
+            on_drop: Mutex::new(None),
+            refs: Mutex::default(),
+            slots: Mutex::default(),
+            pending: AtomicU32::new(0),
+        })
+    }
+
+    /// Hands the host destroy call to the object: it runs when the last holder drops it.
+    pub(crate) fn destroy_on_drop(&self, action: DropAction) {
+        *locked(&self.on_drop) = Some(action);
+    }
+
+    /// Keeps `others` alive as long as this object (deduplicated; `self` is skipped).
+    pub(crate) fn hold(&self, others: impl IntoIterator<Item = Arc<HostObject>>) {
+        let mut refs = locked(&self.refs);
+        let me = self as *const Self as usize;
+        for o in others {
+            let k = key(&o);
+            if k != me && refs.seen.insert(k) {
+                refs.list.push(o);
+            }
+        }
+    }
+
+    /// Lets go of what a command buffer's recorded commands used (it is reset), all
+    /// but its pool; returned so the caller drops it outside any lock.
+    pub(crate) fn release_recorded(&self) -> Vec<Arc<HostObject>> {
+        let mut refs = locked(&self.refs);
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut refs.list)
+            .into_iter()
+            .partition(|o| o.ty == vk::ObjectType::COMMAND_POOL);
+        refs.seen = keep.iter().map(key).collect();
+        refs.list = keep;
+        gone
+    }
+
+    /// What `hold` keeps alive now.
+    pub(crate) fn refs(&self) -> Vec<Arc<HostObject>> {
+        locked(&self.refs).list.clone()
+    }
+
+    /// Replaces what descriptor slot `slot` points to; the old objects are returned.
+    pub(crate) fn write_slot(
+        &self,
+        slot: Slot,
+        objects: Vec<Arc<HostObject>>,
+    ) -> Vec<Arc<HostObject>> {
+        locked(&self.slots)
+            .insert(slot, objects)
+            .unwrap_or_default()
+    }
+
+    /// What descriptor slot `slot` points to.
+    pub(crate) fn slot(&self, slot: Slot) -> Vec<Arc<HostObject>> {
+        locked(&self.slots).get(&slot).cloned().unwrap_or_default()
+    }
+
+    /// Every object a descriptor set points to.
+    pub(crate) fn slot_objects(&self) -> Vec<Arc<HostObject>> {
+        locked(&self.slots).values().flatten().cloned().collect()
+    }
+
+    /// Forgets every slot (the set was reset with its pool).
+    pub(crate) fn clear_slots(&self) -> HashMap<Slot, Vec<Arc<HostObject>>> {
+        std::mem::take(&mut *locked(&self.slots))
+    }
+
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
+    }
+
+    fn begin_use(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn end_use(&self) {
+        // Never below zero: each end_use pairs with one begin_use in `InFlight`.
+        let _ = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
+impl Drop for HostObject {
+    fn drop(&mut self) {
+        let action = self
+            .on_drop
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(action) = action {
+            action();
+        }
+        // `refs` and `slots` drop after the host object is gone, so what it was
+        // created from outlives it.
+    }
+}
+
+/// What one submission keeps alive until its host fence retires: the objects its
+/// command buffers (and their secondaries and descriptor sets) use. Command buffers
+/// and descriptor sets are marked pending meanwhile.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    held: Vec<Arc<HostObject>>,
+    marked: Vec<Arc<HostObject>>,
+}
+
+impl InFlight {
+    /// Holds `pinned` (what the submit command named) and, through each command
+    /// buffer, everything it recorded.
+    pub(crate) fn new(pinned: Vec<Arc<HostObject>>) -> Self {
+        let mut held = pinned;
+        let mut marked = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Arc<HostObject>> = held
+            .iter()
+            .filter(|o| o.ty == vk::ObjectType::COMMAND_BUFFER)
+            .cloned()
+            .collect();
+        // A snapshot of everything reachable: a later reset of a secondary or a
+        // rewrite of a descriptor slot cannot drop what this submission uses.
+        let mut reached = Vec::new();
+        while let Some(cb) = stack.pop() {
+            if !seen.insert(key(&cb)) {
+                continue;
+            }
+            for r in cb.refs() {
+                match r.ty {
+                    vk::ObjectType::COMMAND_BUFFER => stack.push(Arc::clone(&r)),
+                    vk::ObjectType::DESCRIPTOR_SET if seen.insert(key(&r)) => {
+                        r.begin_use();
+                        reached.extend(r.slot_objects());
+                        marked.push(Arc::clone(&r));
+                    }
+                    _ => {}
+                }
+                reached.push(r);
+            }
+            cb.begin_use();
+            marked.push(cb);
+        }
+        held.extend(reached);
+        Self { held, marked }
+    }
+
+    /// Whether it holds anything.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for o in &self.marked {
+            o.end_use();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    fn flag() -> (Arc<AtomicBool>, DropAction) {
+        let f = Arc::new(AtomicBool::new(false));
+        let g = Arc::clone(&f);
+        (f, Box::new(move || g.store(true, Ordering::SeqCst)))
+    }
+
+    #[test]
+    fn destroyed_while_in_flight_goes_at_retirement() {
+        let buffer = HostObject::new(vk::ObjectType::BUFFER, 1);
+        let cb = HostObject::new(vk::ObjectType::COMMAND_BUFFER, 2);
+        cb.hold([Arc::clone(&buffer)]);
+        let submission = InFlight::new(vec![Arc::clone(&cb)]);
+        assert!(cb.is_pending());
+        // The guest resets the command buffer (refused while pending by the handlers,
+        // here only the table drops), destroys the buffer and frees the command buffer.
+        let (destroyed, action) = flag();
+        buffer.destroy_on_drop(action);
+        drop(buffer);
+        drop(cb);
+        assert!(!destroyed.load(Ordering::SeqCst));
+        drop(submission);
+        assert!(destroyed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn descriptor_set_contents_are_held_and_marked_pending() {
+        let buffer = HostObject::new(vk::ObjectType::BUFFER, 1);
+        let set = HostObject::new(vk::ObjectType::DESCRIPTOR_SET, 2);
+        let cb = HostObject::new(vk::ObjectType::COMMAND_BUFFER, 3);
+        let old = set.write_slot((0, 0), vec![Arc::clone(&buffer)]);
+        assert!(old.is_empty());
+        cb.hold([Arc::clone(&set)]);
+        let submission = InFlight::new(vec![Arc::clone(&cb)]);
+        assert!(set.is_pending());
+        let (destroyed, action) = flag();
+        buffer.destroy_on_drop(action);
+        drop(buffer);
+        assert!(!destroyed.load(Ordering::SeqCst));
+        drop(submission);
+        assert!(!set.is_pending());
+        drop(cb);
+        drop(set);
+        assert!(destroyed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_view_keeps_its_image() {
+        let image = HostObject::new(vk::ObjectType::IMAGE, 1);
+        let (destroyed, action) = flag();
+        image.destroy_on_drop(action);
+        let view = HostObject::new(vk::ObjectType::IMAGE_VIEW, 2);
+        view.hold([image]);
+        assert!(!destroyed.load(Ordering::SeqCst));
+        drop(view);
+        assert!(destroyed.load(Ordering::SeqCst));
+    }
+}
