@@ -157,12 +157,12 @@ fn descriptors(g: &Gpu) -> AppResult<()> {
     })?;
     let fence = submit(g, cb)?;
     // The attack: the set, its pool and layout, the pipeline and the buffers.
-    // SAFETY: none (deliberately invalid: a pending submission uses all of them).
-    unsafe {
-        g.device.free_descriptor_sets(pool, &[set])?;
-        g.device.destroy_descriptor_pool(pool, None);
-        g.device.destroy_descriptor_set_layout(set_layout, None);
-    }
+    // SAFETY: none (deliberately invalid: a pending submission uses the set).
+    unsafe { g.device.free_descriptor_sets(pool, &[set])? };
+    // SAFETY: none (deliberately invalid, as above).
+    unsafe { g.device.destroy_descriptor_pool(pool, None) };
+    // SAFETY: layouts may go once the set and pipeline exist; valid.
+    unsafe { g.device.destroy_descriptor_set_layout(set_layout, None) };
     g.destroy_pipe(p);
     g.destroy_buf(x);
     g.destroy_buf(y);

@@ -351,15 +351,10 @@ impl Handler<'_, '_> {
             let Some(set) = self.pinned(vk::ObjectType::DESCRIPTOR_SET, w.dst_set.as_raw()) else {
                 continue;
             };
-            for i in 0..w.descriptor_count {
+            for (objects, i) in self.write_objects(w).into_iter().zip(0u32..) {
                 let Some(elem) = w.dst_array_element.checked_add(i) else {
                     break;
                 };
-                let objects = self.write_objects(w, i as usize);
-                if w.descriptor_type == vk::DescriptorType::INLINE_UNIFORM_BLOCK {
-                    // descriptorCount counts bytes; nothing to hold.
-                    break;
-                }
                 old.push(set.write_slot((w.dst_binding, elem), objects));
             }
         }
@@ -383,24 +378,24 @@ impl Handler<'_, '_> {
         drop(old);
     }
 
-    /// The pinned objects element `i` of write `w` points to.
-    fn write_objects(&self, w: &vk::WriteDescriptorSet<'_>, i: usize) -> Vec<Arc<HostObject>> {
-        let mut out = Vec::new();
-        let mut add = |ty, raw: u64| {
-            if raw != 0 {
-                out.extend(self.pinned(ty, raw));
-            }
-        };
+    /// The pinned objects each element of write `w` points to, one list per element
+    /// (none for inline uniform blocks, whose descriptorCount counts bytes).
+    fn write_objects(&self, w: &vk::WriteDescriptorSet<'_>) -> Vec<Vec<Arc<HostObject>>> {
         use vk::DescriptorType as T;
+        let pin = |ty, raw: u64| self.pinned(ty, raw).into_iter();
+        let n = w.descriptor_count;
         match w.descriptor_type {
             T::UNIFORM_BUFFER
             | T::STORAGE_BUFFER
             | T::UNIFORM_BUFFER_DYNAMIC
             | T::STORAGE_BUFFER_DYNAMIC => {
                 // SAFETY: check_updates refused a NULL array for these types, and the
-                // decoder built it with descriptorCount (> i) entries in the arena.
-                let b = unsafe { &*w.p_buffer_info.add(i) };
-                add(vk::ObjectType::BUFFER, b.buffer.as_raw());
+                // decoder built it with descriptorCount entries in the arena.
+                let infos = unsafe { bounds::regions(w.p_buffer_info, n) };
+                infos
+                    .iter()
+                    .map(|b| pin(vk::ObjectType::BUFFER, b.buffer.as_raw()).collect())
+                    .collect()
             }
             T::SAMPLER
             | T::COMBINED_IMAGE_SAMPLER
@@ -408,18 +403,26 @@ impl Handler<'_, '_> {
             | T::STORAGE_IMAGE
             | T::INPUT_ATTACHMENT => {
                 // SAFETY: as above, for pImageInfo.
-                let im = unsafe { &*w.p_image_info.add(i) };
-                add(vk::ObjectType::SAMPLER, im.sampler.as_raw());
-                add(vk::ObjectType::IMAGE_VIEW, im.image_view.as_raw());
+                let infos = unsafe { bounds::regions(w.p_image_info, n) };
+                infos
+                    .iter()
+                    .map(|im| {
+                        pin(vk::ObjectType::SAMPLER, im.sampler.as_raw())
+                            .chain(pin(vk::ObjectType::IMAGE_VIEW, im.image_view.as_raw()))
+                            .collect()
+                    })
+                    .collect()
             }
             T::UNIFORM_TEXEL_BUFFER | T::STORAGE_TEXEL_BUFFER => {
                 // SAFETY: as above, for pTexelBufferView.
-                let v = unsafe { *w.p_texel_buffer_view.add(i) };
-                add(vk::ObjectType::BUFFER_VIEW, v.as_raw());
+                let views = unsafe { bounds::regions(w.p_texel_buffer_view, n) };
+                views
+                    .iter()
+                    .map(|v| pin(vk::ObjectType::BUFFER_VIEW, v.as_raw()).collect())
+                    .collect()
             }
-            _ => {}
+            _ => Vec::new(),
         }
-        out
     }
 
     pub(super) fn create_descriptor_update_template(

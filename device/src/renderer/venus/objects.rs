@@ -626,9 +626,17 @@ impl State {
             let Some(dev) = self.remove_device(raw) else {
                 continue;
             };
-            if !destroy_device_tree(&dev, &queues, children) || Arc::strong_count(&dev) > 1 {
-                // Not drained, or still referenced (it cannot be destroyed now): leak
-                // it rather than destroy it under running work.
+            // The device's lifetime handles, out of the tables with their entries.
+            let handles = self.take_graveyard();
+            if !destroy_device_tree(&dev, &queues, children, handles) {
+                std::mem::forget(dev);
+                leaked_devices = true;
+                continue;
+            }
+            if Arc::strong_count(&dev) > 1 {
+                // Still referenced (a reference cycle through command buffers that
+                // execute each other): leak it rather than destroy it too early.
+                log::warn!("venus: a device is still referenced at teardown; leaking it");
                 std::mem::forget(dev);
                 leaked_devices = true;
             }
@@ -696,8 +704,16 @@ const TEARDOWN_ORDER: &[vk::ObjectType] = &[
 /// [`DRAIN_LIMIT`](super::retire::DRAIN_LIMIT) — a guest can block a queue forever
 /// (a wait on a semaphore it never signals), and destroying a device with a busy queue
 /// hangs or crashes the host driver, which would harm every other context.
-fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Object>) -> bool {
+fn destroy_device_tree(
+    dev: &DeviceState,
+    queues: &[vk::Queue],
+    children: Vec<Object>,
+    handles: Vec<Arc<HostObject>>,
+) -> bool {
     if !super::retire::drain_queues(dev, queues, super::retire::DRAIN_LIMIT) {
+        // Leak the objects the guest destroyed too: their host calls would run under
+        // the running work.
+        std::mem::forget(handles);
         log::warn!(
             "venus: a device's queue did not drain within {:?}; leaking the device and its \
              objects instead of destroying them under running work",
@@ -705,6 +721,10 @@ fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Ob
         );
         return false;
     }
+    // The device is idle: objects the guest destroyed while others still held them
+    // (memory freed before its buffer, a set freed under a recorded command buffer)
+    // go first, while the pools and objects they name still exist.
+    drop(handles);
     for ty in TEARDOWN_ORDER {
         for o in children.iter().filter(|o| o.ty == *ty) {
             // SAFETY: each handle is a live host object of type `ty` created from `d`
