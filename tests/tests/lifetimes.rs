@@ -105,3 +105,8 @@ fn destroying_a_command_pool_under_its_running_command_buffer() {
 fn destroying_a_descriptor_pool_and_what_its_set_names_under_a_dispatch() {
     attack("descriptors");
 }
+
+#[test]
+fn resetting_a_pending_command_buffer_and_descriptor_pool() {
+    attack("resets");
+}

@@ -9,7 +9,10 @@
 //!   (and the buffers);
 //! - `descriptors`: a long compute dispatch through a descriptor set of its own pool,
 //!   then vkFreeDescriptorSets, vkDestroyDescriptorPool, the pipeline, its layouts and
-//!   the buffers the set points to.
+//!   the buffers the set points to;
+//! - `resets`: the same dispatch, then vkResetCommandBuffer, vkResetDescriptorPool and
+//!   vkBeginCommandBuffer on what it uses (the daemon holds those until the work
+//!   retires).
 //!
 //! Each waits for its fence afterwards and prints `<scenario> done`; the work's
 //! results are undefined and not checked. Exits 1 on any Vulkan error.
@@ -18,9 +21,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use ash::vk;
-use vgpu_tests::apps::{spv, AppResult, Gpu};
+use vgpu_tests::apps::{spv, AppResult, Buf, Gpu, Pipe};
 
-const ALL: &[&str] = &["buffers", "command_pool", "descriptors"];
+const ALL: &[&str] = &["buffers", "command_pool", "descriptors", "resets"];
 /// Bytes per copy and copies per submission (about 2 GiB copied: long on lavapipe).
 const COPY_BYTES: u64 = 32 << 20;
 const COPIES: u32 = 64;
@@ -93,7 +96,20 @@ fn command_pool(g: &Gpu) -> AppResult<()> {
     wait(g, fence)
 }
 
-fn descriptors(g: &Gpu) -> AppResult<()> {
+/// What a submitted dispatch uses.
+struct Dispatch {
+    x: Buf,
+    y: Buf,
+    p: Pipe,
+    set_layout: vk::DescriptorSetLayout,
+    pool: vk::DescriptorPool,
+    set: vk::DescriptorSet,
+    cb: vk::CommandBuffer,
+    fence: vk::Fence,
+}
+
+/// Submits a long saxpy through a descriptor set of its own pool.
+fn submit_dispatch(g: &Gpu) -> AppResult<Dispatch> {
     let bytes = u64::from(ELEMENTS) * 4;
     let x = g.buffer(bytes)?;
     let y = g.buffer(bytes)?;
@@ -156,6 +172,29 @@ fn descriptors(g: &Gpu) -> AppResult<()> {
         }
     })?;
     let fence = submit(g, cb)?;
+    Ok(Dispatch {
+        x,
+        y,
+        p,
+        set_layout,
+        pool,
+        set,
+        cb,
+        fence,
+    })
+}
+
+fn descriptors(g: &Gpu) -> AppResult<()> {
+    let Dispatch {
+        x,
+        y,
+        p,
+        set_layout,
+        pool,
+        set,
+        cb: _,
+        fence,
+    } = submit_dispatch(g)?;
     // The attack: the set, its pool and layout, the pipeline and the buffers.
     // SAFETY: none (deliberately invalid: a pending submission uses the set).
     unsafe { g.device.free_descriptor_sets(pool, &[set])? };
@@ -167,6 +206,36 @@ fn descriptors(g: &Gpu) -> AppResult<()> {
     g.destroy_buf(x);
     g.destroy_buf(y);
     wait(g, fence)
+}
+
+fn resets(g: &Gpu) -> AppResult<()> {
+    let d = submit_dispatch(g)?;
+    // The attack: reset the pending command buffer (freeing its commands) and the
+    // descriptor pool (freeing the bound set), then re-record the command buffer.
+    // SAFETY: none (deliberately invalid: the command buffer is pending).
+    unsafe {
+        g.device
+            .reset_command_buffer(d.cb, vk::CommandBufferResetFlags::empty())?;
+    }
+    // SAFETY: none (deliberately invalid: a pending submission uses the set).
+    unsafe {
+        g.device
+            .reset_descriptor_pool(d.pool, vk::DescriptorPoolResetFlags::empty())?;
+    }
+    let begin = vk::CommandBufferBeginInfo::default();
+    // SAFETY: none (the command buffer may still be pending).
+    unsafe { g.device.begin_command_buffer(d.cb, &begin)? };
+    // SAFETY: recording.
+    unsafe { g.device.end_command_buffer(d.cb)? };
+    wait(g, d.fence)?;
+    // SAFETY: idle now.
+    unsafe { g.device.destroy_descriptor_pool(d.pool, None) };
+    // SAFETY: as above.
+    unsafe { g.device.destroy_descriptor_set_layout(d.set_layout, None) };
+    g.destroy_pipe(d.p);
+    g.destroy_buf(d.x);
+    g.destroy_buf(d.y);
+    Ok(())
 }
 
 fn run() -> AppResult<()> {
@@ -184,6 +253,7 @@ fn run() -> AppResult<()> {
             "buffers" => buffers(&g)?,
             "command_pool" => command_pool(&g)?,
             "descriptors" => descriptors(&g)?,
+            "resets" => resets(&g)?,
             other => return Err(format!("unknown scenario {other}").into()),
         }
         writeln!(out, "{name} done")?;

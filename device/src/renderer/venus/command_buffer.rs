@@ -64,24 +64,25 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandPoolArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
-        let cbs: Vec<_> = {
-            let st = self.lock();
-            st.children(vk::ObjectType::COMMAND_BUFFER, args.command_pool.as_raw())
-                .into_iter()
-                .filter_map(|cb| st.host(vk::ObjectType::COMMAND_BUFFER, cb))
-                .collect()
-        };
-        if cbs.iter().any(|cb| cb.is_pending()) {
-            return Err(VenusError::Invalid(
-                "command pool reset while a command buffer of it is pending",
-            ));
-        }
-        let released: Vec<_> = cbs.iter().flat_map(|cb| cb.release_recorded()).collect();
+        // Every command buffer of the pool still alive on the host, freed ones a
+        // submission still holds included.
+        let cbs = self
+            .pinned(vk::ObjectType::COMMAND_POOL, args.command_pool.as_raw())
+            .map(|p| p.children())
+            .unwrap_or_default();
+        let (r, released) = self.reset_exclusive(
+            &cbs,
+            "command pool reset while a command buffer of it is pending",
+            || {
+                let released: Vec<_> = cbs.iter().flat_map(|cb| cb.release_recorded()).collect();
+                // SAFETY: live device and pool; none of its command buffers is pending
+                // or can be submitted during the call (claimed for the reset).
+                let r = unsafe { dev.device.reset_command_pool(args.command_pool, args.flags) };
+                (r, released)
+            },
+        )?;
         drop(released);
-        // SAFETY: live device and pool.
-        Ok(vk_result(unsafe {
-            dev.device.reset_command_pool(args.command_pool, args.flags)
-        }))
+        Ok(vk_result(r))
     }
 
     pub(super) fn trim_command_pool(&mut self, args: &mut TrimCommandPoolArgs<'_>) -> Result<()> {
@@ -168,7 +169,6 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
         let info = required(args.p_begin_info, "pBeginInfo")?;
-        drop(self.reset_recording(args.command_buffer)?);
         let state = if info
             .flags
             .contains(vk::CommandBufferUsageFlags::RENDER_PASS_CONTINUE)
@@ -184,10 +184,12 @@ impl Handler<'_, '_> {
         };
         self.lock()
             .set_render_state(args.command_buffer.as_raw(), state);
-        // SAFETY: live command buffer; `info` (and inheritance info) live in the arena.
-        Ok(vk_result(unsafe {
-            dev.device.begin_command_buffer(args.command_buffer, info)
-        }))
+        let r = self.reset_recording(args.command_buffer, || {
+            // SAFETY: live command buffer, not pending (claimed for the implicit reset);
+            // `info` (and inheritance info) live in the arena.
+            unsafe { dev.device.begin_command_buffer(args.command_buffer, info) }
+        })?;
+        Ok(vk_result(r))
     }
 
     pub(super) fn end_command_buffer(
@@ -206,31 +208,35 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandBufferArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
-        drop(self.reset_recording(args.command_buffer)?);
-        // SAFETY: live command buffer, not pending (checked above).
-        Ok(vk_result(unsafe {
-            dev.device
-                .reset_command_buffer(args.command_buffer, args.flags)
-        }))
+        let r = self.reset_recording(args.command_buffer, || {
+            // SAFETY: live command buffer, not pending (claimed for the reset).
+            unsafe {
+                dev.device
+                    .reset_command_buffer(args.command_buffer, args.flags)
+            }
+        })?;
+        Ok(vk_result(r))
     }
 
-    /// A command buffer is about to be reset (explicitly or by vkBeginCommandBuffer):
-    /// refused while a submission of it is pending (resetting it would free host
-    /// memory the queue is reading); otherwise what its old commands used is returned
-    /// for the caller to drop.
-    fn reset_recording(
-        &self,
-        cb: vk::CommandBuffer,
-    ) -> Result<Vec<Arc<super::lifetime::HostObject>>> {
-        let Some(host) = self.pinned(vk::ObjectType::COMMAND_BUFFER, cb.as_raw()) else {
-            return Ok(Vec::new());
-        };
-        if host.is_pending() {
-            return Err(VenusError::Invalid(
-                "command buffer reset while a submission of it is pending",
-            ));
-        }
-        Ok(host.release_recorded())
+    /// Runs `reset`, a host call that resets command buffer `cb` (explicitly or by
+    /// vkBeginCommandBuffer), once no submission of it is pending (resetting it would
+    /// free host memory the queue is reading) and with submissions of it held off;
+    /// then lets go of what its old commands used.
+    fn reset_recording<T>(&self, cb: vk::CommandBuffer, reset: impl FnOnce() -> T) -> Result<T> {
+        let host: Vec<_> = self
+            .pinned(vk::ObjectType::COMMAND_BUFFER, cb.as_raw())
+            .into_iter()
+            .collect();
+        let (r, released) = self.reset_exclusive(
+            &host,
+            "command buffer reset while a submission of it is pending",
+            || {
+                let released: Vec<_> = host.iter().flat_map(|h| h.release_recorded()).collect();
+                (reset(), released)
+            },
+        )?;
+        drop(released);
+        Ok(r)
     }
 
     pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {

@@ -179,35 +179,42 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let pool = args.descriptor_pool.as_raw();
-        let sets: Vec<_> = {
-            let mut st = self.lock();
-            let sets: Vec<_> = st
-                .children(vk::ObjectType::DESCRIPTOR_SET, pool)
-                .into_iter()
-                .filter_map(|s| st.host(vk::ObjectType::DESCRIPTOR_SET, s))
-                .collect();
-            if sets.iter().any(|s| s.is_pending()) {
-                // Resetting frees every set at once, under running work.
-                return Err(VenusError::Invalid(
-                    "descriptor pool reset while a set of it is in use by a pending submission",
-                ));
-            }
-            st.unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
-            sets
-        };
-        // Their slots no longer point anywhere (the host sets are gone).
-        let cleared: Vec<_> = sets.iter().map(|s| s.clear_slots()).collect();
-        drop(cleared);
-        // SAFETY: live device and pool.
-        Ok(
-            match unsafe {
-                dev.device
-                    .reset_descriptor_pool(args.descriptor_pool, args.flags)
-            } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
+        // Every set of the pool still alive on the host, freed ones a command buffer
+        // or submission still holds included.
+        let sets = self
+            .pinned(vk::ObjectType::DESCRIPTOR_POOL, pool)
+            .map(|p| p.children())
+            .unwrap_or_default();
+        // Resetting frees every set at once: not under running work.
+        let r = self.reset_exclusive(
+            &sets,
+            "descriptor pool reset while a set of it is in use by a pending submission",
+            || {
+                self.lock()
+                    .unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
+                // SAFETY: live device and pool; no set of it is in use by a pending
+                // submission or can be submitted during the call (claimed).
+                unsafe {
+                    dev.device
+                        .reset_descriptor_pool(args.descriptor_pool, args.flags)
+                }
             },
-        )
+        )?;
+        // Their slots no longer point anywhere (the host sets are gone).
+        // Sets the guest had freed but something still held: the host freed them
+        // now, so their deferred free must not run.
+        let cleared: Vec<_> = sets
+            .iter()
+            .map(|s| {
+                s.cancel_drop_action();
+                s.clear_slots()
+            })
+            .collect();
+        drop(cleared);
+        Ok(match r {
+            Ok(()) => vk::Result::SUCCESS,
+            Err(e) => e,
+        })
     }
 
     pub(super) fn allocate_descriptor_sets(

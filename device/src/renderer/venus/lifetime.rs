@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use ash::vk;
 
@@ -39,12 +39,19 @@ pub(crate) struct HostObject {
     /// bound to them; for command buffers their pool and what the recorded commands
     /// use (cleared when the command buffer is reset).
     refs: Mutex<Refs>,
+    /// Pools: the command buffers or descriptor sets allocated from them that are
+    /// still alive on the host (freed ones included while something holds them).
+    children: Mutex<Vec<Weak<HostObject>>>,
     /// Descriptor sets: what each written slot points to.
     slots: Mutex<HashMap<Slot, Vec<Arc<HostObject>>>>,
     /// Submissions in flight that use this object (command buffers, and the descriptor
-    /// sets they bind).
+    /// sets they bind), plus [`RESETTING`] while a reset of it runs: a submission and a
+    /// reset from two rings exclude each other here.
     pending: AtomicU32,
 }
+
+/// `pending` bit held while the object is being reset on the host.
+const RESETTING: u32 = 1 << 31;
 
 #[derive(Default)]
 struct Refs {
@@ -77,6 +84,7 @@ impl HostObject {
             raw,
             on_drop: Mutex::new(None),
             refs: Mutex::default(),
+            children: Mutex::default(),
             slots: Mutex::default(),
             pending: AtomicU32::new(0),
         })
@@ -85,6 +93,29 @@ impl HostObject {
     /// Hands the host destroy call to the object: it runs when the last holder drops it.
     pub(crate) fn destroy_on_drop(&self, action: DropAction) {
         *locked(&self.on_drop) = Some(action);
+    }
+
+    /// Forgets the host destroy call (the host object went with its pool's reset).
+    pub(crate) fn cancel_drop_action(&self) {
+        let action = locked(&self.on_drop).take();
+        drop(action);
+    }
+
+    /// Records `child` as allocated from this pool.
+    pub(crate) fn add_child(&self, child: &Arc<HostObject>) {
+        let mut children = locked(&self.children);
+        if children.len() >= 64 && children.len().is_power_of_two() {
+            children.retain(|c| c.strong_count() > 0);
+        }
+        children.push(Arc::downgrade(child));
+    }
+
+    /// This pool's children still alive.
+    pub(crate) fn children(&self) -> Vec<Arc<HostObject>> {
+        locked(&self.children)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     /// Keeps `others` alive as long as this object (deduplicated; `self` is skipped).
@@ -142,12 +173,34 @@ impl HostObject {
         std::mem::take(&mut *locked(&self.slots))
     }
 
+    #[cfg(test)]
     pub(crate) fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire) > 0
+        self.pending.load(Ordering::Acquire) & !RESETTING > 0
     }
 
-    fn begin_use(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
+    /// Claims the object for a host reset: only when no submission uses it and no
+    /// other reset runs. Released by [`HostObject::end_reset`].
+    pub(crate) fn try_begin_reset(&self) -> bool {
+        self.pending
+            .compare_exchange(0, RESETTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub(crate) fn end_reset(&self) {
+        self.pending.fetch_and(!RESETTING, Ordering::AcqRel);
+    }
+
+    /// One more submission uses it; false while it is being reset.
+    fn begin_use(&self) -> bool {
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                if n & RESETTING != 0 {
+                    None
+                } else {
+                    n.checked_add(1).filter(|m| m & RESETTING == 0)
+                }
+            })
+            .is_ok()
     }
 
     fn end_use(&self) {
@@ -184,8 +237,10 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// Holds `pinned` (what the submit command named) and, through each command
-    /// buffer, everything it recorded.
-    pub(crate) fn new(pinned: Vec<Arc<HostObject>>) -> Self {
+    /// buffer, everything it recorded; marks the command buffers and descriptor sets
+    /// pending. `None` if one of them is being reset right now (on another ring: the
+    /// guest broke external synchronization), with nothing marked.
+    pub(crate) fn new(pinned: Vec<Arc<HostObject>>) -> Option<Self> {
         let mut held = pinned;
         let mut marked = Vec::new();
         let mut seen = HashSet::new();
@@ -205,7 +260,9 @@ impl InFlight {
                 match r.ty {
                     vk::ObjectType::COMMAND_BUFFER => stack.push(Arc::clone(&r)),
                     vk::ObjectType::DESCRIPTOR_SET if seen.insert(key(&r)) => {
-                        r.begin_use();
+                        if !r.begin_use() {
+                            return Self::abandon(marked);
+                        }
                         reached.extend(r.slot_objects());
                         marked.push(Arc::clone(&r));
                     }
@@ -213,11 +270,21 @@ impl InFlight {
                 }
                 reached.push(r);
             }
-            cb.begin_use();
+            if !cb.begin_use() {
+                return Self::abandon(marked);
+            }
             marked.push(cb);
         }
         held.extend(reached);
-        Self { held, marked }
+        Some(Self { held, marked })
+    }
+
+    fn abandon(marked: Vec<Arc<HostObject>>) -> Option<Self> {
+        drop(Self {
+            held: Vec::new(),
+            marked,
+        });
+        None
     }
 
     /// Whether it holds anything.
@@ -251,7 +318,7 @@ mod tests {
         let buffer = HostObject::new(vk::ObjectType::BUFFER, 1);
         let cb = HostObject::new(vk::ObjectType::COMMAND_BUFFER, 2);
         cb.hold([Arc::clone(&buffer)]);
-        let submission = InFlight::new(vec![Arc::clone(&cb)]);
+        let submission = InFlight::new(vec![Arc::clone(&cb)]).expect("not resetting");
         assert!(cb.is_pending());
         // The guest resets the command buffer (refused while pending by the handlers,
         // here only the table drops), destroys the buffer and frees the command buffer.
@@ -272,7 +339,7 @@ mod tests {
         let old = set.write_slot((0, 0), vec![Arc::clone(&buffer)]);
         assert!(old.is_empty());
         cb.hold([Arc::clone(&set)]);
-        let submission = InFlight::new(vec![Arc::clone(&cb)]);
+        let submission = InFlight::new(vec![Arc::clone(&cb)]).expect("not resetting");
         assert!(set.is_pending());
         let (destroyed, action) = flag();
         buffer.destroy_on_drop(action);
@@ -283,6 +350,65 @@ mod tests {
         drop(cb);
         drop(set);
         assert!(destroyed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_destroy_from_another_ring_waits_for_the_command_using_the_object() {
+        let mut st = super::super::objects::State::default();
+        st.bind(7, vk::ObjectType::BUFFER, 0x70, 0x1).expect("bind");
+        drop(st.take_fresh());
+        // Ring A's decoder looks the buffer up (and pins it) for a driver call...
+        let pin = st.host_by_id(vk::ObjectType::BUFFER, 7).expect("pinned");
+        // ...while ring B destroys it: the id is gone at once, the host call waits.
+        let (destroyed, action) = flag();
+        st.unbind_host(vk::ObjectType::BUFFER, 0x70)
+            .expect("in the table")
+            .destroy_on_drop(action);
+        assert_eq!(st.lookup(vk::ObjectType::BUFFER, 7), None);
+        drop(st.take_graveyard());
+        assert!(!destroyed.load(Ordering::SeqCst));
+        drop(pin);
+        assert!(destroyed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn resets_and_submissions_exclude_each_other() {
+        let cb = HostObject::new(vk::ObjectType::COMMAND_BUFFER, 1);
+        let submission = InFlight::new(vec![Arc::clone(&cb)]).expect("not resetting");
+        assert!(
+            !cb.try_begin_reset(),
+            "a pending command buffer cannot be reset"
+        );
+        drop(submission);
+        assert!(cb.try_begin_reset());
+        assert!(
+            InFlight::new(vec![Arc::clone(&cb)]).is_none(),
+            "a command buffer being reset cannot be submitted"
+        );
+        assert!(!cb.is_pending());
+        cb.end_reset();
+        assert!(InFlight::new(vec![cb]).is_some());
+    }
+
+    #[test]
+    fn a_pool_knows_its_freed_but_held_children() {
+        let pool = HostObject::new(vk::ObjectType::DESCRIPTOR_POOL, 1);
+        let set = HostObject::new(vk::ObjectType::DESCRIPTOR_SET, 2);
+        pool.add_child(&set);
+        set.hold([Arc::clone(&pool)]);
+        let cb = HostObject::new(vk::ObjectType::COMMAND_BUFFER, 3);
+        cb.hold([Arc::clone(&set)]);
+        let (freed, action) = flag();
+        set.destroy_on_drop(action);
+        drop(set);
+        assert_eq!(pool.children().len(), 1, "held by the command buffer");
+        // The pool is reset: the host set went with it, its deferred free must not run.
+        for s in pool.children() {
+            s.cancel_drop_action();
+        }
+        drop(cb);
+        assert!(!freed.load(Ordering::SeqCst));
+        assert!(pool.children().is_empty());
     }
 
     #[test]

@@ -239,6 +239,20 @@ impl VenusExecutor {
         }
         for f in &fresh {
             f.hold(pins.iter().cloned());
+            if matches!(
+                f.ty,
+                vk::ObjectType::COMMAND_BUFFER | vk::ObjectType::DESCRIPTOR_SET
+            ) {
+                let pools = pins.iter().filter(|p| {
+                    matches!(
+                        p.ty,
+                        vk::ObjectType::COMMAND_POOL | vk::ObjectType::DESCRIPTOR_POOL
+                    )
+                });
+                for p in pools {
+                    p.add_child(f);
+                }
+            }
         }
         drop(fresh);
         drop(pins);
@@ -400,6 +414,39 @@ impl Handler<'_, '_> {
             .iter()
             .find(|p| p.ty == ty && p.raw == raw)
             .cloned()
+    }
+
+    /// Runs the host reset `f` once no submission in flight uses any of `objects`,
+    /// with submissions of them held off meanwhile (one from another ring fails). The
+    /// host work behind a fence the guest already saw signalled retires a moment
+    /// later, when the retire thread sees the fence after it; waiting longer than
+    /// [`RETIRE_WAIT`] (or until the context stops) fails with `what`: the guest is
+    /// resetting something its pending work still uses.
+    fn reset_exclusive<T>(
+        &self,
+        objects: &[Arc<HostObject>],
+        what: &'static str,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        let start = std::time::Instant::now();
+        loop {
+            let claimed = objects.iter().take_while(|o| o.try_begin_reset()).count();
+            if claimed == objects.len() {
+                break;
+            }
+            for o in objects.iter().take(claimed) {
+                o.end_reset();
+            }
+            if start.elapsed() >= RETIRE_WAIT || self.stream.should_stop() {
+                return Err(VenusError::Invalid(what));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let r = f();
+        for o in objects {
+            o.end_reset();
+        }
+        Ok(r)
     }
 
     /// Takes this command's pins (a submission keeps them until it retires).
@@ -580,6 +627,9 @@ impl Handler<'_, '_> {
         Ok(())
     }
 }
+
+/// Longest wait for pending submissions before a reset of what they use fails.
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `Dispatch` implementation: a thin forwarder to [`Handler`]'s family methods (a
 /// separate type, so a missing handler is a compile error rather than recursion).

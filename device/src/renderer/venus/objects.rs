@@ -225,12 +225,6 @@ impl State {
         Ok(())
     }
 
-    /// The lifetime handle of host object `raw` of type `ty`, if it is in the tables.
-    pub(crate) fn host(&self, ty: vk::ObjectType, raw: u64) -> Option<Arc<HostObject>> {
-        let id = self.guest_id(ty, raw)?;
-        self.hosts.get(&id).cloned()
-    }
-
     /// The lifetime handle behind guest `id` of type `ty` (a decoder lookup).
     pub(crate) fn host_by_id(&self, ty: vk::ObjectType, id: u64) -> Option<Arc<HostObject>> {
         self.hosts.get(&id).filter(|h| h.ty == ty).cloned()

@@ -70,10 +70,13 @@ impl Handler<'_, '_> {
             ty: vk::ObjectType::DEVICE,
             raw: q.device.device.handle().as_raw(),
         })?;
+        // Marked pending before the driver sees it, so a reset cannot slip in between.
+        let in_flight = InFlight::new(self.take_pins()).ok_or(VenusError::Invalid(
+            "submission of a command buffer or descriptor set being reset",
+        ))?;
         if let Err(e) = f(&q.device, queue) {
             return Ok(e);
         }
-        let in_flight = InFlight::new(self.take_pins());
         if in_flight.is_empty() {
             return Ok(vk::Result::SUCCESS);
         }
