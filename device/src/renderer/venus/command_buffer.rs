@@ -70,6 +70,7 @@ impl Handler<'_, '_> {
             .pinned(vk::ObjectType::COMMAND_POOL, args.command_pool.as_raw())
             .map(|p| p.children())
             .unwrap_or_default();
+        self.free_deferred_command_buffers(args.command_pool);
         let (r, released) = self.reset_exclusive(
             &cbs,
             "command pool reset while a command buffer of it is pending",
@@ -87,6 +88,7 @@ impl Handler<'_, '_> {
 
     pub(super) fn trim_command_pool(&mut self, args: &mut TrimCommandPoolArgs<'_>) -> Result<()> {
         let dev = self.device(args.device)?;
+        self.free_deferred_command_buffers(args.command_pool);
         // SAFETY: live device and pool.
         unsafe { dev.device.trim_command_pool(args.command_pool, args.flags) };
         Ok(())
@@ -97,6 +99,7 @@ impl Handler<'_, '_> {
         args: &mut AllocateCommandBuffersArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_allocate_info, "pAllocateInfo")?;
+        self.free_deferred_command_buffers(info.command_pool);
         let slots = required(args.p_command_buffers.as_deref(), "pCommandBuffers")?;
         if slots.len() != info.command_buffer_count as usize {
             return Err(VenusError::Invalid(
@@ -150,17 +153,43 @@ impl Handler<'_, '_> {
                 .collect()
         };
         // Each is freed when its last user lets go (a pending submission, a primary
-        // that executes it); it holds its pool, so the pool outlives it.
-        for host in hosts {
-            let dev = Arc::clone(&dev);
-            let cb = vk::CommandBuffer::from_raw(host.raw);
-            host.destroy_on_drop(Box::new(move || {
-                // SAFETY: a command buffer of this live pool and device (both held),
-                // out of the tables, and no submission or command uses it any more.
-                unsafe { dev.device.free_command_buffers(pool, &[cb]) };
-            }));
+        // that executes it) and the guest next uses the pool: the pool is externally
+        // synchronized, so the free runs on a command that uses it, not on the thread
+        // that dropped the last reference. A child holds its pool, so the pool
+        // outlives it.
+        if let Some(pool_host) = self.pinned(vk::ObjectType::COMMAND_POOL, pool.as_raw()) {
+            for host in hosts {
+                let pool_host = Arc::clone(&pool_host);
+                let raw = host.raw;
+                host.destroy_on_drop(Box::new(move || pool_host.defer_child_free(raw)));
+            }
         }
+        drop(dev);
+        self.free_deferred_command_buffers(pool);
         Ok(())
+    }
+
+    /// Frees on the host the command buffers of `pool` the guest freed and nothing
+    /// holds any more (called by commands that use the pool).
+    pub(super) fn free_deferred_command_buffers(&self, pool: vk::CommandPool) {
+        let Some(host) = self.pinned(vk::ObjectType::COMMAND_POOL, pool.as_raw()) else {
+            return;
+        };
+        let due: Vec<vk::CommandBuffer> = host
+            .take_freed()
+            .into_iter()
+            .map(vk::CommandBuffer::from_raw)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let Some(dev) = self.pool_device(vk::ObjectType::COMMAND_POOL, pool.as_raw()) else {
+            return;
+        };
+        // SAFETY: command buffers of this live pool (pinned for this command, which
+        // uses the pool under the guest's external synchronization), out of the
+        // tables, and no submission or command holds them any more.
+        unsafe { dev.device.free_command_buffers(pool, &due) };
     }
 
     pub(super) fn begin_command_buffer(

@@ -192,6 +192,10 @@ impl Handler<'_, '_> {
             || {
                 self.lock()
                     .unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
+                // The reset frees those too.
+                if let Some(p) = self.pinned(vk::ObjectType::DESCRIPTOR_POOL, pool) {
+                    p.take_freed();
+                }
                 // SAFETY: live device and pool; no set of it is in use by a pending
                 // submission or can be submitted during the call (claimed).
                 unsafe {
@@ -222,6 +226,8 @@ impl Handler<'_, '_> {
         args: &mut AllocateDescriptorSetsArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_allocate_info, "pAllocateInfo")?;
+        // Make room first: sets freed earlier whose last holder has let go.
+        let _ = self.free_deferred_sets(info.descriptor_pool);
         let slots = required(args.p_descriptor_sets.as_deref(), "pDescriptorSets")?;
         if slots.len() != info.descriptor_set_count as usize {
             return Err(VenusError::Invalid(
@@ -316,18 +322,43 @@ impl Handler<'_, '_> {
                 .collect()
         };
         // Each is freed when its last user lets go (a command buffer that binds it, a
-        // pending submission); it holds its pool, so the pool outlives it.
-        for host in hosts {
-            let dev = Arc::clone(&dev);
-            let set = vk::DescriptorSet::from_raw(host.raw);
-            host.destroy_on_drop(Box::new(move || {
-                // SAFETY: a set of this live pool and device (both held), out of the
-                // tables and unused. A pool without FREE_DESCRIPTOR_SET refuses the
-                // call (the guest broke valid usage) and frees the set with itself.
-                let _ = unsafe { dev.device.free_descriptor_sets(pool, &[set]) };
-            }));
+        // pending submission) and the guest next uses the pool (externally
+        // synchronized: see `free_deferred_command_buffers`). A set holds its pool, so
+        // the pool outlives it.
+        if let Some(pool_host) = self.pinned(vk::ObjectType::DESCRIPTOR_POOL, pool.as_raw()) {
+            for host in hosts {
+                let pool_host = Arc::clone(&pool_host);
+                let raw = host.raw;
+                host.destroy_on_drop(Box::new(move || pool_host.defer_child_free(raw)));
+            }
         }
-        Ok(vk::Result::SUCCESS)
+        drop(dev);
+        Ok(self.free_deferred_sets(pool))
+    }
+
+    /// Frees on the host the sets of `pool` the guest freed and nothing holds any more
+    /// (called by commands that use the pool).
+    fn free_deferred_sets(&self, pool: vk::DescriptorPool) -> vk::Result {
+        let Some(host) = self.pinned(vk::ObjectType::DESCRIPTOR_POOL, pool.as_raw()) else {
+            return vk::Result::SUCCESS;
+        };
+        let due: Vec<vk::DescriptorSet> = host
+            .take_freed()
+            .into_iter()
+            .map(vk::DescriptorSet::from_raw)
+            .collect();
+        if due.is_empty() {
+            return vk::Result::SUCCESS;
+        }
+        let Some(dev) = self.pool_device(vk::ObjectType::DESCRIPTOR_POOL, pool.as_raw()) else {
+            return vk::Result::SUCCESS;
+        };
+        // SAFETY: sets of this live pool (pinned for this command, which uses the pool
+        // under the guest's external synchronization), out of the tables and unused.
+        match unsafe { dev.device.free_descriptor_sets(pool, &due) } {
+            Ok(()) => vk::Result::SUCCESS,
+            Err(e) => e,
+        }
     }
 
     pub(super) fn update_descriptor_sets(

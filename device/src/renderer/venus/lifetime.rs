@@ -42,6 +42,10 @@ pub(crate) struct HostObject {
     /// Pools: the command buffers or descriptor sets allocated from them that are
     /// still alive on the host (freed ones included while something holds them).
     children: Mutex<Vec<Weak<HostObject>>>,
+    /// Pools: host handles of children the guest freed whose last holder has let go,
+    /// freed on the host by the next command that uses the pool (so under the guest's
+    /// own external synchronization of the pool, not on whichever thread dropped them).
+    freed: Mutex<Vec<u64>>,
     /// Descriptor sets: what each written slot points to.
     slots: Mutex<HashMap<Slot, Vec<Arc<HostObject>>>>,
     /// Submissions in flight that use this object (command buffers, and the descriptor
@@ -85,6 +89,7 @@ impl HostObject {
             on_drop: Mutex::new(None),
             refs: Mutex::default(),
             children: Mutex::default(),
+            freed: Mutex::default(),
             slots: Mutex::default(),
             pending: AtomicU32::new(0),
         })
@@ -108,6 +113,16 @@ impl HostObject {
             children.retain(|c| c.strong_count() > 0);
         }
         children.push(Arc::downgrade(child));
+    }
+
+    /// Queues the host free of child `raw` for the next command on this pool.
+    pub(crate) fn defer_child_free(&self, raw: u64) {
+        locked(&self.freed).push(raw);
+    }
+
+    /// Children whose host free is due (see `freed`).
+    pub(crate) fn take_freed(&self) -> Vec<u64> {
+        std::mem::take(&mut *locked(&self.freed))
     }
 
     /// This pool's children still alive.

@@ -449,6 +449,13 @@ impl Handler<'_, '_> {
         Ok(r)
     }
 
+    /// The live device owning pool `raw` of type `ty`.
+    fn pool_device(&self, ty: vk::ObjectType, raw: u64) -> Option<Arc<DeviceState>> {
+        let st = self.lock();
+        let dev = st.owner_device(ty, raw)?;
+        st.device(vk::Device::from_raw(dev)).ok()
+    }
+
     /// Takes this command's pins (a submission keeps them until it retires).
     fn take_pins(&self) -> Vec<Arc<HostObject>> {
         std::mem::take(&mut *self.pins.borrow_mut())
