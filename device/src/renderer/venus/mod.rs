@@ -273,12 +273,6 @@ impl Drop for VenusExecutor {
     }
 }
 
-impl HandleMap for VenusExecutor {
-    fn lookup(&self, ty: vk::ObjectType, id: ObjectId) -> Option<u64> {
-        self.lock().lookup(ty, id.0)
-    }
-}
-
 impl StreamExecutor for VenusExecutor {
     fn execute_one(
         &self,
