@@ -14,7 +14,10 @@
 //! destroy only when the last holder lets go. Objects the guest never destroys have no
 //! drop action; context teardown and `vkDestroyDevice` destroy those in dependency
 //! order as before. A device itself is destroyed when its last `Arc<DeviceState>` goes
-//! (every drop action holds one), so it never goes before its children.
+//! (every drop action that calls the driver holds one), so it never goes before its
+//! children. Frees of command buffers and descriptor sets only queue the handle on
+//! their pool (which they hold); the next command using the pool frees them, under the
+//! guest's external synchronization of the pool.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
