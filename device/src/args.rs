@@ -33,15 +33,44 @@ pub struct VtestArgs {
     /// Socket path (Mesa reads it from VTEST_SOCKET_NAME).
     #[arg(long)]
     pub socket: PathBuf,
-    /// Maximum simultaneous clients.
-    #[arg(long, default_value_t = 64)]
-    pub max_clients: usize,
-    /// Maximum size of one vtest message in MiB.
-    #[arg(long, default_value_t = 16)]
-    pub max_message_mib: usize,
-    /// Maximum shared memory per context in MiB.
-    #[arg(long, default_value_t = 4096)]
-    pub max_shmem_mib: u64,
+    /// Optional limits file (`key = value` lines; see `vtest::VtestConfig::apply`);
+    /// the flags below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Maximum simultaneous clients [default: 64].
+    #[arg(long)]
+    pub max_clients: Option<usize>,
+    /// Maximum connections one process may hold [default: 16].
+    #[arg(long)]
+    pub max_clients_per_pid: Option<usize>,
+    /// Maximum connections one user may hold [default: 64].
+    #[arg(long)]
+    pub max_clients_per_uid: Option<usize>,
+    /// Time from connecting to CONTEXT_INIT before a client is dropped [default: 5000].
+    #[arg(long)]
+    pub handshake_timeout_ms: Option<u64>,
+    /// Time to finish a message once started [default: 10000].
+    #[arg(long)]
+    pub message_timeout_ms: Option<u64>,
+    /// Time a reply may wait for the client to read it [default: 10000].
+    #[arg(long)]
+    pub reply_timeout_ms: Option<u64>,
+    /// Maximum size of one vtest message in MiB [default: 16].
+    #[arg(long)]
+    pub max_message_mib: Option<usize>,
+    /// Maximum shared memory per context in MiB [default: 4096].
+    #[arg(long)]
+    pub max_shmem_mib: Option<u64>,
+    /// Maximum rings per context [default: 64].
+    #[arg(long)]
+    pub max_rings: Option<usize>,
+    /// Cap on a ring's idle timeout (its busy-poll time) in µs [default: 10000].
+    #[arg(long)]
+    pub max_ring_idle_timeout_us: Option<u64>,
+    /// On SIGTERM/SIGINT, how long the orderly stop may take before the daemon exits
+    /// anyway, in ms.
+    #[arg(long, default_value_t = 5000)]
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,6 +85,13 @@ pub struct ServeArgs {
     /// the next frontend, e.g. after a VMM restart, on a fresh device).
     #[arg(long)]
     pub once: bool,
+}
+
+impl ServeArgs {
+    /// Socket path, for the shutdown handler.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
 }
 
 impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
@@ -75,29 +111,16 @@ impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
 /// Invalid arguments.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
-    #[error("--max-clients must be at least 1")]
-    NoClients,
-    #[error("--max-message-mib must be 1..=256")]
-    MessageSize,
-    #[error("--max-shmem-mib must be 1..=1048576")]
-    ShmemSize,
     #[error("socket path {0} has no parent directory")]
     SocketDir(PathBuf),
+    #[error("invalid vtest limits")]
+    Config(#[from] vgpu_device::vtest::ConfigError),
 }
 
 impl TryFrom<VtestArgs> for VtestConfig {
     type Error = ArgsError;
 
     fn try_from(args: VtestArgs) -> Result<Self, Self::Error> {
-        if args.max_clients == 0 {
-            return Err(ArgsError::NoClients);
-        }
-        if !(1..=256).contains(&args.max_message_mib) {
-            return Err(ArgsError::MessageSize);
-        }
-        if !(1..=1 << 20).contains(&args.max_shmem_mib) {
-            return Err(ArgsError::ShmemSize);
-        }
         let dir = args.socket.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 ".".as_ref()
@@ -108,12 +131,50 @@ impl TryFrom<VtestArgs> for VtestConfig {
         if !dir.is_some_and(std::path::Path::is_dir) {
             return Err(ArgsError::SocketDir(args.socket));
         }
-        let mut config = VtestConfig::new(args.socket);
-        config.max_clients = args.max_clients;
-        config.max_message_bytes = args.max_message_mib << 20;
-        let total = args.max_shmem_mib << 20;
-        config.context.limits.max_shmem_total = total;
-        config.context.limits.max_shmem_size = config.context.limits.max_shmem_size.min(total);
+        let mut config = VtestConfig::new(args.socket.clone());
+        if let Some(path) = &args.config {
+            config.load(path)?;
+        }
+        // Flags override the file; each goes through the same validation (errors name
+        // "line 0", the command line).
+        let flags = [
+            ("max_clients", args.max_clients.map(|v| v.to_string())),
+            (
+                "max_clients_per_pid",
+                args.max_clients_per_pid.map(|v| v.to_string()),
+            ),
+            (
+                "max_clients_per_uid",
+                args.max_clients_per_uid.map(|v| v.to_string()),
+            ),
+            (
+                "handshake_timeout_ms",
+                args.handshake_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "message_timeout_ms",
+                args.message_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "reply_timeout_ms",
+                args.reply_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "max_message_mib",
+                args.max_message_mib.map(|v| v.to_string()),
+            ),
+            ("max_shmem_mib", args.max_shmem_mib.map(|v| v.to_string())),
+            ("max_rings", args.max_rings.map(|v| v.to_string())),
+            (
+                "max_ring_idle_timeout_us",
+                args.max_ring_idle_timeout_us.map(|v| v.to_string()),
+            ),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                config.set(0, key, &value)?;
+            }
+        }
         Ok(config)
     }
 }
@@ -129,6 +190,48 @@ mod tests {
             unreachable!("a serve command line")
         };
         ServeConfig::try_from(serve).expect("valid config")
+    }
+
+    fn vtest_config(argv: &[&str]) -> Result<VtestConfig, ArgsError> {
+        let args = Args::try_parse_from(argv).expect("valid arguments");
+        let Command::Vtest(vtest) = args.command else {
+            unreachable!("a vtest command line")
+        };
+        VtestConfig::try_from(vtest)
+    }
+
+    #[test]
+    fn vtest_limit_flags_override_defaults() {
+        let config = vtest_config(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--max-clients-per-pid",
+            "3",
+            "--reply-timeout-ms",
+            "250",
+            "--max-rings",
+            "4",
+        ])
+        .expect("valid");
+        assert_eq!(config.max_clients_per_pid, 3);
+        assert_eq!(config.reply_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(config.context.max_rings, 4);
+        assert_eq!(config.max_clients, VtestConfig::new("s").max_clients);
+    }
+
+    #[test]
+    fn vtest_rejects_a_zero_timeout() {
+        let err = vtest_config(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--handshake-timeout-ms",
+            "0",
+        ]);
+        assert!(matches!(err, Err(ArgsError::Config(_))));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`capset`]: the Venus capset, built from the protocol table.
 //! - [`virtio_gpu`] and [`vhost_user`]: the virtio-gpu device and its vhost-user front
 //!   door (`serve`).
+//! - [`shutdown`]: orderly exit on SIGTERM/SIGINT for both front doors.
 //! - [`sys`]: OS leaf modules (shared memory, memfd, eventfd, fd passing); the only
 //!   `unsafe` code lives in [`sys::shm`].
 
@@ -18,6 +19,7 @@ pub mod capset;
 pub mod ids;
 pub mod ratelimit;
 pub mod renderer;
+pub mod shutdown;
 pub mod sys;
 pub mod vhost_user;
 pub mod virtio_gpu;

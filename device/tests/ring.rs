@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use vgpu_device::ids::{BlobId, ContextId, ResourceId, RingId};
 use vgpu_device::renderer::transport::TransportOnlyExecutor;
 use vgpu_device::renderer::{
-    Context, ContextConfig, ExecError, StreamCtx, StreamExecutor, StreamKind, STATUS_ALIVE,
-    STATUS_FATAL, STATUS_IDLE,
+    Context, ContextConfig, ContextRegistry, ExecError, StreamCtx, StreamExecutor, StreamKind,
+    STATUS_ALIVE, STATUS_FATAL, STATUS_IDLE,
 };
 use vgpu_device::sys::SharedMemory;
 use vgpu_device::vtest::client::venus;
@@ -337,4 +337,40 @@ fn dropping_the_context_joins_ring_and_monitor_threads() {
     let start = Instant::now();
     drop(f.ctx);
     assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn failing_a_registered_context_sets_fatal_on_its_rings_at_once() {
+    // The ring thread polls rarely, so only the failing thread can have set FATAL.
+    let config = ContextConfig {
+        ring_idle_poll: Duration::from_secs(60),
+        ..ContextConfig::default()
+    };
+    let f = fixture(config, None, 1_000_000);
+    wait_for("IDLE", || f.status() & STATUS_IDLE != 0);
+    let registry = ContextRegistry::new();
+    registry.register(&f.ctx);
+    assert_eq!(registry.live(), 1);
+    assert_eq!(registry.fail_all("shutting down"), 1);
+    assert_ne!(f.status() & STATUS_FATAL, 0, "FATAL not set synchronously");
+    assert!(f.ctx.is_fatal());
+    drop(f);
+    assert_eq!(
+        registry.live(),
+        0,
+        "the registry kept a dropped context alive"
+    );
+}
+
+#[test]
+fn a_ring_asking_for_an_endless_idle_timeout_still_goes_idle() {
+    let config = ContextConfig {
+        max_ring_idle_timeout: Duration::from_millis(5),
+        ..ContextConfig::default()
+    };
+    let mut f = fixture(config, None, u64::MAX);
+    wait_for("IDLE", || f.status() & STATUS_IDLE != 0);
+    // And still serves: a notify-free push is picked up by the idle poll.
+    f.push(&fake_cmd(NOP, 0));
+    wait_for("head", || f.head() == f.tail);
 }

@@ -323,6 +323,13 @@ impl Harness {
     /// Posts a chain of readable `(addr, len)` then writable `(addr, len)` buffers;
     /// returns the head.
     fn post(&mut self, q: usize, bufs: &[(u64, u32, bool)]) -> u16 {
+        let head = self.post_no_kick(q, bufs);
+        self.rings[q].kick.write(1).expect("kick");
+        head
+    }
+
+    /// As [`Harness::post`], without the kick (several chains, then one kick).
+    fn post_no_kick(&mut self, q: usize, bufs: &[(u64, u32, bool)]) -> u16 {
         let n = u16::try_from(bufs.len()).expect("small");
         let ring = &mut self.rings[q];
         if ring.next_desc + n > QSIZE {
@@ -358,7 +365,6 @@ impl Harness {
             .write_obj(ring.avail_idx, GuestAddress(ring.avail + 2))
             .expect("avail idx");
         fence(Ordering::SeqCst);
-        ring.kick.write(1).expect("kick");
         head
     }
 
@@ -1508,4 +1514,183 @@ fn rings_restarted_in_place_keep_state_and_from_scratch_reset_it() {
     h.restart_queue(0, 0, true);
     h.restart_queue(1, 0, true);
     assert_eq!(h.resp_type(&create), OK, "a fresh device after the reset");
+}
+
+/// Posts MOVE_CURSOR on the cursor queue with a 24-byte response buffer, without
+/// waiting; returns the head.
+fn post_move_cursor(h: &mut Harness) -> u16 {
+    let req = cmd(CommandType::MoveCursor, &[0, 5, 6, 0, 0, 0, 0, 0]);
+    let a = h.alloc(req.len() as u64);
+    h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+    let resp = h.alloc(24);
+    let len = u32::try_from(req.len()).expect("small");
+    h.post(1, &[(a, len, false), (resp, 24, true)])
+}
+
+/// After a guest reset nothing from before it reaches the new rings: a response
+/// parked on a fence when the rings stopped is dropped with the old device, and the
+/// cursor ring's first request after the restart (before any control-queue kick,
+/// which is where the pause-or-reset decision used to be made) is answered, not
+/// stashed and then dropped with the old device's leftovers.
+#[test]
+fn after_a_reset_no_stale_completion_and_the_cursor_ring_is_answered_first() {
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let setup = h.request(&submit_3d(1, 0, 0, 0, &venus_stream::setup(1)));
+    assert_eq!(le32(&setup, 0), OK);
+    let parked = h.post_request(&submit_3d(1, FLAG_FENCE | FLAG_INFO_RING_IDX, 7, 1, &[]));
+    assert_eq!(h.next_used(0, Duration::from_millis(300)), None, "parked");
+
+    // The guest reboots: both rings stop and come back as a new driver lays them out.
+    let _ = h.stop_queue(0);
+    let _ = h.stop_queue(1);
+    h.restart_queue(0, 0, true);
+    h.restart_queue(1, 0, true);
+    let cursor = post_move_cursor(&mut h);
+    assert_eq!(
+        h.next_used(1, Duration::from_secs(5)).map(|u| u.0),
+        Some(cursor),
+        "the cursor ring's first request after the reset"
+    );
+    // Fresh device: context 1 and resource 1 are free again, and every used entry on
+    // the new control ring is one of its own requests, in order (request() checks).
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(300)),
+        None,
+        "head {parked} from before the reset came back on the new ring"
+    );
+}
+
+/// While the control ring is stopped (a pause), nothing is popped from either ring:
+/// a cursor request waits, and is answered once the rings restart where they stopped,
+/// together with the state kept across the pause.
+#[test]
+fn a_stopped_control_ring_holds_the_cursor_ring_until_the_restart() {
+    let mut h = Harness::start(core_render);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    let base = h.stop_queue(0);
+    let cursor = post_move_cursor(&mut h);
+    assert_eq!(
+        h.next_used(1, Duration::from_millis(300)),
+        None,
+        "answered while the control ring was stopped"
+    );
+    h.restart_queue(0, base, false);
+    assert_eq!(
+        h.next_used(1, Duration::from_secs(5)).map(|u| u.0),
+        Some(cursor),
+        "the held cursor request after the restart"
+    );
+    assert_eq!(
+        h.resp_type(&create),
+        RespType::ErrInvalidResourceId as u32,
+        "resource 1 survived the pause"
+    );
+}
+
+/// Configuration queries are answered ahead of queued 2D work: a GET_CAPSET posted
+/// behind a burst of transfers and flushes (one kick for all, as a busy guest console
+/// makes them) comes back first; the 2D requests then come back in their order.
+#[test]
+fn capset_query_is_answered_ahead_of_queued_2d_work() {
+    let mut h = Harness::start(core_render);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 2, 256, 256]);
+    assert_eq!(h.resp_type(&create), OK);
+    let backing = h.alloc(256 * 256 * 4);
+    let attach = cmd(
+        CommandType::ResourceAttachBacking,
+        &[
+            1,
+            1,
+            u32::try_from(backing).expect("low"),
+            0,
+            256 * 256 * 4,
+            0,
+        ],
+    );
+    assert_eq!(h.resp_type(&attach), OK);
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::SetScanout, &[0, 0, 256, 256, 0, 1])),
+        OK
+    );
+    // 12 pairs: with the capset, 50 descriptors, all in flight at once in the
+    // harness's 64-entry table.
+    let mut queued = Vec::new();
+    for _ in 0..12 {
+        for req in [
+            cmd(CommandType::TransferToHost2d, &[0, 0, 256, 256, 0, 0, 1, 0]),
+            cmd(CommandType::ResourceFlush, &[0, 0, 256, 256, 1, 0]),
+        ] {
+            let a = h.alloc(req.len() as u64);
+            h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+            let resp = h.alloc(24);
+            let len = u32::try_from(req.len()).expect("small");
+            queued.push(h.post_no_kick(0, &[(a, len, false), (resp, 24, true)]));
+        }
+    }
+    let caps = cmd(CommandType::GetCapset, &[4, 1]);
+    let a = h.alloc(caps.len() as u64);
+    h.mem.write_slice(&caps, GuestAddress(a)).expect("write");
+    let resp = h.alloc(4096);
+    let len = u32::try_from(caps.len()).expect("small");
+    let capset = h.post(0, &[(a, len, false), (resp, 4096, true)]);
+    let mut order = Vec::new();
+    while order.len() < queued.len() + 1 {
+        let (head, _) = h
+            .next_used(0, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("answers so far: {order:?}"));
+        order.push(head);
+    }
+    assert_eq!(order[0], capset, "the capset query first: {order:?}");
+    assert_eq!(order[1..], queued[..], "then the 2D work in its order");
+}
+
+/// The frontend stops the control ring while the device is in the middle of a
+/// request (here a CTX_CREATE that takes 600 ms) and the guest has queued one more
+/// request meanwhile; then the guest resets (the rings come back empty). The device
+/// must leave the stopped ring alone (with EVENT_IDX it used to spin on it, flooding
+/// its log, and then pop the new ring's requests into the old device before noticing
+/// the reset), and serve the new driver a fresh device.
+#[test]
+fn a_ring_stopped_mid_request_is_left_alone_and_the_reset_is_seen() {
+    let slow = |signals: FenceSignals| -> Box<dyn RenderBackend> {
+        let factory = |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+            std::thread::sleep(Duration::from_millis(600));
+            Ok(Arc::new(TransportOnlyExecutor))
+        };
+        Box::new(CoreBackend::new(
+            &venus_capset(),
+            Arc::new(factory),
+            ContextConfig::default(),
+            signals,
+        ))
+    };
+    let mut h = Harness::start(slow);
+    let create = cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64]);
+    assert_eq!(h.resp_type(&create), OK);
+    let _ctx = h.post_request(&ctx_create(1, 4));
+    std::thread::sleep(Duration::from_millis(150));
+    // Mid-request: the VMM stops the rings, and the guest had one more request
+    // in the avail ring (no kick: the ring is stopped).
+    let _ = h.stop_queue(0);
+    let _ = h.stop_queue(1);
+    let req = cmd(CommandType::GetDisplayInfo, &[]);
+    let a = h.alloc(req.len() as u64);
+    h.mem.write_slice(&req, GuestAddress(a)).expect("write");
+    let _late = h.post_no_kick(0, &[(a, 24, false)]);
+    std::thread::sleep(Duration::from_millis(900));
+    // The guest reboots: fresh rings, and a fresh device for them.
+    h.restart_queue(0, 0, true);
+    h.restart_queue(1, 0, true);
+    assert_eq!(h.resp_type(&create), OK, "a fresh device after the reset");
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(300)),
+        None,
+        "an answer from before the reset came back on the new ring"
+    );
 }

@@ -101,12 +101,17 @@ echo "VGPU-DMESG-END"
 for f in /sys/bus/virtio/devices/*/features; do echo "VGPU-FEATURES $f $(cat $f)"; done
 /bin/vgpu-guest-check
 echo "VGPU-GUEST-CHECK-RC $?"
-sleep 4
-# The host (run-qemu.sh) resets the VM once when it sees this, as a reboot would:
-# QEMU then only stops and restarts the device's rings, and the device must start
-# over for the new driver. The boot that is not reset within 6 s finishes.
-echo "VGPU-WAIT-RESET"
-sleep 6
+# The host (run-qemu.sh) resets the VM once when it sees VGPU-WAIT-RESET, as a reboot
+# would: QEMU then only stops and restarts the device's rings, and the device must start
+# over for the new driver. A marker in CMOS RAM (it survives the reset) tells the boots
+# apart, so the first one can wait for the host however slow the host is.
+if /bin/vgpu-guest-check --first-boot; then
+    echo "VGPU-WAIT-RESET"
+    sleep 600
+    echo "VGPU-NO-RESET"
+else
+    echo "VGPU-REBOOTED"
+fi
 echo "VGPU-GUEST-DONE"
 poweroff -f
 INIT

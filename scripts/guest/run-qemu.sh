@@ -8,10 +8,12 @@
 # BACKEND_SOCKET "none" boots without the GPU (to check the guest image itself).
 # With VGPU_DAEMON_PID set, the daemon also gets SIGUSR1 when the pattern is drawn (its
 # headless display then writes scanout PNGs to its frame_dir).
-# The first time the guest prints VGPU-WAIT-RESET the VM is reset over QMP
-# (system_reset, as a reboot); the guest boots again and runs its checks a second time.
+# When the guest prints VGPU-WAIT-RESET (after the screendump) the VM is reset over QMP
+# (system_reset, as a reboot); the guest, which waits for it, boots again, runs its
+# checks a second time and prints VGPU-REBOOTED.
 # Writes OUT_DIR/serial.log and OUT_DIR/screendump.ppm (if the marker appeared).
-# Exit status: 0 if the guest reached VGPU-GUEST-DONE, 1 otherwise (timeout: 120 s).
+# Exit status: 0 if the guest reached VGPU-GUEST-DONE, 1 otherwise (timeout: 300 s, for
+# a loaded host; an idle one needs about 40 s).
 set -euo pipefail
 SOCK=$1
 OUT=$2
@@ -51,7 +53,7 @@ PY
 
 dumped=0
 reset=0
-for _ in $(seq 1 240); do
+for _ in $(seq 1 600); do
     if [ $dumped = 0 ] && grep -q VGPU-PATTERN-READY "$OUT/serial.log" 2>/dev/null; then
         sleep 2
         if [ -n "${VGPU_DAEMON_PID:-}" ]; then kill -USR1 "$VGPU_DAEMON_PID" || true; fi
@@ -59,7 +61,7 @@ for _ in $(seq 1 240); do
             > "$OUT/screendump.json" 2>&1 || true
         dumped=1
     fi
-    if [ $reset = 0 ] && grep -q VGPU-WAIT-RESET "$OUT/serial.log" 2>/dev/null; then
+    if [ $dumped = 1 ] && [ $reset = 0 ] && grep -q VGPU-WAIT-RESET "$OUT/serial.log" 2>/dev/null; then
         qmp '{"execute": "system_reset"}' > "$OUT/reset.json" 2>&1 || true
         reset=1
     fi

@@ -10,6 +10,10 @@
  *   - a dumb buffer: CREATE_DUMB, MAP_DUMB + mmap + write, DESTROY_DUMB,
  *   - a known pattern drawn on /dev/fb0 (vertical bars), then "VGPU-PATTERN-READY".
  *
+ * With --first-boot it only reads and sets a marker byte in the RTC's CMOS RAM (which
+ * survives a QEMU system_reset): exit 0 the first time, 1 once the marker is set, so the
+ * init script knows whether it runs before or after the host's reset.
+ *
  * The uapi structs are declared here (from include/uapi/drm/{drm,drm_mode,virtgpu_drm}.h
  * layouts) so the program builds with only a C compiler.
  */
@@ -19,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/io.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -141,9 +146,29 @@ static void draw_fb(void)
     close(fd);
 }
 
-int main(void)
+/* CMOS byte 0x7d: unused by QEMU (0x5b..0x5f) and SeaBIOS (0x38, 0x3d). */
+#define CMOS_MARKER_INDEX 0x7d
+#define CMOS_MARKER 0xa5
+
+static int first_boot(void)
+{
+    if (ioperm(0x70, 2, 1)) {
+        printf("CHECK boot_marker fail errno %d\n", errno);
+        return 2;
+    }
+    outb(CMOS_MARKER_INDEX, 0x70);
+    if (inb(0x71) == CMOS_MARKER)
+        return 1;
+    outb(CMOS_MARKER_INDEX, 0x70);
+    outb(CMOS_MARKER, 0x71);
+    return 0;
+}
+
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc > 1 && strcmp(argv[1], "--first-boot") == 0)
+        return first_boot();
     int fd = open("/dev/dri/card0", O_RDWR);
     check("drm_open", fd >= 0, "errno %d", fd < 0 ? errno : 0);
     if (fd >= 0) {

@@ -11,6 +11,7 @@ use std::ffi::CStr;
 use ash::vk;
 
 pub mod graphics;
+pub mod memory;
 
 /// Result type of the test programs.
 pub type AppResult<T> = Result<T, Box<dyn Error>>;

@@ -5,6 +5,8 @@
 //! * [`cs`]: the hand-written runtime they stand on (bounds checks, sticky fatal state,
 //!   allocation budget, typed object-id lookup).
 //! * [`info`]: protocol versions and the extension table the capset is built from.
+//! * [`format`]: texel-block sizes, extents, depth/stencil bits and planes of every
+//!   `VkFormat` on the wire (generated from vk.xml's `<formats>`).
 //!
 //! The crate does no I/O, owns no threads and calls no driver.
 
@@ -13,12 +15,14 @@
 compile_error!("vulkan-proto reads the wire with little-endian conversions only on little-endian hosts; the Venus wire is host-endian in practice and only little-endian hosts are supported");
 
 pub mod cs;
+pub mod format;
 pub mod generated;
 
 pub use cs::{
     Arena, Cx, DecodeError, Decoder, DispatchError, Encoder, HandleMap, ObjectId, RawIds,
     ResourceId,
 };
+pub use format::{format_info, FormatInfo, PlaneInfo};
 pub use generated::args;
 pub use generated::dispatch::{dispatch_command, Dispatch};
 pub use generated::info;

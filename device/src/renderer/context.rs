@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamExecutor, StreamLocal};
 use super::executor::{CommandStreamDesc, FenceDone, TransportError};
+use super::monitor::StatusWord;
 use super::reply::ReplyStream;
 use super::resource::{Resource, ResourceError, ResourceLimits, ResourceTable};
-use super::ring::RingTable;
+use super::ring::{RingTable, STATUS_FATAL};
 use crate::error_chain;
-use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
+use crate::ids::{BlobId, ContextId, ResourceId, RingId, RingIdx};
 
 /// Errors of context operations.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,10 @@ pub struct ContextConfig {
     /// How often an idle ring re-reads its tail in case the guest's notify was
     /// rate-limited away (the guest notifies at most once per ms).
     pub ring_idle_poll: std::time::Duration,
+    /// Longest ring idle timeout honoured: a ring busy-polls its tail for
+    /// `min(idleTimeout, this)` before it sets IDLE and sleeps until notified (Mesa
+    /// asks for 1 ms; a guest asking for 2^64-1 ns must not keep a thread polling).
+    pub max_ring_idle_timeout: std::time::Duration,
 }
 
 impl Default for ContextConfig {
@@ -51,6 +56,7 @@ impl Default for ContextConfig {
             limits: ResourceLimits::default(),
             max_rings: 64,
             ring_idle_poll: std::time::Duration::from_millis(20),
+            max_ring_idle_timeout: std::time::Duration::from_millis(10),
         }
     }
 }
@@ -62,10 +68,14 @@ pub(crate) struct ContextShared {
     resources: RwLock<ResourceTable>,
     limits: ResourceLimits,
     pub(crate) ring_idle_poll: std::time::Duration,
+    pub(crate) max_ring_idle_timeout: std::time::Duration,
     fatal: AtomicBool,
     /// The owner is destroying the context: waits give up, nothing new starts.
     stopping: AtomicBool,
     fatal_hook: Mutex<Option<FatalHook>>,
+    /// Status words of the live rings, so whichever thread fails the context sets
+    /// FATAL on every ring at once (a leaf lock, never nested).
+    ring_status: Mutex<Vec<(RingId, StatusWord)>>,
 }
 
 impl std::fmt::Debug for ContextShared {
@@ -87,11 +97,41 @@ impl ContextShared {
         self.is_fatal() || self.stopping.load(Ordering::Acquire)
     }
 
-    /// Marks the context fatal; the first caller logs `reason` and runs the hook.
+    pub(crate) fn add_ring_status(&self, ring: RingId, status: StatusWord) {
+        self.ring_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((ring, status));
+    }
+
+    pub(crate) fn remove_ring_status(&self, ring: RingId) {
+        self.ring_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(id, _)| *id != ring);
+    }
+
+    /// Sets FATAL in the guest-visible status of every ring without failing the
+    /// context: the guest stops using its rings while the front door still answers
+    /// what it already sent (daemon shutdown).
+    pub(crate) fn set_rings_fatal(&self) {
+        for (_, status) in self
+            .ring_status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            status.set(STATUS_FATAL);
+        }
+    }
+
+    /// Marks the context fatal and sets FATAL on every ring; the first caller logs
+    /// `reason` and runs the hook.
     pub(crate) fn set_fatal(&self, reason: &str) {
         if self.fatal.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.set_rings_fatal();
         let hook = self
             .fatal_hook
             .lock()
@@ -158,9 +198,11 @@ impl Context {
                 resources: RwLock::new(ResourceTable::default()),
                 limits: config.limits,
                 ring_idle_poll: config.ring_idle_poll,
+                max_ring_idle_timeout: config.max_ring_idle_timeout,
                 fatal: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 fatal_hook: Mutex::new(None),
+                ring_status: Mutex::new(Vec::new()),
             }),
             rings: RingTable::new(id, config.max_rings),
             reply: ReplyStream::default(),
@@ -180,6 +222,10 @@ impl Context {
     /// The context id.
     pub fn id(&self) -> ContextId {
         self.shared.id
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<ContextShared> {
+        &self.shared
     }
 
     /// Whether the context has failed.
@@ -283,6 +329,18 @@ impl Context {
     }
 }
 
+impl Drop for Context {
+    fn drop(&mut self) {
+        // Another thread may have failed the context (a ring, the front door, daemon
+        // shutdown) while a ring thread slept: it would see the stop request before
+        // the fatal flag and leave without FATAL. Set it here, before the rings stop,
+        // so the guest sees a lost device rather than a silent ring.
+        if self.shared.is_fatal() {
+            self.rings.set_all_fatal();
+        }
+    }
+}
+
 /// What other threads may do to a context while its owner runs its stream.
 #[derive(Clone, Debug)]
 pub struct ContextHandle(Arc<ContextShared>);
@@ -296,6 +354,13 @@ impl ContextHandle {
     /// Whether the context has failed.
     pub fn is_fatal(&self) -> bool {
         self.0.is_fatal()
+    }
+
+    /// Fails the context from another thread (daemon shutdown): every wait gives up,
+    /// ring threads set FATAL in the guest-visible status, and the fatal hook runs
+    /// once with `reason`.
+    pub fn set_fatal(&self, reason: &str) {
+        self.0.set_fatal(reason);
     }
 
     /// Makes every wait of the context give up and every later command fail, without

@@ -7,6 +7,7 @@
 mod context;
 mod executor;
 mod monitor;
+mod registry;
 mod reply;
 mod resource;
 mod ring;
@@ -18,6 +19,7 @@ pub use executor::{
     CommandStreamDesc, ExecError, ExecutorFactory, FenceDone, StreamCtx, StreamExecutor,
     StreamKind, TransportError,
 };
+pub use registry::ContextRegistry;
 pub use resource::{ExportedBlob, Resource, ResourceError, ResourceKind, ResourceLimits};
 pub use ring::{
     seqno_reached, Region, RingCreateInfo, RingLayout, RING_BUFFER_MAX_SIZE, STATUS_ALIVE,

@@ -16,8 +16,10 @@ use super::ring::STATUS_ALIVE;
 use crate::ids::{ContextId, RingId};
 use crate::sys::SharedMemory;
 
-/// Shortest period honoured; a guest asking for less gets this.
-const MIN_PERIOD: Duration = Duration::from_millis(1);
+/// Shortest period honoured; a guest asking for less gets this. Mesa asks for 3 s and
+/// looks at ALIVE only at its watchdog warnings (seconds apart), so 10 ms loses it
+/// nothing, while a 1 µs request no longer wakes the monitor 1000 times a second.
+const MIN_PERIOD: Duration = Duration::from_millis(10);
 
 /// A status word to keep alive.
 #[derive(Debug)]
@@ -27,12 +29,15 @@ pub(crate) struct StatusWord {
 }
 
 impl StatusWord {
-    fn set_alive(&self) {
+    /// ORs `bits` into the guest-visible status word.
+    pub(crate) fn set(&self, bits: u32) {
         // Bounds and alignment were validated at ring creation; an error here is
         // impossible, and there is nothing better to do than skip the write.
-        let _ = self
-            .mem
-            .fetch_or_u32(self.offset, STATUS_ALIVE, Ordering::SeqCst);
+        let _ = self.mem.fetch_or_u32(self.offset, bits, Ordering::SeqCst);
+    }
+
+    fn set_alive(&self) {
+        self.set(STATUS_ALIVE);
     }
 }
 

@@ -328,6 +328,7 @@ enum RingMsg {
 #[derive(Debug)]
 pub(crate) struct RingHandle {
     shared: Arc<RingShared>,
+    ctx: Arc<ContextShared>,
     tx: Sender<RingMsg>,
     thread: Option<JoinHandle<()>>,
 }
@@ -358,6 +359,7 @@ impl RingHandle {
 
 impl Drop for RingHandle {
     fn drop(&mut self) {
+        self.ctx.remove_ring_status(self.shared.id);
         self.shared.mark_stopped();
         let _ = self.tx.send(RingMsg::Stop);
         if let Some(thread) = self.thread.take() {
@@ -462,17 +464,28 @@ impl RingTable {
             local: None,
             cursor: 0,
             buf: Vec::new(),
-            idle_timeout: Duration::from_nanos(info.idle_timeout_ns),
+            idle_timeout: clamp_idle_timeout(info.idle_timeout_ns, ctx.max_ring_idle_timeout),
         };
+        ctx.add_ring_status(
+            id,
+            StatusWord {
+                mem: Arc::clone(&mem),
+                offset: layout.status.begin,
+            },
+        );
         self.created = self.created.wrapping_add(1);
         let thread = std::thread::Builder::new()
             .name(format!("vgpu-r{}.{}", self.ctx.0, self.created))
             .spawn(move || worker.run())
-            .map_err(TransportError::Spawn)?;
+            .map_err(|e| {
+                ctx.remove_ring_status(id);
+                TransportError::Spawn(e)
+            })?;
         self.rings.insert(
             id,
             RingHandle {
                 shared,
+                ctx: Arc::clone(ctx),
                 tx,
                 thread: Some(thread),
             },
@@ -509,6 +522,17 @@ impl RingTable {
     }
 }
 
+/// The idle timeout a ring runs with: the guest's `idleTimeout`, at most `max`. A
+/// ring polls its tail (yields, then sleeps up to 1 ms) until the timeout, then sets
+/// IDLE and sleeps until notified; an unbounded timeout would keep it polling forever.
+fn clamp_idle_timeout(requested_ns: u64, max: Duration) -> Duration {
+    let requested = Duration::from_nanos(requested_ns);
+    if requested > max {
+        log::debug!("renderer: ring idle timeout {requested:?} clamped to {max:?}");
+    }
+    requested.min(max)
+}
+
 /// Why a ring thread ended.
 enum RingExit {
     Stopped,
@@ -531,10 +555,12 @@ impl RingWorker {
         match self.consume() {
             RingExit::Stopped => {}
             RingExit::Fault(err) => {
-                self.ring.set_status(STATUS_FATAL);
-                self.ring.mark_stopped();
+                // The context first, so the reason logged is this fault and not that of
+                // a stream that was waiting on the ring and sees it stop.
                 self.ctx
                     .set_fatal(&format!("{}: {}", self.ring.id, error_chain(&err)));
+                self.ring.set_status(STATUS_FATAL);
+                self.ring.mark_stopped();
             }
         }
     }
@@ -777,6 +803,18 @@ mod tests {
             RingLayout::new(&info, u64::MAX),
             Err(TransportError::BadRingLayout(_))
         ));
+    }
+
+    #[test]
+    fn idle_timeout_is_clamped() {
+        let max = Duration::from_millis(10);
+        assert_eq!(clamp_idle_timeout(u64::MAX, max), max);
+        assert_eq!(
+            clamp_idle_timeout(1_000_000, max),
+            Duration::from_millis(1),
+            "Mesa's 1 ms is honoured"
+        );
+        assert_eq!(clamp_idle_timeout(0, max), Duration::ZERO);
     }
 
     #[test]

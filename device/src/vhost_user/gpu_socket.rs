@@ -47,7 +47,17 @@ use crate::virtio_gpu::protocol::{CommandType, MAX_SCANOUTS};
 const PROTOCOL_F_EDID: u64 = 1 << 0;
 
 /// Largest UPDATE payload; taller frames go out in bands of rows.
-pub const MAX_UPDATE: usize = 4 << 20;
+///
+/// Small on purpose. QEMU reads each message from this socket with a blocking
+/// `qemu_chr_fe_read_all` in its main loop, holding the big QEMU lock, from the moment
+/// the header arrives until the last payload byte does. A message larger than the
+/// socket buffer (208 KiB by default) therefore makes QEMU wait, lock held, for this
+/// process's sender thread to be scheduled again and again; on a loaded host that took
+/// seconds per 4 MiB frame, during which the guest's vCPU (which needs the lock for its
+/// virtqueue kicks and interrupts) stood still, and the guest driver's 5 s wait for a
+/// capset ran out. A band that fits the buffer whole is written by one `sendmsg`, so
+/// QEMU finds every message complete when it starts reading it.
+pub const MAX_UPDATE: usize = 64 << 10;
 
 /// What the frontend reported at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -479,7 +489,7 @@ fn send_frame(gpu: &GpuBackend, scanout_id: u32, f: &Frame) -> std::io::Result<(
     let row = usize::try_from(f.width)
         .ok()
         .and_then(|w| w.checked_mul(4))
-        .filter(|r| *r > 0 && *r <= MAX_UPDATE);
+        .filter(|r| *r > 0);
     let height = usize::try_from(f.height).unwrap_or(0);
     let Some(row) = row else {
         return Ok(());
@@ -538,36 +548,74 @@ mod tests {
         s.write_all(&m).expect("reply");
     }
 
+    /// Reads UPDATE messages until `height` rows arrived; returns each band's
+    /// (y, width, rows, payload bytes) and checks the first pixel's conversion.
+    fn read_bands(b: &mut UnixStream, height: u32) -> Vec<(u32, u32, u32, usize)> {
+        let word = |body: &[u8], at: usize| {
+            u32::from_le_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]])
+        };
+        let mut bands = Vec::new();
+        let mut rows = 0;
+        while rows < height {
+            let (req, body) = read_msg(b);
+            assert_eq!(req, 8, "UPDATE");
+            assert_eq!(&body[20..24], &[3, 2, 1, 0xff], "RGBA → x8r8g8b8");
+            let band = (
+                word(&body, 8),
+                word(&body, 12),
+                word(&body, 16),
+                body.len() - 20,
+            );
+            rows += band.2;
+            bands.push(band);
+        }
+        bands
+    }
+
     #[test]
     fn bands_split_tall_frames_and_convert_pixels() {
         let (a, mut b) = UnixStream::pair().expect("pair");
         let gpu = GpuBackend::from_stream(a);
-        // 1024 px wide: 4 KiB rows, 1024 rows per 4 MiB band; 1500 rows = 2 bands.
+        // 1024 px wide: 4 KiB rows, 16 rows per 64 KiB band; 1500 rows = 93 full
+        // bands and one of 12 rows.
         let f = Frame {
             width: 1024,
             height: 1500,
             rgba: [1u8, 2, 3, 4].repeat(1024 * 1500),
         };
         let t = std::thread::spawn(move || send_frame(&gpu, 0, &f));
-        let (req, body) = read_msg(&mut b);
-        assert_eq!(req, 8);
-        assert_eq!(
-            &body[..20],
-            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0]
-        );
-        assert_eq!(body.len(), 20 + (4 << 20));
-        assert_eq!(&body[20..24], &[3, 2, 1, 0xff]);
-        let (req, body) = read_msg(&mut b);
-        assert_eq!(req, 8);
-        assert_eq!(
-            u32::from_le_bytes([body[8], body[9], body[10], body[11]]),
-            1024
-        );
-        assert_eq!(
-            u32::from_le_bytes([body[16], body[17], body[18], body[19]]),
-            476
-        );
+        let bands = read_bands(&mut b, 1500);
         t.join().expect("join").expect("sent");
+        assert_eq!(bands.len(), 94);
+        for (i, band) in (0u32..).zip(&bands[..93]) {
+            assert_eq!(*band, (i * 16, 1024, 16, MAX_UPDATE));
+        }
+        assert_eq!(bands[93], (93 * 16, 1024, 12, 12 * 4096));
+        // Every message fits the default unix socket buffer whole.
+        assert!(bands.iter().all(|b| b.3 + 20 <= 208 << 10));
+    }
+
+    #[test]
+    fn rows_wider_than_a_band_go_one_per_message() {
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        let gpu = GpuBackend::from_stream(a);
+        // 20000 px: an 80000-byte row, over MAX_UPDATE; still sent, a row at a time.
+        let f = Frame {
+            width: 20_000,
+            height: 3,
+            rgba: [1u8, 2, 3, 4].repeat(20_000 * 3),
+        };
+        let t = std::thread::spawn(move || send_frame(&gpu, 0, &f));
+        let bands = read_bands(&mut b, 3);
+        t.join().expect("join").expect("sent");
+        assert_eq!(
+            bands,
+            vec![
+                (0, 20_000, 1, 80_000),
+                (1, 20_000, 1, 80_000),
+                (2, 20_000, 1, 80_000)
+            ]
+        );
     }
 
     /// Plays QEMU 10.0.2's side of the handshake (protocol features 3, one

@@ -312,6 +312,13 @@ impl VgpuBackend {
         }
         let mut touched = [false; NUM_QUEUES];
         for t in tokens {
+            log::trace!(
+                target: "vgpu::vhost_user::chains",
+                "queue {}: used head {} len {}",
+                t.queue,
+                t.head,
+                t.len
+            );
             let Some(vring) = vrings.get(usize::from(t.queue)) else {
                 continue;
             };
@@ -328,8 +335,12 @@ impl VgpuBackend {
                 self.note_position(control);
             }
         }
-        for (vring, _) in vrings.iter().zip(touched).filter(|(_, t)| *t) {
+        for (q, (vring, _)) in (0u16..)
+            .zip(vrings.iter().zip(touched))
+            .filter(|(_, (_, t))| *t)
+        {
             if vring.needs_notification().unwrap_or(true) {
+                log::trace!(target: "vgpu::vhost_user::chains", "queue {q}: notify");
                 vring.signal_used_queue()?;
             }
         }
@@ -465,64 +476,107 @@ impl VgpuBackend {
     /// already): those wait in `held`, in order, until [`Self::finish_queued`] finds
     /// room. So one context whose stream blocks never stops the control queue: its
     /// CTX_DESTROY, 2D work and other contexts still get through.
+    ///
+    /// Chains are taken in as soon as they are available, before the ones already
+    /// taken are run, and read-only queries of the device's configuration
+    /// (GET_CAPSET_INFO, GET_CAPSET, GET_DISPLAY_INFO, GET_EDID, without a fence) are
+    /// answered at once, ahead of queued 2D work: their answer depends on nothing a
+    /// queued command changes, and a guest driver waits for them with a deadline
+    /// (Linux: 5 s for a capset, then `EBUSY`) while a console can queue seconds of
+    /// flushes on a loaded host.
     fn drain(&self, vrings: &[VringRwLock], queue: u16) -> io::Result<()> {
         let mem = self.memory()?;
         let Some(vring) = vrings.get(usize::from(queue)) else {
             return Ok(());
         };
-        let mut released = Vec::new();
         let display_socket = self.gpu_socket();
+        let mut taken: VecDeque<(Chain, Header)> = VecDeque::new();
         loop {
             // Re-checked per chain: the frontend may stop the ring meanwhile, and a
             // stopped ring is the frontend's, not ours to pop.
-            if !queue_live(vring) {
-                break;
+            while queue_live(vring) {
+                let next = vring
+                    .get_mut()
+                    .get_queue_mut()
+                    .pop_descriptor_chain(mem.memory());
+                let Some(chain) = next else { break };
+                let header = peek_header(chain.clone().reader(chain.memory()).ok());
+                log::trace!(
+                    target: "vgpu::vhost_user::chains",
+                    "queue {queue}: head {} command {:#x} ctx {}",
+                    chain.head_index(),
+                    header.command,
+                    header.ctx
+                );
+                if header.is_config_query() {
+                    self.run_chain(
+                        vrings,
+                        vring,
+                        queue,
+                        chain,
+                        header,
+                        display_socket.as_deref(),
+                    )?;
+                } else {
+                    taken.push_back((chain, header));
+                }
             }
-            let next = vring
-                .get_mut()
-                .get_queue_mut()
-                .pop_descriptor_chain(mem.memory());
-            let Some(chain) = next else { break };
-            let (command, ctx) = peek_header(chain.clone().reader(chain.memory()).ok());
-            if queue == CONTROL_QUEUE && command == CommandType::Submit3d as u32 {
-                let busy = !self.handler().accepting(ctx);
+            let Some((chain, header)) = taken.pop_front() else {
+                break;
+            };
+            if queue == CONTROL_QUEUE && header.command == CommandType::Submit3d as u32 {
+                let busy = !self.handler().accepting(header.ctx);
                 let mut held = self.held();
-                if busy || held.iter().any(|(_, c, _)| *c == ctx) {
-                    held.push_back((queue, ctx, chain));
+                if busy || held.iter().any(|(_, c, _)| *c == header.ctx) {
+                    held.push_back((queue, header.ctx, chain));
                     continue;
                 }
             }
-            let started = Instant::now();
-            let head = chain.head_index();
-            self.handle_chain(
+            self.run_chain(
+                vrings,
+                vring,
                 queue,
                 chain,
-                command,
+                header,
                 display_socket.as_deref(),
-                &mut released,
-            );
-            // Each response goes back as soon as it is written, not at the end of the
-            // pass: a GET_CAPSET behind a burst of 2D transfers must not wait for them
-            // all (with EVENT_IDX the guest still gets one interrupt per batch it
-            // asked for).
-            if !released.is_empty() {
-                if queue == CONTROL_QUEUE {
-                    self.note_position(vring);
-                }
-                self.return_used(vrings, std::mem::take(&mut released))?;
-            }
-            if is_capset_query(command) {
-                log::debug!(
-                    target: "vgpu::virtio_gpu",
-                    "virtio-gpu: command {command:#x} (head {head}) answered in {} us",
-                    started.elapsed().as_micros()
-                );
-            }
+            )?;
         }
         if queue == CONTROL_QUEUE {
             self.note_position(vring);
         }
-        self.return_used(vrings, released)
+        Ok(())
+    }
+
+    /// Runs one chain and returns what it released at once (not at the end of the
+    /// pass); capset queries log their answer time at debug.
+    fn run_chain(
+        &self,
+        vrings: &[VringRwLock],
+        vring: &VringRwLock,
+        queue: u16,
+        chain: Chain,
+        header: Header,
+        display_socket: Option<&GpuSocket>,
+    ) -> io::Result<()> {
+        let started = Instant::now();
+        let head = chain.head_index();
+        let mut released = Vec::new();
+        self.handle_chain(queue, chain, header.command, display_socket, &mut released);
+        if !released.is_empty() {
+            if queue == CONTROL_QUEUE {
+                self.note_position(vring);
+            }
+            self.return_used(vrings, released)?;
+        }
+        if is_capset_query(header.command) {
+            log::debug!(
+                target: "vgpu::virtio_gpu",
+                "virtio-gpu: command {:#x} (head {head}) answered in {} us",
+                header.command,
+                started.elapsed().as_micros()
+            );
+        }
+        Ok(())
     }
 
     /// Processes one chain: runs the command, writes its response (or keeps the chain
@@ -789,6 +843,7 @@ impl VhostUserBackend for VgpuBackend {
         if evset != EventSet::IN {
             return Err(io::Error::other(format!("unexpected event set {evset:?}")));
         }
+        log::trace!(target: "vgpu::vhost_user::chains", "event {device_event}");
         let result = match device_event {
             CONTROL_QUEUE | CURSOR_QUEUE => match self.after_restart(vrings) {
                 Ok(true) => self.process_queue(vrings, device_event),
@@ -830,15 +885,41 @@ fn is_capset_query(command: u32) -> bool {
     command == CommandType::GetCapsetInfo as u32 || command == CommandType::GetCapset as u32
 }
 
-/// The request type and context id of a chain's header ((0, 0) if it is shorter).
-fn peek_header<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> (u32, u32) {
+/// What the device needs of a chain's header before running it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Header {
+    command: u32,
+    flags: u32,
+    ctx: u32,
+}
+
+impl Header {
+    /// A fence-less query of the device's configuration, answerable ahead of queued
+    /// work (see [`VgpuBackend::drain`]).
+    fn is_config_query(&self) -> bool {
+        let query = is_capset_query(self.command)
+            || self.command == CommandType::GetDisplayInfo as u32
+            || self.command == CommandType::GetEdid as u32;
+        query && self.flags & crate::virtio_gpu::protocol::FLAG_FENCE == 0
+    }
+}
+
+/// The request type, flags and context id of a chain's header (zeros if it is
+/// shorter).
+fn peek_header<B: BitmapSlice>(reader: Option<Reader<'_, B>>) -> Header {
     let mut hdr = [0u8; 24];
-    let Some(mut r) = reader else { return (0, 0) };
+    let Some(mut r) = reader else {
+        return Header::default();
+    };
     if io::Read::read_exact(&mut r, &mut hdr).is_err() {
-        return (0, 0);
+        return Header::default();
     }
     let word = |at: usize| u32::from_le_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
-    (word(0), word(16))
+    Header {
+        command: word(0),
+        flags: word(4),
+        ctx: word(16),
+    }
 }
 
 /// Signals the guest that the display configuration changed (config interrupt is the

@@ -1252,7 +1252,7 @@ impl GpuHandler {
         let showing: Vec<ScanoutId> = self.display.showing(f.resource_id).collect();
         for s in showing {
             if let Ok(i) = usize::try_from(s.0) {
-                self.refresh(mem, i);
+                self.refresh_region(mem, i, Some(f.r));
             }
         }
         Ok(Response::OkNodata)
@@ -1260,6 +1260,16 @@ impl GpuHandler {
 
     /// Re-reads a scanout's visible rectangle into its frame.
     fn refresh<M: GuestMemory>(&mut self, mem: &M, i: usize) {
+        self.refresh_region(mem, i, None);
+    }
+
+    /// Re-reads the part of scanout `i` that `damage` (resource coordinates) covers;
+    /// all of it when `damage` is `None` or the frame is missing or of another size.
+    /// A RESOURCE_FLUSH re-reads only its rectangle: a console that flushes one line of
+    /// text must not cost a whole-frame conversion per flush (that made each flush
+    /// take up to a second on a loaded host, and queued the guest's other requests
+    /// behind them).
+    fn refresh_region<M: GuestMemory>(&mut self, mem: &M, i: usize, damage: Option<Rect>) {
         let id = ScanoutId(u32::try_from(i).unwrap_or(u32::MAX));
         let (Some(sc), Some(Some(src))) = (self.display.get(id), self.sources.get(i)) else {
             return;
@@ -1268,22 +1278,52 @@ impl GpuHandler {
         let Some(res) = self.resources.get(&res_id) else {
             return;
         };
-        // Bounded: the rectangle was checked against the resource or blob at
-        // SET_SCANOUT*, and the resource exists.
         let px = |w: u32| usize::try_from(w).unwrap_or(0);
-        let mut rgba = vec![0u8; px(rect.width) * px(rect.height) * 4];
+        // The frame to update and the area of it to re-read (frame coordinates).
+        let reuse = damage.and_then(|d| {
+            let frame = sc.frame.as_ref()?;
+            (frame.width == rect.width && frame.height == rect.height)
+                .then(|| intersect_in(rect, d))
+        });
+        let (mut rgba, area) = match reuse {
+            Some(None) => return, // the damage is outside what the scanout shows
+            Some(Some(area)) => match self.display.get_mut(id).and_then(|sc| sc.frame.take()) {
+                Some(f) => (f.rgba, area),
+                None => return,
+            },
+            None => (
+                vec![0u8; px(rect.width) * px(rect.height) * 4],
+                Rect {
+                    x: 0,
+                    y: 0,
+                    width: rect.width,
+                    height: rect.height,
+                },
+            ),
+        };
+        // Bounded: the rectangle was checked against the resource or blob at
+        // SET_SCANOUT*, the resource exists, and `area` lies inside the rectangle.
+        let frame_row = px(rect.width) * 4;
+        let (ax, aw) = (px(area.x) * 4, px(area.width) * 4);
         let ok = match (&res.kind, src) {
             (ResKind::TwoD(r), ScanoutSource::Resource2d) => {
                 let stride = px(r.width) * 4;
-                for y in 0..px(rect.height) {
-                    let row_start = (px(rect.y) + y) * stride + px(rect.x) * 4;
-                    let Some(row) = r.pixels.get(row_start..row_start + px(rect.width) * 4) else {
-                        return;
-                    };
-                    let out = &mut rgba[y * px(rect.width) * 4..(y + 1) * px(rect.width) * 4];
-                    convert_row(r.format, row, out);
+                let mut ok = true;
+                for y in px(area.y)..px(area.y) + px(area.height) {
+                    let row_start = (px(rect.y) + y) * stride + px(rect.x) * 4 + ax;
+                    let out_start = y * frame_row + ax;
+                    match (
+                        r.pixels.get(row_start..row_start + aw),
+                        rgba.get_mut(out_start..out_start + aw),
+                    ) {
+                        (Some(row), Some(out)) => convert_row(r.format, row, out),
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    }
                 }
-                true
+                ok
             }
             (
                 ResKind::Blob { host, .. },
@@ -1294,23 +1334,25 @@ impl GpuHandler {
                     ..
                 },
             ) => {
-                let mut row = vec![0u8; px(rect.width) * 4];
+                let mut row = vec![0u8; aw];
                 let mut ok = true;
-                for y in 0..px(rect.height) {
+                for y in px(area.y)..px(area.y) + px(area.height) {
                     let off = u64::from(offset)
                         + (u64::from(rect.y) + y as u64) * u64::from(stride)
-                        + u64::from(rect.x) * 4;
+                        + (u64::from(rect.x) + u64::from(area.x)) * 4;
                     let read = match (host, &res.backing) {
                         (Some((_, m)), _) => m.read(off, &mut row),
                         (None, Some(b)) => b.read(mem, off, &mut row).is_ok(),
                         (None, None) => false,
                     };
-                    if !read {
-                        ok = false;
-                        break;
+                    let out_start = y * frame_row + ax;
+                    match rgba.get_mut(out_start..out_start + aw) {
+                        Some(out) if read => convert_row(format, &row, out),
+                        _ => {
+                            ok = false;
+                            break;
+                        }
                     }
-                    let out = &mut rgba[y * px(rect.width) * 4..(y + 1) * px(rect.width) * 4];
-                    convert_row(format, &row, out);
                 }
                 ok
             }
@@ -1319,7 +1361,9 @@ impl GpuHandler {
         if !ok {
             self.warn
                 .warn(format_args!("virtio-gpu: {id} cannot read res{res_id}"));
-            return;
+            if reuse.is_none() {
+                return;
+            }
         }
         if let Some(sc) = self.display.get_mut(id) {
             sc.frame = Some(Frame {
@@ -1461,6 +1505,25 @@ impl GpuHandler {
         *mapped = Some((m.offset, len));
         Ok(Response::MapInfo(MAP_CACHE_CACHED))
     }
+}
+
+/// The part of `damage` (resource coordinates) inside `shown` (the scanout's
+/// rectangle in the same coordinates), relative to `shown`; `None` if they do not
+/// overlap.
+fn intersect_in(shown: Rect, damage: Rect) -> Option<Rect> {
+    let end = |o: u32, len: u32| u64::from(o) + u64::from(len);
+    let x0 = shown.x.max(damage.x);
+    let y0 = shown.y.max(damage.y);
+    let x1 = end(shown.x, shown.width).min(end(damage.x, damage.width));
+    let y1 = end(shown.y, shown.height).min(end(damage.y, damage.height));
+    let width = u32::try_from(x1.checked_sub(u64::from(x0))?).ok()?;
+    let height = u32::try_from(y1.checked_sub(u64::from(y0))?).ok()?;
+    (width > 0 && height > 0).then_some(Rect {
+        x: x0 - shown.x,
+        y: y0 - shown.y,
+        width,
+        height,
+    })
 }
 
 fn convert_row(format: Format, src: &[u8], dst: &mut [u8]) {

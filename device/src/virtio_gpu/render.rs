@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 use super::fence::{FenceId, Timeline};
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, RingIdx};
 use crate::renderer::{
-    Context, ContextConfig, ContextError, ContextHandle, ExecutorFactory, FenceDone, Resource,
+    Context, ContextConfig, ContextError, ContextHandle, ContextRegistry, ExecutorFactory,
+    FenceDone, Resource,
 };
 
 /// A capset the device offers (GET_CAPSET_INFO index = position in the list).
@@ -364,6 +365,8 @@ pub struct CoreBackend {
     contexts: HashMap<ContextId, Worker>,
     /// Joins stopped context threads while they tear down, off the caller's thread.
     reaper: Option<(Sender<JoinHandle<()>>, JoinHandle<()>)>,
+    /// Where new contexts are registered, so daemon shutdown can fail them.
+    registry: Option<ContextRegistry>,
 }
 
 impl Drop for CoreBackend {
@@ -408,7 +411,16 @@ impl CoreBackend {
             signals,
             contexts: HashMap::new(),
             reaper: None,
+            registry: None,
         }
+    }
+
+    /// Registers every context this backend creates in `registry` (daemon shutdown
+    /// fails them all).
+    #[must_use]
+    pub fn with_registry(mut self, registry: ContextRegistry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// Hands a stopped context's thread to the reaper (started on first use); joins
@@ -461,10 +473,11 @@ impl RenderBackend for CoreBackend {
             return Err(RenderError::UnsupportedCapset(capset));
         }
         let executor = self.factory.create(ctx).map_err(RenderError::Executor)?;
-        let worker = Worker::start(
-            Context::new(ctx, self.config, executor),
-            self.signals.clone(),
-        )?;
+        let context = Context::new(ctx, self.config, executor);
+        if let Some(registry) = &self.registry {
+            registry.register(&context);
+        }
+        let worker = Worker::start(context, self.signals.clone())?;
         self.contexts.insert(ctx, worker);
         Ok(())
     }

@@ -3,6 +3,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::protocol::{self, cmd, CreateBlob, Payload, ProtocolError, SyncWait};
 use super::sync::{SyncError, SyncTable};
@@ -18,6 +19,15 @@ pub enum ConnError {
     /// Socket I/O failed (including the client hanging up mid-message).
     #[error("socket I/O failed")]
     Io(#[from] std::io::Error),
+    /// The client did not finish the handshake (up to CONTEXT_INIT) in time.
+    #[error("no CONTEXT_INIT within {0:?} of connecting")]
+    HandshakeTimeout(Duration),
+    /// The client started a message and did not finish it in time.
+    #[error("a message was not completed within {0:?}")]
+    MessageTimeout(Duration),
+    /// The client did not read its replies: a write stayed blocked this long.
+    #[error("replies not read for {0:?} (the client stopped reading)")]
+    ReplyTimeout(Duration),
     /// The first message was not CREATE_RENDERER.
     #[error("first command {0} is not CREATE_RENDERER")]
     NotCreateRenderer(u32),
@@ -127,6 +137,12 @@ pub(crate) struct Connection {
     res_ids: ResourceIds,
     /// Shared with the context's retire thread, which signals host-queue fences.
     syncs: Arc<Mutex<SyncTable>>,
+    /// Until CONTEXT_INIT: when the handshake must be done.
+    handshake_deadline: Option<Instant>,
+    /// While a message is being read: when it must be complete.
+    message_deadline: Option<Instant>,
+    /// The read timeout last set on the socket.
+    read_timeout: Option<Duration>,
 }
 
 enum Flow {
@@ -140,12 +156,16 @@ impl Connection {
         let max_syncs = server.config.max_syncs;
         Self {
             stream,
-            server,
             conn_id,
             name: None,
             context: None,
             res_ids: ResourceIds::new(limits.max_resources),
             syncs: Arc::new(Mutex::new(SyncTable::new(max_syncs))),
+            // Overflow (an absurd timeout) means no deadline.
+            handshake_deadline: Instant::now().checked_add(server.config.handshake_timeout),
+            message_deadline: None,
+            read_timeout: None,
+            server,
         }
     }
 
@@ -167,6 +187,9 @@ impl Connection {
     }
 
     pub(crate) fn run(&mut self) -> Result<(), ConnError> {
+        // A client that stops reading must not pin this thread in a write.
+        self.stream
+            .set_write_timeout(Some(self.server.config.reply_timeout))?;
         loop {
             let Some((len, command)) = self.read_header()? else {
                 return Ok(());
@@ -189,7 +212,7 @@ impl Connection {
                         max,
                     })?;
             let mut payload = vec![0u8; bytes];
-            self.stream.read_exact(&mut payload)?;
+            self.read_body(&mut payload)?;
             match self.handle(Payload::new(command, payload))? {
                 Flow::Continue => {}
                 Flow::Done => return Ok(()),
@@ -197,17 +220,22 @@ impl Connection {
         }
     }
 
-    /// Reads `[LEN, CMD]`; `None` on a clean hang-up at a message boundary.
+    /// Reads `[LEN, CMD]`; `None` on a clean hang-up at a message boundary. Between
+    /// messages a handshaken client may idle as long as it likes; the message
+    /// deadline starts with its first byte.
     fn read_header(&mut self) -> Result<Option<(u32, u32)>, ConnError> {
         let mut header = [0u8; 8];
         let mut got = 0;
+        self.message_deadline = None;
         while got < header.len() {
-            match self.stream.read(&mut header[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(std::io::Error::from(ErrorKind::UnexpectedEof).into()),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+            match self.read_timed(&mut header[got..])? {
+                0 if got == 0 => return Ok(None),
+                0 => return Err(std::io::Error::from(ErrorKind::UnexpectedEof).into()),
+                n => got += n,
+            }
+            if self.message_deadline.is_none() {
+                self.message_deadline =
+                    Instant::now().checked_add(self.server.config.message_timeout);
             }
         }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -215,10 +243,77 @@ impl Connection {
         Ok(Some((len, command)))
     }
 
-    fn reply(&mut self, command: u32, words: &[u32]) -> Result<(), ConnError> {
-        self.stream
-            .write_all(&protocol::encode_reply(command, words))?;
+    /// Fills `buf` with the rest of the current message, within its deadline.
+    fn read_body(&mut self, mut buf: &mut [u8]) -> Result<(), ConnError> {
+        while !buf.is_empty() {
+            match self.read_timed(buf)? {
+                0 => return Err(std::io::Error::from(ErrorKind::UnexpectedEof).into()),
+                n => buf = &mut buf[n..],
+            }
+        }
         Ok(())
+    }
+
+    /// One `read` bounded by the earlier of the handshake and message deadlines
+    /// (unbounded when neither applies); `Ok(0)` is end of stream.
+    fn read_timed(&mut self, buf: &mut [u8]) -> Result<usize, ConnError> {
+        let config = &self.server.config;
+        let (deadline, timeout_error) = match (self.handshake_deadline, self.message_deadline) {
+            (Some(h), Some(m)) if m < h => {
+                (Some(m), ConnError::MessageTimeout(config.message_timeout))
+            }
+            (Some(h), _) => (
+                Some(h),
+                ConnError::HandshakeTimeout(config.handshake_timeout),
+            ),
+            (None, Some(m)) => (Some(m), ConnError::MessageTimeout(config.message_timeout)),
+            (None, None) => (None, ConnError::MessageTimeout(config.message_timeout)),
+        };
+        loop {
+            let timeout = match deadline {
+                // A zero timeout means "none" to the kernel: round up to 1 ms.
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left.max(Duration::from_millis(1))),
+                    _ => return Err(timeout_error),
+                },
+                None => None,
+            };
+            if timeout != self.read_timeout {
+                self.stream.set_read_timeout(timeout)?;
+                self.read_timeout = timeout;
+            }
+            match self.stream.read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn reply(&mut self, command: u32, words: &[u32]) -> Result<(), ConnError> {
+        match self
+            .stream
+            .write_all(&protocol::encode_reply(command, words))
+        {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(ConnError::ReplyTimeout(self.server.config.reply_timeout))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends an fd after a reply, within the reply timeout.
+    fn send_fd(&self, fd: &impl std::os::fd::AsFd) -> Result<(), ConnError> {
+        send_fd(&self.stream, fd).map_err(|e| match e {
+            FdError::Send(io)
+                if matches!(io.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                ConnError::ReplyTimeout(self.server.config.reply_timeout)
+            }
+            other => other.into(),
+        })
     }
 
     fn create_renderer(&mut self, len: u32) -> Result<(), ConnError> {
@@ -229,7 +324,7 @@ impl Connection {
             return Err(ConnError::BadNameLen(len));
         }
         let mut name = vec![0u8; len as usize];
-        self.stream.read_exact(&mut name)?;
+        self.read_body(&mut name)?;
         let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
         let name: String = String::from_utf8_lossy(&name[..end])
             .chars()
@@ -308,7 +403,7 @@ impl Connection {
                     .syncs()
                     .wait(wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0, wait.entries)?;
                 self.reply(cmd::SYNC_WAIT, &[])?;
-                send_fd(&self.stream, &fd)?;
+                self.send_fd(&fd)?;
             }
             other => return Err(ConnError::UnknownCommand(other)),
         }
@@ -353,7 +448,10 @@ impl Connection {
             // a closed socket.
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }));
+        self.server.contexts.register(&context);
         self.context = Some(context);
+        // The handshake is done: from now on the client may idle between messages.
+        self.handshake_deadline = None;
         Ok(())
     }
 
@@ -385,7 +483,7 @@ impl Connection {
             log::debug!("vtest: {id} exports {}", req.blob_id);
         }
         self.reply(cmd::RESOURCE_CREATE_BLOB, &[id.0])?;
-        send_fd(&self.stream, resource.fd())?;
+        self.send_fd(resource.fd())?;
         Ok(())
     }
 

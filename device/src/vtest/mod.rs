@@ -6,26 +6,31 @@
 //! (rate-limited) and keeps serving everyone else.
 
 pub mod client;
+mod config;
 mod conn;
+mod peer;
 pub mod probe;
 pub mod protocol;
 mod sync;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub use config::ConfigError;
 pub use conn::ConnError;
 pub use sync::SyncError;
 
 use crate::capset::{VenusCapset, VENUS_CAPSET_SIZE};
 use crate::ratelimit::RateLimiter;
-use crate::renderer::{ContextConfig, ExecutorFactory};
+use crate::renderer::{ContextConfig, ContextRegistry, ExecutorFactory};
+use peer::Peer;
 
 /// Errors of the vtest server itself (not of one client).
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,9 @@ pub enum VtestError {
     /// Spawning a thread failed.
     #[error("spawning a thread failed")]
     Spawn(#[source] std::io::Error),
+    /// Creating the socket pair that wakes the accept loop to stop failed.
+    #[error("creating the stop socket failed")]
+    StopSocket(#[source] std::io::Error),
 }
 
 /// vtest server configuration (validated by the CLI layer).
@@ -64,6 +72,18 @@ pub struct VtestConfig {
     pub max_clients: usize,
     /// Syncs (and pending sync waits) per connection.
     pub max_syncs: usize,
+    /// Connections one process (peer pid) may hold.
+    pub max_clients_per_pid: usize,
+    /// Connections one user (peer uid) may hold.
+    pub max_clients_per_uid: usize,
+    /// A client must finish the handshake (up to CONTEXT_INIT) this soon after
+    /// connecting, or it is dropped.
+    pub handshake_timeout: Duration,
+    /// A client that starts a message must send all of it within this time.
+    pub message_timeout: Duration,
+    /// A reply the client does not read within this time (its socket buffer stays
+    /// full) drops the client.
+    pub reply_timeout: Duration,
 }
 
 impl VtestConfig {
@@ -75,6 +95,11 @@ impl VtestConfig {
             max_message_bytes: 16 << 20,
             max_clients: 64,
             max_syncs: 4096,
+            max_clients_per_pid: 16,
+            max_clients_per_uid: 64,
+            handshake_timeout: Duration::from_secs(5),
+            message_timeout: Duration::from_secs(10),
+            reply_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,6 +111,8 @@ pub(crate) struct ServerShared {
     pub(crate) capset: [u8; VENUS_CAPSET_SIZE],
     pub(crate) warn: RateLimiter,
     pub(crate) next_context: AtomicU32,
+    /// Every live context, so shutdown can fail them all.
+    pub(crate) contexts: ContextRegistry,
 }
 
 type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
@@ -93,8 +120,12 @@ type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
 /// A bound vtest server.
 pub struct VtestServer {
     listener: UnixListener,
+    /// The socket file's inode, so stopping removes only the file this server made.
+    inode: Option<u64>,
     shared: Arc<ServerShared>,
-    stop: Arc<AtomicBool>,
+    stopper: Stopper,
+    /// Readable once [`Stopper::stop`] wrote to its end.
+    wake: UnixStream,
 }
 
 impl std::fmt::Debug for VtestServer {
@@ -105,6 +136,50 @@ impl std::fmt::Debug for VtestServer {
     }
 }
 
+/// Stops a [`VtestServer`] from any thread (a signal handler thread, a test).
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    wake: Arc<UnixStream>,
+}
+
+impl Stopper {
+    /// Asks the accept loop to stop: it stops accepting, removes the socket, sets
+    /// FATAL on every ring, lets connections answer what their clients already sent,
+    /// then fails the contexts left, hangs up on every client, joins the connection
+    /// threads and returns (see `VtestServer::stop_clients`).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        // A full buffer is still readable, so an error here still wakes the loop.
+        let _ = (&*self.wake).write(&[1]);
+    }
+}
+
+/// How long a refused connection is held before it is closed. Mesa sends its first
+/// message right after connecting; closing a socket with unread data makes the
+/// client's next read fail with ECONNRESET, and Mesa 25.0.7 then reports "lost
+/// connection" and aborts. A plain EOF would leave it spinning in `vtest_read`, which
+/// retries a zero-byte read forever.
+const REFUSE_LINGER: Duration = Duration::from_millis(100);
+/// How long connections may take to answer what their clients already sent when the
+/// server stops, before their contexts are failed.
+const DRAIN: Duration = Duration::from_secs(1);
+/// Refused connections held at once (the oldest is closed first beyond this).
+const MAX_REFUSED_HELD: usize = 64;
+
+/// What [`VtestServer::wait_for_client`] saw.
+enum Wait {
+    Client,
+    Timeout,
+    Stop,
+}
+
+/// A connection thread and the peer it serves.
+struct ConnThread {
+    thread: JoinHandle<()>,
+    peer: Option<Peer>,
+}
+
 impl VtestServer {
     /// Binds the socket (replacing a stale one left by a dead server).
     pub fn bind(
@@ -113,20 +188,36 @@ impl VtestServer {
         factory: Arc<dyn ExecutorFactory>,
     ) -> Result<Self, VtestError> {
         remove_stale_socket(&config.socket)?;
-        let listener = UnixListener::bind(&config.socket).map_err(|source| VtestError::Bind {
+        let bind_err = |source| VtestError::Bind {
             path: config.socket.clone(),
             source,
-        })?;
+        };
+        let listener = UnixListener::bind(&config.socket).map_err(bind_err)?;
+        // Polled with the stop socket, then accepted without blocking.
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let inode = std::fs::symlink_metadata(&config.socket)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let (wake, wake_tx) = UnixStream::pair().map_err(VtestError::StopSocket)?;
+        wake_tx
+            .set_nonblocking(true)
+            .map_err(VtestError::StopSocket)?;
         Ok(Self {
             listener,
+            inode,
             shared: Arc::new(ServerShared {
                 config,
                 factory,
                 capset: capset.to_bytes(),
                 warn: RateLimiter::new("vgpu::vtest", Duration::from_secs(5), 20),
                 next_context: AtomicU32::new(1),
+                contexts: ContextRegistry::new(),
             }),
-            stop: Arc::new(AtomicBool::new(false)),
+            stopper: Stopper {
+                stop: Arc::new(AtomicBool::new(false)),
+                wake: Arc::new(wake_tx),
+            },
+            wake,
         })
     }
 
@@ -135,19 +226,43 @@ impl VtestServer {
         &self.shared.config.socket
     }
 
-    /// Serves clients on the calling thread until stopped (see [`VtestServer::spawn`]).
+    /// A handle that stops [`VtestServer::run`] from another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// The server's live contexts.
+    pub fn contexts(&self) -> ContextRegistry {
+        self.shared.contexts.clone()
+    }
+
+    /// Serves clients on the calling thread until stopped (see [`Stopper`]).
     pub fn run(self) {
         let clients: Clients = Arc::new(Mutex::new(HashMap::new()));
-        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        let mut threads: Vec<ConnThread> = Vec::new();
         let mut next_conn = 0u64;
+        let mut refused: VecDeque<(UnixStream, Instant)> = VecDeque::new();
         log::info!("vtest: listening on {}", self.path().display());
-        for incoming in self.listener.incoming() {
-            if self.stop.load(Ordering::Acquire) {
-                break;
+        loop {
+            let linger = refused
+                .front()
+                .map(|(_, at)| (*at + REFUSE_LINGER).saturating_duration_since(Instant::now()));
+            let wait = self.wait_for_client(linger);
+            while refused
+                .front()
+                .is_some_and(|(_, at)| at.elapsed() >= REFUSE_LINGER)
+            {
+                refused.pop_front();
+            }
+            match wait {
+                Wait::Stop => break,
+                Wait::Timeout => continue,
+                Wait::Client => {}
             }
             reap(&mut threads);
-            let stream = match incoming {
-                Ok(s) => s,
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     self.shared
                         .warn
@@ -156,44 +271,133 @@ impl VtestServer {
                     continue;
                 }
             };
-            if threads.len() >= self.shared.config.max_clients {
+            let peer = Peer::of(&stream);
+            if let Err(why) = self.admit(&threads, peer) {
                 self.shared.warn.warn(format_args!(
-                    "vtest: refusing a client: {} clients connected",
-                    threads.len()
+                    "vtest: refusing a client ({}): {why}",
+                    peer.map_or_else(|| "unknown peer".to_owned(), |p| p.to_string())
                 ));
+                if refused.len() >= MAX_REFUSED_HELD {
+                    refused.pop_front();
+                }
+                refused.push_back((stream, Instant::now()));
                 continue;
             }
             next_conn += 1;
             match spawn_connection(next_conn, stream, &self.shared, &clients) {
-                Ok(t) => threads.push(t),
+                Ok(thread) => threads.push(ConnThread { thread, peer }),
                 Err(e) => log::error!("vtest: cannot start a connection thread: {e}"),
             }
         }
-        // Stopping: hang up on every client, then join their threads.
-        for (_, stream) in clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-        {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        self.stop_clients(&clients, threads);
+    }
+
+    /// Stopping: no new clients; FATAL on every ring; each connection answers what
+    /// its client already sent (its reads end once the socket's read side is shut,
+    /// and the client's next write fails), for up to [`DRAIN`]; then every context
+    /// left fails (waits give up), every client is hung up on, the threads joined.
+    fn stop_clients(&self, clients: &Clients, threads: Vec<ConnThread>) {
+        self.remove_socket();
+        let contexts = &self.shared.contexts;
+        contexts.set_rings_fatal();
+        let shut = |how| {
+            for stream in clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+            {
+                let _ = stream.shutdown(how);
+            }
+        };
+        shut(std::net::Shutdown::Read);
+        let deadline = Instant::now() + DRAIN;
+        while Instant::now() < deadline && !threads.iter().all(|t| t.thread.is_finished()) {
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let failed = contexts.fail_all(crate::shutdown::SHUTDOWN_REASON);
+        shut(std::net::Shutdown::Both);
         for t in threads {
-            let _ = t.join();
+            let _ = t.thread.join();
         }
-        let _ = std::fs::remove_file(self.path());
+        if failed > 0 {
+            log::info!("vtest: {failed} contexts still busy were failed");
+        }
         log::info!("vtest: stopped");
+    }
+
+    /// Blocks until a client is waiting to be accepted, the server is stopped, or
+    /// `timeout` (if any) passes.
+    fn wait_for_client(&self, timeout: Option<Duration>) -> Wait {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+        loop {
+            if self.stopper.stop.load(Ordering::Acquire) {
+                return Wait::Stop;
+            }
+            let mut fds = [
+                PollFd::new(&self.listener, PollFlags::IN),
+                PollFd::new(&self.wake, PollFlags::IN),
+            ];
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(0) => return Wait::Timeout,
+                Ok(_) if fds[1].revents().is_empty() => return Wait::Client,
+                // The stop flag is checked above.
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    log::error!("vtest: polling the listening socket failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Whether a client of `peer` may connect now, or why not.
+    fn admit(&self, threads: &[ConnThread], peer: Option<Peer>) -> Result<(), String> {
+        let config = &self.shared.config;
+        if threads.len() >= config.max_clients {
+            return Err(format!("{} clients connected", threads.len()));
+        }
+        let Some(peer) = peer else {
+            return Ok(());
+        };
+        let same_pid = threads
+            .iter()
+            .filter(|t| t.peer.is_some_and(|p| p.pid == peer.pid))
+            .count();
+        if same_pid >= config.max_clients_per_pid {
+            return Err(format!("pid {} holds {same_pid} connections", peer.pid));
+        }
+        let same_uid = threads
+            .iter()
+            .filter(|t| t.peer.is_some_and(|p| p.uid == peer.uid))
+            .count();
+        if same_uid >= config.max_clients_per_uid {
+            return Err(format!("uid {} holds {same_uid} connections", peer.uid));
+        }
+        Ok(())
+    }
+
+    /// Removes the socket file if it is still the one this server bound.
+    fn remove_socket(&self) {
+        let path = self.path();
+        let current = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        if current.is_some() && current == self.inode {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Serves on a background thread; the handle stops it when dropped.
     pub fn spawn(self) -> Result<ServerHandle, VtestError> {
-        let stop = Arc::clone(&self.stop);
+        let stopper = self.stopper();
         let path = self.path().to_path_buf();
         let thread = std::thread::Builder::new()
             .name("vtest-accept".into())
             .spawn(move || self.run())
             .map_err(VtestError::Spawn)?;
         Ok(ServerHandle {
-            stop,
+            stopper,
             path,
             thread: Some(thread),
         })
@@ -203,7 +407,7 @@ impl VtestServer {
 /// A server running on a background thread.
 #[derive(Debug)]
 pub struct ServerHandle {
-    stop: Arc<AtomicBool>,
+    stopper: Stopper,
     path: PathBuf,
     thread: Option<JoinHandle<()>>,
 }
@@ -221,9 +425,7 @@ impl ServerHandle {
 
     fn stop_and_join(&mut self) {
         if let Some(thread) = self.thread.take() {
-            self.stop.store(true, Ordering::Release);
-            // Wake the blocking accept.
-            let _ = UnixStream::connect(&self.path);
+            self.stopper.stop();
             let _ = thread.join();
         }
     }
@@ -235,11 +437,11 @@ impl Drop for ServerHandle {
     }
 }
 
-fn reap(threads: &mut Vec<JoinHandle<()>>) {
-    let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|t| t.is_finished());
+fn reap(threads: &mut Vec<ConnThread>) {
+    let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|t| t.thread.is_finished());
     *threads = live;
     for t in done {
-        let _ = t.join();
+        let _ = t.thread.join();
     }
 }
 

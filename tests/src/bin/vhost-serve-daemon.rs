@@ -4,10 +4,12 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
 use vgpu_device::renderer::venus::VenusFactory;
-use vgpu_device::renderer::ContextConfig;
+use vgpu_device::renderer::{ContextConfig, ContextRegistry};
+use vgpu_device::shutdown::{on_termination, OnSignal};
 use vgpu_device::vhost_user::ServeConfig;
 use vgpu_device::virtio_gpu::CoreBackend;
 
@@ -29,13 +31,27 @@ fn main() -> ExitCode {
         }
     };
     let config = ServeConfig::new(socket.into());
+    // As the CLI: on SIGTERM/SIGINT every context fails, the socket goes, exit 0.
+    let contexts = ContextRegistry::new();
+    if let Err(e) = on_termination(OnSignal {
+        socket: config.socket.clone(),
+        contexts: contexts.clone(),
+        stop: Box::new(|| std::process::exit(0)),
+        grace: Duration::ZERO,
+    }) {
+        log::error!("{}", vgpu_device::error_chain(&e));
+        return ExitCode::FAILURE;
+    }
     let served = vgpu_device::vhost_user::serve(&config, |signals| {
-        Box::new(CoreBackend::new(
-            &capset,
-            Arc::new(VenusFactory),
-            ContextConfig::default(),
-            signals,
-        ))
+        Box::new(
+            CoreBackend::new(
+                &capset,
+                Arc::new(VenusFactory),
+                ContextConfig::default(),
+                signals,
+            )
+            .with_registry(contexts.clone()),
+        )
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -102,6 +102,33 @@ impl VhostChain {
         )
     }
 
+    /// The vhost-user socket the daemon listens on.
+    pub fn vhost_socket(&self) -> &Path {
+        &self.vhost_socket
+    }
+
+    /// The daemon's process id.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.id()
+    }
+
+    /// Waits up to `timeout` for the daemon to exit; `None` if it is still running.
+    pub fn wait_daemon_exit(
+        &mut self,
+        timeout: Duration,
+    ) -> io::Result<Option<std::process::ExitStatus>> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.daemon.try_wait()? {
+                return Ok(Some(status));
+            }
+            if start.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether both processes are still running.
     pub fn alive(&mut self) -> bool {
         let daemon = matches!(self.daemon.try_wait(), Ok(None));

@@ -1343,7 +1343,7 @@ fn mod_file(fams: &BTreeSet<String>, hashes: &[(String, String)]) -> String {
         "//! Generated Venus protocol code. See the crate README for the contract between this\n\
          //! module and the hand-written runtime in `crate::cs`.\n\n\
          #![allow(\n    dead_code,\n    deprecated,\n    unused_parens,\n    unused_assignments,\n    missing_docs,\n    unused_mut,\n    unused_variables,\n    clippy::all,\n    clippy::pedantic,\n    clippy::cast_possible_truncation,\n    clippy::cast_possible_wrap,\n    clippy::multiple_unsafe_ops_per_block,\n    clippy::ptr_as_ptr\n)]\n\n\
-         pub mod dispatch;\npub(crate) mod enums;\npub mod info;\npub mod types;\n\
+         pub mod dispatch;\npub(crate) mod enums;\npub mod formats;\npub mod info;\npub mod types;\n\
          #[cfg(feature = \"testgen\")]\npub mod testgen;\n",
     );
     for f in fams {

@@ -7,6 +7,7 @@
 //! ```
 
 mod emit;
+mod emit_formats;
 mod emit_testgen;
 mod model;
 mod policy;
@@ -96,7 +97,11 @@ fn run() -> Result<(), String> {
             proto.extensions.len()
         );
     }
-    let files = emit::emit_all(&proto, &hashes)?;
+    let mut files = emit::emit_all(&proto, &hashes)?;
+    files.push((
+        "formats.rs".to_owned(),
+        emit_formats::formats_file(&reg, &proto, &hashes)?,
+    ));
     let target = if args.check {
         let tmp = std::env::temp_dir().join(format!("vulkan-proto-gen-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);

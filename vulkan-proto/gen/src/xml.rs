@@ -118,6 +118,51 @@ pub struct Extension {
     pub spec_version: u32,
 }
 
+/// One plane of a multi-planar format (`<plane>`).
+#[derive(Debug, Clone)]
+pub struct FormatPlane {
+    /// `index`.
+    pub index: u32,
+    /// `widthDivisor`.
+    pub width_divisor: u32,
+    /// `heightDivisor`.
+    pub height_divisor: u32,
+    /// `compatible`: the single-plane format the plane is copied as.
+    pub compatible: String,
+}
+
+/// One component of a format (`<component>`).
+#[derive(Debug, Clone)]
+pub struct FormatComponent {
+    /// `name` (`R`, `G`, `B`, `A`, `D`, `S`).
+    pub name: String,
+    /// `bits`, 0 for compressed formats (`bits="compressed"`).
+    pub bits: u32,
+}
+
+/// One `<format>` of the `<formats>` element.
+#[derive(Debug, Clone)]
+pub struct Format {
+    /// Enum value name (`VK_FORMAT_R8G8B8A8_UNORM`).
+    pub name: String,
+    /// `class`.
+    pub class: String,
+    /// `blockSize` in bytes.
+    pub block_size: u32,
+    /// `texelsPerBlock`.
+    pub texels_per_block: u32,
+    /// `blockExtent` (1,1,1 when absent).
+    pub block_extent: [u32; 3],
+    /// `packed` bits (0 when absent).
+    pub packed: u32,
+    /// `compressed` scheme (`BC`, `ETC2`, `ASTC LDR`, …).
+    pub compressed: Option<String>,
+    /// `<component>`s in order.
+    pub components: Vec<FormatComponent>,
+    /// `<plane>`s in index order.
+    pub planes: Vec<FormatPlane>,
+}
+
 /// Everything read from the XML files.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -141,6 +186,8 @@ pub struct Registry {
     pub extensions: BTreeMap<String, Extension>,
     /// Venus command types: command name → number.
     pub command_types: BTreeMap<String, u32>,
+    /// The `<formats>` element: texel block sizes, extents, components and planes.
+    pub formats: Vec<Format>,
 }
 
 fn api_ok(n: roxmltree::Node<'_, '_>) -> bool {
@@ -266,6 +313,7 @@ impl Registry {
                 "commands" => self.read_commands(top)?,
                 "feature" => self.read_feature(top),
                 "extensions" => self.read_extensions(top),
+                "formats" => self.read_formats(top)?,
                 _ => {}
             }
         }
@@ -495,6 +543,71 @@ impl Registry {
                 self.read_requires(e, &Origin::Ext(number, None), Some(number));
             }
         }
+    }
+
+    fn read_formats(&mut self, top: roxmltree::Node<'_, '_>) -> Result<(), XmlError> {
+        let num = |f: roxmltree::Node<'_, '_>, a: &str| -> Result<u32, XmlError> {
+            f.attribute(a).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                XmlError(format!(
+                    "format {:?}: bad or missing {a}",
+                    f.attribute("name")
+                ))
+            })
+        };
+        for f in top.children().filter(|c| c.has_tag_name("format")) {
+            let name = f
+                .attribute("name")
+                .ok_or_else(|| XmlError("format without name".into()))?
+                .to_owned();
+            let mut block_extent = [1u32; 3];
+            if let Some(e) = f.attribute("blockExtent") {
+                let v: Vec<u32> = e.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                block_extent = v
+                    .try_into()
+                    .map_err(|_| XmlError(format!("format {name}: bad blockExtent {e}")))?;
+            }
+            let mut components = Vec::new();
+            let mut planes = Vec::new();
+            for c in f.children().filter(|c| c.is_element()) {
+                match c.tag_name().name() {
+                    "component" => components.push(FormatComponent {
+                        name: c.attribute("name").unwrap_or("").to_owned(),
+                        bits: c
+                            .attribute("bits")
+                            .and_then(|b| b.parse().ok())
+                            .unwrap_or(0),
+                    }),
+                    "plane" => planes.push(FormatPlane {
+                        index: num(c, "index")?,
+                        width_divisor: num(c, "widthDivisor")?,
+                        height_divisor: num(c, "heightDivisor")?,
+                        compatible: c
+                            .attribute("compatible")
+                            .ok_or_else(|| {
+                                XmlError(format!("format {name}: plane without compatible"))
+                            })?
+                            .to_owned(),
+                    }),
+                    _ => {}
+                }
+            }
+            planes.sort_by_key(|p| p.index);
+            self.formats.push(Format {
+                class: f.attribute("class").unwrap_or("").to_owned(),
+                block_size: num(f, "blockSize")?,
+                texels_per_block: num(f, "texelsPerBlock")?,
+                block_extent,
+                packed: f
+                    .attribute("packed")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                compressed: f.attribute("compressed").map(str::to_owned),
+                components,
+                planes,
+                name,
+            });
+        }
+        Ok(())
     }
 
     /// Follows type aliases to the defining type.

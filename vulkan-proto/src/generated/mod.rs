@@ -31,6 +31,7 @@ pub mod descriptor;
 pub mod device;
 pub mod dispatch;
 pub(crate) mod enums;
+pub mod formats;
 pub mod image;
 pub mod info;
 pub mod instance;

@@ -2,9 +2,11 @@
 //! so a guest region outside a buffer or image would read or write host memory. The
 //! handlers check every region of buffer↔image copies, image copies, blits and
 //! resolves against the sizes recorded at creation (buffer size; image type, format,
-//! extent, mip levels, layers).
+//! extent, mip levels, layers). Texel blocks come from `vulkan_proto::format_info`,
+//! generated from vk.xml's `<formats>`, so every format on the wire can be sized.
 
 use ash::vk;
+use vulkan_proto::{format_info, FormatInfo};
 
 use super::{Result, VenusError};
 
@@ -57,16 +59,19 @@ impl ImageInfo {
         Ok(u64::from(count))
     }
 
-    /// Checks that the box `offset + extent` of `s` lies inside the image; returns the
-    /// layer count.
-    pub(crate) fn check_box(
+    /// Checks that the box `offset + extent` of `s` lies inside the image, or inside the
+    /// plane whose width and height are the image's divided by `div`; returns the layer
+    /// count.
+    fn check_box(
         &self,
         s: &vk::ImageSubresourceLayers,
         offset: vk::Offset3D,
         extent: vk::Extent3D,
+        div: [u64; 2],
     ) -> Result<u64> {
         let layers = self.layers(s)?;
-        let mip = self.mip_extent(s.mip_level);
+        let [w, h, d] = self.mip_extent(s.mip_level);
+        let mip = [(w / div[0]).max(1), (h / div[1]).max(1), d];
         let o = [offset.x, offset.y, offset.z];
         let e = [extent.width, extent.height, extent.depth];
         for i in 0..3 {
@@ -241,66 +246,68 @@ impl PassInfo {
     }
 }
 
-/// (bytes per block, block width, block height) of `format` for a copy of `aspect`,
-/// for the formats a buffer↔image copy may use; `None` for the others (rejected).
-fn block(format: vk::Format, aspect: vk::ImageAspectFlags) -> Option<(u64, u64, u64)> {
-    let f = format.as_raw();
-    let stencil = aspect == vk::ImageAspectFlags::STENCIL;
-    let bytes = match f {
-        1 | 9..=15 | 127 => 1,
-        2..=8 | 16..=22 | 70..=76 | 124 => 2,
-        23..=36 => 3,
-        37..=69 | 77..=83 | 98..=100 | 122 | 123 | 125 | 126 => 4,
-        84..=90 => 6,
-        91..=97 | 101..=103 | 110..=112 => 8,
-        104..=106 => 12,
-        107..=109 | 113..=115 => 16,
-        116..=118 => 24,
-        119..=121 => 32,
-        // Depth/stencil: each aspect is copied on its own.
-        128 => {
-            if stencil {
-                1
-            } else {
-                2
-            }
+/// The format a copy of `aspect` of a `format` image reads or writes, and how much
+/// smaller than the image that format's plane is (width, height divisors): a plane of a
+/// multi-planar format is accessed as its own single-plane format (`PLANE_i` aspects
+/// only); every other format as itself.
+fn accessed(format: vk::Format, aspect: vk::ImageAspectFlags) -> Result<(FormatInfo, [u64; 2])> {
+    let info = format_info(format).ok_or(VenusError::Invalid(
+        "buffer/image copy with a format the renderer cannot size",
+    ))?;
+    if info.planes.is_empty() {
+        return Ok((info, [1, 1]));
+    }
+    const PLANES: [vk::ImageAspectFlags; 3] = [
+        vk::ImageAspectFlags::PLANE_0,
+        vk::ImageAspectFlags::PLANE_1,
+        vk::ImageAspectFlags::PLANE_2,
+    ];
+    let plane = PLANES
+        .iter()
+        .position(|p| *p == aspect)
+        .and_then(|i| info.planes.get(i))
+        .ok_or(VenusError::Invalid(
+            "multi-planar copy without one plane aspect of the format",
+        ))?;
+    let plane_info = format_info(plane.format)
+        .filter(|p| p.planes.is_empty())
+        .ok_or(VenusError::Invalid(
+            "plane of a format the renderer cannot size",
+        ))?;
+    Ok((
+        plane_info,
+        [
+            u64::from(plane.width_divisor.max(1)),
+            u64::from(plane.height_divisor.max(1)),
+        ],
+    ))
+}
+
+/// Bytes one texel block of `aspect` of `info` takes in a buffer: a depth or stencil
+/// aspect is copied on its own at its own size (D16 → 2, D24 and D32 → 4, S8 → 1);
+/// colour formats (and planes, which `accessed` already resolved) by whole blocks.
+fn buffer_block_bytes(info: &FormatInfo, aspect: vk::ImageAspectFlags) -> Result<u64> {
+    let bytes = if info.is_depth_stencil() {
+        match aspect {
+            vk::ImageAspectFlags::DEPTH => info.depth_copy_size(),
+            vk::ImageAspectFlags::STENCIL => info.stencil_copy_size(),
+            _ => None,
         }
-        129 | 130 => {
-            if stencil {
-                1
-            } else {
-                4
-            }
-        }
-        // BC1, BC4, ETC2 RGB(A1), EAC R11: 8 bytes per 4×4 block.
-        131..=134 | 139 | 140 | 147..=150 | 153 | 154 => return Some((8, 4, 4)),
-        // BC2, BC3, BC5, BC6H, BC7, ETC2 RGBA8, EAC RG11: 16 bytes per 4×4 block.
-        135..=138 | 141..=146 | 151 | 152 | 155 | 156 => return Some((16, 4, 4)),
-        // ASTC: 16 bytes per block, UNORM/SRGB pairs from 4×4 to 12×12.
-        157..=184 => {
-            const DIMS: [(u64, u64); 14] = [
-                (4, 4),
-                (5, 4),
-                (5, 5),
-                (6, 5),
-                (6, 6),
-                (8, 5),
-                (8, 6),
-                (8, 8),
-                (10, 5),
-                (10, 6),
-                (10, 8),
-                (10, 10),
-                (12, 10),
-                (12, 12),
-            ];
-            let i = usize::try_from((f - 157) / 2).ok()?;
-            let (w, h) = *DIMS.get(i)?;
-            return Some((16, w, h));
-        }
-        _ => return None,
+        .ok_or(VenusError::Invalid(
+            "depth/stencil buffer copy without one aspect of the format",
+        ))?
+    } else if aspect == vk::ImageAspectFlags::COLOR
+        || aspect == vk::ImageAspectFlags::PLANE_0
+        || aspect == vk::ImageAspectFlags::PLANE_1
+        || aspect == vk::ImageAspectFlags::PLANE_2
+    {
+        info.block_size
+    } else {
+        return Err(VenusError::Invalid(
+            "colour buffer copy with a non-colour aspect",
+        ));
     };
-    Some((bytes, 1, 1))
+    Ok(u64::from(bytes))
 }
 
 /// Checks one buffer↔image region against the image and the buffer size.
@@ -309,14 +316,15 @@ pub(crate) fn check_buffer_image(
     buffer_size: u64,
     r: &vk::BufferImageCopy,
 ) -> Result<()> {
-    let layers = img.check_box(&r.image_subresource, r.image_offset, r.image_extent)?;
+    let aspect = r.image_subresource.aspect_mask;
+    let (info, div) = accessed(img.format, aspect)?;
+    let bytes = buffer_block_bytes(&info, aspect)?;
+    let layers = img.check_box(&r.image_subresource, r.image_offset, r.image_extent, div)?;
     let e = r.image_extent;
     if e.width == 0 || e.height == 0 || e.depth == 0 {
         return Err(VenusError::Invalid("empty copy region"));
     }
-    let (bytes, bw, bh) = block(img.format, r.image_subresource.aspect_mask).ok_or(
-        VenusError::Invalid("buffer/image copy with a format the renderer cannot size"),
-    )?;
+    let [bw, bh, bd] = info.block_extent.map(|v| u64::from(v.max(1)));
     let row = if r.buffer_row_length == 0 {
         e.width
     } else {
@@ -336,7 +344,7 @@ pub(crate) fn check_buffer_image(
     let (row_b, height_b) = (blocks(row, bw), blocks(height, bh));
     let (w_b, h_b) = (blocks(e.width, bw), blocks(e.height, bh));
     let slices = if img.ty == vk::ImageType::TYPE_3D {
-        u64::from(e.depth)
+        blocks(e.depth, bd)
     } else {
         layers
     };
@@ -367,10 +375,11 @@ pub(crate) fn check_image_copy(
     (dst_sub, dst_offset): (&vk::ImageSubresourceLayers, vk::Offset3D),
     extent: vk::Extent3D,
 ) -> Result<()> {
-    src.check_box(src_sub, src_offset, extent)?;
-    let color = vk::ImageAspectFlags::COLOR;
-    let (_, sbw, sbh) = block(src.format, color).unwrap_or((1, 1, 1));
-    let (_, dbw, dbh) = block(dst.format, color).unwrap_or((1, 1, 1));
+    let (s_info, s_div) = accessed(src.format, src_sub.aspect_mask)?;
+    let (d_info, d_div) = accessed(dst.format, dst_sub.aspect_mask)?;
+    src.check_box(src_sub, src_offset, extent, s_div)?;
+    let [sbw, sbh, _] = s_info.block_extent.map(|v| u64::from(v.max(1)));
+    let [dbw, dbh, _] = d_info.block_extent.map(|v| u64::from(v.max(1)));
     let scale = |v: u32, s: u64, d: u64| {
         u32::try_from(u64::from(v).div_ceil(s).saturating_mul(d)).unwrap_or(u32::MAX)
     };
@@ -379,7 +388,7 @@ pub(crate) fn check_image_copy(
         height: scale(extent.height, sbh, dbh),
         depth: extent.depth,
     };
-    dst.check_box(dst_sub, dst_offset, dst_extent)?;
+    dst.check_box(dst_sub, dst_offset, dst_extent, d_div)?;
     Ok(())
 }
 
@@ -582,6 +591,115 @@ mod tests {
         assert!(check_buffer_image(&bc, 127, &region(0, 16, 16, 0)).is_err());
         let ycbcr = img(vk::Format::G8_B8R8_2PLANE_420_UNORM, 16, 16, 1, 1);
         assert!(check_buffer_image(&ycbcr, 1 << 20, &region(0, 16, 16, 0)).is_err());
+    }
+
+    fn aspect_region(aspect: vk::ImageAspectFlags, w: u32, h: u32) -> vk::BufferImageCopy {
+        let mut r = region(0, w, h, 0);
+        r.image_subresource.aspect_mask = aspect;
+        r
+    }
+
+    #[test]
+    fn formats_past_184_are_sized_from_the_registry_table() {
+        for (format, bytes) in [
+            (vk::Format::A8_UNORM_KHR, 1),
+            (vk::Format::A1B5G5R5_UNORM_PACK16_KHR, 2),
+            (vk::Format::A4R4G4B4_UNORM_PACK16, 2),
+            (vk::Format::A4B4G4R4_UNORM_PACK16, 2),
+            (vk::Format::R16G16_S10_5_NV, 4),
+        ] {
+            let i = img(format, 16, 16, 1, 1);
+            check_buffer_image(&i, 16 * 16 * bytes, &region(0, 16, 16, 0))
+                .unwrap_or_else(|e| panic!("{format:?}: {e}"));
+            assert!(
+                check_buffer_image(&i, 16 * 16 * bytes - 1, &region(0, 16, 16, 0)).is_err(),
+                "{format:?} one byte short"
+            );
+        }
+    }
+
+    #[test]
+    fn depth_and_stencil_aspects_use_their_buffer_sizes() {
+        let (d, s) = (vk::ImageAspectFlags::DEPTH, vk::ImageAspectFlags::STENCIL);
+        for (format, depth, stencil) in [
+            (vk::Format::D16_UNORM, Some(2), None),
+            (vk::Format::X8_D24_UNORM_PACK32, Some(4), None),
+            (vk::Format::D24_UNORM_S8_UINT, Some(4), Some(1)),
+            (vk::Format::D32_SFLOAT_S8_UINT, Some(4), Some(1)),
+            (vk::Format::S8_UINT, None, Some(1)),
+        ] {
+            let i = img(format, 8, 8, 1, 1);
+            for (aspect, size) in [(d, depth), (s, stencil)] {
+                let r = aspect_region(aspect, 8, 8);
+                match size {
+                    Some(b) => {
+                        check_buffer_image(&i, 64 * b, &r)
+                            .unwrap_or_else(|e| panic!("{format:?} {aspect:?}: {e}"));
+                        assert!(check_buffer_image(&i, 64 * b - 1, &r).is_err());
+                    }
+                    None => assert!(check_buffer_image(&i, 1 << 20, &r).is_err()),
+                }
+            }
+            for aspect in [d | s, vk::ImageAspectFlags::COLOR] {
+                let r = aspect_region(aspect, 8, 8);
+                assert!(
+                    check_buffer_image(&i, 1 << 20, &r).is_err(),
+                    "{format:?} {aspect:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn planes_are_copied_at_their_own_size_and_format() {
+        let i = img(vk::Format::G8_B8R8_2PLANE_420_UNORM, 16, 16, 1, 1);
+        let p0 = aspect_region(vk::ImageAspectFlags::PLANE_0, 16, 16);
+        check_buffer_image(&i, 256, &p0).expect("plane 0: 16x16 R8");
+        assert!(check_buffer_image(&i, 255, &p0).is_err());
+        let p1 = aspect_region(vk::ImageAspectFlags::PLANE_1, 8, 8);
+        check_buffer_image(&i, 128, &p1).expect("plane 1: 8x8 R8G8");
+        assert!(check_buffer_image(&i, 127, &p1).is_err());
+        let too_wide = aspect_region(vk::ImageAspectFlags::PLANE_1, 9, 8);
+        assert!(check_buffer_image(&i, 1 << 20, &too_wide).is_err());
+        let p2 = aspect_region(vk::ImageAspectFlags::PLANE_2, 1, 1);
+        assert!(
+            check_buffer_image(&i, 1 << 20, &p2).is_err(),
+            "two planes only"
+        );
+        let color = aspect_region(vk::ImageAspectFlags::COLOR, 1, 1);
+        let rgba = img(vk::Format::R8G8B8A8_UNORM, 4, 4, 1, 1);
+        check_buffer_image(&rgba, 4, &color).expect("colour aspect");
+        let depth = aspect_region(vk::ImageAspectFlags::DEPTH, 1, 1);
+        assert!(check_buffer_image(&rgba, 1 << 20, &depth).is_err());
+    }
+
+    #[test]
+    fn image_copies_scale_by_block_extent_and_plane() {
+        let sub = |aspect| vk::ImageSubresourceLayers {
+            aspect_mask: aspect,
+            mip_level: 0,
+            base_array_layer: 0,
+            layer_count: 1,
+        };
+        let color = sub(vk::ImageAspectFlags::COLOR);
+        let o = vk::Offset3D::default();
+        let ext = |w, h| vk::Extent3D {
+            width: w,
+            height: h,
+            depth: 1,
+        };
+        let bc = img(vk::Format::BC1_RGB_UNORM_BLOCK, 16, 16, 1, 1);
+        let small = img(vk::Format::R32G32_UINT, 4, 4, 1, 1);
+        check_image_copy(&bc, &small, (&color, o), (&color, o), ext(16, 16))
+            .expect("16x16 texels of BC1 are 4x4 blocks");
+        check_image_copy(&small, &bc, (&color, o), (&color, o), ext(4, 4))
+            .expect("4x4 texels of RG32 fill 4x4 BC1 blocks");
+        let yuv = img(vk::Format::G8_B8R8_2PLANE_420_UNORM, 16, 16, 1, 1);
+        let rg = img(vk::Format::R8G8_UNORM, 8, 8, 1, 1);
+        let p1 = sub(vk::ImageAspectFlags::PLANE_1);
+        check_image_copy(&yuv, &rg, (&p1, o), (&color, o), ext(8, 8)).expect("plane 1 is 8x8");
+        assert!(check_image_copy(&yuv, &rg, (&p1, o), (&color, o), ext(16, 16)).is_err());
+        assert!(check_image_copy(&yuv, &rg, (&color, o), (&color, o), ext(8, 8)).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Buffers and buffer views: id-to-handle wrappers.
+//! Buffers and buffer views: id-to-handle wrappers, and memory binds checked before the
+//! driver (`bind.rs`).
 
 use ash::vk;
 use vulkan_proto::args::{
@@ -8,6 +9,10 @@ use vulkan_proto::args::{
     GetBufferOpaqueCaptureAddressArgs, GetDeviceBufferMemoryRequirementsArgs,
 };
 
+use ash::vk::Handle;
+
+use super::bind::BindTarget;
+use super::objects::DeviceState;
 use super::physical_device::required;
 use super::{Handler, Result};
 
@@ -20,7 +25,46 @@ impl Handler<'_, '_> {
             d.device.create_buffer(info, None)
         })?;
         self.lock().set_buffer_size(id, info.size);
+        if r == vk::Result::SUCCESS {
+            self.record_buffer_requirements(args.device, id)?;
+        }
         Ok(r)
+    }
+
+    /// Asks the host driver for the memory requirements of the buffer just bound to
+    /// guest `id` and records them for the bind checks.
+    fn record_buffer_requirements(&self, device: vk::Device, id: u64) -> Result<()> {
+        let dev = self.device(device)?;
+        let Some(raw) = self.lock().lookup(vk::ObjectType::BUFFER, id) else {
+            return Ok(());
+        };
+        // SAFETY: a live buffer of this live device, created just now.
+        let req = unsafe {
+            dev.device
+                .get_buffer_memory_requirements(vk::Buffer::from_raw(raw))
+        };
+        self.lock().set_bind_target(id, BindTarget::new(vec![req]));
+        Ok(())
+    }
+
+    /// Checks binds of (buffer, memory, offset) before the driver (see `bind.rs`).
+    fn check_buffer_binds(
+        &self,
+        dev: &DeviceState,
+        binds: impl IntoIterator<Item = (vk::Buffer, vk::DeviceMemory, u64)>,
+    ) -> Result<()> {
+        let device = dev.device.handle().as_raw();
+        let mut st = self.lock();
+        for (buffer, memory, offset) in binds {
+            st.bind_memory(
+                (vk::ObjectType::BUFFER, buffer.as_raw()),
+                0,
+                memory.as_raw(),
+                offset,
+                device,
+            )?;
+        }
+        Ok(())
     }
 
     pub(super) fn destroy_buffer(&mut self, args: &mut DestroyBufferArgs<'_>) -> Result<()> {
@@ -105,7 +149,9 @@ impl Handler<'_, '_> {
         args: &mut BindBufferMemoryArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
-        // SAFETY: live device, buffer and memory (translated handles).
+        self.check_buffer_binds(&dev, [(args.buffer, args.memory, args.memory_offset)])?;
+        // SAFETY: live device, buffer and memory (translated handles); the range lies
+        // inside the allocation (checked above).
         Ok(unsafe {
             (dev.device.fp_v1_0().bind_buffer_memory)(
                 dev.device.handle(),
@@ -122,7 +168,12 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let infos = args.p_bind_infos.unwrap_or(&[]);
-        // SAFETY: live device; the infos live in the arena with translated handles.
+        self.check_buffer_binds(
+            &dev,
+            infos.iter().map(|i| (i.buffer, i.memory, i.memory_offset)),
+        )?;
+        // SAFETY: live device; the infos live in the arena with translated handles;
+        // every range lies inside its allocation (checked above).
         Ok(match unsafe { dev.device.bind_buffer_memory2(infos) } {
             Ok(()) => vk::Result::SUCCESS,
             Err(e) => e,

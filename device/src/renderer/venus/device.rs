@@ -1,5 +1,6 @@
 //! Device creation (guest extensions the host lacks or the renderer emulates are
-//! stripped, the renderer's own host extensions injected), queues, destruction.
+//! stripped, the renderer's own host extensions injected, robustness features forced
+//! on: `robustness.rs`), queues, destruction.
 
 use std::ffi::{c_char, CStr};
 use std::sync::{Arc, PoisonError};
@@ -19,6 +20,7 @@ use super::fns::DeviceFns;
 use super::instance::has_extension;
 use super::objects::DeviceState;
 use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
+use super::robustness::{self, Forced, HostRobustness, ROBUSTNESS2};
 use super::{raw, Handler, Result, VenusError};
 
 /// Timelines a context may bind (virtio-gpu ring_idx 0..=63).
@@ -55,12 +57,25 @@ impl Handler<'_, '_> {
                 names.push(ext);
             }
         }
+        let robust = HostRobustness::query(&inst, pd, &host_exts);
+        if robust.needs_robustness2() && !names.contains(&ROBUSTNESS2) {
+            names.push(ROBUSTNESS2);
+        }
         let host_pointer_import = names.contains(&c"VK_EXT_external_memory_host");
         let ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
         let mut info = *guest;
         // Device layers are deprecated and ignored by the loader; Mesa never sends any.
         info.enabled_extension_count = u32::try_from(ptrs.len()).unwrap_or(0);
         info.pp_enabled_extension_names = ptrs.as_ptr();
+        let mut forced = Forced::default();
+        // SAFETY: `info` is a copy of the guest's create info, whose chain was decoded
+        // into this command's arena and is not borrowed elsewhere; `forced` stays in
+        // place until vkCreateDevice returns.
+        unsafe { robustness::force(&mut info, &robust, &mut forced) };
+        log::debug!(
+            "venus: {}: host device robustness {robust:?}",
+            self.exec.ctx
+        );
         // SAFETY: live physical device; `info`, its queue infos and chains (arena) and
         // `ptrs` (pointing at arena strings and 'static names) live across the call.
         let device = match unsafe { inst.instance.create_device(pd, &info, None) } {

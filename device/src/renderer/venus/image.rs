@@ -1,4 +1,5 @@
-//! Images, image views and samplers: id-to-handle wrappers.
+//! Images, image views and samplers: id-to-handle wrappers, and memory binds checked
+//! before the driver (`bind.rs`).
 
 use ash::vk;
 use ash::vk::Handle;
@@ -16,9 +17,18 @@ use vulkan_proto::args::{
     GetImageSubresourceLayout2KHRArgs,
 };
 
+use super::bind::BindTarget;
 use super::bounds::ImageInfo;
+use super::objects::DeviceState;
 use super::physical_device::{count_array, required};
-use super::{Handler, Result, VenusError};
+use super::{raw, Handler, Result, VenusError};
+
+/// The plane aspects, by plane index.
+const PLANE_ASPECTS: [vk::ImageAspectFlags; 3] = [
+    vk::ImageAspectFlags::PLANE_0,
+    vk::ImageAspectFlags::PLANE_1,
+    vk::ImageAspectFlags::PLANE_2,
+];
 
 impl Handler<'_, '_> {
     pub(super) fn create_image(&mut self, args: &mut CreateImageArgs<'_>) -> Result<vk::Result> {
@@ -29,7 +39,86 @@ impl Handler<'_, '_> {
             d.device.create_image(info, None)
         })?;
         self.lock().set_image_info(id, ImageInfo::new(info));
+        if r == vk::Result::SUCCESS {
+            self.record_image_requirements(args.device, id, info)?;
+        }
         Ok(r)
+    }
+
+    /// Asks the host driver for the memory requirements of the image just bound to guest
+    /// `id` (per plane if it is disjoint) and records them for the bind checks.
+    fn record_image_requirements(
+        &self,
+        device: vk::Device,
+        id: u64,
+        info: &vk::ImageCreateInfo<'_>,
+    ) -> Result<()> {
+        let dev = self.device(device)?;
+        let Some(raw) = self.lock().lookup(vk::ObjectType::IMAGE, id) else {
+            return Ok(());
+        };
+        let image = vk::Image::from_raw(raw);
+        let planes = vulkan_proto::format_info(info.format).map_or(0, |f| f.planes.len());
+        let reqs = if info.flags.contains(vk::ImageCreateFlags::DISJOINT) && planes > 1 {
+            PLANE_ASPECTS
+                .iter()
+                .take(planes)
+                .map(|aspect| {
+                    let mut plane =
+                        vk::ImagePlaneMemoryRequirementsInfo::default().plane_aspect(*aspect);
+                    let query = vk::ImageMemoryRequirementsInfo2::default()
+                        .image(image)
+                        .push_next(&mut plane);
+                    let mut out = vk::MemoryRequirements2::default();
+                    // SAFETY: a live disjoint multi-planar image of this live device; the
+                    // chains are local and well formed.
+                    unsafe { dev.device.get_image_memory_requirements2(&query, &mut out) };
+                    out.memory_requirements
+                })
+                .collect()
+        } else {
+            // SAFETY: a live, non-disjoint image of this live device, created just now.
+            vec![unsafe { dev.device.get_image_memory_requirements(image) }]
+        };
+        self.lock().set_bind_target(id, BindTarget::new(reqs));
+        Ok(())
+    }
+
+    /// Checks binds of (image, plane aspect, memory, offset) before the driver (see
+    /// `bind.rs`): a disjoint image binds each plane on its own and names it.
+    fn check_image_binds(
+        &self,
+        dev: &DeviceState,
+        binds: impl IntoIterator<
+            Item = (
+                vk::Image,
+                Option<vk::ImageAspectFlags>,
+                vk::DeviceMemory,
+                u64,
+            ),
+        >,
+    ) -> Result<()> {
+        let device = dev.device.handle().as_raw();
+        let mut st = self.lock();
+        for (image, aspect, memory, offset) in binds {
+            let disjoint = st.bind_planes(image.as_raw()) > 1;
+            let plane = match (disjoint, aspect) {
+                (false, None) => 0,
+                (true, Some(a)) => PLANE_ASPECTS
+                    .iter()
+                    .position(|p| *p == a)
+                    .unwrap_or(usize::MAX),
+                _ => usize::MAX,
+            };
+            st.bind_memory(
+                (vk::ObjectType::IMAGE, image.as_raw()),
+                plane,
+                memory.as_raw(),
+                offset,
+                device,
+            )?;
+        }
+        Ok(())
     }
 
     pub(super) fn destroy_image(&mut self, args: &mut DestroyImageArgs<'_>) -> Result<()> {
@@ -208,7 +297,9 @@ impl Handler<'_, '_> {
         args: &mut BindImageMemoryArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
-        // SAFETY: live device, image and memory (translated handles).
+        self.check_image_binds(&dev, [(args.image, None, args.memory, args.memory_offset)])?;
+        // SAFETY: live device, image and memory (translated handles); the range lies
+        // inside the allocation (checked above).
         Ok(unsafe {
             (dev.device.fp_v1_0().bind_image_memory)(
                 dev.device.handle(),
@@ -225,7 +316,16 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let infos = args.p_bind_infos.unwrap_or(&[]);
-        // SAFETY: live device; the infos live in the arena with translated handles.
+        self.check_image_binds(
+            &dev,
+            infos.iter().map(|i| {
+                // SAFETY: the chain was decoded into this command's arena.
+                let aspect = unsafe { raw::bind_plane_aspect(i.p_next) };
+                (i.image, aspect, i.memory, i.memory_offset)
+            }),
+        )?;
+        // SAFETY: live device; the infos live in the arena with translated handles;
+        // every range lies inside its allocation (checked above).
         Ok(match unsafe { dev.device.bind_image_memory2(infos) } {
             Ok(()) => vk::Result::SUCCESS,
             Err(e) => e,

@@ -12,6 +12,7 @@ use vulkan_proto::args::{
     GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
 };
 
+use super::bind::MemoryInfo;
 use super::objects::{DeviceState, HostMemory};
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
@@ -125,12 +126,21 @@ impl Handler<'_, '_> {
             // SAFETY: live device; `info` and its chain live across the call.
             return Ok(match unsafe { dev.device.allocate_memory(&info, None) } {
                 Ok(mem) => {
-                    self.bind(
+                    let mut st = self.lock();
+                    st.bind(
                         id,
                         vk::ObjectType::DEVICE_MEMORY,
                         mem.as_raw(),
                         args.device.as_raw(),
                     )?;
+                    // The driver allocated exactly this many bytes.
+                    st.set_memory_info(
+                        id,
+                        MemoryInfo {
+                            size: info.allocation_size,
+                            type_index: info.memory_type_index,
+                        },
+                    );
                     vk::Result::SUCCESS
                 }
                 Err(e) => e,
@@ -153,10 +163,14 @@ impl Handler<'_, '_> {
             Ok(m) => m,
             Err(_) => return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY),
         };
+        // Binds may use the guest's size; the host allocation (rounded up) is larger.
+        let bindable = MemoryInfo {
+            size: guest.allocation_size,
+            type_index: guest.memory_type_index,
+        };
         info.allocation_size = size;
         self.allocate_over(
-            args.device,
-            id,
+            (args.device, id),
             &dev,
             &info,
             HostMemory {
@@ -164,6 +178,7 @@ impl Handler<'_, '_> {
                 _map: map,
                 size,
             },
+            bindable,
         )
     }
 
@@ -208,10 +223,15 @@ impl Handler<'_, '_> {
         let Ok(map) = SharedMemory::map(&fd, size) else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
+        // Binds may use the guest's size, which the rounded-up import (no larger than
+        // the resource) covers.
+        let bindable = MemoryInfo {
+            size: info.allocation_size,
+            type_index: info.memory_type_index,
+        };
         info.allocation_size = size;
         self.allocate_over(
-            args.device,
-            id,
+            (args.device, id),
             dev,
             &info,
             HostMemory {
@@ -219,19 +239,24 @@ impl Handler<'_, '_> {
                 _map: map,
                 size,
             },
+            bindable,
         )
     }
 
     /// Allocates `info` over `host`'s mapping and records it as guest memory `id`
-    /// (exportable as a blob).
+    /// (exportable as a blob) whose binds may use `bindable` (never more than `host`).
     fn allocate_over(
         &self,
-        device: vk::Device,
-        id: u64,
+        (device, id): (vk::Device, u64),
         dev: &DeviceState,
         info: &vk::MemoryAllocateInfo<'_>,
         host: HostMemory,
+        bindable: MemoryInfo,
     ) -> Result<vk::Result> {
+        let bindable = MemoryInfo {
+            size: bindable.size.min(host.size),
+            ..bindable
+        };
         match import_host_pointer(dev, info, &host._map) {
             Ok(mem) => {
                 let mut st = self.lock();
@@ -242,6 +267,7 @@ impl Handler<'_, '_> {
                     device.as_raw(),
                 )?;
                 st.memories.insert(id, Arc::new(host));
+                st.set_memory_info(id, bindable);
                 Ok(vk::Result::SUCCESS)
             }
             Err(e) => Ok(e),

@@ -37,6 +37,7 @@
 //! buffer at once) is not enforced, as in virglrenderer: a guest that breaks it can only
 //! hurt its own context's host objects.
 
+mod bind;
 mod bounds;
 mod buffer;
 mod command_buffer;
@@ -55,6 +56,7 @@ mod query;
 mod queue;
 mod raw;
 mod retire;
+mod robustness;
 mod sync;
 mod transfer;
 mod transport;
@@ -128,6 +130,9 @@ pub enum VenusError {
     /// A nested command stream failed.
     #[error("nested command stream failed")]
     Nested(#[source] ExecError),
+    /// A `vkBind*Memory*` the renderer refuses before the driver (see `bind.rs`).
+    #[error("refused memory bind")]
+    Bind(#[from] bind::BindError),
     /// Creating or mapping host memory for a host-visible allocation failed.
     #[error("host memory for an allocation")]
     HostMemory(#[source] Box<dyn std::error::Error + Send + Sync>),

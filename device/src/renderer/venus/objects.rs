@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use ash::vk;
 
+use super::bind::{BindError, BindTarget, MemoryInfo, Object as BindObject};
 use super::bounds::{ImageInfo, PassInfo, RenderState, SetLayoutInfo, ViewInfo};
 use super::fns::DeviceFns;
 use super::lifetime::HostObject;
@@ -132,6 +133,10 @@ pub(crate) struct State {
     fresh: Vec<Arc<HostObject>>,
     /// Guest memory id → memfd backing.
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
+    /// Guest memory id → its size and type (bind checks).
+    memory_infos: HashMap<u64, MemoryInfo>,
+    /// Guest buffer or image id → the host's memory requirements and what is bound.
+    bind_targets: HashMap<u64, BindTarget>,
     /// Guest buffer id → `VkBufferCreateInfo::size` (bounds of indirect arguments).
     buffer_sizes: HashMap<u64, u64>,
     /// Guest image id → what the transfer bounds checks need.
@@ -256,6 +261,8 @@ impl State {
             self.graveyard.push(host);
         }
         self.memories.remove(&id);
+        self.memory_infos.remove(&id);
+        self.bind_targets.remove(&id);
         self.buffer_sizes.remove(&id);
         self.image_infos.remove(&id);
         self.render_passes.remove(&id);
@@ -290,6 +297,61 @@ impl State {
             .filter(|o| o.ty == ty && o.parent == parent)
             .map(|o| o.raw)
             .collect()
+    }
+
+    /// Records the size and type of device memory just bound to guest `id`.
+    pub(crate) fn set_memory_info(&mut self, id: u64, info: MemoryInfo) {
+        if self.objects.contains_key(&id) {
+            self.memory_infos.insert(id, info);
+        }
+    }
+
+    /// Records the host's memory requirements of a buffer or image just bound to `id`.
+    pub(crate) fn set_bind_target(&mut self, id: u64, target: BindTarget) {
+        if self.objects.contains_key(&id) {
+            self.bind_targets.insert(id, target);
+        }
+    }
+
+    /// How many planes of the image with host handle `raw` bind separately.
+    pub(crate) fn bind_planes(&self, raw: u64) -> usize {
+        self.guest_id(vk::ObjectType::IMAGE, raw)
+            .and_then(|id| self.bind_targets.get(&id))
+            .map_or(1, BindTarget::planes)
+    }
+
+    /// Checks a bind of `plane` of object `raw` (a buffer or image host handle) to
+    /// `memory` at `offset` on `device` (see `bind.rs`) and records it as bound.
+    pub(crate) fn bind_memory(
+        &mut self,
+        (ty, raw): (vk::ObjectType, u64),
+        plane: usize,
+        memory: u64,
+        offset: u64,
+        device: u64,
+    ) -> std::result::Result<(), BindError> {
+        let id = self.guest_id(ty, raw).unwrap_or(0);
+        let object = BindObject { ty, id };
+        let mem_id = self
+            .guest_id(vk::ObjectType::DEVICE_MEMORY, memory)
+            .filter(|_| memory != 0);
+        let mem = mem_id
+            .and_then(|m| self.memory_infos.get(&m))
+            .copied()
+            .ok_or_else(|| BindError::UnknownMemory {
+                object: object.to_string(),
+            })?;
+        if self.owner_device(ty, raw) != Some(device)
+            || self.owner_device(vk::ObjectType::DEVICE_MEMORY, memory) != Some(device)
+        {
+            return Err(BindError::ForeignDevice {
+                object: object.to_string(),
+            });
+        }
+        self.bind_targets
+            .get_mut(&id)
+            .ok_or_else(|| BindError::UnknownObject(object.to_string()))?
+            .bind(object, plane, &mem, offset)
     }
 
     /// Records the size of a buffer just bound to guest `id`.

@@ -27,6 +27,13 @@ use vulkan_proto::info;
 use super::instance::{cap_api_version, fill_array, filter_extensions, has_extension};
 use super::{raw, Handler, InstanceState, Result, VenusError};
 
+/// Whether the renderer's bounds checks can size copies of `format` (it is in the
+/// generated format table). Formats it cannot size are reported unsupported rather than
+/// failing the context at the first copy; today that is only `VK_FORMAT_UNDEFINED`.
+fn renderer_sizes(format: vk::Format) -> bool {
+    vulkan_proto::format_info(format).is_some()
+}
+
 /// Device extensions listed to the guest although the host lacks them, because the
 /// renderer emulates them (venus-wire §8): the guest needs SYNC_FD semaphores to
 /// expose synchronization2 and so Vulkan 1.3.
@@ -285,6 +292,10 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let inst = self.physical(args.physical_device)?;
         let out = required(args.p_format_properties.as_deref_mut(), "pFormatProperties")?;
+        if !renderer_sizes(args.format) {
+            *out = vk::FormatProperties::default();
+            return Ok(());
+        }
         // SAFETY: live physical device; the format is a validated enum value.
         *out = unsafe {
             inst.instance
@@ -307,6 +318,19 @@ impl Handler<'_, '_> {
                 out,
             );
         }
+        if !renderer_sizes(args.format) {
+            out.format_properties = vk::FormatProperties::default();
+            let clear = |p: &mut vk::FormatProperties3<'_>| {
+                p.linear_tiling_features = vk::FormatFeatureFlags2::empty();
+                p.optimal_tiling_features = vk::FormatFeatureFlags2::empty();
+                p.buffer_features = vk::FormatFeatureFlags2::empty();
+            };
+            // SAFETY: the output chain was decoded into this command's arena (writable,
+            // not borrowed); a FORMAT_PROPERTIES_3 node is that struct.
+            unsafe {
+                raw::with_chain_node(out.p_next, vk::StructureType::FORMAT_PROPERTIES_3, clear)
+            };
+        }
         Ok(())
     }
 
@@ -319,6 +343,9 @@ impl Handler<'_, '_> {
             args.p_image_format_properties.as_deref_mut(),
             "pImageFormatProperties",
         )?;
+        if !renderer_sizes(args.format) {
+            return Ok(vk::Result::ERROR_FORMAT_NOT_SUPPORTED);
+        }
         // SAFETY: live physical device; `out` is a valid output struct.
         Ok(unsafe {
             (inst
@@ -346,6 +373,9 @@ impl Handler<'_, '_> {
             args.p_image_format_properties.as_deref_mut(),
             "pImageFormatProperties",
         )?;
+        if !renderer_sizes(info.format) {
+            return Ok(vk::Result::ERROR_FORMAT_NOT_SUPPORTED);
+        }
         // SAFETY: live physical device; input and output chains live in the arena.
         Ok(unsafe {
             (inst

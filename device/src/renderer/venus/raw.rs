@@ -65,6 +65,41 @@ pub(super) unsafe fn find_in_chain(head: *const c_void, ty: vk::StructureType) -
     std::ptr::null()
 }
 
+/// Runs `f` on the first struct of sType `ty` in the chain at `head`; false if there is
+/// none.
+///
+/// # Safety
+///
+/// As for [`strip_chain`] (every node live and writable, not borrowed elsewhere); a node
+/// of sType `ty` must be a `T` (the decoder builds it so).
+pub(super) unsafe fn with_chain_node<T>(
+    head: *const c_void,
+    ty: vk::StructureType,
+    f: impl FnOnce(&mut T),
+) -> bool {
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { find_in_chain(head, ty) }.cast_mut().cast::<T>();
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: a live, writable, unborrowed node of sType `ty`, which is a `T`.
+    f(unsafe { &mut *p });
+    true
+}
+
+/// The `planeAspect` of the first `VkBindImagePlaneMemoryInfo` in the chain at `head`.
+///
+/// # Safety
+///
+/// As for [`find_in_chain`]; a node with that sType must be a
+/// `VkBindImagePlaneMemoryInfo` (the decoder builds it so).
+pub(super) unsafe fn bind_plane_aspect(head: *const c_void) -> Option<vk::ImageAspectFlags> {
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { find_in_chain(head, vk::StructureType::BIND_IMAGE_PLANE_MEMORY_INFO) };
+    // SAFETY: a node of this sType is a live VkBindImagePlaneMemoryInfo.
+    (!p.is_null()).then(|| unsafe { (*p.cast::<vk::BindImagePlaneMemoryInfo<'_>>()).plane_aspect })
+}
+
 /// The `ringIdx` of the first `VkDeviceQueueTimelineInfoMESA` in the chain at `head`.
 ///
 /// # Safety

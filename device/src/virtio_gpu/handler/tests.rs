@@ -1024,3 +1024,62 @@ fn malformed_commands_spend_the_warning_budget() {
         "10 warnings per 5 s, the rest suppressed"
     );
 }
+
+/// A RESOURCE_FLUSH re-reads only its rectangle (clipped to what the scanout shows):
+/// pixels outside it keep what the previous flush showed.
+#[test]
+fn flush_rereads_only_its_rectangle_of_the_scanout() {
+    let mut r = rig();
+    let (w, h) = (8u32, 6u32);
+    let old = bgra_image(w, h);
+    upload_2d(&mut r, 1, 2, (w, h), &old);
+    // The scanout shows the resource's (2, 1) 5x4 rectangle.
+    assert_eq!(
+        r.resp(&cmd(CommandType::SetScanout, &[2, 1, 5, 4, 0, 1])),
+        OK
+    );
+    assert_eq!(
+        r.resp(&cmd(CommandType::ResourceFlush, &[0, 0, w, h, 1, 0])),
+        OK
+    );
+    // New pixels everywhere in the resource, then flushes of (3, 2) 2x1 and of
+    // (0, 0) 3x2, which overlaps the shown rectangle only at (2, 1).
+    let new = vec![0x11u8; old.len()];
+    r.mem
+        .write_slice(&new, GuestAddress(MEM_BASE))
+        .expect("write");
+    assert_eq!(
+        r.resp(&cmd(
+            CommandType::TransferToHost2d,
+            &[0, 0, w, h, 0, 0, 1, 0]
+        )),
+        OK
+    );
+    assert_eq!(
+        r.resp(&cmd(CommandType::ResourceFlush, &[3, 2, 2, 1, 1, 0])),
+        OK
+    );
+    assert_eq!(
+        r.resp(&cmd(CommandType::ResourceFlush, &[0, 0, 3, 2, 1, 0])),
+        OK
+    );
+    let frame = r.h.display().frame(ScanoutId(0)).expect("frame");
+    assert_eq!((frame.width, frame.height), (5, 4));
+    for fy in 0..4u32 {
+        for fx in 0..5u32 {
+            let (x, y) = (fx + 2, fy + 1);
+            let fresh = (fy == 1 && (1..3).contains(&fx)) || (fx == 0 && fy == 0);
+            let p = if fresh {
+                [0x11, 0x11, 0x11, 0x11]
+            } else {
+                bgra_pattern(x, y)
+            };
+            let i = usize::try_from((fy * 5 + fx) * 4).expect("small");
+            assert_eq!(
+                frame.rgba[i..i + 4],
+                [p[2], p[1], p[0], 255],
+                "frame pixel ({fx}, {fy}), fresh: {fresh}"
+            );
+        }
+    }
+}
