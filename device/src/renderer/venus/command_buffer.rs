@@ -2,6 +2,8 @@
 //! the host command buffer bound to the guest's id (the guest batches a whole
 //! recording and sends it at vkEndCommandBuffer).
 
+use std::sync::Arc;
+
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
@@ -46,9 +48,12 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut DestroyCommandPoolArgs<'_>,
     ) -> Result<()> {
+        // The buffers leave the tables with no host call of their own (destroying the
+        // pool frees them); each holds the pool, so a pending one keeps it alive.
         self.lock()
             .unbind_children(vk::ObjectType::COMMAND_BUFFER, args.command_pool.as_raw());
-        // SAFETY: a live pool of this device, now out of the tables with its buffers.
+        // SAFETY: a live pool of this device, now out of the tables with its buffers,
+        // none of which is used any more when the last reference drops.
         self.destroy_child(args.device, args.command_pool, |d, h| unsafe {
             d.device.destroy_command_pool(h, None);
         })
@@ -59,14 +64,31 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandPoolArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
-        // SAFETY: live device and pool.
-        Ok(vk_result(unsafe {
-            dev.device.reset_command_pool(args.command_pool, args.flags)
-        }))
+        // Every command buffer of the pool still alive on the host, freed ones a
+        // submission still holds included.
+        let cbs = self
+            .pinned(vk::ObjectType::COMMAND_POOL, args.command_pool.as_raw())
+            .map(|p| p.children())
+            .unwrap_or_default();
+        self.free_deferred_command_buffers(args.command_pool);
+        let (r, released) = self.reset_exclusive(
+            &cbs,
+            "command pool reset while a command buffer of it is pending",
+            || {
+                let released: Vec<_> = cbs.iter().flat_map(|cb| cb.release_recorded()).collect();
+                // SAFETY: live device and pool; none of its command buffers is pending
+                // or can be submitted during the call (claimed for the reset).
+                let r = unsafe { dev.device.reset_command_pool(args.command_pool, args.flags) };
+                (r, released)
+            },
+        )?;
+        drop(released);
+        Ok(vk_result(r))
     }
 
     pub(super) fn trim_command_pool(&mut self, args: &mut TrimCommandPoolArgs<'_>) -> Result<()> {
         let dev = self.device(args.device)?;
+        self.free_deferred_command_buffers(args.command_pool);
         // SAFETY: live device and pool.
         unsafe { dev.device.trim_command_pool(args.command_pool, args.flags) };
         Ok(())
@@ -77,6 +99,7 @@ impl Handler<'_, '_> {
         args: &mut AllocateCommandBuffersArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_allocate_info, "pAllocateInfo")?;
+        self.free_deferred_command_buffers(info.command_pool);
         let slots = required(args.p_command_buffers.as_deref(), "pCommandBuffers")?;
         if slots.len() != info.command_buffer_count as usize {
             return Err(VenusError::Invalid(
@@ -123,18 +146,51 @@ impl Handler<'_, '_> {
     ) -> Result<()> {
         let dev = self.device(args.device)?;
         let cbs = args.p_command_buffers.unwrap_or(&[]);
-        {
+        let pool = args.command_pool;
+        let hosts: Vec<_> = {
             let mut st = self.lock();
-            for cb in cbs {
-                st.unbind(vk::ObjectType::COMMAND_BUFFER, cb.as_raw());
+            cbs.iter()
+                .filter_map(|cb| st.unbind_host(vk::ObjectType::COMMAND_BUFFER, cb.as_raw()))
+                .collect()
+        };
+        // Each is freed when its last user lets go (a pending submission, a primary
+        // that executes it) and the guest next uses the pool: the pool is externally
+        // synchronized, so the free runs on a command that uses it, not on the thread
+        // that dropped the last reference. A child holds its pool, so the pool
+        // outlives it.
+        if let Some(pool_host) = self.pinned(vk::ObjectType::COMMAND_POOL, pool.as_raw()) {
+            for host in hosts {
+                let pool_host = Arc::clone(&pool_host);
+                let raw = host.raw;
+                host.destroy_on_drop(Box::new(move || pool_host.defer_child_free(raw)));
             }
         }
-        let live: Vec<vk::CommandBuffer> = cbs.iter().copied().filter(|c| !c.is_null()).collect();
-        if !live.is_empty() {
-            // SAFETY: live device, pool and command buffers, now out of the tables.
-            unsafe { dev.device.free_command_buffers(args.command_pool, &live) };
-        }
+        drop(dev);
+        self.free_deferred_command_buffers(pool);
         Ok(())
+    }
+
+    /// Frees on the host the command buffers of `pool` the guest freed and nothing
+    /// holds any more (called by commands that use the pool).
+    pub(super) fn free_deferred_command_buffers(&self, pool: vk::CommandPool) {
+        let Some(host) = self.pinned(vk::ObjectType::COMMAND_POOL, pool.as_raw()) else {
+            return;
+        };
+        let due: Vec<vk::CommandBuffer> = host
+            .take_freed()
+            .into_iter()
+            .map(vk::CommandBuffer::from_raw)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let Some(dev) = self.pool_device(vk::ObjectType::COMMAND_POOL, pool.as_raw()) else {
+            return;
+        };
+        // SAFETY: command buffers of this live pool (pinned for this command, which
+        // uses the pool under the guest's external synchronization), out of the
+        // tables, and no submission or command holds them any more.
+        unsafe { dev.device.free_command_buffers(pool, &due) };
     }
 
     pub(super) fn begin_command_buffer(
@@ -158,10 +214,12 @@ impl Handler<'_, '_> {
         };
         self.lock()
             .set_render_state(args.command_buffer.as_raw(), state);
-        // SAFETY: live command buffer; `info` (and inheritance info) live in the arena.
-        Ok(vk_result(unsafe {
-            dev.device.begin_command_buffer(args.command_buffer, info)
-        }))
+        let r = self.reset_recording(args.command_buffer, || {
+            // SAFETY: live command buffer, not pending (claimed for the implicit reset);
+            // `info` (and inheritance info) live in the arena.
+            unsafe { dev.device.begin_command_buffer(args.command_buffer, info) }
+        })?;
+        Ok(vk_result(r))
     }
 
     pub(super) fn end_command_buffer(
@@ -180,11 +238,35 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandBufferArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer.
-        Ok(vk_result(unsafe {
-            dev.device
-                .reset_command_buffer(args.command_buffer, args.flags)
-        }))
+        let r = self.reset_recording(args.command_buffer, || {
+            // SAFETY: live command buffer, not pending (claimed for the reset).
+            unsafe {
+                dev.device
+                    .reset_command_buffer(args.command_buffer, args.flags)
+            }
+        })?;
+        Ok(vk_result(r))
+    }
+
+    /// Runs `reset`, a host call that resets command buffer `cb` (explicitly or by
+    /// vkBeginCommandBuffer), once no submission of it is pending (resetting it would
+    /// free host memory the queue is reading) and with submissions of it held off;
+    /// then lets go of what its old commands used.
+    fn reset_recording<T>(&self, cb: vk::CommandBuffer, reset: impl FnOnce() -> T) -> Result<T> {
+        let host: Vec<_> = self
+            .pinned(vk::ObjectType::COMMAND_BUFFER, cb.as_raw())
+            .into_iter()
+            .collect();
+        let (r, released) = self.reset_exclusive(
+            &host,
+            "command buffer reset while a submission of it is pending",
+            || {
+                let released: Vec<_> = host.iter().flat_map(|h| h.release_recorded()).collect();
+                (reset(), released)
+            },
+        )?;
+        drop(released);
+        Ok(r)
     }
 
     pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {

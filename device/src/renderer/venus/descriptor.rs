@@ -1,5 +1,7 @@
 //! Descriptor set layouts, pools, sets, updates and update templates.
 
+use std::sync::Arc;
+
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
@@ -10,6 +12,7 @@ use vulkan_proto::args::{
 };
 
 use super::bounds::{self, SetLayoutInfo};
+use super::lifetime::HostObject;
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError};
 
@@ -159,9 +162,12 @@ impl Handler<'_, '_> {
         args: &mut DestroyDescriptorPoolArgs<'_>,
     ) -> Result<()> {
         let pool = args.descriptor_pool.as_raw();
+        // The sets leave the tables with no host call of their own (destroying the
+        // pool frees them); each holds the pool, so a set in use keeps it alive.
         self.lock()
             .unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
-        // SAFETY: a live pool of this device, now out of the tables with its sets.
+        // SAFETY: a live pool of this device, now out of the tables with its sets,
+        // none of which is used any more when the last reference drops.
         self.destroy_child(args.device, args.descriptor_pool, |d, h| unsafe {
             d.device.destroy_descriptor_pool(h, None);
         })
@@ -172,20 +178,47 @@ impl Handler<'_, '_> {
         args: &mut ResetDescriptorPoolArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
-        self.lock().unbind_children(
-            vk::ObjectType::DESCRIPTOR_SET,
-            args.descriptor_pool.as_raw(),
-        );
-        // SAFETY: live device and pool.
-        Ok(
-            match unsafe {
-                dev.device
-                    .reset_descriptor_pool(args.descriptor_pool, args.flags)
-            } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
+        let pool = args.descriptor_pool.as_raw();
+        // Every set of the pool still alive on the host, freed ones a command buffer
+        // or submission still holds included.
+        let sets = self
+            .pinned(vk::ObjectType::DESCRIPTOR_POOL, pool)
+            .map(|p| p.children())
+            .unwrap_or_default();
+        // Resetting frees every set at once: not under running work.
+        let r = self.reset_exclusive(
+            &sets,
+            "descriptor pool reset while a set of it is in use by a pending submission",
+            || {
+                self.lock()
+                    .unbind_children(vk::ObjectType::DESCRIPTOR_SET, pool);
+                // The reset frees those too.
+                if let Some(p) = self.pinned(vk::ObjectType::DESCRIPTOR_POOL, pool) {
+                    p.take_freed();
+                }
+                // SAFETY: live device and pool; no set of it is in use by a pending
+                // submission or can be submitted during the call (claimed).
+                unsafe {
+                    dev.device
+                        .reset_descriptor_pool(args.descriptor_pool, args.flags)
+                }
             },
-        )
+        )?;
+        // Their slots no longer point anywhere (the host sets are gone).
+        // Sets the guest had freed but something still held: the host freed them
+        // now, so their deferred free must not run.
+        let cleared: Vec<_> = sets
+            .iter()
+            .map(|s| {
+                s.cancel_drop_action();
+                s.clear_slots()
+            })
+            .collect();
+        drop(cleared);
+        Ok(match r {
+            Ok(()) => vk::Result::SUCCESS,
+            Err(e) => e,
+        })
     }
 
     pub(super) fn allocate_descriptor_sets(
@@ -193,6 +226,8 @@ impl Handler<'_, '_> {
         args: &mut AllocateDescriptorSetsArgs<'_>,
     ) -> Result<vk::Result> {
         let info = required(args.p_allocate_info, "pAllocateInfo")?;
+        // Make room first: sets freed earlier whose last holder has let go.
+        let _ = self.free_deferred_sets(info.descriptor_pool);
         let slots = required(args.p_descriptor_sets.as_deref(), "pDescriptorSets")?;
         if slots.len() != info.descriptor_set_count as usize {
             return Err(VenusError::Invalid(
@@ -280,23 +315,51 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let sets = args.p_descriptor_sets.unwrap_or(&[]);
-        {
+        let pool = args.descriptor_pool;
+        let hosts: Vec<_> = {
             let mut st = self.lock();
-            for s in sets {
-                st.unbind(vk::ObjectType::DESCRIPTOR_SET, s.as_raw());
+            sets.iter()
+                .filter_map(|s| st.unbind_host(vk::ObjectType::DESCRIPTOR_SET, s.as_raw()))
+                .collect()
+        };
+        // Each is freed when its last user lets go (a command buffer that binds it, a
+        // pending submission) and the guest next uses the pool (externally
+        // synchronized: see `free_deferred_command_buffers`). A set holds its pool, so
+        // the pool outlives it.
+        if let Some(pool_host) = self.pinned(vk::ObjectType::DESCRIPTOR_POOL, pool.as_raw()) {
+            for host in hosts {
+                let pool_host = Arc::clone(&pool_host);
+                let raw = host.raw;
+                host.destroy_on_drop(Box::new(move || pool_host.defer_child_free(raw)));
             }
         }
-        let live: Vec<vk::DescriptorSet> = sets.iter().copied().filter(|s| !s.is_null()).collect();
-        if live.is_empty() {
-            return Ok(vk::Result::SUCCESS);
+        drop(dev);
+        Ok(self.free_deferred_sets(pool))
+    }
+
+    /// Frees on the host the sets of `pool` the guest freed and nothing holds any more
+    /// (called by commands that use the pool).
+    fn free_deferred_sets(&self, pool: vk::DescriptorPool) -> vk::Result {
+        let Some(host) = self.pinned(vk::ObjectType::DESCRIPTOR_POOL, pool.as_raw()) else {
+            return vk::Result::SUCCESS;
+        };
+        let due: Vec<vk::DescriptorSet> = host
+            .take_freed()
+            .into_iter()
+            .map(vk::DescriptorSet::from_raw)
+            .collect();
+        if due.is_empty() {
+            return vk::Result::SUCCESS;
         }
-        // SAFETY: live device, pool and sets, now out of the tables.
-        Ok(
-            match unsafe { dev.device.free_descriptor_sets(args.descriptor_pool, &live) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
-            },
-        )
+        let Some(dev) = self.pool_device(vk::ObjectType::DESCRIPTOR_POOL, pool.as_raw()) else {
+            return vk::Result::SUCCESS;
+        };
+        // SAFETY: sets of this live pool (pinned for this command, which uses the pool
+        // under the guest's external synchronization), out of the tables and unused.
+        match unsafe { dev.device.free_descriptor_sets(pool, &due) } {
+            Ok(()) => vk::Result::SUCCESS,
+            Err(e) => e,
+        }
     }
 
     pub(super) fn update_descriptor_sets(
@@ -310,7 +373,95 @@ impl Handler<'_, '_> {
         // SAFETY: live device; writes and copies live in the arena with translated
         // handles, and every write has the array its type needs (checked above).
         unsafe { dev.device.update_descriptor_sets(writes, copies) };
+        self.record_descriptor_objects(writes, copies);
         Ok(())
+    }
+
+    /// Makes each written set hold what its slots now point to (until rewritten or
+    /// freed), so a buffer, view or sampler the set still names is not destroyed on
+    /// the host while a submission binding the set may run.
+    fn record_descriptor_objects(
+        &self,
+        writes: &[vk::WriteDescriptorSet<'_>],
+        copies: &[vk::CopyDescriptorSet<'_>],
+    ) {
+        let mut old = Vec::new();
+        for w in writes {
+            let Some(set) = self.pinned(vk::ObjectType::DESCRIPTOR_SET, w.dst_set.as_raw()) else {
+                continue;
+            };
+            for (objects, i) in self.write_objects(w).into_iter().zip(0u32..) {
+                let Some(elem) = w.dst_array_element.checked_add(i) else {
+                    break;
+                };
+                old.push(set.write_slot((w.dst_binding, elem), objects));
+            }
+        }
+        for c in copies {
+            let src = self.pinned(vk::ObjectType::DESCRIPTOR_SET, c.src_set.as_raw());
+            let dst = self.pinned(vk::ObjectType::DESCRIPTOR_SET, c.dst_set.as_raw());
+            let (Some(src), Some(dst)) = (src, dst) else {
+                continue;
+            };
+            for i in 0..c.descriptor_count {
+                let (Some(s), Some(d)) = (
+                    c.src_array_element.checked_add(i),
+                    c.dst_array_element.checked_add(i),
+                ) else {
+                    break;
+                };
+                let objects = src.slot((c.src_binding, s));
+                old.push(dst.write_slot((c.dst_binding, d), objects));
+            }
+        }
+        drop(old);
+    }
+
+    /// The pinned objects each element of write `w` points to, one list per element
+    /// (none for inline uniform blocks, whose descriptorCount counts bytes).
+    fn write_objects(&self, w: &vk::WriteDescriptorSet<'_>) -> Vec<Vec<Arc<HostObject>>> {
+        use vk::DescriptorType as T;
+        let pin = |ty, raw: u64| self.pinned(ty, raw).into_iter();
+        let n = w.descriptor_count;
+        match w.descriptor_type {
+            T::UNIFORM_BUFFER
+            | T::STORAGE_BUFFER
+            | T::UNIFORM_BUFFER_DYNAMIC
+            | T::STORAGE_BUFFER_DYNAMIC => {
+                // SAFETY: check_updates refused a NULL array for these types, and the
+                // decoder built it with descriptorCount entries in the arena.
+                let infos = unsafe { bounds::regions(w.p_buffer_info, n) };
+                infos
+                    .iter()
+                    .map(|b| pin(vk::ObjectType::BUFFER, b.buffer.as_raw()).collect())
+                    .collect()
+            }
+            T::SAMPLER
+            | T::COMBINED_IMAGE_SAMPLER
+            | T::SAMPLED_IMAGE
+            | T::STORAGE_IMAGE
+            | T::INPUT_ATTACHMENT => {
+                // SAFETY: as above, for pImageInfo.
+                let infos = unsafe { bounds::regions(w.p_image_info, n) };
+                infos
+                    .iter()
+                    .map(|im| {
+                        pin(vk::ObjectType::SAMPLER, im.sampler.as_raw())
+                            .chain(pin(vk::ObjectType::IMAGE_VIEW, im.image_view.as_raw()))
+                            .collect()
+                    })
+                    .collect()
+            }
+            T::UNIFORM_TEXEL_BUFFER | T::STORAGE_TEXEL_BUFFER => {
+                // SAFETY: as above, for pTexelBufferView.
+                let views = unsafe { bounds::regions(w.p_texel_buffer_view, n) };
+                views
+                    .iter()
+                    .map(|v| pin(vk::ObjectType::BUFFER_VIEW, v.as_raw()).collect())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     pub(super) fn create_descriptor_update_template(

@@ -148,8 +148,8 @@ impl Handler<'_, '_> {
         };
         if let Err(e) = bound {
             drop(st);
-            // SAFETY: the device was just created and nothing else knows it.
-            unsafe { state.device.destroy_device(None) };
+            // The only reference: dropping it destroys the device nothing else knows.
+            drop(state);
             return Err(e);
         }
         st.add_device(raw_dev, state);
@@ -184,13 +184,14 @@ impl Handler<'_, '_> {
                 "venus: {}: vkDestroyDevice with a queue that does not drain; leaking it",
                 self.exec.ctx
             );
+            std::mem::forget(dev);
             return Ok(());
         }
-        // SAFETY: the device is out of the tables, no submission is in progress or can
-        // start (the locks are held and the device is gone from the tables), and its
-        // fences are retired; its children are the guest's to destroy first (valid
-        // usage), and their table entries are gone too.
-        unsafe { dev.device.destroy_device(None) };
+        // The device is out of the tables, no submission is in progress or can start
+        // (the locks are held and the device is gone from the tables), and its fences
+        // are retired. The host device is destroyed when the last reference drops:
+        // here, or after the last child a command on another ring still holds.
+        drop(dev);
         drop(guards);
         Ok(())
     }
@@ -299,7 +300,7 @@ impl Handler<'_, '_> {
             "vkDestroyPrivateDataSlot",
         )?;
         // SAFETY: a live slot of this device, now out of the tables.
-        self.destroy_child(args.device, args.private_data_slot, |d, h| unsafe {
+        self.destroy_child(args.device, args.private_data_slot, move |d, h| unsafe {
             f(d.device.handle(), h, std::ptr::null());
         })
     }

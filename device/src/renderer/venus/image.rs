@@ -377,7 +377,7 @@ impl Handler<'_, '_> {
             "vkDestroySamplerYcbcrConversion",
         )?;
         // SAFETY: a live conversion of this device, now out of the tables.
-        self.destroy_child(args.device, args.ycbcr_conversion, |d, h| unsafe {
+        self.destroy_child(args.device, args.ycbcr_conversion, move |d, h| unsafe {
             f(d.device.handle(), h, std::ptr::null());
         })
     }

@@ -310,17 +310,30 @@ impl Handler<'_, '_> {
             return Ok(());
         }
         // Keep the mapping alive until the driver has let go of the memory.
-        let backing = {
+        let (backing, charge, host) = {
             let mut st = self.lock();
-            let backing = st
-                .guest_id(vk::ObjectType::DEVICE_MEMORY, raw_mem)
-                .and_then(|id| st.memories.get(&id).cloned());
-            st.unbind(vk::ObjectType::DEVICE_MEMORY, raw_mem);
-            backing
+            let id = st.guest_id(vk::ObjectType::DEVICE_MEMORY, raw_mem);
+            let backing = id.and_then(|id| st.memories.get(&id).cloned());
+            // The VM's quota gets the memory back when the host frees it, not when
+            // the guest id goes (a buffer or a submission may hold it longer).
+            let charge = id.and_then(|id| st.take_memory_charge(id));
+            let host = st.unbind_host(vk::ObjectType::DEVICE_MEMORY, raw_mem);
+            (backing, charge, host)
         };
-        // SAFETY: live memory of a live device, now out of the tables.
-        unsafe { dev.device.free_memory(args.memory, None) };
-        drop(backing);
+        let Some(host) = host else {
+            // Freed by another ring meanwhile.
+            return Ok(());
+        };
+        let memory = args.memory;
+        // The host free runs when the last user lets go: buffers and images bound to
+        // it, submissions in flight, commands on other rings.
+        host.destroy_on_drop(Box::new(move || {
+            // SAFETY: live memory of a live device (`dev` holds it), out of the
+            // tables, and no buffer, image or submission uses it any more.
+            unsafe { dev.device.free_memory(memory, None) };
+            drop(backing);
+            drop(charge);
+        }));
         Ok(())
     }
 

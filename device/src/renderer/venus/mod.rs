@@ -27,6 +27,12 @@
 //! the retire thread's inbox (`retire.rs`). The core's own locks (resources, rings,
 //! reply streams) are never taken while `state` is held.
 //!
+//! Host object lifetimes (`lifetime.rs`): every handle the decoder looks up is pinned
+//! (an `Arc<HostObject>` clone) until the command ends, recorded commands keep what
+//! they use alive through their command buffer, and submissions keep their command
+//! buffers' objects alive until a host fence after them retires; destroys only drop
+//! the table's reference, so the host destroy call runs when the last user is done.
+//!
 //! Guest-side external synchronization (e.g. two rings recording into one command
 //! buffer at once) is not enforced, as in virglrenderer: a guest that breaks it can only
 //! hurt its own context's host objects.
@@ -41,6 +47,7 @@ mod fns;
 mod graphics;
 mod image;
 mod instance;
+mod lifetime;
 pub mod limits;
 mod memory;
 mod objects;
@@ -55,6 +62,7 @@ mod sync;
 mod transfer;
 mod transport;
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ash::vk;
@@ -71,6 +79,7 @@ use super::executor::{
 use super::resource::ExportedBlob;
 use crate::error_chain;
 use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
+use lifetime::HostObject;
 pub use limits::{Limit, VenusLimits, VmAccount};
 use objects::State;
 pub(crate) use objects::{DeviceState, InstanceState};
@@ -215,6 +224,63 @@ impl VenusExecutor {
     }
 }
 
+impl VenusExecutor {
+    /// Ends a command's hold on what it used: recorded commands hand their pins to
+    /// the command buffer, memory binds to the buffer or image, creates to the new
+    /// object; then the pins and whatever the command took out of the tables drop,
+    /// with no lock held (a last drop runs the host destroy call).
+    fn after_command(&self, command: Option<CommandType>, ok: bool, pins: Vec<Arc<HostObject>>) {
+        let (fresh, graveyard) = {
+            let mut st = self.lock();
+            (st.take_fresh(), st.take_graveyard())
+        };
+        if ok {
+            let name = command.and_then(CommandType::name).unwrap_or("");
+            if name.starts_with("vkCmd") {
+                if let Some(cb) = pins.iter().find(|p| p.ty == vk::ObjectType::COMMAND_BUFFER) {
+                    cb.hold(pins.iter().cloned());
+                }
+            } else if name.starts_with("vkBindBufferMemory")
+                || name.starts_with("vkBindImageMemory")
+            {
+                // Pins come in argument order: each memory follows its buffer/image.
+                let mut target: Option<&Arc<HostObject>> = None;
+                for p in &pins {
+                    match p.ty {
+                        vk::ObjectType::BUFFER | vk::ObjectType::IMAGE => target = Some(p),
+                        vk::ObjectType::DEVICE_MEMORY => {
+                            if let Some(t) = target {
+                                t.hold([Arc::clone(p)]);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for f in &fresh {
+            f.hold(pins.iter().cloned());
+            if matches!(
+                f.ty,
+                vk::ObjectType::COMMAND_BUFFER | vk::ObjectType::DESCRIPTOR_SET
+            ) {
+                let pools = pins.iter().filter(|p| {
+                    matches!(
+                        p.ty,
+                        vk::ObjectType::COMMAND_POOL | vk::ObjectType::DESCRIPTOR_POOL
+                    )
+                });
+                for p in pools {
+                    p.add_child(f);
+                }
+            }
+        }
+        drop(fresh);
+        drop(pins);
+        drop(graveyard);
+    }
+}
+
 impl Drop for VenusExecutor {
     fn drop(&mut self) {
         // Ring fences first: they must not outlive their devices.
@@ -231,12 +297,6 @@ impl Drop for VenusExecutor {
     }
 }
 
-impl HandleMap for VenusExecutor {
-    fn lookup(&self, ty: vk::ObjectType, id: ObjectId) -> Option<u64> {
-        self.lock().lookup(ty, id.0)
-    }
-}
-
 impl StreamExecutor for VenusExecutor {
     fn execute_one(
         &self,
@@ -249,15 +309,18 @@ impl StreamExecutor for VenusExecutor {
             .map(|b| CommandType(u32::from_le_bytes(b)));
         let mut local: Box<StreamState> = stream.take_local();
         let mut decoder = Decoder::new(cmds);
-        let result = {
+        let (result, pins) = {
             let StreamState { arena, reply } = &mut *local;
             let mut dispatcher = Dispatcher(Handler {
                 exec: self,
                 stream: &mut *stream,
+                pins: RefCell::default(),
             });
-            dispatch_command(&mut dispatcher, &mut decoder, arena, reply)
+            let r = dispatch_command(&mut dispatcher, &mut decoder, arena, reply);
+            (r, dispatcher.0.pins.into_inner())
         };
         stream.put_local(local);
+        self.after_command(command, result.is_ok(), pins);
         match result {
             Ok(_) => Ok(decoder.position()),
             Err(e) => Err(ExecError::Failed(Box::new(CommandFailed {
@@ -308,6 +371,7 @@ impl StreamExecutor for VenusExecutor {
             device: Arc::clone(&q.device),
             fence,
             done,
+            keep: None,
         };
         // Queued while the queue lock is held, so a destroyer that takes the lock next
         // finds it when it flushes the device's fences.
@@ -370,11 +434,79 @@ impl ExecutorFactory for VenusFactory {
 pub(crate) struct Handler<'a, 'b> {
     exec: &'a VenusExecutor,
     stream: &'a mut StreamCtx<'b>,
+    /// Every object the decoder looked up for this command, held until it ends.
+    pins: RefCell<Vec<Arc<HostObject>>>,
+}
+
+impl HandleMap for Handler<'_, '_> {
+    fn lookup(&self, ty: vk::ObjectType, id: ObjectId) -> Option<u64> {
+        let st = self.exec.lock();
+        let raw = st.lookup(ty, id.0)?;
+        if let Some(host) = st.host_by_id(ty, id.0) {
+            drop(st);
+            self.pins.borrow_mut().push(host);
+        }
+        Some(raw)
+    }
 }
 
 impl Handler<'_, '_> {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.exec.lock()
+    }
+
+    /// The pinned lifetime handle of `raw` (an argument of this command).
+    fn pinned(&self, ty: vk::ObjectType, raw: u64) -> Option<Arc<HostObject>> {
+        self.pins
+            .borrow()
+            .iter()
+            .find(|p| p.ty == ty && p.raw == raw)
+            .cloned()
+    }
+
+    /// Runs the host reset `f` once no submission in flight uses any of `objects`,
+    /// with submissions of them held off meanwhile (one from another ring fails). The
+    /// host work behind a fence the guest already saw signalled retires a moment
+    /// later, when the retire thread sees the fence after it; waiting longer than
+    /// [`RETIRE_WAIT`] (or until the context stops) fails with `what`: the guest is
+    /// resetting something its pending work still uses.
+    fn reset_exclusive<T>(
+        &self,
+        objects: &[Arc<HostObject>],
+        what: &'static str,
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        let start = std::time::Instant::now();
+        loop {
+            let claimed = objects.iter().take_while(|o| o.try_begin_reset()).count();
+            if claimed == objects.len() {
+                break;
+            }
+            for o in objects.iter().take(claimed) {
+                o.end_reset();
+            }
+            if start.elapsed() >= RETIRE_WAIT || self.stream.should_stop() {
+                return Err(VenusError::Invalid(what));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let r = f();
+        for o in objects {
+            o.end_reset();
+        }
+        Ok(r)
+    }
+
+    /// The live device owning pool `raw` of type `ty`.
+    fn pool_device(&self, ty: vk::ObjectType, raw: u64) -> Option<Arc<DeviceState>> {
+        let st = self.lock();
+        let dev = st.owner_device(ty, raw)?;
+        st.device(vk::Device::from_raw(dev)).ok()
+    }
+
+    /// Takes this command's pins (a submission keeps them until it retires).
+    fn take_pins(&self) -> Vec<Arc<HostObject>> {
+        std::mem::take(&mut *self.pins.borrow_mut())
     }
 
     fn instance(&self, h: vk::Instance) -> Result<Arc<InstanceState>> {
@@ -429,11 +561,6 @@ impl Handler<'_, '_> {
     /// Binds guest `id` to a new host object owned by `parent` (a host handle).
     fn bind(&self, id: u64, ty: vk::ObjectType, raw: u64, parent: u64) -> Result<()> {
         self.lock().bind(id, ty, raw, parent)
-    }
-
-    /// Forgets a host object (on destroy).
-    fn unbind(&self, ty: vk::ObjectType, raw: u64) {
-        self.lock().unbind(ty, raw);
     }
 
     /// Creates one device child: checks the guest id, runs `f`, binds on success.
@@ -552,22 +679,30 @@ impl Handler<'_, '_> {
         }
     }
 
-    /// Destroys one device child (NULL is a no-op, as in Vulkan).
-    fn destroy_child<H: vk::Handle + Copy>(
+    /// Destroys one device child (NULL is a no-op, as in Vulkan): the guest id goes
+    /// now, the host call `f` when the last user of the object lets go (at the end of
+    /// this command, or when the submissions using it retire).
+    fn destroy_child<H: vk::Handle + Copy + Send + 'static>(
         &self,
         device: vk::Device,
         h: H,
-        f: impl FnOnce(&DeviceState, H),
+        f: impl FnOnce(&DeviceState, H) + Send + 'static,
     ) -> Result<()> {
         let dev = self.device(device)?;
         if h.as_raw() == 0 {
             return Ok(());
         }
-        self.unbind(H::TYPE, h.as_raw());
-        f(&dev, h);
+        let Some(host) = self.lock().unbind_host(H::TYPE, h.as_raw()) else {
+            // Another ring destroyed it meanwhile: its host call is already queued.
+            return Ok(());
+        };
+        host.destroy_on_drop(Box::new(move || f(&dev, h)));
         Ok(())
     }
 }
+
+/// Longest wait for pending submissions before a reset of what they use fails.
+const RETIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `Dispatch` implementation: a thin forwarder to [`Handler`]'s family methods (a
 /// separate type, so a missing handler is a compile error rather than recursion).
@@ -620,7 +755,7 @@ macro_rules! forward {
         // (`raw::strip_chain`), so every pointer the reply encoder follows stays valid.
         unsafe impl Dispatch for Dispatcher<'_, '_> {
             fn handles(&self) -> &dyn HandleMap {
-                self.0.exec
+                &self.0
             }
 
             fn write_reply(

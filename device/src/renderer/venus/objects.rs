@@ -10,6 +10,7 @@ use ash::vk;
 use super::bind::{BindError, BindTarget, MemoryInfo, Object as BindObject};
 use super::bounds::{ImageInfo, PassInfo, RenderState, SetLayoutInfo, ViewInfo};
 use super::fns::DeviceFns;
+use super::lifetime::HostObject;
 use super::limits::MemoryCharge;
 use super::{Result, VenusError};
 use crate::sys::SharedMemory;
@@ -71,6 +72,18 @@ pub(crate) struct DeviceState {
     pub(crate) fns: DeviceFns,
 }
 
+impl Drop for DeviceState {
+    fn drop(&mut self) {
+        // SAFETY: the last reference is gone: every child's drop action (which holds
+        // one) has run, every submission's fence retired (`Waiting` holds one), and the
+        // destroyer drained the queues before letting go of its own (a device whose
+        // queues did not drain is leaked with `mem::forget` instead). Children the
+        // guest left behind were destroyed by `vkDestroyDevice`'s caller contract or
+        // by teardown.
+        unsafe { self.device.destroy_device(None) };
+    }
+}
+
 impl std::fmt::Debug for DeviceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceState")
@@ -111,6 +124,14 @@ pub(crate) struct State {
     devices: HashMap<u64, Arc<DeviceState>>,
     /// Host queue / command buffer → owning device.
     dispatchable: HashMap<u64, Arc<DeviceState>>,
+    /// Guest id → the host object's lifetime handle (device children only).
+    hosts: HashMap<u64, Arc<HostObject>>,
+    /// Objects taken out of the tables during commands, dropped (which may run host
+    /// destroy calls) by the executor after the lock is released.
+    graveyard: Vec<Arc<HostObject>>,
+    /// Objects created since the executor last looked: they get to hold what the
+    /// command that created them used.
+    fresh: Vec<Arc<HostObject>>,
     /// Guest memory id → memfd backing.
     pub(crate) memories: HashMap<u64, Arc<HostMemory>>,
     /// Guest memory id → what it costs its VM's quota (credited when removed).
@@ -214,12 +235,44 @@ impl State {
         }
         self.objects.insert(id, Object { ty, raw, parent });
         self.by_host.insert((ty.as_raw(), raw), id);
+        if has_host_object(ty) {
+            let host = HostObject::new(ty, raw);
+            self.fresh.push(Arc::clone(&host));
+            self.hosts.insert(id, host);
+        }
         Ok(())
+    }
+
+    /// The lifetime handle behind guest `id` of type `ty` (a decoder lookup).
+    pub(crate) fn host_by_id(&self, ty: vk::ObjectType, id: u64) -> Option<Arc<HostObject>> {
+        self.hosts.get(&id).filter(|h| h.ty == ty).cloned()
+    }
+
+    /// Forgets a host object and returns its lifetime handle (also kept in the
+    /// graveyard until the command ends, so it drops outside the lock).
+    pub(crate) fn unbind_host(&mut self, ty: vk::ObjectType, raw: u64) -> Option<Arc<HostObject>> {
+        let id = self.guest_id(ty, raw)?;
+        let host = self.hosts.get(&id).cloned();
+        self.unbind(ty, raw);
+        host
+    }
+
+    /// Objects removed from the tables since the last call (drop them unlocked).
+    pub(crate) fn take_graveyard(&mut self) -> Vec<Arc<HostObject>> {
+        std::mem::take(&mut self.graveyard)
+    }
+
+    /// Objects created since the last call.
+    pub(crate) fn take_fresh(&mut self) -> Vec<Arc<HostObject>> {
+        std::mem::take(&mut self.fresh)
     }
 
     pub(crate) fn unbind(&mut self, ty: vk::ObjectType, raw: u64) -> Option<u64> {
         let id = self.by_host.remove(&(ty.as_raw(), raw))?;
         self.objects.remove(&id);
+        if let Some(host) = self.hosts.remove(&id) {
+            self.graveyard.push(host);
+        }
         self.memories.remove(&id);
         self.charges.remove(&id);
         self.memory_infos.remove(&id);
@@ -258,6 +311,13 @@ impl State {
             .filter(|o| o.ty == ty && o.parent == parent)
             .map(|o| o.raw)
             .collect()
+    }
+
+    /// Takes the quota charge of guest memory `id` out of the table, so that it is
+    /// credited back when the caller drops it (when the host memory is really freed),
+    /// not when the guest id goes.
+    pub(crate) fn take_memory_charge(&mut self, id: u64) -> Option<MemoryCharge> {
+        self.charges.remove(&id)
     }
 
     /// Records what memory just bound to guest `id` costs its VM.
@@ -660,11 +720,23 @@ impl State {
             let Some(dev) = self.remove_device(raw) else {
                 continue;
             };
-            if !destroy_device_tree(&dev, &queues, children) {
+            // The device's lifetime handles, out of the tables with their entries.
+            let handles = self.take_graveyard();
+            if !destroy_device_tree(&dev, &queues, children, handles) {
+                std::mem::forget(dev);
+                leaked_devices = true;
+                continue;
+            }
+            if Arc::strong_count(&dev) > 1 {
+                // Still referenced (a reference cycle through command buffers that
+                // execute each other): leak it rather than destroy it too early.
+                log::warn!("venus: a device is still referenced at teardown; leaking it");
+                std::mem::forget(dev);
                 leaked_devices = true;
                 // The leaked memory stays charged to the VM: it is still held.
                 std::mem::forget(charges);
             }
+            // Otherwise the last reference drops here and destroys the device.
         }
         if leaked_devices {
             // Destroying an instance with a live device is undefined; keep both (and
@@ -683,6 +755,18 @@ impl State {
             }
         }
     }
+}
+
+/// Whether objects of type `ty` get a [`HostObject`] (device children; instances,
+/// physical devices, devices and queues have their own lifetimes).
+fn has_host_object(ty: vk::ObjectType) -> bool {
+    !matches!(
+        ty,
+        vk::ObjectType::INSTANCE
+            | vk::ObjectType::PHYSICAL_DEVICE
+            | vk::ObjectType::DEVICE
+            | vk::ObjectType::QUEUE
+    )
 }
 
 /// Order in which leftover objects are destroyed (users before what they use).
@@ -716,9 +800,16 @@ const TEARDOWN_ORDER: &[vk::ObjectType] = &[
 /// [`DRAIN_LIMIT`](super::retire::DRAIN_LIMIT) — a guest can block a queue forever
 /// (a wait on a semaphore it never signals), and destroying a device with a busy queue
 /// hangs or crashes the host driver, which would harm every other context.
-fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Object>) -> bool {
-    let d = &dev.device;
+fn destroy_device_tree(
+    dev: &DeviceState,
+    queues: &[vk::Queue],
+    children: Vec<Object>,
+    handles: Vec<Arc<HostObject>>,
+) -> bool {
     if !super::retire::drain_queues(dev, queues, super::retire::DRAIN_LIMIT) {
+        // Leak the objects the guest destroyed too: their host calls would run under
+        // the running work.
+        std::mem::forget(handles);
         log::warn!(
             "venus: a device's queue did not drain within {:?}; leaking the device and its \
              objects instead of destroying them under running work",
@@ -726,6 +817,10 @@ fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Ob
         );
         return false;
     }
+    // The device is idle: objects the guest destroyed while others still held them
+    // (memory freed before its buffer, a set freed under a recorded command buffer)
+    // go first, while the pools and objects they name still exist.
+    drop(handles);
     for ty in TEARDOWN_ORDER {
         for o in children.iter().filter(|o| o.ty == *ty) {
             // SAFETY: each handle is a live host object of type `ty` created from `d`
@@ -735,8 +830,8 @@ fn destroy_device_tree(dev: &DeviceState, queues: &[vk::Queue], children: Vec<Ob
             unsafe { destroy_object(dev, o.ty, o.raw) };
         }
     }
-    // SAFETY: all children are destroyed and the device is idle and unreachable.
-    unsafe { d.destroy_device(None) };
+    // The device itself is destroyed when its last reference drops (`DeviceState`'s
+    // `Drop`), after every child.
     true
 }
 

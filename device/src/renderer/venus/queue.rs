@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use ash::vk::Handle as _;
 
+use super::lifetime::InFlight;
 use super::objects::{DeviceState, QueueRef};
 use super::retire::{self, Waiting};
 use super::{Handler, Result, VenusError};
@@ -38,26 +39,82 @@ impl Handler<'_, '_> {
 
     pub(super) fn queue_submit(&mut self, args: &mut QueueSubmitArgs<'_>) -> Result<vk::Result> {
         let submits = args.p_submits.unwrap_or(&[]);
-        self.with_queue(args.queue, |dev| {
+        let fence = args.fence;
+        self.submit_holding(args.queue, |dev, queue| {
             // SAFETY: live queue of a live device, externally synchronized by its lock;
-            // every handle in the submits was translated by the decoder and the infos
-            // live in the arena.
-            match unsafe { dev.device.queue_submit(args.queue, submits, args.fence) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
-            }
+            // every handle in the submits was translated by the decoder (and is pinned
+            // until the submission retires) and the infos live in the arena.
+            unsafe { dev.device.queue_submit(queue, submits, fence) }
         })
     }
 
     pub(super) fn queue_submit2(&mut self, args: &mut QueueSubmit2Args<'_>) -> Result<vk::Result> {
         let submits = args.p_submits.unwrap_or(&[]);
-        self.with_queue(args.queue, |dev| {
+        let fence = args.fence;
+        self.submit_holding(args.queue, |dev, queue| {
             // SAFETY: as for queue_submit.
-            match unsafe { dev.device.queue_submit2(args.queue, submits, args.fence) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
-            }
+            unsafe { dev.device.queue_submit2(queue, submits, fence) }
         })
+    }
+
+    /// Runs the submission `f` under `queue`'s lock, then keeps every object it uses
+    /// (this command's pins: command buffers, semaphores, fence; and what the command
+    /// buffers recorded) alive until a host fence submitted right after it retires.
+    fn submit_holding(
+        &self,
+        queue: vk::Queue,
+        f: impl FnOnce(&DeviceState, vk::Queue) -> ash::prelude::VkResult<()>,
+    ) -> Result<vk::Result> {
+        let q = self.queue_ref(queue)?;
+        let guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
+            ty: vk::ObjectType::DEVICE,
+            raw: q.device.device.handle().as_raw(),
+        })?;
+        // Marked pending before the driver sees it, so a reset cannot slip in between.
+        let in_flight = InFlight::new(self.take_pins()).ok_or(VenusError::Invalid(
+            "submission of a command buffer or descriptor set being reset",
+        ))?;
+        if let Err(e) = f(&q.device, queue) {
+            return Ok(e);
+        }
+        if in_flight.is_empty() {
+            return Ok(vk::Result::SUCCESS);
+        }
+        // SAFETY: live queue of a live device under its submission lock.
+        let fence = match unsafe { retire::submit_marker(&q.device.device, queue) } {
+            Ok(f) => f,
+            Err((what, e)) => {
+                // No fence to tell when the work ends: leak what it uses rather than
+                // destroy it under running work.
+                log::warn!(
+                    "venus: {}: {what} for a submission's retire fence failed ({e}); \
+                     its objects are never destroyed",
+                    self.exec.ctx
+                );
+                std::mem::forget(in_flight);
+                return Ok(vk::Result::SUCCESS);
+            }
+        };
+        let waiting = Waiting {
+            device: Arc::clone(&q.device),
+            fence,
+            done: Box::new(|| {}),
+            keep: Some(Box::new(in_flight)),
+        };
+        // Queued under the queue lock, so a device destroyer flushes it (see
+        // `submit_fence`).
+        let queued = if self.exec.retirer.has_room() {
+            self.exec.retirer.push(self.exec.ctx, waiting)
+        } else {
+            Err(waiting)
+        };
+        if let Err(w) = queued {
+            // Too many in flight: wait here (leaking what it holds if the context
+            // stops first).
+            retire::wait_inline(w, &|| self.stream.should_stop());
+        }
+        drop(guard);
+        Ok(vk::Result::SUCCESS)
     }
 
     pub(super) fn queue_wait_idle(
@@ -95,6 +152,7 @@ impl Handler<'_, '_> {
                 device: Arc::clone(&q.device),
                 fence,
                 done: Box::new(|| {}),
+                keep: None,
             };
             if let Err(w) = self.exec.retirer.push(self.exec.ctx, waiting) {
                 // No retire thread: the context is stopping, so leak it.

@@ -35,6 +35,9 @@ pub(crate) struct Waiting {
     pub(crate) device: Arc<DeviceState>,
     pub(crate) fence: vk::Fence,
     pub(crate) done: FenceDone,
+    /// What the work before the fence uses (`lifetime::InFlight`): dropped once the
+    /// fence signalled, leaked if it never does (never destroyed under running work).
+    pub(crate) keep: Option<Box<dyn Send>>,
 }
 
 enum Msg {
@@ -171,6 +174,7 @@ fn wait_then_retire(w: Waiting, give_up: &dyn Fn() -> bool) -> bool {
             return true;
         }
         if give_up() {
+            std::mem::forget(w.keep);
             (w.done)();
             return false;
         }
@@ -193,6 +197,7 @@ fn retire(w: Waiting) {
     // SAFETY: the fence signalled (or the device is lost), so no queue uses it, and
     // nothing else holds it.
     unsafe { w.device.device.destroy_fence(w.fence, None) };
+    drop(w.keep);
     (w.done)();
 }
 
