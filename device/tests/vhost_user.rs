@@ -481,11 +481,18 @@ impl Harness {
     /// Posts `req` on the control queue with a 64-byte response buffer, without
     /// waiting; returns the head.
     fn post_request(&mut self, req: &[u8]) -> u16 {
+        let bufs = self.request_bufs(req, 64);
+        self.post(0, &bufs)
+    }
+
+    /// Writes `req` and reserves a `resp_len`-byte response; returns the chain's
+    /// buffers for [`Harness::post`] or [`Harness::post_no_kick`].
+    fn request_bufs(&mut self, req: &[u8], resp_len: u32) -> [(u64, u32, bool); 2] {
         let a = self.alloc(req.len() as u64);
         self.mem.write_slice(req, GuestAddress(a)).expect("write");
-        let resp = self.alloc(64);
+        let resp = self.alloc(u64::from(resp_len));
         let len = u32::try_from(req.len()).expect("small");
-        self.post(0, &[(a, len, false), (resp, 64, true)])
+        [(a, len, false), (resp, resp_len, true)]
     }
 
     fn request(&mut self, req: &[u8]) -> Vec<u8> {
@@ -1519,12 +1526,8 @@ fn rings_restarted_in_place_keep_state_and_from_scratch_reset_it() {
 /// Posts MOVE_CURSOR on the cursor queue with a 24-byte response buffer, without
 /// waiting; returns the head.
 fn post_move_cursor(h: &mut Harness) -> u16 {
-    let req = cmd(CommandType::MoveCursor, &[0, 5, 6, 0, 0, 0, 0, 0]);
-    let a = h.alloc(req.len() as u64);
-    h.mem.write_slice(&req, GuestAddress(a)).expect("write");
-    let resp = h.alloc(24);
-    let len = u32::try_from(req.len()).expect("small");
-    h.post(1, &[(a, len, false), (resp, 24, true)])
+    let bufs = h.request_bufs(&cmd(CommandType::MoveCursor, &[0, 5, 6, 0, 0, 0, 0, 0]), 24);
+    h.post(1, &bufs)
 }
 
 /// After a guest reset nothing from before it reaches the new rings: a response
@@ -1626,19 +1629,12 @@ fn capset_query_is_answered_ahead_of_queued_2d_work() {
             cmd(CommandType::TransferToHost2d, &[0, 0, 256, 256, 0, 0, 1, 0]),
             cmd(CommandType::ResourceFlush, &[0, 0, 256, 256, 1, 0]),
         ] {
-            let a = h.alloc(req.len() as u64);
-            h.mem.write_slice(&req, GuestAddress(a)).expect("write");
-            let resp = h.alloc(24);
-            let len = u32::try_from(req.len()).expect("small");
-            queued.push(h.post_no_kick(0, &[(a, len, false), (resp, 24, true)]));
+            let bufs = h.request_bufs(&req, 24);
+            queued.push(h.post_no_kick(0, &bufs));
         }
     }
-    let caps = cmd(CommandType::GetCapset, &[4, 1]);
-    let a = h.alloc(caps.len() as u64);
-    h.mem.write_slice(&caps, GuestAddress(a)).expect("write");
-    let resp = h.alloc(4096);
-    let len = u32::try_from(caps.len()).expect("small");
-    let capset = h.post(0, &[(a, len, false), (resp, 4096, true)]);
+    let bufs = h.request_bufs(&cmd(CommandType::GetCapset, &[4, 1]), 4096);
+    let capset = h.post(0, &bufs);
     let mut order = Vec::new();
     while order.len() < queued.len() + 1 {
         let (head, _) = h

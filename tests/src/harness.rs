@@ -155,6 +155,16 @@ pub fn client(program: &str, mode: Mode<'_>) -> Command {
     cmd
 }
 
+/// A client's exit status, stdout and stderr, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Runs a command to completion with a timeout (killing it if it overruns).
 pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::io::Result<Output> {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;

@@ -31,7 +31,9 @@ use vgpu_device::sys::{FdError, SharedMemory};
 use vgpu_device::vtest::client::{venus, Batch, VtestClient};
 use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
 use vgpu_device::vtest::{probe, ServerHandle, VtestConfig, VtestServer};
-use vgpu_tests::harness::{client, run_with_timeout, socket_path, Daemon, Mode};
+use vgpu_tests::harness::{
+    client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
@@ -42,15 +44,6 @@ const BYSTANDER_CASES: &[&str] = &["matmul", "prefix_sum", "host_writes", "fence
 /// Mesa's instance ring blob and a reply stream, as the probe uses them.
 const RING_SIZE: u64 = 131_268;
 const REPLY_SIZE: u64 = 1 << 20;
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn run(program: &str, mode: Mode<'_>, cases: &[&str]) -> Output {
     let mut cmd = client(program, mode);

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vgpu_device::vtest::probe;
-use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
@@ -20,15 +20,6 @@ const ATTACKER: &str = env!("CARGO_BIN_EXE_lifetime-attacker");
 const TIMEOUT: Duration = Duration::from_secs(300);
 /// What the bystander computes while the attack runs.
 const BYSTANDER_CASES: &[&str] = &["saxpy", "matmul", "prefix_sum", "fences"];
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn run(program: &str, mode: Mode<'_>, args: &[&str]) -> Output {
     let mut cmd = client(program, mode);

@@ -20,7 +20,9 @@ use vgpu_device::vtest::client::{venus, Batch, VtestClient};
 use vgpu_device::vtest::probe::mesa_instance_ring;
 use vgpu_device::vtest::protocol::{cmd, BLOB_FLAG_MAPPABLE};
 use vgpu_tests::bridge::launch::VhostChain;
-use vgpu_tests::harness::{client, run_with_timeout, socket_path, Daemon, Mode};
+use vgpu_tests::harness::{
+    client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
@@ -46,15 +48,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn case_lines(o: &Output) -> Vec<String> {

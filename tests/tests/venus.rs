@@ -9,20 +9,11 @@ use std::time::Duration;
 use serde_json::Value;
 use vgpu_device::ids::CapsetId;
 use vgpu_device::vtest::client::{Batch, VtestClient};
-use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
 const TIMEOUT: Duration = Duration::from_secs(240);
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn run_app(mode: Mode<'_>, cases: &[&str]) -> Output {
     let mut cmd = client(APP, mode);

@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
 use vgpu_tests::bridge::launch::VhostChain;
-use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const QUOTA_APP: &str = env!("CARGO_BIN_EXE_quota-app");
@@ -21,15 +21,6 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 /// fourth does not).
 const QUOTA_MIB: u64 = 64;
 const CHUNK_MIB: u64 = 20;
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn daemon(tag: &str, flags: &[&str]) -> Daemon {
     let mut cmd = Command::new(DAEMON);

@@ -7,7 +7,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const MEMORY_APP: &str = env!("CARGO_BIN_EXE_memory-app");
@@ -15,15 +15,6 @@ const COMPUTE_APP: &str = env!("CARGO_BIN_EXE_compute-app");
 const TIMEOUT: Duration = Duration::from_secs(240);
 /// A hostile client whose context fails may be left waiting; it is killed after this.
 const ATTACK_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn run(app: &str, mode: Mode<'_>, cases: &[&str], timeout: Duration) -> Output {
     let mut cmd = client(app, mode);

@@ -14,22 +14,13 @@ use vgpu_device::ids::{BlobId, CapsetId, ResourceId};
 use vgpu_device::vtest::client::{Batch, VtestClient};
 use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
 use vgpu_tests::bridge::launch::VhostChain;
-use vgpu_tests::harness::{client, run_with_timeout, Mode};
+use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Mode};
 
 const SERVE: &str = env!("CARGO_BIN_EXE_vhost-serve-daemon");
 const BRIDGE: &str = env!("CARGO_BIN_EXE_vtest-vhost-bridge");
 const VTEST_DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
 const TIMEOUT: Duration = Duration::from_secs(240);
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Daemon + bridge. `VGPU_SERVE_BIN=/path/to/vhost-user-vgpu` runs the CLI binary
 /// (`vhost-user-vgpu serve`) instead of this package's copy of it.
