@@ -1690,3 +1690,45 @@ fn a_ring_stopped_mid_request_is_left_alone_and_the_reset_is_seen() {
         "an answer from before the reset came back on the new ring"
     );
 }
+
+/// Hostile headers around the query fast path: a chain too short for a header, a
+/// fenced capset query (not reordered), an unknown command and a capset query for a
+/// capset that does not exist are each answered exactly once, and the device goes on.
+#[test]
+fn short_fenced_and_unknown_requests_are_each_answered_once() {
+    let mut h = Harness::start(core_render);
+    let mut fenced = cmd(CommandType::GetCapset, &[4, 1]);
+    fenced[4] = 1; // VIRTIO_GPU_FLAG_FENCE
+    fenced[8] = 9; // fence id 9
+    let requests = [
+        vec![1u8, 2, 3, 4],
+        fenced,
+        cmd(CommandType::GetCapset, &[99, 1]),
+        {
+            let mut c = cmd(CommandType::GetDisplayInfo, &[]);
+            c[0..4].copy_from_slice(&0xdead_u32.to_le_bytes());
+            c
+        },
+    ];
+    let mut heads = Vec::new();
+    for req in &requests {
+        let bufs = h.request_bufs(req, 4096);
+        heads.push(h.post_no_kick(0, &bufs));
+    }
+    let bufs = h.request_bufs(&cmd(CommandType::GetDisplayInfo, &[]), 4096);
+    heads.push(h.post(0, &bufs));
+    h.expect_used(
+        &heads,
+        Duration::from_secs(5),
+        "every request answered once",
+    );
+    assert_eq!(
+        h.next_used(0, Duration::from_millis(200)),
+        None,
+        "answered twice"
+    );
+    assert_eq!(
+        h.resp_type(&cmd(CommandType::ResourceCreate2d, &[1, 1, 64, 64])),
+        OK
+    );
+}

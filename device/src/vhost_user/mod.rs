@@ -491,14 +491,7 @@ impl VgpuBackend {
         };
         let display_socket = self.gpu_socket();
         let run = |chain: Chain, header: Header| {
-            self.run_chain(
-                vrings,
-                vring,
-                queue,
-                chain,
-                header,
-                display_socket.as_deref(),
-            )
+            self.run_chain(vrings, queue, chain, header, display_socket.as_deref())
         };
         let mut taken: VecDeque<(Chain, Header)> = VecDeque::new();
         loop {
@@ -548,7 +541,6 @@ impl VgpuBackend {
     fn run_chain(
         &self,
         vrings: &[VringRwLock],
-        vring: &VringRwLock,
         queue: u16,
         chain: Chain,
         header: Header,
@@ -559,9 +551,7 @@ impl VgpuBackend {
         let mut released = Vec::new();
         self.handle_chain(queue, chain, header.command, display_socket, &mut released);
         if !released.is_empty() {
-            if queue == CONTROL_QUEUE {
-                self.note_position(vring);
-            }
+            // Notes the control ring's position too.
             self.return_used(vrings, released)?;
         }
         if is_capset_query(header.command) {
