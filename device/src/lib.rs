@@ -16,6 +16,7 @@ compile_error!("vgpu-device needs Linux (memfd, SCM_RIGHTS, eventfd)");
 compile_error!("the Venus wire format is little-endian and mapped in place");
 
 pub mod capset;
+pub mod config;
 pub mod ids;
 pub mod ratelimit;
 pub mod renderer;
