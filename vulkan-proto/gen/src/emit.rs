@@ -1299,7 +1299,13 @@ fn dispatch_file(p: &Proto, hashes: &[(String, String)]) -> String {
          fn handles(&self) -> &dyn HandleMap;\n\n\
          /// Delivers one encoded reply (for commands sent with GENERATE_REPLY).\n\
          fn write_reply(&mut self, command: CommandType, reply: &[u8]) -> core::result::Result<(), DispatchError> {\n\
-         let _ = reply;\nErr(DispatchError::NoReplyStream(command))\n}\n\n",
+         let _ = reply;\nErr(DispatchError::NoReplyStream(command))\n}\n\n\
+         /// Called after a command's arguments are decoded (every handle in them translated\n\
+         /// through [`Dispatch::handles`]) and before its handler runs: the one place for checks\n\
+         /// that hold for every command alike, such as every handle belonging to the device the\n\
+         /// command is dispatched on. An error is fatal for the stream, as a handler's is.\n\
+         fn decoded(&mut self, command: CommandType) -> core::result::Result<(), DispatchError> {\n\
+         let _ = command;\nOk(())\n}\n\n",
     );
     for c in &p.commands {
         let _ = writeln!(
@@ -1324,7 +1330,7 @@ fn dispatch_file(p: &Proto, hashes: &[(String, String)]) -> String {
         let an = args_name(c);
         let _ = writeln!(
             out,
-            "{} => {{\nlet mut args = {{\nlet cx = Cx::new(arena, h.handles());\n{an}::decode(d, &cx)?\n}};\n\
+            "{} => {{\nlet mut args = {{\nlet cx = Cx::new(arena, h.handles());\n{an}::decode(d, &cx)?\n}};\nh.decoded(ty)?;\n\
              let ret = h.{}(&mut args)?;\nif flags.wants_reply() {{\nreply.clear();\n\
              // SAFETY: `args` was decoded into the arena and `Dispatch` implementors keep its\n\
              // pointers valid (the trait's safety contract).\nunsafe {{ args.encode_reply(reply, ret) }};\n\

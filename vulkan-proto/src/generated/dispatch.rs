@@ -33,6 +33,15 @@ pub unsafe trait Dispatch {
         Err(DispatchError::NoReplyStream(command))
     }
 
+    /// Called after a command's arguments are decoded (every handle in them translated
+    /// through [`Dispatch::handles`]) and before its handler runs: the one place for checks
+    /// that hold for every command alike, such as every handle belonging to the device the
+    /// command is dispatched on. An error is fatal for the stream, as a handler's is.
+    fn decoded(&mut self, command: CommandType) -> core::result::Result<(), DispatchError> {
+        let _ = command;
+        Ok(())
+    }
+
     /// `vkCreateInstance`.
     fn create_instance(
         &mut self,
@@ -2775,6 +2784,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateInstanceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_instance(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2789,6 +2799,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyInstanceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_instance(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2803,6 +2814,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumeratePhysicalDevicesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_physical_devices(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2817,6 +2829,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceFeaturesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_features(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2831,6 +2844,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceFormatPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_format_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2845,6 +2859,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceImageFormatPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_image_format_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2859,6 +2874,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDevicePropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2873,6 +2889,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceQueueFamilyPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_queue_family_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2887,6 +2904,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceMemoryPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_memory_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2901,6 +2919,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateDeviceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_device(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2915,6 +2934,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyDeviceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_device(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2929,6 +2949,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumerateInstanceExtensionPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_instance_extension_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2943,6 +2964,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumerateDeviceExtensionPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_device_extension_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2957,6 +2979,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumerateInstanceLayerPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_instance_layer_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2971,6 +2994,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumerateDeviceLayerPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_device_layer_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2985,6 +3009,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceQueueArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_queue(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -2999,6 +3024,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 QueueSubmitArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.queue_submit(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3013,6 +3039,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 QueueWaitIdleArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.queue_wait_idle(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3027,6 +3054,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DeviceWaitIdleArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.device_wait_idle(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3041,6 +3069,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 AllocateMemoryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.allocate_memory(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3055,6 +3084,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 FreeMemoryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.free_memory(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3069,6 +3099,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 UnmapMemoryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.unmap_memory(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3083,6 +3114,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 FlushMappedMemoryRangesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.flush_mapped_memory_ranges(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3097,6 +3129,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 InvalidateMappedMemoryRangesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.invalidate_mapped_memory_ranges(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3111,6 +3144,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceMemoryCommitmentArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_memory_commitment(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3125,6 +3159,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 BindBufferMemoryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.bind_buffer_memory(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3139,6 +3174,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 BindImageMemoryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.bind_image_memory(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3153,6 +3189,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetBufferMemoryRequirementsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_buffer_memory_requirements(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3167,6 +3204,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageMemoryRequirementsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_memory_requirements(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3181,6 +3219,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageSparseMemoryRequirementsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_sparse_memory_requirements(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3195,6 +3234,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceSparseImageFormatPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_sparse_image_format_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3209,6 +3249,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 QueueBindSparseArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.queue_bind_sparse(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3223,6 +3264,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateFenceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_fence(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3237,6 +3279,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyFenceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_fence(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3251,6 +3294,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetFencesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_fences(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3265,6 +3309,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetFenceStatusArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_fence_status(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3279,6 +3324,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 WaitForFencesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.wait_for_fences(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3293,6 +3339,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateSemaphoreArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_semaphore(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3307,6 +3354,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroySemaphoreArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_semaphore(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3321,6 +3369,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateEventArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_event(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3335,6 +3384,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyEventArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_event(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3349,6 +3399,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetEventStatusArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_event_status(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3363,6 +3414,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 SetEventArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.set_event(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3377,6 +3429,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetEventArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_event(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3391,6 +3444,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateQueryPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_query_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3405,6 +3459,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyQueryPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_query_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3419,6 +3474,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetQueryPoolResultsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_query_pool_results(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3433,6 +3489,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3447,6 +3504,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3461,6 +3519,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateBufferViewArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_buffer_view(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3475,6 +3534,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyBufferViewArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_buffer_view(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3489,6 +3549,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3503,6 +3564,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3517,6 +3579,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageSubresourceLayoutArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_subresource_layout(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3531,6 +3594,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateImageViewArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_image_view(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3545,6 +3609,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyImageViewArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_image_view(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3559,6 +3624,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateShaderModuleArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_shader_module(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3573,6 +3639,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyShaderModuleArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_shader_module(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3587,6 +3654,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreatePipelineCacheArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_pipeline_cache(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3601,6 +3669,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyPipelineCacheArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_pipeline_cache(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3615,6 +3684,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPipelineCacheDataArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_pipeline_cache_data(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3629,6 +3699,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 MergePipelineCachesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.merge_pipeline_caches(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3643,6 +3714,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateGraphicsPipelinesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_graphics_pipelines(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3657,6 +3729,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateComputePipelinesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_compute_pipelines(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3671,6 +3744,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyPipelineArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_pipeline(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3685,6 +3759,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreatePipelineLayoutArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_pipeline_layout(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3699,6 +3774,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyPipelineLayoutArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_pipeline_layout(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3713,6 +3789,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateSamplerArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_sampler(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3727,6 +3804,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroySamplerArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_sampler(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3741,6 +3819,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateDescriptorSetLayoutArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_descriptor_set_layout(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3755,6 +3834,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyDescriptorSetLayoutArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_descriptor_set_layout(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3769,6 +3849,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateDescriptorPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_descriptor_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3783,6 +3864,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyDescriptorPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_descriptor_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3797,6 +3879,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetDescriptorPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_descriptor_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3811,6 +3894,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 AllocateDescriptorSetsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.allocate_descriptor_sets(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3825,6 +3909,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 FreeDescriptorSetsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.free_descriptor_sets(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3839,6 +3924,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 UpdateDescriptorSetsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.update_descriptor_sets(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3853,6 +3939,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateFramebufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_framebuffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3867,6 +3954,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyFramebufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_framebuffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3881,6 +3969,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateRenderPassArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_render_pass(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3895,6 +3984,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyRenderPassArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_render_pass(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3909,6 +3999,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetRenderAreaGranularityArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_render_area_granularity(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3923,6 +4014,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateCommandPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_command_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3937,6 +4029,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyCommandPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_command_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3951,6 +4044,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetCommandPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_command_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3965,6 +4059,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 AllocateCommandBuffersArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.allocate_command_buffers(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3979,6 +4074,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 FreeCommandBuffersArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.free_command_buffers(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -3993,6 +4089,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 BeginCommandBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.begin_command_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4007,6 +4104,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EndCommandBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.end_command_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4021,6 +4119,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetCommandBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_command_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4035,6 +4134,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindPipelineArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_pipeline(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4049,6 +4149,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetViewportArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_viewport(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4063,6 +4164,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetScissorArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_scissor(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4077,6 +4179,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetLineWidthArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_line_width(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4091,6 +4194,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthBiasArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_bias(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4105,6 +4209,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetBlendConstantsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_blend_constants(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4119,6 +4224,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthBoundsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_bounds(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4133,6 +4239,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetStencilCompareMaskArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_stencil_compare_mask(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4147,6 +4254,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetStencilWriteMaskArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_stencil_write_mask(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4161,6 +4269,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetStencilReferenceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_stencil_reference(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4175,6 +4284,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindDescriptorSetsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_descriptor_sets(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4189,6 +4299,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindIndexBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_index_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4203,6 +4314,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindVertexBuffersArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_vertex_buffers(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4217,6 +4329,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4231,6 +4344,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawIndexedArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_indexed(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4245,6 +4359,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawIndirectArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_indirect(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4259,6 +4374,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawIndexedIndirectArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_indexed_indirect(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4273,6 +4389,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDispatchArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_dispatch(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4287,6 +4404,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDispatchIndirectArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_dispatch_indirect(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4301,6 +4419,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4315,6 +4434,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4329,6 +4449,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBlitImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_blit_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4343,6 +4464,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyBufferToImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_buffer_to_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4357,6 +4479,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyImageToBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_image_to_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4371,6 +4494,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdUpdateBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_update_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4385,6 +4509,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdFillBufferArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_fill_buffer(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4399,6 +4524,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdClearColorImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_clear_color_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4413,6 +4539,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdClearDepthStencilImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_clear_depth_stencil_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4427,6 +4554,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdClearAttachmentsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_clear_attachments(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4441,6 +4569,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdResolveImageArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_resolve_image(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4455,6 +4584,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetEventArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_event(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4469,6 +4599,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdResetEventArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_reset_event(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4483,6 +4614,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdWaitEventsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_wait_events(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4497,6 +4629,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdPipelineBarrierArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_pipeline_barrier(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4511,6 +4644,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginQueryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_query(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4525,6 +4659,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndQueryArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_query(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4539,6 +4674,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdResetQueryPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_reset_query_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4553,6 +4689,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdWriteTimestampArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_write_timestamp(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4567,6 +4704,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyQueryPoolResultsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_query_pool_results(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4581,6 +4719,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdPushConstantsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_push_constants(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4595,6 +4734,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginRenderPassArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_render_pass(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4609,6 +4749,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdNextSubpassArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_next_subpass(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4623,6 +4764,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndRenderPassArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_render_pass(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4637,6 +4779,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdExecuteCommandsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_execute_commands(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4651,6 +4794,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumerateInstanceVersionArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_instance_version(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4665,6 +4809,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 BindBufferMemory2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.bind_buffer_memory2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4679,6 +4824,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 BindImageMemory2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.bind_image_memory2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4693,6 +4839,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceGroupPeerMemoryFeaturesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_group_peer_memory_features(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4707,6 +4854,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDeviceMaskArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_device_mask(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4721,6 +4869,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDispatchBaseArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_dispatch_base(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4735,6 +4884,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 EnumeratePhysicalDeviceGroupsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.enumerate_physical_device_groups(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4749,6 +4899,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageMemoryRequirements2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_memory_requirements2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4763,6 +4914,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetBufferMemoryRequirements2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_buffer_memory_requirements2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4777,6 +4929,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageSparseMemoryRequirements2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_sparse_memory_requirements2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4791,6 +4944,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceFeatures2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_features2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4805,6 +4959,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceProperties2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_properties2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4819,6 +4974,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceFormatProperties2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_format_properties2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4833,6 +4989,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceImageFormatProperties2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_image_format_properties2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4847,6 +5004,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceQueueFamilyProperties2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_queue_family_properties2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4861,6 +5019,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceMemoryProperties2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_memory_properties2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4875,6 +5034,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceSparseImageFormatProperties2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_sparse_image_format_properties2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4889,6 +5049,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 TrimCommandPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.trim_command_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4903,6 +5064,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceQueue2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_queue2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4917,6 +5079,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateSamplerYcbcrConversionArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_sampler_ycbcr_conversion(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4931,6 +5094,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroySamplerYcbcrConversionArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_sampler_ycbcr_conversion(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4945,6 +5109,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateDescriptorUpdateTemplateArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_descriptor_update_template(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4959,6 +5124,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyDescriptorUpdateTemplateArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_descriptor_update_template(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4973,6 +5139,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceExternalBufferPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_external_buffer_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -4987,6 +5154,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceExternalFencePropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_external_fence_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5001,6 +5169,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceExternalSemaphorePropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_external_semaphore_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5015,6 +5184,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDescriptorSetLayoutSupportArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_descriptor_set_layout_support(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5029,6 +5199,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawIndirectCountArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_indirect_count(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5043,6 +5214,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawIndexedIndirectCountArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_indexed_indirect_count(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5057,6 +5229,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateRenderPass2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_render_pass2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5071,6 +5244,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginRenderPass2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_render_pass2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5085,6 +5259,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdNextSubpass2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_next_subpass2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5099,6 +5274,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndRenderPass2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_render_pass2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5113,6 +5289,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetQueryPoolArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_query_pool(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5127,6 +5304,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetSemaphoreCounterValueArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_semaphore_counter_value(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5141,6 +5319,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 WaitSemaphoresArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.wait_semaphores(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5155,6 +5334,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 SignalSemaphoreArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.signal_semaphore(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5169,6 +5349,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetBufferDeviceAddressArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_buffer_device_address(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5183,6 +5364,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetBufferOpaqueCaptureAddressArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_buffer_opaque_capture_address(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5197,6 +5379,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceMemoryOpaqueCaptureAddressArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_memory_opaque_capture_address(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5211,6 +5394,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 SetReplyCommandStreamMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.set_reply_command_stream_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5225,6 +5409,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 SeekReplyCommandStreamMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.seek_reply_command_stream_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5239,6 +5424,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ExecuteCommandStreamsMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.execute_command_streams_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5253,6 +5439,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindTransformFeedbackBuffersEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_transform_feedback_buffers_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5267,6 +5454,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginTransformFeedbackEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_transform_feedback_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5281,6 +5469,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndTransformFeedbackEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_transform_feedback_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5295,6 +5484,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginQueryIndexedEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_query_indexed_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5309,6 +5499,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndQueryIndexedEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_query_indexed_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5323,6 +5514,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawIndirectByteCountEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_indirect_byte_count_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5337,6 +5529,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageDrmFormatModifierPropertiesEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_drm_format_modifier_properties_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5351,6 +5544,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreateRingMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_ring_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5365,6 +5559,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyRingMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_ring_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5379,6 +5574,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 NotifyRingMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.notify_ring_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5393,6 +5589,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 WriteRingExtraMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.write_ring_extra_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5407,6 +5604,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetMemoryResourcePropertiesMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_memory_resource_properties_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5421,6 +5619,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceToolPropertiesArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_tool_properties(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5435,6 +5634,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CreatePrivateDataSlotArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.create_private_data_slot(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5449,6 +5649,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 DestroyPrivateDataSlotArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.destroy_private_data_slot(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5463,6 +5664,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 SetPrivateDataArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.set_private_data(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5477,6 +5679,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPrivateDataArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_private_data(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5491,6 +5694,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetEvent2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_event2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5505,6 +5709,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdResetEvent2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_reset_event2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5519,6 +5724,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdWaitEvents2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_wait_events2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5533,6 +5739,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdPipelineBarrier2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_pipeline_barrier2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5547,6 +5754,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdWriteTimestamp2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_write_timestamp2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5561,6 +5769,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 QueueSubmit2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.queue_submit2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5575,6 +5784,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyBuffer2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_buffer2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5589,6 +5799,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyImage2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_image2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5603,6 +5814,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyBufferToImage2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_buffer_to_image2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5617,6 +5829,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdCopyImageToBuffer2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_copy_image_to_buffer2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5631,6 +5844,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBlitImage2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_blit_image2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5645,6 +5859,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdResolveImage2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_resolve_image2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5659,6 +5874,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginRenderingArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_rendering(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5673,6 +5889,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndRenderingArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_rendering(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5687,6 +5904,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetCullModeArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_cull_mode(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5701,6 +5919,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetFrontFaceArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_front_face(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5715,6 +5934,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetPrimitiveTopologyArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_primitive_topology(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5729,6 +5949,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetViewportWithCountArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_viewport_with_count(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5743,6 +5964,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetScissorWithCountArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_scissor_with_count(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5757,6 +5979,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindVertexBuffers2Args::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_vertex_buffers2(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5771,6 +5994,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthTestEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_test_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5785,6 +6009,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthWriteEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_write_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5799,6 +6024,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthCompareOpArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_compare_op(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5813,6 +6039,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthBoundsTestEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_bounds_test_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5827,6 +6054,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetStencilTestEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_stencil_test_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5841,6 +6069,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetStencilOpArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_stencil_op(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5855,6 +6084,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetRasterizerDiscardEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_rasterizer_discard_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5869,6 +6099,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthBiasEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_bias_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5883,6 +6114,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetPrimitiveRestartEnableArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_primitive_restart_enable(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5897,6 +6129,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceBufferMemoryRequirementsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_buffer_memory_requirements(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5911,6 +6144,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceImageMemoryRequirementsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_image_memory_requirements(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5925,6 +6159,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceImageSparseMemoryRequirementsArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_image_sparse_memory_requirements(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5939,6 +6174,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetPatchControlPointsEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_patch_control_points_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5953,6 +6189,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetLogicOpEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_logic_op_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5967,6 +6204,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceCalibrateableTimeDomainsEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_calibrateable_time_domains_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5981,6 +6219,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetCalibratedTimestampsEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_calibrated_timestamps_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -5995,6 +6234,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetLineStippleEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_line_stipple_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6009,6 +6249,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBeginConditionalRenderingEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_begin_conditional_rendering_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6023,6 +6264,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdEndConditionalRenderingEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_end_conditional_rendering_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6037,6 +6279,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ResetFenceResourceMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.reset_fence_resource_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6051,6 +6294,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 WaitSemaphoreResourceMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.wait_semaphore_resource_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6065,6 +6309,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 ImportSemaphoreResourceMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.import_semaphore_resource_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6079,6 +6324,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawMultiEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_multi_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6093,6 +6339,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdDrawMultiIndexedEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_draw_multi_indexed_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6107,6 +6354,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdPushDescriptorSetKHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_push_descriptor_set_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6121,6 +6369,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 SubmitVirtqueueSeqnoMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.submit_virtqueue_seqno_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6135,6 +6384,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 WaitVirtqueueSeqnoMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.wait_virtqueue_seqno_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6149,6 +6399,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 WaitRingSeqnoMESAArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.wait_ring_seqno_mesa(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6163,6 +6414,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetColorWriteEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_color_write_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6177,6 +6429,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetVertexInputEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_vertex_input_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6191,6 +6444,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetTessellationDomainOriginEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_tessellation_domain_origin_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6205,6 +6459,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthClampEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_clamp_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6219,6 +6474,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetPolygonModeEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_polygon_mode_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6233,6 +6489,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetRasterizationSamplesEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_rasterization_samples_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6247,6 +6504,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetSampleMaskEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_sample_mask_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6261,6 +6519,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetAlphaToCoverageEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_alpha_to_coverage_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6275,6 +6534,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetAlphaToOneEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_alpha_to_one_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6289,6 +6549,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetLogicOpEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_logic_op_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6303,6 +6564,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetColorBlendEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_color_blend_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6317,6 +6579,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetColorBlendEquationEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_color_blend_equation_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6331,6 +6594,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetColorWriteMaskEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_color_write_mask_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6345,6 +6609,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetRasterizationStreamEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_rasterization_stream_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6359,6 +6624,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetConservativeRasterizationModeEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_conservative_rasterization_mode_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6373,6 +6639,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetExtraPrimitiveOverestimationSizeEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_extra_primitive_overestimation_size_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6387,6 +6654,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthClipEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_clip_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6401,6 +6669,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetSampleLocationsEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_sample_locations_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6415,6 +6684,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetColorBlendAdvancedEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_color_blend_advanced_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6429,6 +6699,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetProvokingVertexModeEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_provoking_vertex_mode_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6443,6 +6714,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetLineRasterizationModeEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_line_rasterization_mode_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6457,6 +6729,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetLineStippleEnableEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_line_stipple_enable_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6471,6 +6744,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetDepthClipNegativeOneToOneEXTArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_depth_clip_negative_one_to_one_ext(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6485,6 +6759,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetPhysicalDeviceFragmentShadingRatesKHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_physical_device_fragment_shading_rates_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6499,6 +6774,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdSetFragmentShadingRateKHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_set_fragment_shading_rate_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6513,6 +6789,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 CmdBindIndexBuffer2KHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.cmd_bind_index_buffer2_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6527,6 +6804,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetRenderingAreaGranularityKHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_rendering_area_granularity_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6541,6 +6819,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetDeviceImageSubresourceLayoutKHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_device_image_subresource_layout_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();
@@ -6555,6 +6834,7 @@ pub fn dispatch_command<H: Dispatch + ?Sized>(
                 let cx = Cx::new(arena, h.handles());
                 GetImageSubresourceLayout2KHRArgs::decode(d, &cx)?
             };
+            h.decoded(ty)?;
             let ret = h.get_image_subresource_layout2_khr(&mut args)?;
             if flags.wants_reply() {
                 reply.clear();

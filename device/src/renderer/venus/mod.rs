@@ -51,6 +51,7 @@ mod lifetime;
 pub mod limits;
 mod memory;
 mod objects;
+mod ownership;
 mod physical_device;
 mod pipeline;
 mod query;
@@ -315,6 +316,7 @@ impl StreamExecutor for VenusExecutor {
                 exec: self,
                 stream: &mut *stream,
                 pins: RefCell::default(),
+                looked_up: RefCell::default(),
             });
             let r = dispatch_command(&mut dispatcher, &mut decoder, arena, reply);
             (r, dispatcher.0.pins.into_inner())
@@ -436,12 +438,18 @@ pub(crate) struct Handler<'a, 'b> {
     stream: &'a mut StreamCtx<'b>,
     /// Every object the decoder looked up for this command, held until it ends.
     pins: RefCell<Vec<Arc<HostObject>>>,
+    /// Every handle the decoder translated for this command, in decoding order (the
+    /// first is the one the command is dispatched on): see `ownership`.
+    looked_up: RefCell<Vec<(vk::ObjectType, u64)>>,
 }
 
 impl HandleMap for Handler<'_, '_> {
     fn lookup(&self, ty: vk::ObjectType, id: ObjectId) -> Option<u64> {
         let st = self.exec.lock();
         let raw = st.lookup(ty, id.0)?;
+        if raw != 0 {
+            self.looked_up.borrow_mut().push((ty, raw));
+        }
         if let Some(host) = st.host_by_id(ty, id.0) {
             drop(st);
             self.pins.borrow_mut().push(host);
@@ -768,6 +776,11 @@ macro_rules! forward {
                     .stream
                     .write_reply(reply)
                     .map_err(|e| handler_err(VenusError::Transport(e)))
+            }
+
+            fn decoded(&mut self, command: CommandType) -> std::result::Result<(), DispatchError> {
+                let _ = command;
+                self.0.check_one_device().map_err(handler_err)
             }
 
             $(

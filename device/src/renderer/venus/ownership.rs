@@ -1,0 +1,52 @@
+//! Ownership of every handle argument, checked once per command for all commands.
+//!
+//! Every handle a command names reaches the executor through one choke point: the
+//! decoder translates each guest id with [`super::Handler`]'s `HandleMap::lookup`, which
+//! records `(type, host handle)`. Between decoding and the handler, the generated
+//! dispatcher calls `Dispatch::decoded`, and [`Handler::check_one_device`] holds every
+//! recorded handle against the device the command is dispatched on (its first handle: a
+//! `VkDevice`, or the device of a `VkQueue` or `VkCommandBuffer`). Vulkan requires each
+//! of them to come from that device; the host driver trusts that it does, so a handle
+//! of another device of the same context is refused here, for every command alike,
+//! including handles nested in structures and arrays. (Handles of another context
+//! cannot be named at all: guest ids are looked up in the calling context's table only.)
+
+use ash::vk;
+
+use super::{Handler, Result, VenusError};
+
+impl Handler<'_, '_> {
+    /// Checks that every handle this command's decoding translated belongs to the
+    /// device the command is dispatched on. Instance-level commands (dispatched on an
+    /// instance or physical device) and commands without handles pass.
+    pub(super) fn check_one_device(&self) -> Result<()> {
+        let seen = self.looked_up.borrow();
+        let Some((&(ty0, raw0), rest)) = seen.split_first() else {
+            return Ok(());
+        };
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let st = self.lock();
+        let device = match ty0 {
+            vk::ObjectType::DEVICE => raw0,
+            vk::ObjectType::QUEUE | vk::ObjectType::COMMAND_BUFFER => st
+                .owner_device(ty0, raw0)
+                .ok_or(VenusError::ForeignHandle(ty0))?,
+            _ => return Ok(()),
+        };
+        for &(ty, raw) in rest {
+            let owner = match ty {
+                // Instance-level objects have no device; Vulkan never passes one to a
+                // device-level command that reaches the host (no swapchains are forwarded).
+                vk::ObjectType::INSTANCE | vk::ObjectType::PHYSICAL_DEVICE => continue,
+                vk::ObjectType::DEVICE => Some(raw),
+                _ => st.owner_device(ty, raw),
+            };
+            if owner != Some(device) {
+                return Err(VenusError::ForeignHandle(ty));
+            }
+        }
+        Ok(())
+    }
+}
