@@ -39,6 +39,28 @@ pub fn create_memfd(name: &str, size: u64) -> Result<OwnedFd, FdError> {
     Ok(fd)
 }
 
+/// A memfd of `size` bytes that can never hold data: sealed against writes as well as
+/// resizing, so it costs no memory whatever its holder does (a writable shared mapping
+/// of it fails; a read-only one reads zeros). Answers a request whose protocol has no
+/// way to say "no" (vtest's RESOURCE_CREATE_BLOB) while the context is failed.
+pub fn placeholder_memfd(size: u64) -> Result<OwnedFd, FdError> {
+    let fd = rustix::fs::memfd_create(
+        "vgpu-placeholder",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| FdError::Memfd {
+        size,
+        source: e.into(),
+    })?;
+    rustix::fs::ftruncate(&fd, size).map_err(|e| FdError::Memfd {
+        size,
+        source: e.into(),
+    })?;
+    rustix::fs::fcntl_add_seals(&fd, DAEMON_SEALS.union(SealFlags::WRITE))
+        .map_err(|e| FdError::Seal(e.into()))?;
+    Ok(fd)
+}
+
 /// Checks a memory fd the daemon did not create (or no longer trusts) before it is
 /// mapped or imported: it must carry `F_SEAL_SHRINK` (so nobody can truncate it under
 /// the mapping), must not be write-sealed (every mapping here is writable), and must

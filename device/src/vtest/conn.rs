@@ -476,7 +476,7 @@ impl Connection {
             Ok(res) => res,
             Err(e) => {
                 self.res_ids.release(id);
-                return Err(e.into());
+                return self.refuse_blob(&req, e.into());
             }
         };
         if req.blob_id != BlobId::SHMEM {
@@ -484,6 +484,34 @@ impl Connection {
         }
         self.reply(cmd::RESOURCE_CREATE_BLOB, &[id.0])?;
         self.send_fd(resource.fd())?;
+        Ok(())
+    }
+
+    /// A blob the context cannot create (a device-memory allocation the quota refused,
+    /// which Mesa sent without waiting for its answer; a shared-memory limit). Mesa
+    /// 25.0.7 has no way to take a refusal here: it asserts on the reply and, if the
+    /// connection just closed, spins for ever re-reading it. So the context fails
+    /// (FATAL on its rings, one log line with this cause) and the request is still
+    /// answered, with an id and a placeholder memfd that holds no memory and cannot be
+    /// mapped writable; the client's driver then stops at its next ring access or
+    /// socket write instead of hanging.
+    fn refuse_blob(&mut self, req: &CreateBlob, cause: ConnError) -> Result<(), ConnError> {
+        let reason = format!(
+            "RESOURCE_CREATE_BLOB of {} ({} bytes) failed: {}",
+            req.blob_id,
+            req.size,
+            crate::error_chain(&cause)
+        );
+        let Ok(placeholder) = crate::sys::memfd::placeholder_memfd(req.size) else {
+            return Err(cause);
+        };
+        // Answered before the context fails: failing it shuts the socket down.
+        self.reply(cmd::RESOURCE_CREATE_BLOB, &[0])?;
+        self.send_fd(&placeholder)?;
+        match &self.context {
+            Some(ctx) => ctx.set_fatal(&reason),
+            None => return Err(cause),
+        }
         Ok(())
     }
 
