@@ -32,9 +32,9 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 /// What the bystander runs.
 const CASES: &[&str] = &["saxpy", "prefix_sum"];
 
-/// Starts `venus-daemon` with `limits` (config-file text).
+/// Starts `venus-daemon` with `limits` (TOML config-file text).
 fn daemon(tag: &str, limits: &str) -> (Daemon, TempFile) {
-    let config = TempFile(socket_path(tag).with_extension("conf"));
+    let config = TempFile(socket_path(tag).with_extension("toml"));
     std::fs::write(&config.0, limits).expect("write config");
     let mut cmd = Command::new(DAEMON);
     cmd.arg("--config").arg(&config.0);
@@ -167,7 +167,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 fn silent_connections_are_limited_and_dropped() {
     let (daemon, _config) = daemon(
         "silent",
-        "max_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n",
+        "[vtest]\nmax_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n",
     );
     // Twice the total limit, all from this process, none saying a word.
     let silent: Vec<UnixStream> = (0..16).map(|_| connect(daemon.socket())).collect();
@@ -203,7 +203,7 @@ fn silent_connections_are_limited_and_dropped() {
 fn stalled_mid_message_clients_are_dropped() {
     let (daemon, _config) = daemon(
         "stalled",
-        "handshake_timeout_ms = 60000\nmessage_timeout_ms = 800\n",
+        "[vtest]\nhandshake_timeout_ms = 60000\nmessage_timeout_ms = 800\n",
     );
     // After the handshake: a SUBMIT_CMD2 header promising 100 dwords, then 10.
     let mut after = ready_client(daemon.socket(), "stall-after-handshake");
@@ -241,7 +241,7 @@ fn stalled_mid_message_clients_are_dropped() {
 /// timeout with one line naming it, and its daemon thread ends.
 #[test]
 fn client_that_never_reads_is_disconnected() {
-    let (daemon, _config) = daemon("noread", "reply_timeout_ms = 1500\n");
+    let (daemon, _config) = daemon("noread", "[vtest]\nreply_timeout_ms = 1500\n");
     let before = connection_threads(daemon.pid());
     let mut c = ready_client(daemon.socket(), "never-reads");
     // GET_CAPSET requests until the socket buffers are full both ways; none of the
@@ -396,7 +396,7 @@ fn huge_ring_idle_timeouts_are_clamped() {
     };
     let (_, unclamped_clients, unclamped) = measure(
         "rings-unclamped",
-        "max_ring_idle_timeout_us = 3600000000\n",
+        "[defaults]\nmax_ring_idle_timeout_us = 3600000000\n",
         false,
     );
     assert!(unclamped_clients
@@ -423,7 +423,7 @@ fn huge_ring_idle_timeouts_are_clamped() {
 /// Row 6: rings beyond the per-context cap fail only that context.
 #[test]
 fn rings_per_context_are_capped() {
-    let (daemon, _config) = daemon("ring-cap", "max_rings = 4\n");
+    let (daemon, _config) = daemon("ring-cap", "[defaults]\nmax_rings = 4\n");
     let mut c = ring_client(daemon.socket(), 5);
     assert!(
         c.client.wait_closed(Duration::from_secs(10)).expect("read"),
@@ -573,7 +573,10 @@ fn serve_sigterm_sets_fatal_on_guest_rings_and_exits_zero() {
 /// a reset connection and aborts) instead of spinning on end-of-file.
 #[test]
 fn a_refused_venus_client_fails_instead_of_hanging() {
-    let (daemon, _config) = daemon("refused", "max_clients = 2\nhandshake_timeout_ms = 60000\n");
+    let (daemon, _config) = daemon(
+        "refused",
+        "[vtest]\nmax_clients = 2\nhandshake_timeout_ms = 60000\n",
+    );
     let _holders: Vec<VtestClient> = (0..2)
         .map(|i| ready_client(daemon.socket(), &format!("holder-{i}")))
         .collect();

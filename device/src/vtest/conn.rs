@@ -171,10 +171,24 @@ impl Connection {
 
     pub(crate) fn label(&self) -> String {
         let name = self.name.as_deref().unwrap_or("?");
+        let vm = match &self.server.config.vm {
+            Some(vm) => format!("VM {vm} "),
+            None => String::new(),
+        };
         match &self.context {
-            Some(ctx) => format!("client '{name}' (conn {}, {})", self.conn_id, ctx.id()),
-            None => format!("client '{name}' (conn {})", self.conn_id),
+            Some(ctx) => format!("{vm}client '{name}' (conn {}, {})", self.conn_id, ctx.id()),
+            None => format!("{vm}client '{name}' (conn {})", self.conn_id),
         }
+    }
+
+    /// [`Self::label`] once the context `id` exists.
+    fn label_for(&self, id: ContextId) -> String {
+        let vm = match &self.server.config.vm {
+            Some(vm) => format!("VM {vm} "),
+            None => String::new(),
+        };
+        let name = self.name.as_deref().unwrap_or("?");
+        format!("{vm}client '{name}' (conn {}, {id})", self.conn_id)
     }
 
     pub(crate) fn context_failed(&self) -> bool {
@@ -399,9 +413,12 @@ impl Connection {
             cmd::SYNC_WRITE => self.syncs().write(SyncId(p.dword(0)?), p.qword(1)?)?,
             cmd::SYNC_WAIT => {
                 let wait = SyncWait::parse(&p)?;
-                let fd = self
-                    .syncs()
-                    .wait(wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0, wait.entries)?;
+                let budget = self.context.as_ref().and_then(Context::fd_budget);
+                let fd = self.syncs().wait(
+                    wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0,
+                    wait.entries,
+                    budget.as_ref(),
+                )?;
                 self.reply(cmd::SYNC_WAIT, &[])?;
                 self.send_fd(&fd)?;
             }
@@ -433,11 +450,7 @@ impl Connection {
             .map_err(ConnError::Executor)?;
         let context = Context::new(id, self.server.config.context, executor);
         let server = Arc::clone(&self.server);
-        let label = format!(
-            "client '{}' (conn {}, {id})",
-            self.name.as_deref().unwrap_or("?"),
-            self.conn_id
-        );
+        let label = self.label_for(id);
         log::debug!("vtest: {label}: context created");
         let socket = self.stream.try_clone()?;
         context.set_fatal_hook(Box::new(move |_, reason| {
