@@ -130,11 +130,19 @@ impl FdBudget {
     /// Takes one slot of `kind`, or logs (rate-limited, naming the VM and the limit)
     /// and returns `None` if the VM holds its limit already.
     pub fn try_charge(self: &Arc<Self>, kind: FdKind) -> Option<FdCharge> {
+        self.try_charge_leaving(kind, 0)
+    }
+
+    /// Like [`Self::try_charge`], but only if `spare` more slots stay free after it:
+    /// a host-visible allocation leaves room for the blob that exports it, so the
+    /// driver-visible failure comes from `vkAllocateMemory`, not from the export.
+    pub fn try_charge_leaving(self: &Arc<Self>, kind: FdKind, spare: u32) -> Option<FdCharge> {
         let max = self.limits.max(kind);
         let taken = self
             .counter(kind)
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
+                let after = n.checked_add(1)?;
+                (after.saturating_add(spare) <= max).then_some(after)
             });
         if taken.is_err() {
             self.log.warn(format_args!(
@@ -190,6 +198,28 @@ mod tests {
         drop(one);
         assert_eq!(b.in_use(FdKind::Blob), 1);
         assert!(b.try_charge(FdKind::Blob).is_some());
+    }
+
+    #[test]
+    fn a_charge_leaving_spare_slots_stops_earlier() {
+        let b = FdBudget::new(
+            "a",
+            FdLimits {
+                max_blobs: 3,
+                max_sync_waits: 1,
+            },
+        );
+        let _one = b
+            .try_charge_leaving(FdKind::Blob, 1)
+            .expect("1 + 1 spare fit in 3");
+        let _two = b
+            .try_charge_leaving(FdKind::Blob, 1)
+            .expect("2 + 1 spare fit in 3");
+        assert!(b.try_charge_leaving(FdKind::Blob, 1).is_none());
+        assert!(
+            b.try_charge(FdKind::Blob).is_some(),
+            "the spare slot is still there"
+        );
     }
 
     #[test]

@@ -163,11 +163,13 @@ impl Handler<'_, '_> {
             _ => return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY),
         };
         // The memfd counts as device memory, in the bytes the host holds, and as one
-        // of the VM's blobs (fds).
+        // of the VM's blobs (fds), leaving room for the blob that will export it (Mesa
+        // exports every host-visible allocation it maps; a failed export would be a
+        // lost connection, a failed allocation is an error the app can handle).
         let Some(charge) = self.charge(&dev, heap, size) else {
             return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
         };
-        let Some(fd_charge) = self.exec.account.fds().try_charge(FdKind::Blob) else {
+        let Some(fd_charge) = self.exec.account.fds().try_charge_leaving(FdKind::Blob, 1) else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
         let fd = match create_memfd("vgpu-device-memory", size) {
