@@ -685,6 +685,72 @@ mod tests {
         }
     }
 
+    /// The transport-only executor in a VM with an fd budget.
+    struct Budgeted(Arc<crate::renderer::FdBudget>);
+
+    impl StreamExecutor for Budgeted {
+        fn execute_one(
+            &self,
+            stream: &mut crate::renderer::StreamCtx<'_>,
+            cmds: &[u8],
+        ) -> Result<usize, ExecError> {
+            TransportOnlyExecutor.execute_one(stream, cmds)
+        }
+
+        fn fd_budget(&self) -> Option<Arc<crate::renderer::FdBudget>> {
+            Some(Arc::clone(&self.0))
+        }
+    }
+
+    #[test]
+    fn blobs_past_the_vms_fd_limit_are_out_of_memory_for_every_context_of_it() {
+        let budget = crate::renderer::FdBudget::new(
+            "vm-a",
+            crate::renderer::FdLimits {
+                max_blobs: 2,
+                max_sync_waits: 1,
+            },
+        );
+        let shared = Arc::clone(&budget);
+        let factory = move |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+            Ok(Arc::new(Budgeted(Arc::clone(&shared))))
+        };
+        let capset = VenusCapset::new(&VenusProtocolInfo::generated()).expect("capset");
+        let mut b = CoreBackend::new(
+            &capset,
+            Arc::new(factory),
+            ContextConfig::default(),
+            FenceSignals::new(Arc::new(|| {})),
+        );
+        for c in [1, 2] {
+            b.create_context(ContextId(c), CapsetId::VENUS, "t")
+                .expect("context");
+        }
+        b.create_blob(ContextId(1), ResourceId(1), BlobId::SHMEM, 4096)
+            .expect("first blob of the VM");
+        b.create_blob(ContextId(2), ResourceId(2), BlobId::SHMEM, 4096)
+            .expect("second blob of the VM");
+        let Err(e) = b.create_blob(ContextId(1), ResourceId(3), BlobId::SHMEM, 4096) else {
+            panic!("a third blob past max_blobs = 2 was created");
+        };
+        assert_eq!(
+            crate::virtio_gpu::handler::CommandError::Render(e).resp(),
+            crate::virtio_gpu::protocol::RespType::ErrOutOfMemory
+        );
+        b.destroy_blob(ContextId(2), ResourceId(2));
+        // The release runs on context 2's thread, behind its queued streams.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while budget.in_use(crate::renderer::FdKind::Blob) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the release never ran"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        b.create_blob(ContextId(1), ResourceId(3), BlobId::SHMEM, 4096)
+            .expect("the released blob's slot is free again");
+    }
+
     #[test]
     fn pending_release_wait_ends_when_the_release_runs() {
         let pending = Arc::new(PendingReleases::default());

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::protocol::{self, cmd, CreateBlob, Payload, ProtocolError, SyncWait};
-use super::sync::{SyncError, SyncTable};
+use super::sync::{SyncError, SyncTable, WaitBudget};
 use super::ServerShared;
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, SyncId};
 use crate::renderer::{Context, ContextError, ExecError, FenceDone};
@@ -170,25 +170,34 @@ impl Connection {
     }
 
     pub(crate) fn label(&self) -> String {
-        let name = self.name.as_deref().unwrap_or("?");
-        let vm = match &self.server.config.vm {
-            Some(vm) => format!("VM {vm} "),
-            None => String::new(),
-        };
         match &self.context {
-            Some(ctx) => format!("{vm}client '{name}' (conn {}, {})", self.conn_id, ctx.id()),
-            None => format!("{vm}client '{name}' (conn {})", self.conn_id),
+            Some(ctx) => self.label_for(ctx.id()),
+            None => format!(
+                "{}client '{}' (conn {})",
+                self.vm_prefix(),
+                self.name.as_deref().unwrap_or("?"),
+                self.conn_id
+            ),
         }
+    }
+
+    /// `VM <name> ` when the socket belongs to a configured VM.
+    fn vm_prefix(&self) -> String {
+        self.server
+            .config
+            .vm
+            .as_ref()
+            .map_or_else(String::new, |vm| format!("VM {vm} "))
     }
 
     /// [`Self::label`] once the context `id` exists.
     fn label_for(&self, id: ContextId) -> String {
-        let vm = match &self.server.config.vm {
-            Some(vm) => format!("VM {vm} "),
-            None => String::new(),
-        };
         let name = self.name.as_deref().unwrap_or("?");
-        format!("{vm}client '{name}' (conn {}, {id})", self.conn_id)
+        format!(
+            "{}client '{name}' (conn {}, {id})",
+            self.vm_prefix(),
+            self.conn_id
+        )
     }
 
     pub(crate) fn context_failed(&self) -> bool {
@@ -413,11 +422,16 @@ impl Connection {
             cmd::SYNC_WRITE => self.syncs().write(SyncId(p.dword(0)?), p.qword(1)?)?,
             cmd::SYNC_WAIT => {
                 let wait = SyncWait::parse(&p)?;
-                let budget = self.context.as_ref().and_then(Context::fd_budget);
+                let vm = self.context.as_ref().map(Context::fd_budget);
+                let budget = match &vm {
+                    None => WaitBudget::NoContext,
+                    Some(None) => WaitBudget::Unlimited,
+                    Some(Some(vm)) => WaitBudget::Vm(vm),
+                };
                 let fd = self.syncs().wait(
                     wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0,
                     wait.entries,
-                    budget.as_ref(),
+                    budget,
                 )?;
                 self.reply(cmd::SYNC_WAIT, &[])?;
                 self.send_fd(&fd)?;

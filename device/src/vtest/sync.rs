@@ -33,11 +33,22 @@ pub enum SyncError {
     Fd(#[from] FdError),
 }
 
+/// What a pending wait is charged to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WaitBudget<'a> {
+    /// No context yet (before CONTEXT_INIT): no VM to charge, so no pending wait.
+    NoContext,
+    /// A context whose executor has no fd budget: no limit.
+    Unlimited,
+    /// The VM's budget.
+    Vm(&'a Arc<FdBudget>),
+}
+
 #[derive(Debug)]
 struct PendingWait {
     fd: OwnedFd,
     /// The VM's sync-wait slot this eventfd holds.
-    _charge: FdCharge,
+    _charge: Option<FdCharge>,
     any: bool,
     entries: Vec<(SyncId, u64)>,
 }
@@ -137,7 +148,7 @@ impl SyncTable {
         &mut self,
         any: bool,
         entries: Vec<(SyncId, u64)>,
-        budget: Option<&Arc<FdBudget>>,
+        budget: WaitBudget<'_>,
     ) -> Result<OwnedFd, SyncError> {
         self.check_ids(&entries)?;
         let fd = create_eventfd()?;
@@ -148,10 +159,14 @@ impl SyncTable {
         if self.waits.len() >= self.max {
             return Err(SyncError::TooMany(self.max));
         }
-        let budget = budget.ok_or(SyncError::NoContext)?;
-        let charge = budget
-            .try_charge(FdKind::SyncWait)
-            .ok_or(SyncError::VmWaits(budget.limits().max_sync_waits))?;
+        let charge = match budget {
+            WaitBudget::NoContext => return Err(SyncError::NoContext),
+            WaitBudget::Unlimited => None,
+            WaitBudget::Vm(vm) => Some(
+                vm.try_charge(FdKind::SyncWait)
+                    .ok_or(SyncError::VmWaits(vm.limits().max_sync_waits))?,
+            ),
+        };
         let ours = fd.try_clone().map_err(FdError::Eventfd)?;
         self.waits.push(PendingWait {
             fd: ours,
