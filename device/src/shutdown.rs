@@ -1,13 +1,14 @@
-//! Orderly exit on `SIGTERM`/`SIGINT` for both front doors.
+//! Orderly exit on `SIGTERM`/`SIGINT` for every front door of the daemon.
 //!
 //! A signal thread waits for the first signal, then: sets FATAL on every ring of
-//! every live context (a guest sees a lost device instead of a silent host), removes
-//! every socket file of the daemon, and runs the front doors' stop action. `vtest` stops accepting,
-//! lets each connection answer what its client already sent (Mesa 25.0.7 spins
-//! forever on an end-of-file in the middle of a reply), then fails the contexts,
-//! hangs up, joins the threads and returns from `run`, and `main` exits 0. `serve`
-//! fails its contexts and exits 0 at once. If the process is still alive after the
-//! grace period, or a second signal arrives, the signal thread exits 0 itself.
+//! every live context of every VM (a guest sees a lost device instead of a silent
+//! host), removes every socket file of the daemon, and runs the stop action
+//! (`daemon::run` wakes its main thread). Each vtest server stops accepting, lets
+//! each connection answer what its client already sent (Mesa 25.0.7 spins forever on
+//! an end-of-file in the middle of a reply), then fails the contexts, hangs up and
+//! joins its threads; vhost-user contexts fail at once; `main` exits 0. If the process
+//! is still alive after the grace period, or a second signal arrives, the signal
+//! thread exits 0 itself.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! off that VM. The single-socket command lines (`serve --socket`, `vtest --socket`) are
 //! shorthands for a config with one VM.
 //!
-//! This module holds the validated model; [`file`] parses the TOML file into it.
+//! This module holds the validated model; [`file`](mod@file) parses the TOML file into it.
 
 pub mod file;
 
