@@ -1,5 +1,5 @@
 //! End-to-end: no vtest client can starve the daemon or the other clients (issue 11,
-//! rows 1, 6, 7, 8). Each attack runs against `venus-daemon` (the vtest server as
+//! rows 1, 2, 6, 7, 8). Each attack runs against `venus-daemon` (the vtest server as
 //! `vhost-user-vgpu vtest` runs it) with short limits from a config file, and a
 //! bystander — `compute-app` through Mesa's Venus driver — must still get results
 //! equal to native lavapipe.
@@ -602,4 +602,101 @@ fn a_refused_venus_client_fails_instead_of_hanging() {
         "{}",
         daemon.log()
     );
+}
+
+/// The per-VM fd limits the daemon derived from its `RLIMIT_NOFILE`, from its log.
+fn derived_fd_limits(log: &str) -> (usize, usize) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("default per-VM max_blobs"))
+        .unwrap_or_else(|| panic!("no fd-limit line in the log:\n{log}"));
+    let number_after = |key: &str| -> usize {
+        line.split(key)
+            .nth(1)
+            .and_then(|rest| {
+                rest.trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    (number_after("max_blobs"), number_after("max_sync_waits"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Row 2: a client that tries to hold ~20,000 small blobs, then one that tries ~20,000
+/// pending SYNC_WAITs, stop at the limits the daemon derived from its fd limit (each
+/// vtest connection is a VM), are dropped, and leave the daemon's fds bounded; a
+/// bystander's `vulkaninfo` and compute still work meanwhile.
+#[test]
+fn blob_and_sync_wait_floods_stop_at_the_derived_fd_limits() {
+    const FLOOD: usize = 20_000;
+    let (daemon, _config) = daemon("row2", "");
+    let (max_blobs, max_waits) = derived_fd_limits(&daemon.log());
+    let nofile = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid()))
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        })
+        .expect("the daemon's open-file limit");
+    assert!(
+        max_blobs < FLOOD && max_waits < FLOOD,
+        "{max_blobs} {max_waits}"
+    );
+
+    let mut blobs = ready_client(daemon.socket(), "blob-flood");
+    let mut held = Vec::new();
+    while held.len() < FLOOD {
+        match blobs.create_blob(BLOB_FLAG_MAPPABLE, 4096, BlobId::SHMEM) {
+            Ok(b) => held.push(b),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(held.len(), max_blobs, "blobs granted before the refusal");
+    assert!(blobs.wait_closed(Duration::from_secs(5)).expect("read"));
+
+    let mut waits = ready_client(daemon.socket(), "wait-flood");
+    let sync = waits.sync_create(0).expect("sync");
+    let mut pending = Vec::new();
+    while pending.len() < FLOOD {
+        match waits.sync_wait(false, 0, &[(sync, 1)]) {
+            Ok(fd) => pending.push(fd),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(pending.len(), max_waits, "waits pending before the refusal");
+    assert!(waits.wait_closed(Duration::from_secs(5)).expect("read"));
+
+    // The hostile clients' fds are still open on this side; the daemon's are bounded
+    // far below its limit, and other clients start Vulkan and compute.
+    let fds = open_fds(daemon.pid());
+    assert!(fds < nofile / 2, "daemon holds {fds} fds of {nofile}");
+    let info = {
+        let mut cmd = client("vulkaninfo", Mode::Venus(daemon.socket()));
+        cmd.arg("--summary");
+        run_with_timeout(cmd, TIMEOUT).expect("vulkaninfo")
+    };
+    assert!(info.status.success(), "vulkaninfo: {}", text(&info));
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("Virtio-GPU Venus"),
+        "{}",
+        text(&info)
+    );
+    assert_bystander_works(&daemon);
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("max_blobs limit of {max_blobs} reached")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("max_sync_waits limit of {max_waits} reached")),
+        "{log}"
+    );
+    drop((held, pending));
 }
