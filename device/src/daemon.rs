@@ -177,7 +177,7 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
     }
     let stop = events.clone();
     shutdown::on_termination(shutdown::OnSignal {
-        sockets: config.sockets(),
+        sockets: config.vm_sockets(),
         contexts: registries,
         stop: Box::new(move || {
             let _ = stop.send(Event::Stop);

@@ -259,14 +259,16 @@ impl DaemonConfig {
         Ok(())
     }
 
-    /// Every socket the daemon listens on (VM sockets, then the control socket).
-    pub fn sockets(&self) -> Vec<PathBuf> {
-        let vm_sockets = self.vms.iter().flat_map(|vm| {
-            [vm.vhost_user_socket.clone(), vm.vtest_socket.clone()]
-                .into_iter()
-                .flatten()
-        });
-        vm_sockets.chain(self.control_socket.clone()).collect()
+    /// Every VM socket the daemon listens on (vhost-user and vtest).
+    pub fn vm_sockets(&self) -> Vec<PathBuf> {
+        self.vms
+            .iter()
+            .flat_map(|vm| {
+                [vm.vhost_user_socket.clone(), vm.vtest_socket.clone()]
+                    .into_iter()
+                    .flatten()
+            })
+            .collect()
     }
 }
 
@@ -277,4 +279,46 @@ pub enum MetricsListen {
     Tcp(std::net::SocketAddr),
     /// A unix socket path.
     Unix(PathBuf),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_fd_limits_take_the_derived_ones() {
+        let mut vm = VmSpec::new(VmName::default_name());
+        vm.fds.max_blobs = Some(10);
+        let derived = FdLimits {
+            max_blobs: 100,
+            max_sync_waits: 30,
+        };
+        let l = vm.venus_limits(derived);
+        assert_eq!((l.fds.max_blobs, l.fds.max_sync_waits), (10, 30));
+    }
+
+    #[test]
+    fn a_socket_shorthand_adds_one_vm_from_the_defaults() {
+        let mut config = parse("[defaults]\nmemory_mib = 32\n", "c").expect("valid");
+        config
+            .add_socket_vm(PathBuf::from("/tmp/s"), FrontDoor::VhostUser)
+            .expect("one VM");
+        let vm = &config.vms[0];
+        assert_eq!(vm.name.as_str(), "vm");
+        assert_eq!(vm.limits.memory_mib, Some(32));
+        assert_eq!(vm.vhost_user_socket.as_deref(), Some("/tmp/s".as_ref()));
+        assert_eq!(config.vm_sockets(), vec![PathBuf::from("/tmp/s")]);
+        assert!(matches!(
+            config.add_socket_vm(PathBuf::from("/tmp/t"), FrontDoor::Vtest),
+            Err(ConfigError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn vm_names_are_short_and_plain() {
+        assert!(VmName::new("web-1.prod_a").is_some());
+        assert!(VmName::new("").is_none());
+        assert!(VmName::new("a b").is_none());
+        assert!(VmName::new(&"x".repeat(VmName::MAX_LEN + 1)).is_none());
+    }
 }
