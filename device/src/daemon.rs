@@ -225,6 +225,7 @@ fn spawn_vhost_user(
     events: mpsc::Sender<Event>,
 ) -> Result<(), DaemonError> {
     let name = vm.name.to_string();
+    let vm_name = name.clone();
     let context = vm.context;
     let thread_name: String = format!("vhost-user-{name}").chars().take(15).collect();
     std::thread::Builder::new()
@@ -238,7 +239,8 @@ fn spawn_vhost_user(
                         context,
                         signals,
                     )
-                    .with_registry(registry.clone()),
+                    .with_registry(registry.clone())
+                    .with_vm(vm_name.clone()),
                 )
             });
             let _ = events.send(Event::VhostUserEnded { vm: name, result });

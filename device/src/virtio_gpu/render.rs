@@ -434,6 +434,8 @@ pub struct CoreBackend {
     reaper: Option<(Sender<JoinHandle<()>>, JoinHandle<()>)>,
     /// Where new contexts are registered, so daemon shutdown can fail them.
     registry: Option<ContextRegistry>,
+    /// The VM this device belongs to, named when one of its contexts fails.
+    vm: Option<String>,
 }
 
 impl Drop for CoreBackend {
@@ -479,7 +481,15 @@ impl CoreBackend {
             contexts: HashMap::new(),
             reaper: None,
             registry: None,
+            vm: None,
         }
+    }
+
+    /// Names the VM in the line logged when one of its contexts fails.
+    #[must_use]
+    pub fn with_vm(mut self, vm: String) -> Self {
+        self.vm = Some(vm);
+        self
     }
 
     /// Registers every context this backend creates in `registry` (daemon shutdown
@@ -541,6 +551,12 @@ impl RenderBackend for CoreBackend {
         }
         let executor = self.factory.create(ctx).map_err(RenderError::Executor)?;
         let context = Context::new(ctx, self.config, executor);
+        if let Some(vm) = &self.vm {
+            let vm = vm.clone();
+            context.set_fatal_hook(Box::new(move |id, reason| {
+                log::warn!("virtio-gpu: VM {vm}: {id} failed: {reason}");
+            }));
+        }
         if let Some(registry) = &self.registry {
             registry.register(&context);
         }
