@@ -332,6 +332,10 @@ impl StreamExecutor for VenusExecutor {
         }
     }
 
+    fn fd_budget(&self) -> Option<Arc<crate::renderer::fds::FdBudget>> {
+        Some(Arc::clone(self.account.fds()))
+    }
+
     fn export_blob(&self, blob: BlobId, size: u64) -> std::result::Result<ExportedBlob, ExecError> {
         memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
     }
