@@ -40,6 +40,10 @@ pub enum ClientError {
     /// The handshake did not produce a usable renderer.
     #[error("handshake failed: {0}")]
     Handshake(&'static str),
+    /// The server refused a blob (resource id 0 with a placeholder fd: the context
+    /// failed, see `vtest::conn`).
+    #[error("the server refused the blob; the context failed")]
+    BlobRefused,
 }
 
 /// What the handshake learned.
@@ -205,6 +209,9 @@ impl VtestClient {
             _ => return Err(ClientError::Handshake("bad CREATE_BLOB reply")),
         };
         let fd = recv_fd(&self.stream)?;
+        if id.0 == 0 {
+            return Err(ClientError::BlobRefused);
+        }
         Ok((id, fd))
     }
 
