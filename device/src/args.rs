@@ -20,6 +20,16 @@ pub enum Command {
     /// Serve a vhost-user virtio-gpu device (crosvm `--vhost-user gpu,socket=PATH`,
     /// QEMU `-device vhost-user-gpu-pci`) on a unix socket.
     Serve(ServeArgs),
+    /// Talk to a running daemon's control socket: `list`, `set VM share=PCT
+    /// [cap=PCT|none]`, `policy NAME`, `metrics`.
+    Ctl {
+        /// Control socket path (the daemon's `--control-socket`).
+        #[arg(long)]
+        socket: PathBuf,
+        /// The request words.
+        #[arg(required = true, num_args = 1..)]
+        request: Vec<String>,
+    },
     /// Connect to a vtest socket as a demo client: handshake, capset, ring round trip.
     Probe {
         /// Socket path.
@@ -74,6 +84,24 @@ pub struct VtestArgs {
     /// Per-VM limits (each vtest connection is one VM).
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// QoS scheduling of host submissions.
+    #[command(flatten)]
+    pub qos: QosArgs,
+}
+
+/// QoS: the arbiter's policy, the control socket and the metrics endpoint.
+#[derive(Debug, clap::Args)]
+pub struct QosArgs {
+    /// Scheduling policy for host submissions: best-effort (no gate, today's
+    /// behaviour), equal-share, fixed-share or burst. Every VM starts with equal weights.
+    #[arg(long, default_value = "best-effort")]
+    pub qos_policy: String,
+    /// Unix socket for `vhost-user-vgpu ctl` (list VMs, change shares and the policy).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus endpoint: a loopback `IP:PORT` or a unix socket path.
+    #[arg(long)]
+    pub metrics: Option<String>,
 }
 
 /// Per-VM limits on Venus objects and device memory (override the config file's
@@ -106,6 +134,9 @@ pub struct ServeArgs {
     /// the next frontend, e.g. after a VMM restart, on a fresh device).
     #[arg(long)]
     pub once: bool,
+    /// QoS scheduling of host submissions.
+    #[command(flatten)]
+    pub qos: QosArgs,
 }
 
 impl ServeArgs {
@@ -322,6 +353,30 @@ mod tests {
     fn serve_keeps_listening_by_default() {
         let config = serve_config(&["vhost-user-vgpu", "serve", "--socket", "s"]);
         assert!(!config.once);
+    }
+
+    #[test]
+    fn qos_policy_defaults_to_best_effort_and_parses() {
+        let args = Args::try_parse_from(["vhost-user-vgpu", "vtest", "--socket", "s"])
+            .expect("valid arguments");
+        let Command::Vtest(v) = args.command else {
+            unreachable!("a vtest command line")
+        };
+        assert_eq!(v.qos.qos_policy, "best-effort");
+        let args = Args::try_parse_from([
+            "vhost-user-vgpu",
+            "ctl",
+            "--socket",
+            "c",
+            "set",
+            "vm1",
+            "share=50",
+        ])
+        .expect("valid arguments");
+        let Command::Ctl { request, .. } = args.command else {
+            unreachable!("a ctl command line")
+        };
+        assert_eq!(request, ["set", "vm1", "share=50"]);
     }
 
     #[test]

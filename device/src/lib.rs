@@ -18,6 +18,7 @@ compile_error!("the Venus wire format is little-endian and mapped in place");
 pub mod capset;
 pub mod config;
 pub mod ids;
+pub mod qos;
 pub mod ratelimit;
 pub mod renderer;
 pub mod shutdown;

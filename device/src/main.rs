@@ -15,16 +15,47 @@ use vgpu_device::renderer::ContextRegistry;
 use vgpu_device::shutdown;
 use vgpu_device::vtest::{probe, VtestConfig, VtestServer};
 
+/// The QoS pieces a daemon runs: the arbiter service and, if asked for, the control
+/// socket and the metrics endpoint (dropped on exit).
+struct Qos {
+    service: vgpu_device::qos::ArbiterService,
+    _control: Option<vgpu_device::qos::ControlServer>,
+    _metrics: Option<vgpu_device::qos::MetricsServer>,
+}
+
+fn start_qos(args: &args::QosArgs) -> Result<Qos, Box<dyn std::error::Error>> {
+    use vgpu_device::qos;
+    let policy = qos::parse_policy(&args.qos_policy)?;
+    let service = qos::ArbiterService::start(policy)?;
+    let control = args
+        .control_socket
+        .as_deref()
+        .map(|p| qos::ControlServer::bind(p, service.handle()))
+        .transpose()?;
+    let metrics = args
+        .metrics
+        .as_deref()
+        .map(|a| qos::MetricsServer::bind(a, service.handle()))
+        .transpose()?;
+    Ok(Qos {
+        service,
+        _control: control,
+        _metrics: metrics,
+    })
+}
+
 fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
         args::Command::Vtest(vtest) => {
             let grace = Duration::from_millis(vtest.shutdown_grace_ms);
+            let qos = start_qos(&vtest.qos)?;
             let config = VtestConfig::try_from(vtest)?;
             // The capset comes from vulkan-proto's generated table; every context runs
             // the Venus executor on the host Vulkan driver the loader picks
             // (VK_DRIVER_FILES selects it, e.g. lavapipe). Each connection is a VM.
             let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
-            let factory = Arc::new(VenusFactory::per_context(config.venus));
+            let factory =
+                Arc::new(VenusFactory::per_context(config.venus).with_qos(qos.service.handle()));
             let server = VtestServer::bind(config, &capset, factory)?;
             let stopper = server.stopper();
             shutdown::on_termination(shutdown::OnSignal {
@@ -39,6 +70,7 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         args::Command::Serve(serve) => {
             let socket = serve.socket().to_path_buf();
+            let qos = start_qos(&serve.qos)?;
             let config = vgpu_device::vhost_user::ServeConfig::try_from(serve)?;
             let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
             let context = vgpu_device::renderer::ContextConfig::default();
@@ -56,7 +88,8 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
             })?;
             vgpu_device::vhost_user::serve(&config, |signals| {
                 let n = frontends.fetch_add(1, Ordering::Relaxed) + 1;
-                let factory = VenusFactory::per_vm(format!("frontend {n}"), config.limits);
+                let factory = VenusFactory::per_vm(format!("frontend {n}"), config.limits)
+                    .with_qos(qos.service.handle());
                 Box::new(
                     vgpu_device::virtio_gpu::CoreBackend::new(
                         &capset,
@@ -67,6 +100,17 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
                     .with_registry(contexts.clone()),
                 )
             })?;
+            Ok(())
+        }
+        args::Command::Ctl { socket, request } => {
+            let answer = vgpu_device::qos::control_request(&socket, &request.join(" "))?;
+            #[allow(clippy::print_stdout)] // the command's output is its purpose
+            {
+                print!("{answer}");
+            }
+            if answer.starts_with("error:") {
+                return Err(answer.trim_end().into());
+            }
             Ok(())
         }
         args::Command::Probe { socket } => {

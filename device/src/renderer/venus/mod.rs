@@ -189,6 +189,8 @@ pub struct VenusExecutor {
     retirer: retire::Retirer,
     /// The VM this context belongs to: its limits and device-memory account.
     account: Arc<VmAccount>,
+    /// The VM's QoS submission gate (`None`: no arbiter, submit at once).
+    gate: Option<Arc<crate::qos::SubmitGate>>,
 }
 
 impl VenusExecutor {
@@ -206,7 +208,14 @@ impl VenusExecutor {
             state: Mutex::new(State::default()),
             retirer: retire::Retirer::default(),
             account,
+            gate: None,
         }
+    }
+
+    /// Sends every host submission of this context through `gate` (see `crate::qos`).
+    pub fn with_gate(mut self, gate: Option<Arc<crate::qos::SubmitGate>>) -> Self {
+        self.gate = gate;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -397,12 +406,23 @@ pub struct VenusFactory {
     limits: VenusLimits,
     /// The VM every context joins; `None`: each context is a VM.
     vm: Option<Arc<VmAccount>>,
+    /// The QoS arbiter every VM attaches to, if any.
+    qos: Option<crate::qos::QosHandle>,
+    /// With `vm`: that VM's name and gate.
+    vm_name: String,
+    vm_gate: Option<Arc<crate::qos::SubmitGate>>,
 }
 
 impl VenusFactory {
     /// Every context a VM of its own with `limits` (vtest).
     pub fn per_context(limits: VenusLimits) -> Self {
-        Self { limits, vm: None }
+        Self {
+            limits,
+            vm: None,
+            qos: None,
+            vm_name: String::new(),
+            vm_gate: None,
+        }
     }
 
     /// Every context in one VM named `name` (log lines) with `limits`: one factory per
@@ -410,7 +430,39 @@ impl VenusFactory {
     pub fn per_vm(name: String, limits: VenusLimits) -> Self {
         Self {
             limits,
-            vm: Some(Arc::new(VmAccount::new(name, limits))),
+            vm: Some(Arc::new(VmAccount::new(name.clone(), limits))),
+            qos: None,
+            vm_name: name,
+            vm_gate: None,
+        }
+    }
+
+    /// Attaches every VM this factory makes to the QoS arbiter behind `qos`, with the
+    /// default VM configuration (equal weights): one VM per context (`per_context`) or
+    /// the factory's one VM (`per_vm`, attached now).
+    pub fn with_qos(mut self, qos: crate::qos::QosHandle) -> Self {
+        if self.vm.is_some() {
+            match qos.attach_default(self.vm_name.clone()) {
+                Ok(g) => self.vm_gate = Some(g),
+                Err(e) => log::warn!("qos: cannot attach {}: {}", self.vm_name, error_chain(&e)),
+            }
+        }
+        self.qos = Some(qos);
+        self
+    }
+
+    /// The gate for a new context `ctx`.
+    fn gate_for(&self, ctx: ContextId) -> Option<Arc<crate::qos::SubmitGate>> {
+        if self.vm.is_some() {
+            return self.vm_gate.clone();
+        }
+        let qos = self.qos.as_ref()?;
+        match qos.attach_default(ctx.to_string()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                log::warn!("qos: cannot attach {ctx}: {}", error_chain(&e));
+                None
+            }
         }
     }
 
@@ -426,7 +478,9 @@ impl VenusFactory {
 impl ExecutorFactory for VenusFactory {
     fn create(&self, ctx: ContextId) -> std::result::Result<Arc<dyn StreamExecutor>, ExecError> {
         let account = self.account_for(ctx);
-        Ok(Arc::new(VenusExecutor::with_account(ctx, account)))
+        Ok(Arc::new(
+            VenusExecutor::with_account(ctx, account).with_gate(self.gate_for(ctx)),
+        ))
     }
 }
 

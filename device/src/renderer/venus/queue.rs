@@ -66,6 +66,9 @@ impl Handler<'_, '_> {
         f: impl FnOnce(&DeviceState, vk::Queue) -> ash::prelude::VkResult<()>,
     ) -> Result<vk::Result> {
         let q = self.queue_ref(queue)?;
+        // QoS: wait for the arbiter's grant before the batch reaches the host queue
+        // (no lock held while waiting; see `crate::qos`).
+        let mut ticket = self.qos_grant()?;
         let guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
             ty: vk::ObjectType::DEVICE,
             raw: q.device.device.handle().as_raw(),
@@ -74,10 +77,13 @@ impl Handler<'_, '_> {
         let in_flight = InFlight::new(self.take_pins()).ok_or(VenusError::Invalid(
             "submission of a command buffer or descriptor set being reset",
         ))?;
+        if let Some(t) = ticket.as_mut() {
+            t.submitted();
+        }
         if let Err(e) = f(&q.device, queue) {
             return Ok(e);
         }
-        if in_flight.is_empty() {
+        if in_flight.is_empty() && ticket.is_none() {
             return Ok(vk::Result::SUCCESS);
         }
         // SAFETY: live queue of a live device under its submission lock.
@@ -98,7 +104,8 @@ impl Handler<'_, '_> {
         let waiting = Waiting {
             device: Arc::clone(&q.device),
             fence,
-            done: Box::new(|| {}),
+            // The fence after the batch signalled: report its device time.
+            done: Box::new(move || drop(ticket)),
             keep: Some(Box::new(in_flight)),
         };
         // Queued under the queue lock, so a device destroyer flushes it (see
@@ -115,6 +122,27 @@ impl Handler<'_, '_> {
         }
         drop(guard);
         Ok(vk::Result::SUCCESS)
+    }
+
+    /// Blocks until the VM's QoS gate grants the next submission (`None`: no gate,
+    /// or the arbiter is gone and submissions go through ungated).
+    fn qos_grant(&self) -> Result<Option<crate::qos::Ticket>> {
+        let Some(gate) = &self.exec.gate else {
+            return Ok(None);
+        };
+        match gate.acquire(&|| self.stream.should_stop()) {
+            Ok(t) => Ok(Some(t)),
+            Err(crate::qos::QosError::Stopped) => Err(VenusError::Invalid(
+                "context stopped while its submission waited for a QoS grant",
+            )),
+            Err(e) => {
+                log::debug!(
+                    "venus: {}: QoS gate unavailable ({e}); submitting ungated",
+                    self.exec.ctx
+                );
+                Ok(None)
+            }
+        }
     }
 
     pub(super) fn queue_wait_idle(
