@@ -170,18 +170,33 @@ mod tests {
     #[test]
     fn hostile_requests_are_rejected() {
         let good = GateRequest::Ran { device_ns: 1 }.encode();
-        assert!(matches!(GateRequest::decode(&good[..31]), Err(QosError::Malformed(_))));
+        assert!(matches!(
+            GateRequest::decode(&good[..31]),
+            Err(QosError::Malformed(_))
+        ));
         let mut long = good.to_vec();
         long.push(0);
-        assert!(matches!(GateRequest::decode(&long), Err(QosError::Malformed(_))));
+        assert!(matches!(
+            GateRequest::decode(&long),
+            Err(QosError::Malformed(_))
+        ));
         let mut reserved = good;
         reserved[5] = 1;
-        assert!(matches!(GateRequest::decode(&reserved), Err(QosError::Malformed(_))));
+        assert!(matches!(
+            GateRequest::decode(&reserved),
+            Err(QosError::Malformed(_))
+        ));
         let mut kind = good;
         kind[0] = 9;
-        assert!(matches!(GateRequest::decode(&kind), Err(QosError::Malformed(_))));
+        assert!(matches!(
+            GateRequest::decode(&kind),
+            Err(QosError::Malformed(_))
+        ));
         let mut tail = good;
         tail[31] = 1;
-        assert!(matches!(GateRequest::decode(&tail), Err(QosError::Malformed(_))));
+        assert!(matches!(
+            GateRequest::decode(&tail),
+            Err(QosError::Malformed(_))
+        ));
     }
 }

@@ -2,7 +2,8 @@
 //! the end-to-end tests (a binary of this package so tests can locate it):
 //! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
 //! [--max-devices N] [--max-objects N] --socket PATH` (each connection a VM with
-//! these limits; the flags override the file). Like the CLI, it stops on
+//! these limits; the flags override the file) `[--qos-policy NAME]
+//! [--control-socket PATH] [--metrics ADDR]` (QoS as the CLI has it). Like the CLI, it stops on
 //! SIGTERM/SIGINT: every context fails, the socket goes, and it exits 0.
 
 use std::process::ExitCode;
@@ -10,22 +11,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
+use vgpu_device::qos;
 use vgpu_device::renderer::venus::VenusFactory;
 use vgpu_device::shutdown::{on_termination, OnSignal};
 use vgpu_device::vtest::{VtestConfig, VtestServer};
 
 const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
-                     [--max-instances N] [--max-devices N] [--max-objects N] --socket PATH";
+                     [--max-instances N] [--max-devices N] [--max-objects N] \
+                     [--qos-policy NAME] [--control-socket PATH] [--metrics ADDR] --socket PATH";
 
 /// The command line: socket path, config file, and limit flags as config keys.
 struct CommandLine {
     socket: String,
     config_file: Option<String>,
     limits: Vec<(&'static str, String)>,
+    qos_policy: Option<String>,
+    control_socket: Option<String>,
+    metrics: Option<String>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
     let (mut socket, mut config_file, mut limits) = (None, None, Vec::new());
+    let (mut qos_policy, mut control_socket, mut metrics) = (None, None, None);
     while let Some(flag) = args.next() {
         let value = args.next()?;
         match flag.as_str() {
@@ -35,6 +42,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
             "--max-instances" => limits.push(("max_instances", value)),
             "--max-devices" => limits.push(("max_devices", value)),
             "--max-objects" => limits.push(("max_objects", value)),
+            "--qos-policy" => qos_policy = Some(value),
+            "--control-socket" => control_socket = Some(value),
+            "--metrics" => metrics = Some(value),
             _ => return None,
         }
     }
@@ -42,6 +52,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
         socket: socket?,
         config_file,
         limits,
+        qos_policy,
+        control_socket,
+        metrics,
     })
 }
 
@@ -57,11 +70,41 @@ fn config(line: CommandLine) -> Result<VtestConfig, vgpu_device::vtest::ConfigEr
     Ok(config)
 }
 
+/// The arbiter service with its optional control socket and metrics endpoint.
+type QosParts = (
+    qos::ArbiterService,
+    Option<qos::ControlServer>,
+    Option<qos::MetricsServer>,
+);
+
+fn start_qos(line: &CommandLine) -> qos::Result<QosParts> {
+    let policy = qos::parse_policy(line.qos_policy.as_deref().unwrap_or("best-effort"))?;
+    let service = qos::ArbiterService::start(policy)?;
+    let control = line
+        .control_socket
+        .as_deref()
+        .map(|p| qos::ControlServer::bind(p.as_ref(), service.handle()))
+        .transpose()?;
+    let metrics = line
+        .metrics
+        .as_deref()
+        .map(|a| qos::MetricsServer::bind(a, service.handle()))
+        .transpose()?;
+    Ok((service, control, metrics))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let Some(line) = parse(std::env::args().skip(1)) else {
         log::error!("{USAGE}");
         return ExitCode::FAILURE;
+    };
+    let qos = match start_qos(&line) {
+        Ok(q) => q,
+        Err(e) => {
+            log::error!("{}", vgpu_device::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
     };
     let config = match config(line) {
         Ok(c) => c,
@@ -70,7 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let factory = Arc::new(VenusFactory::per_context(config.venus));
+    let factory = Arc::new(VenusFactory::per_context(config.venus).with_qos(qos.0.handle()));
     let result = VenusCapset::new(&VenusProtocolInfo::generated())
         .map_err(|e| e.to_string())
         .and_then(|capset| VtestServer::bind(config, &capset, factory).map_err(|e| e.to_string()))
