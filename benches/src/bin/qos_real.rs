@@ -8,7 +8,7 @@
 //! ```text
 //! cargo run -p vgpu-benches --release --bin qos_real            # all sizes, ~10 min
 //! cargo run -p vgpu-benches --release --bin qos_real -- --quick # 4 sizes, shorter windows
-//! cargo run -p vgpu-benches --release --bin qos_real -- --out DIR --daemon PATH
+//! cargo run -p vgpu-benches --release --bin qos_real -- --sizes 1,20 --out DIR --daemon PATH
 //! ```
 //!
 //! Writes `qos_real_ratio.csv`, `qos_real_ratio.svg`, `qos_real_cost.csv` and
@@ -93,6 +93,14 @@ fn parse(args: &[String]) -> Res<Opts> {
                 o.sizes = QUICK_SIZES_MS.to_vec();
                 o.window = Duration::from_secs(2);
                 o.settle = Duration::from_millis(600);
+            }
+            "--sizes" => {
+                o.sizes = it
+                    .next()
+                    .ok_or("--sizes MS,MS,…")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
             }
             "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
             "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),

@@ -18,11 +18,15 @@
 //!   for work that is not on the host queue yet (a waiter on its fence simply waits).
 //! - **Completion = the retire marker fence.** The marker submitted right after the
 //!   guest's batch signals when the batch is done; the retire thread's callback reports
-//!   `device_ns = t_fence_seen − t_submitted` (serial-engine completion timing: with one
-//!   submission in flight on the whole device, which the service enforces while a policy
-//!   other than best-effort is active, this is the batch's device time plus the notice
-//!   latency).
-//! - **Stalled grants.** A granted submission that has not completed within
+//!   the time from submit to the fence being seen.
+//! - **One VM on the device; serial-engine timing.** A grant for another VM is held
+//!   back (deferred) until no other VM's work is on the host (lavapipe runs each
+//!   `VkDevice` on its own thread, so two VMs' batches would otherwise share the CPU and
+//!   inflate each other's times); a VM's own next submission may be pipelined behind
+//!   its first (the arbiter's 2 ms pipeline budget). The service charges
+//!   `t_complete − max(t_released, previous completion)`, never more than the gate
+//!   reports (see `service::LAVAPIPE_GPU`).
+//! - **Stalled grants.** A released submission that has not completed within
 //!   [`stall_bound_ns`] (it may wait on a semaphore that a later, not yet granted
 //!   submission of the same VM signals) is charged the time it held the device and its
 //!   slot is released, so one VM cannot stall the device for everyone; its real

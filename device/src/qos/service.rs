@@ -23,14 +23,18 @@ use crate::ratelimit::RateLimiter;
 /// How often the service looks for stalled grants while any is outstanding.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
-/// The GPU model the daemon's arbiter uses on lavapipe: one queue, and **one**
-/// submission in flight on the whole host device. Each lavapipe `VkDevice` runs its own
-/// queue thread, so two VMs' batches in flight at once would run side by side on the
-/// CPU and neither batch's fence-to-fence time would be its device time; with depth 1
-/// the host is a serial engine and completion timing is exact up to the notice latency.
+/// The GPU model the daemon's arbiter uses on lavapipe: one queue, depth 2 with a 2 ms
+/// pipeline budget. Each lavapipe `VkDevice` runs its own queue thread, so two VMs'
+/// batches on the host at once would run side by side on the CPU and neither batch's
+/// fence-to-fence time would be its device time. The service therefore releases a
+/// grant to the host only while no *other* VM has work there ("one VM on the device";
+/// a grant for another VM waits, deferred, until the device is free): the host is a
+/// serial engine, and a VM's own second submission may be pipelined behind its first
+/// on the same queue (no idle gap between them), timed as
+/// `t_complete − max(t_released, previous completion)`.
 pub const LAVAPIPE_GPU: GpuConfig = GpuConfig {
     queues: 1,
-    in_flight_depth: 1,
+    in_flight_depth: 2,
     slice_ns: 2_000_000,
     pipeline_ns: 2_000_000,
     queue_limit: 256,
@@ -134,7 +138,10 @@ struct Pending {
     tag: u64,
     waiter: Sender<GateEvent>,
     queued_at: u64,
-    granted_at: Option<u64>,
+    /// Granted by the arbiter (possibly deferred).
+    granted: bool,
+    /// Released to the gate: from here the submission may be on the host.
+    released_at: Option<u64>,
     estimate_ns: u64,
 }
 
@@ -143,6 +150,10 @@ struct State {
     vms: HashMap<VmId, VmEntry>,
     order: Vec<VmId>,
     pending: HashMap<SubmissionId, Pending>,
+    /// Granted by the arbiter, waiting for the device to be free of other VMs' work.
+    deferred: std::collections::VecDeque<SubmissionId>,
+    /// When the last completion was seen (serial-engine timing).
+    last_completion: u64,
     next_vm: u32,
     wake_at: Option<u64>,
     epoch: Instant,
@@ -181,6 +192,8 @@ impl ArbiterService {
                     vms: HashMap::new(),
                     order: Vec::new(),
                     pending: HashMap::new(),
+                    deferred: std::collections::VecDeque::new(),
+                    last_completion: 0,
                     next_vm: 1,
                     wake_at: None,
                     epoch: Instant::now(),
@@ -336,7 +349,7 @@ impl State {
             let mut timeout: Option<Duration> = self
                 .wake_at
                 .map(|t| Duration::from_nanos(t.saturating_sub(now)));
-            if self.pending.values().any(|p| p.granted_at.is_some()) {
+            if self.pending.values().any(|p| p.released_at.is_some()) {
                 timeout = Some(timeout.map_or(STALL_CHECK, |t| t.min(STALL_CHECK)));
             }
             let msg = match timeout {
@@ -381,7 +394,22 @@ impl State {
             Cmd::Detach { vm } => {
                 if self.vms.remove(&vm).is_some() {
                     self.order.retain(|&v| v != vm);
+                    // Its in-flight grants complete now (their device work is gone with
+                    // the context); its queued ones are cancelled by the detach.
+                    let held: Vec<SubmissionId> = self
+                        .pending
+                        .iter()
+                        .filter(|(_, p)| p.vm == vm && p.granted)
+                        .map(|(&id, _)| id)
+                        .collect();
                     self.pending.retain(|_, p| p.vm != vm);
+                    self.deferred.retain(|id| !held.contains(id));
+                    for submission in held {
+                        self.drive(Request::Complete(Completion {
+                            submission,
+                            device_ns: 0,
+                        }));
+                    }
                     self.drive(Request::Detach { vm });
                 }
             }
@@ -548,7 +576,8 @@ impl State {
                         tag: req.tag,
                         waiter,
                         queued_at: now,
-                        granted_at: None,
+                        granted: false,
+                        released_at: None,
                         estimate_ns: 0,
                     },
                 );
@@ -569,34 +598,20 @@ impl State {
         self.route(out);
     }
 
-    /// Delivers grants; a grant whose waiter is gone completes at once (zero time).
+    /// Takes the arbiter's replies: grants join the deferred queue, which is then
+    /// released as far as the one-VM-on-the-device rule allows.
     fn route(&mut self, out: Vec<Reply>) {
         let mut unclaimed = Vec::new();
         for reply in out {
             match reply {
-                Reply::Granted(g) => {
-                    let now = self.now();
-                    let Some(p) = self.pending.get_mut(&g.submission) else {
-                        unclaimed.push(g.submission);
-                        continue;
-                    };
-                    p.granted_at = Some(now);
-                    p.estimate_ns = g.estimate_ns;
-                    if let Some(v) = self.vms.get_mut(&p.vm) {
-                        v.grants += 1;
-                        v.throttled_ns = v
-                            .throttled_ns
-                            .saturating_add(now.saturating_sub(p.queued_at));
+                Reply::Granted(g) => match self.pending.get_mut(&g.submission) {
+                    Some(p) => {
+                        p.granted = true;
+                        p.estimate_ns = g.estimate_ns;
+                        self.deferred.push_back(g.submission);
                     }
-                    let ev = GateEvent::Granted {
-                        tag: p.tag,
-                        submission: g.submission,
-                    };
-                    if p.waiter.send(ev).is_err() {
-                        self.pending.remove(&g.submission);
-                        unclaimed.push(g.submission);
-                    }
-                }
+                    None => unclaimed.push(g.submission),
+                },
                 Reply::WakeAt(t) => self.wake_at = Some(t),
                 Reply::Cancelled { submission, .. } => {
                     if let Some(p) = self.pending.remove(&submission) {
@@ -606,12 +621,53 @@ impl State {
                 Reply::Done | Reply::Queued { .. } | Reply::Refused(_) => {}
             }
         }
+        unclaimed.extend(self.release_deferred());
         for submission in unclaimed {
             self.drive(Request::Complete(Completion {
                 submission,
                 device_ns: 0,
             }));
         }
+    }
+
+    /// Releases deferred grants in order while no other VM has work on the host;
+    /// returns those whose waiter is gone (to be completed at once, zero time).
+    fn release_deferred(&mut self) -> Vec<SubmissionId> {
+        let mut gone = Vec::new();
+        while let Some(&next) = self.deferred.front() {
+            let Some(vm) = self.pending.get(&next).map(|p| p.vm) else {
+                self.deferred.pop_front();
+                continue;
+            };
+            let busy_elsewhere = self
+                .pending
+                .values()
+                .any(|p| p.vm != vm && p.released_at.is_some());
+            if busy_elsewhere {
+                break;
+            }
+            self.deferred.pop_front();
+            let now = self.now();
+            let Some(p) = self.pending.get_mut(&next) else {
+                continue;
+            };
+            p.released_at = Some(now);
+            let waited = now.saturating_sub(p.queued_at);
+            let ev = GateEvent::Granted {
+                tag: p.tag,
+                submission: next,
+            };
+            let delivered = p.waiter.send(ev).is_ok();
+            if let Some(v) = self.vms.get_mut(&vm) {
+                v.grants += 1;
+                v.throttled_ns = v.throttled_ns.saturating_add(waited);
+            }
+            if !delivered {
+                self.pending.remove(&next);
+                gone.push(next);
+            }
+        }
+        gone
     }
 
     /// A gate reports a completion. Only the VM's own granted submissions count, and
@@ -621,7 +677,7 @@ impl State {
         let owned = self
             .pending
             .get(&submission)
-            .is_some_and(|p| p.vm == vm && p.granted_at.is_some());
+            .is_some_and(|p| p.vm == vm && p.released_at.is_some());
         if !owned {
             // A stalled grant's late completion, or a lie.
             if let Some(suppressed) = self.bogus.check() {
@@ -635,8 +691,11 @@ impl State {
         let Some(p) = self.pending.remove(&submission) else {
             return;
         };
-        let held = now.saturating_sub(p.granted_at.unwrap_or(now));
-        let device_ns = device_ns.min(held);
+        // Serial engine: it started when released or when the work before it on the
+        // device finished, whichever is later; a worker's own figure can only lower it.
+        let start = p.released_at.unwrap_or(now).max(self.last_completion);
+        let device_ns = device_ns.min(now.saturating_sub(start));
+        self.last_completion = now;
         if let Some(v) = self.vms.get_mut(&vm) {
             v.device_ns = v.device_ns.saturating_add(device_ns);
             v.submissions += 1;
@@ -654,7 +713,7 @@ impl State {
             .pending
             .iter()
             .filter_map(|(&id, p)| {
-                let at = p.granted_at?;
+                let at = p.released_at?;
                 let held = now.saturating_sub(at);
                 (held > stall_bound_ns(p.estimate_ns)).then_some((id, p.vm, held))
             })
@@ -667,6 +726,7 @@ impl State {
                 v.submissions += 1;
             }
             log::debug!("qos: {vm}: {id} held the device {held} ns; released as stalled");
+            self.last_completion = now;
             self.drive(Request::Complete(Completion {
                 submission: id,
                 device_ns: held,

@@ -282,3 +282,34 @@ fn a_lying_worker_is_clamped_and_a_malformed_one_cut_off() {
     let (_, vms) = h.snapshot().expect("snapshot");
     assert!(vms.iter().all(|v| v.name != "liar"), "{vms:?}");
 }
+
+#[test]
+fn a_vm_pipelines_its_own_work_but_never_shares_the_device() {
+    let (_s, h) = service(Policy::FixedShare);
+    let a = h.attach_default("a".into()).expect("attach");
+    let b = h.attach_default("b".into()).expect("attach");
+    // Teach the arbiter that a's batches are short (well inside the 2 ms budget).
+    for _ in 0..8 {
+        let mut t = a.acquire(&never).expect("grant");
+        t.submitted();
+        std::thread::sleep(Duration::from_micros(300));
+        t.complete();
+    }
+    let first = a.acquire(&never).expect("grant");
+    let second = acquire_async(&a);
+    let second = second
+        .recv_timeout(LONG)
+        .expect("a's second batch is pipelined behind its first");
+    let other = acquire_async(&b);
+    assert!(
+        other.recv_timeout(Duration::from_millis(100)).is_err(),
+        "b released while a has work on the device"
+    );
+    drop(first);
+    assert!(
+        other.recv_timeout(Duration::from_millis(100)).is_err(),
+        "b released while a's second batch is still on the device"
+    );
+    drop(second);
+    let _t = other.recv_timeout(LONG).expect("b runs once a is off the device");
+}

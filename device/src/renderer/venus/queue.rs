@@ -15,6 +15,9 @@ use super::objects::{DeviceState, QueueRef};
 use super::retire::{self, Waiting};
 use super::{Handler, Result, VenusError};
 
+/// The submission's context or ring stopped while it waited for its grant.
+struct QosStopped;
+
 impl Handler<'_, '_> {
     /// Runs `f` on `queue`'s device with the queue's submission lock held, once the
     /// device is known to be still live (destroyers take the same lock first).
@@ -68,7 +71,10 @@ impl Handler<'_, '_> {
         let q = self.queue_ref(queue)?;
         // QoS: wait for the arbiter's grant before the batch reaches the host queue
         // (no lock held while waiting; see `crate::qos`).
-        let mut ticket = self.qos_grant()?;
+        let mut ticket = match self.qos_grant() {
+            Ok(t) => t,
+            Err(QosStopped) => return Ok(vk::Result::ERROR_DEVICE_LOST),
+        };
         let guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
             ty: vk::ObjectType::DEVICE,
             raw: q.device.device.handle().as_raw(),
@@ -126,15 +132,15 @@ impl Handler<'_, '_> {
 
     /// Blocks until the VM's QoS gate grants the next submission (`None`: no gate,
     /// or the arbiter is gone and submissions go through ungated).
-    fn qos_grant(&self) -> Result<Option<crate::qos::Ticket>> {
+    fn qos_grant(&self) -> std::result::Result<Option<crate::qos::Ticket>, QosStopped> {
         let Some(gate) = &self.exec.gate else {
             return Ok(None);
         };
         match gate.acquire(&|| self.stream.should_stop()) {
             Ok(t) => Ok(Some(t)),
-            Err(crate::qos::QosError::Stopped) => Err(VenusError::Invalid(
-                "context stopped while its submission waited for a QoS grant",
-            )),
+            // The context or ring is going away: the batch never reaches the host,
+            // which the guest (stopping) sees as a lost device, not a context failure.
+            Err(crate::qos::QosError::Stopped) => Err(QosStopped),
             Err(e) => {
                 log::debug!(
                     "venus: {}: QoS gate unavailable ({e}); submitting ungated",
