@@ -140,6 +140,8 @@ pub trait GateTransport: Send + Sync + fmt::Debug {
     fn ran(&self, device_ns: u64) -> Result<()>;
     /// Whether grants are local (best-effort: no round trip).
     fn bypass(&self) -> bool;
+    /// Counts a failed context of this VM (metrics).
+    fn context_failed(&self) -> Result<()>;
 }
 
 /// The in-process transport: a channel to the service thread.
@@ -165,6 +167,11 @@ impl GateTransport for InProcess {
 
     fn bypass(&self) -> bool {
         self.bypass.load(Ordering::Acquire)
+    }
+
+    fn context_failed(&self) -> Result<()> {
+        self.handle.failure(self.vm);
+        Ok(())
     }
 }
 
@@ -192,6 +199,13 @@ impl SubmitGate {
         Self {
             transport,
             next_tag: AtomicU64::new(1),
+        }
+    }
+
+    /// Counts a failed context of this VM (a command failed; metrics only).
+    pub fn context_failed(&self) {
+        if let Err(e) = self.transport.context_failed() {
+            log::debug!("qos: reporting a context failure failed: {e}");
         }
     }
 

@@ -154,6 +154,10 @@ impl GateTransport for GateClient {
     fn bypass(&self) -> bool {
         self.bypass.load(Ordering::Acquire)
     }
+
+    fn context_failed(&self) -> Result<()> {
+        send_msg(&self.fd, &GateRequest::ContextFailed.encode())
+    }
 }
 
 impl Drop for GateClient {
@@ -278,6 +282,10 @@ fn server_reader(fd: &OwnedFd, handle: &QosHandle, vm: VmId, tx: &Sender<GateEve
             } => handle.complete(vm, submission, device_ns),
             // A worker may lie: one ungated batch counts for at most 10 s.
             GateRequest::Ran { device_ns } => handle.ran(vm, device_ns.min(10_000_000_000)),
+            GateRequest::ContextFailed => {
+                handle.failure(vm);
+                Ok(())
+            }
         };
         if sent.is_err() {
             return;

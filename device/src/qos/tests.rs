@@ -177,11 +177,12 @@ fn the_gate_works_over_a_seqpacket_socket() {
         std::thread::sleep(Duration::from_millis(2));
         t.complete();
     }
+    gate.context_failed();
     let deadline = Instant::now() + LONG;
     loop {
         let (_, vms) = h.snapshot().expect("snapshot");
         let w = vm(&vms, "w");
-        if w.submissions == 3 {
+        if w.submissions == 3 && w.failures == 1 {
             assert!(w.device_ns >= 6_000_000, "{w:?}");
             break;
         }
@@ -311,5 +312,7 @@ fn a_vm_pipelines_its_own_work_but_never_shares_the_device() {
         "b released while a's second batch is still on the device"
     );
     drop(second);
-    let _t = other.recv_timeout(LONG).expect("b runs once a is off the device");
+    let _t = other
+        .recv_timeout(LONG)
+        .expect("b runs once a is off the device");
 }

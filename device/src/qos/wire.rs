@@ -7,6 +7,7 @@
 //! | worker → daemon | 1 submit | tag | cost hint ns + 1 (0: none) |
 //! | worker → daemon | 2 complete | submission id | device ns |
 //! | worker → daemon | 3 ran (best-effort, no grant) | 0 | device ns |
+//! | worker → daemon | 4 a context failed | 0 | 0 |
 //! | daemon → worker | 1 granted | tag | submission id |
 //! | daemon → worker | 2 refused (backpressure) | tag | 0 |
 //! | daemon → worker | 3 best-effort | 0 or 1 | 0 |
@@ -43,6 +44,8 @@ pub enum GateRequest {
         /// Measured device time.
         device_ns: u64,
     },
+    /// A context of the VM failed.
+    ContextFailed,
 }
 
 fn put(kind: u32, a: u64, b: u64) -> [u8; MSG_LEN] {
@@ -84,6 +87,7 @@ impl GateRequest {
                 device_ns,
             } => put(2, submission.0, device_ns),
             GateRequest::Ran { device_ns } => put(3, 0, device_ns),
+            GateRequest::ContextFailed => put(4, 0, 0),
         }
     }
 
@@ -99,6 +103,7 @@ impl GateRequest {
                 device_ns,
             }),
             (3, 0, device_ns) => Ok(GateRequest::Ran { device_ns }),
+            (4, 0, 0) => Ok(GateRequest::ContextFailed),
             _ => Err(QosError::Malformed("unknown gate request")),
         }
     }
@@ -147,6 +152,7 @@ mod tests {
                 device_ns: 1_000,
             },
             GateRequest::Ran { device_ns: 9 },
+            GateRequest::ContextFailed,
         ] {
             assert_eq!(GateRequest::decode(&r.encode()).ok(), Some(r));
         }

@@ -330,6 +330,12 @@ impl StreamExecutor for VenusExecutor {
         };
         stream.put_local(local);
         self.after_command(command, result.is_ok(), pins);
+        if result.is_err() {
+            // Every handler error fails the context: counted per VM for the metrics.
+            if let Some(g) = &self.gate {
+                g.context_failed();
+            }
+        }
         match result {
             Ok(_) => Ok(decoder.position()),
             Err(e) => Err(ExecError::Failed(Box::new(CommandFailed {
