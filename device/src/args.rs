@@ -1,9 +1,10 @@
-//! Command-line arguments, validated into library configuration.
+//! Command-line arguments, validated into the daemon's configuration.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use vgpu_device::vtest::VtestConfig;
+use vgpu_device::config::{self, ConfigError, DaemonConfig, Flags, FrontDoor};
+use vgpu_device::daemon::Options;
 
 /// vhost-user-vgpu: share a host GPU with VMs through Vulkan forwarding (Venus).
 #[derive(Debug, Parser)]
@@ -15,10 +16,12 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve Mesa's vtest protocol (version 3) on a unix socket.
+    /// Serve Mesa's vtest protocol (version 3) on a unix socket (`--socket`), or every
+    /// VM of a config file (`--config`).
     Vtest(VtestArgs),
     /// Serve a vhost-user virtio-gpu device (crosvm `--vhost-user gpu,socket=PATH`,
-    /// QEMU `-device vhost-user-gpu-pci`) on a unix socket.
+    /// QEMU `-device vhost-user-gpu-pci`) on a unix socket (`--socket`), or every VM of
+    /// a config file (`--config`).
     Serve(ServeArgs),
     /// Talk to a running daemon's control socket: `list`, `set VM share=PCT
     /// [cap=PCT|none]`, `policy NAME`, `metrics`.
@@ -40,22 +43,24 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct VtestArgs {
-    /// Socket path (Mesa reads it from VTEST_SOCKET_NAME).
-    #[arg(long)]
-    pub socket: PathBuf,
-    /// Optional limits file (`key = value` lines; see `vtest::VtestConfig::apply`);
-    /// the flags below override it.
+    /// Socket path (Mesa reads it from VTEST_SOCKET_NAME): one socket, each connection
+    /// a VM of its own. Without it, `--config` must list the VMs.
+    #[arg(long, required_unless_present = "config")]
+    pub socket: Option<PathBuf>,
+    /// TOML config file (docs/config.example.toml). With `--socket` it may not list
+    /// VMs: its `[vtest]` and `[defaults]` apply to the socket. The flags below
+    /// override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Maximum simultaneous clients [default: 64].
     #[arg(long)]
-    pub max_clients: Option<usize>,
+    pub max_clients: Option<u64>,
     /// Maximum connections one process may hold [default: 16].
     #[arg(long)]
-    pub max_clients_per_pid: Option<usize>,
+    pub max_clients_per_pid: Option<u64>,
     /// Maximum connections one user may hold [default: 64].
     #[arg(long)]
-    pub max_clients_per_uid: Option<usize>,
+    pub max_clients_per_uid: Option<u64>,
     /// Time from connecting to CONTEXT_INIT before a client is dropped [default: 5000].
     #[arg(long)]
     pub handshake_timeout_ms: Option<u64>,
@@ -67,21 +72,21 @@ pub struct VtestArgs {
     pub reply_timeout_ms: Option<u64>,
     /// Maximum size of one vtest message in MiB [default: 16].
     #[arg(long)]
-    pub max_message_mib: Option<usize>,
+    pub max_message_mib: Option<u64>,
     /// Maximum shared memory per context in MiB [default: 4096].
     #[arg(long)]
     pub max_shmem_mib: Option<u64>,
     /// Maximum rings per context [default: 64].
     #[arg(long)]
-    pub max_rings: Option<usize>,
+    pub max_rings: Option<u64>,
     /// Cap on a ring's idle timeout (its busy-poll time) in µs [default: 10000].
     #[arg(long)]
     pub max_ring_idle_timeout_us: Option<u64>,
     /// On SIGTERM/SIGINT, how long the orderly stop may take before the daemon exits
-    /// anyway, in ms.
-    #[arg(long, default_value_t = 5000)]
-    pub shutdown_grace_ms: u64,
-    /// Per-VM limits (each vtest connection is one VM).
+    /// anyway, in ms [default: 5000].
+    #[arg(long)]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
     /// QoS scheduling of host submissions.
@@ -89,23 +94,39 @@ pub struct VtestArgs {
     pub qos: QosArgs,
 }
 
-/// QoS: the arbiter's policy, the control socket and the metrics endpoint.
+/// QoS: the arbiter's policy, the control socket and the metrics endpoint (override
+/// the config's `policy`, `control_socket`, `metrics`).
 #[derive(Debug, clap::Args)]
 pub struct QosArgs {
     /// Scheduling policy for host submissions: best-effort (no gate, today's
-    /// behaviour), equal-share, fixed-share or burst. Every VM starts with equal weights.
-    #[arg(long, default_value = "best-effort")]
-    pub qos_policy: String,
+    /// behaviour), equal-share, fixed-share or burst [default: best-effort].
+    #[arg(long)]
+    pub qos_policy: Option<String>,
     /// Unix socket for `vhost-user-vgpu ctl` (list VMs, change shares and the policy).
     #[arg(long)]
     pub control_socket: Option<PathBuf>,
-    /// Prometheus endpoint: a loopback `IP:PORT` or a unix socket path.
+    /// Prometheus endpoint: a loopback `IP:PORT`, `unix:PATH` or a unix socket path.
     #[arg(long)]
     pub metrics: Option<String>,
 }
 
-/// Per-VM limits on Venus objects and device memory (override the config file's
-/// `memory_mib`, `max_instances`, `max_devices`, `max_objects`).
+impl QosArgs {
+    /// Overrides the config's daemon-wide QoS keys.
+    fn apply(&self, config: &mut DaemonConfig) -> Result<(), ArgsError> {
+        if let Some(p) = &self.qos_policy {
+            config.policy = vgpu_device::qos::parse_policy(p)?;
+        }
+        if let Some(c) = &self.control_socket {
+            config.control_socket = Some(c.clone());
+        }
+        if let Some(m) = &self.metrics {
+            config.metrics = Some(vgpu_device::qos::parse_metrics_listen(m)?);
+        }
+        Ok(())
+    }
+}
+
+/// Per-VM limits on Venus objects, device memory and fds (override the config's).
 #[derive(Debug, clap::Args)]
 pub struct LimitArgs {
     /// Device-memory quota per VM in MiB [default: the largest host heap / 4].
@@ -113,51 +134,42 @@ pub struct LimitArgs {
     pub memory_mib: Option<u64>,
     /// Vulkan instances one context may hold [default: 8].
     #[arg(long)]
-    pub max_instances: Option<u32>,
+    pub max_instances: Option<u64>,
     /// Vulkan devices one context may hold [default: 8].
     #[arg(long)]
-    pub max_devices: Option<u32>,
+    pub max_devices: Option<u64>,
     /// Vulkan objects (of every type) one context may hold [default: 1000000].
     #[arg(long)]
-    pub max_objects: Option<u32>,
+    pub max_objects: Option<u64>,
+    /// Blobs (fds backing memory) one VM may hold [default: derived from
+    /// RLIMIT_NOFILE].
+    #[arg(long)]
+    pub max_blobs: Option<u64>,
+    /// Pending sync waits one VM may hold [default: derived from RLIMIT_NOFILE].
+    #[arg(long)]
+    pub max_sync_waits: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// vhost-user socket path (the daemon listens; the VMM connects).
-    #[arg(long)]
-    pub socket: PathBuf,
-    /// Optional device settings (`key = value` lines; see `vhost_user::ServeConfig`).
+    /// vhost-user socket path (the daemon listens; the VMM connects): one VM. Without
+    /// it, `--config` must list the VMs.
+    #[arg(long, required_unless_present = "config")]
+    pub socket: Option<PathBuf>,
+    /// TOML config file (docs/config.example.toml). With `--socket` it may not list
+    /// VMs: its `[defaults]` apply to the socket's VM.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Exit when the first frontend disconnects (default: keep listening and serve
     /// the next frontend, e.g. after a VMM restart, on a fresh device).
     #[arg(long)]
     pub once: bool,
+    /// Per-VM limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// QoS scheduling of host submissions.
     #[command(flatten)]
     pub qos: QosArgs,
-}
-
-impl ServeArgs {
-    /// Socket path, for the shutdown handler.
-    pub fn socket(&self) -> &std::path::Path {
-        &self.socket
-    }
-}
-
-impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
-    type Error = vgpu_device::vhost_user::ConfigError;
-
-    fn try_from(args: ServeArgs) -> Result<Self, Self::Error> {
-        let mut config = Self::new(args.socket);
-        if let Some(path) = &args.config {
-            config.load(path)?;
-        }
-        // The flag can only turn single-connection mode on, never off.
-        config.once |= args.once;
-        Ok(config)
-    }
 }
 
 /// Invalid arguments.
@@ -165,110 +177,132 @@ impl TryFrom<ServeArgs> for vgpu_device::vhost_user::ServeConfig {
 pub enum ArgsError {
     #[error("socket path {0} has no parent directory")]
     SocketDir(PathBuf),
-    #[error("invalid vtest limits")]
-    Config(#[from] vgpu_device::vtest::ConfigError),
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    #[error("invalid QoS option")]
+    Qos(#[from] vgpu_device::qos::QosError),
 }
 
-impl TryFrom<VtestArgs> for VtestConfig {
+/// The config the command line describes, and how to serve it.
+#[derive(Debug)]
+pub struct Plan {
+    pub config: DaemonConfig,
+    pub options: Options,
+}
+
+fn load(path: Option<&Path>) -> Result<DaemonConfig, ArgsError> {
+    Ok(match path {
+        Some(p) => config::load(p)?,
+        None => DaemonConfig::default(),
+    })
+}
+
+impl LimitArgs {
+    fn flags(&self) -> Flags {
+        Flags {
+            memory_mib: self.memory_mib,
+            max_instances: self.max_instances,
+            max_devices: self.max_devices,
+            max_objects: self.max_objects,
+            max_blobs: self.max_blobs,
+            max_sync_waits: self.max_sync_waits,
+            ..Flags::default()
+        }
+    }
+}
+
+impl TryFrom<VtestArgs> for Plan {
     type Error = ArgsError;
 
     fn try_from(args: VtestArgs) -> Result<Self, Self::Error> {
-        let dir = args.socket.parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                ".".as_ref()
-            } else {
-                p
-            }
-        });
-        if !dir.is_some_and(std::path::Path::is_dir) {
-            return Err(ArgsError::SocketDir(args.socket));
-        }
-        let mut config = VtestConfig::new(args.socket.clone());
-        if let Some(path) = &args.config {
-            config.load(path)?;
-        }
-        // Flags override the file; each goes through the same validation (errors name
-        // "line 0", the command line).
-        let flags = [
-            ("max_clients", args.max_clients.map(|v| v.to_string())),
-            (
-                "max_clients_per_pid",
-                args.max_clients_per_pid.map(|v| v.to_string()),
-            ),
-            (
-                "max_clients_per_uid",
-                args.max_clients_per_uid.map(|v| v.to_string()),
-            ),
-            (
-                "handshake_timeout_ms",
-                args.handshake_timeout_ms.map(|v| v.to_string()),
-            ),
-            (
-                "message_timeout_ms",
-                args.message_timeout_ms.map(|v| v.to_string()),
-            ),
-            (
-                "reply_timeout_ms",
-                args.reply_timeout_ms.map(|v| v.to_string()),
-            ),
-            (
-                "max_message_mib",
-                args.max_message_mib.map(|v| v.to_string()),
-            ),
-            ("max_shmem_mib", args.max_shmem_mib.map(|v| v.to_string())),
-            ("max_rings", args.max_rings.map(|v| v.to_string())),
-            (
-                "max_ring_idle_timeout_us",
-                args.max_ring_idle_timeout_us.map(|v| v.to_string()),
-            ),
-            ("memory_mib", args.limits.memory_mib.map(|v| v.to_string())),
-            (
-                "max_instances",
-                args.limits.max_instances.map(|v| v.to_string()),
-            ),
-            (
-                "max_devices",
-                args.limits.max_devices.map(|v| v.to_string()),
-            ),
-            (
-                "max_objects",
-                args.limits.max_objects.map(|v| v.to_string()),
-            ),
-        ];
-        for (key, value) in flags {
-            if let Some(value) = value {
-                config.set(0, key, &value)?;
+        if let Some(socket) = &args.socket {
+            let dir = socket.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    ".".as_ref()
+                } else {
+                    p
+                }
+            });
+            if !dir.is_some_and(Path::is_dir) {
+                return Err(ArgsError::SocketDir(socket.clone()));
             }
         }
-        Ok(config)
+        let mut config = load(args.config.as_deref())?;
+        if let Some(socket) = &args.socket {
+            config.add_socket_vm(socket.clone(), FrontDoor::Vtest)?;
+        }
+        let flags = Flags {
+            max_clients: args.max_clients,
+            max_clients_per_pid: args.max_clients_per_pid,
+            max_clients_per_uid: args.max_clients_per_uid,
+            handshake_timeout_ms: args.handshake_timeout_ms,
+            message_timeout_ms: args.message_timeout_ms,
+            reply_timeout_ms: args.reply_timeout_ms,
+            max_message_mib: args.max_message_mib,
+            shutdown_grace_ms: args.shutdown_grace_ms,
+            max_shmem_mib: args.max_shmem_mib,
+            max_rings: args.max_rings,
+            max_ring_idle_timeout_us: args.max_ring_idle_timeout_us,
+            ..args.limits.flags()
+        };
+        config::apply_flags(&mut config, &flags)?;
+        args.qos.apply(&mut config)?;
+        Ok(Self {
+            config,
+            options: Options {
+                vm_per_connection: args.socket.is_some(),
+                once: false,
+            },
+        })
+    }
+}
+
+impl TryFrom<ServeArgs> for Plan {
+    type Error = ArgsError;
+
+    fn try_from(args: ServeArgs) -> Result<Self, Self::Error> {
+        let mut config = load(args.config.as_deref())?;
+        if let Some(socket) = args.socket {
+            config.add_socket_vm(socket, FrontDoor::VhostUser)?;
+        }
+        config::apply_flags(&mut config, &args.limits.flags())?;
+        args.qos.apply(&mut config)?;
+        Ok(Self {
+            config,
+            options: Options {
+                vm_per_connection: false,
+                once: args.once,
+            },
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vgpu_device::renderer::venus::VenusLimits;
-    use vgpu_device::vhost_user::ServeConfig;
+    use std::time::Duration;
 
-    fn serve_config(argv: &[&str]) -> ServeConfig {
+    fn plan(argv: &[&str]) -> Result<Plan, ArgsError> {
         let args = Args::try_parse_from(argv).expect("valid arguments");
-        let Command::Serve(serve) = args.command else {
-            unreachable!("a serve command line")
-        };
-        ServeConfig::try_from(serve).expect("valid config")
+        match args.command {
+            Command::Vtest(v) => Plan::try_from(v),
+            Command::Serve(s) => Plan::try_from(s),
+            Command::Probe { .. } | Command::Ctl { .. } => {
+                unreachable!("not a daemon command line")
+            }
+        }
     }
 
-    fn vtest_config(argv: &[&str]) -> Result<VtestConfig, ArgsError> {
-        let args = Args::try_parse_from(argv).expect("valid arguments");
-        let Command::Vtest(vtest) = args.command else {
-            unreachable!("a vtest command line")
-        };
-        VtestConfig::try_from(vtest)
+    fn temp_config(tag: &str, text: &str) -> PathBuf {
+        let file =
+            std::env::temp_dir().join(format!("vgpu-args-{}-{tag}.toml", std::process::id()));
+        std::fs::write(&file, text).expect("config file");
+        file
     }
 
     #[test]
     fn vtest_limit_flags_override_defaults() {
-        let config = vtest_config(&[
+        let p = plan(&[
             "vhost-user-vgpu",
             "vtest",
             "--socket",
@@ -281,15 +315,17 @@ mod tests {
             "4",
         ])
         .expect("valid");
-        assert_eq!(config.max_clients_per_pid, 3);
-        assert_eq!(config.reply_timeout, std::time::Duration::from_millis(250));
-        assert_eq!(config.context.max_rings, 4);
-        assert_eq!(config.max_clients, VtestConfig::new("s").max_clients);
+        let c = &p.config;
+        assert_eq!(c.vtest.max_clients_per_pid, 3);
+        assert_eq!(c.vtest.reply_timeout, Duration::from_millis(250));
+        assert_eq!(c.vms[0].context.max_rings, 4);
+        assert_eq!(c.vms[0].vtest_socket.as_deref(), Some(Path::new("s")));
+        assert!(p.options.vm_per_connection);
     }
 
     #[test]
     fn vtest_rejects_a_zero_timeout() {
-        let err = vtest_config(&[
+        let err = plan(&[
             "vhost-user-vgpu",
             "vtest",
             "--socket",
@@ -297,42 +333,20 @@ mod tests {
             "--handshake-timeout-ms",
             "0",
         ]);
-        assert!(matches!(err, Err(ArgsError::Config(_))));
-    }
-
-    #[test]
-    fn vtest_limits_default_and_flags() {
-        let base = ["vhost-user-vgpu", "vtest", "--socket", "s"];
-        let config = vtest_config(&base).expect("defaults");
-        assert_eq!(config.venus, VenusLimits::default());
-        let mut argv = base.to_vec();
-        argv.extend([
-            "--memory-mib",
-            "64",
-            "--max-instances",
-            "2",
-            "--max-objects",
-            "9",
-        ]);
-        let l = vtest_config(&argv).expect("flags").venus;
-        assert_eq!(
-            (l.memory_mib, l.max_instances, l.max_objects),
-            (Some(64), 2, 9)
-        );
-        let mut argv = base.to_vec();
-        argv.extend(["--max-devices", "0"]);
-        assert!(matches!(vtest_config(&argv), Err(ArgsError::Config(_))));
+        assert!(matches!(
+            err,
+            Err(ArgsError::Config(ConfigError::Flag { .. }))
+        ));
     }
 
     #[test]
     fn vtest_limit_flags_override_the_file() {
-        let dir = std::env::temp_dir().join(format!("vgpu-args-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("vtest.conf");
-        std::fs::write(&file, "memory_mib = 32\nmax_devices = 2\nmax_rings = 4\n")
-            .expect("config file");
+        let file = temp_config(
+            "override",
+            "[defaults]\nmemory_mib = 32\nmax_devices = 2\nmax_rings = 4\nmax_blobs = 7\n",
+        );
         let path = file.to_str().expect("utf-8 path");
-        let config = vtest_config(&[
+        let p = plan(&[
             "vhost-user-vgpu",
             "vtest",
             "--socket",
@@ -343,16 +357,43 @@ mod tests {
             "48",
         ])
         .expect("valid");
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(config.venus.memory_mib, Some(48));
-        assert_eq!(config.venus.max_devices, 2);
-        assert_eq!(config.context.max_rings, 4);
+        let _ = std::fs::remove_file(&file);
+        let vm = &p.config.vms[0];
+        assert_eq!(vm.limits.memory_mib, Some(48));
+        assert_eq!(vm.limits.max_devices, 2);
+        assert_eq!(vm.context.max_rings, 4);
+        assert_eq!(vm.fds.max_blobs, Some(7));
     }
 
     #[test]
-    fn serve_keeps_listening_by_default() {
-        let config = serve_config(&["vhost-user-vgpu", "serve", "--socket", "s"]);
-        assert!(!config.once);
+    fn socket_shorthand_refuses_a_config_with_vms() {
+        let file = temp_config("vms", "[[vm]]\nname = \"a\"\nvtest_socket = \"/tmp/x\"\n");
+        let path = file.to_str().expect("utf-8 path");
+        let err = plan(&[
+            "vhost-user-vgpu",
+            "serve",
+            "--socket",
+            "s",
+            "--config",
+            path,
+        ]);
+        let _ = std::fs::remove_file(&file);
+        assert!(matches!(err, Err(ArgsError::Config(ConfigError::Usage(_)))));
+    }
+
+    #[test]
+    fn serve_config_serves_every_vm() {
+        let file = temp_config(
+            "serve",
+            "[[vm]]\nname = \"a\"\nvtest_socket = \"/tmp/x\"\n\
+             [[vm]]\nname = \"b\"\nvhost_user_socket = \"/tmp/y\"\n",
+        );
+        let path = file.to_str().expect("utf-8 path");
+        let p = plan(&["vhost-user-vgpu", "serve", "--config", path]).expect("valid");
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(p.config.vms.len(), 2);
+        assert!(!p.options.vm_per_connection);
+        assert!(!p.options.once);
     }
 
     #[test]
@@ -362,7 +403,22 @@ mod tests {
         let Command::Vtest(v) = args.command else {
             unreachable!("a vtest command line")
         };
-        assert_eq!(v.qos.qos_policy, "best-effort");
+        assert_eq!(v.qos.qos_policy, None);
+        let p = plan(&["vhost-user-vgpu", "vtest", "--socket", "s"]).expect("valid");
+        assert_eq!(p.config.policy, vgpu_device::qos::Policy::BestEffort);
+        let p = plan(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--qos-policy",
+            "fixed-share",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .expect("valid");
+        assert_eq!(p.config.policy, vgpu_device::qos::Policy::FixedShare);
+        assert!(p.config.metrics.is_some());
         let args = Args::try_parse_from([
             "vhost-user-vgpu",
             "ctl",
@@ -381,7 +437,11 @@ mod tests {
 
     #[test]
     fn once_flag_selects_single_connection_mode() {
-        let config = serve_config(&["vhost-user-vgpu", "serve", "--socket", "s", "--once"]);
-        assert!(config.once);
+        let p = plan(&["vhost-user-vgpu", "serve", "--socket", "s", "--once"]).expect("valid");
+        assert!(p.options.once);
+        assert_eq!(
+            p.config.vms[0].vhost_user_socket.as_deref(),
+            Some(Path::new("s"))
+        );
     }
 }

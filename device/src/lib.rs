@@ -17,6 +17,7 @@ compile_error!("the Venus wire format is little-endian and mapped in place");
 
 pub mod capset;
 pub mod config;
+pub mod daemon;
 pub mod ids;
 pub mod qos;
 pub mod ratelimit;

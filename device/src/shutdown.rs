@@ -1,13 +1,14 @@
-//! Orderly exit on `SIGTERM`/`SIGINT` for both front doors.
+//! Orderly exit on `SIGTERM`/`SIGINT` for every front door of the daemon.
 //!
 //! A signal thread waits for the first signal, then: sets FATAL on every ring of
-//! every live context (a guest sees a lost device instead of a silent host), removes
-//! the socket file, and runs the front door's stop action. `vtest` stops accepting,
-//! lets each connection answer what its client already sent (Mesa 25.0.7 spins
-//! forever on an end-of-file in the middle of a reply), then fails the contexts,
-//! hangs up, joins the threads and returns from `run`, and `main` exits 0. `serve`
-//! fails its contexts and exits 0 at once. If the process is still alive after the
-//! grace period, or a second signal arrives, the signal thread exits 0 itself.
+//! every live context of every VM (a guest sees a lost device instead of a silent
+//! host), removes every socket file of the daemon, and runs the stop action
+//! (`daemon::run` wakes its main thread). Each vtest server stops accepting, lets
+//! each connection answer what its client already sent (Mesa 25.0.7 spins forever on
+//! an end-of-file in the middle of a reply), then fails the contexts, hangs up and
+//! joins its threads; vhost-user contexts fail at once; `main` exits 0. If the process
+//! is still alive after the grace period, or a second signal arrives, the signal
+//! thread exits 0 itself.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
@@ -35,10 +36,10 @@ pub enum ShutdownError {
 
 /// What to do on the first `SIGTERM` or `SIGINT`.
 pub struct OnSignal {
-    /// The socket file to remove.
-    pub socket: PathBuf,
-    /// Contexts whose rings get FATAL.
-    pub contexts: ContextRegistry,
+    /// The socket files to remove (every VM's sockets).
+    pub sockets: Vec<PathBuf>,
+    /// Contexts whose rings get FATAL (one registry per front door).
+    pub contexts: Vec<ContextRegistry>,
     /// The front door's stop action (run after the rings got FATAL and the socket
     /// is gone); it fails the contexts.
     pub stop: Box<dyn FnOnce() + Send>,
@@ -49,7 +50,7 @@ pub struct OnSignal {
 impl std::fmt::Debug for OnSignal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnSignal")
-            .field("socket", &self.socket)
+            .field("sockets", &self.sockets)
             .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
@@ -65,12 +66,18 @@ pub fn on_termination(action: OnSignal) -> Result<(), ShutdownError> {
                 return;
             };
             log::info!(
-                "shutdown: {} received: FATAL on every ring, removing {}",
+                "shutdown: {} received: FATAL on every ring, removing {} sockets",
                 signal_name(signal),
-                action.socket.display()
+                action.sockets.len()
             );
-            let contexts = action.contexts.set_rings_fatal();
-            remove_socket(&action.socket);
+            let contexts: usize = action
+                .contexts
+                .iter()
+                .map(ContextRegistry::set_rings_fatal)
+                .sum();
+            for socket in &action.sockets {
+                remove_socket(socket);
+            }
             log::info!("shutdown: rings of {contexts} contexts set FATAL");
             (action.stop)();
             // An overflowing grace period waits for a second signal only.

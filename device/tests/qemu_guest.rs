@@ -172,10 +172,10 @@ fn linux_guest_probes_lists_capsets_and_shows_its_framebuffer() {
 
     let load = Load::start();
     let sock = work.join("gpu.sock");
-    let config = work.join("serve.conf");
+    let config = work.join("serve.toml");
     std::fs::write(
         &config,
-        format!("frame_dir = {}\n", work.join("frames").display()),
+        format!("[defaults]\nframe_dir = {:?}\n", work.join("frames")),
     )
     .expect("config");
     let log = std::fs::File::create(work.join("daemon.log")).expect("log");

@@ -1331,8 +1331,8 @@ fn sigusr1_dumps_the_frame_of_the_connected_frontend() {
     let dir = test_dir("frames");
     let frames = dir.0.join("frames");
     std::fs::create_dir_all(&frames).expect("frames dir");
-    let config = dir.0.join("serve.conf");
-    std::fs::write(&config, format!("frame_dir = {}\n", frames.display())).expect("config");
+    let config = dir.0.join("serve.toml");
+    std::fs::write(&config, format!("[defaults]\nframe_dir = {frames:?}\n")).expect("config");
     let config = config.to_str().expect("utf-8 path");
     let (daemon, socket) = ServeProcess::spawn(&dir, &["--config", config]);
 

@@ -59,6 +59,45 @@ impl Daemon {
         Ok(Self { child, socket, log })
     }
 
+    /// Starts `bin --config FILE` (every VM of a TOML config; `bin` is a daemon of
+    /// this package) with lavapipe as the host driver and waits for every socket in
+    /// `sockets`; [`Daemon::socket`] is the first of them.
+    pub fn start_config(
+        bin: &str,
+        config: &Path,
+        sockets: &[PathBuf],
+        tag: &str,
+    ) -> std::io::Result<Self> {
+        let first = sockets
+            .first()
+            .ok_or_else(|| std::io::Error::other("no socket to wait for"))?;
+        let log = socket_path(tag).with_extension("log");
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .env("VK_DRIVER_FILES", LVP_ICD)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let daemon = Self {
+            child,
+            socket: first.clone(),
+            log,
+        };
+        let start = Instant::now();
+        while !sockets.iter().all(|s| s.exists()) {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(std::io::Error::other(format!(
+                    "daemon sockets did not appear:\n{}",
+                    daemon.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

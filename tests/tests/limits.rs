@@ -1,5 +1,5 @@
 //! End-to-end: no vtest client can starve the daemon or the other clients (issue 11,
-//! rows 1, 6, 7, 8). Each attack runs against `venus-daemon` (the vtest server as
+//! rows 1, 2, 6, 7, 8). Each attack runs against `venus-daemon` (the vtest server as
 //! `vhost-user-vgpu vtest` runs it) with short limits from a config file, and a
 //! bystander — `compute-app` through Mesa's Venus driver — must still get results
 //! equal to native lavapipe.
@@ -32,9 +32,9 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 /// What the bystander runs.
 const CASES: &[&str] = &["saxpy", "prefix_sum"];
 
-/// Starts `venus-daemon` with `limits` (config-file text).
+/// Starts `venus-daemon` with `limits` (TOML config-file text).
 fn daemon(tag: &str, limits: &str) -> (Daemon, TempFile) {
-    let config = TempFile(socket_path(tag).with_extension("conf"));
+    let config = TempFile(socket_path(tag).with_extension("toml"));
     std::fs::write(&config.0, limits).expect("write config");
     let mut cmd = Command::new(DAEMON);
     cmd.arg("--config").arg(&config.0);
@@ -167,7 +167,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 fn silent_connections_are_limited_and_dropped() {
     let (daemon, _config) = daemon(
         "silent",
-        "max_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n",
+        "[vtest]\nmax_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n",
     );
     // Twice the total limit, all from this process, none saying a word.
     let silent: Vec<UnixStream> = (0..16).map(|_| connect(daemon.socket())).collect();
@@ -203,7 +203,7 @@ fn silent_connections_are_limited_and_dropped() {
 fn stalled_mid_message_clients_are_dropped() {
     let (daemon, _config) = daemon(
         "stalled",
-        "handshake_timeout_ms = 60000\nmessage_timeout_ms = 800\n",
+        "[vtest]\nhandshake_timeout_ms = 60000\nmessage_timeout_ms = 800\n",
     );
     // After the handshake: a SUBMIT_CMD2 header promising 100 dwords, then 10.
     let mut after = ready_client(daemon.socket(), "stall-after-handshake");
@@ -241,7 +241,7 @@ fn stalled_mid_message_clients_are_dropped() {
 /// timeout with one line naming it, and its daemon thread ends.
 #[test]
 fn client_that_never_reads_is_disconnected() {
-    let (daemon, _config) = daemon("noread", "reply_timeout_ms = 1500\n");
+    let (daemon, _config) = daemon("noread", "[vtest]\nreply_timeout_ms = 1500\n");
     let before = connection_threads(daemon.pid());
     let mut c = ready_client(daemon.socket(), "never-reads");
     // GET_CAPSET requests until the socket buffers are full both ways; none of the
@@ -396,7 +396,7 @@ fn huge_ring_idle_timeouts_are_clamped() {
     };
     let (_, unclamped_clients, unclamped) = measure(
         "rings-unclamped",
-        "max_ring_idle_timeout_us = 3600000000\n",
+        "[defaults]\nmax_ring_idle_timeout_us = 3600000000\n",
         false,
     );
     assert!(unclamped_clients
@@ -423,7 +423,7 @@ fn huge_ring_idle_timeouts_are_clamped() {
 /// Row 6: rings beyond the per-context cap fail only that context.
 #[test]
 fn rings_per_context_are_capped() {
-    let (daemon, _config) = daemon("ring-cap", "max_rings = 4\n");
+    let (daemon, _config) = daemon("ring-cap", "[defaults]\nmax_rings = 4\n");
     let mut c = ring_client(daemon.socket(), 5);
     assert!(
         c.client.wait_closed(Duration::from_secs(10)).expect("read"),
@@ -573,7 +573,10 @@ fn serve_sigterm_sets_fatal_on_guest_rings_and_exits_zero() {
 /// a reset connection and aborts) instead of spinning on end-of-file.
 #[test]
 fn a_refused_venus_client_fails_instead_of_hanging() {
-    let (daemon, _config) = daemon("refused", "max_clients = 2\nhandshake_timeout_ms = 60000\n");
+    let (daemon, _config) = daemon(
+        "refused",
+        "[vtest]\nmax_clients = 2\nhandshake_timeout_ms = 60000\n",
+    );
     let _holders: Vec<VtestClient> = (0..2)
         .map(|i| ready_client(daemon.socket(), &format!("holder-{i}")))
         .collect();
@@ -599,4 +602,101 @@ fn a_refused_venus_client_fails_instead_of_hanging() {
         "{}",
         daemon.log()
     );
+}
+
+/// The per-VM fd limits the daemon derived from its `RLIMIT_NOFILE`, from its log.
+fn derived_fd_limits(log: &str) -> (usize, usize) {
+    let line = log
+        .lines()
+        .find(|l| l.contains("default per-VM max_blobs"))
+        .unwrap_or_else(|| panic!("no fd-limit line in the log:\n{log}"));
+    let number_after = |key: &str| -> usize {
+        line.split(key)
+            .nth(1)
+            .and_then(|rest| {
+                rest.trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+            })
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {line}"))
+    };
+    (number_after("max_blobs"), number_after("max_sync_waits"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Row 2: a client that tries to hold ~20,000 small blobs, then one that tries ~20,000
+/// pending SYNC_WAITs, stop at the limits the daemon derived from its fd limit (each
+/// vtest connection is a VM), are dropped, and leave the daemon's fds bounded; a
+/// bystander's `vulkaninfo` and compute still work meanwhile.
+#[test]
+fn blob_and_sync_wait_floods_stop_at_the_derived_fd_limits() {
+    const FLOOD: usize = 20_000;
+    let (daemon, _config) = daemon("row2", "");
+    let (max_blobs, max_waits) = derived_fd_limits(&daemon.log());
+    let nofile = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid()))
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        })
+        .expect("the daemon's open-file limit");
+    assert!(
+        max_blobs < FLOOD && max_waits < FLOOD,
+        "{max_blobs} {max_waits}"
+    );
+
+    let mut blobs = ready_client(daemon.socket(), "blob-flood");
+    let mut held = Vec::new();
+    while held.len() < FLOOD {
+        match blobs.create_blob(BLOB_FLAG_MAPPABLE, 4096, BlobId::SHMEM) {
+            Ok(b) => held.push(b),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(held.len(), max_blobs, "blobs granted before the refusal");
+    assert!(blobs.wait_closed(Duration::from_secs(5)).expect("read"));
+
+    let mut waits = ready_client(daemon.socket(), "wait-flood");
+    let sync = waits.sync_create(0).expect("sync");
+    let mut pending = Vec::new();
+    while pending.len() < FLOOD {
+        match waits.sync_wait(false, 0, &[(sync, 1)]) {
+            Ok(fd) => pending.push(fd),
+            Err(_) => break,
+        }
+    }
+    assert_eq!(pending.len(), max_waits, "waits pending before the refusal");
+    assert!(waits.wait_closed(Duration::from_secs(5)).expect("read"));
+
+    // The hostile clients' fds are still open on this side; the daemon's are bounded
+    // far below its limit, and other clients start Vulkan and compute.
+    let fds = open_fds(daemon.pid());
+    assert!(fds < nofile / 2, "daemon holds {fds} fds of {nofile}");
+    let info = {
+        let mut cmd = client("vulkaninfo", Mode::Venus(daemon.socket()));
+        cmd.arg("--summary");
+        run_with_timeout(cmd, TIMEOUT).expect("vulkaninfo")
+    };
+    assert!(info.status.success(), "vulkaninfo: {}", text(&info));
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("Virtio-GPU Venus"),
+        "{}",
+        text(&info)
+    );
+    assert_bystander_works(&daemon);
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("max_blobs limit of {max_blobs} reached")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("max_sync_waits limit of {max_waits} reached")),
+        "{log}"
+    );
+    drop((held, pending));
 }

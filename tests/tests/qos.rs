@@ -250,3 +250,61 @@ fn metrics_endpoint_reports_every_vm() {
         .expect("a submissions sample");
     assert!(scraped >= listed[0].1, "{scraped} < {listed:?}");
 }
+
+#[test]
+fn config_vms_get_their_shares_and_the_policy_from_the_file() {
+    let _serial = serial();
+    let big = vgpu_tests::harness::socket_path("qos-cfg-big");
+    let small = vgpu_tests::harness::socket_path("qos-cfg-small");
+    let control = vgpu_tests::harness::socket_path("qos-cfg-ctl");
+    let file = vgpu_tests::harness::socket_path("qos-cfg").with_extension("toml");
+    std::fs::write(
+        &file,
+        format!(
+            "policy = \"fixed-share\"\ncontrol_socket = {control:?}\n\n\
+             [[vm]]\nname = \"big\"\nvtest_socket = {big:?}\nshare = 66.7\ncap = 66.7\n\n\
+             [[vm]]\nname = \"small\"\nvtest_socket = {small:?}\nshare = 33.3\ncap = 33.3\n"
+        ),
+    )
+    .expect("config");
+    let daemon = Daemon::start_config(
+        DAEMON,
+        &file,
+        &[big.clone(), small.clone(), control.clone()],
+        "qos-cfg",
+    )
+    .expect("daemon");
+    let list = control_request(&control, "list").expect("list");
+    assert!(list.starts_with("policy fixed-share\n"), "{list}");
+    assert!(list.contains("name=\"big\" share=66.7 cap=66.7"), "{list}");
+    assert!(
+        list.contains("name=\"small\" share=33.3 cap=33.3"),
+        "{list}"
+    );
+    let d = QosDaemon {
+        daemon,
+        control,
+        metrics: PathBuf::new(),
+    };
+    let a = spin(&big, 8);
+    let b = spin(&small, 8);
+    // Both VMs are attached from the start: wait until both have run something.
+    let start = Instant::now();
+    while d.figures().iter().filter(|(_, s, _)| *s > 0).count() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            d.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let w = window(&d, &["vm1", "vm2"], Duration::from_secs(3));
+    let (a, b) = (finish(a), finish(b));
+    let _ = std::fs::remove_file(&file);
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    let r = ratio(w[0], w[1]);
+    eprintln!("config 2:1 window {w:?} = {r:.3}");
+    assert!((1.6..=2.4).contains(&r), "config 2:1 gave {w:?} = {r:.2}");
+}

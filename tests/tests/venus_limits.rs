@@ -626,8 +626,9 @@ fn object_flood_is_refused_past_the_limit() {
 /// once the first one's context is gone.
 #[test]
 fn vhost_user_frontend_contexts_share_one_quota() {
-    let config = std::env::temp_dir().join(format!("vgpu-quota-{}.conf", std::process::id()));
-    std::fs::write(&config, format!("memory_mib = {QUOTA_MIB}\n")).expect("config file");
+    let config = std::env::temp_dir().join(format!("vgpu-quota-{}.toml", std::process::id()));
+    std::fs::write(&config, format!("[defaults]\nmemory_mib = {QUOTA_MIB}\n"))
+        .expect("config file");
     let path = config.to_str().expect("utf-8 path");
     let chain =
         VhostChain::start(SERVE, &["--config", path], BRIDGE, "quota-vhost").expect("chain");

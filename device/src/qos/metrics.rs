@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{QosError, QosHandle, Result};
+use crate::config::MetricsListen;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VmLabels {
@@ -100,6 +101,23 @@ pub fn render_metrics(handle: &QosHandle) -> Result<String> {
     Ok(out)
 }
 
+/// Reads a metrics address: `unix:PATH`, a loopback `IP:PORT`, or (anything else that
+/// is not an `IP:PORT`) a unix socket path.
+pub fn parse_metrics_listen(s: &str) -> Result<MetricsListen> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(QosError::Malformed("unix: needs a path"));
+        }
+        return Ok(MetricsListen::Unix(PathBuf::from(path)));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(sa) if sa.ip().is_loopback() => Ok(MetricsListen::Tcp(sa)),
+        Ok(_) => Err(QosError::Malformed("metrics TCP address must be loopback")),
+        Err(_) if !s.is_empty() => Ok(MetricsListen::Unix(PathBuf::from(s))),
+        Err(_) => Err(QosError::Malformed("empty metrics address")),
+    }
+}
+
 /// Where the metrics endpoint listens.
 #[derive(Debug)]
 enum Listener {
@@ -122,16 +140,24 @@ enum Wake {
 }
 
 impl MetricsServer {
-    /// Serves on `addr`: a loopback `IP:PORT` (port 0 picks one; see
-    /// [`MetricsServer::local_addr`]) or a unix socket path.
+    /// Serves on `addr` as [`parse_metrics_listen`] reads it.
     pub fn bind(addr: &str, handle: QosHandle) -> Result<Self> {
-        let listener = match addr.parse::<SocketAddr>() {
-            Ok(sa) if sa.ip().is_loopback() => Listener::Tcp(TcpListener::bind(sa)?),
-            Ok(_) => return Err(QosError::Malformed("metrics TCP address must be loopback")),
-            Err(_) => {
-                let path = PathBuf::from(addr);
-                let _ = std::fs::remove_file(&path);
-                Listener::Unix(UnixListener::bind(&path)?, path)
+        Self::bind_listen(&parse_metrics_listen(addr)?, handle)
+    }
+
+    /// Serves on a loopback TCP address (port 0 picks one; see
+    /// [`MetricsServer::local_addr`]) or a unix socket path.
+    pub fn bind_listen(addr: &MetricsListen, handle: QosHandle) -> Result<Self> {
+        let listener = match addr {
+            MetricsListen::Tcp(sa) if sa.ip().is_loopback() => {
+                Listener::Tcp(TcpListener::bind(sa)?)
+            }
+            MetricsListen::Tcp(_) => {
+                return Err(QosError::Malformed("metrics TCP address must be loopback"))
+            }
+            MetricsListen::Unix(path) => {
+                let _ = std::fs::remove_file(path);
+                Listener::Unix(UnixListener::bind(path)?, path.clone())
             }
         };
         let wake = match &listener {

@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use control::{control_request, ControlServer};
-pub use metrics::{render_metrics, MetricsServer};
+pub use metrics::{parse_metrics_listen, render_metrics, MetricsServer};
 pub use service::{ArbiterService, QosHandle, VmSnapshot};
 pub use socket::{serve_gate, GateClient, GateServer};
 pub use vgpu_scheduler::{Policy, Share, SubmissionId, VmConfig, VmId};
@@ -87,6 +87,43 @@ pub enum QosError {
 
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, QosError>;
+
+/// Everything QoS a daemon runs: the arbiter service and, if configured, the control
+/// socket and the metrics endpoint (all stopped when dropped).
+#[derive(Debug)]
+pub struct QosRuntime {
+    service: ArbiterService,
+    _control: Option<ControlServer>,
+    _metrics: Option<MetricsServer>,
+}
+
+impl QosRuntime {
+    /// Starts the service with `policy`, and the control socket and metrics endpoint
+    /// where given.
+    pub fn start(
+        policy: Policy,
+        control: Option<&std::path::Path>,
+        metrics: Option<&crate::config::MetricsListen>,
+    ) -> Result<Self> {
+        let service = ArbiterService::start(policy)?;
+        let control = control
+            .map(|p| ControlServer::bind(p, service.handle()))
+            .transpose()?;
+        let metrics = metrics
+            .map(|m| MetricsServer::bind_listen(m, service.handle()))
+            .transpose()?;
+        Ok(Self {
+            service,
+            _control: control,
+            _metrics: metrics,
+        })
+    }
+
+    /// A handle for attaching VMs.
+    pub fn handle(&self) -> QosHandle {
+        self.service.handle()
+    }
+}
 
 /// Parses a policy name as `--qos-policy` and `ctl policy` take it.
 pub fn parse_policy(name: &str) -> Result<Policy> {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::executor::{run_commands, ExecError, Origin, StreamCtx, StreamExecutor, StreamLocal};
 use super::executor::{CommandStreamDesc, FenceDone, TransportError};
+use super::fds::{FdBudget, FdKind};
 use super::monitor::StatusWord;
 use super::reply::ReplyStream;
 use super::resource::{Resource, ResourceError, ResourceLimits, ResourceTable};
@@ -67,6 +68,8 @@ pub(crate) struct ContextShared {
     pub(crate) executor: Arc<dyn StreamExecutor>,
     resources: RwLock<ResourceTable>,
     limits: ResourceLimits,
+    /// The VM's fd budget (from the executor); `None`: no limit.
+    fds: Option<Arc<FdBudget>>,
     pub(crate) ring_idle_poll: std::time::Duration,
     pub(crate) max_ring_idle_timeout: std::time::Duration,
     fatal: AtomicBool,
@@ -191,12 +194,14 @@ pub struct Context {
 impl Context {
     /// Creates a context that executes commands with `executor`.
     pub fn new(id: ContextId, config: ContextConfig, executor: Arc<dyn StreamExecutor>) -> Self {
+        let fds = executor.fd_budget();
         Self {
             shared: Arc::new(ContextShared {
                 id,
                 executor,
                 resources: RwLock::new(ResourceTable::default()),
                 limits: config.limits,
+                fds,
                 ring_idle_poll: config.ring_idle_poll,
                 max_ring_idle_timeout: config.max_ring_idle_timeout,
                 fatal: AtomicBool::new(false),
@@ -252,6 +257,11 @@ impl Context {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+
+    /// The VM's fd budget, if the executor has one.
+    pub fn fd_budget(&self) -> Option<Arc<FdBudget>> {
+        self.shared.fds.clone()
     }
 
     /// A handle for the operations other threads may run while this context's
@@ -382,6 +392,14 @@ impl ContextHandle {
             return Err(ContextError::Fatal(shared.id));
         }
         let limits = &shared.limits;
+        // The VM's blob budget is charged before the fd exists.
+        let charge = match &shared.fds {
+            Some(fds) => Some(
+                fds.try_charge(FdKind::Blob)
+                    .ok_or(ResourceError::FdLimit(fds.limits().max_blobs))?,
+            ),
+            None => None,
+        };
         let resource = if blob == BlobId::SHMEM {
             shared
                 .resources
@@ -399,7 +417,8 @@ impl ContextHandle {
                         source: Box::new(e),
                     })?;
             Resource::new_device_memory(blob, exported.size, exported.fd)?
-        };
+        }
+        .with_fd_charge(charge);
         let res = shared
             .resources
             .write()
@@ -433,5 +452,11 @@ impl ContextHandle {
     /// Looks up a resource.
     pub fn resource(&self, id: ResourceId) -> Option<Arc<Resource>> {
         self.0.resource(id)
+    }
+
+    /// The VM's fd budget, if the executor has one (vtest charges pending sync waits
+    /// to it).
+    pub fn fd_budget(&self) -> Option<Arc<FdBudget>> {
+        self.0.fds.clone()
     }
 }

@@ -169,6 +169,12 @@ pub trait StreamExecutor: Send + Sync {
     /// the context fatal.
     fn execute_one(&self, stream: &mut StreamCtx<'_>, cmds: &[u8]) -> Result<usize, ExecError>;
 
+    /// The fd budget of the VM this executor's context belongs to; blobs and pending
+    /// sync waits of the context are charged to it. The default: none (no limit).
+    fn fd_budget(&self) -> Option<Arc<super::fds::FdBudget>> {
+        None
+    }
+
     /// Exports device memory for RESOURCE_CREATE_BLOB with a non-zero blob id (a
     /// `VkDeviceMemory` object id). The default refuses.
     fn export_blob(&self, blob: BlobId, size: u64) -> Result<ExportedBlob, ExecError> {

@@ -6,6 +6,7 @@
 
 mod context;
 mod executor;
+pub mod fds;
 mod monitor;
 mod registry;
 mod reply;
@@ -19,6 +20,7 @@ pub use executor::{
     CommandStreamDesc, ExecError, ExecutorFactory, FenceDone, StreamCtx, StreamExecutor,
     StreamKind, TransportError,
 };
+pub use fds::{FdBudget, FdCharge, FdKind, FdLimits};
 pub use registry::ContextRegistry;
 pub use resource::{ExportedBlob, Resource, ResourceError, ResourceKind, ResourceLimits};
 pub use ring::{

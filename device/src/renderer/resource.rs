@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use super::fds::FdCharge;
 use crate::ids::{BlobId, ResourceId};
 use crate::sys::{check_sealed, create_memfd, FdError, SharedMemory, ShmError};
 
@@ -26,6 +27,9 @@ pub enum ResourceError {
         /// The budget.
         budget: u64,
     },
+    /// The VM holds its limit of blobs (fds).
+    #[error("the VM's blob limit (max_blobs = {0}) is reached")]
+    FdLimit(u32),
     /// Too many resources in one context.
     #[error("resource limit of {0} reached")]
     TooMany(usize),
@@ -80,6 +84,8 @@ pub struct Resource {
     size: u64,
     kind: ResourceKind,
     fd: OwnedFd,
+    /// The VM's blob-budget slot this resource's fd holds.
+    _fd_charge: Option<FdCharge>,
 }
 
 impl Resource {
@@ -91,6 +97,7 @@ impl Resource {
             size,
             kind: ResourceKind::Shmem(Arc::new(map)),
             fd,
+            _fd_charge: None,
         })
     }
 
@@ -103,7 +110,15 @@ impl Resource {
             size,
             kind: ResourceKind::DeviceMemory(blob),
             fd,
+            _fd_charge: None,
         })
+    }
+
+    /// Holds `charge` (a slot of the VM's blob budget) for as long as the fd lives.
+    #[must_use]
+    pub fn with_fd_charge(mut self, charge: Option<FdCharge>) -> Self {
+        self._fd_charge = charge;
+        self
     }
 
     /// Size in bytes as the guest requested it.

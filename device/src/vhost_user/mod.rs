@@ -44,7 +44,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryLoadGuard, Gues
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-pub use self::config::{ConfigError, ServeConfig};
+pub use self::config::ServeConfig;
 use self::gpu_socket::GpuSocket;
 use crate::ratelimit::RateLimiter;
 use crate::virtio_gpu::protocol::{features, CommandType, EVENT_DISPLAY, SHM_ID_HOST_VISIBLE};
@@ -1002,16 +1002,24 @@ pub fn serve(
         spawn_frame_dumper(current.clone(), dir.clone())?;
     }
     let mut listener = Listener::new(&config.socket, true).map_err(VhostUserError::Bind)?;
-    log::info!("vhost-user: serving on {}", config.socket.display());
+    log::info!(
+        "vhost-user: VM {}: serving on {}",
+        config.vm,
+        config.socket.display()
+    );
     for n in 1u64.. {
         match serve_connection(config, &render, &mut listener, &current, n)? {
             ConnectionEnd::Disconnected => {
-                log::info!("vhost-user: frontend {n} disconnected; its device state is dropped");
+                log::info!(
+                    "vhost-user: VM {}: frontend {n} disconnected; its device state is dropped",
+                    config.vm
+                );
             }
             ConnectionEnd::Failed(e) if config.once => return Err(e),
             ConnectionEnd::Failed(e) => {
                 log::warn!(
-                    "vhost-user: connection {n} failed, its device state is dropped: {}",
+                    "vhost-user: VM {}: connection {n} failed, its device state is dropped: {}",
+                    config.vm,
                     crate::error_chain(&e)
                 );
             }
@@ -1050,7 +1058,7 @@ fn serve_connection(
         .start(listener)
         .map_err(|e| VhostUserError::Daemon(e.to_string()))?;
     current.set(Some(Arc::clone(&backend)));
-    log::info!("vhost-user: frontend {n} connected");
+    log::info!("vhost-user: VM {}: frontend {n} connected", config.vm);
     let result = daemon.wait();
     current.set(None);
     Ok(match result {

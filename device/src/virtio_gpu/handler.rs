@@ -196,6 +196,10 @@ impl CommandError {
             CommandError::Render(RenderError::UnsupportedCapset(_)) => {
                 RespType::ErrInvalidParameter
             }
+            // The VM's blob (fd) limit: out of memory, as a driver out of room says.
+            CommandError::Render(RenderError::Core(ContextError::Resource(
+                ResourceError::FdLimit(_),
+            ))) => RespType::ErrOutOfMemory,
             CommandError::Render(_) => RespType::ErrUnspec,
         }
     }
@@ -219,7 +223,9 @@ impl CommandError {
                     | ContextError::Resource(
                         ResourceError::BadSize { .. }
                         | ResourceError::Duplicate(_)
-                        | ResourceError::Unknown(_),
+                        | ResourceError::Unknown(_)
+                        // The fd budget logs its own rate-limited line naming the VM.
+                        | ResourceError::FdLimit(_),
                     ),
                 ),
             ) => Severity::Refused,

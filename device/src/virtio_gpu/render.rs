@@ -434,6 +434,8 @@ pub struct CoreBackend {
     reaper: Option<(Sender<JoinHandle<()>>, JoinHandle<()>)>,
     /// Where new contexts are registered, so daemon shutdown can fail them.
     registry: Option<ContextRegistry>,
+    /// The VM this device belongs to, named when one of its contexts fails.
+    vm: Option<String>,
 }
 
 impl Drop for CoreBackend {
@@ -479,7 +481,15 @@ impl CoreBackend {
             contexts: HashMap::new(),
             reaper: None,
             registry: None,
+            vm: None,
         }
+    }
+
+    /// Names the VM in the line logged when one of its contexts fails.
+    #[must_use]
+    pub fn with_vm(mut self, vm: String) -> Self {
+        self.vm = Some(vm);
+        self
     }
 
     /// Registers every context this backend creates in `registry` (daemon shutdown
@@ -541,6 +551,12 @@ impl RenderBackend for CoreBackend {
         }
         let executor = self.factory.create(ctx).map_err(RenderError::Executor)?;
         let context = Context::new(ctx, self.config, executor);
+        if let Some(vm) = &self.vm {
+            let vm = vm.clone();
+            context.set_fatal_hook(Box::new(move |id, reason| {
+                log::warn!("virtio-gpu: VM {vm}: {id} failed: {reason}");
+            }));
+        }
         if let Some(registry) = &self.registry {
             registry.register(&context);
         }
@@ -683,6 +699,72 @@ mod tests {
             b.create_blob(ContextId(1), res, BlobId::SHMEM, 4096)
                 .expect("the id is free once its queued release ran");
         }
+    }
+
+    /// The transport-only executor in a VM with an fd budget.
+    struct Budgeted(Arc<crate::renderer::FdBudget>);
+
+    impl StreamExecutor for Budgeted {
+        fn execute_one(
+            &self,
+            stream: &mut crate::renderer::StreamCtx<'_>,
+            cmds: &[u8],
+        ) -> Result<usize, ExecError> {
+            TransportOnlyExecutor.execute_one(stream, cmds)
+        }
+
+        fn fd_budget(&self) -> Option<Arc<crate::renderer::FdBudget>> {
+            Some(Arc::clone(&self.0))
+        }
+    }
+
+    #[test]
+    fn blobs_past_the_vms_fd_limit_are_out_of_memory_for_every_context_of_it() {
+        let budget = crate::renderer::FdBudget::new(
+            "vm-a",
+            crate::renderer::FdLimits {
+                max_blobs: 2,
+                max_sync_waits: 1,
+            },
+        );
+        let shared = Arc::clone(&budget);
+        let factory = move |_ctx| -> Result<Arc<dyn StreamExecutor>, ExecError> {
+            Ok(Arc::new(Budgeted(Arc::clone(&shared))))
+        };
+        let capset = VenusCapset::new(&VenusProtocolInfo::generated()).expect("capset");
+        let mut b = CoreBackend::new(
+            &capset,
+            Arc::new(factory),
+            ContextConfig::default(),
+            FenceSignals::new(Arc::new(|| {})),
+        );
+        for c in [1, 2] {
+            b.create_context(ContextId(c), CapsetId::VENUS, "t")
+                .expect("context");
+        }
+        b.create_blob(ContextId(1), ResourceId(1), BlobId::SHMEM, 4096)
+            .expect("first blob of the VM");
+        b.create_blob(ContextId(2), ResourceId(2), BlobId::SHMEM, 4096)
+            .expect("second blob of the VM");
+        let Err(e) = b.create_blob(ContextId(1), ResourceId(3), BlobId::SHMEM, 4096) else {
+            panic!("a third blob past max_blobs = 2 was created");
+        };
+        assert_eq!(
+            crate::virtio_gpu::handler::CommandError::Render(e).resp(),
+            crate::virtio_gpu::protocol::RespType::ErrOutOfMemory
+        );
+        b.destroy_blob(ContextId(2), ResourceId(2));
+        // The release runs on context 2's thread, behind its queued streams.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while budget.in_use(crate::renderer::FdKind::Blob) > 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the release never ran"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        b.create_blob(ContextId(1), ResourceId(3), BlobId::SHMEM, 4096)
+            .expect("the released blob's slot is free again");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::protocol::{self, cmd, CreateBlob, Payload, ProtocolError, SyncWait};
-use super::sync::{SyncError, SyncTable};
+use super::sync::{SyncError, SyncTable, WaitBudget};
 use super::ServerShared;
 use crate::ids::{BlobId, CapsetId, ContextId, ResourceId, SyncId};
 use crate::renderer::{Context, ContextError, ExecError, FenceDone};
@@ -170,11 +170,34 @@ impl Connection {
     }
 
     pub(crate) fn label(&self) -> String {
-        let name = self.name.as_deref().unwrap_or("?");
         match &self.context {
-            Some(ctx) => format!("client '{name}' (conn {}, {})", self.conn_id, ctx.id()),
-            None => format!("client '{name}' (conn {})", self.conn_id),
+            Some(ctx) => self.label_for(ctx.id()),
+            None => format!(
+                "{}client '{}' (conn {})",
+                self.vm_prefix(),
+                self.name.as_deref().unwrap_or("?"),
+                self.conn_id
+            ),
         }
+    }
+
+    /// `VM <name> ` when the socket belongs to a configured VM.
+    fn vm_prefix(&self) -> String {
+        self.server
+            .config
+            .vm
+            .as_ref()
+            .map_or_else(String::new, |vm| format!("VM {vm} "))
+    }
+
+    /// [`Self::label`] once the context `id` exists.
+    fn label_for(&self, id: ContextId) -> String {
+        let name = self.name.as_deref().unwrap_or("?");
+        format!(
+            "{}client '{name}' (conn {}, {id})",
+            self.vm_prefix(),
+            self.conn_id
+        )
     }
 
     pub(crate) fn context_failed(&self) -> bool {
@@ -399,9 +422,17 @@ impl Connection {
             cmd::SYNC_WRITE => self.syncs().write(SyncId(p.dword(0)?), p.qword(1)?)?,
             cmd::SYNC_WAIT => {
                 let wait = SyncWait::parse(&p)?;
-                let fd = self
-                    .syncs()
-                    .wait(wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0, wait.entries)?;
+                let vm = self.context.as_ref().map(Context::fd_budget);
+                let budget = match &vm {
+                    None => WaitBudget::NoContext,
+                    Some(None) => WaitBudget::Unlimited,
+                    Some(Some(vm)) => WaitBudget::Vm(vm),
+                };
+                let fd = self.syncs().wait(
+                    wait.flags & protocol::SYNC_WAIT_FLAG_ANY != 0,
+                    wait.entries,
+                    budget,
+                )?;
                 self.reply(cmd::SYNC_WAIT, &[])?;
                 self.send_fd(&fd)?;
             }
@@ -433,11 +464,7 @@ impl Connection {
             .map_err(ConnError::Executor)?;
         let context = Context::new(id, self.server.config.context, executor);
         let server = Arc::clone(&self.server);
-        let label = format!(
-            "client '{}' (conn {}, {id})",
-            self.name.as_deref().unwrap_or("?"),
-            self.conn_id
-        );
+        let label = self.label_for(id);
         log::debug!("vtest: {label}: context created");
         let socket = self.stream.try_clone()?;
         context.set_fatal_hook(Box::new(move |_, reason| {

@@ -6,7 +6,6 @@
 //! (rate-limited) and keeps serving everyone else.
 
 pub mod client;
-mod config;
 mod conn;
 mod peer;
 pub mod probe;
@@ -23,7 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-pub use config::ConfigError;
 pub use conn::ConnError;
 pub use sync::SyncError;
 
@@ -85,9 +83,12 @@ pub struct VtestConfig {
     /// A reply the client does not read within this time (its socket buffer stays
     /// full) drops the client.
     pub reply_timeout: Duration,
-    /// Venus limits (device-memory quota, instances, devices, objects). Each
-    /// connection is one VM; the binary builds its renderer factory from these.
+    /// Venus limits (device-memory quota, instances, devices, objects, fds). The
+    /// binary builds its renderer factory from these.
     pub venus: VenusLimits,
+    /// The VM every connection on this socket belongs to (log lines name it);
+    /// `None`: each connection is a VM of its own.
+    pub vm: Option<crate::config::VmName>,
 }
 
 impl VtestConfig {
@@ -105,6 +106,31 @@ impl VtestConfig {
             message_timeout: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(10),
             venus: VenusLimits::default(),
+            vm: None,
+        }
+    }
+
+    /// The server of `socket` with the daemon's vtest `settings` and the limits of
+    /// `vm`; `venus` is the VM's Venus limits with its fd limits resolved.
+    pub fn for_vm(
+        socket: PathBuf,
+        settings: &crate::config::VtestSettings,
+        vm: &crate::config::VmSpec,
+        venus: VenusLimits,
+    ) -> Self {
+        Self {
+            socket,
+            context: vm.context,
+            max_message_bytes: settings.max_message_bytes,
+            max_clients: settings.max_clients,
+            max_syncs: settings.max_syncs,
+            max_clients_per_pid: settings.max_clients_per_pid,
+            max_clients_per_uid: settings.max_clients_per_uid,
+            handshake_timeout: settings.handshake_timeout,
+            message_timeout: settings.message_timeout,
+            reply_timeout: settings.reply_timeout,
+            venus,
+            vm: Some(vm.name.clone()),
         }
     }
 }

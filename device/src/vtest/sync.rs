@@ -6,8 +6,10 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use crate::ids::SyncId;
+use crate::renderer::{FdBudget, FdCharge, FdKind};
 use crate::sys::{create_eventfd, signal_eventfd, FdError};
 
 /// Sync errors.
@@ -20,14 +22,33 @@ pub enum SyncError {
     /// Too many syncs or pending waits.
     #[error("sync limit of {0} reached")]
     TooMany(usize),
+    /// The VM holds its limit of pending sync waits.
+    #[error("the VM's pending sync wait limit (max_sync_waits = {0}) is reached")]
+    VmWaits(u32),
+    /// A wait that would pend before CONTEXT_INIT (it has no VM to charge).
+    #[error("a pending sync wait needs a context (CONTEXT_INIT first)")]
+    NoContext,
     /// eventfd failure.
     #[error("eventfd failed")]
     Fd(#[from] FdError),
 }
 
+/// What a pending wait is charged to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WaitBudget<'a> {
+    /// No context yet (before CONTEXT_INIT): no VM to charge, so no pending wait.
+    NoContext,
+    /// A context whose executor has no fd budget: no limit.
+    Unlimited,
+    /// The VM's budget.
+    Vm(&'a Arc<FdBudget>),
+}
+
 #[derive(Debug)]
 struct PendingWait {
     fd: OwnedFd,
+    /// The VM's sync-wait slot this eventfd holds.
+    _charge: Option<FdCharge>,
     any: bool,
     entries: Vec<(SyncId, u64)>,
 }
@@ -122,11 +143,12 @@ impl SyncTable {
     }
 
     /// SYNC_WAIT: returns the client's copy of an eventfd, already signalled if the
-    /// condition holds now.
+    /// condition holds now. A wait that pends is charged to `budget`, the VM's.
     pub(crate) fn wait(
         &mut self,
         any: bool,
         entries: Vec<(SyncId, u64)>,
+        budget: WaitBudget<'_>,
     ) -> Result<OwnedFd, SyncError> {
         self.check_ids(&entries)?;
         let fd = create_eventfd()?;
@@ -137,9 +159,18 @@ impl SyncTable {
         if self.waits.len() >= self.max {
             return Err(SyncError::TooMany(self.max));
         }
+        let charge = match budget {
+            WaitBudget::NoContext => return Err(SyncError::NoContext),
+            WaitBudget::Unlimited => None,
+            WaitBudget::Vm(vm) => Some(
+                vm.try_charge(FdKind::SyncWait)
+                    .ok_or(SyncError::VmWaits(vm.limits().max_sync_waits))?,
+            ),
+        };
         let ours = fd.try_clone().map_err(FdError::Eventfd)?;
         self.waits.push(PendingWait {
             fd: ours,
+            _charge: charge,
             any,
             entries,
         });

@@ -1,96 +1,92 @@
 //! The vtest daemon with the Venus executor, as `vhost-user-vgpu vtest` runs it, for
 //! the end-to-end tests (a binary of this package so tests can locate it):
 //! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
-//! [--max-devices N] [--max-objects N] --socket PATH` (each connection a VM with
-//! these limits; the flags override the file) `[--qos-policy NAME]
-//! [--control-socket PATH] [--metrics ADDR]` (QoS as the CLI has it). Like the CLI, it stops on
-//! SIGTERM/SIGINT: every context fails, the socket goes, and it exits 0.
+//! [--max-devices N] [--max-objects N] [--max-blobs N] [--max-sync-waits N]
+//! [--qos-policy NAME] [--control-socket PATH] [--metrics ADDR] [--socket PATH]`
+//! (QoS flags override the config's `policy`, `control_socket`, `metrics`). With `--socket`, each connection is a VM with these limits (the
+//! flags override the file's `[defaults]`); without it, every VM of the TOML config is
+//! served, as `serve --config` does. Like the CLI, it stops on SIGTERM/SIGINT: every
+//! context fails, the sockets go, and it exits 0.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
-use vgpu_device::qos;
-use vgpu_device::renderer::venus::VenusFactory;
-use vgpu_device::shutdown::{on_termination, OnSignal};
-use vgpu_device::vtest::{VtestConfig, VtestServer};
+use vgpu_device::config::{self, DaemonConfig, Flags, FrontDoor};
+use vgpu_device::daemon::{self, Options};
 
 const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
                      [--max-instances N] [--max-devices N] [--max-objects N] \
-                     [--qos-policy NAME] [--control-socket PATH] [--metrics ADDR] --socket PATH";
+                     [--max-blobs N] [--max-sync-waits N] [--qos-policy NAME] \
+                     [--control-socket PATH] [--metrics ADDR] [--socket PATH]";
 
-/// The command line: socket path, config file, and limit flags as config keys.
+/// The command line: socket path, config file, and limit flags.
 struct CommandLine {
-    socket: String,
-    config_file: Option<String>,
-    limits: Vec<(&'static str, String)>,
+    socket: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    flags: Flags,
     qos_policy: Option<String>,
-    control_socket: Option<String>,
+    control_socket: Option<PathBuf>,
     metrics: Option<String>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
-    let (mut socket, mut config_file, mut limits) = (None, None, Vec::new());
-    let (mut qos_policy, mut control_socket, mut metrics) = (None, None, None);
+    let mut line = CommandLine {
+        socket: None,
+        config_file: None,
+        flags: Flags::default(),
+        qos_policy: None,
+        control_socket: None,
+        metrics: None,
+    };
     while let Some(flag) = args.next() {
         let value = args.next()?;
+        let number = || value.parse::<u64>().ok();
+        let f = &mut line.flags;
         match flag.as_str() {
-            "--socket" => socket = Some(value),
-            "--config" => config_file = Some(value),
-            "--memory-mib" => limits.push(("memory_mib", value)),
-            "--max-instances" => limits.push(("max_instances", value)),
-            "--max-devices" => limits.push(("max_devices", value)),
-            "--max-objects" => limits.push(("max_objects", value)),
-            "--qos-policy" => qos_policy = Some(value),
-            "--control-socket" => control_socket = Some(value),
-            "--metrics" => metrics = Some(value),
+            "--socket" => line.socket = Some(value.into()),
+            "--config" => line.config_file = Some(value.into()),
+            "--memory-mib" => f.memory_mib = Some(number()?),
+            "--max-instances" => f.max_instances = Some(number()?),
+            "--max-devices" => f.max_devices = Some(number()?),
+            "--max-objects" => f.max_objects = Some(number()?),
+            "--max-blobs" => f.max_blobs = Some(number()?),
+            "--max-sync-waits" => f.max_sync_waits = Some(number()?),
+            "--qos-policy" => line.qos_policy = Some(value),
+            "--control-socket" => line.control_socket = Some(value.into()),
+            "--metrics" => line.metrics = Some(value),
             _ => return None,
         }
     }
-    Some(CommandLine {
-        socket: socket?,
-        config_file,
-        limits,
-        qos_policy,
-        control_socket,
-        metrics,
-    })
+    (line.socket.is_some() || line.config_file.is_some()).then_some(line)
 }
 
-/// The config file, then the flags over it (errors name "line 0", the command line).
-fn config(line: CommandLine) -> Result<VtestConfig, vgpu_device::vtest::ConfigError> {
-    let mut config = VtestConfig::new(line.socket);
-    if let Some(path) = line.config_file {
-        config.load(path.as_ref())?;
+fn run(line: CommandLine) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = match &line.config_file {
+        Some(path) => config::load(path)?,
+        None => DaemonConfig::default(),
+    };
+    let vm_per_connection = line.socket.is_some();
+    if let Some(socket) = line.socket {
+        config.add_socket_vm(socket, FrontDoor::Vtest)?;
     }
-    for (key, value) in &line.limits {
-        config.set(0, key, value)?;
+    config::apply_flags(&mut config, &line.flags)?;
+    if let Some(p) = &line.qos_policy {
+        config.policy = vgpu_device::qos::parse_policy(p)?;
     }
-    Ok(config)
-}
-
-/// The arbiter service with its optional control socket and metrics endpoint.
-type QosParts = (
-    qos::ArbiterService,
-    Option<qos::ControlServer>,
-    Option<qos::MetricsServer>,
-);
-
-fn start_qos(line: &CommandLine) -> qos::Result<QosParts> {
-    let policy = qos::parse_policy(line.qos_policy.as_deref().unwrap_or("best-effort"))?;
-    let service = qos::ArbiterService::start(policy)?;
-    let control = line
-        .control_socket
-        .as_deref()
-        .map(|p| qos::ControlServer::bind(p.as_ref(), service.handle()))
-        .transpose()?;
-    let metrics = line
-        .metrics
-        .as_deref()
-        .map(|a| qos::MetricsServer::bind(a, service.handle()))
-        .transpose()?;
-    Ok((service, control, metrics))
+    if line.control_socket.is_some() {
+        config.control_socket = line.control_socket;
+    }
+    if let Some(m) = &line.metrics {
+        config.metrics = Some(vgpu_device::qos::parse_metrics_listen(m)?);
+    }
+    daemon::run(
+        &config,
+        Options {
+            vm_per_connection,
+            once: false,
+        },
+    )?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -99,42 +95,10 @@ fn main() -> ExitCode {
         log::error!("{USAGE}");
         return ExitCode::FAILURE;
     };
-    let qos = match start_qos(&line) {
-        Ok(q) => q,
+    match run(line) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{}", vgpu_device::error_chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = match config(line) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let factory = Arc::new(VenusFactory::per_context(config.venus).with_qos(qos.0.handle()));
-    let result = VenusCapset::new(&VenusProtocolInfo::generated())
-        .map_err(|e| e.to_string())
-        .and_then(|capset| VtestServer::bind(config, &capset, factory).map_err(|e| e.to_string()))
-        .and_then(|server| {
-            let stopper = server.stopper();
-            on_termination(OnSignal {
-                socket: server.path().to_path_buf(),
-                contexts: server.contexts(),
-                stop: Box::new(move || stopper.stop()),
-                grace: Duration::from_secs(5),
-            })
-            .map(|()| server)
-            .map_err(|e| vgpu_device::error_chain(&e))
-        });
-    match result {
-        Ok(server) => {
-            server.run();
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("{e}");
+            log::error!("{}", vgpu_device::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -1,17 +1,27 @@
 //! `vhost-user-vgpu serve` as the CLI runs it (Venus executor on the host driver the
-//! loader picks, default device settings), as a binary of this package so the
-//! end-to-end tests can locate it: `vhost-serve-daemon [--config FILE] --socket PATH`.
+//! loader picks), as a binary of this package so the end-to-end tests can locate it:
+//! `vhost-serve-daemon [--config FILE] [--socket PATH]`. With `--socket`, one VM on
+//! that socket with the file's `[defaults]`; without it, every VM of the TOML config.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
-use vgpu_device::renderer::venus::VenusFactory;
-use vgpu_device::renderer::{ContextConfig, ContextRegistry};
-use vgpu_device::shutdown::{on_termination, OnSignal};
-use vgpu_device::vhost_user::ServeConfig;
-use vgpu_device::virtio_gpu::CoreBackend;
+use vgpu_device::config::{self, DaemonConfig, FrontDoor};
+use vgpu_device::daemon::{self, Options};
+
+const USAGE: &str = "usage: vhost-serve-daemon [--config FILE] [--socket PATH]";
+
+fn run(socket: Option<PathBuf>, file: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = match &file {
+        Some(path) => config::load(path)?,
+        None => DaemonConfig::default(),
+    };
+    if let Some(socket) = socket {
+        config.add_socket_vm(socket, FrontDoor::VhostUser)?;
+    }
+    daemon::run(&config, Options::default())?;
+    Ok(())
+}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -19,58 +29,22 @@ fn main() -> ExitCode {
     let (mut socket, mut config_file) = (None, None);
     while let (Some(flag), Some(value)) = (args.next(), args.next()) {
         match flag.as_str() {
-            "--socket" => socket = Some(value),
-            "--config" => config_file = Some(value),
+            "--socket" => socket = Some(PathBuf::from(value)),
+            "--config" => config_file = Some(PathBuf::from(value)),
             _ => {
-                log::error!("usage: vhost-serve-daemon [--config FILE] --socket PATH");
+                log::error!("{USAGE}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    let Some(socket) = socket else {
-        log::error!("usage: vhost-serve-daemon [--config FILE] --socket PATH");
-        return ExitCode::FAILURE;
-    };
-    let capset = match VenusCapset::new(&VenusProtocolInfo::generated()) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut config = ServeConfig::new(socket.into());
-    if let Some(file) = config_file {
-        if let Err(e) = config.load(file.as_ref()) {
-            log::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    // As the CLI: on SIGTERM/SIGINT every context fails, the socket goes, exit 0.
-    let contexts = ContextRegistry::new();
-    if let Err(e) = on_termination(OnSignal {
-        socket: config.socket.clone(),
-        contexts: contexts.clone(),
-        stop: Box::new(|| std::process::exit(0)),
-        grace: Duration::ZERO,
-    }) {
-        log::error!("{}", vgpu_device::error_chain(&e));
+    if socket.is_none() && config_file.is_none() {
+        log::error!("{USAGE}");
         return ExitCode::FAILURE;
     }
-    let served = vgpu_device::vhost_user::serve(&config, |signals| {
-        Box::new(
-            CoreBackend::new(
-                &capset,
-                Arc::new(VenusFactory::per_vm("frontend".into(), config.limits)),
-                ContextConfig::default(),
-                signals,
-            )
-            .with_registry(contexts.clone()),
-        )
-    });
-    match served {
+    match run(socket, config_file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{}", vgpu_device::error_chain(&e));
+            log::error!("{}", vgpu_device::error_chain(&*e));
             ExitCode::FAILURE
         }
     }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use ash::vk;
 
 use crate::ratelimit::RateLimiter;
+use crate::renderer::fds::{FdBudget, FdLimits};
 
 /// Default [`VenusLimits::max_instances`].
 pub const DEFAULT_MAX_INSTANCES: u32 = 8;
@@ -49,6 +50,9 @@ pub struct VenusLimits {
     /// `VK_ERROR_OUT_OF_DEVICE_MEMORY`); `None`: the largest host heap divided by
     /// [`DEFAULT_QUOTA_DIVISOR`].
     pub memory_mib: Option<u64>,
+    /// Blobs and pending sync waits (fds the daemon holds) one VM may hold; the
+    /// daemon derives them from its `RLIMIT_NOFILE` unless configured.
+    pub fds: FdLimits,
 }
 
 impl Default for VenusLimits {
@@ -58,6 +62,7 @@ impl Default for VenusLimits {
             max_devices: DEFAULT_MAX_DEVICES,
             max_objects: DEFAULT_MAX_OBJECTS,
             memory_mib: None,
+            fds: FdLimits::UNLIMITED,
         }
     }
 }
@@ -121,17 +126,25 @@ pub struct VmAccount {
     used: Mutex<HeapBytes>,
     /// One warning per refusal, rate-limited per VM.
     log: RateLimiter,
+    /// Blobs and pending sync waits of the VM.
+    fds: Arc<FdBudget>,
 }
 
 impl VmAccount {
     /// A fresh account named `name` (log lines) with `limits`.
     pub fn new(name: String, limits: VenusLimits) -> Self {
         Self {
+            fds: FdBudget::new(name.clone(), limits.fds),
             name,
             limits,
             used: Mutex::new([0; vk::MAX_MEMORY_HEAPS]),
             log: RateLimiter::new("vgpu::limits", Duration::from_secs(10), 4),
         }
+    }
+
+    /// The VM's fd budget.
+    pub fn fds(&self) -> &Arc<FdBudget> {
+        &self.fds
     }
 
     /// The VM's limits.

@@ -18,6 +18,7 @@ use super::objects::{DeviceState, HostMemory};
 use super::physical_device::required;
 use super::{raw, Handler, Result, VenusError, VenusExecutor};
 use crate::ids::{BlobId, ResourceId};
+use crate::renderer::fds::FdKind;
 use crate::renderer::resource::ExportedBlob;
 use crate::sys::{check_sealed, create_memfd, SharedMemory};
 
@@ -161,9 +162,15 @@ impl Handler<'_, '_> {
             Some(s) if s > 0 && s <= MAX_HOST_VISIBLE_ALLOCATION => s,
             _ => return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY),
         };
-        // The memfd counts as device memory, in the bytes the host holds.
+        // The memfd counts as device memory, in the bytes the host holds, and as one
+        // of the VM's blobs (fds), leaving room for the blob that will export it (Mesa
+        // exports every host-visible allocation it maps; a failed export would be a
+        // lost connection, a failed allocation is an error the app can handle).
         let Some(charge) = self.charge(&dev, heap, size) else {
             return Ok(vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+        };
+        let Some(fd_charge) = self.exec.account.fds().try_charge_leaving(FdKind::Blob, 1) else {
+            return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
         let fd = match create_memfd("vgpu-device-memory", size) {
             Ok(fd) => fd,
@@ -187,6 +194,7 @@ impl Handler<'_, '_> {
                 fd,
                 _map: map,
                 size,
+                _fd_charge: Some(fd_charge),
             },
             bindable,
             Some(charge),
@@ -233,6 +241,10 @@ impl Handler<'_, '_> {
             Some(s) if s > 0 && s <= resource.size() => s,
             _ => return Ok(vk::Result::ERROR_INVALID_EXTERNAL_HANDLE),
         };
+        // The duplicate fd counts as one of the VM's blobs.
+        let Some(fd_charge) = self.exec.account.fds().try_charge(FdKind::Blob) else {
+            return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
+        };
         let Ok(fd) = resource.fd().try_clone() else {
             return Ok(vk::Result::ERROR_OUT_OF_HOST_MEMORY);
         };
@@ -261,6 +273,7 @@ impl Handler<'_, '_> {
                 fd,
                 _map: map,
                 size,
+                _fd_charge: Some(fd_charge),
             },
             bindable,
             None,

@@ -345,6 +345,10 @@ impl StreamExecutor for VenusExecutor {
         }
     }
 
+    fn fd_budget(&self) -> Option<Arc<crate::renderer::fds::FdBudget>> {
+        Some(Arc::clone(self.account.fds()))
+    }
+
     fn export_blob(&self, blob: BlobId, size: u64) -> std::result::Result<ExportedBlob, ExecError> {
         memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
     }
@@ -443,12 +447,16 @@ impl VenusFactory {
         }
     }
 
-    /// Attaches every VM this factory makes to the QoS arbiter behind `qos`, with the
-    /// default VM configuration (equal weights): one VM per context (`per_context`) or
-    /// the factory's one VM (`per_vm`, attached now).
-    pub fn with_qos(mut self, qos: crate::qos::QosHandle) -> Self {
+    /// Attaches every VM this factory makes to the QoS arbiter behind `qos`: the
+    /// factory's one VM (`per_vm`, attached now with `config`), or one VM per context
+    /// (`per_context`, each with [`crate::qos::default_vm_config`]: equal weights).
+    pub fn with_qos(
+        mut self,
+        qos: crate::qos::QosHandle,
+        config: vgpu_scheduler::VmConfig,
+    ) -> Self {
         if self.vm.is_some() {
-            match qos.attach_default(self.vm_name.clone()) {
+            match qos.attach(self.vm_name.clone(), config) {
                 Ok(g) => self.vm_gate = Some(g),
                 Err(e) => log::warn!("qos: cannot attach {}: {}", self.vm_name, error_chain(&e)),
             }

@@ -102,6 +102,9 @@ pub(crate) struct HostMemory {
     pub(crate) _map: SharedMemory,
     /// memfd size (allocationSize rounded up to the import alignment).
     pub(crate) size: u64,
+    /// The VM's blob-budget slot the fd (a memfd, or a duplicate of a resource's fd)
+    /// holds.
+    pub(crate) _fd_charge: Option<crate::renderer::fds::FdCharge>,
 }
 
 #[derive(Clone, Copy, Debug)]
