@@ -187,6 +187,25 @@ fn child_request(g: &Gpu, cache: &mut SpinCache, args: &[String]) -> Res<()> {
             )?;
             writeln!(out, "tp {} {}", t.submissions, t.elapsed.as_nanos())?;
         }
+        // tsspin GROUPS ITERS SECONDS: one batch at a time, each with timestamps at its
+        // start and end; prints `ts <batches> <sum of timestamp deltas in ns>`.
+        Some("tsspin") => {
+            let [groups, iters, seconds] = &args[1..] else {
+                return Err("tsspin GROUPS ITERS SECONDS".into());
+            };
+            let (n, sum) = timestamped(
+                g,
+                Work {
+                    groups: groups.parse()?,
+                    iters: iters.parse()?,
+                },
+                Duration::from_secs_f64(seconds.parse()?),
+            )?;
+            writeln!(out, "ts {n} {sum}")?;
+            // Stay attached a moment so the parent can read the daemon's figures.
+            out.flush()?;
+            std::thread::sleep(Duration::from_secs(1));
+        }
         Some("lat") => {
             let [n, warmup] = &args[1..] else {
                 return Err("lat N WARMUP".into());
@@ -203,6 +222,73 @@ fn child_request(g: &Gpu, cache: &mut SpinCache, args: &[String]) -> Res<()> {
         _ => return Err("unknown child command".into()),
     }
     Ok(())
+}
+
+/// Runs `work` one batch at a time for `window`, each batch bracketed by timestamps
+/// (written by the device at the top and bottom of the pipe); returns the batch count
+/// and the summed timestamp deltas in ns.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "timestamp deltas in ns fit u64"
+)]
+fn timestamped(g: &Gpu, work: Work, window: Duration) -> Res<(u64, u64)> {
+    use ash::vk;
+    use vgpu_tests::apps::spv;
+    let pipe = g.pipeline(spv::SPIN, 1, 8, None, vk::PipelineCache::null())?;
+    let buf = g.buffer(u64::from(work.groups) * 64 * 4)?;
+    let set = g.set(&pipe, &[&buf])?;
+    let push = [work.iters.to_le_bytes(), 0u32.to_le_bytes()].concat();
+    let qinfo = vk::QueryPoolCreateInfo::default()
+        .query_type(vk::QueryType::TIMESTAMP)
+        .query_count(2);
+    // SAFETY: live device.
+    let pool = unsafe { g.device.create_query_pool(&qinfo, None)? };
+    let cb = vgpu_benches::venus::record_reusable(g, |cb| {
+        // SAFETY: recording command buffer; the pool has two queries.
+        unsafe { g.device.cmd_reset_query_pool(cb, pool, 0, 2) };
+        // SAFETY: as above, reset in this command buffer.
+        unsafe {
+            g.device
+                .cmd_write_timestamp(cb, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+        }
+        g.dispatch(cb, &pipe, set, &push, [work.groups, 1, 1]);
+        // SAFETY: as above.
+        unsafe {
+            g.device
+                .cmd_write_timestamp(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
+        }
+    })?;
+    let fence = g.fence()?;
+    let (mut n, mut sum) = (0u64, 0u64);
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        g.submit(&[cb], fence)?;
+        // SAFETY: live fence with a pending submission.
+        unsafe { g.device.wait_for_fences(&[fence], true, u64::MAX)? };
+        // SAFETY: signalled, unused.
+        unsafe { g.device.reset_fences(&[fence])? };
+        let mut ts = [0u64; 2];
+        // SAFETY: live pool; both queries were written by the completed batch.
+        unsafe {
+            g.device.get_query_pool_results(
+                pool,
+                0,
+                &mut ts,
+                vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+            )?;
+        }
+        let ns = (ts[1].saturating_sub(ts[0]) as f64 * f64::from(g.timestamp_period)) as u64;
+        sum += ns;
+        n += 1;
+    }
+    // SAFETY: nothing pending (the last fence was waited for).
+    unsafe { g.device.destroy_fence(fence, None) };
+    // SAFETY: as above.
+    unsafe { g.device.destroy_query_pool(pool, None) };
+    g.destroy_pipe(pipe);
+    g.destroy_buf(buf);
+    Ok((n, sum))
 }
 
 // ---------------------------------------------------------------------------------
@@ -627,6 +713,56 @@ fn report(o: &Opts) -> Res<()> {
         "submit->fence ns, tiny batch: no scheduler {l_none}; fixed-share 100 % {l_fixed}"
     ));
     cost.write(&o.out.join("qos_real_cost.csv"))?;
+    // Device time two ways, one VM alone under fixed-share, one batch at a time: the
+    // daemon's completion timing vs the device's own timestamps around each batch.
+    for &size in &o.sizes {
+        let (it, _) = iters_for(size)?;
+        let secs = o.window.as_secs_f64();
+        let (mut c, out) = spawn_child(
+            Mode::Venus(&fixed.socket),
+            &[
+                "tsspin".into(),
+                GROUPS.to_string(),
+                it.to_string(),
+                format!("{secs:.1}"),
+            ],
+        )?;
+        let vm = fixed.new_vm(&[])?;
+        let mut lines = Vec::new();
+        for l in out.lines() {
+            let l = l?;
+            let done = l.starts_with("ts ");
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        let daemon = fixed
+            .list()?
+            .into_iter()
+            .find(|(v, _, _)| *v == vm)
+            .map(|(_, s, t)| (s, t));
+        c.wait()?;
+        fixed.wait_empty()?;
+        let ts = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("ts "))
+            .ok_or("no timestamp line")?;
+        let f: Vec<f64> = ts
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let ts_ms =
+            f.get(1).copied().unwrap_or(0.0) / 1e6 / f.first().copied().unwrap_or(1.0).max(1.0);
+        if let Some((subs, dev_ms)) = daemon {
+            let per = dev_ms / (subs.max(1) as f64);
+            say(format!(
+                "device time {size:6} ms batch: timestamps {ts_ms:.4} ms, completion timing                  {per:.4} ms per batch ({:+.1} %), {subs} batches, load {}",
+                (per / ts_ms.max(1e-9) - 1.0) * 100.0,
+                loadavg()
+            ));
+        }
+    }
     let mut tail = String::new();
     let _ = write!(tail, "load average {} at end", loadavg());
     say(tail);
