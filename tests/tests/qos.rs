@@ -308,3 +308,37 @@ fn config_vms_get_their_shares_and_the_policy_from_the_file() {
     eprintln!("config 2:1 window {w:?} = {r:.3}");
     assert!((1.6..=2.4).contains(&r), "config 2:1 gave {w:?} = {r:.2}");
 }
+
+#[test]
+fn four_vms_at_40_30_20_10_each_get_about_their_share() {
+    let _serial = serial();
+    let d = QosDaemon::start("qos-four", "fixed-share");
+    let sock = d.daemon.socket().to_path_buf();
+    let shares = [40.0, 30.0, 20.0, 10.0];
+    let mut clients = Vec::new();
+    for (i, share) in shares.iter().enumerate() {
+        clients.push(spin(&sock, 16));
+        d.wait_vms(i + 1);
+        assert_eq!(
+            d.ctl(&format!("set vm{} share={share} cap={share}", i + 1)),
+            "ok\n"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let w = window(&d, &["vm1", "vm2", "vm3", "vm4"], Duration::from_secs(5));
+    for c in clients {
+        let o = finish(c);
+        assert!(o.status.success(), "{}\n{}", text(&o), d.daemon.log());
+    }
+    let total: u64 = w.iter().sum();
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let got: Vec<f64> = w
+        .iter()
+        .map(|&n| n as f64 / total.max(1) as f64 * 100.0)
+        .collect();
+    eprintln!("40/30/20/10 window {w:?} = {got:.1?} %");
+    // Generous band on a shared machine: each within a quarter of its share.
+    for (g, s) in got.iter().zip(shares) {
+        assert!((g - s).abs() <= s * 0.25, "{w:?} = {got:.1?} %");
+    }
+}
