@@ -213,8 +213,18 @@ fn metrics_endpoint_reports_every_vm() {
     let _serial = serial();
     let d = QosDaemon::start("qos-metrics", "fixed-share");
     let sock = d.daemon.socket().to_path_buf();
-    let a = spin(&sock, 2);
+    let a = spin(&sock, 3);
     d.wait_vms(1);
+    // Scrape once the client runs (its memory is allocated by then).
+    let start = Instant::now();
+    while d.figures().first().is_none_or(|f| f.1 == 0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            d.daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let listed = d.figures();
     let mut conn = UnixStream::connect(&d.metrics).expect("metrics socket");
     conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
@@ -231,6 +241,7 @@ fn metrics_endpoint_reports_every_vm() {
         "vgpu_vm_throttled_nanoseconds_total",
         "vgpu_vm_queue_depth",
         "vgpu_vm_context_failures_total",
+        "vgpu_vm_memory_bytes",
     ] {
         assert!(
             page.contains(&format!("{family}{{vm=\"vm1\"")),
@@ -241,6 +252,14 @@ fn metrics_endpoint_reports_every_vm() {
         page.contains("vgpu_policy{policy=\"fixed-share\"} 1"),
         "{page}"
     );
+    // The client's buffer counts as its VM's device memory.
+    let memory: u64 = page
+        .lines()
+        .find(|l| l.starts_with("vgpu_vm_memory_bytes{vm=\"vm1\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("a memory sample");
+    assert!(memory > 0, "{page}");
     // The scrape counts at least what `list` showed just before it.
     let scraped: u64 = page
         .lines()

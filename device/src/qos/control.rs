@@ -125,7 +125,7 @@ pub fn execute(line: &str, handle: &QosHandle) -> Result<String> {
                     .map_or_else(|| "none".to_owned(), |c| format!("{}", ppm_percent(c)));
                 out.push_str(&format!(
                     "{} name={:?} share={} cap={} device_ms={:.3} submissions={} grants={} \
-                     queued={} throttled_ms={:.3} stalls={} failures={}\n",
+                     queued={} throttled_ms={:.3} stalls={} failures={} memory_mib={}\n",
                     v.id,
                     v.name,
                     ppm_percent(v.share_ppm),
@@ -137,6 +137,10 @@ pub fn execute(line: &str, handle: &QosHandle) -> Result<String> {
                     v.throttled_ns as f64 / 1e6,
                     v.stalls,
                     v.failures,
+                    v.memory_bytes.map_or_else(
+                        || "?".to_owned(),
+                        |b| format!("{:.1}", b as f64 / 1048576.0)
+                    ),
                 ));
             }
             Ok(out)

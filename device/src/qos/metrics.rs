@@ -74,6 +74,11 @@ pub fn render_metrics(handle: &QosHandle) -> Result<String> {
         "vm_share_ppm",
         "Configured share, parts per million",
     );
+    let memory = gauge(
+        &mut registry,
+        "vm_memory_bytes",
+        "Device memory the VM holds",
+    );
     let policy_g = Family::<Vec<(String, String)>, Gauge>::default();
     registry.register("policy", "The active policy (1)", policy_g.clone());
     policy_g
@@ -95,6 +100,11 @@ pub fn render_metrics(handle: &QosHandle) -> Result<String> {
             .get_or_create(&l)
             .set(i64::try_from(v.queued).unwrap_or(i64::MAX));
         share.get_or_create(&l).set(i64::from(v.share_ppm));
+        if let Some(b) = v.memory_bytes {
+            memory
+                .get_or_create(&l)
+                .set(i64::try_from(b).unwrap_or(i64::MAX));
+        }
     }
     let mut out = String::new();
     encode(&mut out, &registry).map_err(|_| QosError::Malformed("metrics encoding"))?;

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 pub use control::{control_request, ControlServer};
 pub use metrics::{parse_metrics_listen, render_metrics, MetricsServer};
-pub use service::{ArbiterService, QosHandle, VmSnapshot};
+pub use service::{ArbiterService, MemoryProbe, QosHandle, VmSnapshot};
 pub use socket::{serve_gate, GateClient, GateServer};
 pub use vgpu_scheduler::{Policy, Share, SubmissionId, VmConfig, VmId};
 

@@ -40,11 +40,15 @@ pub const LAVAPIPE_GPU: GpuConfig = GpuConfig {
     queue_limit: 256,
 };
 
+/// Reads a VM's device memory in use, in bytes (for `list` and the metrics).
+pub type MemoryProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// A request to the service thread.
 pub(crate) enum Cmd {
     Attach {
         name: String,
         config: VmConfig,
+        memory: Option<MemoryProbe>,
         reply: Sender<Result<(VmId, Arc<AtomicBool>)>>,
     },
     /// A socket server subscribes to best-effort changes of its VM.
@@ -115,10 +119,12 @@ pub struct VmSnapshot {
     pub stalls: u64,
     /// Context failures reported for this VM.
     pub failures: u64,
+    /// Device memory the VM holds, bytes (if the VM's account was given).
+    pub memory_bytes: Option<u64>,
 }
 
-#[derive(Debug)]
 struct VmEntry {
+    memory: Option<MemoryProbe>,
     name: String,
     config: VmConfig,
     bypass: Arc<AtomicBool>,
@@ -240,7 +246,22 @@ impl QosHandle {
 
     /// Attaches a VM and returns its in-process gate.
     pub fn attach(&self, name: String, config: VmConfig) -> Result<Arc<SubmitGate>> {
-        let (vm, bypass) = self.attach_raw(name, config)?;
+        self.attach_with_memory(name, config, None)
+    }
+
+    /// Attaches a VM whose device memory in use `memory` reads, and returns its gate.
+    pub fn attach_with_memory(
+        &self,
+        name: String,
+        config: VmConfig,
+        memory: Option<MemoryProbe>,
+    ) -> Result<Arc<SubmitGate>> {
+        let (vm, bypass) = self.ask(|reply| Cmd::Attach {
+            name,
+            config,
+            memory,
+            reply,
+        })??;
         Ok(Arc::new(SubmitGate::new(Box::new(InProcess {
             vm,
             handle: self.clone(),
@@ -261,6 +282,7 @@ impl QosHandle {
         self.ask(|reply| Cmd::Attach {
             name,
             config,
+            memory: None,
             reply,
         })?
     }
@@ -381,9 +403,10 @@ impl State {
             Cmd::Attach {
                 name,
                 config,
+                memory,
                 reply,
             } => {
-                let _ = reply.send(self.attach(name, config));
+                let _ = reply.send(self.attach(name, config, memory));
             }
             Cmd::Notify { vm, tx } => {
                 if let Some(v) = self.vms.get_mut(&vm) {
@@ -471,7 +494,12 @@ impl State {
         }
     }
 
-    fn attach(&mut self, name: String, config: VmConfig) -> Result<(VmId, Arc<AtomicBool>)> {
+    fn attach(
+        &mut self,
+        name: String,
+        config: VmConfig,
+        memory: Option<MemoryProbe>,
+    ) -> Result<(VmId, Arc<AtomicBool>)> {
         let vm = VmId(self.next_vm);
         self.next_vm = self.next_vm.wrapping_add(1).max(1);
         let mut out = Vec::new();
@@ -487,6 +515,7 @@ impl State {
         self.vms.insert(
             vm,
             VmEntry {
+                memory,
                 name,
                 config,
                 bypass: Arc::clone(&bypass),
@@ -558,6 +587,7 @@ impl State {
                     refused: v.refused,
                     stalls: v.stalls,
                     failures: v.failures,
+                    memory_bytes: v.memory.as_ref().map(|m| m()),
                 })
             })
             .collect()

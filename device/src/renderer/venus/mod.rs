@@ -455,8 +455,8 @@ impl VenusFactory {
         qos: crate::qos::QosHandle,
         config: vgpu_scheduler::VmConfig,
     ) -> Self {
-        if self.vm.is_some() {
-            match qos.attach(self.vm_name.clone(), config) {
+        if let Some(vm) = &self.vm {
+            match qos.attach_with_memory(self.vm_name.clone(), config, Some(memory_probe(vm))) {
                 Ok(g) => self.vm_gate = Some(g),
                 Err(e) => log::warn!("qos: cannot attach {}: {}", self.vm_name, error_chain(&e)),
             }
@@ -465,13 +465,18 @@ impl VenusFactory {
         self
     }
 
-    /// The gate for a new context `ctx`.
-    fn gate_for(&self, ctx: ContextId) -> Option<Arc<crate::qos::SubmitGate>> {
+    /// The gate for a new context `ctx` of the VM `account`.
+    fn gate_for(
+        &self,
+        ctx: ContextId,
+        account: &Arc<VmAccount>,
+    ) -> Option<Arc<crate::qos::SubmitGate>> {
         if self.vm.is_some() {
             return self.vm_gate.clone();
         }
         let qos = self.qos.as_ref()?;
-        match qos.attach_default(ctx.to_string()) {
+        let config = crate::qos::default_vm_config();
+        match qos.attach_with_memory(ctx.to_string(), config, Some(memory_probe(account))) {
             Ok(g) => Some(g),
             Err(e) => {
                 log::warn!("qos: cannot attach {ctx}: {}", error_chain(&e));
@@ -492,10 +497,17 @@ impl VenusFactory {
 impl ExecutorFactory for VenusFactory {
     fn create(&self, ctx: ContextId) -> std::result::Result<Arc<dyn StreamExecutor>, ExecError> {
         let account = self.account_for(ctx);
-        Ok(Arc::new(
-            VenusExecutor::with_account(ctx, account).with_gate(self.gate_for(ctx)),
-        ))
+        Ok(Arc::new(VenusExecutor::with_gate(
+            VenusExecutor::with_account(ctx, Arc::clone(&account)),
+            self.gate_for(ctx, &account),
+        )))
     }
+}
+
+/// Reads `account`'s device memory in use (every heap) for QoS `list` and metrics.
+fn memory_probe(account: &Arc<VmAccount>) -> crate::qos::MemoryProbe {
+    let account = Arc::clone(account);
+    Arc::new(move || account.usage().iter().sum())
 }
 
 /// What one command's handlers see: the context's executor state and the stream.
