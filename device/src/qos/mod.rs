@@ -19,13 +19,14 @@
 //! - **Completion = the retire marker fence.** The marker submitted right after the
 //!   guest's batch signals when the batch is done; the retire thread's callback reports
 //!   the time from submit to the fence being seen.
-//! - **One VM on the device; serial-engine timing.** A grant for another VM is held
-//!   back (deferred) until no other VM's work is on the host (lavapipe runs each
-//!   `VkDevice` on its own thread, so two VMs' batches would otherwise share the CPU and
-//!   inflate each other's times); a VM's own next submission may be pipelined behind
-//!   its first (the arbiter's 2 ms pipeline budget). The service charges
+//! - **One VM on the device; serial-engine timing.** The daemon's arbiter keeps one
+//!   submission on the host at a time (`service::LAVAPIPE_GPU`: lavapipe runs each
+//!   `VkDevice` on its own thread, so two VMs' batches would otherwise share the CPU
+//!   and inflate each other). With a deeper GPU model the service still holds back a
+//!   grant for another VM (deferred) until no other VM's work is on the host and lets
+//!   a VM's own next submission pipeline. It charges
 //!   `t_complete − max(t_released, previous completion)`, never more than the gate
-//!   reports (see `service::LAVAPIPE_GPU`).
+//!   reports.
 //! - **Stalled grants.** A released submission that has not completed within
 //!   [`stall_bound_ns`] (it may wait on a semaphore that a later, not yet granted
 //!   submission of the same VM signals) is charged the time it held the device and its

@@ -23,18 +23,19 @@ use crate::ratelimit::RateLimiter;
 /// How often the service looks for stalled grants while any is outstanding.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
-/// The GPU model the daemon's arbiter uses on lavapipe: one queue, depth 2 with a 2 ms
-/// pipeline budget. Each lavapipe `VkDevice` runs its own queue thread, so two VMs'
-/// batches on the host at once would run side by side on the CPU and neither batch's
-/// fence-to-fence time would be its device time. The service therefore releases a
-/// grant to the host only while no *other* VM has work there ("one VM on the device";
-/// a grant for another VM waits, deferred, until the device is free): the host is a
-/// serial engine, and a VM's own second submission may be pipelined behind its first
-/// on the same queue (no idle gap between them), timed as
-/// `t_complete − max(t_released, previous completion)`.
+/// The GPU model the daemon's arbiter uses on lavapipe: one queue, **one** submission
+/// on the host at a time. Each lavapipe `VkDevice` runs its own queue thread, so two
+/// VMs' batches on the host at once would run side by side on the CPU and neither
+/// batch's fence-to-fence time would be its device time; with one at a time the host
+/// is a serial engine. Every batch then pays the same per-batch overhead (the wake-ups
+/// between grant, submit, execution and the completion being seen), so those charges
+/// stay proportional. With depth 2 (a VM's own next batch pipelined behind its first,
+/// a grant for another VM deferred until the device is free; the service supports it)
+/// only the VM switched in pays the wake-ups, and under heavy CPU load (load average
+/// 15–19 on 2 cores) the smaller share was starved (2:1 measured as 6–8:1).
 pub const LAVAPIPE_GPU: GpuConfig = GpuConfig {
     queues: 1,
-    in_flight_depth: 2,
+    in_flight_depth: 1,
     slice_ns: 2_000_000,
     pipeline_ns: 2_000_000,
     queue_limit: 256,

@@ -286,7 +286,13 @@ fn a_lying_worker_is_clamped_and_a_malformed_one_cut_off() {
 
 #[test]
 fn a_vm_pipelines_its_own_work_but_never_shares_the_device() {
-    let (_s, h) = service(Policy::FixedShare);
+    // Depth 2 (the daemon uses 1): the deferral rule keeps other VMs off the device.
+    let gpu = vgpu_scheduler::GpuConfig {
+        in_flight_depth: 2,
+        ..service::LAVAPIPE_GPU
+    };
+    let s = ArbiterService::start_with(gpu, Policy::FixedShare).expect("service");
+    let h = s.handle();
     let a = h.attach_default("a".into()).expect("attach");
     let b = h.attach_default("b".into()).expect("attach");
     // Teach the arbiter that a's batches are short (well inside the 2 ms budget).
