@@ -23,6 +23,16 @@ pub enum Command {
     /// QEMU `-device vhost-user-gpu-pci`) on a unix socket (`--socket`), or every VM of
     /// a config file (`--config`).
     Serve(ServeArgs),
+    /// Talk to a running daemon's control socket: `list`, `set VM share=PCT
+    /// [cap=PCT|none]`, `policy NAME`, `metrics`.
+    Ctl {
+        /// Control socket path (the daemon's `--control-socket`).
+        #[arg(long)]
+        socket: PathBuf,
+        /// The request words.
+        #[arg(required = true, num_args = 1..)]
+        request: Vec<String>,
+    },
     /// Connect to a vtest socket as a demo client: handshake, capset, ring round trip.
     Probe {
         /// Socket path.
@@ -79,6 +89,41 @@ pub struct VtestArgs {
     /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// QoS scheduling of host submissions.
+    #[command(flatten)]
+    pub qos: QosArgs,
+}
+
+/// QoS: the arbiter's policy, the control socket and the metrics endpoint (override
+/// the config's `policy`, `control_socket`, `metrics`).
+#[derive(Debug, clap::Args)]
+pub struct QosArgs {
+    /// Scheduling policy for host submissions: best-effort (no gate, today's
+    /// behaviour), equal-share, fixed-share or burst [default: best-effort].
+    #[arg(long)]
+    pub qos_policy: Option<String>,
+    /// Unix socket for `vhost-user-vgpu ctl` (list VMs, change shares and the policy).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus endpoint: a loopback `IP:PORT`, `unix:PATH` or a unix socket path.
+    #[arg(long)]
+    pub metrics: Option<String>,
+}
+
+impl QosArgs {
+    /// Overrides the config's daemon-wide QoS keys.
+    fn apply(&self, config: &mut DaemonConfig) -> Result<(), ArgsError> {
+        if let Some(p) = &self.qos_policy {
+            config.policy = vgpu_device::qos::parse_policy(p)?;
+        }
+        if let Some(c) = &self.control_socket {
+            config.control_socket = Some(c.clone());
+        }
+        if let Some(m) = &self.metrics {
+            config.metrics = Some(vgpu_device::qos::parse_metrics_listen(m)?);
+        }
+        Ok(())
+    }
 }
 
 /// Per-VM limits on Venus objects, device memory and fds (override the config's).
@@ -122,6 +167,9 @@ pub struct ServeArgs {
     /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// QoS scheduling of host submissions.
+    #[command(flatten)]
+    pub qos: QosArgs,
 }
 
 /// Invalid arguments.
@@ -131,6 +179,8 @@ pub enum ArgsError {
     SocketDir(PathBuf),
     #[error("invalid configuration")]
     Config(#[from] ConfigError),
+    #[error("invalid QoS option")]
+    Qos(#[from] vgpu_device::qos::QosError),
 }
 
 /// The config the command line describes, and how to serve it.
@@ -196,6 +246,7 @@ impl TryFrom<VtestArgs> for Plan {
             ..args.limits.flags()
         };
         config::apply_flags(&mut config, &flags)?;
+        args.qos.apply(&mut config)?;
         Ok(Self {
             config,
             options: Options {
@@ -215,6 +266,7 @@ impl TryFrom<ServeArgs> for Plan {
             config.add_socket_vm(socket, FrontDoor::VhostUser)?;
         }
         config::apply_flags(&mut config, &args.limits.flags())?;
+        args.qos.apply(&mut config)?;
         Ok(Self {
             config,
             options: Options {
@@ -235,7 +287,9 @@ mod tests {
         match args.command {
             Command::Vtest(v) => Plan::try_from(v),
             Command::Serve(s) => Plan::try_from(s),
-            Command::Probe { .. } => unreachable!("not a daemon command line"),
+            Command::Probe { .. } | Command::Ctl { .. } => {
+                unreachable!("not a daemon command line")
+            }
         }
     }
 
@@ -340,6 +394,45 @@ mod tests {
         assert_eq!(p.config.vms.len(), 2);
         assert!(!p.options.vm_per_connection);
         assert!(!p.options.once);
+    }
+
+    #[test]
+    fn qos_policy_defaults_to_best_effort_and_parses() {
+        let args = Args::try_parse_from(["vhost-user-vgpu", "vtest", "--socket", "s"])
+            .expect("valid arguments");
+        let Command::Vtest(v) = args.command else {
+            unreachable!("a vtest command line")
+        };
+        assert_eq!(v.qos.qos_policy, None);
+        let p = plan(&["vhost-user-vgpu", "vtest", "--socket", "s"]).expect("valid");
+        assert_eq!(p.config.policy, vgpu_device::qos::Policy::BestEffort);
+        let p = plan(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--qos-policy",
+            "fixed-share",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .expect("valid");
+        assert_eq!(p.config.policy, vgpu_device::qos::Policy::FixedShare);
+        assert!(p.config.metrics.is_some());
+        let args = Args::try_parse_from([
+            "vhost-user-vgpu",
+            "ctl",
+            "--socket",
+            "c",
+            "set",
+            "vm1",
+            "share=50",
+        ])
+        .expect("valid arguments");
+        let Command::Ctl { request, .. } = args.command else {
+            unreachable!("a ctl command line")
+        };
+        assert_eq!(request, ["set", "vm1", "share=50"]);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub enum DaemonError {
     /// Installing the signal handler failed.
     #[error("installing the shutdown handler failed")]
     Shutdown(#[from] ShutdownError),
+    /// Starting the QoS service, control socket or metrics endpoint failed.
+    #[error("starting QoS failed")]
+    Qos(#[from] crate::qos::QosError),
 }
 
 /// How the command line asked for the config to be served.
@@ -131,6 +134,12 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         derived.max_sync_waits
     );
     let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
+    // One arbiter for the host GPU; every VM's contexts submit through its gate.
+    let qos = crate::qos::QosRuntime::start(
+        config.policy,
+        config.control_socket.as_deref(),
+        config.metrics.as_ref(),
+    )?;
     let (events, waiting) = mpsc::channel::<Event>();
     let mut registries = Vec::new();
     let mut vtest_servers: Vec<ServerHandle> = Vec::new();
@@ -138,9 +147,14 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
     for vm in &config.vms {
         let venus = vm.venus_limits(derived);
         let factory: Arc<dyn ExecutorFactory> = if options.vm_per_connection {
-            Arc::new(VenusFactory::per_context(venus))
+            Arc::new(
+                VenusFactory::per_context(venus)
+                    .with_qos(qos.handle(), crate::qos::default_vm_config()),
+            )
         } else {
-            Arc::new(VenusFactory::per_vm(vm.name.to_string(), venus))
+            Arc::new(
+                VenusFactory::per_vm(vm.name.to_string(), venus).with_qos(qos.handle(), vm.qos),
+            )
         };
         if let Some(socket) = &vm.vtest_socket {
             let mut vtest = VtestConfig::for_vm(socket.clone(), &config.vtest, vm, venus);

@@ -19,6 +19,7 @@ pub mod capset;
 pub mod config;
 pub mod daemon;
 pub mod ids;
+pub mod qos;
 pub mod ratelimit;
 pub mod renderer;
 pub mod shutdown;

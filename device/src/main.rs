@@ -12,6 +12,17 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     let plan = match args.command {
         args::Command::Vtest(vtest) => args::Plan::try_from(vtest)?,
         args::Command::Serve(serve) => args::Plan::try_from(serve)?,
+        args::Command::Ctl { socket, request } => {
+            let answer = vgpu_device::qos::control_request(&socket, &request.join(" "))?;
+            #[allow(clippy::print_stdout)] // the command's output is its purpose
+            {
+                print!("{answer}");
+            }
+            if answer.starts_with("error:") {
+                return Err(answer.trim_end().into());
+            }
+            return Ok(());
+        }
         args::Command::Probe { socket } => {
             let report = probe::probe(&socket)?;
             #[allow(clippy::print_stdout)] // the demo client's output is its purpose

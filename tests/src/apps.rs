@@ -26,6 +26,8 @@ pub mod spv {
     pub const SCAN_STEP: &[u8] = include_bytes!("../shaders/scan_step.spv");
     /// data = data·mul + add.
     pub const ADD_CONST: &[u8] = include_bytes!("../shaders/add_const.spv");
+    /// xorshift spin loop (push constants iters, seed), for saturating clients.
+    pub const SPIN: &[u8] = include_bytes!("../shaders/spin.spv");
 }
 
 /// Every case, by name.

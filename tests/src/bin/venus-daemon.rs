@@ -2,7 +2,8 @@
 //! the end-to-end tests (a binary of this package so tests can locate it):
 //! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
 //! [--max-devices N] [--max-objects N] [--max-blobs N] [--max-sync-waits N]
-//! [--socket PATH]`. With `--socket`, each connection is a VM with these limits (the
+//! [--qos-policy NAME] [--control-socket PATH] [--metrics ADDR] [--socket PATH]`
+//! (QoS flags override the config's `policy`, `control_socket`, `metrics`). With `--socket`, each connection is a VM with these limits (the
 //! flags override the file's `[defaults]`); without it, every VM of the TOML config is
 //! served, as `serve --config` does. Like the CLI, it stops on SIGTERM/SIGINT: every
 //! context fails, the sockets go, and it exits 0.
@@ -15,13 +16,17 @@ use vgpu_device::daemon::{self, Options};
 
 const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
                      [--max-instances N] [--max-devices N] [--max-objects N] \
-                     [--max-blobs N] [--max-sync-waits N] [--socket PATH]";
+                     [--max-blobs N] [--max-sync-waits N] [--qos-policy NAME] \
+                     [--control-socket PATH] [--metrics ADDR] [--socket PATH]";
 
 /// The command line: socket path, config file, and limit flags.
 struct CommandLine {
     socket: Option<PathBuf>,
     config_file: Option<PathBuf>,
     flags: Flags,
+    qos_policy: Option<String>,
+    control_socket: Option<PathBuf>,
+    metrics: Option<String>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
@@ -29,6 +34,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
         socket: None,
         config_file: None,
         flags: Flags::default(),
+        qos_policy: None,
+        control_socket: None,
+        metrics: None,
     };
     while let Some(flag) = args.next() {
         let value = args.next()?;
@@ -43,6 +51,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
             "--max-objects" => f.max_objects = Some(number()?),
             "--max-blobs" => f.max_blobs = Some(number()?),
             "--max-sync-waits" => f.max_sync_waits = Some(number()?),
+            "--qos-policy" => line.qos_policy = Some(value),
+            "--control-socket" => line.control_socket = Some(value.into()),
+            "--metrics" => line.metrics = Some(value),
             _ => return None,
         }
     }
@@ -59,6 +70,15 @@ fn run(line: CommandLine) -> Result<(), Box<dyn std::error::Error>> {
         config.add_socket_vm(socket, FrontDoor::Vtest)?;
     }
     config::apply_flags(&mut config, &line.flags)?;
+    if let Some(p) = &line.qos_policy {
+        config.policy = vgpu_device::qos::parse_policy(p)?;
+    }
+    if line.control_socket.is_some() {
+        config.control_socket = line.control_socket;
+    }
+    if let Some(m) = &line.metrics {
+        config.metrics = Some(vgpu_device::qos::parse_metrics_listen(m)?);
+    }
     daemon::run(
         &config,
         Options {

@@ -190,6 +190,8 @@ pub struct VenusExecutor {
     retirer: retire::Retirer,
     /// The VM this context belongs to: its limits and device-memory account.
     account: Arc<VmAccount>,
+    /// The VM's QoS submission gate (`None`: no arbiter, submit at once).
+    gate: Option<Arc<crate::qos::SubmitGate>>,
 }
 
 impl VenusExecutor {
@@ -207,7 +209,14 @@ impl VenusExecutor {
             state: Mutex::new(State::default()),
             retirer: retire::Retirer::default(),
             account,
+            gate: None,
         }
+    }
+
+    /// Sends every host submission of this context through `gate` (see `crate::qos`).
+    pub fn with_gate(mut self, gate: Option<Arc<crate::qos::SubmitGate>>) -> Self {
+        self.gate = gate;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -323,6 +332,12 @@ impl StreamExecutor for VenusExecutor {
         };
         stream.put_local(local);
         self.after_command(command, result.is_ok(), pins);
+        if result.is_err() {
+            // Every handler error fails the context: counted per VM for the metrics.
+            if let Some(g) = &self.gate {
+                g.context_failed();
+            }
+        }
         match result {
             Ok(_) => Ok(decoder.position()),
             Err(e) => Err(ExecError::Failed(Box::new(CommandFailed {
@@ -403,12 +418,23 @@ pub struct VenusFactory {
     limits: VenusLimits,
     /// The VM every context joins; `None`: each context is a VM.
     vm: Option<Arc<VmAccount>>,
+    /// The QoS arbiter every VM attaches to, if any.
+    qos: Option<crate::qos::QosHandle>,
+    /// With `vm`: that VM's name and gate.
+    vm_name: String,
+    vm_gate: Option<Arc<crate::qos::SubmitGate>>,
 }
 
 impl VenusFactory {
     /// Every context a VM of its own with `limits` (vtest).
     pub fn per_context(limits: VenusLimits) -> Self {
-        Self { limits, vm: None }
+        Self {
+            limits,
+            vm: None,
+            qos: None,
+            vm_name: String::new(),
+            vm_gate: None,
+        }
     }
 
     /// Every context in one VM named `name` (log lines) with `limits`: one factory per
@@ -416,7 +442,48 @@ impl VenusFactory {
     pub fn per_vm(name: String, limits: VenusLimits) -> Self {
         Self {
             limits,
-            vm: Some(Arc::new(VmAccount::new(name, limits))),
+            vm: Some(Arc::new(VmAccount::new(name.clone(), limits))),
+            qos: None,
+            vm_name: name,
+            vm_gate: None,
+        }
+    }
+
+    /// Attaches every VM this factory makes to the QoS arbiter behind `qos`: the
+    /// factory's one VM (`per_vm`, attached now with `config`), or one VM per context
+    /// (`per_context`, each with [`crate::qos::default_vm_config`]: equal weights).
+    pub fn with_qos(
+        mut self,
+        qos: crate::qos::QosHandle,
+        config: vgpu_scheduler::VmConfig,
+    ) -> Self {
+        if let Some(vm) = &self.vm {
+            match qos.attach_with_memory(self.vm_name.clone(), config, Some(memory_probe(vm))) {
+                Ok(g) => self.vm_gate = Some(g),
+                Err(e) => log::warn!("qos: cannot attach {}: {}", self.vm_name, error_chain(&e)),
+            }
+        }
+        self.qos = Some(qos);
+        self
+    }
+
+    /// The gate for a new context `ctx` of the VM `account`.
+    fn gate_for(
+        &self,
+        ctx: ContextId,
+        account: &Arc<VmAccount>,
+    ) -> Option<Arc<crate::qos::SubmitGate>> {
+        if self.vm.is_some() {
+            return self.vm_gate.clone();
+        }
+        let qos = self.qos.as_ref()?;
+        let config = crate::qos::default_vm_config();
+        match qos.attach_with_memory(ctx.to_string(), config, Some(memory_probe(account))) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                log::warn!("qos: cannot attach {ctx}: {}", error_chain(&e));
+                None
+            }
         }
     }
 
@@ -432,8 +499,17 @@ impl VenusFactory {
 impl ExecutorFactory for VenusFactory {
     fn create(&self, ctx: ContextId) -> std::result::Result<Arc<dyn StreamExecutor>, ExecError> {
         let account = self.account_for(ctx);
-        Ok(Arc::new(VenusExecutor::with_account(ctx, account)))
+        Ok(Arc::new(VenusExecutor::with_gate(
+            VenusExecutor::with_account(ctx, Arc::clone(&account)),
+            self.gate_for(ctx, &account),
+        )))
     }
+}
+
+/// Reads `account`'s device memory in use (every heap) for QoS `list` and metrics.
+fn memory_probe(account: &Arc<VmAccount>) -> crate::qos::MemoryProbe {
+    let account = Arc::clone(account);
+    Arc::new(move || account.usage().iter().sum())
 }
 
 /// What one command's handlers see: the context's executor state and the stream.

@@ -15,6 +15,9 @@ use super::objects::{DeviceState, QueueRef};
 use super::retire::{self, Waiting};
 use super::{Handler, Result, VenusError};
 
+/// The submission's context or ring stopped while it waited for its grant.
+struct QosStopped;
+
 impl Handler<'_, '_> {
     /// Runs `f` on `queue`'s device with the queue's submission lock held, once the
     /// device is known to be still live (destroyers take the same lock first).
@@ -66,6 +69,12 @@ impl Handler<'_, '_> {
         f: impl FnOnce(&DeviceState, vk::Queue) -> ash::prelude::VkResult<()>,
     ) -> Result<vk::Result> {
         let q = self.queue_ref(queue)?;
+        // QoS: wait for the arbiter's grant before the batch reaches the host queue
+        // (no lock held while waiting; see `crate::qos`).
+        let mut ticket = match self.qos_grant() {
+            Ok(t) => t,
+            Err(QosStopped) => return Ok(vk::Result::ERROR_DEVICE_LOST),
+        };
         let guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
             ty: vk::ObjectType::DEVICE,
             raw: q.device.device.handle().as_raw(),
@@ -74,10 +83,13 @@ impl Handler<'_, '_> {
         let in_flight = InFlight::new(self.take_pins()).ok_or(VenusError::Invalid(
             "submission of a command buffer or descriptor set being reset",
         ))?;
+        if let Some(t) = ticket.as_mut() {
+            t.submitted();
+        }
         if let Err(e) = f(&q.device, queue) {
             return Ok(e);
         }
-        if in_flight.is_empty() {
+        if in_flight.is_empty() && ticket.is_none() {
             return Ok(vk::Result::SUCCESS);
         }
         // SAFETY: live queue of a live device under its submission lock.
@@ -98,7 +110,8 @@ impl Handler<'_, '_> {
         let waiting = Waiting {
             device: Arc::clone(&q.device),
             fence,
-            done: Box::new(|| {}),
+            // The fence after the batch signalled: report its device time.
+            done: Box::new(move || drop(ticket)),
             keep: Some(Box::new(in_flight)),
         };
         // Queued under the queue lock, so a device destroyer flushes it (see
@@ -115,6 +128,27 @@ impl Handler<'_, '_> {
         }
         drop(guard);
         Ok(vk::Result::SUCCESS)
+    }
+
+    /// Blocks until the VM's QoS gate grants the next submission (`None`: no gate,
+    /// or the arbiter is gone and submissions go through ungated).
+    fn qos_grant(&self) -> std::result::Result<Option<crate::qos::Ticket>, QosStopped> {
+        let Some(gate) = &self.exec.gate else {
+            return Ok(None);
+        };
+        match gate.acquire(&|| self.stream.should_stop()) {
+            Ok(t) => Ok(Some(t)),
+            // The context or ring is going away: the batch never reaches the host,
+            // which the guest (stopping) sees as a lost device, not a context failure.
+            Err(crate::qos::QosError::Stopped) => Err(QosStopped),
+            Err(e) => {
+                log::debug!(
+                    "venus: {}: QoS gate unavailable ({e}); submitting ungated",
+                    self.exec.ctx
+                );
+                Ok(None)
+            }
+        }
     }
 
     pub(super) fn queue_wait_idle(

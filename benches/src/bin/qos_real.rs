@@ -1,0 +1,771 @@
+//! qGPU's figure on the real path: two real Mesa Venus client processes on lavapipe
+//! (`LP_NUM_THREADS=1`), each a vtest VM of `vhost-user-vgpu vtest --qos-policy P`,
+//! both saturating (two submissions in flight) with spin batches of a fixed device time,
+//! at a 2:1 share; the achieved ratio per batch size and policy. Plus unequal batches
+//! (1 ms vs 20 ms) and the cost of scheduling (one VM alone, fixed-share 100 % vs no
+//! scheduler, throughput and submit→fence p50).
+//!
+//! ```text
+//! cargo run -p vgpu-benches --release --bin qos_real            # all sizes, ~10 min
+//! cargo run -p vgpu-benches --release --bin qos_real -- --quick # 4 sizes, shorter windows
+//! cargo run -p vgpu-benches --release --bin qos_real -- --sizes 1,20 --out DIR --daemon PATH
+//! ```
+//!
+//! Writes `qos_real_ratio.csv`, `qos_real_ratio.svg`, `qos_real_cost.csv` and
+//! `qos_real_report.txt` under `docs/qos/` (beside the simulated `qos_ratio.*`).
+//!
+//! The ratio is counted in batches completed by each VM in a window (both VMs' batches
+//! are the same calibrated size; for unequal batches, batches × calibrated size), read
+//! from the daemon's control socket (`list`), so it does not depend on the daemon's own
+//! device-time measurement; that measurement is reported beside it.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "this binary's job is to print the report"
+)]
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "counts and durations far below 2^52"
+)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use plotters::chart::SeriesLabelPosition;
+use vgpu_benches::daemon_bin::daemon_binary;
+use vgpu_benches::qos_plot::{fmt_f, line_chart, Chart, Csv, Series};
+use vgpu_benches::venus::{device_ms, latency, median, quantile, throughput, SpinCache, Work};
+use vgpu_device::qos::control_request;
+use vgpu_tests::apps::Gpu;
+use vgpu_tests::harness::{client, socket_path, Mode, LVP_ICD};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const SIZES_MS: [f64; 9] = [0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
+const QUICK_SIZES_MS: [f64; 4] = [0.5, 2.0, 20.0, 100.0];
+const POLICIES: [&str; 4] = ["best-effort", "equal-share", "fixed-share", "burst"];
+const GROUPS: u32 = 16;
+
+struct Opts {
+    out: PathBuf,
+    daemon: Option<PathBuf>,
+    sizes: Vec<f64>,
+    window: Duration,
+    settle: Duration,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return match child(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "qos_real child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match parse(&args).and_then(|o| report(&o)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "qos_real: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Res<Opts> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut o = Opts {
+        out: manifest.parent().unwrap_or(manifest).join("docs/qos"),
+        daemon: None,
+        sizes: SIZES_MS.to_vec(),
+        window: Duration::from_secs(3),
+        settle: Duration::from_millis(1000),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => {
+                o.sizes = QUICK_SIZES_MS.to_vec();
+                o.window = Duration::from_secs(2);
+                o.settle = Duration::from_millis(600);
+            }
+            "--sizes" => {
+                o.sizes = it
+                    .next()
+                    .ok_or("--sizes MS,MS,…")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
+            "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    Ok(o)
+}
+
+// ---------------------------------------------------------------------------------
+// Child side: `--child calibrate SIZES…` | `--child spin GROUPS ITERS SECONDS` |
+// `--child lat N WARMUP`.
+
+fn child(args: &[String]) -> Res<()> {
+    let g = Gpu::new()?;
+    let mut cache = SpinCache::default();
+    let r = child_request(&g, &mut cache, args);
+    cache.destroy(&g);
+    r
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a positive loop count well inside u32"
+)]
+fn to_iters(x: f64) -> u32 {
+    x.round().clamp(1.0, 1e8) as u32
+}
+
+fn child_request(g: &Gpu, cache: &mut SpinCache, args: &[String]) -> Res<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "device {}", g.name)?;
+    out.flush()?;
+    let w = |iters| Work {
+        groups: GROUPS,
+        iters,
+    };
+    match args.first().map(String::as_str) {
+        Some("calibrate") => {
+            device_ms(g, cache, w(1), Duration::from_millis(300))?;
+            let mut ms = |iters: u32| -> Res<f64> {
+                // Long batches need fewer rounds to average.
+                let win = Duration::from_millis(400);
+                let v = [
+                    device_ms(g, cache, w(iters), win)?,
+                    device_ms(g, cache, w(iters), win)?,
+                    device_ms(g, cache, w(iters), win)?,
+                ];
+                Ok(median(&v))
+            };
+            let (i0, i1) = (1u32, 20_000u32);
+            let (t0, t1) = (ms(i0)?, ms(i1)?);
+            let slope = ((t1 - t0) / f64::from(i1 - i0)).max(1e-7);
+            let fixed = t0 - slope * f64::from(i0);
+            writeln!(out, "fit fixed_ms={fixed:.4} ms_per_iter={slope:.7}")?;
+            for target in &args[1..] {
+                let target: f64 = target.parse()?;
+                let mut iters = to_iters((target - fixed) / slope);
+                let mut got = ms(iters)?;
+                for _ in 0..2 {
+                    let next = f64::from(iters) + (target - got) / slope;
+                    iters = to_iters(next.clamp(f64::from(iters) / 2.0, f64::from(iters) * 2.0));
+                    got = ms(iters)?;
+                }
+                writeln!(out, "cal {target} {iters} {got:.4}")?;
+            }
+        }
+        Some("spin") => {
+            let [groups, iters, seconds] = &args[1..] else {
+                return Err("spin GROUPS ITERS SECONDS".into());
+            };
+            let work = Work {
+                groups: groups.parse()?,
+                iters: iters.parse()?,
+            };
+            let t = throughput(
+                g,
+                cache,
+                work,
+                2,
+                Duration::ZERO,
+                Duration::from_secs_f64(seconds.parse()?),
+            )?;
+            writeln!(out, "tp {} {}", t.submissions, t.elapsed.as_nanos())?;
+        }
+        // tsspin GROUPS ITERS SECONDS: one batch at a time, each with timestamps at its
+        // start and end; prints `ts <batches> <sum of timestamp deltas in ns>`.
+        Some("tsspin") => {
+            let [groups, iters, seconds] = &args[1..] else {
+                return Err("tsspin GROUPS ITERS SECONDS".into());
+            };
+            let (n, sum) = timestamped(
+                g,
+                Work {
+                    groups: groups.parse()?,
+                    iters: iters.parse()?,
+                },
+                Duration::from_secs_f64(seconds.parse()?),
+            )?;
+            writeln!(out, "ts {n} {sum}")?;
+            // Stay attached a moment so the parent can read the daemon's figures.
+            out.flush()?;
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Some("lat") => {
+            let [n, warmup] = &args[1..] else {
+                return Err("lat N WARMUP".into());
+            };
+            let mut s = latency(g, n.parse()?, warmup.parse()?)?;
+            s.sort_unstable();
+            writeln!(
+                out,
+                "lat p50={} p99={}",
+                quantile(&s, 0.5),
+                quantile(&s, 0.99)
+            )?;
+        }
+        _ => return Err("unknown child command".into()),
+    }
+    Ok(())
+}
+
+/// Runs `work` one batch at a time for `window`, each batch bracketed by timestamps
+/// (written by the device at the top and bottom of the pipe); returns the batch count
+/// and the summed timestamp deltas in ns.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "timestamp deltas in ns fit u64"
+)]
+fn timestamped(g: &Gpu, work: Work, window: Duration) -> Res<(u64, u64)> {
+    use ash::vk;
+    use vgpu_tests::apps::spv;
+    let pipe = g.pipeline(spv::SPIN, 1, 8, None, vk::PipelineCache::null())?;
+    let buf = g.buffer(u64::from(work.groups) * 64 * 4)?;
+    let set = g.set(&pipe, &[&buf])?;
+    let push = [work.iters.to_le_bytes(), 0u32.to_le_bytes()].concat();
+    let qinfo = vk::QueryPoolCreateInfo::default()
+        .query_type(vk::QueryType::TIMESTAMP)
+        .query_count(2);
+    // SAFETY: live device.
+    let pool = unsafe { g.device.create_query_pool(&qinfo, None)? };
+    let cb = vgpu_benches::venus::record_reusable(g, |cb| {
+        // SAFETY: recording command buffer; the pool has two queries.
+        unsafe { g.device.cmd_reset_query_pool(cb, pool, 0, 2) };
+        // SAFETY: as above, reset in this command buffer.
+        unsafe {
+            g.device
+                .cmd_write_timestamp(cb, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+        }
+        g.dispatch(cb, &pipe, set, &push, [work.groups, 1, 1]);
+        // SAFETY: as above.
+        unsafe {
+            g.device
+                .cmd_write_timestamp(cb, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
+        }
+    })?;
+    let fence = g.fence()?;
+    let (mut n, mut sum) = (0u64, 0u64);
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        g.submit(&[cb], fence)?;
+        // SAFETY: live fence with a pending submission.
+        unsafe { g.device.wait_for_fences(&[fence], true, u64::MAX)? };
+        // SAFETY: signalled, unused.
+        unsafe { g.device.reset_fences(&[fence])? };
+        let mut ts = [0u64; 2];
+        // SAFETY: live pool; both queries were written by the completed batch.
+        unsafe {
+            g.device.get_query_pool_results(
+                pool,
+                0,
+                &mut ts,
+                vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+            )?;
+        }
+        let ns = (ts[1].saturating_sub(ts[0]) as f64 * f64::from(g.timestamp_period)) as u64;
+        sum += ns;
+        n += 1;
+    }
+    // SAFETY: nothing pending (the last fence was waited for).
+    unsafe { g.device.destroy_fence(fence, None) };
+    // SAFETY: as above.
+    unsafe { g.device.destroy_query_pool(pool, None) };
+    g.destroy_pipe(pipe);
+    g.destroy_buf(buf);
+    Ok((n, sum))
+}
+
+// ---------------------------------------------------------------------------------
+// Parent side.
+
+fn spawn_child(mode: Mode<'_>, args: &[String]) -> Res<(Child, BufReader<ChildStdout>)> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = client(exe.to_str().ok_or("non-UTF-8 executable path")?, mode);
+    let mut c = cmd
+        .env("LP_NUM_THREADS", "1")
+        .arg("--child")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let out = BufReader::new(c.stdout.take().ok_or("no child stdout")?);
+    Ok((c, out))
+}
+
+/// Runs a child to completion and returns its lines after `device`.
+fn run_child(mode: Mode<'_>, args: &[String]) -> Res<Vec<String>> {
+    let (mut c, out) = spawn_child(mode, args)?;
+    let lines: Vec<String> = out.lines().collect::<Result<_, _>>()?;
+    if !c.wait()?.success() {
+        return Err(format!("child {args:?} failed").into());
+    }
+    let venus = matches!(mode, Mode::Venus(_));
+    let device = lines.first().map_or("", String::as_str);
+    if venus != device.contains("Venus") {
+        return Err(format!("child ran on the wrong driver: {device}").into());
+    }
+    Ok(lines.into_iter().skip(1).collect())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    control: PathBuf,
+}
+
+impl Daemon {
+    fn start(bin: &Path, policy: &str) -> Res<Self> {
+        let socket = socket_path("qos-real");
+        let control = socket.with_extension("ctl");
+        let child = Command::new(bin)
+            .args(["vtest", "--qos-policy", policy, "--socket"])
+            .arg(&socket)
+            .arg("--control-socket")
+            .arg(&control)
+            .env("VK_DRIVER_FILES", LVP_ICD)
+            .env("LP_NUM_THREADS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        let start = Instant::now();
+        while !socket.exists() || !control.exists() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err("daemon sockets did not appear".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Self {
+            child,
+            socket,
+            control,
+        })
+    }
+
+    fn ctl(&self, line: &str) -> Res<String> {
+        let a = control_request(&self.control, line)?;
+        if a.starts_with("error") {
+            return Err(format!("ctl {line}: {a}").into());
+        }
+        Ok(a)
+    }
+
+    /// `(vm, submissions, device_ms)` per attached VM.
+    fn list(&self) -> Res<Vec<(String, u64, f64)>> {
+        Ok(self
+            .ctl("list")?
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let field = |k: &str| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix(k))
+                        .unwrap_or("0")
+                        .to_owned()
+                };
+                (
+                    l.split_whitespace().next().unwrap_or("").to_owned(),
+                    field("submissions=").parse().unwrap_or(0),
+                    field("device_ms=").parse().unwrap_or(0.0),
+                )
+            })
+            .collect())
+    }
+
+    /// Waits until a VM not in `known` attaches and returns its name.
+    fn new_vm(&self, known: &[String]) -> Res<String> {
+        let start = Instant::now();
+        loop {
+            if let Some((vm, _, _)) = self
+                .list()?
+                .into_iter()
+                .find(|(v, _, _)| !known.contains(v))
+            {
+                return Ok(vm);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("a client did not attach".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_empty(&self) -> Res<()> {
+        let start = Instant::now();
+        while !self.list()?.is_empty() {
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("VMs did not detach".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.control);
+    }
+}
+
+/// One two-VM measurement.
+struct Pair {
+    batches: [u64; 2],
+    device_ms: [f64; 2],
+}
+
+/// Runs VM A (`iters_a`, share 2/3) and VM B (`iters_b`, share 1/3) saturating under
+/// `policy`, and counts each one's batches over the window.
+fn pair(d: &Daemon, policy: &str, iters: [u32; 2], o: &Opts) -> Res<Pair> {
+    let seconds = (o.settle + o.window).as_secs_f64() + 6.0;
+    let spin = |it: u32| {
+        spawn_child(
+            Mode::Venus(&d.socket),
+            &[
+                "spin".into(),
+                GROUPS.to_string(),
+                it.to_string(),
+                format!("{seconds:.1}"),
+            ],
+        )
+    };
+    let (mut a, _ao) = spin(iters[0])?;
+    let vm_a = d.new_vm(&[])?;
+    let (mut b, _bo) = spin(iters[1])?;
+    let vm_b = d.new_vm(std::slice::from_ref(&vm_a))?;
+    let (cap_a, cap_b) = match policy {
+        "fixed-share" => ("66.7", "33.3"),
+        _ => ("none", "none"),
+    };
+    d.ctl(&format!("set {vm_b} share=33.3 cap={cap_b}"))?;
+    d.ctl(&format!("set {vm_a} share=66.7 cap={cap_a}"))?;
+    std::thread::sleep(o.settle);
+    let get = |l: &[(String, u64, f64)], vm: &str| {
+        l.iter()
+            .find(|(v, _, _)| v == vm)
+            .map_or((0, 0.0), |(_, s, t)| (*s, *t))
+    };
+    let before = d.list()?;
+    std::thread::sleep(o.window);
+    let after = d.list()?;
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    d.wait_empty()?;
+    let delta = |vm: &str| {
+        let (s0, t0) = get(&before, vm);
+        let (s1, t1) = get(&after, vm);
+        (s1.saturating_sub(s0), t1 - t0)
+    };
+    let (da, db) = (delta(&vm_a), delta(&vm_b));
+    Ok(Pair {
+        batches: [da.0, db.0],
+        device_ms: [da.1, db.1],
+    })
+}
+
+fn colour(policy: &str) -> usize {
+    match policy {
+        "best-effort" => 0,
+        "equal-share" => 1,
+        "fixed-share" => 2,
+        _ => 3,
+    }
+}
+
+#[allow(clippy::too_many_lines, reason = "one report, read top to bottom")]
+fn report(o: &Opts) -> Res<()> {
+    let bin = daemon_binary(o.daemon.as_deref())?;
+    std::fs::create_dir_all(&o.out)?;
+    let mut text = String::new();
+    let mut say = |s: String| {
+        println!("{s}");
+        text.push_str(&s);
+        text.push('\n');
+    };
+    say(format!(
+        "qos_real: lavapipe, LP_NUM_THREADS=1, {GROUPS} workgroups x 64 invocations per batch; \
+         load average {} at start",
+        loadavg()
+    ));
+    // Calibrate natively: iterations per batch size.
+    let mut args = vec!["calibrate".to_owned()];
+    args.extend(o.sizes.iter().map(|s| s.to_string()));
+    args.push("1".into());
+    args.push("20".into());
+    let cal = run_child(Mode::Native, &args)?;
+    let mut iters = Vec::new();
+    for l in &cal {
+        say(format!("  {l}"));
+        if let ["cal", size, it, got] = l.split_whitespace().collect::<Vec<_>>()[..] {
+            iters.push((
+                size.parse::<f64>()?,
+                it.parse::<u32>()?,
+                got.parse::<f64>()?,
+            ));
+        }
+    }
+    let iters_for = |ms: f64| {
+        iters
+            .iter()
+            .find(|(s, _, _)| (s - ms).abs() < 1e-9)
+            .map(|&(_, i, got)| (i, got))
+            .ok_or("uncalibrated size")
+    };
+
+    // The 2:1 figure.
+    let mut csv = Csv::new(&[
+        "policy",
+        "batch_ms",
+        "batches_a",
+        "batches_b",
+        "ratio",
+        "device_ms_a",
+        "device_ms_b",
+        "device_ratio",
+        "loadavg",
+    ]);
+    let mut series = Vec::new();
+    for policy in POLICIES {
+        let d = Daemon::start(&bin, policy)?;
+        let mut points = Vec::new();
+        for &size in &o.sizes {
+            let (it, _) = iters_for(size)?;
+            let p = pair(&d, policy, [it, it], o)?;
+            let r = p.batches[0] as f64 / p.batches[1].max(1) as f64;
+            let dr = p.device_ms[0] / p.device_ms[1].max(1e-9);
+            let load = loadavg();
+            say(format!(
+                "{policy:12} {size:6} ms  batches {:6} : {:6}  ratio {r:.3}  (daemon device time \
+                 {:.0} : {:.0} ms, {dr:.3})  load {load}",
+                p.batches[0], p.batches[1], p.device_ms[0], p.device_ms[1]
+            ));
+            csv.row(vec![
+                policy.into(),
+                size.to_string(),
+                p.batches[0].to_string(),
+                p.batches[1].to_string(),
+                fmt_f(r, 4),
+                fmt_f(p.device_ms[0], 1),
+                fmt_f(p.device_ms[1], 1),
+                fmt_f(dr, 4),
+                load,
+            ]);
+            points.push((size, r));
+        }
+        // Unequal batches: A 1 ms, B 20 ms; the ratio is in device time (batches ×
+        // calibrated size).
+        let (i1, t1) = iters_for(1.0)?;
+        let (i20, t20) = iters_for(20.0)?;
+        let p = pair(&d, policy, [i1, i20], o)?;
+        let r = (p.batches[0] as f64 * t1) / (p.batches[1] as f64 * t20).max(1e-9);
+        say(format!(
+            "{policy:12} 1 ms vs 20 ms  batches {} : {}  device-time ratio {r:.3}  load {}",
+            p.batches[0],
+            p.batches[1],
+            loadavg()
+        ));
+        csv.row(vec![
+            policy.into(),
+            "1vs20".into(),
+            p.batches[0].to_string(),
+            p.batches[1].to_string(),
+            fmt_f(r, 4),
+            fmt_f(p.device_ms[0], 1),
+            fmt_f(p.device_ms[1], 1),
+            fmt_f(p.device_ms[0] / p.device_ms[1].max(1e-9), 4),
+            loadavg(),
+        ]);
+        series.push(Series {
+            label: policy.into(),
+            points,
+            colour: colour(policy),
+            dashed: false,
+        });
+    }
+    let (lo, hi) = (
+        o.sizes.first().copied().unwrap_or(0.2),
+        o.sizes.last().copied().unwrap_or(100.0),
+    );
+    series.push(Series {
+        label: "target 2.0".into(),
+        points: vec![(lo, 2.0), (hi, 2.0)],
+        colour: 6,
+        dashed: true,
+    });
+    csv.write(&o.out.join("qos_real_ratio.csv"))?;
+    line_chart(
+        &o.out.join("qos_real_ratio.svg"),
+        &Chart {
+            title: "Two Venus VMs at a 2:1 share on lavapipe: achieved ratio",
+            x_label: "batch device time (ms)",
+            y_label: "batches of VM A / batches of VM B",
+            x_range: (lo * 0.8, hi * 1.25),
+            y_range: (0.0, 3.0),
+            log_x: true,
+            log_y: false,
+            legend: SeriesLabelPosition::LowerRight,
+        },
+        &series,
+    )?;
+
+    // Cost of scheduling: one VM alone, best-effort (no gate) vs fixed-share 100 %.
+    let mut cost = Csv::new(&[
+        "batch_ms",
+        "none_per_s",
+        "fixed100_per_s",
+        "throughput_ratio",
+        "loadavg",
+    ]);
+    let none = Daemon::start(&bin, "best-effort")?;
+    let fixed = Daemon::start(&bin, "fixed-share")?;
+    let alone = |d: &Daemon, it: u32, fixed100: bool| -> Res<f64> {
+        let secs = o.window.as_secs_f64();
+        let (mut c, out) = spawn_child(
+            Mode::Venus(&d.socket),
+            &[
+                "spin".into(),
+                GROUPS.to_string(),
+                it.to_string(),
+                format!("{secs:.1}"),
+            ],
+        )?;
+        if fixed100 {
+            let vm = d.new_vm(&[])?;
+            d.ctl(&format!("set {vm} share=100 cap=100"))?;
+        }
+        let lines: Vec<String> = out.lines().collect::<Result<_, _>>()?;
+        c.wait()?;
+        d.wait_empty()?;
+        let tp = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("tp "))
+            .ok_or("no throughput line")?;
+        let f: Vec<f64> = tp
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        Ok(f.first().copied().unwrap_or(0.0) / (f.get(1).copied().unwrap_or(1.0) / 1e9))
+    };
+    for &size in &o.sizes {
+        let (it, _) = iters_for(size)?;
+        let a = alone(&none, it, false)?;
+        let b = alone(&fixed, it, true)?;
+        let load = loadavg();
+        say(format!(
+            "cost {size:6} ms  no scheduler {a:8.1}/s  fixed-share 100 % {b:8.1}/s  ratio {:.3}  load {load}",
+            b / a.max(1e-9)
+        ));
+        cost.row(vec![
+            size.to_string(),
+            fmt_f(a, 2),
+            fmt_f(b, 2),
+            fmt_f(b / a.max(1e-9), 4),
+            load,
+        ]);
+    }
+    let lat = |d: &Daemon, fixed100: bool| -> Res<String> {
+        let (mut c, out) = spawn_child(
+            Mode::Venus(&d.socket),
+            &["lat".into(), "2000".into(), "200".into()],
+        )?;
+        if fixed100 {
+            let vm = d.new_vm(&[])?;
+            d.ctl(&format!("set {vm} share=100 cap=100"))?;
+        }
+        let lines: Vec<String> = out.lines().collect::<Result<_, _>>()?;
+        c.wait()?;
+        d.wait_empty()?;
+        Ok(lines
+            .iter()
+            .find_map(|l| l.strip_prefix("lat "))
+            .unwrap_or("?")
+            .to_owned())
+    };
+    let (l_none, l_fixed) = (lat(&none, false)?, lat(&fixed, true)?);
+    say(format!(
+        "submit->fence ns, tiny batch: no scheduler {l_none}; fixed-share 100 % {l_fixed}"
+    ));
+    cost.write(&o.out.join("qos_real_cost.csv"))?;
+    // Device time two ways, one VM alone under fixed-share, one batch at a time: the
+    // daemon's completion timing vs the device's own timestamps around each batch.
+    for &size in &o.sizes {
+        let (it, _) = iters_for(size)?;
+        let secs = o.window.as_secs_f64();
+        let (mut c, out) = spawn_child(
+            Mode::Venus(&fixed.socket),
+            &[
+                "tsspin".into(),
+                GROUPS.to_string(),
+                it.to_string(),
+                format!("{secs:.1}"),
+            ],
+        )?;
+        let vm = fixed.new_vm(&[])?;
+        let mut lines = Vec::new();
+        for l in out.lines() {
+            let l = l?;
+            let done = l.starts_with("ts ");
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        let daemon = fixed
+            .list()?
+            .into_iter()
+            .find(|(v, _, _)| *v == vm)
+            .map(|(_, s, t)| (s, t));
+        c.wait()?;
+        fixed.wait_empty()?;
+        let ts = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("ts "))
+            .ok_or("no timestamp line")?;
+        let f: Vec<f64> = ts
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let ts_ms =
+            f.get(1).copied().unwrap_or(0.0) / 1e6 / f.first().copied().unwrap_or(1.0).max(1.0);
+        if let Some((subs, dev_ms)) = daemon {
+            let per = dev_ms / (subs.max(1) as f64);
+            say(format!(
+                "device time {size:6} ms batch: timestamps {ts_ms:.4} ms, completion timing                  {per:.4} ms per batch ({:+.1} %), {subs} batches, load {}",
+                (per / ts_ms.max(1e-9) - 1.0) * 100.0,
+                loadavg()
+            ));
+        }
+    }
+    let mut tail = String::new();
+    let _ = write!(tail, "load average {} at end", loadavg());
+    say(tail);
+    std::fs::write(o.out.join("qos_real_report.txt"), text)?;
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! QoS on the real submission path: one arbiter service per daemon, a submission gate
+//! per VM, and the transports between them.
+//!
+//! ```text
+//!  ring thread (context, maybe in a worker process)          daemon
+//!  ─────────────────────────────────────────────          ──────────────────────────
+//!  SubmitGate::acquire ── GateTransport ──────────────▶  ArbiterService thread
+//!     (blocks until granted,    InProcess: mpsc           (owns vgpu_scheduler::Arbiter,
+//!      polls the stop flag)     GateClient: SEQPACKET       driven by message::Request)
+//!  vkQueueSubmit + marker fence                               ▲
+//!  retire thread: fence signalled ── Ticket::complete ───────┘ Completion { device_ns }
+//! ```
+//!
+//! # Rules
+//!
+//! - **Grant before submit.** The ring thread asks for a grant *before* it takes the
+//!   queue lock and calls `vkQueueSubmit`; nothing the guest can observe claims progress
+//!   for work that is not on the host queue yet (a waiter on its fence simply waits).
+//! - **Completion = the retire marker fence.** The marker submitted right after the
+//!   guest's batch signals when the batch is done; the retire thread's callback reports
+//!   the time from submit to the fence being seen.
+//! - **One VM on the device; serial-engine timing.** The daemon's arbiter keeps one
+//!   submission on the host at a time (`service::LAVAPIPE_GPU`: lavapipe runs each
+//!   `VkDevice` on its own thread, so two VMs' batches would otherwise share the CPU
+//!   and inflate each other). With a deeper GPU model the service still holds back a
+//!   grant for another VM (deferred) until no other VM's work is on the host and lets
+//!   a VM's own next submission pipeline. It charges
+//!   `t_complete − max(t_released, previous completion)`, never more than the gate
+//!   reports.
+//! - **Stalled grants.** A released submission that has not completed within
+//!   [`stall_bound_ns`] (it may wait on a semaphore that a later, not yet granted
+//!   submission of the same VM signals) is charged the time it held the device and its
+//!   slot is released, so one VM cannot stall the device for everyone; its real
+//!   completion is then ignored.
+//! - **Best-effort means no gate.** Under best-effort the gate grants locally without a
+//!   round trip (today's behaviour and speed); it only reports device time for the
+//!   figures. Switching policy live flips every gate.
+//! - **A waiter that gives up** (its context is stopping) never blocks anyone: if the
+//!   grant comes later the route to it is gone and the service completes it at once.
+
+mod control;
+mod metrics;
+mod service;
+mod socket;
+mod wire;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use control::{control_request, ControlServer};
+pub use metrics::{parse_metrics_listen, render_metrics, MetricsServer};
+pub use service::{ArbiterService, MemoryProbe, QosHandle, VmSnapshot};
+pub use socket::{serve_gate, GateClient, GateServer};
+pub use vgpu_scheduler::{Policy, Share, SubmissionId, VmConfig, VmId};
+
+/// Errors of the QoS service, gates and their transports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QosError {
+    /// The arbiter service thread is gone.
+    #[error("the arbiter service has stopped")]
+    ServiceGone,
+    /// The arbiter refused a request.
+    #[error("arbiter refused the request")]
+    Arbiter(#[from] vgpu_scheduler::ArbiterError),
+    /// An unknown policy name.
+    #[error("unknown policy {0:?} (best-effort, equal-share, fixed-share, burst)")]
+    UnknownPolicy(String),
+    /// A malformed control or gate message.
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    /// A named VM is not attached.
+    #[error("no VM named {0:?}")]
+    UnknownVm(String),
+    /// A share or cap value was rejected.
+    #[error("invalid share")]
+    Share(#[from] vgpu_scheduler::ModelError),
+    /// Socket or thread I/O.
+    #[error("I/O")]
+    Io(#[from] std::io::Error),
+    /// The context stopped while waiting for a grant.
+    #[error("stopped while waiting for a grant")]
+    Stopped,
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, QosError>;
+
+/// Everything QoS a daemon runs: the arbiter service and, if configured, the control
+/// socket and the metrics endpoint (all stopped when dropped).
+#[derive(Debug)]
+pub struct QosRuntime {
+    service: ArbiterService,
+    _control: Option<ControlServer>,
+    _metrics: Option<MetricsServer>,
+}
+
+impl QosRuntime {
+    /// Starts the service with `policy`, and the control socket and metrics endpoint
+    /// where given.
+    pub fn start(
+        policy: Policy,
+        control: Option<&std::path::Path>,
+        metrics: Option<&crate::config::MetricsListen>,
+    ) -> Result<Self> {
+        let service = ArbiterService::start(policy)?;
+        let control = control
+            .map(|p| ControlServer::bind(p, service.handle()))
+            .transpose()?;
+        let metrics = metrics
+            .map(|m| MetricsServer::bind_listen(m, service.handle()))
+            .transpose()?;
+        Ok(Self {
+            service,
+            _control: control,
+            _metrics: metrics,
+        })
+    }
+
+    /// A handle for attaching VMs.
+    pub fn handle(&self) -> QosHandle {
+        self.service.handle()
+    }
+}
+
+/// Parses a policy name as `--qos-policy` and `ctl policy` take it.
+pub fn parse_policy(name: &str) -> Result<Policy> {
+    Policy::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| QosError::UnknownPolicy(name.to_owned()))
+}
+
+/// The configuration every VM gets until the TOML config names one: an equal (small)
+/// share, so any number of VMs fit, and no cap beyond the whole GPU. Under fixed-share
+/// and burst all VMs weigh the same; equal-share gives 1/N each.
+pub fn default_vm_config() -> VmConfig {
+    VmConfig::new(Share::from_ppm(1_000).unwrap_or(Share::FULL)).with_cap(Share::FULL)
+}
+
+/// How long a granted submission may hold the device before it counts as blocked and
+/// its slot is released: four times its estimate, at least 250 ms.
+pub fn stall_bound_ns(estimate_ns: u64) -> u64 {
+    estimate_ns.saturating_mul(4).max(250_000_000)
+}
+
+/// What the service tells a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateEvent {
+    /// The submission with this tag may go to the device.
+    Granted {
+        /// The gate's tag.
+        tag: u64,
+        /// The arbiter's id for it (for the completion).
+        submission: SubmissionId,
+    },
+    /// Refused (backpressure): try again shortly.
+    Refused {
+        /// The gate's tag.
+        tag: u64,
+    },
+    /// Best-effort on (`true`: grant locally) or off.
+    Bypass(bool),
+}
+
+/// How a gate reaches the arbiter service: in-process ([`InProcess`]) or over a
+/// SOCK_SEQPACKET socket from a worker process ([`GateClient`]). The daemon end binds
+/// each connection to one VM, so nothing here names the VM.
+pub trait GateTransport: Send + Sync + fmt::Debug {
+    /// Queues a submission; the grant (or refusal) is sent to `waiter` with `tag`.
+    fn submit(&self, tag: u64, cost_hint_ns: Option<u64>, waiter: Sender<GateEvent>) -> Result<()>;
+    /// Reports that a granted submission finished after `device_ns` on the device.
+    fn complete(&self, submission: SubmissionId, device_ns: u64) -> Result<()>;
+    /// Reports device time of a submission that ran without a grant (best-effort).
+    fn ran(&self, device_ns: u64) -> Result<()>;
+    /// Whether grants are local (best-effort: no round trip).
+    fn bypass(&self) -> bool;
+    /// Counts a failed context of this VM (metrics).
+    fn context_failed(&self) -> Result<()>;
+}
+
+/// The in-process transport: a channel to the service thread.
+#[derive(Debug)]
+pub struct InProcess {
+    vm: VmId,
+    handle: QosHandle,
+    bypass: Arc<AtomicBool>,
+}
+
+impl GateTransport for InProcess {
+    fn submit(&self, tag: u64, cost_hint_ns: Option<u64>, waiter: Sender<GateEvent>) -> Result<()> {
+        self.handle.submit(self.vm, tag, cost_hint_ns, waiter)
+    }
+
+    fn complete(&self, submission: SubmissionId, device_ns: u64) -> Result<()> {
+        self.handle.complete(self.vm, submission, device_ns)
+    }
+
+    fn ran(&self, device_ns: u64) -> Result<()> {
+        self.handle.ran(self.vm, device_ns)
+    }
+
+    fn bypass(&self) -> bool {
+        self.bypass.load(Ordering::Acquire)
+    }
+
+    fn context_failed(&self) -> Result<()> {
+        self.handle.failure(self.vm);
+        Ok(())
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.handle.detach(self.vm);
+    }
+}
+
+/// A VM's submission gate, shared by all its contexts' ring threads.
+#[derive(Debug)]
+pub struct SubmitGate {
+    transport: Box<dyn GateTransport>,
+    next_tag: AtomicU64,
+}
+
+/// How often a waiting ring thread looks at its stop flag.
+const STOP_POLL: Duration = Duration::from_millis(5);
+/// How long a refused (backpressured) submission waits before asking again.
+const REFUSED_RETRY: Duration = Duration::from_millis(1);
+
+impl SubmitGate {
+    /// A gate over `transport`.
+    pub fn new(transport: Box<dyn GateTransport>) -> Self {
+        Self {
+            transport,
+            next_tag: AtomicU64::new(1),
+        }
+    }
+
+    /// Counts a failed context of this VM (a command failed; metrics only).
+    pub fn context_failed(&self) {
+        if let Err(e) = self.transport.context_failed() {
+            log::debug!("qos: reporting a context failure failed: {e}");
+        }
+    }
+
+    /// Blocks until the next submission may go to the host queue, or `stop` turns true
+    /// ([`QosError::Stopped`]: the caller fails or drops the submission). The returned
+    /// ticket must see [`Ticket::submitted`] and then its completion; dropping it early
+    /// reports zero device time so the device slot is never leaked.
+    pub fn acquire(self: &Arc<Self>, stop: &dyn Fn() -> bool) -> Result<Ticket> {
+        let ticket = |submission| Ticket {
+            gate: Arc::clone(self),
+            submission,
+            submitted_at: None,
+        };
+        loop {
+            if self.transport.bypass() {
+                return Ok(ticket(None));
+            }
+            let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::channel();
+            self.transport.submit(tag, None, tx)?;
+            match wait_grant(&rx, tag, stop)? {
+                Some(submission) => return Ok(ticket(Some(submission))),
+                None => std::thread::sleep(REFUSED_RETRY),
+            }
+        }
+    }
+}
+
+/// Waits for `tag`'s grant (`Some`) or refusal (`None`).
+fn wait_grant(
+    rx: &Receiver<GateEvent>,
+    tag: u64,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<SubmissionId>> {
+    loop {
+        match rx.recv_timeout(STOP_POLL) {
+            Ok(GateEvent::Granted { tag: t, submission }) if t == tag => {
+                return Ok(Some(submission))
+            }
+            Ok(GateEvent::Refused { tag: t }) if t == tag => return Ok(None),
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                if stop() {
+                    // Dropping `rx` tells the service to complete the grant at once when
+                    // it comes.
+                    return Err(QosError::Stopped);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(QosError::ServiceGone),
+        }
+    }
+}
+
+/// One granted (or bypassed) submission, from grant to completion. Dropping it
+/// reports the completion (zero device time if it never reached the host queue).
+#[derive(Debug)]
+pub struct Ticket {
+    gate: Arc<SubmitGate>,
+    submission: Option<SubmissionId>,
+    submitted_at: Option<Instant>,
+}
+
+impl Ticket {
+    /// Marks the moment the batch went to the host queue.
+    pub fn submitted(&mut self) {
+        self.submitted_at = Some(Instant::now());
+    }
+
+    /// Whether the arbiter granted it (false: best-effort, granted locally).
+    pub fn is_arbitrated(&self) -> bool {
+        self.submission.is_some()
+    }
+
+    /// The batch's fence signalled: report its device time.
+    pub fn complete(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        finish(&self.gate, self.submission, self.submitted_at);
+    }
+}
+
+fn finish(gate: &SubmitGate, submission: Option<SubmissionId>, at: Option<Instant>) {
+    let device_ns = at.map_or(0, |t| {
+        u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    });
+    let r = match submission {
+        Some(s) => gate.transport.complete(s, device_ns),
+        None if device_ns > 0 => gate.transport.ran(device_ns),
+        None => Ok(()),
+    };
+    if let Err(e) = r {
+        log::debug!("qos: reporting a completion failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests;

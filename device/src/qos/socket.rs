@@ -1,0 +1,294 @@
+//! The gate across a process boundary: a SOCK_SEQPACKET socket per worker, with the
+//! fixed-size messages of [`super::wire`]. [`GateClient`] is the worker's
+//! [`GateTransport`]; [`serve_gate`] is the daemon's end, which binds the connection to
+//! one VM and trusts nothing the worker sends.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rustix::net::{RecvFlags, SendFlags, Shutdown};
+use vgpu_scheduler::{SubmissionId, VmConfig, VmId};
+
+use super::wire::{decode_event, encode_event, GateRequest, MSG_LEN};
+use super::{GateEvent, GateTransport, QosError, QosHandle, Result};
+use crate::ratelimit::RateLimiter;
+
+/// Reads one message; `Ok(None)` at end of stream. A message longer than [`MSG_LEN`]
+/// is reported with its real length (so it is rejected, not silently truncated).
+fn recv_msg(fd: &OwnedFd, buf: &mut [u8; MSG_LEN + 1]) -> std::io::Result<Option<usize>> {
+    loop {
+        match rustix::net::recv(fd, &mut buf[..], RecvFlags::TRUNC) {
+            Ok((_, 0)) => return Ok(None),
+            Ok((_, len)) => return Ok(Some(len)),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn send_msg(fd: &OwnedFd, m: &[u8; MSG_LEN]) -> Result<()> {
+    loop {
+        match rustix::net::send(fd, m, SendFlags::NOSIGNAL) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(QosError::Io(e.into())),
+        }
+    }
+}
+
+type Waiters = Arc<Mutex<HashMap<u64, Sender<GateEvent>>>>;
+
+/// The worker end of a gate socket.
+#[derive(Debug)]
+pub struct GateClient {
+    fd: Arc<OwnedFd>,
+    waiters: Waiters,
+    bypass: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl GateClient {
+    /// Wraps the worker's end of a gate socket (SOCK_SEQPACKET) and starts its reader
+    /// thread, which routes grants to the waiting ring threads.
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        let fd = Arc::new(fd);
+        let waiters: Waiters = Arc::default();
+        let bypass = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (fd, waiters, bypass) =
+                (Arc::clone(&fd), Arc::clone(&waiters), Arc::clone(&bypass));
+            std::thread::Builder::new()
+                .name("vgpu-gate".into())
+                .spawn(move || client_reader(&fd, &waiters, &bypass))?
+        };
+        Ok(Self {
+            fd,
+            waiters,
+            bypass,
+            reader: Some(reader),
+        })
+    }
+}
+
+fn client_reader(
+    fd: &OwnedFd,
+    waiters: &Mutex<HashMap<u64, Sender<GateEvent>>>,
+    bypass: &AtomicBool,
+) {
+    let mut buf = [0u8; MSG_LEN + 1];
+    while let Ok(Some(len)) = recv_msg(fd, &mut buf) {
+        let Ok(ev) = decode_event(buf.get(..len).unwrap_or(&[])) else {
+            log::warn!("qos: malformed message from the arbiter; closing the gate");
+            break;
+        };
+        let (tag, submission) = match ev {
+            GateEvent::Bypass(on) => {
+                bypass.store(on, Ordering::Release);
+                continue;
+            }
+            GateEvent::Granted { tag, submission } => (tag, Some(submission)),
+            GateEvent::Refused { tag } => (tag, None),
+        };
+        let waiter = waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tag);
+        let delivered = waiter.is_some_and(|w| w.send(ev).is_ok());
+        if let (false, Some(s)) = (delivered, submission) {
+            // The ring thread gave up (its context stops): hand the slot back.
+            let done = GateRequest::Complete {
+                submission: s,
+                device_ns: 0,
+            };
+            if send_msg(fd, &done.encode()).is_err() {
+                break;
+            }
+        }
+    }
+    // Waiters see their channel close (`ServiceGone`).
+    waiters
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
+}
+
+impl GateTransport for GateClient {
+    fn submit(&self, tag: u64, cost_hint_ns: Option<u64>, waiter: Sender<GateEvent>) -> Result<()> {
+        self.waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tag, waiter);
+        let r = send_msg(
+            &self.fd,
+            &GateRequest::Submit { tag, cost_hint_ns }.encode(),
+        );
+        if r.is_err() {
+            self.waiters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&tag);
+        }
+        r
+    }
+
+    fn complete(&self, submission: SubmissionId, device_ns: u64) -> Result<()> {
+        send_msg(
+            &self.fd,
+            &GateRequest::Complete {
+                submission,
+                device_ns,
+            }
+            .encode(),
+        )
+    }
+
+    fn ran(&self, device_ns: u64) -> Result<()> {
+        send_msg(&self.fd, &GateRequest::Ran { device_ns }.encode())
+    }
+
+    fn bypass(&self) -> bool {
+        self.bypass.load(Ordering::Acquire)
+    }
+
+    fn context_failed(&self) -> Result<()> {
+        send_msg(&self.fd, &GateRequest::ContextFailed.encode())
+    }
+}
+
+impl Drop for GateClient {
+    fn drop(&mut self) {
+        let _ = rustix::net::shutdown(&*self.fd, Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The daemon end of one worker's gate socket; stops (detaching the VM) when dropped
+/// or when the worker closes or breaks the protocol.
+#[derive(Debug)]
+pub struct GateServer {
+    vm: VmId,
+    fd: Arc<OwnedFd>,
+    closed: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl GateServer {
+    /// The VM this connection speaks for.
+    pub fn vm(&self) -> VmId {
+        self.vm
+    }
+
+    /// Whether the connection has ended (worker gone or protocol broken).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for GateServer {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = rustix::net::shutdown(&*self.fd, Shutdown::Both);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves a worker's gate socket for a new VM `name` with `config`. Every request the
+/// worker sends is taken as coming from that VM; malformed messages end the connection.
+pub fn serve_gate(
+    handle: &QosHandle,
+    fd: OwnedFd,
+    name: String,
+    config: VmConfig,
+) -> Result<GateServer> {
+    let (vm, _bypass) = handle.attach_raw(name, config)?;
+    let fd = Arc::new(fd);
+    let closed = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<GateEvent>();
+    handle.notify(vm, tx.clone())?;
+    let writer = {
+        let (fd, closed) = (Arc::clone(&fd), Arc::clone(&closed));
+        std::thread::Builder::new()
+            .name(format!("vgpu-gate-w-{}", vm.0))
+            .spawn(move || loop {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(ev) => {
+                        if send_msg(&fd, &encode_event(ev)).is_err() {
+                            closed.store(true, Ordering::Release);
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        if closed.load(Ordering::Acquire) {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            })?
+    };
+    let reader = {
+        let (fd, closed, handle) = (Arc::clone(&fd), Arc::clone(&closed), handle.clone());
+        std::thread::Builder::new()
+            .name(format!("vgpu-gate-r-{}", vm.0))
+            .spawn(move || {
+                server_reader(&fd, &handle, vm, &tx);
+                closed.store(true, Ordering::Release);
+                let _ = rustix::net::shutdown(&*fd, Shutdown::Both);
+                handle.detach(vm);
+            })?
+    };
+    Ok(GateServer {
+        vm,
+        fd,
+        closed,
+        threads: vec![reader, writer],
+    })
+}
+
+fn server_reader(fd: &OwnedFd, handle: &QosHandle, vm: VmId, tx: &Sender<GateEvent>) {
+    static BAD: OnceLock<RateLimiter> = OnceLock::new();
+    let bad = BAD.get_or_init(|| RateLimiter::new("qos", Duration::from_secs(10), 5));
+    let mut buf = [0u8; MSG_LEN + 1];
+    loop {
+        let len = match recv_msg(fd, &mut buf) {
+            Ok(Some(len)) => len,
+            Ok(None) | Err(_) => return,
+        };
+        let req = match GateRequest::decode(buf.get(..len).unwrap_or(&[])) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(n) = bad.check() {
+                    log::warn!("qos: {vm}: {e}; closing its gate ({n} more suppressed)");
+                }
+                return;
+            }
+        };
+        let sent = match req {
+            GateRequest::Submit { tag, cost_hint_ns } => {
+                handle.submit(vm, tag, cost_hint_ns, tx.clone())
+            }
+            GateRequest::Complete {
+                submission,
+                device_ns,
+            } => handle.complete(vm, submission, device_ns),
+            // A worker may lie: one ungated batch counts for at most 10 s.
+            GateRequest::Ran { device_ns } => handle.ran(vm, device_ns.min(10_000_000_000)),
+            GateRequest::ContextFailed => {
+                handle.failure(vm);
+                Ok(())
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Gate, service, socket transport and control tests (no Vulkan).
+
+use std::os::fd::OwnedFd;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
+
+use super::control::execute;
+use super::wire::{GateRequest, MSG_LEN};
+use super::*;
+
+const LONG: Duration = Duration::from_secs(5);
+
+fn service(policy: Policy) -> (ArbiterService, QosHandle) {
+    let s = ArbiterService::start(policy).expect("service");
+    let h = s.handle();
+    (s, h)
+}
+
+fn never() -> bool {
+    false
+}
+
+/// Acquires on another thread; the receiver yields the ticket once granted.
+fn acquire_async(gate: &Arc<SubmitGate>) -> mpsc::Receiver<Ticket> {
+    let (tx, rx) = mpsc::channel();
+    let gate = Arc::clone(gate);
+    std::thread::spawn(move || {
+        if let Ok(t) = gate.acquire(&never) {
+            let _ = tx.send(t);
+        }
+    });
+    rx
+}
+
+fn pair() -> (OwnedFd, OwnedFd) {
+    rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("socketpair")
+}
+
+fn vm<'a>(vms: &'a [VmSnapshot], name: &str) -> &'a VmSnapshot {
+    vms.iter().find(|v| v.name == name).expect("VM listed")
+}
+
+#[test]
+fn one_submission_in_flight_under_fixed_share() {
+    let (_s, h) = service(Policy::FixedShare);
+    let a = h.attach_default("a".into()).expect("attach");
+    let b = h.attach_default("b".into()).expect("attach");
+    let mut first = a.acquire(&never).expect("grant");
+    first.submitted();
+    let second = acquire_async(&b);
+    assert!(
+        second.recv_timeout(Duration::from_millis(100)).is_err(),
+        "a second grant while the device slot is taken"
+    );
+    first.complete();
+    let t = second
+        .recv_timeout(LONG)
+        .expect("granted after the completion");
+    assert!(t.is_arbitrated());
+}
+
+#[test]
+fn best_effort_grants_locally() {
+    let (_s, h) = service(Policy::BestEffort);
+    let a = h.attach_default("a".into()).expect("attach");
+    let t1 = a.acquire(&never).expect("grant");
+    let t2 = a.acquire(&never).expect("no wait under best-effort");
+    assert!(!t1.is_arbitrated() && !t2.is_arbitrated());
+}
+
+#[test]
+fn a_stopping_waiter_gives_up_and_frees_nothing_it_never_held() {
+    let (_s, h) = service(Policy::FixedShare);
+    let a = h.attach_default("a".into()).expect("attach");
+    let b = h.attach_default("b".into()).expect("attach");
+    let held = a.acquire(&never).expect("grant");
+    let start = Instant::now();
+    let r = b.acquire(&|| start.elapsed() > Duration::from_millis(30));
+    assert!(matches!(r, Err(QosError::Stopped)), "{r:?}");
+    drop(held);
+    // The abandoned request is granted and completed by the service; a new one runs.
+    let again = acquire_async(&b);
+    let _t = again.recv_timeout(LONG).expect("granted");
+}
+
+#[test]
+fn a_stalled_grant_is_released_for_others() {
+    let (_s, h) = service(Policy::FixedShare);
+    let a = h.attach_default("a".into()).expect("attach");
+    let b = h.attach_default("b".into()).expect("attach");
+    let mut stuck = a.acquire(&never).expect("grant");
+    stuck.submitted();
+    let other = acquire_async(&b);
+    let t = other
+        .recv_timeout(LONG)
+        .expect("the stalled grant stops holding the device");
+    drop(t);
+    let (_, vms) = h.snapshot().expect("snapshot");
+    assert_eq!(vm(&vms, "a").stalls, 1);
+    // Its late completion is ignored (charged once, as stalled).
+    drop(stuck);
+    let (_, after) = h.snapshot().expect("snapshot");
+    assert_eq!(vm(&after, "a").submissions, vm(&vms, "a").submissions);
+}
+
+#[test]
+fn policy_and_shares_change_live() {
+    let (_s, h) = service(Policy::BestEffort);
+    let a = h.attach_default("a".into()).expect("attach");
+    assert!(!a.acquire(&never).expect("grant").is_arbitrated());
+    assert_eq!(execute("policy fixed-share", &h).expect("ok"), "ok\n");
+    assert!(a.acquire(&never).expect("grant").is_arbitrated());
+    assert_eq!(
+        execute("set a share=66.7 cap=66.7", &h).expect("ok"),
+        "ok\n"
+    );
+    let list = execute("list", &h).expect("list");
+    assert!(list.starts_with("policy fixed-share\n"), "{list}");
+    assert!(list.contains("name=\"a\" share=66.7 cap=66.7"), "{list}");
+    assert!(matches!(
+        execute("set nobody share=1", &h),
+        Err(QosError::UnknownVm(_))
+    ));
+    assert!(matches!(
+        execute("set a share=150", &h),
+        Err(QosError::Share(_))
+    ));
+    assert!(matches!(
+        execute("policy fastest", &h),
+        Err(QosError::UnknownPolicy(_))
+    ));
+    assert!(matches!(execute("reboot", &h), Err(QosError::Malformed(_))));
+}
+
+#[test]
+fn metrics_name_every_vm() {
+    let (_s, h) = service(Policy::FixedShare);
+    let a = h.attach_default("alpha".into()).expect("attach");
+    let mut t = a.acquire(&never).expect("grant");
+    t.submitted();
+    std::thread::sleep(Duration::from_millis(2));
+    t.complete();
+    // The completion is a message; the snapshot after it is ordered behind it.
+    let text = render_metrics(&h).expect("metrics");
+    assert!(
+        text.contains("vgpu_vm_grants_total{vm=\"vm1\",name=\"alpha\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vgpu_policy{policy=\"fixed-share\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("# EOF"), "{text}");
+}
+
+#[test]
+fn the_gate_works_over_a_seqpacket_socket() {
+    let (_s, h) = service(Policy::FixedShare);
+    let (daemon, worker) = pair();
+    let server = serve_gate(&h, daemon, "w".into(), default_vm_config()).expect("serve");
+    let gate = Arc::new(SubmitGate::new(Box::new(
+        GateClient::from_fd(worker).expect("client"),
+    )));
+    // The bypass state arrives first; wait until the client saw "off".
+    for _ in 0..3 {
+        let mut t = gate.acquire(&never).expect("grant over the socket");
+        assert!(t.is_arbitrated());
+        t.submitted();
+        std::thread::sleep(Duration::from_millis(2));
+        t.complete();
+    }
+    gate.context_failed();
+    let deadline = Instant::now() + LONG;
+    loop {
+        let (_, vms) = h.snapshot().expect("snapshot");
+        let w = vm(&vms, "w");
+        if w.submissions == 3 && w.failures == 1 {
+            assert!(w.device_ns >= 6_000_000, "{w:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{w:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.vm(), VmId(1));
+    assert!(!server.is_closed());
+}
+
+fn send_raw(fd: &OwnedFd, m: &[u8]) {
+    rustix::net::send(fd, m, SendFlags::NOSIGNAL).expect("send");
+}
+
+fn recv_raw(fd: &OwnedFd) -> [u8; MSG_LEN] {
+    let mut b = [0u8; MSG_LEN];
+    let (n, _) = rustix::net::recv(fd, &mut b[..], rustix::net::RecvFlags::empty()).expect("recv");
+    assert_eq!(n, MSG_LEN);
+    b
+}
+
+#[test]
+fn a_lying_worker_is_clamped_and_a_malformed_one_cut_off() {
+    let (_s, h) = service(Policy::FixedShare);
+    let (d1, w1) = pair();
+    let liar = serve_gate(&h, d1, "liar".into(), default_vm_config()).expect("serve");
+    let (d2, w2) = pair();
+    let _honest = serve_gate(&h, d2, "honest".into(), default_vm_config()).expect("serve");
+    // Bypass state (off) comes first on each connection.
+    assert_eq!(
+        super::wire::decode_event(&recv_raw(&w1)).ok(),
+        Some(GateEvent::Bypass(false))
+    );
+    assert_eq!(
+        super::wire::decode_event(&recv_raw(&w2)).ok(),
+        Some(GateEvent::Bypass(false))
+    );
+    // The liar gets a grant and claims an hour of device time after a few ms.
+    send_raw(
+        &w1,
+        &GateRequest::Submit {
+            tag: 9,
+            cost_hint_ns: None,
+        }
+        .encode(),
+    );
+    let GateEvent::Granted { tag: 9, submission } =
+        super::wire::decode_event(&recv_raw(&w1)).expect("grant")
+    else {
+        panic!("expected a grant")
+    };
+    // It also completes a submission it never held (the honest VM's next id).
+    send_raw(
+        &w2,
+        &GateRequest::Submit {
+            tag: 1,
+            cost_hint_ns: None,
+        }
+        .encode(),
+    );
+    send_raw(
+        &w1,
+        &GateRequest::Complete {
+            submission: SubmissionId(submission.0 + 1),
+            device_ns: 1,
+        }
+        .encode(),
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    send_raw(
+        &w1,
+        &GateRequest::Complete {
+            submission,
+            device_ns: 3_600_000_000_000,
+        }
+        .encode(),
+    );
+    // The honest VM is granted only once the liar's real grant completes.
+    assert!(matches!(
+        super::wire::decode_event(&recv_raw(&w2)),
+        Ok(GateEvent::Granted { tag: 1, .. })
+    ));
+    let (_, vms) = h.snapshot().expect("snapshot");
+    let l = vm(&vms, "liar");
+    assert!(
+        l.device_ns < 1_000_000_000,
+        "clamped to the time held: {l:?}"
+    );
+    assert_eq!(vm(&vms, "honest").submissions, 0);
+    // A malformed message (wrong length, then a bad kind) ends the connection and
+    // detaches the VM.
+    send_raw(&w1, &[1, 2, 3]);
+    let deadline = Instant::now() + LONG;
+    while !liar.is_closed() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (_, vms) = h.snapshot().expect("snapshot");
+    assert!(vms.iter().all(|v| v.name != "liar"), "{vms:?}");
+}
+
+#[test]
+fn a_vm_pipelines_its_own_work_but_never_shares_the_device() {
+    // Depth 2 (the daemon uses 1): the deferral rule keeps other VMs off the device.
+    let gpu = vgpu_scheduler::GpuConfig {
+        in_flight_depth: 2,
+        ..service::LAVAPIPE_GPU
+    };
+    let s = ArbiterService::start_with(gpu, Policy::FixedShare).expect("service");
+    let h = s.handle();
+    let a = h.attach_default("a".into()).expect("attach");
+    let b = h.attach_default("b".into()).expect("attach");
+    // Teach the arbiter that a's batches are short (well inside the 2 ms budget).
+    for _ in 0..8 {
+        let mut t = a.acquire(&never).expect("grant");
+        t.submitted();
+        std::thread::sleep(Duration::from_micros(300));
+        t.complete();
+    }
+    let first = a.acquire(&never).expect("grant");
+    let second = acquire_async(&a);
+    let second = second
+        .recv_timeout(LONG)
+        .expect("a's second batch is pipelined behind its first");
+    let other = acquire_async(&b);
+    assert!(
+        other.recv_timeout(Duration::from_millis(100)).is_err(),
+        "b released while a has work on the device"
+    );
+    drop(first);
+    assert!(
+        other.recv_timeout(Duration::from_millis(100)).is_err(),
+        "b released while a's second batch is still on the device"
+    );
+    drop(second);
+    let _t = other
+        .recv_timeout(LONG)
+        .expect("b runs once a is off the device");
+}
