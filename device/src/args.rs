@@ -16,7 +16,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve Mesa's vtest protocol (version 3) on a unix socket.
-    Vtest(VtestArgs),
+    Vtest(Box<VtestArgs>),
     /// Serve a vhost-user virtio-gpu device (crosvm `--vhost-user gpu,socket=PATH`,
     /// QEMU `-device vhost-user-gpu-pci`) on a unix socket.
     Serve(ServeArgs),
@@ -71,6 +71,14 @@ pub struct VtestArgs {
     /// anyway, in ms.
     #[arg(long, default_value_t = 5000)]
     pub shutdown_grace_ms: u64,
+    /// Where each connection runs: `process` (a sandboxed worker process per
+    /// connection) or `thread` (a thread of the daemon) [default: process].
+    #[arg(long)]
+    pub isolation: Option<String>,
+    /// A host fence pending longer than this kills the connection's worker (GPU
+    /// hang), in ms [default: 5000].
+    #[arg(long)]
+    pub gpu_timeout_ms: Option<u64>,
     /// Per-VM limits (each vtest connection is one VM).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -153,6 +161,8 @@ impl TryFrom<VtestArgs> for VtestConfig {
             return Err(ArgsError::SocketDir(args.socket));
         }
         let mut config = VtestConfig::new(args.socket.clone());
+        // The daemon runs each connection in a worker process unless told otherwise.
+        config.isolation = vgpu_device::worker::Isolation::Process;
         if let Some(path) = &args.config {
             config.load(path)?;
         }
@@ -190,6 +200,8 @@ impl TryFrom<VtestArgs> for VtestConfig {
                 "max_ring_idle_timeout_us",
                 args.max_ring_idle_timeout_us.map(|v| v.to_string()),
             ),
+            ("isolation", args.isolation.clone()),
+            ("gpu_timeout_ms", args.gpu_timeout_ms.map(|v| v.to_string())),
             ("memory_mib", args.limits.memory_mib.map(|v| v.to_string())),
             (
                 "max_instances",
@@ -232,7 +244,7 @@ mod tests {
         let Command::Vtest(vtest) = args.command else {
             unreachable!("a vtest command line")
         };
-        VtestConfig::try_from(vtest)
+        VtestConfig::try_from(*vtest)
     }
 
     #[test]

@@ -19,7 +19,7 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     match args.command {
         args::Command::Vtest(vtest) => {
             let grace = Duration::from_millis(vtest.shutdown_grace_ms);
-            let config = VtestConfig::try_from(vtest)?;
+            let config = VtestConfig::try_from(*vtest)?;
             // The capset comes from vulkan-proto's generated table; every context runs
             // the Venus executor on the host Vulkan driver the loader picks
             // (VK_DRIVER_FILES selects it, e.g. lavapipe). Each connection is a VM.
@@ -82,6 +82,11 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The hidden worker subcommand (a vtest connection in its own process) is
+    // dispatched before clap: the daemon is its only caller.
+    if std::env::args().nth(1).as_deref() == Some(vgpu_device::worker::WORKER_SUBCOMMAND) {
+        return vgpu_device::worker::child::worker_main(std::env::args().skip(2));
+    }
     match run(args::Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

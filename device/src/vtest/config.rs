@@ -16,6 +16,10 @@
 //! max_instances = 8            # Vulkan instances per context
 //! max_devices = 8              # Vulkan devices per context
 //! max_objects = 1000000        # Vulkan objects per context
+//! isolation = process          # each connection in a worker process (or `thread`)
+//! gpu_timeout_ms = 5000        # a host fence pending longer kills the worker
+//! worker_sandbox = true        # seccomp + no_new_privs + RLIMIT_NOFILE in workers
+//! worker_max_open_files = 4096 # RLIMIT_NOFILE inside a worker
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -106,9 +110,55 @@ impl VtestConfig {
                     _ => l.max_objects = v,
                 }
             }
+            "isolation" => {
+                self.isolation = value
+                    .parse()
+                    .map_err(|what| ConfigError::Value(line, key.to_owned(), what))?;
+            }
+            "gpu_timeout_ms" => self.worker.gpu_timeout = ms("1..=3600000 (ms)")?,
+            "worker_sandbox" => {
+                self.worker.sandbox = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(ConfigError::Value(line, key.to_owned(), "true or false")),
+                };
+            }
+            "worker_max_open_files" => {
+                self.worker.max_open_files = num(64, 1 << 20, "64..=1048576")?;
+            }
             _ => return Err(ConfigError::UnknownKey(line, key.to_owned())),
         }
         Ok(())
+    }
+}
+
+impl VtestConfig {
+    /// The settings a worker process needs to serve one connection as this server
+    /// would, as `key = value` lines that [`VtestConfig::apply`] reads back.
+    pub(crate) fn worker_text(&self) -> String {
+        let c = &self.context;
+        let mut lines = vec![
+            format!(
+                "handshake_timeout_ms = {}",
+                self.handshake_timeout.as_millis()
+            ),
+            format!("message_timeout_ms = {}", self.message_timeout.as_millis()),
+            format!("reply_timeout_ms = {}", self.reply_timeout.as_millis()),
+            format!("max_message_mib = {}", self.max_message_bytes >> 20),
+            format!("max_shmem_mib = {}", c.limits.max_shmem_total >> 20),
+            format!("max_rings = {}", c.max_rings),
+            format!(
+                "max_ring_idle_timeout_us = {}",
+                c.max_ring_idle_timeout.as_micros()
+            ),
+            format!("max_instances = {}", self.venus.max_instances),
+            format!("max_devices = {}", self.venus.max_devices),
+            format!("max_objects = {}", self.venus.max_objects),
+        ];
+        if let Some(mib) = self.venus.memory_mib {
+            lines.push(format!("memory_mib = {mib}"));
+        }
+        lines.join("\n")
     }
 }
 
@@ -156,6 +206,33 @@ mod tests {
                 "1..=4294967295"
             ))
         );
+    }
+
+    #[test]
+    fn worker_text_reads_back_to_the_same_limits() {
+        let mut c = VtestConfig::new("s");
+        c.apply(
+            "max_rings = 8\nmemory_mib = 64\nmax_objects = 500\nreply_timeout_ms = 250\n\
+             max_shmem_mib = 64\nmax_ring_idle_timeout_us = 500\n",
+        )
+        .expect("valid");
+        let mut back = VtestConfig::new("s");
+        back.apply(&c.worker_text()).expect("worker text parses");
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn isolation_and_gpu_timeout_keys() {
+        let mut c = VtestConfig::new("s");
+        c.apply("isolation = process\ngpu_timeout_ms = 750\nworker_sandbox = false")
+            .expect("valid");
+        assert_eq!(c.isolation, crate::worker::Isolation::Process);
+        assert_eq!(c.worker.gpu_timeout, Duration::from_millis(750));
+        assert!(!c.worker.sandbox);
+        assert!(matches!(
+            c.apply("isolation = fork"),
+            Err(ConfigError::Value(1, _, _))
+        ));
     }
 
     #[test]

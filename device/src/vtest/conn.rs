@@ -177,6 +177,14 @@ impl Connection {
         }
     }
 
+    fn label_for(&self, id: ContextId) -> String {
+        format!(
+            "client '{}' (conn {}, {id})",
+            self.name.as_deref().unwrap_or("?"),
+            self.conn_id
+        )
+    }
+
     pub(crate) fn context_failed(&self) -> bool {
         self.context.as_ref().is_some_and(Context::is_fatal)
     }
@@ -448,6 +456,9 @@ impl Connection {
             // a closed socket.
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }));
+        if let Some(hook) = &self.server.on_context {
+            hook(&context, &self.label_for(id));
+        }
         self.server.contexts.register(&context);
         self.context = Some(context);
         // The handshake is done: from now on the client may idle between messages.

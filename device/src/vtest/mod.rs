@@ -30,7 +30,9 @@ pub use sync::SyncError;
 use crate::capset::{VenusCapset, VENUS_CAPSET_SIZE};
 use crate::ratelimit::RateLimiter;
 use crate::renderer::venus::VenusLimits;
-use crate::renderer::{ContextConfig, ContextRegistry, ExecutorFactory};
+use crate::renderer::{Context, ContextConfig, ContextRegistry, ExecutorFactory};
+use crate::worker::supervisor::Workers;
+use crate::worker::{Isolation, WorkerSettings};
 use peer::Peer;
 
 /// Errors of the vtest server itself (not of one client).
@@ -88,6 +90,10 @@ pub struct VtestConfig {
     /// Venus limits (device-memory quota, instances, devices, objects). Each
     /// connection is one VM; the binary builds its renderer factory from these.
     pub venus: VenusLimits,
+    /// Where each connection runs: a thread of the daemon or a worker process.
+    pub isolation: Isolation,
+    /// Worker-process settings (GPU timeout, sandbox).
+    pub worker: WorkerSettings,
 }
 
 impl VtestConfig {
@@ -105,6 +111,8 @@ impl VtestConfig {
             message_timeout: Duration::from_secs(10),
             reply_timeout: Duration::from_secs(10),
             venus: VenusLimits::default(),
+            isolation: Isolation::default(),
+            worker: WorkerSettings::default(),
         }
     }
 }
@@ -118,7 +126,13 @@ pub(crate) struct ServerShared {
     pub(crate) next_context: AtomicU32,
     /// Every live context, so shutdown can fail them all.
     pub(crate) contexts: ContextRegistry,
+    /// Run on each context right after it is created, with the connection's label
+    /// (a worker process installs its ring hook here).
+    pub(crate) on_context: Option<ContextHook>,
 }
+
+/// See [`ServerShared::on_context`].
+pub(crate) type ContextHook = Box<dyn Fn(&Context, &str) + Send + Sync>;
 
 type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
 
@@ -131,6 +145,8 @@ pub struct VtestServer {
     stopper: Stopper,
     /// Readable once [`Stopper::stop`] wrote to its end.
     wake: UnixStream,
+    /// Live worker processes (process isolation).
+    workers: Workers,
 }
 
 impl std::fmt::Debug for VtestServer {
@@ -217,12 +233,14 @@ impl VtestServer {
                 warn: RateLimiter::new("vgpu::vtest", Duration::from_secs(5), 20),
                 next_context: AtomicU32::new(1),
                 contexts: ContextRegistry::new(),
+                on_context: None,
             }),
             stopper: Stopper {
                 stop: Arc::new(AtomicBool::new(false)),
                 wake: Arc::new(wake_tx),
             },
             wake,
+            workers: Workers::default(),
         })
     }
 
@@ -289,7 +307,7 @@ impl VtestServer {
                 continue;
             }
             next_conn += 1;
-            match spawn_connection(next_conn, stream, &self.shared, &clients) {
+            match spawn_connection(next_conn, stream, &self.shared, &clients, &self.workers) {
                 Ok(thread) => threads.push(ConnThread { thread, peer }),
                 Err(e) => log::error!("vtest: cannot start a connection thread: {e}"),
             }
@@ -305,6 +323,7 @@ impl VtestServer {
         self.remove_socket();
         let contexts = &self.shared.contexts;
         contexts.set_rings_fatal();
+        self.workers.set_rings_fatal();
         let shut = |how| {
             for stream in clients
                 .lock()
@@ -319,7 +338,7 @@ impl VtestServer {
         while Instant::now() < deadline && !threads.iter().all(|t| t.thread.is_finished()) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let failed = contexts.fail_all(crate::shutdown::SHUTDOWN_REASON);
+        let failed = contexts.fail_all(crate::shutdown::SHUTDOWN_REASON) + self.workers.kill_all();
         shut(std::net::Shutdown::Both);
         for t in threads {
             let _ = t.thread.join();
@@ -455,6 +474,7 @@ fn spawn_connection(
     stream: UnixStream,
     shared: &Arc<ServerShared>,
     clients: &Clients,
+    workers: &Workers,
 ) -> std::io::Result<JoinHandle<()>> {
     let registry_copy = stream.try_clone()?;
     clients
@@ -463,30 +483,45 @@ fn spawn_connection(
         .insert(conn_id, registry_copy);
     let shared = Arc::clone(shared);
     let clients = Arc::clone(clients);
-    std::thread::Builder::new()
-        .name(format!("vtest-c{conn_id}"))
-        .spawn(move || {
-            let mut conn = conn::Connection::new(stream, Arc::clone(&shared), conn_id);
-            let result = conn.run();
-            let label = conn.label();
-            match result {
-                Ok(()) => log::debug!("vtest: {label} disconnected"),
-                // The context's fatal hook already logged the one line.
-                Err(e) if conn.context_failed() => {
-                    log::debug!("vtest: {label} closed: {}", crate::error_chain(&e));
-                }
-                Err(e) => shared.warn.warn(format_args!(
-                    "vtest: dropping {label}: {}",
-                    crate::error_chain(&e)
-                )),
+    let workers = workers.clone();
+    let (name, isolation) = match shared.config.isolation {
+        Isolation::Thread => (format!("vtest-c{conn_id}"), Isolation::Thread),
+        Isolation::Process => (format!("vtest-w{conn_id}"), Isolation::Process),
+    };
+    std::thread::Builder::new().name(name).spawn(move || {
+        match isolation {
+            Isolation::Thread => serve_one(stream, &shared, conn_id),
+            Isolation::Process => {
+                crate::worker::supervisor::run_connection(conn_id, stream, &shared, &workers);
             }
-            // Tears down the context: stops ring and monitor threads, frees resources.
-            drop(conn);
-            clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&conn_id);
-        })
+        }
+        clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&conn_id);
+    })
+}
+
+/// Serves one client on the calling thread (a connection thread of the daemon, or
+/// a worker process's main thread) until it hangs up or fails, then tears its
+/// context down.
+pub(crate) fn serve_one(stream: UnixStream, shared: &Arc<ServerShared>, conn_id: u64) {
+    let mut conn = conn::Connection::new(stream, Arc::clone(shared), conn_id);
+    let result = conn.run();
+    let label = conn.label();
+    match result {
+        Ok(()) => log::debug!("vtest: {label} disconnected"),
+        // The context's fatal hook already logged the one line.
+        Err(e) if conn.context_failed() => {
+            log::debug!("vtest: {label} closed: {}", crate::error_chain(&e));
+        }
+        Err(e) => shared.warn.warn(format_args!(
+            "vtest: dropping {label}: {}",
+            crate::error_chain(&e)
+        )),
+    }
+    // Tears down the context: stops ring and monitor threads, frees resources.
+    drop(conn);
 }
 
 fn remove_stale_socket(path: &Path) -> Result<(), VtestError> {

@@ -1,8 +1,9 @@
 //! The vtest daemon with the Venus executor, as `vhost-user-vgpu vtest` runs it, for
 //! the end-to-end tests (a binary of this package so tests can locate it):
 //! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
-//! [--max-devices N] [--max-objects N] --socket PATH` (each connection a VM with
-//! these limits; the flags override the file). Like the CLI, it stops on
+//! [--max-devices N] [--max-objects N] [--isolation process|thread]
+//! [--gpu-timeout-ms N] --socket PATH` (each connection a VM with these limits, in a
+//! worker process by default; the flags override the file). Like the CLI, it stops on
 //! SIGTERM/SIGINT: every context fails, the socket goes, and it exits 0.
 
 use std::process::ExitCode;
@@ -13,9 +14,12 @@ use vgpu_device::capset::{VenusCapset, VenusProtocolInfo};
 use vgpu_device::renderer::venus::VenusFactory;
 use vgpu_device::shutdown::{on_termination, OnSignal};
 use vgpu_device::vtest::{VtestConfig, VtestServer};
+use vgpu_device::worker::child::worker_main;
+use vgpu_device::worker::{Isolation, WORKER_SUBCOMMAND};
 
 const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
-                     [--max-instances N] [--max-devices N] [--max-objects N] --socket PATH";
+                     [--max-instances N] [--max-devices N] [--max-objects N] \
+                     [--isolation process|thread] [--gpu-timeout-ms N] --socket PATH";
 
 /// The command line: socket path, config file, and limit flags as config keys.
 struct CommandLine {
@@ -35,6 +39,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
             "--max-instances" => limits.push(("max_instances", value)),
             "--max-devices" => limits.push(("max_devices", value)),
             "--max-objects" => limits.push(("max_objects", value)),
+            "--isolation" => limits.push(("isolation", value)),
+            "--gpu-timeout-ms" => limits.push(("gpu_timeout_ms", value)),
             _ => return None,
         }
     }
@@ -48,6 +54,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
 /// The config file, then the flags over it (errors name "line 0", the command line).
 fn config(line: CommandLine) -> Result<VtestConfig, vgpu_device::vtest::ConfigError> {
     let mut config = VtestConfig::new(line.socket);
+    // As the CLI: each connection in a worker process (this binary re-executed as
+    // `venus-daemon worker`) unless `--isolation thread`.
+    config.isolation = Isolation::Process;
     if let Some(path) = line.config_file {
         config.load(path.as_ref())?;
     }
@@ -59,6 +68,9 @@ fn config(line: CommandLine) -> Result<VtestConfig, vgpu_device::vtest::ConfigEr
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if std::env::args().nth(1).as_deref() == Some(WORKER_SUBCOMMAND) {
+        return worker_main(std::env::args().skip(2));
+    }
     let Some(line) = parse(std::env::args().skip(1)) else {
         log::error!("{USAGE}");
         return ExitCode::FAILURE;
