@@ -457,7 +457,11 @@ impl Connection {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }));
         if let Some(hook) = &self.server.on_context {
-            hook(&context, &self.label_for(id));
+            hook(
+                &context,
+                self.name.as_deref().unwrap_or("?"),
+                &self.label_for(id),
+            );
         }
         self.server.contexts.register(&context);
         self.context = Some(context);

@@ -126,13 +126,13 @@ pub(crate) struct ServerShared {
     pub(crate) next_context: AtomicU32,
     /// Every live context, so shutdown can fail them all.
     pub(crate) contexts: ContextRegistry,
-    /// Run on each context right after it is created, with the connection's label
-    /// (a worker process installs its ring hook here).
+    /// Run on each context right after it is created, with the client's name and
+    /// the connection's label (a worker process installs its ring hook here).
     pub(crate) on_context: Option<ContextHook>,
 }
 
 /// See [`ServerShared::on_context`].
-pub(crate) type ContextHook = Box<dyn Fn(&Context, &str) + Send + Sync>;
+pub(crate) type ContextHook = Box<dyn Fn(&Context, &str, &str) + Send + Sync>;
 
 type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
 

@@ -133,7 +133,17 @@ fn serve(
 ) -> Result<i32, WorkerError> {
     let control = Arc::new(control);
     let hook_control = Arc::clone(&control);
-    let on_context = Box::new(move |ctx: &Context, label: &str| {
+    let on_context = Box::new(move |ctx: &Context, name: &str, label: &str| {
+        // `ps` and the tests see which client a worker serves: "w:<client name>"
+        // (the kernel keeps 15 bytes).
+        let comm: String = format!("w:{name}")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(15)
+            .collect();
+        if let Ok(comm) = std::ffi::CString::new(comm) {
+            let _ = rustix::thread::set_name(&comm);
+        }
         let _ = protocol::send(&*hook_control, &Msg::Label(label.to_owned()));
         let rings = Arc::clone(&hook_control);
         ctx.set_ring_hook(Box::new(move |event| {

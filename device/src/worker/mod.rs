@@ -58,9 +58,6 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
-    /// Locating our own executable failed.
-    #[error("locating the worker executable failed")]
-    CurrentExe(#[source] std::io::Error),
     /// An fd or memfd operation failed.
     #[error("fd operation failed")]
     Fd(#[from] crate::sys::FdError),
@@ -119,8 +116,9 @@ impl std::str::FromStr for Isolation {
 /// Worker-process settings (used when [`Isolation::Process`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerSettings {
-    /// The binary to re-exec with `worker` (`None`: our own executable). Tests that
-    /// run the server in-process point it at the real daemon binary.
+    /// The binary to re-exec with `worker` (`None`: our own executable, through
+    /// `/proc/self/exe`, so a binary replaced on disk still starts the same
+    /// workers). Tests that run the server in-process point it at a daemon binary.
     pub exe: Option<PathBuf>,
     /// A host fence pending longer than this kills the worker (GPU hang).
     pub gpu_timeout: Duration,

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -124,7 +125,9 @@ fn spawn(settings: &WorkerSettings) -> Result<Spawned, WorkerError> {
     let (page, page_fd) = HangPage::create()?;
     let exe = match &settings.exe {
         Some(p) => p.clone(),
-        None => std::env::current_exe().map_err(WorkerError::CurrentExe)?,
+        // Our own binary, even if its file was replaced or deleted since we started
+        // (an upgrade in place): /proc/self/exe names the running image.
+        None => PathBuf::from("/proc/self/exe"),
     };
     let mut cmd = Command::new(&exe);
     cmd.arg(WORKER_SUBCOMMAND)
