@@ -27,6 +27,8 @@ pub(crate) mod hang;
 pub(crate) mod protocol;
 pub(crate) mod supervisor;
 
+pub use supervisor::sandbox_self_test;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

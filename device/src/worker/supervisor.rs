@@ -112,8 +112,31 @@ struct Spawned {
     pidfd: OwnedFd,
 }
 
-/// Spawns a worker and waits for its READY.
-fn spawn(settings: &WorkerSettings) -> Result<Spawned, WorkerError> {
+/// Starts `exe worker --sandbox-self-test PROBE` with the control socket and hang
+/// page a real worker gets, and returns its output once it ended (the sandbox test
+/// checks what each probe may and may not do).
+pub fn sandbox_self_test(
+    exe: &std::path::Path,
+    probe: &str,
+) -> Result<std::process::Output, WorkerError> {
+    let (cmd, _ours, _page) = worker_command(&WorkerSettings {
+        exe: Some(exe.to_path_buf()),
+        ..WorkerSettings::default()
+    })?;
+    let mut cmd = cmd;
+    cmd.arg("--sandbox-self-test")
+        .arg(probe)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.output().map_err(|source| WorkerError::Spawn {
+        path: exe.to_path_buf(),
+        source,
+    })
+}
+
+/// The worker command line with its two fds placed, and the daemon's end of the
+/// control socket.
+fn worker_command(settings: &WorkerSettings) -> Result<(Command, OwnedFd, HangPage), WorkerError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
     let (ours, theirs) = socketpair(
         AddressFamily::UNIX,
@@ -149,6 +172,13 @@ fn spawn(settings: &WorkerSettings) -> Result<Spawned, WorkerError> {
             (page_fd, super::child::HANG_FD),
         ],
     )?;
+    Ok((cmd, ours, page))
+}
+
+/// Spawns a worker and waits for its READY.
+fn spawn(settings: &WorkerSettings) -> Result<Spawned, WorkerError> {
+    let (mut cmd, ours, page) = worker_command(settings)?;
+    let exe = PathBuf::from(cmd.get_program());
     let child = cmd.spawn().map_err(|source| WorkerError::Spawn {
         path: exe.clone(),
         source,
