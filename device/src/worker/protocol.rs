@@ -196,7 +196,14 @@ pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
                 .map_err(|_| WorkerError::Malformed("config is not UTF-8"))?,
             client: need_fd(fd)?,
         },
-        LABEL => Msg::Label(String::from_utf8_lossy(body).chars().take(200).collect()),
+        // The worker may be compromised: the label goes into log lines.
+        LABEL => Msg::Label(
+            String::from_utf8_lossy(body)
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .take(200)
+                .collect(),
+        ),
         RING => Msg::Ring {
             ring: RingId(u64_at(body, 0)?),
             status_offset: u64_at(body, 8)?,
@@ -260,6 +267,16 @@ mod tests {
         let (a, b) = pair();
         send_raw(&a, &RING_GONE.to_le_bytes(), None).expect("send");
         assert!(matches!(recv(&b), Err(WorkerError::Malformed(_))));
+    }
+
+    #[test]
+    fn labels_lose_control_characters() {
+        let (a, b) = pair();
+        send(&a, &Msg::Label("evil\n[ERROR] forged".into())).expect("send");
+        match recv(&b).expect("recv") {
+            Some(Msg::Label(l)) => assert_eq!(l, "evil?[ERROR] forged"),
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

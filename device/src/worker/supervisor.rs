@@ -36,6 +36,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const CLIENT_LINGER: Duration = Duration::from_millis(100);
 /// Rings one worker may report (the context allows at most 1024).
 const MAX_RINGS: usize = 1024;
+/// Largest status-word offset the daemon maps (it maps the blob from its start up
+/// to the word): Mesa's rings live in blobs of well under a MiB, and a compromised
+/// worker must not make the daemon map terabytes of address space.
+const MAX_STATUS_OFFSET: u64 = 64 << 20;
 
 /// A ring status word the daemon keeps mapped.
 struct Status {
@@ -399,9 +403,10 @@ fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShar
             status_offset,
             fd,
         } => {
-            let mapped = status_offset
-                .checked_add(4)
-                .ok_or(WorkerError::Malformed("status offset overflows"))
+            let mapped = Some(status_offset)
+                .filter(|&o| o <= MAX_STATUS_OFFSET)
+                .and_then(|o| o.checked_add(4))
+                .ok_or(WorkerError::Malformed("ring status offset out of range"))
                 .and_then(|len| {
                     check_sealed(&fd, len)?;
                     Ok(SharedMemory::map(&fd, len)?)
