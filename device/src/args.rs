@@ -79,6 +79,9 @@ pub struct VtestArgs {
     /// hang), in ms [default: 5000].
     #[arg(long)]
     pub gpu_timeout_ms: Option<u64>,
+    /// Idle worker processes kept started ahead of clients [default: 1].
+    #[arg(long)]
+    pub worker_pool: Option<usize>,
     /// Per-VM limits (each vtest connection is one VM).
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -202,6 +205,7 @@ impl TryFrom<VtestArgs> for VtestConfig {
             ),
             ("isolation", args.isolation.clone()),
             ("gpu_timeout_ms", args.gpu_timeout_ms.map(|v| v.to_string())),
+            ("worker_pool", args.worker_pool.map(|v| v.to_string())),
             ("memory_mib", args.limits.memory_mib.map(|v| v.to_string())),
             (
                 "max_instances",

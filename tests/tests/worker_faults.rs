@@ -73,8 +73,8 @@ fn footprint(pid: u32) -> (usize, usize) {
     )
 }
 
-/// The daemon's child processes whose name (`comm`) is `comm`.
-fn children_named(daemon: u32, comm: &str) -> Vec<u32> {
+/// The daemon's child processes.
+fn children(daemon: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{daemon}/task")) else {
         return Vec::new();
     };
@@ -86,6 +86,13 @@ fn children_named(daemon: u32, comm: &str) -> Vec<u32> {
                 .filter_map(|p| p.parse::<u32>().ok())
                 .collect::<Vec<_>>()
         })
+        .collect()
+}
+
+/// The daemon's child processes whose name (`comm`) is `comm`.
+fn children_named(daemon: u32, comm: &str) -> Vec<u32> {
+    children(daemon)
+        .into_iter()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
         })
@@ -232,6 +239,12 @@ fn fault_injection(crashes_per_means: usize, n_bystanders: usize, measure_alone:
     cmd.arg("--gpu-timeout-ms").arg(GPU_TIMEOUT_MS.to_string());
     let mut daemon = Daemon::start_command(cmd, "faults").expect("daemon");
     let socket = daemon.socket().to_path_buf();
+    // The baseline includes the idle pooled worker (`worker_pool = 1`).
+    assert!(
+        wait_until(Duration::from_secs(20), || !children(daemon.pid())
+            .is_empty()),
+        "no pooled worker"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let baseline = footprint(daemon.pid());
     let failures = Arc::new(Mutex::new(Vec::new()));

@@ -1,5 +1,6 @@
 //! Worker-process cost (issue 12, "Benchmarks"): the same daemon binary with
-//! `--isolation process` and `--isolation thread`, in the same run.
+//! `--isolation process` (no pool, then a pool of one idle worker) and
+//! `--isolation thread`, in the same run.
 //!
 //! ```text
 //! cargo run -p vgpu-benches --release --bin worker_report              # ~1 min
@@ -37,7 +38,12 @@ use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-const MODES: [&str; 2] = ["process", "thread"];
+/// (label, `--isolation`, `--worker-pool`).
+const MODES: [(&str, &str, usize); 3] = [
+    ("process", "process", 0),
+    ("process-pool1", "process", 1),
+    ("thread", "thread", 0),
+];
 const STARTS: usize = 30;
 const HELD: usize = 4;
 const LAT_ITERS: usize = 2000;
@@ -125,11 +131,17 @@ fn raw_context(socket: &Path) -> Res<(VtestClient, Duration, Duration)> {
 }
 
 /// Adds `metric,mode,value,unit` rows for one mode.
-fn measure(bin: &Path, mode: &str, rows: &mut Vec<String>) -> Res<()> {
+fn measure(
+    bin: &Path,
+    (mode, isolation, pool): (&str, &str, usize),
+    rows: &mut Vec<String>,
+) -> Res<()> {
     let mut cmd = Command::new(bin);
     cmd.arg("vtest")
         .arg("--isolation")
-        .arg(mode)
+        .arg(isolation)
+        .arg("--worker-pool")
+        .arg(pool.to_string())
         .env("LP_NUM_THREADS", "1")
         .env("RUST_LOG", "warn");
     let daemon = Daemon::start_command(cmd, &format!("workers-{mode}"))?;
@@ -145,7 +157,8 @@ fn measure(bin: &Path, mode: &str, rows: &mut Vec<String>) -> Res<()> {
         first.push(f);
         ready.push(r);
         drop(c);
-        std::thread::sleep(Duration::from_millis(20));
+        // Long enough for the pool to start the next idle worker.
+        std::thread::sleep(Duration::from_millis(200));
     }
     row("start_first_reply_p50", median_ms(first), "ms");
     row("start_context_ready_p50", median_ms(ready), "ms");
@@ -153,16 +166,18 @@ fn measure(bin: &Path, mode: &str, rows: &mut Vec<String>) -> Res<()> {
     // Memory with raw contexts held.
     std::thread::sleep(Duration::from_millis(300));
     let base = kib_field(daemon.pid(), "status", "VmRSS:").unwrap_or(0);
+    let idle_workers = children(daemon.pid()).len();
     let held: Vec<VtestClient> = (0..HELD)
         .map(|_| raw_context(&socket).map(|(c, _, _)| c))
         .collect::<Res<_>>()?;
     std::thread::sleep(Duration::from_millis(300));
-    memory_rows(&daemon, base, "idle", &mut row);
+    memory_rows(&daemon, base, "idle", idle_workers, &mut row);
     drop(held);
     std::thread::sleep(Duration::from_millis(500));
 
     // Memory with Mesa clients holding a device each.
     let base = kib_field(daemon.pid(), "status", "VmRSS:").unwrap_or(0);
+    let idle_workers = children(daemon.pid()).len();
     let exe = std::env::current_exe()?;
     let exe = exe.to_str().ok_or("non-UTF-8 executable path")?;
     let mut holders: Vec<Child> = Vec::new();
@@ -181,7 +196,7 @@ fn measure(bin: &Path, mode: &str, rows: &mut Vec<String>) -> Res<()> {
         holders.push(child);
     }
     std::thread::sleep(Duration::from_millis(300));
-    memory_rows(&daemon, base, "device", &mut row);
+    memory_rows(&daemon, base, "device", idle_workers, &mut row);
     for mut h in holders {
         drop(h.stdin.take());
         let _ = h.wait();
@@ -214,7 +229,15 @@ fn measure(bin: &Path, mode: &str, rows: &mut Vec<String>) -> Res<()> {
     Ok(())
 }
 
-fn memory_rows(daemon: &Daemon, base: u64, what: &str, row: &mut impl FnMut(&str, f64, &str)) {
+/// Rows for the daemon's RSS growth per context and the workers' RSS/PSS (the
+/// busiest ones: pooled idle workers, `idle_workers` of them, are left out).
+fn memory_rows(
+    daemon: &Daemon,
+    base: u64,
+    what: &str,
+    idle_workers: usize,
+    row: &mut impl FnMut(&str, f64, &str),
+) {
     let now = kib_field(daemon.pid(), "status", "VmRSS:").unwrap_or(0);
     #[allow(clippy::cast_precision_loss, reason = "KiB figures")]
     let per = |total: u64| total as f64 / HELD as f64 / 1024.0;
@@ -223,7 +246,14 @@ fn memory_rows(daemon: &Daemon, base: u64, what: &str, row: &mut impl FnMut(&str
         per(now.saturating_sub(base)),
         "MiB",
     );
-    let workers = children(daemon.pid());
+    let mut workers: Vec<(u32, u64)> = children(daemon.pid())
+        .into_iter()
+        .map(|p| (p, kib_field(p, "status", "VmRSS:").unwrap_or(0)))
+        .collect();
+    workers.sort_by_key(|&(_, rss)| std::cmp::Reverse(rss));
+    // The contexts' workers; pooled idle ones beyond them are left out.
+    workers.truncate(HELD.max(workers.len().saturating_sub(idle_workers)));
+    let workers: Vec<u32> = workers.into_iter().map(|(p, _)| p).collect();
     if !workers.is_empty() {
         let rss: u64 = workers
             .iter()

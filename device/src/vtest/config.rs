@@ -20,6 +20,7 @@
 //! gpu_timeout_ms = 5000        # a host fence pending longer kills the worker
 //! worker_sandbox = true        # seccomp + no_new_privs + RLIMIT_NOFILE in workers
 //! worker_max_open_files = 4096 # RLIMIT_NOFILE inside a worker
+//! worker_pool = 1              # idle workers started ahead of clients
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -123,6 +124,7 @@ impl VtestConfig {
                     _ => return Err(ConfigError::Value(line, key.to_owned(), "true or false")),
                 };
             }
+            "worker_pool" => self.worker.pool = count(0, 64, "0..=64")?,
             "worker_max_open_files" => {
                 self.worker.max_open_files = num(64, 1 << 20, "64..=1048576")?;
             }

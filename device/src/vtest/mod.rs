@@ -31,7 +31,7 @@ use crate::capset::{VenusCapset, VENUS_CAPSET_SIZE};
 use crate::ratelimit::RateLimiter;
 use crate::renderer::venus::VenusLimits;
 use crate::renderer::{Context, ContextConfig, ContextRegistry, ExecutorFactory};
-use crate::worker::supervisor::Workers;
+use crate::worker::supervisor::{Pool, Workers};
 use crate::worker::{Isolation, WorkerSettings};
 use peer::Peer;
 
@@ -265,6 +265,11 @@ impl VtestServer {
         let mut threads: Vec<ConnThread> = Vec::new();
         let mut next_conn = 0u64;
         let mut refused: VecDeque<(UnixStream, Instant)> = VecDeque::new();
+        let pool_size = match self.shared.config.isolation {
+            Isolation::Process => self.shared.config.worker.pool,
+            Isolation::Thread => 0,
+        };
+        let pool = Arc::new(Pool::start(pool_size, &self.shared.config.worker));
         log::info!("vtest: listening on {}", self.path().display());
         loop {
             let linger = refused
@@ -307,12 +312,21 @@ impl VtestServer {
                 continue;
             }
             next_conn += 1;
-            match spawn_connection(next_conn, stream, &self.shared, &clients, &self.workers) {
+            let spawned = spawn_connection(
+                next_conn,
+                stream,
+                &self.shared,
+                &clients,
+                &self.workers,
+                &pool,
+            );
+            match spawned {
                 Ok(thread) => threads.push(ConnThread { thread, peer }),
                 Err(e) => log::error!("vtest: cannot start a connection thread: {e}"),
             }
         }
         self.stop_clients(&clients, threads);
+        pool.shutdown();
     }
 
     /// Stopping: no new clients; FATAL on every ring; each connection answers what
@@ -475,6 +489,7 @@ fn spawn_connection(
     shared: &Arc<ServerShared>,
     clients: &Clients,
     workers: &Workers,
+    pool: &Arc<Pool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let registry_copy = stream.try_clone()?;
     clients
@@ -484,6 +499,7 @@ fn spawn_connection(
     let shared = Arc::clone(shared);
     let clients = Arc::clone(clients);
     let workers = workers.clone();
+    let pool = Arc::clone(pool);
     let (name, isolation) = match shared.config.isolation {
         Isolation::Thread => (format!("vtest-c{conn_id}"), Isolation::Thread),
         Isolation::Process => (format!("vtest-w{conn_id}"), Isolation::Process),
@@ -492,7 +508,9 @@ fn spawn_connection(
         match isolation {
             Isolation::Thread => serve_one(stream, &shared, conn_id),
             Isolation::Process => {
-                crate::worker::supervisor::run_connection(conn_id, stream, &shared, &workers);
+                crate::worker::supervisor::run_connection(
+                    conn_id, stream, &shared, &workers, &pool,
+                );
             }
         }
         clients

@@ -131,6 +131,8 @@ pub struct WorkerSettings {
     pub max_open_files: u64,
     /// `RLIMIT_AS` inside a worker in bytes (`None`: unlimited).
     pub max_address_space: Option<u64>,
+    /// Idle workers kept started ahead of clients (0: start each on connect).
+    pub pool: usize,
 }
 
 impl Default for WorkerSettings {
@@ -141,6 +143,7 @@ impl Default for WorkerSettings {
             sandbox: true,
             max_open_files: 4096,
             max_address_space: None,
+            pool: 1,
         }
     }
 }

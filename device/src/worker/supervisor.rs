@@ -108,6 +108,123 @@ impl Workers {
     }
 }
 
+/// Idle workers started ahead of clients (`worker_pool`), so a new connection
+/// skips the exec and driver load; a filler thread tops the pool up after each take.
+pub(crate) struct Pool {
+    inner: Arc<PoolInner>,
+    filler: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct PoolInner {
+    ready: Mutex<std::collections::VecDeque<Spawned>>,
+    wake: std::sync::Condvar,
+    stop: std::sync::atomic::AtomicBool,
+    size: usize,
+    settings: WorkerSettings,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.inner.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Starts the filler thread (none when `size` is 0).
+    pub(crate) fn start(size: usize, settings: &WorkerSettings) -> Self {
+        let inner = Arc::new(PoolInner {
+            ready: Mutex::new(std::collections::VecDeque::new()),
+            wake: std::sync::Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            size,
+            settings: settings.clone(),
+        });
+        let filler = (size > 0)
+            .then(|| {
+                let inner = Arc::clone(&inner);
+                std::thread::Builder::new()
+                    .name("vtest-pool".into())
+                    .spawn(move || fill(&inner))
+                    .map_err(|e| log::warn!("vtest: no worker pool: {e}"))
+                    .ok()
+            })
+            .flatten();
+        Self {
+            inner,
+            filler: Mutex::new(filler),
+        }
+    }
+
+    /// An idle worker, if one is ready.
+    fn take(&self) -> Option<Spawned> {
+        let taken = self
+            .inner
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        self.inner.wake.notify_all();
+        taken
+    }
+
+    /// Stops the filler and kills the idle workers.
+    pub(crate) fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.wake.notify_all();
+        let filler = self
+            .filler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = filler {
+            let _ = t.join();
+        }
+        let idle: Vec<Spawned> = self
+            .inner
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for w in idle {
+            reap_now(w.child);
+        }
+    }
+}
+
+fn fill(inner: &PoolInner) {
+    loop {
+        {
+            let mut ready = inner.ready.lock().unwrap_or_else(PoisonError::into_inner);
+            while !inner.stop.load(Ordering::Acquire) && ready.len() >= inner.size {
+                ready = inner
+                    .wake
+                    .wait(ready)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        match spawn(&inner.settings) {
+            Ok(w) => inner
+                .ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(w),
+            Err(e) => {
+                log::warn!(
+                    "vtest: starting a pooled worker failed: {}",
+                    crate::error_chain(&e)
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
 /// A spawned worker before it serves.
 struct Spawned {
     child: Child,
@@ -267,40 +384,56 @@ pub(crate) fn run_connection(
     client: UnixStream,
     server: &Arc<ServerShared>,
     workers: &Workers,
+    pool: &Pool,
 ) {
     let settings = &server.config.worker;
-    let spawned = match spawn(settings) {
-        Ok(s) => s,
-        Err(e) => {
-            server.warn.warn(format_args!(
-                "vtest: conn {conn}: cannot start a worker: {}",
-                crate::error_chain(&e)
-            ));
-            return;
+    let hand_over = |spawned: &Spawned| {
+        client
+            .try_clone()
+            .map_err(WorkerError::Control)
+            .and_then(|dup| {
+                protocol::send(
+                    &spawned.control,
+                    &Msg::Serve {
+                        conn,
+                        config: server.config.worker_text(),
+                        client: OwnedFd::from(dup),
+                    },
+                )
+            })
+    };
+    // A pooled worker first; one that died while idle is replaced by a fresh one.
+    let mut pooled = pool.take();
+    let spawned = loop {
+        let (spawned, was_pooled) = match pooled.take() {
+            Some(s) => (s, true),
+            None => match spawn(settings) {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    server.warn.warn(format_args!(
+                        "vtest: conn {conn}: cannot start a worker: {}",
+                        crate::error_chain(&e)
+                    ));
+                    return;
+                }
+            },
+        };
+        match hand_over(&spawned) {
+            Ok(()) => break spawned,
+            Err(e) => {
+                let pid = spawned.child.id();
+                reap_now(spawned.child);
+                if !was_pooled {
+                    server.warn.warn(format_args!(
+                        "vtest: conn {conn}: handing the client to worker {pid} failed: {}",
+                        crate::error_chain(&e)
+                    ));
+                    return;
+                }
+            }
         }
     };
     let pid = spawned.child.id();
-    let serve = client
-        .try_clone()
-        .map_err(WorkerError::Control)
-        .and_then(|dup| {
-            protocol::send(
-                &spawned.control,
-                &Msg::Serve {
-                    conn,
-                    config: server.config.worker_text(),
-                    client: OwnedFd::from(dup),
-                },
-            )
-        });
-    if let Err(e) = serve {
-        server.warn.warn(format_args!(
-            "vtest: conn {conn}: handing the client to worker {pid} failed: {}",
-            crate::error_chain(&e)
-        ));
-        reap_now(spawned.child);
-        return;
-    }
     let Spawned {
         mut child,
         control,
