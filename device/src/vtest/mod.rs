@@ -337,7 +337,10 @@ impl VtestServer {
         self.remove_socket();
         let contexts = &self.shared.contexts;
         contexts.set_rings_fatal();
-        self.workers.set_rings_fatal();
+        let in_workers = self.workers.set_rings_fatal();
+        if in_workers > 0 {
+            log::info!("vtest: rings of {in_workers} worker contexts set FATAL");
+        }
         let shut = |how| {
             for stream in clients
                 .lock()
