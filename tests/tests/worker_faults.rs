@@ -7,6 +7,7 @@
 //! per death, the crashing client must then run the compute suite, and the daemon's
 //! threads and fds must return to their baseline.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -178,6 +179,14 @@ fn crash_once(daemon: &Daemon, socket: &Path, means: Means) {
     assert!(
         !out.status.success(),
         "{means:?}: the crashing client succeeded: {}",
+        text(&out)
+    );
+    // It ended by itself (Mesa aborts on FATAL or a reset connection), rather than
+    // being killed by the timeout above.
+    assert_ne!(
+        out.status.signal(),
+        Some(9),
+        "{means:?}: the crashing client did not notice its worker's death: {}",
         text(&out)
     );
     assert!(
