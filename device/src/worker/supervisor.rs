@@ -497,6 +497,13 @@ pub(crate) fn run_connection(
             }
         }
         if pid_ready {
+            // What the worker sent just before it ended (a ring it created as it
+            // crashed): its end is closed, so these reads end at EOF.
+            if let Some(c) = &control {
+                while let Ok(Some(msg)) = protocol::recv(c) {
+                    handle(msg, &entry, &mut label, server);
+                }
+            }
             break;
         }
     }
