@@ -143,7 +143,8 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
             Arc::new(VenusFactory::per_vm(vm.name.to_string(), venus))
         };
         if let Some(socket) = &vm.vtest_socket {
-            let mut vtest = VtestConfig::for_vm(socket.clone(), &config.vtest, vm, venus);
+            let mut vtest =
+                VtestConfig::for_vm(socket.clone(), &config.vtest, &config.worker, vm, venus);
             if options.vm_per_connection {
                 vtest.vm = None;
             }
