@@ -378,7 +378,7 @@ fn status(ring: &SharedMemory) -> u32 {
 fn huge_ring_idle_timeouts_are_clamped() {
     const CLIENTS: usize = 4;
     const RINGS_PER_CLIENT: usize = 4;
-    // On daemon threads (`isolation = thread`): the test counts the daemon's ring
+    // On daemon threads (`[worker] isolation = "thread"`): the test counts the daemon's ring
     // threads and its CPU time.
     let measure = |tag: &str, limits: &str, expect_idle: bool| {
         let (daemon, _config) = daemon(tag, limits);
@@ -413,7 +413,8 @@ fn huge_ring_idle_timeouts_are_clamped() {
         .flat_map(|c| &c.rings)
         .all(|r| status(r) & STATUS_IDLE == 0));
     drop(unclamped_clients);
-    let (daemon, clients, clamped) = measure("rings-clamped", "isolation = thread\n", true);
+    let (daemon, clients, clamped) =
+        measure("rings-clamped", "[worker]\nisolation = \"thread\"\n", true);
     eprintln!(
         "daemon CPU with {} rings asking for a 2^64-1 ns idle timeout: {:.1} % of a core \
          unclamped, {:.1} % clamped to 10 ms",
