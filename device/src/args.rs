@@ -18,7 +18,7 @@ pub struct Args {
 pub enum Command {
     /// Serve Mesa's vtest protocol (version 3) on a unix socket (`--socket`), or every
     /// VM of a config file (`--config`).
-    Vtest(VtestArgs),
+    Vtest(Box<VtestArgs>),
     /// Serve a vhost-user virtio-gpu device (crosvm `--vhost-user gpu,socket=PATH`,
     /// QEMU `-device vhost-user-gpu-pci`) on a unix socket (`--socket`), or every VM of
     /// a config file (`--config`).
@@ -86,6 +86,19 @@ pub struct VtestArgs {
     /// anyway, in ms [default: 5000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<u64>,
+    /// Where each connection runs: `process` (a sandboxed worker process per
+    /// connection) or `thread` (a thread of the daemon) [default: process]; the
+    /// config file's `[worker] isolation`.
+    #[arg(long)]
+    pub isolation: Option<vgpu_device::worker::Isolation>,
+    /// A host fence pending longer than this kills the connection's worker (GPU
+    /// hang), in ms [default: 5000]; the per-VM `gpu_timeout_ms`.
+    #[arg(long)]
+    pub gpu_timeout_ms: Option<u64>,
+    /// Idle worker processes kept started ahead of clients [default: 1]; the
+    /// config file's `[worker] pool`.
+    #[arg(long)]
+    pub worker_pool: Option<u64>,
     /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -243,6 +256,9 @@ impl TryFrom<VtestArgs> for Plan {
             max_shmem_mib: args.max_shmem_mib,
             max_rings: args.max_rings,
             max_ring_idle_timeout_us: args.max_ring_idle_timeout_us,
+            gpu_timeout_ms: args.gpu_timeout_ms,
+            isolation: args.isolation,
+            worker_pool: args.worker_pool,
             ..args.limits.flags()
         };
         config::apply_flags(&mut config, &flags)?;
@@ -285,7 +301,7 @@ mod tests {
     fn plan(argv: &[&str]) -> Result<Plan, ArgsError> {
         let args = Args::try_parse_from(argv).expect("valid arguments");
         match args.command {
-            Command::Vtest(v) => Plan::try_from(v),
+            Command::Vtest(v) => Plan::try_from(*v),
             Command::Serve(s) => Plan::try_from(s),
             Command::Probe { .. } | Command::Ctl { .. } => {
                 unreachable!("not a daemon command line")
@@ -321,6 +337,55 @@ mod tests {
         assert_eq!(c.vms[0].context.max_rings, 4);
         assert_eq!(c.vms[0].vtest_socket.as_deref(), Some(Path::new("s")));
         assert!(p.options.vm_per_connection);
+    }
+
+    #[test]
+    fn worker_flags_set_isolation_pool_and_the_vm_gpu_timeout() {
+        let p = plan(&["vhost-user-vgpu", "vtest", "--socket", "s"]).expect("valid");
+        assert_eq!(
+            p.config.worker.isolation,
+            vgpu_device::worker::Isolation::Process
+        );
+        let p = plan(&[
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--isolation",
+            "thread",
+            "--gpu-timeout-ms",
+            "750",
+            "--worker-pool",
+            "0",
+        ])
+        .expect("valid");
+        assert_eq!(
+            p.config.worker.isolation,
+            vgpu_device::worker::Isolation::Thread
+        );
+        assert_eq!(p.config.worker.pool, 0);
+        assert_eq!(p.config.vms[0].gpu_timeout, Duration::from_millis(750));
+        let e = Args::try_parse_from([
+            "vhost-user-vgpu",
+            "vtest",
+            "--socket",
+            "s",
+            "--isolation",
+            "fork",
+        ])
+        .expect_err("an unknown isolation is refused");
+        assert!(e.to_string().contains("process"), "{e}");
+        assert!(matches!(
+            plan(&[
+                "vhost-user-vgpu",
+                "vtest",
+                "--socket",
+                "s",
+                "--worker-pool",
+                "65"
+            ]),
+            Err(ArgsError::Config(ConfigError::Flag { .. }))
+        ));
     }
 
     #[test]

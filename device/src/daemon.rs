@@ -32,10 +32,17 @@ use crate::shutdown::{self, ShutdownError};
 use crate::vhost_user::{ServeConfig, VhostUserError};
 use crate::vtest::{ServerHandle, VtestConfig, VtestError, VtestServer};
 
+/// Why a scheduling policy and vtest worker processes do not go together yet.
+const WORKERS_NOT_GATED: &str =
+    "the QoS gate does not reach vtest worker processes yet (isolation = \"process\")";
+
 /// Errors starting or running the daemon.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
+    /// A scheduling policy with vtest VMs in worker processes.
+    #[error("policy {0}: {WORKERS_NOT_GATED}; set [worker] isolation = \"thread\" (vtest --isolation thread) or policy = \"best-effort\"")]
+    QosInWorkers(&'static str),
     /// The config names no socket to serve.
     #[error("the config lists no VM socket to serve")]
     NothingToServe,
@@ -134,12 +141,24 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         derived.max_sync_waits
     );
     let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
+    // The gate does not reach vtest worker processes yet: refuse a scheduling policy
+    // that would silently leave their submissions out.
+    let in_workers = config.worker.isolation == crate::worker::Isolation::Process
+        && config.vms.iter().any(|vm| vm.vtest_socket.is_some());
+    if in_workers && config.policy != crate::qos::Policy::BestEffort {
+        return Err(DaemonError::QosInWorkers(config.policy.name()));
+    }
     // One arbiter for the host GPU; every VM's contexts submit through its gate.
     let qos = crate::qos::QosRuntime::start(
         config.policy,
         config.control_socket.as_deref(),
         config.metrics.as_ref(),
     )?;
+    if in_workers {
+        qos.handle().pin_best_effort(format!(
+            "{WORKERS_NOT_GATED}; serve vtest VMs with [worker] isolation = \"thread\" to schedule them"
+        ));
+    }
     let (events, waiting) = mpsc::channel::<Event>();
     let mut registries = Vec::new();
     let mut vtest_servers: Vec<ServerHandle> = Vec::new();
@@ -157,7 +176,8 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
             )
         };
         if let Some(socket) = &vm.vtest_socket {
-            let mut vtest = VtestConfig::for_vm(socket.clone(), &config.vtest, vm, venus);
+            let mut vtest =
+                VtestConfig::for_vm(socket.clone(), &config.vtest, &config.worker, vm, venus);
             if options.vm_per_connection {
                 vtest.vm = None;
             }

@@ -27,6 +27,7 @@ pub mod sys;
 pub mod vhost_user;
 pub mod virtio_gpu;
 pub mod vtest;
+pub mod worker;
 
 /// The low 32 bits of `v` (wire dword `lo` of a `lo, hi` pair).
 pub fn lo32(v: u64) -> u32 {

@@ -10,7 +10,7 @@ use vgpu_device::vtest::probe;
 
 fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     let plan = match args.command {
-        args::Command::Vtest(vtest) => args::Plan::try_from(vtest)?,
+        args::Command::Vtest(vtest) => args::Plan::try_from(*vtest)?,
         args::Command::Serve(serve) => args::Plan::try_from(serve)?,
         args::Command::Ctl { socket, request } => {
             let answer = vgpu_device::qos::control_request(&socket, &request.join(" "))?;
@@ -40,6 +40,11 @@ fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The hidden worker subcommand (a vtest connection in its own process) is
+    // dispatched before clap: the daemon is its only caller.
+    if std::env::args().nth(1).as_deref() == Some(vgpu_device::worker::WORKER_SUBCOMMAND) {
+        return vgpu_device::worker::child::worker_main(std::env::args().skip(2));
+    }
     match run(args::Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

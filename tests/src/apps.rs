@@ -10,6 +10,7 @@ use std::ffi::CStr;
 
 use ash::vk;
 
+pub mod faults;
 pub mod graphics;
 pub mod memory;
 
@@ -321,16 +322,31 @@ impl Gpu {
         spec: Option<&vk::SpecializationInfo<'_>>,
         cache: vk::PipelineCache,
     ) -> AppResult<Pipe> {
+        let counts = vec![1; usize::try_from(bindings)?];
+        self.pipeline_with_counts(spv, &counts, push, spec, cache)
+    }
+
+    /// As [`Gpu::pipeline`], with `counts[i]` storage buffers (an array) at binding i.
+    pub fn pipeline_with_counts(
+        &self,
+        spv: &[u8],
+        counts: &[u32],
+        push: u32,
+        spec: Option<&vk::SpecializationInfo<'_>>,
+        cache: vk::PipelineCache,
+    ) -> AppResult<Pipe> {
         let words = spirv_words(spv)?;
         let minfo = vk::ShaderModuleCreateInfo::default().code(&words);
         // SAFETY: live device, valid SPIR-V.
         let module = unsafe { self.device.create_shader_module(&minfo, None)? };
-        let b: Vec<vk::DescriptorSetLayoutBinding<'_>> = (0..bindings)
-            .map(|i| {
+        let b: Vec<vk::DescriptorSetLayoutBinding<'_>> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| {
                 vk::DescriptorSetLayoutBinding::default()
-                    .binding(i)
+                    .binding(u32::try_from(i).unwrap_or(0))
                     .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                    .descriptor_count(1)
+                    .descriptor_count(count)
                     .stage_flags(vk::ShaderStageFlags::COMPUTE)
             })
             .collect();

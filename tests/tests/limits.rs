@@ -167,7 +167,9 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 fn silent_connections_are_limited_and_dropped() {
     let (daemon, _config) = daemon(
         "silent",
-        "[vtest]\nmax_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n",
+        // On daemon threads: the test counts the daemon's connection threads.
+        "[vtest]\nmax_clients = 8\nmax_clients_per_pid = 4\nhandshake_timeout_ms = 3000\n\
+         [worker]\nisolation = \"thread\"\n",
     );
     // Twice the total limit, all from this process, none saying a word.
     let silent: Vec<UnixStream> = (0..16).map(|_| connect(daemon.socket())).collect();
@@ -241,7 +243,12 @@ fn stalled_mid_message_clients_are_dropped() {
 /// timeout with one line naming it, and its daemon thread ends.
 #[test]
 fn client_that_never_reads_is_disconnected() {
-    let (daemon, _config) = daemon("noread", "[vtest]\nreply_timeout_ms = 1500\n");
+    // On a daemon thread (`isolation = "thread"`): the test watches the daemon's own
+    // connection thread; in a worker process the same timeout ends the worker.
+    let (daemon, _config) = daemon(
+        "noread",
+        "[vtest]\nreply_timeout_ms = 1500\n[worker]\nisolation = \"thread\"\n",
+    );
     let before = connection_threads(daemon.pid());
     let mut c = ready_client(daemon.socket(), "never-reads");
     // GET_CAPSET requests until the socket buffers are full both ways; none of the
@@ -371,6 +378,8 @@ fn status(ring: &SharedMemory) -> u32 {
 fn huge_ring_idle_timeouts_are_clamped() {
     const CLIENTS: usize = 4;
     const RINGS_PER_CLIENT: usize = 4;
+    // On daemon threads (`[worker] isolation = "thread"`): the test counts the daemon's ring
+    // threads and its CPU time.
     let measure = |tag: &str, limits: &str, expect_idle: bool| {
         let (daemon, _config) = daemon(tag, limits);
         let clients: Vec<RingClient> = (0..CLIENTS)
@@ -396,7 +405,7 @@ fn huge_ring_idle_timeouts_are_clamped() {
     };
     let (_, unclamped_clients, unclamped) = measure(
         "rings-unclamped",
-        "[defaults]\nmax_ring_idle_timeout_us = 3600000000\n",
+        "[defaults]\nmax_ring_idle_timeout_us = 3600000000\n[worker]\nisolation = \"thread\"\n",
         false,
     );
     assert!(unclamped_clients
@@ -404,7 +413,8 @@ fn huge_ring_idle_timeouts_are_clamped() {
         .flat_map(|c| &c.rings)
         .all(|r| status(r) & STATUS_IDLE == 0));
     drop(unclamped_clients);
-    let (daemon, clients, clamped) = measure("rings-clamped", "", true);
+    let (daemon, clients, clamped) =
+        measure("rings-clamped", "[worker]\nisolation = \"thread\"\n", true);
     eprintln!(
         "daemon CPU with {} rings asking for a 2^64-1 ns idle timeout: {:.1} % of a core \
          unclamped, {:.1} % clamped to 10 ms",

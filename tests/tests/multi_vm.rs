@@ -227,8 +227,11 @@ fn a_vms_connections_share_its_quota_and_other_vms_keep_theirs() {
     const QUOTA_MIB: u64 = 64;
     const CHUNK_MIB: u64 = 20;
     let (full, other) = (socket_path("quota-full"), socket_path("quota-other"));
+    // On daemon threads: with `isolation = "process"` each worker enforces its VM's
+    // quota alone (not yet shared across a VM's workers; README *Limits*).
     let config = format!(
-        "[defaults]\nmemory_mib = {QUOTA_MIB}\n\
+        "[worker]\nisolation = \"thread\"\n\
+         [defaults]\nmemory_mib = {QUOTA_MIB}\n\
          [[vm]]\nname = \"full\"\nvtest_socket = {full:?}\n\
          [[vm]]\nname = \"other\"\nvtest_socket = {other:?}\n"
     );
@@ -288,8 +291,12 @@ fn blob_and_sync_wait_limits_fail_only_the_vm_that_hits_them() {
     const MAX_BLOBS: u32 = 24;
     const MAX_WAITS: u32 = 8;
     let (hostile, bystander) = (socket_path("row2-hostile"), socket_path("row2-bystander"));
+    // On daemon threads: with `isolation = "process"` each worker enforces its VM's
+    // fd limits alone (not yet shared across a VM's workers; README *Limits*), and
+    // the test counts the daemon's own fds.
     let config = format!(
-        "[[vm]]\nname = \"hostile\"\nvtest_socket = {hostile:?}\n\
+        "[worker]\nisolation = \"thread\"\n\
+         [[vm]]\nname = \"hostile\"\nvtest_socket = {hostile:?}\n\
          max_blobs = {MAX_BLOBS}\nmax_sync_waits = {MAX_WAITS}\n\
          [[vm]]\nname = \"bystander\"\nvtest_socket = {bystander:?}\n"
     );

@@ -46,7 +46,14 @@ impl QosDaemon {
         let metrics = vgpu_tests::harness::socket_path(&format!("{tag}-metrics"));
         let mut cmd = Command::new(DAEMON);
         cmd.env("LP_NUM_THREADS", "1")
-            .args(["--qos-policy", policy, "--control-socket"])
+            // The gate does not reach worker processes yet: QoS needs thread isolation.
+            .args([
+                "--isolation",
+                "thread",
+                "--qos-policy",
+                policy,
+                "--control-socket",
+            ])
             .arg(&control)
             .arg("--metrics")
             .arg(&metrics);
@@ -135,6 +142,26 @@ fn window(d: &QosDaemon, vms: &[&str], window: Duration) -> Vec<u64> {
 #[allow(clippy::cast_precision_loss, reason = "submission counts are small")]
 fn ratio(a: u64, b: u64) -> f64 {
     a as f64 / b.max(1) as f64
+}
+
+/// A scheduling policy with vtest VMs in worker processes is refused at start-up (the
+/// gate does not reach workers yet), rather than leaving their submissions unscheduled.
+#[test]
+fn a_policy_with_worker_processes_is_refused_at_start() {
+    let sock = vgpu_tests::harness::socket_path("qos-refused");
+    let out = Command::new(DAEMON)
+        .args(["--qos-policy", "fixed-share", "--socket"])
+        .arg(&sock)
+        .env("VK_DRIVER_FILES", vgpu_tests::harness::LVP_ICD)
+        .output()
+        .expect("run daemon");
+    assert!(!out.status.success(), "the daemon started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not reach vtest worker processes") && err.contains("isolation"),
+        "{err}"
+    );
+    assert!(!sock.exists(), "the socket was left behind");
 }
 
 #[test]
@@ -281,6 +308,7 @@ fn config_vms_get_their_shares_and_the_policy_from_the_file() {
         &file,
         format!(
             "policy = \"fixed-share\"\ncontrol_socket = {control:?}\n\n\
+             [worker]\nisolation = \"thread\"\n\n\
              [[vm]]\nname = \"big\"\nvtest_socket = {big:?}\nshare = 66.7\ncap = 66.7\n\n\
              [[vm]]\nname = \"small\"\nvtest_socket = {small:?}\nshare = 33.3\ncap = 33.3\n"
         ),

@@ -341,7 +341,14 @@ impl Daemon {
         let socket = socket_path("qos-real");
         let control = socket.with_extension("ctl");
         let child = Command::new(bin)
-            .args(["vtest", "--qos-policy", policy, "--socket"])
+            .args([
+                "vtest",
+                "--isolation",
+                "thread",
+                "--qos-policy",
+                policy,
+                "--socket",
+            ])
             .arg(&socket)
             .arg("--control-socket")
             .arg(&control)

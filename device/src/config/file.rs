@@ -14,6 +14,9 @@
 //! [vtest]                         # every vtest socket of the daemon
 //! max_clients = 64
 //!
+//! [worker]                        # vtest connections in worker processes
+//! isolation = "process"           # or "thread"
+//!
 //! [defaults]                      # any per-VM key: the default of every [[vm]]
 //! memory_mib = 2048
 //!
@@ -37,7 +40,8 @@ use serde::Deserialize;
 use toml::Spanned;
 use vgpu_scheduler::{LatencyClass, Policy, PolicyError, Share, VmConfig, VmId};
 
-use super::{DaemonConfig, MetricsListen, VmName, VmSpec, VtestSettings};
+use super::{DaemonConfig, MetricsListen, VmName, VmSpec, VtestSettings, WorkerConfig};
+use crate::worker::Isolation;
 
 /// Errors of reading or checking a config (file or command line).
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +250,8 @@ struct RawFile {
     shutdown_grace_ms: Option<Spanned<u64>>,
     #[serde(default)]
     vtest: RawVtest,
+    #[serde(default)]
+    worker: RawWorker,
     defaults: Option<Spanned<RawVm>>,
     #[serde(default)]
     vm: Vec<Spanned<RawVm>>,
@@ -263,6 +269,37 @@ struct RawVtest {
     message_timeout_ms: Option<Spanned<u64>>,
     reply_timeout_ms: Option<Spanned<u64>>,
     max_message_mib: Option<Spanned<u64>>,
+}
+
+/// `[worker]`: daemon-wide worker-process settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    isolation: Option<Spanned<String>>,
+    sandbox: Option<Spanned<bool>>,
+    pool: Option<Spanned<u64>>,
+    max_open_files: Option<Spanned<u64>>,
+}
+
+impl RawWorker {
+    fn apply(&self, at: &Locator<'_>, w: &mut WorkerConfig) -> Result<()> {
+        if let Some(v) = &self.isolation {
+            w.isolation = match v.get_ref().parse::<Isolation>() {
+                Ok(i) => i,
+                Err(_) => return at.value(&v.span(), "isolation", "\"process\" or \"thread\""),
+            };
+        }
+        if let Some(v) = &self.sandbox {
+            w.sandbox = *v.get_ref();
+        }
+        if let Some(v) = &self.pool {
+            w.pool = to_usize(ranged(at, v, "pool", 0, 64)?);
+        }
+        if let Some(v) = &self.max_open_files {
+            w.max_open_files = ranged(at, v, "max_open_files", 64, 1 << 20)?;
+        }
+        Ok(())
+    }
 }
 
 /// `[[vm]]` (and `[defaults]`, which takes every key but the first three).
@@ -514,6 +551,7 @@ impl RawFile {
                 Duration::from_millis(ranged(at, v, "shutdown_grace_ms", 0, MS_RANGE.1)?);
         }
         self.vtest.apply(at, &mut config.vtest)?;
+        self.worker.apply(at, &mut config.worker)?;
         let mut template_share = None;
         if let Some(d) = &self.defaults {
             let raw = d.get_ref();
@@ -669,6 +707,9 @@ pub struct Flags {
     pub max_objects: Option<u64>,
     pub max_blobs: Option<u64>,
     pub max_sync_waits: Option<u64>,
+    pub gpu_timeout_ms: Option<u64>,
+    pub isolation: Option<Isolation>,
+    pub worker_pool: Option<u64>,
 }
 
 /// Applies `flags` over `config` (its `[vtest]` settings, its template and every
@@ -691,6 +732,12 @@ pub fn apply_flags(config: &mut DaemonConfig, flags: &Flags) -> Result<()> {
         max_message_mib: s(flags.max_message_mib),
     };
     vtest.apply(&at, &mut config.vtest)?;
+    if let Some(i) = flags.isolation {
+        config.worker.isolation = i;
+    }
+    if let Some(v) = &s(flags.worker_pool) {
+        config.worker.pool = to_usize(ranged(&at, v, "worker_pool", 0, 64)?);
+    }
     if let Some(v) = &s(flags.shutdown_grace_ms) {
         config.shutdown_grace =
             Duration::from_millis(ranged(&at, v, "shutdown_grace_ms", 0, MS_RANGE.1)?);
@@ -705,6 +752,7 @@ pub fn apply_flags(config: &mut DaemonConfig, flags: &Flags) -> Result<()> {
         max_objects: s(flags.max_objects),
         max_blobs: s(flags.max_blobs),
         max_sync_waits: s(flags.max_sync_waits),
+        gpu_timeout_ms: s(flags.gpu_timeout_ms),
         ..RawVm::default()
     };
     let mut unused_share = None;

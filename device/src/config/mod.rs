@@ -22,6 +22,7 @@ use crate::renderer::fds::FdLimits;
 use crate::renderer::venus::VenusLimits;
 use crate::renderer::ContextConfig;
 use crate::virtio_gpu::HandlerConfig;
+use crate::worker::{Isolation, WorkerSettings};
 
 /// A VM's name as the config gives it (`[[vm]] name = "..."`): unique in the daemon,
 /// 1..=64 characters of `[A-Za-z0-9._-]`, so it is safe in log lines, metric labels
@@ -193,6 +194,33 @@ impl Default for VtestSettings {
     }
 }
 
+/// The `[worker]` table: where vtest connections run and how worker processes are
+/// set up (daemon-wide; each VM's `gpu_timeout_ms` is its workers' watchdog).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// `isolation`: each vtest connection in a sandboxed worker process
+    /// (`process`, the default) or on a thread of the daemon (`thread`).
+    pub isolation: Isolation,
+    /// `sandbox`: seccomp, no_new_privs and `RLIMIT_NOFILE` in workers.
+    pub sandbox: bool,
+    /// `pool`: idle workers kept started ahead of clients, per vtest socket.
+    pub pool: usize,
+    /// `max_open_files`: `RLIMIT_NOFILE` inside a worker.
+    pub max_open_files: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        let w = WorkerSettings::default();
+        Self {
+            isolation: Isolation::Process,
+            sandbox: w.sandbox,
+            pool: w.pool,
+            max_open_files: w.max_open_files,
+        }
+    }
+}
+
 /// Daemon-wide settings and the VMs it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -206,6 +234,8 @@ pub struct DaemonConfig {
     pub metrics: Option<MetricsListen>,
     /// Settings of every vtest socket.
     pub vtest: VtestSettings,
+    /// Worker-process settings (`[worker]`).
+    pub worker: WorkerConfig,
     /// On SIGTERM/SIGINT, how long the orderly stop may take before the daemon
     /// exits anyway.
     pub shutdown_grace: Duration,
@@ -225,6 +255,7 @@ impl Default for DaemonConfig {
             control_socket: None,
             metrics: None,
             vtest: VtestSettings::default(),
+            worker: WorkerConfig::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             template: VmSpec::new(VmName::default_name()),
         }

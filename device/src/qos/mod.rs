@@ -81,6 +81,9 @@ pub enum QosError {
     /// Socket or thread I/O.
     #[error("I/O")]
     Io(#[from] std::io::Error),
+    /// The policy cannot leave best-effort on this daemon.
+    #[error("the policy must stay best-effort: {0}")]
+    Pinned(String),
     /// The context stopped while waiting for a grant.
     #[error("stopped while waiting for a grant")]
     Stopped,

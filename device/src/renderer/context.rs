@@ -35,6 +35,27 @@ pub enum ContextError {
 /// Without a hook the core logs the reason itself.
 pub type FatalHook = Box<dyn FnOnce(ContextId, &str) + Send>;
 
+/// A ring was created or destroyed (see [`Context::set_ring_hook`]).
+#[derive(Debug)]
+pub enum RingEvent<'a> {
+    /// A ring now lives in the shared-memory resource whose fd is `fd`, with its
+    /// status word at byte `status_offset`.
+    Created {
+        /// The ring.
+        ring: RingId,
+        /// The memfd the ring lives in.
+        fd: std::os::fd::BorrowedFd<'a>,
+        /// Byte offset of the ring's status word in that memfd.
+        status_offset: u64,
+    },
+    /// The ring is gone.
+    Destroyed(RingId),
+}
+
+/// Told about every ring the context creates or destroys (a worker process passes
+/// the ring's memfd to the daemon, which sets FATAL on it if the worker dies).
+pub type RingHook = Box<dyn Fn(RingEvent<'_>) + Send + Sync>;
+
 /// Per-context limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextConfig {
@@ -79,6 +100,8 @@ pub(crate) struct ContextShared {
     /// Status words of the live rings, so whichever thread fails the context sets
     /// FATAL on every ring at once (a leaf lock, never nested).
     ring_status: Mutex<Vec<(RingId, StatusWord)>>,
+    /// Told about ring creation and destruction (a leaf lock, never nested).
+    ring_hook: Mutex<Option<RingHook>>,
 }
 
 impl std::fmt::Debug for ContextShared {
@@ -105,6 +128,18 @@ impl ContextShared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((ring, status));
+    }
+
+    /// Runs the ring hook, if any, on `event`.
+    pub(crate) fn ring_event(&self, event: RingEvent<'_>) {
+        if let Some(hook) = self
+            .ring_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            hook(event);
+        }
     }
 
     pub(crate) fn remove_ring_status(&self, ring: RingId) {
@@ -208,6 +243,7 @@ impl Context {
                 stopping: AtomicBool::new(false),
                 fatal_hook: Mutex::new(None),
                 ring_status: Mutex::new(Vec::new()),
+                ring_hook: Mutex::new(None),
             }),
             rings: RingTable::new(id, config.max_rings),
             reply: ReplyStream::default(),
@@ -220,6 +256,15 @@ impl Context {
         *self
             .shared
             .fatal_hook
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(hook);
+    }
+
+    /// Installs the hook told about every ring created or destroyed from now on.
+    pub fn set_ring_hook(&self, hook: RingHook) {
+        *self
+            .shared
+            .ring_hook
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(hook);
     }

@@ -15,7 +15,9 @@ mod ring;
 pub mod transport;
 pub mod venus;
 
-pub use context::{Context, ContextConfig, ContextError, ContextHandle, FatalHook};
+pub use context::{
+    Context, ContextConfig, ContextError, ContextHandle, FatalHook, RingEvent, RingHook,
+};
 pub use executor::{
     CommandStreamDesc, ExecError, ExecutorFactory, FenceDone, StreamCtx, StreamExecutor,
     StreamKind, TransportError,

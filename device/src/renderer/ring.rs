@@ -481,6 +481,11 @@ impl RingTable {
                 ctx.remove_ring_status(id);
                 TransportError::Spawn(e)
             })?;
+        ctx.ring_event(super::context::RingEvent::Created {
+            ring: id,
+            fd: std::os::fd::AsFd::as_fd(res.fd()),
+            status_offset: layout.status.begin,
+        });
         self.rings.insert(
             id,
             RingHandle {
@@ -517,6 +522,9 @@ impl RingTable {
         if let Some(monitor) = &self.monitor {
             monitor.unwatch(id);
         }
+        handle
+            .ctx
+            .ring_event(super::context::RingEvent::Destroyed(id));
         drop(handle);
         Ok(())
     }

@@ -15,7 +15,7 @@
 
 use std::os::fd::AsFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -196,6 +196,29 @@ impl SharedMemory {
         // mapping. Other processes touching the word concurrently is what atomics allow;
         // this module never creates a non-atomic Rust reference to it.
         Ok(unsafe { AtomicU32::from_ptr(ptr.cast::<u32>()) })
+    }
+
+    /// Returns the `u64` at `offset` (a multiple of 8) as an atomic.
+    fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64> {
+        if !offset.is_multiple_of(8) {
+            return Err(ShmError::Misaligned(offset));
+        }
+        let ptr = self.range_ptr(offset, 8)?;
+        // SAFETY: as in `atomic_u32`, with 8 bytes: `ptr..ptr+8` is inside the live
+        // mapping, which is page-aligned, and `offset` is a multiple of 8, so `ptr`
+        // is 8-byte aligned as `AtomicU64` requires; the reference borrows `self`.
+        Ok(unsafe { AtomicU64::from_ptr(ptr.cast::<u64>()) })
+    }
+
+    /// Atomically loads the `u64` at `offset` (a multiple of 8).
+    pub fn load_u64(&self, offset: u64, order: Ordering) -> Result<u64> {
+        Ok(self.atomic_u64(offset)?.load(order))
+    }
+
+    /// Atomically stores the `u64` at `offset` (a multiple of 8).
+    pub fn store_u64(&self, offset: u64, value: u64, order: Ordering) -> Result<()> {
+        self.atomic_u64(offset)?.store(value, order);
+        Ok(())
     }
 
     /// Atomically loads the `u32` at `offset`.

@@ -475,6 +475,13 @@ impl Connection {
             // a closed socket.
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }));
+        if let Some(hook) = &self.server.on_context {
+            hook(
+                &context,
+                self.name.as_deref().unwrap_or("?"),
+                &self.label_for(id),
+            );
+        }
         self.server.contexts.register(&context);
         self.context = Some(context);
         // The handshake is done: from now on the client may idle between messages.

@@ -28,7 +28,9 @@ pub use sync::SyncError;
 use crate::capset::{VenusCapset, VENUS_CAPSET_SIZE};
 use crate::ratelimit::RateLimiter;
 use crate::renderer::venus::VenusLimits;
-use crate::renderer::{ContextConfig, ContextRegistry, ExecutorFactory};
+use crate::renderer::{Context, ContextConfig, ContextRegistry, ExecutorFactory};
+use crate::worker::supervisor::{Pool, Workers};
+use crate::worker::{Isolation, WorkerSettings};
 use peer::Peer;
 
 /// Errors of the vtest server itself (not of one client).
@@ -89,6 +91,10 @@ pub struct VtestConfig {
     /// The VM every connection on this socket belongs to (log lines name it);
     /// `None`: each connection is a VM of its own.
     pub vm: Option<crate::config::VmName>,
+    /// Where each connection runs: a thread of the daemon or a worker process.
+    pub isolation: Isolation,
+    /// Worker-process settings (GPU timeout, sandbox).
+    pub worker: WorkerSettings,
 }
 
 impl VtestConfig {
@@ -107,14 +113,19 @@ impl VtestConfig {
             reply_timeout: Duration::from_secs(10),
             venus: VenusLimits::default(),
             vm: None,
+            isolation: Isolation::default(),
+            worker: WorkerSettings::default(),
         }
     }
 
-    /// The server of `socket` with the daemon's vtest `settings` and the limits of
-    /// `vm`; `venus` is the VM's Venus limits with its fd limits resolved.
+    /// The server of `socket` with the daemon's vtest `settings` and worker
+    /// settings and the limits of `vm` (its `gpu_timeout_ms` is its workers'
+    /// watchdog deadline); `venus` is the VM's Venus limits with its fd limits
+    /// resolved.
     pub fn for_vm(
         socket: PathBuf,
         settings: &crate::config::VtestSettings,
+        worker: &crate::config::WorkerConfig,
         vm: &crate::config::VmSpec,
         venus: VenusLimits,
     ) -> Self {
@@ -131,6 +142,14 @@ impl VtestConfig {
             reply_timeout: settings.reply_timeout,
             venus,
             vm: Some(vm.name.clone()),
+            isolation: worker.isolation,
+            worker: WorkerSettings {
+                gpu_timeout: vm.gpu_timeout,
+                sandbox: worker.sandbox,
+                max_open_files: worker.max_open_files,
+                pool: worker.pool,
+                ..WorkerSettings::default()
+            },
         }
     }
 }
@@ -144,7 +163,13 @@ pub(crate) struct ServerShared {
     pub(crate) next_context: AtomicU32,
     /// Every live context, so shutdown can fail them all.
     pub(crate) contexts: ContextRegistry,
+    /// Run on each context right after it is created, with the client's name and
+    /// the connection's label (a worker process installs its ring hook here).
+    pub(crate) on_context: Option<ContextHook>,
 }
+
+/// See [`ServerShared::on_context`].
+pub(crate) type ContextHook = Box<dyn Fn(&Context, &str, &str) + Send + Sync>;
 
 type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
 
@@ -157,6 +182,8 @@ pub struct VtestServer {
     stopper: Stopper,
     /// Readable once [`Stopper::stop`] wrote to its end.
     wake: UnixStream,
+    /// Live worker processes (process isolation).
+    workers: Workers,
 }
 
 impl std::fmt::Debug for VtestServer {
@@ -243,12 +270,14 @@ impl VtestServer {
                 warn: RateLimiter::new("vgpu::vtest", Duration::from_secs(5), 20),
                 next_context: AtomicU32::new(1),
                 contexts: ContextRegistry::new(),
+                on_context: None,
             }),
             stopper: Stopper {
                 stop: Arc::new(AtomicBool::new(false)),
                 wake: Arc::new(wake_tx),
             },
             wake,
+            workers: Workers::default(),
         })
     }
 
@@ -273,6 +302,11 @@ impl VtestServer {
         let mut threads: Vec<ConnThread> = Vec::new();
         let mut next_conn = 0u64;
         let mut refused: VecDeque<(UnixStream, Instant)> = VecDeque::new();
+        let pool_size = match self.shared.config.isolation {
+            Isolation::Process => self.shared.config.worker.pool,
+            Isolation::Thread => 0,
+        };
+        let pool = Arc::new(Pool::start(pool_size, &self.shared.config.worker));
         log::info!("vtest: listening on {}", self.path().display());
         loop {
             let linger = refused
@@ -315,12 +349,21 @@ impl VtestServer {
                 continue;
             }
             next_conn += 1;
-            match spawn_connection(next_conn, stream, &self.shared, &clients) {
+            let spawned = spawn_connection(
+                next_conn,
+                stream,
+                &self.shared,
+                &clients,
+                &self.workers,
+                &pool,
+            );
+            match spawned {
                 Ok(thread) => threads.push(ConnThread { thread, peer }),
                 Err(e) => log::error!("vtest: cannot start a connection thread: {e}"),
             }
         }
         self.stop_clients(&clients, threads);
+        pool.shutdown();
     }
 
     /// Stopping: no new clients; FATAL on every ring; each connection answers what
@@ -331,6 +374,10 @@ impl VtestServer {
         self.remove_socket();
         let contexts = &self.shared.contexts;
         contexts.set_rings_fatal();
+        let in_workers = self.workers.set_rings_fatal();
+        if in_workers > 0 {
+            log::info!("vtest: rings of {in_workers} worker contexts set FATAL");
+        }
         let shut = |how| {
             for stream in clients
                 .lock()
@@ -345,7 +392,7 @@ impl VtestServer {
         while Instant::now() < deadline && !threads.iter().all(|t| t.thread.is_finished()) {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let failed = contexts.fail_all(crate::shutdown::SHUTDOWN_REASON);
+        let failed = contexts.fail_all(crate::shutdown::SHUTDOWN_REASON) + self.workers.kill_all();
         shut(std::net::Shutdown::Both);
         for t in threads {
             let _ = t.thread.join();
@@ -481,6 +528,8 @@ fn spawn_connection(
     stream: UnixStream,
     shared: &Arc<ServerShared>,
     clients: &Clients,
+    workers: &Workers,
+    pool: &Arc<Pool>,
 ) -> std::io::Result<JoinHandle<()>> {
     let registry_copy = stream.try_clone()?;
     clients
@@ -489,30 +538,48 @@ fn spawn_connection(
         .insert(conn_id, registry_copy);
     let shared = Arc::clone(shared);
     let clients = Arc::clone(clients);
-    std::thread::Builder::new()
-        .name(format!("vtest-c{conn_id}"))
-        .spawn(move || {
-            let mut conn = conn::Connection::new(stream, Arc::clone(&shared), conn_id);
-            let result = conn.run();
-            let label = conn.label();
-            match result {
-                Ok(()) => log::debug!("vtest: {label} disconnected"),
-                // The context's fatal hook already logged the one line.
-                Err(e) if conn.context_failed() => {
-                    log::debug!("vtest: {label} closed: {}", crate::error_chain(&e));
-                }
-                Err(e) => shared.warn.warn(format_args!(
-                    "vtest: dropping {label}: {}",
-                    crate::error_chain(&e)
-                )),
+    let workers = workers.clone();
+    let pool = Arc::clone(pool);
+    let (name, isolation) = match shared.config.isolation {
+        Isolation::Thread => (format!("vtest-c{conn_id}"), Isolation::Thread),
+        Isolation::Process => (format!("vtest-w{conn_id}"), Isolation::Process),
+    };
+    std::thread::Builder::new().name(name).spawn(move || {
+        match isolation {
+            Isolation::Thread => serve_one(stream, &shared, conn_id),
+            Isolation::Process => {
+                crate::worker::supervisor::run_connection(
+                    conn_id, stream, &shared, &workers, &pool,
+                );
             }
-            // Tears down the context: stops ring and monitor threads, frees resources.
-            drop(conn);
-            clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&conn_id);
-        })
+        }
+        clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&conn_id);
+    })
+}
+
+/// Serves one client on the calling thread (a connection thread of the daemon, or
+/// a worker process's main thread) until it hangs up or fails, then tears its
+/// context down.
+pub(crate) fn serve_one(stream: UnixStream, shared: &Arc<ServerShared>, conn_id: u64) {
+    let mut conn = conn::Connection::new(stream, Arc::clone(shared), conn_id);
+    let result = conn.run();
+    let label = conn.label();
+    match result {
+        Ok(()) => log::debug!("vtest: {label} disconnected"),
+        // The context's fatal hook already logged the one line.
+        Err(e) if conn.context_failed() => {
+            log::debug!("vtest: {label} closed: {}", crate::error_chain(&e));
+        }
+        Err(e) => shared.warn.warn(format_args!(
+            "vtest: dropping {label}: {}",
+            crate::error_chain(&e)
+        )),
+    }
+    // Tears down the context: stops ring and monitor threads, frees resources.
+    drop(conn);
 }
 
 fn remove_stale_socket(path: &Path) -> Result<(), VtestError> {

@@ -2,22 +2,32 @@
 //! the end-to-end tests (a binary of this package so tests can locate it):
 //! `venus-daemon [--config FILE] [--memory-mib N] [--max-instances N]
 //! [--max-devices N] [--max-objects N] [--max-blobs N] [--max-sync-waits N]
-//! [--qos-policy NAME] [--control-socket PATH] [--metrics ADDR] [--socket PATH]`
-//! (QoS flags override the config's `policy`, `control_socket`, `metrics`). With `--socket`, each connection is a VM with these limits (the
-//! flags override the file's `[defaults]`); without it, every VM of the TOML config is
-//! served, as `serve --config` does. Like the CLI, it stops on SIGTERM/SIGINT: every
-//! context fails, the sockets go, and it exits 0.
+//! [--isolation process|thread] [--gpu-timeout-ms N] [--qos-policy NAME]
+//! [--control-socket PATH] [--metrics ADDR] [--socket PATH]` (QoS flags override the
+//! config's `policy`, `control_socket`, `metrics`). With
+//! `--socket`, each connection is a VM with these limits (the flags override the
+//! file's `[defaults]`); without it, every VM of the TOML config is served, as
+//! `serve --config` does. Each connection runs in a worker process (this binary
+//! re-executed as `venus-daemon worker`) unless `--isolation thread` or the file's
+//! `[worker] isolation = "thread"`. Unless the file or `--gpu-timeout-ms` sets
+//! one, every VM's `gpu_timeout_ms` is `vgpu_tests::TEST_GPU_TIMEOUT_MS` (60 s), not the
+//! product's 5 s: on a 2-core CI machine lavapipe's "device" is the CPU shared with
+//! the compiler, and an honest fence can stay pending longer than 5 s. Like the CLI,
+//! it stops on SIGTERM/SIGINT: every context fails, the sockets go, and it exits 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use vgpu_device::config::{self, DaemonConfig, Flags, FrontDoor};
 use vgpu_device::daemon::{self, Options};
+use vgpu_device::worker::child::worker_main;
+use vgpu_device::worker::WORKER_SUBCOMMAND;
 
 const USAGE: &str = "usage: venus-daemon [--config FILE] [--memory-mib N] \
                      [--max-instances N] [--max-devices N] [--max-objects N] \
-                     [--max-blobs N] [--max-sync-waits N] [--qos-policy NAME] \
-                     [--control-socket PATH] [--metrics ADDR] [--socket PATH]";
+                     [--max-blobs N] [--max-sync-waits N] [--isolation process|thread] \
+                     [--gpu-timeout-ms N] [--qos-policy NAME] [--control-socket PATH] \
+                     [--metrics ADDR] [--socket PATH]";
 
 /// The command line: socket path, config file, and limit flags.
 struct CommandLine {
@@ -54,13 +64,22 @@ fn parse(mut args: impl Iterator<Item = String>) -> Option<CommandLine> {
             "--qos-policy" => line.qos_policy = Some(value),
             "--control-socket" => line.control_socket = Some(value.into()),
             "--metrics" => line.metrics = Some(value),
+            "--isolation" => f.isolation = Some(value.parse().ok()?),
+            "--gpu-timeout-ms" => f.gpu_timeout_ms = Some(number()?),
             _ => return None,
         }
     }
     (line.socket.is_some() || line.config_file.is_some()).then_some(line)
 }
 
-fn run(line: CommandLine) -> Result<(), Box<dyn std::error::Error>> {
+fn run(mut line: CommandLine) -> Result<(), Box<dyn std::error::Error>> {
+    let file_sets_timeout = line
+        .config_file
+        .as_deref()
+        .is_some_and(vgpu_tests::config_sets_gpu_timeout);
+    if !file_sets_timeout && line.flags.gpu_timeout_ms.is_none() {
+        line.flags.gpu_timeout_ms = Some(vgpu_tests::TEST_GPU_TIMEOUT_MS);
+    }
     let mut config = match &line.config_file {
         Some(path) => config::load(path)?,
         None => DaemonConfig::default(),
@@ -91,6 +110,9 @@ fn run(line: CommandLine) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if std::env::args().nth(1).as_deref() == Some(WORKER_SUBCOMMAND) {
+        return worker_main(std::env::args().skip(2));
+    }
     let Some(line) = parse(std::env::args().skip(1)) else {
         log::error!("{USAGE}");
         return ExitCode::FAILURE;

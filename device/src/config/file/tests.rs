@@ -178,3 +178,51 @@ fn an_empty_file_is_the_defaults() {
     assert_eq!(c.policy, Policy::BestEffort);
     assert_eq!(c.vtest, VtestSettings::default());
 }
+
+#[test]
+fn the_worker_table_sets_isolation_pool_sandbox_and_fd_limit() {
+    let c = parse("", "config.toml").expect("valid");
+    assert_eq!(c.worker, super::super::WorkerConfig::default());
+    assert_eq!(c.worker.isolation, crate::worker::Isolation::Process);
+    let c = parse(
+        "[worker]\nisolation = \"thread\"\nsandbox = false\npool = 0\nmax_open_files = 128\n",
+        "config.toml",
+    )
+    .expect("valid");
+    assert_eq!(c.worker.isolation, crate::worker::Isolation::Thread);
+    assert!(!c.worker.sandbox);
+    assert_eq!(c.worker.pool, 0);
+    assert_eq!(c.worker.max_open_files, 128);
+}
+
+#[test]
+fn bad_worker_keys_name_line_and_key() {
+    assert_eq!(
+        err("[worker]\n\nisolation = \"fork\"\n"),
+        "config.toml line 3, column 13: [worker]: key \"isolation\" must be \"process\" or \"thread\""
+    );
+    assert_eq!(
+        err("[worker]\npool = 65\n"),
+        "config.toml line 2, column 8: [worker]: key \"pool\" must be in 0..=64"
+    );
+    assert_eq!(
+        err("[worker]\ngpu_timeout_ms = 5\n"),
+        "config.toml line 2, column 1: [worker]: unknown key \"gpu_timeout_ms\""
+    );
+}
+
+#[test]
+fn a_vms_gpu_timeout_is_its_workers_watchdog_deadline() {
+    let c = parse(TWO_VMS, "config.toml").expect("valid");
+    let b = &c.vms[1];
+    let v = crate::vtest::VtestConfig::for_vm(
+        PathBuf::from("/tmp/b.vtest"),
+        &c.vtest,
+        &c.worker,
+        b,
+        b.limits,
+    );
+    assert_eq!(v.worker.gpu_timeout, Duration::from_millis(2000));
+    assert_eq!(v.isolation, crate::worker::Isolation::Process);
+    assert_eq!(v.worker.pool, c.worker.pool);
+}

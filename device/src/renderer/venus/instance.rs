@@ -216,3 +216,26 @@ pub(super) fn filter_extensions(host: &[vk::ExtensionProperties]) -> Vec<vk::Ext
         })
         .collect()
 }
+
+/// The loader and host driver loaded by [`preload_host_driver`], kept for the life
+/// of the process.
+static PRELOADED: std::sync::OnceLock<ash::Entry> = std::sync::OnceLock::new();
+
+/// Loads the Vulkan loader and makes it read the host driver's manifest and load
+/// the driver once (`vkEnumerateInstanceExtensionProperties`), as a worker process
+/// does before it is sandboxed. Returns the number of instance extensions.
+pub fn preload_host_driver() -> std::result::Result<usize, VenusError> {
+    let entry = match PRELOADED.get() {
+        Some(e) => e,
+        None => {
+            // SAFETY: as in `Handler::entry`: loading the system Vulkan loader runs
+            // its initialisers; the Entry is kept in a static, so the loader stays.
+            let e = unsafe { ash::Entry::load() }.map_err(VenusError::Loader)?;
+            PRELOADED.get_or_init(|| e)
+        }
+    };
+    // SAFETY: a global command with no preconditions.
+    let exts = unsafe { entry.enumerate_instance_extension_properties(None) }
+        .map_err(|_| VenusError::Invalid("vkEnumerateInstanceExtensionProperties failed"))?;
+    Ok(exts.len())
+}

@@ -80,6 +80,7 @@ use super::executor::{
 use super::resource::ExportedBlob;
 use crate::error_chain;
 use crate::ids::{BlobId, ContextId, ResourceId, RingIdx};
+pub use instance::preload_host_driver;
 use lifetime::HostObject;
 pub use limits::{Limit, VenusLimits, VmAccount};
 use objects::State;

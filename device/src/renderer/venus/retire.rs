@@ -218,6 +218,9 @@ fn wait_slice(w: &Waiting) {
 
 fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
     let mut pending: VecDeque<Waiting> = VecDeque::new();
+    // When each pending fence arrived (monotonic ns, same order as `pending`), so
+    // a worker process can publish the oldest to the daemon's GPU-hang watchdog.
+    let mut arrived: VecDeque<(vk::Fence, u64)> = VecDeque::new();
     let retired = |w: Waiting, limit: Option<Duration>| {
         match limit {
             Some(l) => finish(w, l),
@@ -239,7 +242,10 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
             }
         };
         match msg {
-            Some(Msg::Wait(w)) => pending.push_back(w),
+            Some(Msg::Wait(w)) => {
+                arrived.push_back((w.fence, crate::worker::hang::now_ns()));
+                pending.push_back(w);
+            }
             Some(Msg::Flush { device, ack }) => {
                 let (mine, rest): (VecDeque<_>, VecDeque<_>) = pending
                     .drain(..)
@@ -265,6 +271,16 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
             }
         }
         pending = still;
+        while arrived
+            .front()
+            .is_some_and(|(f, _)| !pending.iter().any(|w| w.fence == *f))
+        {
+            arrived.pop_front();
+        }
+        if arrived.len() > 2 * pending.len() + 16 {
+            arrived.retain(|(f, _)| pending.iter().any(|w| w.fence == *f));
+        }
+        crate::worker::hang::publish_oldest(arrived.front().map(|&(_, at)| at));
         if !progressed {
             if let Some(front) = pending.front() {
                 wait_slice(front);
@@ -275,6 +291,7 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
     for w in pending {
         retired(w, Some(deadline.saturating_duration_since(Instant::now())));
     }
+    crate::worker::hang::publish_oldest(None);
 }
 
 /// Waits, up to `limit` in all, until every queue in `queues` of `device` has

@@ -1,0 +1,585 @@
+//! The daemon side of a worker: spawn it, hand it its client, keep its rings'
+//! status words mapped, notice its death at once (a pidfd in `poll`), enforce the
+//! GPU timeout, and report a death in one log line. One supervisor thread per
+//! worker; it ends (and the daemon's fds for that worker close) when the worker has
+//! been reaped.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::hang::HangPage;
+use super::protocol::{self, Msg};
+use super::{WorkerError, WorkerSettings, WORKER_SUBCOMMAND};
+use crate::ids::RingId;
+use crate::renderer::STATUS_FATAL;
+use crate::sys::process as proc;
+use crate::sys::{check_sealed, SharedMemory};
+use crate::vtest::ServerShared;
+
+/// How often the supervisor looks at the hang page.
+pub(crate) const POLL: Duration = Duration::from_millis(100);
+/// How long a worker may take from spawn to READY.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// After a worker died, how long the daemon keeps the client socket open waiting
+/// for the client to send something: closing a socket with unread data makes the
+/// client's next read fail with ECONNRESET (Mesa reports a lost connection and
+/// aborts) instead of an end-of-file it would spin on.
+const CLIENT_LINGER: Duration = Duration::from_millis(100);
+/// Rings one worker may report (the context allows at most 1024).
+const MAX_RINGS: usize = 1024;
+/// Largest status-word offset the daemon maps (it maps the blob from its start up
+/// to the word): Mesa's rings live in blobs of well under a MiB, and a compromised
+/// worker must not make the daemon map terabytes of address space.
+const MAX_STATUS_OFFSET: u64 = 64 << 20;
+
+/// A ring status word the daemon keeps mapped.
+struct Status {
+    map: SharedMemory,
+    offset: u64,
+}
+
+/// The daemon's record of one live worker.
+pub(crate) struct WorkerEntry {
+    pid: u32,
+    pidfd: OwnedFd,
+    rings: Mutex<HashMap<RingId, Status>>,
+}
+
+impl WorkerEntry {
+    /// Sets FATAL in every ring status word the worker reported.
+    fn set_rings_fatal(&self) -> usize {
+        let rings = self.rings.lock().unwrap_or_else(PoisonError::into_inner);
+        for status in rings.values() {
+            let _ = status
+                .map
+                .fetch_or_u32(status.offset, STATUS_FATAL, Ordering::SeqCst);
+        }
+        rings.len()
+    }
+
+    /// SIGKILL through the pidfd (never a recycled pid).
+    fn kill(&self) {
+        let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
+    }
+}
+
+/// The live workers of a server, for shutdown.
+#[derive(Clone, Default)]
+pub(crate) struct Workers(Arc<Mutex<HashMap<u64, Arc<WorkerEntry>>>>);
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("live", &self.lock().len())
+            .finish()
+    }
+}
+
+impl Workers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<WorkerEntry>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// FATAL on every ring of every worker; returns how many workers.
+    pub(crate) fn set_rings_fatal(&self) -> usize {
+        let all: Vec<_> = self.lock().values().cloned().collect();
+        for w in &all {
+            w.set_rings_fatal();
+        }
+        all.len()
+    }
+
+    /// Kills every worker; returns how many.
+    pub(crate) fn kill_all(&self) -> usize {
+        let all: Vec<_> = self.lock().values().cloned().collect();
+        for w in &all {
+            w.kill();
+        }
+        all.len()
+    }
+}
+
+/// Idle workers started ahead of clients (`worker_pool`), so a new connection
+/// skips the exec and driver load; a filler thread tops the pool up after each take.
+pub(crate) struct Pool {
+    inner: Arc<PoolInner>,
+    filler: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct PoolInner {
+    ready: Mutex<std::collections::VecDeque<Spawned>>,
+    wake: std::sync::Condvar,
+    stop: std::sync::atomic::AtomicBool,
+    size: usize,
+    settings: WorkerSettings,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.inner.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Starts the filler thread (none when `size` is 0).
+    pub(crate) fn start(size: usize, settings: &WorkerSettings) -> Self {
+        let inner = Arc::new(PoolInner {
+            ready: Mutex::new(std::collections::VecDeque::new()),
+            wake: std::sync::Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            size,
+            settings: settings.clone(),
+        });
+        let filler = (size > 0)
+            .then(|| {
+                let inner = Arc::clone(&inner);
+                std::thread::Builder::new()
+                    .name("vtest-pool".into())
+                    .spawn(move || fill(&inner))
+                    .map_err(|e| log::warn!("vtest: no worker pool: {e}"))
+                    .ok()
+            })
+            .flatten();
+        Self {
+            inner,
+            filler: Mutex::new(filler),
+        }
+    }
+
+    /// An idle worker, if one is ready.
+    fn take(&self) -> Option<Spawned> {
+        let taken = self
+            .inner
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        self.inner.wake.notify_all();
+        taken
+    }
+
+    /// Stops the filler and kills the idle workers.
+    pub(crate) fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        self.inner.wake.notify_all();
+        let filler = self
+            .filler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = filler {
+            let _ = t.join();
+        }
+        let idle: Vec<Spawned> = self
+            .inner
+            .ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for w in idle {
+            reap_now(w.child);
+        }
+    }
+}
+
+fn fill(inner: &PoolInner) {
+    loop {
+        {
+            let mut ready = inner.ready.lock().unwrap_or_else(PoisonError::into_inner);
+            while !inner.stop.load(Ordering::Acquire) && ready.len() >= inner.size {
+                ready = inner
+                    .wake
+                    .wait(ready)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        if inner.stop.load(Ordering::Acquire) {
+            return;
+        }
+        match spawn(&inner.settings) {
+            Ok(w) => inner
+                .ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(w),
+            Err(e) => {
+                log::warn!(
+                    "vtest: starting a pooled worker failed: {}",
+                    crate::error_chain(&e)
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// A spawned worker before it serves.
+struct Spawned {
+    child: Child,
+    control: OwnedFd,
+    page: HangPage,
+    pidfd: OwnedFd,
+}
+
+/// Starts `exe worker --sandbox-self-test PROBE` with the control socket and hang
+/// page a real worker gets, and returns its output once it ended (the sandbox test
+/// checks what each probe may and may not do).
+pub fn sandbox_self_test(
+    exe: &std::path::Path,
+    probe: &str,
+) -> Result<std::process::Output, WorkerError> {
+    let (cmd, _ours, _page) = worker_command(&WorkerSettings {
+        exe: Some(exe.to_path_buf()),
+        ..WorkerSettings::default()
+    })?;
+    let mut cmd = cmd;
+    cmd.arg("--sandbox-self-test")
+        .arg(probe)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.output().map_err(|source| WorkerError::Spawn {
+        path: exe.to_path_buf(),
+        source,
+    })
+}
+
+/// The worker command line with its two fds placed, and the daemon's end of the
+/// control socket.
+fn worker_command(settings: &WorkerSettings) -> Result<(Command, OwnedFd, HangPage), WorkerError> {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (ours, theirs) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| WorkerError::Control(e.into()))?;
+    let (page, page_fd) = HangPage::create()?;
+    let exe = match &settings.exe {
+        Some(p) => p.clone(),
+        // Our own binary, even if its file was replaced or deleted since we started
+        // (an upgrade in place): /proc/self/exe names the running image.
+        None => PathBuf::from("/proc/self/exe"),
+    };
+    let mut cmd = Command::new(&exe);
+    cmd.arg(WORKER_SUBCOMMAND)
+        .arg("--max-open-files")
+        .arg(settings.max_open_files.to_string())
+        .env("MESA_SHADER_CACHE_DISABLE", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if let Some(bytes) = settings.max_address_space {
+        cmd.arg("--max-address-space").arg(bytes.to_string());
+    }
+    if !settings.sandbox {
+        cmd.arg("--no-sandbox");
+    }
+    proc::inherit_fds(
+        &mut cmd,
+        vec![
+            (theirs, super::child::CONTROL_FD),
+            (page_fd, super::child::HANG_FD),
+        ],
+    )?;
+    Ok((cmd, ours, page))
+}
+
+/// Spawns a worker and waits for its READY.
+fn spawn(settings: &WorkerSettings) -> Result<Spawned, WorkerError> {
+    let (mut cmd, ours, page) = worker_command(settings)?;
+    let exe = PathBuf::from(cmd.get_program());
+    let child = cmd.spawn().map_err(|source| WorkerError::Spawn {
+        path: exe.clone(),
+        source,
+    })?;
+    // Closes the daemon's copies of the worker's ends.
+    drop(cmd);
+    let pidfd = match proc::pidfd(child.id()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            reap_now(child);
+            return Err(e.into());
+        }
+    };
+    let spawned = Spawned {
+        child,
+        control: ours,
+        page,
+        pidfd,
+    };
+    match wait_ready(&spawned.control) {
+        Ok(()) => Ok(spawned),
+        Err(e) => {
+            reap_now(spawned.child);
+            Err(e)
+        }
+    }
+}
+
+fn reap_now(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_ready(control: &OwnedFd) -> Result<(), WorkerError> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(WorkerError::StartTimeout(START_TIMEOUT));
+        }
+        let mut fds = [PollFd::new(control, PollFlags::IN)];
+        let timeout = Timespec::try_from(left).ok();
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(WorkerError::Control(e.into())),
+        }
+        return match protocol::recv(control)? {
+            Some(Msg::Ready) => Ok(()),
+            Some(_) => Err(WorkerError::Malformed("expected READY")),
+            None => Err(WorkerError::EarlyExit),
+        };
+    }
+}
+
+/// How a worker ended, for the log line.
+fn describe(status: ExitStatus) -> String {
+    if let Some(sig) = status.signal() {
+        let name = match sig {
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGSYS => "SIGSYS (seccomp violation)",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGILL => "SIGILL",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGTERM => "SIGTERM",
+            _ => "a signal",
+        };
+        return format!("killed by {name} ({sig})");
+    }
+    match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "ended".to_owned(),
+    }
+}
+
+/// Runs connection `conn` in a worker process and supervises it until it has
+/// ended (on the calling thread, a supervisor thread of the daemon).
+pub(crate) fn run_connection(
+    conn: u64,
+    client: UnixStream,
+    server: &Arc<ServerShared>,
+    workers: &Workers,
+    pool: &Pool,
+) {
+    let settings = &server.config.worker;
+    let hand_over = |spawned: &Spawned| {
+        client
+            .try_clone()
+            .map_err(WorkerError::Control)
+            .and_then(|dup| {
+                let config =
+                    super::wire::WorkerConfigWire::from_config(&server.config).to_text()?;
+                protocol::send(
+                    &spawned.control,
+                    &Msg::Serve {
+                        conn,
+                        config,
+                        client: OwnedFd::from(dup),
+                    },
+                )
+            })
+    };
+    // A pooled worker first; one that died while idle is replaced by a fresh one.
+    let mut pooled = pool.take();
+    let spawned = loop {
+        let (spawned, was_pooled) = match pooled.take() {
+            Some(s) => (s, true),
+            None => match spawn(settings) {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    server.warn.warn(format_args!(
+                        "vtest: conn {conn}: cannot start a worker: {}",
+                        crate::error_chain(&e)
+                    ));
+                    return;
+                }
+            },
+        };
+        match hand_over(&spawned) {
+            Ok(()) => break spawned,
+            Err(e) => {
+                let pid = spawned.child.id();
+                reap_now(spawned.child);
+                if !was_pooled {
+                    server.warn.warn(format_args!(
+                        "vtest: conn {conn}: handing the client to worker {pid} failed: {}",
+                        crate::error_chain(&e)
+                    ));
+                    return;
+                }
+            }
+        }
+    };
+    let pid = spawned.child.id();
+    let Spawned {
+        mut child,
+        control,
+        page,
+        pidfd,
+    } = spawned;
+    let entry = Arc::new(WorkerEntry {
+        pid,
+        pidfd,
+        rings: Mutex::new(HashMap::new()),
+    });
+    workers.lock().insert(conn, Arc::clone(&entry));
+    let mut label = format!("conn {conn}");
+    let mut control = Some(control);
+    let mut killed_for: Option<String> = None;
+    loop {
+        let (pid_ready, control_ready) = {
+            let mut fds = vec![PollFd::new(&entry.pidfd, PollFlags::IN)];
+            if let Some(c) = &control {
+                fds.push(PollFd::new(c, PollFlags::IN));
+            }
+            let timeout = Timespec::try_from(POLL).ok();
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => {
+                    log::error!("vtest: {label}: polling worker {pid} failed: {e}");
+                    std::thread::sleep(POLL);
+                }
+            }
+            (
+                !fds[0].revents().is_empty(),
+                fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+            )
+        };
+        if control_ready {
+            if let Some(c) = &control {
+                match protocol::recv(c) {
+                    Ok(Some(msg)) => handle(msg, &entry, &mut label, server),
+                    Ok(None) => control = None,
+                    Err(e) => {
+                        server.warn.warn(format_args!(
+                            "vtest: {label}: worker {pid}: {}; killing it",
+                            crate::error_chain(&e)
+                        ));
+                        entry.kill();
+                        killed_for.get_or_insert_with(|| "a malformed control message".into());
+                        control = None;
+                    }
+                }
+            }
+        }
+        if killed_for.is_none() {
+            if let Some(ns) = page.pending_for_ns() {
+                let timeout = settings.gpu_timeout;
+                if u128::from(ns) > timeout.as_nanos() {
+                    #[allow(clippy::cast_precision_loss)] // a log figure
+                    let secs = ns as f64 / 1e9;
+                    killed_for = Some(format!("GPU hang: fence pending {secs:.1} s"));
+                    entry.kill();
+                }
+            }
+        }
+        if pid_ready {
+            // What the worker sent just before it ended (a ring it created as it
+            // crashed): its end is closed, so these reads end at EOF.
+            if let Some(c) = &control {
+                while let Ok(Some(msg)) = protocol::recv(c) {
+                    handle(msg, &entry, &mut label, server);
+                }
+            }
+            break;
+        }
+    }
+    let status = child.wait();
+    workers.lock().remove(&conn);
+    let clean = killed_for.is_none() && status.as_ref().is_ok_and(ExitStatus::success);
+    if clean {
+        log::debug!("vtest: {label}: worker {pid} exited");
+        return;
+    }
+    let rings = entry.set_rings_fatal();
+    let how = match (&killed_for, &status) {
+        (Some(reason), Ok(s)) => format!("{reason}; worker {pid} {}", describe(*s)),
+        (Some(reason), Err(_)) => format!("{reason}; worker {pid} killed"),
+        (None, Ok(s)) => format!("worker {pid} {}", describe(*s)),
+        (None, Err(e)) => format!("worker {pid} could not be reaped: {e}"),
+    };
+    server.warn.warn(format_args!(
+        "vtest: {label}: {how}; FATAL set on {rings} rings, client disconnected"
+    ));
+    linger(&client);
+}
+
+/// Waits up to [`CLIENT_LINGER`] for the client to send something, so closing the
+/// socket resets the connection rather than ending it.
+fn linger(client: &UnixStream) {
+    let mut fds = [PollFd::new(client, PollFlags::IN)];
+    let timeout = Timespec::try_from(CLIENT_LINGER).ok();
+    let _ = poll(&mut fds, timeout.as_ref());
+}
+
+fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShared) {
+    match msg {
+        Msg::Label(l) => *label = l,
+        Msg::Ring {
+            ring,
+            status_offset,
+            fd,
+        } => {
+            let mapped = Some(status_offset)
+                .filter(|&o| o <= MAX_STATUS_OFFSET)
+                .and_then(|o| o.checked_add(4))
+                .ok_or(WorkerError::Malformed("ring status offset out of range"))
+                .and_then(|len| {
+                    check_sealed(&fd, len)?;
+                    Ok(SharedMemory::map(&fd, len)?)
+                });
+            match mapped {
+                Ok(map) => {
+                    let mut rings = entry.rings.lock().unwrap_or_else(PoisonError::into_inner);
+                    if rings.len() < MAX_RINGS || rings.contains_key(&ring) {
+                        rings.insert(
+                            ring,
+                            Status {
+                                map,
+                                offset: status_offset,
+                            },
+                        );
+                    }
+                }
+                Err(e) => server.warn.warn(format_args!(
+                    "vtest: {label}: worker {}: ring {ring} not mapped: {}",
+                    entry.pid,
+                    crate::error_chain(&e)
+                )),
+            }
+        }
+        Msg::RingGone(ring) => {
+            entry
+                .rings
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&ring);
+        }
+        Msg::Ready | Msg::Serve { .. } => {}
+    }
+}
