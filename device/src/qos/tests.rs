@@ -331,7 +331,8 @@ fn a_pinned_service_refuses_to_leave_best_effort() {
         h.set_policy(Policy::FixedShare),
         Err(QosError::Pinned(why)) if why == "workers"
     ));
-    h.set_policy(Policy::BestEffort).expect("best-effort stays allowed");
+    h.set_policy(Policy::BestEffort)
+        .expect("best-effort stays allowed");
     // Pinned handles are shared by every clone (the control socket holds one).
     assert!(matches!(
         h.clone().set_policy(Policy::Burst),
