@@ -219,3 +219,13 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> std::io::Result<
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The result lines of a compute or graphics app (`<case> <digest> <bytes>`), without
+/// the `device …` and `api …` lines that differ between native and Venus runs.
+pub fn case_lines(o: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
+        .map(str::to_owned)
+        .collect()
+}

@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vgpu_device::vtest::probe;
-use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{
+    case_lines, client, output_text as text, run_with_timeout, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
@@ -25,15 +27,6 @@ fn run(program: &str, mode: Mode<'_>, args: &[&str]) -> Output {
     let mut cmd = client(program, mode);
     cmd.args(args);
     run_with_timeout(cmd, TIMEOUT).expect("run client")
-}
-
-/// `<case> <digest> <bytes>` lines.
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 fn spawn_bystander(sock: &Path) -> JoinHandle<Output> {

@@ -21,7 +21,7 @@ use vgpu_device::vtest::probe::mesa_instance_ring;
 use vgpu_device::vtest::protocol::{cmd, BLOB_FLAG_MAPPABLE};
 use vgpu_tests::bridge::launch::VhostChain;
 use vgpu_tests::harness::{
-    client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
+    case_lines, client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
 };
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
@@ -48,14 +48,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 fn run_app(mode: Mode<'_>, cases: &[&str]) -> Output {

@@ -8,14 +8,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vgpu_device::ids::{BlobId, CapsetId, SyncId};
 use vgpu_device::vtest::client::VtestClient;
 use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
 use vgpu_tests::harness::{
-    client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
+    case_lines, client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
 };
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
@@ -44,14 +44,6 @@ fn serve(tag: &str, text: &str, sockets: &[PathBuf]) -> Served {
     std::fs::write(&config, text).expect("write config");
     let daemon = Daemon::start_config(DAEMON, &config, sockets, tag).expect("daemon");
     Served { daemon, config }
-}
-
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 fn compute(mode: Mode<'_>) -> Command {

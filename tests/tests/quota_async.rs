@@ -8,21 +8,15 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{
+    case_lines, client, output_text as text, run_with_timeout, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const QUOTA_APP: &str = env!("CARGO_BIN_EXE_quota-app");
 const COMPUTE_APP: &str = env!("CARGO_BIN_EXE_compute-app");
 /// Generous against a loaded machine; before the fix the client never ended.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
-}
 
 fn compute(mode: Mode<'_>) -> Output {
     run_with_timeout(client(COMPUTE_APP, mode), TIMEOUT).expect("compute-app")

@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use vgpu_device::ids::CapsetId;
 use vgpu_device::vtest::client::{Batch, VtestClient};
-use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{
+    case_lines, client, output_text as text, run_with_timeout, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const APP: &str = env!("CARGO_BIN_EXE_compute-app");
@@ -19,15 +21,6 @@ fn run_app(mode: Mode<'_>, cases: &[&str]) -> Output {
     let mut cmd = client(APP, mode);
     cmd.args(cases);
     run_with_timeout(cmd, TIMEOUT).expect("run compute-app")
-}
-
-/// The case lines (everything after `device`/`api`).
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]

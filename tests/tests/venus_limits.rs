@@ -4,11 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use vgpu_tests::bridge::launch::VhostChain;
-use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{
+    case_lines, client, output_text as text, run_with_timeout, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const QUOTA_APP: &str = env!("CARGO_BIN_EXE_quota-app");
@@ -45,14 +47,6 @@ fn quota_app(socket: &Path, hold: bool) -> Command {
 fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
     out.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
-}
-
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Starts `quota-app … hold` on `socket` and returns it with its output up to

@@ -14,7 +14,7 @@ use vgpu_device::ids::{BlobId, CapsetId, ResourceId};
 use vgpu_device::vtest::client::{Batch, VtestClient};
 use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
 use vgpu_tests::bridge::launch::VhostChain;
-use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Mode};
+use vgpu_tests::harness::{case_lines, client, output_text as text, run_with_timeout, Mode};
 
 const SERVE: &str = env!("CARGO_BIN_EXE_vhost-serve-daemon");
 const BRIDGE: &str = env!("CARGO_BIN_EXE_vtest-vhost-bridge");
@@ -36,14 +36,6 @@ fn run_app(mode: Mode<'_>, cases: &[&str]) -> Output {
     let mut cmd = client(APP, mode);
     cmd.args(cases);
     run_with_timeout(cmd, TIMEOUT).expect("run compute-app")
-}
-
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// One connection's summary from the bridge log.

@@ -9,12 +9,14 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vgpu_tests::harness::{client, output_text as text, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{
+    case_lines, client, output_text as text, run_with_timeout, Daemon, Mode,
+};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
 const COMPUTE: &str = env!("CARGO_BIN_EXE_compute-app");
@@ -53,15 +55,6 @@ impl Means {
                 Self::Hang => line.contains("GPU hang: fence pending"),
             }
     }
-}
-
-/// Case lines of a compute run (everything after `device`/`api`).
-fn case_lines(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| !l.starts_with("device ") && !l.starts_with("api "))
-        .map(str::to_owned)
-        .collect()
 }
 
 fn count_entries(dir: &str) -> usize {
