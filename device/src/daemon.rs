@@ -32,17 +32,10 @@ use crate::shutdown::{self, ShutdownError};
 use crate::vhost_user::{ServeConfig, VhostUserError};
 use crate::vtest::{ServerHandle, VtestConfig, VtestError, VtestServer};
 
-/// Why a scheduling policy and vtest worker processes do not go together yet.
-const WORKERS_NOT_GATED: &str =
-    "the QoS gate does not reach vtest worker processes yet (isolation = \"process\")";
-
 /// Errors starting or running the daemon.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DaemonError {
-    /// A scheduling policy with vtest VMs in worker processes.
-    #[error("policy {0}: {WORKERS_NOT_GATED}; set [worker] isolation = \"thread\" (vtest --isolation thread) or policy = \"best-effort\"")]
-    QosInWorkers(&'static str),
     /// The config names no socket to serve.
     #[error("the config lists no VM socket to serve")]
     NothingToServe,
@@ -141,39 +134,41 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         derived.max_sync_waits
     );
     let capset = VenusCapset::new(&VenusProtocolInfo::generated())?;
-    // The gate does not reach vtest worker processes yet: refuse a scheduling policy
-    // that would silently leave their submissions out.
-    let in_workers = config.worker.isolation == crate::worker::Isolation::Process
-        && config.vms.iter().any(|vm| vm.vtest_socket.is_some());
-    if in_workers && config.policy != crate::qos::Policy::BestEffort {
-        return Err(DaemonError::QosInWorkers(config.policy.name()));
-    }
     // One arbiter for the host GPU; every VM's contexts submit through its gate.
     let qos = crate::qos::QosRuntime::start(
         config.policy,
         config.control_socket.as_deref(),
         config.metrics.as_ref(),
     )?;
-    if in_workers {
-        qos.handle().pin_best_effort(format!(
-            "{WORKERS_NOT_GATED}; serve vtest VMs with [worker] isolation = \"thread\" to schedule them"
-        ));
-    }
     let (events, waiting) = mpsc::channel::<Event>();
     let mut registries = Vec::new();
     let mut vtest_servers: Vec<ServerHandle> = Vec::new();
     let mut vhost_user = Vec::new();
+    let in_workers = config.worker.isolation == crate::worker::Isolation::Process;
     for vm in &config.vms {
         let venus = vm.venus_limits(derived);
+        // A configured VM is one VM of the arbiter, whichever door its contexts come
+        // through: the in-daemon factory's gate (vhost-user, vtest on threads) and the
+        // gate sockets of its vtest workers all submit as it.
+        let mut worker_vm = None;
         let factory: Arc<dyn ExecutorFactory> = if options.vm_per_connection {
             Arc::new(
                 VenusFactory::per_context(venus)
                     .with_qos(qos.handle(), crate::qos::default_vm_config()),
             )
+        } else if in_workers && vm.vhost_user_socket.is_none() {
+            // Only worker processes submit for this VM: attach it for their gates.
+            worker_vm = Some(crate::qos::attach_shared(
+                &qos.handle(),
+                vm.name.to_string(),
+                vm.qos,
+            )?);
+            Arc::new(VenusFactory::per_vm(vm.name.to_string(), venus))
         } else {
-            Arc::new(
-                VenusFactory::per_vm(vm.name.to_string(), venus).with_qos(qos.handle(), vm.qos),
-            )
+            let factory =
+                VenusFactory::per_vm(vm.name.to_string(), venus).with_qos(qos.handle(), vm.qos);
+            worker_vm = factory.qos_vm();
+            Arc::new(factory)
         };
         if let Some(socket) = &vm.vtest_socket {
             let mut vtest =
@@ -188,6 +183,14 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
                         source,
                     }
                 })?;
+            // Connections in worker processes reach the arbiter over a gate socket,
+            // each attached as a VM with this QoS (the VM's, or an equal default when
+            // every connection is a VM of its own).
+            let how = match worker_vm {
+                Some(id) => crate::vtest::WorkerQos::Vm(id),
+                None => crate::vtest::WorkerQos::PerConnection(crate::qos::default_vm_config()),
+            };
+            let server = server.with_qos(qos.handle(), how);
             registries.push(server.contexts());
             vtest_servers.push(server.spawn().map_err(|source| DaemonError::Vtest {
                 vm: vm.name.to_string(),

@@ -140,9 +140,8 @@ fn one_config_serves_vtest_and_vhost_user_vms_in_one_daemon() {
         socket_path("multi-c"),
     );
     let config = format!(
-        // Best-effort (the default): the VMs' vtest contexts run in worker
-        // processes, which a scheduling policy cannot reach yet (tests/tests/qos.rs).
-        "[[vm]]\nname = \"alpha\"\nvtest_socket = {a:?}\nshare = 40\n\
+        "policy = \"fixed-share\"\n\
+         [[vm]]\nname = \"alpha\"\nvtest_socket = {a:?}\nshare = 40\n\
          [[vm]]\nname = \"beta\"\nvtest_socket = {b:?}\nshare = 40\n\
          [[vm]]\nname = \"gamma\"\nvhost_user_socket = {c:?}\n"
     );

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 pub use control::{control_request, ControlServer};
 pub use metrics::{parse_metrics_listen, render_metrics, MetricsServer};
 pub use service::{ArbiterService, MemoryProbe, QosHandle, VmSnapshot};
-pub use socket::{serve_gate, GateClient, GateServer};
+pub use socket::{attach_shared, serve_gate, serve_gate_for, GateClient, GateServer};
 pub use vgpu_scheduler::{Policy, Share, SubmissionId, VmConfig, VmId};
 
 /// Errors of the QoS service, gates and their transports.
@@ -81,9 +81,6 @@ pub enum QosError {
     /// Socket or thread I/O.
     #[error("I/O")]
     Io(#[from] std::io::Error),
-    /// The policy cannot leave best-effort on this daemon.
-    #[error("the policy must stay best-effort: {0}")]
-    Pinned(String),
     /// The context stopped while waiting for a grant.
     #[error("stopped while waiting for a grant")]
     Stopped,
@@ -183,6 +180,10 @@ pub trait GateTransport: Send + Sync + fmt::Debug {
     fn bypass(&self) -> bool;
     /// Counts a failed context of this VM (metrics).
     fn context_failed(&self) -> Result<()>;
+    /// The arbiter's id of the VM, where this end knows it (in-process).
+    fn vm(&self) -> Option<VmId> {
+        None
+    }
 }
 
 /// The in-process transport: a channel to the service thread.
@@ -214,6 +215,10 @@ impl GateTransport for InProcess {
         self.handle.failure(self.vm);
         Ok(())
     }
+
+    fn vm(&self) -> Option<VmId> {
+        Some(self.vm)
+    }
 }
 
 impl Drop for InProcess {
@@ -241,6 +246,11 @@ impl SubmitGate {
             transport,
             next_tag: AtomicU64::new(1),
         }
+    }
+
+    /// The arbiter's id of this gate's VM (in-process gates).
+    pub fn vm(&self) -> Option<VmId> {
+        self.transport.vm()
     }
 
     /// Counts a failed context of this VM (a command failed; metrics only).

@@ -171,9 +171,6 @@ struct State {
 #[derive(Debug, Clone)]
 pub struct QosHandle {
     tx: Sender<Cmd>,
-    /// Why the policy must stay best-effort, once the daemon pinned it
-    /// ([`QosHandle::pin_best_effort`]).
-    pinned: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The arbiter service thread; stops and joins when dropped (after every handle and
@@ -212,10 +209,7 @@ impl ArbiterService {
                 st.run(&rx);
             })?;
         Ok(Self {
-            handle: QosHandle {
-                tx,
-                pinned: Arc::default(),
-            },
+            handle: QosHandle { tx },
             thread: Some(thread),
         })
     }
@@ -343,19 +337,7 @@ impl QosHandle {
 
     /// Switches the policy live; nothing queued is lost.
     pub fn set_policy(&self, policy: Policy) -> Result<()> {
-        if let Some(why) = self.pinned.get() {
-            if policy != Policy::BestEffort {
-                return Err(QosError::Pinned(why.clone()));
-            }
-        }
         self.ask(|reply| Cmd::SetPolicy { policy, reply })?
-    }
-
-    /// Keeps the policy best-effort for good (`set_policy` to anything else fails with
-    /// `why`): the daemon serves contexts the gate does not reach (vtest worker
-    /// processes), which a scheduling policy would silently leave out.
-    pub fn pin_best_effort(&self, why: String) {
-        let _ = self.pinned.set(why);
     }
 
     /// Changes a VM's share and/or cap live (`cap: Some(None)` removes the cap). `vm`

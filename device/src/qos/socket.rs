@@ -210,6 +210,22 @@ pub fn serve_gate(
     config: VmConfig,
 ) -> Result<GateServer> {
     let (vm, _bypass) = handle.attach_raw(name, config)?;
+    serve(handle, fd, vm, true)
+}
+
+/// Serves a worker's gate socket for `vm`, a VM already attached (one of several
+/// connections of a configured VM, which all draw on its one share). The VM stays
+/// attached when the connection ends.
+pub fn serve_gate_for(handle: &QosHandle, fd: OwnedFd, vm: VmId) -> Result<GateServer> {
+    serve(handle, fd, vm, false)
+}
+
+/// Attaches a VM for [`serve_gate_for`] (named `name`, with `config`).
+pub fn attach_shared(handle: &QosHandle, name: String, config: VmConfig) -> Result<VmId> {
+    Ok(handle.attach_raw(name, config)?.0)
+}
+
+fn serve(handle: &QosHandle, fd: OwnedFd, vm: VmId, owned: bool) -> Result<GateServer> {
     let fd = Arc::new(fd);
     let closed = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<GateEvent>();
@@ -243,7 +259,9 @@ pub fn serve_gate(
                 server_reader(&fd, &handle, vm, &tx);
                 closed.store(true, Ordering::Release);
                 let _ = rustix::net::shutdown(&*fd, Shutdown::Both);
-                handle.detach(vm);
+                if owned {
+                    handle.detach(vm);
+                }
             })?
     };
     Ok(GateServer {

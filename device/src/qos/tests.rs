@@ -322,20 +322,3 @@ fn a_vm_pipelines_its_own_work_but_never_shares_the_device() {
         .recv_timeout(LONG)
         .expect("b runs once a is off the device");
 }
-
-#[test]
-fn a_pinned_service_refuses_to_leave_best_effort() {
-    let (_s, h) = service(Policy::BestEffort);
-    h.pin_best_effort("workers".into());
-    assert!(matches!(
-        h.set_policy(Policy::FixedShare),
-        Err(QosError::Pinned(why)) if why == "workers"
-    ));
-    h.set_policy(Policy::BestEffort)
-        .expect("best-effort stays allowed");
-    // Pinned handles are shared by every clone (the control socket holds one).
-    assert!(matches!(
-        h.clone().set_policy(Policy::Burst),
-        Err(QosError::Pinned(_))
-    ));
-}

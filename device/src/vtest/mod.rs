@@ -166,6 +166,20 @@ pub(crate) struct ServerShared {
     /// Run on each context right after it is created, with the client's name and
     /// the connection's label (a worker process installs its ring hook here).
     pub(crate) on_context: Option<ContextHook>,
+    /// The arbiter a connection served in a worker process submits through (over a
+    /// gate socket the daemon hands the worker), and the QoS of the VM it attaches as.
+    /// Connections on daemon threads use the factory's gate instead.
+    pub(crate) qos: Option<(crate::qos::QosHandle, WorkerQos)>,
+}
+
+/// How a connection served in a worker process attaches to the arbiter.
+#[derive(Clone, Copy, Debug)]
+pub enum WorkerQos {
+    /// Every connection is a VM of its own with this QoS (`vtest --socket`).
+    PerConnection(vgpu_scheduler::VmConfig),
+    /// Every connection submits as this VM, attached once (a configured VM: all its
+    /// connections draw on its one share).
+    Vm(vgpu_scheduler::VmId),
 }
 
 /// See [`ServerShared::on_context`].
@@ -271,6 +285,7 @@ impl VtestServer {
                 next_context: AtomicU32::new(1),
                 contexts: ContextRegistry::new(),
                 on_context: None,
+                qos: None,
             }),
             stopper: Stopper {
                 stop: Arc::new(AtomicBool::new(false)),
@@ -284,6 +299,18 @@ impl VtestServer {
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.shared.config.socket
+    }
+
+    /// Schedules connections served in worker processes through `qos`'s arbiter: each
+    /// connection's worker gets a gate socket, attached as `config` says. (Connections
+    /// on daemon threads submit through the factory's gate.) Call before
+    /// [`VtestServer::run`] or [`VtestServer::spawn`].
+    pub fn with_qos(mut self, qos: crate::qos::QosHandle, config: WorkerQos) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.qos = Some((qos, config)),
+            None => log::error!("vtest: QoS set on a server already running; ignored"),
+        }
+        self
     }
 
     /// A handle that stops [`VtestServer::run`] from another thread.

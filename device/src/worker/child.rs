@@ -98,17 +98,30 @@ fn run(args: impl Iterator<Item = String>) -> Result<i32, WorkerError> {
         return Ok(self_test(probe, &control));
     }
     protocol::send(&control, &Msg::Ready)?;
-    let (conn, text, client) = match protocol::recv(&control)? {
-        Some(Msg::Serve {
-            conn,
-            config,
-            client,
-        }) => (conn, config, client),
-        Some(_) => return Err(WorkerError::Malformed("expected SERVE")),
-        None => return Ok(0),
+    // An optional GATE (the daemon schedules this VM), then SERVE.
+    let mut gate = None;
+    let (conn, text, client) = loop {
+        match protocol::recv(&control)? {
+            Some(Msg::Gate(fd)) if gate.is_none() => gate = Some(fd),
+            Some(Msg::Serve {
+                conn,
+                config,
+                client,
+            }) => break (conn, config, client),
+            Some(_) => return Err(WorkerError::Malformed("expected GATE or SERVE")),
+            None => return Ok(0),
+        }
     };
     let config = super::wire::WorkerConfigWire::parse(&text)?;
-    serve(conn, config, &capset, client, control)
+    let gate = match gate {
+        // The reader thread routes the daemon's grants to the waiting ring threads.
+        Some(fd) => Some(Arc::new(crate::qos::SubmitGate::new(Box::new(
+            crate::qos::GateClient::from_fd(fd)
+                .map_err(|_| WorkerError::Malformed("cannot start the QoS gate"))?,
+        )))),
+        None => None,
+    };
+    serve(conn, config, &capset, client, control, gate)
 }
 
 fn sandbox(args: &Args) -> Result<(), WorkerError> {
@@ -129,6 +142,7 @@ fn serve(
     capset: &VenusCapset,
     client: OwnedFd,
     control: OwnedFd,
+    gate: Option<Arc<crate::qos::SubmitGate>>,
 ) -> Result<i32, WorkerError> {
     let control = Arc::new(control);
     let hook_control = Arc::clone(&control);
@@ -159,7 +173,11 @@ fn serve(
             }
         }));
     });
-    let factory = Arc::new(VenusFactory::per_context(config.venus));
+    let factory = VenusFactory::per_context(config.venus);
+    let factory = Arc::new(match gate {
+        Some(gate) => factory.with_fixed_gate(gate),
+        None => factory,
+    });
     let shared = Arc::new(ServerShared {
         factory,
         capset: capset.to_bytes(),
@@ -167,6 +185,7 @@ fn serve(
         next_context: AtomicU32::new(u32::try_from(conn).unwrap_or(1).max(1)),
         contexts: ContextRegistry::new(),
         on_context: Some(on_context),
+        qos: None,
         config,
     });
     let stream = UnixStream::from(client);

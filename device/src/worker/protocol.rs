@@ -7,10 +7,11 @@
 //! | kind | direction | body | fd |
 //! |---|---|---|---|
 //! | `READY` | worker → daemon | — (driver loaded, sandbox on) | — |
-//! | `SERVE` | daemon → worker | conn id `u64`, then the config as `key = value` text | the client socket |
+//! | `SERVE` | daemon → worker | conn id `u64`, then the worker settings as TOML (`worker::wire`) | the client socket |
 //! | `LABEL` | worker → daemon | the connection's label (UTF-8) | — |
 //! | `RING` | worker → daemon | ring id `u64`, status offset `u64` | the ring's memfd |
 //! | `RING_GONE` | worker → daemon | ring id `u64` | — |
+//! | `GATE` | daemon → worker, before `SERVE` | — | the worker's end of its QoS gate socket |
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -32,6 +33,7 @@ const SERVE: u32 = 2;
 const LABEL: u32 = 3;
 const RING: u32 = 4;
 const RING_GONE: u32 = 5;
+const GATE: u32 = 6;
 
 /// One control message.
 #[derive(Debug)]
@@ -42,7 +44,7 @@ pub(crate) enum Msg {
     Serve {
         /// The daemon's connection number.
         conn: u64,
-        /// The vtest configuration as `key = value` lines.
+        /// The worker settings as TOML text (`worker::wire`).
         config: String,
         /// The client socket.
         client: OwnedFd,
@@ -60,6 +62,8 @@ pub(crate) enum Msg {
     },
     /// The ring is gone.
     RingGone(RingId),
+    /// The worker's end of its QoS gate socket (`crate::qos::GateClient`).
+    Gate(OwnedFd),
 }
 
 fn u64_at(body: &[u8], at: usize) -> Result<u64, WorkerError> {
@@ -102,6 +106,10 @@ pub(crate) fn send(socket: impl AsFd, msg: &Msg) -> Result<(), WorkerError> {
         Msg::RingGone(ring) => {
             bytes.extend(RING_GONE.to_le_bytes());
             bytes.extend(ring.0.to_le_bytes());
+        }
+        Msg::Gate(gate) => {
+            bytes.extend(GATE.to_le_bytes());
+            fd = Some(gate.as_fd());
         }
     }
     if bytes.len() > MAX_MESSAGE {
@@ -210,6 +218,7 @@ pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
             fd: need_fd(fd)?,
         },
         RING_GONE => Msg::RingGone(RingId(u64_at(body, 0)?)),
+        GATE => Msg::Gate(need_fd(fd)?),
         _ => return Err(WorkerError::Malformed("unknown message kind")),
     }))
 }

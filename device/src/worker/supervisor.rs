@@ -377,6 +377,17 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// A close-on-exec SOCK_SEQPACKET pair for a worker's QoS gate.
+fn gate_pair() -> Result<(OwnedFd, OwnedFd), WorkerError> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| WorkerError::Control(e.into()))
+}
+
 /// Runs connection `conn` in a worker process and supervises it until it has
 /// ended (on the calling thread, a supervisor thread of the daemon).
 pub(crate) fn run_connection(
@@ -387,7 +398,22 @@ pub(crate) fn run_connection(
     pool: &Pool,
 ) {
     let settings = &server.config.worker;
-    let hand_over = |spawned: &Spawned| {
+    // The worker's QoS gate: its end goes over with the client; the daemon's end is
+    // served (and the worker's VM attached to the arbiter) until this returns.
+    let mut gate_server = None;
+    let mut hand_over = |spawned: &Spawned| {
+        if let Some((qos, how)) = &server.qos {
+            let (ours, theirs) = gate_pair()?;
+            let served = match how {
+                crate::vtest::WorkerQos::PerConnection(config) => {
+                    crate::qos::serve_gate(qos, ours, format!("conn{conn}"), *config)
+                }
+                crate::vtest::WorkerQos::Vm(vm) => crate::qos::serve_gate_for(qos, ours, *vm),
+            }
+            .map_err(|e| WorkerError::Control(std::io::Error::other(e.to_string())))?;
+            protocol::send(&spawned.control, &Msg::Gate(theirs))?;
+            gate_server = Some(served);
+        }
         client
             .try_clone()
             .map_err(WorkerError::Control)
@@ -580,6 +606,6 @@ fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShar
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&ring);
         }
-        Msg::Ready | Msg::Serve { .. } => {}
+        Msg::Ready | Msg::Serve { .. } | Msg::Gate(_) => {}
     }
 }

@@ -468,13 +468,25 @@ impl VenusFactory {
         self
     }
 
+    /// The arbiter's id of this factory's VM, once attached (`per_vm` + `with_qos`).
+    pub fn qos_vm(&self) -> Option<vgpu_scheduler::VmId> {
+        self.vm_gate.as_ref().and_then(|g| g.vm())
+    }
+
+    /// Sends every context's submissions through `gate` (a worker process: the gate
+    /// reaches the daemon's arbiter over its socket).
+    pub fn with_fixed_gate(mut self, gate: Arc<crate::qos::SubmitGate>) -> Self {
+        self.vm_gate = Some(gate);
+        self
+    }
+
     /// The gate for a new context `ctx` of the VM `account`.
     fn gate_for(
         &self,
         ctx: ContextId,
         account: &Arc<VmAccount>,
     ) -> Option<Arc<crate::qos::SubmitGate>> {
-        if self.vm.is_some() {
+        if self.vm.is_some() || self.vm_gate.is_some() {
             return self.vm_gate.clone();
         }
         let qos = self.qos.as_ref()?;
