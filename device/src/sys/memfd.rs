@@ -26,6 +26,11 @@ pub const DAEMON_SEALS: SealFlags = SealFlags::SHRINK
 /// Creates a close-on-exec memfd of exactly `size` bytes (not rounded to pages), sealed
 /// with [`DAEMON_SEALS`] before it is returned, so no holder can resize it.
 pub fn create_memfd(name: &str, size: u64) -> Result<OwnedFd, FdError> {
+    sealed_memfd(name, size, DAEMON_SEALS)
+}
+
+/// A close-on-exec memfd of exactly `size` bytes carrying `seals`.
+fn sealed_memfd(name: &str, size: u64, seals: SealFlags) -> Result<OwnedFd, FdError> {
     let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(|e| FdError::Memfd {
             size,
@@ -35,7 +40,7 @@ pub fn create_memfd(name: &str, size: u64) -> Result<OwnedFd, FdError> {
         size,
         source: e.into(),
     })?;
-    rustix::fs::fcntl_add_seals(&fd, DAEMON_SEALS).map_err(|e| FdError::Seal(e.into()))?;
+    rustix::fs::fcntl_add_seals(&fd, seals).map_err(|e| FdError::Seal(e.into()))?;
     Ok(fd)
 }
 
@@ -44,21 +49,7 @@ pub fn create_memfd(name: &str, size: u64) -> Result<OwnedFd, FdError> {
 /// of it fails; a read-only one reads zeros). Answers a request whose protocol has no
 /// way to say "no" (vtest's RESOURCE_CREATE_BLOB) while the context is failed.
 pub fn placeholder_memfd(size: u64) -> Result<OwnedFd, FdError> {
-    let fd = rustix::fs::memfd_create(
-        "vgpu-placeholder",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .map_err(|e| FdError::Memfd {
-        size,
-        source: e.into(),
-    })?;
-    rustix::fs::ftruncate(&fd, size).map_err(|e| FdError::Memfd {
-        size,
-        source: e.into(),
-    })?;
-    rustix::fs::fcntl_add_seals(&fd, DAEMON_SEALS.union(SealFlags::WRITE))
-        .map_err(|e| FdError::Seal(e.into()))?;
-    Ok(fd)
+    sealed_memfd("vgpu-placeholder", size, DAEMON_SEALS.union(SealFlags::WRITE))
 }
 
 /// Checks a memory fd the daemon did not create (or no longer trusts) before it is
