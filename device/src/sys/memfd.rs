@@ -49,7 +49,11 @@ fn sealed_memfd(name: &str, size: u64, seals: SealFlags) -> Result<OwnedFd, FdEr
 /// of it fails; a read-only one reads zeros). Answers a request whose protocol has no
 /// way to say "no" (vtest's RESOURCE_CREATE_BLOB) while the context is failed.
 pub fn placeholder_memfd(size: u64) -> Result<OwnedFd, FdError> {
-    sealed_memfd("vgpu-placeholder", size, DAEMON_SEALS.union(SealFlags::WRITE))
+    sealed_memfd(
+        "vgpu-placeholder",
+        size,
+        DAEMON_SEALS.union(SealFlags::WRITE),
+    )
 }
 
 /// Checks a memory fd the daemon did not create (or no longer trusts) before it is
