@@ -151,6 +151,9 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         // through: the in-daemon factory's gate (vhost-user, vtest on threads) and the
         // gate sockets of its vtest workers all submit as it.
         let mut worker_vm = None;
+        // The VM's one account, charged by its in-daemon contexts and (over their
+        // account sockets) by its worker processes; `None`: every connection a VM.
+        let mut vm_account = None;
         let factory: Arc<dyn ExecutorFactory> = if options.vm_per_connection {
             Arc::new(
                 VenusFactory::per_context(venus)
@@ -158,16 +161,20 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
             )
         } else if in_workers && vm.vhost_user_socket.is_none() {
             // Only worker processes submit for this VM: attach it for their gates.
+            let factory = VenusFactory::per_vm(vm.name.to_string(), venus);
+            vm_account = factory.vm_account();
             worker_vm = Some(crate::qos::attach_shared(
                 &qos.handle(),
                 vm.name.to_string(),
                 vm.qos,
+                vm_account.as_ref().map(|a| a.memory_probe()),
             )?);
-            Arc::new(VenusFactory::per_vm(vm.name.to_string(), venus))
+            Arc::new(factory)
         } else {
             let factory =
                 VenusFactory::per_vm(vm.name.to_string(), venus).with_qos(qos.handle(), vm.qos);
             worker_vm = factory.qos_vm();
+            vm_account = factory.vm_account();
             Arc::new(factory)
         };
         if let Some(socket) = &vm.vtest_socket {
@@ -190,7 +197,10 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
                 Some(id) => crate::vtest::WorkerQos::Vm(id),
                 None => crate::vtest::WorkerQos::PerConnection(crate::qos::default_vm_config()),
             };
-            let server = server.with_qos(qos.handle(), how);
+            let mut server = server.with_qos(qos.handle(), how);
+            if let Some(account) = &vm_account {
+                server = server.with_vm_account(Arc::clone(account));
+            }
             registries.push(server.contexts());
             vtest_servers.push(server.spawn().map_err(|source| DaemonError::Vtest {
                 vm: vm.name.to_string(),

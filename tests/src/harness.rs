@@ -229,3 +229,30 @@ pub fn case_lines(o: &Output) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The child processes of `parent` (a daemon's worker processes).
+pub fn children(parent: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The child processes of `parent` whose name (`comm`) is `comm` (a worker serving
+/// a client named N is called `w:N`).
+pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    children(parent)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}

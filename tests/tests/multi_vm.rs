@@ -15,7 +15,8 @@ use vgpu_device::ids::{BlobId, CapsetId, SyncId};
 use vgpu_device::vtest::client::VtestClient;
 use vgpu_device::vtest::protocol::BLOB_FLAG_MAPPABLE;
 use vgpu_tests::harness::{
-    case_lines, client, output_text as text, run_with_timeout, socket_path, Daemon, Mode,
+    case_lines, children_named, client, output_text as text, run_with_timeout, socket_path, Daemon,
+    Mode,
 };
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
@@ -213,21 +214,21 @@ fn hold_quota(socket: &Path, chunk_mib: u64) -> (Child, BufReader<ChildStdout>, 
 
 /// A VM's device-memory quota is shared by all connections on its vtest socket: the
 /// second connection of VM "full" gets nothing while the first holds the quota, and
-/// VM "other", in the same daemon, still gets all of its own.
-#[test]
-fn a_vms_connections_share_its_quota_and_other_vms_keep_theirs() {
+/// VM "other", in the same daemon, still gets all of its own. With worker processes
+/// the daemon keeps the VM's account for all of its workers (`worker::account`), and
+/// a worker killed while it holds the quota gives it back to its VM at once.
+fn vms_share_their_quota(isolation: &str, tag: &str) {
     const QUOTA_MIB: u64 = 64;
     const CHUNK_MIB: u64 = 20;
-    let (full, other) = (socket_path("quota-full"), socket_path("quota-other"));
-    // On daemon threads: with `isolation = "process"` each worker enforces its VM's
-    // quota alone (not yet shared across a VM's workers; README *Limits*).
+    let full = socket_path(&format!("{tag}-full"));
+    let other = socket_path(&format!("{tag}-other"));
     let config = format!(
-        "[worker]\nisolation = \"thread\"\n\
+        "[worker]\nisolation = \"{isolation}\"\n\
          [defaults]\nmemory_mib = {QUOTA_MIB}\n\
          [[vm]]\nname = \"full\"\nvtest_socket = {full:?}\n\
          [[vm]]\nname = \"other\"\nvtest_socket = {other:?}\n"
     );
-    let served = serve("quota", &config, &[full.clone(), other.clone()]);
+    let served = serve(tag, &config, &[full.clone(), other.clone()]);
     let quota = (QUOTA_MIB << 20).to_string();
     let fit = (QUOTA_MIB / CHUNK_MIB).to_string();
     let (mut first, lines, held) = hold_quota(&full, CHUNK_MIB);
@@ -237,7 +238,12 @@ fn a_vms_connections_share_its_quota_and_other_vms_keep_theirs() {
     let second = run_with_timeout(quota_app(&full, CHUNK_MIB, false), TIMEOUT).expect("second");
     let out = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{}", text(&second));
-    assert_eq!(field(&out, "allocated"), Some("0"), "{out}");
+    assert_eq!(
+        field(&out, "allocated"),
+        Some("0"),
+        "{out}\n{}",
+        served.daemon.log()
+    );
     assert_eq!(
         field(&out, "failed"),
         Some("ERROR_OUT_OF_DEVICE_MEMORY"),
@@ -251,11 +257,53 @@ fn a_vms_connections_share_its_quota_and_other_vms_keep_theirs() {
     assert_eq!(field(&out, "allocated"), Some(fit.as_str()), "{out}");
     assert_eq!(field(&out, "realloc"), Some("SUCCESS"), "{out}");
 
-    drop(first.stdin.take());
-    drop(lines);
-    let _ = first.wait();
+    if isolation == "process" {
+        // Kill the holder's worker: its VM gets the whole quota back, no matter that
+        // nothing freed it.
+        let workers = children_named(served.daemon.pid(), "w:quota-app");
+        assert_eq!(workers.len(), 1, "workers: {workers:?}");
+        let killed = Command::new("kill")
+            .args(["-KILL", &workers[0].to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let start = Instant::now();
+        let after = loop {
+            let o = run_with_timeout(quota_app(&full, CHUNK_MIB, false), TIMEOUT)
+                .expect("after the kill");
+            assert!(o.status.success(), "{}", text(&o));
+            let out = String::from_utf8_lossy(&o.stdout).into_owned();
+            if field(&out, "allocated") == Some(fit.as_str()) || start.elapsed() > TIMEOUT {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(
+            field(&after, "allocated"),
+            Some(fit.as_str()),
+            "{after}\n{}",
+            served.daemon.log()
+        );
+        drop(lines);
+        let _ = first.kill();
+        let _ = first.wait();
+    } else {
+        drop(first.stdin.take());
+        drop(lines);
+        let _ = first.wait();
+    }
     let log = served.daemon.log();
     assert!(log.contains("full"), "the refusal names the VM:\n{log}");
+}
+
+#[test]
+fn a_vms_workers_share_its_quota_and_other_vms_keep_theirs() {
+    vms_share_their_quota("process", "quota-p");
+}
+
+#[test]
+fn a_vms_threads_share_its_quota_and_other_vms_keep_theirs() {
+    vms_share_their_quota("thread", "quota-t");
 }
 
 /// Connects and finishes the handshake with a Venus context.
@@ -280,19 +328,30 @@ fn open_fds(pid: u32) -> usize {
 /// a lost connection.
 #[test]
 fn blob_and_sync_wait_limits_fail_only_the_vm_that_hits_them() {
+    fd_limits_fail_only_their_vm("thread", "row2-t");
+}
+
+/// The same with every connection in a worker process: the daemon grants each
+/// worker's blobs and sync waits against the VM's one budget.
+#[test]
+fn blob_and_sync_wait_limits_hold_across_a_vms_workers() {
+    fd_limits_fail_only_their_vm("process", "row2-p");
+}
+
+fn fd_limits_fail_only_their_vm(isolation: &str, tag: &str) {
     const MAX_BLOBS: u32 = 24;
     const MAX_WAITS: u32 = 8;
-    let (hostile, bystander) = (socket_path("row2-hostile"), socket_path("row2-bystander"));
-    // On daemon threads: with `isolation = "process"` each worker enforces its VM's
-    // fd limits alone (not yet shared across a VM's workers; README *Limits*), and
-    // the test counts the daemon's own fds.
+    let hostile = socket_path(&format!("{tag}-hostile"));
+    let bystander = socket_path(&format!("{tag}-bystander"));
+    // With `isolation = "thread"` the fds below are the daemon's own; with workers
+    // they are the workers', and the daemon's stay near its baseline.
     let config = format!(
-        "[worker]\nisolation = \"thread\"\n\
+        "[worker]\nisolation = \"{isolation}\"\n\
          [[vm]]\nname = \"hostile\"\nvtest_socket = {hostile:?}\n\
          max_blobs = {MAX_BLOBS}\nmax_sync_waits = {MAX_WAITS}\n\
          [[vm]]\nname = \"bystander\"\nvtest_socket = {bystander:?}\n"
     );
-    let served = serve("row2", &config, &[hostile.clone(), bystander.clone()]);
+    let served = serve(tag, &config, &[hostile.clone(), bystander.clone()]);
     let pid = served.daemon.pid();
     let native = native_results();
     let baseline_fds = open_fds(pid);

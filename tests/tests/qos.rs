@@ -218,10 +218,24 @@ fn compute_suite_passes_with_fixed_share_and_two_saturating_vms() {
 
 #[test]
 fn metrics_endpoint_reports_every_vm() {
+    metrics_report_every_vm("process");
+}
+
+/// The same with the connection on a daemon thread.
+#[test]
+fn metrics_endpoint_reports_every_vm_on_threads() {
+    metrics_report_every_vm("thread");
+}
+
+/// With workers, a VM's device memory comes from the account the daemon keeps for
+/// them (`worker::account`); on threads, from the context's own account.
+fn metrics_report_every_vm(isolation: &str) {
     let _serial = serial();
-    // On daemon threads: a VM's device memory held is read from its account, which a
-    // worker process keeps to itself (worker VMs report every other figure).
-    let d = QosDaemon::start_in("qos-metrics", "fixed-share", "thread");
+    let d = QosDaemon::start_in(
+        &format!("qos-metrics-{isolation}"),
+        "fixed-share",
+        isolation,
+    );
     let sock = d.daemon.socket().to_path_buf();
     let a = spin(&sock, 3);
     d.wait_vms(1);

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vgpu_tests::harness::{
-    case_lines, client, output_text as text, run_with_timeout, Daemon, Mode,
+    case_lines, children, children_named, client, output_text as text, run_with_timeout, Daemon,
+    Mode,
 };
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
@@ -67,32 +68,6 @@ fn footprint(pid: u32) -> (usize, usize) {
         count_entries(&format!("/proc/{pid}/task")),
         count_entries(&format!("/proc/{pid}/fd")),
     )
-}
-
-/// The daemon's child processes.
-fn children(daemon: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{daemon}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// The daemon's child processes whose name (`comm`) is `comm`.
-fn children_named(daemon: u32, comm: &str) -> Vec<u32> {
-    children(daemon)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
-        })
-        .collect()
 }
 
 fn deaths(daemon: &Daemon, means: Means) -> usize {

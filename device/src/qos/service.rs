@@ -279,11 +279,12 @@ impl QosHandle {
         &self,
         name: String,
         config: VmConfig,
+        memory: Option<MemoryProbe>,
     ) -> Result<(VmId, Arc<AtomicBool>)> {
         self.ask(|reply| Cmd::Attach {
             name,
             config,
-            memory: None,
+            memory,
             reply,
         })?
     }

@@ -15,7 +15,7 @@ use rustix::net::{RecvFlags, SendFlags, Shutdown};
 use vgpu_scheduler::{SubmissionId, VmConfig, VmId};
 
 use super::wire::{decode_event, encode_event, GateRequest, MSG_LEN};
-use super::{GateEvent, GateTransport, QosError, QosHandle, Result};
+use super::{GateEvent, GateTransport, MemoryProbe, QosError, QosHandle, Result};
 use crate::ratelimit::RateLimiter;
 
 /// Reads one message; `Ok(None)` at end of stream. A message longer than [`MSG_LEN`]
@@ -208,8 +208,9 @@ pub fn serve_gate(
     fd: OwnedFd,
     name: String,
     config: VmConfig,
+    memory: Option<MemoryProbe>,
 ) -> Result<GateServer> {
-    let (vm, _bypass) = handle.attach_raw(name, config)?;
+    let (vm, _bypass) = handle.attach_raw(name, config, memory)?;
     serve(handle, fd, vm, true)
 }
 
@@ -221,8 +222,13 @@ pub fn serve_gate_for(handle: &QosHandle, fd: OwnedFd, vm: VmId) -> Result<GateS
 }
 
 /// Attaches a VM for [`serve_gate_for`] (named `name`, with `config`).
-pub fn attach_shared(handle: &QosHandle, name: String, config: VmConfig) -> Result<VmId> {
-    Ok(handle.attach_raw(name, config)?.0)
+pub fn attach_shared(
+    handle: &QosHandle,
+    name: String,
+    config: VmConfig,
+    memory: Option<MemoryProbe>,
+) -> Result<VmId> {
+    Ok(handle.attach_raw(name, config, memory)?.0)
 }
 
 fn serve(handle: &QosHandle, fd: OwnedFd, vm: VmId, owned: bool) -> Result<GateServer> {

@@ -165,7 +165,7 @@ fn metrics_name_every_vm() {
 fn the_gate_works_over_a_seqpacket_socket() {
     let (_s, h) = service(Policy::FixedShare);
     let (daemon, worker) = pair();
-    let server = serve_gate(&h, daemon, "w".into(), default_vm_config()).expect("serve");
+    let server = serve_gate(&h, daemon, "w".into(), default_vm_config(), None).expect("serve");
     let gate = Arc::new(SubmitGate::new(Box::new(
         GateClient::from_fd(worker).expect("client"),
     )));
@@ -208,9 +208,9 @@ fn recv_raw(fd: &OwnedFd) -> [u8; MSG_LEN] {
 fn a_lying_worker_is_clamped_and_a_malformed_one_cut_off() {
     let (_s, h) = service(Policy::FixedShare);
     let (d1, w1) = pair();
-    let liar = serve_gate(&h, d1, "liar".into(), default_vm_config()).expect("serve");
+    let liar = serve_gate(&h, d1, "liar".into(), default_vm_config(), None).expect("serve");
     let (d2, w2) = pair();
-    let _honest = serve_gate(&h, d2, "honest".into(), default_vm_config()).expect("serve");
+    let _honest = serve_gate(&h, d2, "honest".into(), default_vm_config(), None).expect("serve");
     // Bypass state (off) comes first on each connection.
     assert_eq!(
         super::wire::decode_event(&recv_raw(&w1)).ok(),

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ledger::{Claim, ClaimId, RemoteLedger};
 use crate::ratelimit::RateLimiter;
 
 /// fds the daemon keeps for itself (sockets, eventfds of rings, threads, the host
@@ -96,6 +97,9 @@ pub struct FdBudget {
     blobs: AtomicU32,
     waits: AtomicU32,
     log: RateLimiter,
+    /// In a worker process: the daemon's budget of the VM, which every slot is also
+    /// claimed from (the counters above then count this worker's part).
+    remote: Option<Arc<dyn RemoteLedger>>,
 }
 
 impl FdBudget {
@@ -107,6 +111,24 @@ impl FdBudget {
             blobs: AtomicU32::new(0),
             waits: AtomicU32::new(0),
             log: RateLimiter::new("vgpu::limits", Duration::from_secs(10), 4),
+            remote: None,
+        })
+    }
+
+    /// A budget whose slots are also claimed from the daemon's budget of the VM
+    /// through `ledger` (a worker process; see [`super::ledger`]).
+    pub fn new_remote(
+        vm: impl Into<String>,
+        limits: FdLimits,
+        ledger: Arc<dyn RemoteLedger>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            vm: vm.into(),
+            limits,
+            blobs: AtomicU32::new(0),
+            waits: AtomicU32::new(0),
+            log: RateLimiter::new("vgpu::limits", Duration::from_secs(10), 4),
+            remote: Some(ledger),
         })
     }
 
@@ -152,10 +174,18 @@ impl FdBudget {
             ));
             return None;
         }
-        Some(FdCharge {
+        let mut charge = FdCharge {
             budget: Arc::clone(self),
             kind,
-        })
+            claim: None,
+        };
+        if let Some(ledger) = &self.remote {
+            // The daemon logs its own refusal, naming the VM; dropping `charge`
+            // gives the local slot back.
+            let id = ledger.claim(Claim::Fd { kind, spare })?;
+            charge.claim = Some((Arc::clone(ledger), id));
+        }
+        Some(charge)
     }
 }
 
@@ -164,10 +194,15 @@ impl FdBudget {
 pub struct FdCharge {
     budget: Arc<FdBudget>,
     kind: FdKind,
+    /// The daemon's grant of the slot (a worker process).
+    claim: Option<(Arc<dyn RemoteLedger>, ClaimId)>,
 }
 
 impl Drop for FdCharge {
     fn drop(&mut self) {
+        if let Some((ledger, id)) = self.claim.take() {
+            ledger.release(id);
+        }
         let _ =
             self.budget
                 .counter(self.kind)

@@ -7,6 +7,7 @@
 mod context;
 mod executor;
 pub mod fds;
+pub mod ledger;
 mod monitor;
 mod registry;
 mod reply;

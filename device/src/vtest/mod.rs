@@ -170,6 +170,9 @@ pub(crate) struct ServerShared {
     /// gate socket the daemon hands the worker), and the QoS of the VM it attaches as.
     /// Connections on daemon threads use the factory's gate instead.
     pub(crate) qos: Option<(crate::qos::QosHandle, WorkerQos)>,
+    /// The account every worker process of this server charges (a configured VM);
+    /// `None`: each worker's connection is a VM with an account of its own.
+    pub(crate) vm_account: Option<Arc<crate::renderer::venus::VmAccount>>,
 }
 
 /// How a connection served in a worker process attaches to the arbiter.
@@ -286,6 +289,7 @@ impl VtestServer {
                 contexts: ContextRegistry::new(),
                 on_context: None,
                 qos: None,
+                vm_account: None,
             }),
             stopper: Stopper {
                 stop: Arc::new(AtomicBool::new(false)),
@@ -309,6 +313,17 @@ impl VtestServer {
         match Arc::get_mut(&mut self.shared) {
             Some(shared) => shared.qos = Some((qos, config)),
             None => log::error!("vtest: QoS set on a server already running; ignored"),
+        }
+        self
+    }
+
+    /// Makes every connection served in a worker process charge `account` (through
+    /// its account socket), so the VM's quota and fd limits hold across all of its
+    /// connections. Call before [`VtestServer::run`] or [`VtestServer::spawn`].
+    pub fn with_vm_account(mut self, account: Arc<crate::renderer::venus::VmAccount>) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.vm_account = Some(account),
+            None => log::error!("vtest: VM account set on a server already running; ignored"),
         }
         self
     }

@@ -18,7 +18,7 @@ use super::protocol::{self, Msg};
 use super::{hang, WorkerError};
 use crate::capset::{VenusCapset, VenusProtocolInfo};
 use crate::ratelimit::RateLimiter;
-use crate::renderer::venus::{preload_host_driver, VenusFactory};
+use crate::renderer::venus::{preload_host_driver, VenusFactory, VmAccount};
 use crate::renderer::{Context, ContextRegistry, RingEvent};
 use crate::sys::process::{self as proc, exit_now};
 use crate::vtest::{ServerShared, VtestConfig};
@@ -98,17 +98,20 @@ fn run(args: impl Iterator<Item = String>) -> Result<i32, WorkerError> {
         return Ok(self_test(probe, &control));
     }
     protocol::send(&control, &Msg::Ready)?;
-    // An optional GATE (the daemon schedules this VM), then SERVE.
+    // An optional GATE (the daemon schedules this VM) and ACCOUNT (the daemon keeps
+    // the VM's account), then SERVE.
     let mut gate = None;
+    let mut account = None;
     let (conn, text, client) = loop {
         match protocol::recv(&control)? {
             Some(Msg::Gate(fd)) if gate.is_none() => gate = Some(fd),
+            Some(Msg::Account(fd)) if account.is_none() => account = Some(fd),
             Some(Msg::Serve {
                 conn,
                 config,
                 client,
             }) => break (conn, config, client),
-            Some(_) => return Err(WorkerError::Malformed("expected GATE or SERVE")),
+            Some(_) => return Err(WorkerError::Malformed("expected GATE, ACCOUNT or SERVE")),
             None => return Ok(0),
         }
     };
@@ -121,7 +124,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<i32, WorkerError> {
         )))),
         None => None,
     };
-    serve(conn, config, &capset, client, control, gate)
+    serve(conn, config, &capset, client, control, gate, account)
 }
 
 fn sandbox(args: &Args) -> Result<(), WorkerError> {
@@ -143,6 +146,7 @@ fn serve(
     client: OwnedFd,
     control: OwnedFd,
     gate: Option<Arc<crate::qos::SubmitGate>>,
+    account: Option<OwnedFd>,
 ) -> Result<i32, WorkerError> {
     let control = Arc::new(control);
     let hook_control = Arc::clone(&control);
@@ -173,7 +177,19 @@ fn serve(
             }
         }));
     });
-    let factory = VenusFactory::per_context(config.venus);
+    // With an account socket, every charge is granted by the daemon against the
+    // whole VM (all of its workers); without one, this connection is a VM alone.
+    let factory = match account {
+        Some(fd) => {
+            let ledger = Arc::new(super::account::AccountClient::new(fd));
+            let name = match &config.vm {
+                Some(vm) => vm.to_string(),
+                None => crate::ids::ContextId(u32::try_from(conn).unwrap_or(1).max(1)).to_string(),
+            };
+            VenusFactory::for_account(Arc::new(VmAccount::new_remote(name, config.venus, ledger)))
+        }
+        None => VenusFactory::per_context(config.venus),
+    };
     let factory = Arc::new(match gate {
         Some(gate) => factory.with_fixed_gate(gate),
         None => factory,
@@ -186,6 +202,7 @@ fn serve(
         contexts: ContextRegistry::new(),
         on_context: Some(on_context),
         qos: None,
+        vm_account: None,
         config,
     });
     let stream = UnixStream::from(client);

@@ -17,11 +17,14 @@
 //!   kills it when its oldest host fence is older than the GPU timeout.
 //! - [`child`]: worker side: `vhost-user-vgpu worker`.
 //! - [`protocol`]: the control messages.
+//! - [`account`]: the worker's VM account, kept by the daemon: every device-memory
+//!   charge and fd slot a worker takes is granted against its whole VM.
 //! - [`hang`]: the shared page the watchdog reads.
 //!
 //! Only the vtest front door uses workers; vhost-user contexts still run in the
 //! daemon.
 
+pub(crate) mod account;
 pub mod child;
 pub(crate) mod hang;
 pub(crate) mod protocol;

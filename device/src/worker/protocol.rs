@@ -12,6 +12,7 @@
 //! | `RING` | worker → daemon | ring id `u64`, status offset `u64` | the ring's memfd |
 //! | `RING_GONE` | worker → daemon | ring id `u64` | — |
 //! | `GATE` | daemon → worker, before `SERVE` | — | the worker's end of its QoS gate socket |
+//! | `ACCOUNT` | daemon → worker, before `SERVE` | — | the worker's end of its VM-account socket (`worker::account`) |
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -34,6 +35,7 @@ const LABEL: u32 = 3;
 const RING: u32 = 4;
 const RING_GONE: u32 = 5;
 const GATE: u32 = 6;
+const ACCOUNT: u32 = 7;
 
 /// One control message.
 #[derive(Debug)]
@@ -64,6 +66,8 @@ pub(crate) enum Msg {
     RingGone(RingId),
     /// The worker's end of its QoS gate socket (`crate::qos::GateClient`).
     Gate(OwnedFd),
+    /// The worker's end of its VM-account socket (`super::account::AccountClient`).
+    Account(OwnedFd),
 }
 
 fn u64_at(body: &[u8], at: usize) -> Result<u64, WorkerError> {
@@ -110,6 +114,10 @@ pub(crate) fn send(socket: impl AsFd, msg: &Msg) -> Result<(), WorkerError> {
         Msg::Gate(gate) => {
             bytes.extend(GATE.to_le_bytes());
             fd = Some(gate.as_fd());
+        }
+        Msg::Account(account) => {
+            bytes.extend(ACCOUNT.to_le_bytes());
+            fd = Some(account.as_fd());
         }
     }
     if bytes.len() > MAX_MESSAGE {
@@ -219,6 +227,7 @@ pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
         },
         RING_GONE => Msg::RingGone(RingId(u64_at(body, 0)?)),
         GATE => Msg::Gate(need_fd(fd)?),
+        ACCOUNT => Msg::Account(need_fd(fd)?),
         _ => return Err(WorkerError::Malformed("unknown message kind")),
     }))
 }

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
+use super::account::AccountServer;
 use super::hang::HangPage;
 use super::protocol::{self, Msg};
 use super::{WorkerError, WorkerSettings, WORKER_SUBCOMMAND};
 use crate::ids::RingId;
+use crate::renderer::venus::VmAccount;
 use crate::renderer::STATUS_FATAL;
 use crate::sys::process as proc;
 use crate::sys::{check_sealed, SharedMemory};
@@ -401,19 +403,35 @@ pub(crate) fn run_connection(
     // The worker's QoS gate: its end goes over with the client; the daemon's end is
     // served (and the worker's VM attached to the arbiter) until this returns.
     let mut gate_server = None;
+    // The VM the worker charges: the configured VM's one account, or an account of
+    // its own (`vtest --socket`: every connection is a VM).
+    let vm_account = server.vm_account.clone().unwrap_or_else(|| {
+        let ctx = crate::ids::ContextId(u32::try_from(conn).unwrap_or(1).max(1));
+        Arc::new(VmAccount::new(ctx.to_string(), server.config.venus))
+    });
+    let mut account: Option<(OwnedFd, AccountServer)> = None;
     let mut hand_over = |spawned: &Spawned| {
         if let Some((qos, how)) = &server.qos {
             let (ours, theirs) = gate_pair()?;
             let served = match how {
-                crate::vtest::WorkerQos::PerConnection(config) => {
-                    crate::qos::serve_gate(qos, ours, format!("conn{conn}"), *config)
-                }
+                crate::vtest::WorkerQos::PerConnection(config) => crate::qos::serve_gate(
+                    qos,
+                    ours,
+                    format!("conn{conn}"),
+                    *config,
+                    Some(vm_account.memory_probe()),
+                ),
                 crate::vtest::WorkerQos::Vm(vm) => crate::qos::serve_gate_for(qos, ours, *vm),
             }
             .map_err(|e| WorkerError::Control(std::io::Error::other(e.to_string())))?;
             protocol::send(&spawned.control, &Msg::Gate(theirs))?;
             gate_server = Some(served);
         }
+        // The worker's VM account: its end goes over too; the daemon's end is
+        // served on this thread, and what it holds is credited when it drops.
+        let (ours, theirs) = super::account::pair()?;
+        protocol::send(&spawned.control, &Msg::Account(theirs))?;
+        account = Some((ours, AccountServer::new(Arc::clone(&vm_account))));
         client
             .try_clone()
             .map_err(WorkerError::Control)
@@ -475,14 +493,20 @@ pub(crate) fn run_connection(
     });
     workers.lock().insert(conn, Arc::clone(&entry));
     let mut label = format!("conn {conn}");
+    let mut held_until_exit: Option<AccountServer> = None;
     let mut control = Some(control);
     let mut killed_for: Option<String> = None;
     loop {
-        let (pid_ready, control_ready) = {
+        let (pid_ready, control_ready, account_ready) = {
             let mut fds = vec![PollFd::new(&entry.pidfd, PollFlags::IN)];
-            if let Some(c) = &control {
+            let control_at = control.as_ref().map(|c| {
                 fds.push(PollFd::new(c, PollFlags::IN));
-            }
+                fds.len() - 1
+            });
+            let account_at = account.as_ref().map(|(a, _)| {
+                fds.push(PollFd::new(a, PollFlags::IN));
+                fds.len() - 1
+            });
             let timeout = Timespec::try_from(POLL).ok();
             match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
@@ -491,11 +515,40 @@ pub(crate) fn run_connection(
                     std::thread::sleep(POLL);
                 }
             }
+            let ready = |at: Option<usize>| {
+                at.and_then(|i| fds.get(i))
+                    .is_some_and(|f| !f.revents().is_empty())
+            };
             (
                 !fds[0].revents().is_empty(),
-                fds.get(1).is_some_and(|f| !f.revents().is_empty()),
+                ready(control_at),
+                ready(account_at),
             )
         };
+        if account_ready {
+            if let Some((fd, served)) = &mut account {
+                match served.serve_one(fd) {
+                    Ok(true) => {}
+                    // The worker closed it (it is ending): what it held stays held
+                    // until it has ended, then is credited below.
+                    Ok(false) => {
+                        let (fd, served) = account.take().unzip();
+                        held_until_exit = served;
+                        drop(fd);
+                    }
+                    Err(e) => {
+                        server.warn.warn(format_args!(
+                            "vtest: {label}: worker {pid}: account: {}; killing it",
+                            crate::error_chain(&e)
+                        ));
+                        entry.kill();
+                        killed_for.get_or_insert_with(|| "a malformed account request".into());
+                        let (_, served) = account.take().unzip();
+                        held_until_exit = served;
+                    }
+                }
+            }
+        }
         if control_ready {
             if let Some(c) = &control {
                 match protocol::recv(c) {
@@ -537,6 +590,9 @@ pub(crate) fn run_connection(
     }
     let status = child.wait();
     workers.lock().remove(&conn);
+    // The worker is gone, and with it all it allocated: credit its VM.
+    drop(account);
+    drop(held_until_exit);
     let clean = killed_for.is_none() && status.as_ref().is_ok_and(ExitStatus::success);
     if clean {
         log::debug!("vtest: {label}: worker {pid} exited");
@@ -606,6 +662,6 @@ fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShar
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&ring);
         }
-        Msg::Ready | Msg::Serve { .. } | Msg::Gate(_) => {}
+        Msg::Ready | Msg::Serve { .. } | Msg::Gate(_) | Msg::Account(_) => {}
     }
 }

@@ -23,6 +23,7 @@ use ash::vk;
 
 use crate::ratelimit::RateLimiter;
 use crate::renderer::fds::{FdBudget, FdLimits};
+use crate::renderer::ledger::{Claim, ClaimId, RemoteLedger, HEAPS};
 
 /// Default [`VenusLimits::max_instances`].
 pub const DEFAULT_MAX_INSTANCES: u32 = 8;
@@ -109,6 +110,8 @@ impl Limit {
 /// Bytes per heap index (`VK_MAX_MEMORY_HEAPS` of them).
 type HeapBytes = [u64; vk::MAX_MEMORY_HEAPS];
 
+const _: () = assert!(HEAPS == vk::MAX_MEMORY_HEAPS);
+
 /// The heaps of `props` that are in use (the count clamped to the array).
 fn heap_count(props: &vk::PhysicalDeviceMemoryProperties) -> usize {
     usize::try_from(props.memory_heap_count)
@@ -128,6 +131,9 @@ pub struct VmAccount {
     log: RateLimiter,
     /// Blobs and pending sync waits of the VM.
     fds: Arc<FdBudget>,
+    /// In a worker process: the daemon's account of the VM, which every charge is
+    /// also claimed from (`used` then counts this worker's part only).
+    remote: Option<Arc<dyn RemoteLedger>>,
 }
 
 impl VmAccount {
@@ -139,7 +145,33 @@ impl VmAccount {
             limits,
             used: Mutex::new([0; vk::MAX_MEMORY_HEAPS]),
             log: RateLimiter::new("vgpu::limits", Duration::from_secs(10), 4),
+            remote: None,
         }
+    }
+
+    /// An account of a worker process whose charges are also claimed from the
+    /// daemon's account of the VM through `ledger` (see
+    /// [`crate::renderer::ledger`]).
+    pub fn new_remote(name: String, limits: VenusLimits, ledger: Arc<dyn RemoteLedger>) -> Self {
+        Self {
+            fds: FdBudget::new_remote(name.clone(), limits.fds, Arc::clone(&ledger)),
+            name,
+            limits,
+            used: Mutex::new([0; vk::MAX_MEMORY_HEAPS]),
+            log: RateLimiter::new("vgpu::limits", Duration::from_secs(10), 4),
+            remote: Some(ledger),
+        }
+    }
+
+    /// The VM's name (log lines).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the VM's device memory in use (every heap) for QoS `list` and metrics.
+    pub fn memory_probe(self: &Arc<Self>) -> crate::qos::MemoryProbe {
+        let account = Arc::clone(self);
+        Arc::new(move || account.usage().iter().sum())
     }
 
     /// The VM's fd budget.
@@ -167,8 +199,12 @@ impl VmAccount {
         }
     }
 
-    /// Bytes this VM holds, per host heap index.
+    /// Bytes this VM holds, per host heap index (in a worker: the whole VM's, as
+    /// the daemon counts it, or this worker's part if the daemon cannot answer).
     pub fn usage(&self) -> HeapBytes {
+        if let Some(all) = self.remote.as_ref().and_then(|l| l.memory_usage()) {
+            return all;
+        }
         *self.used.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -181,9 +217,32 @@ impl VmAccount {
         bytes: u64,
     ) -> Option<MemoryCharge> {
         let quota = self.quota(host);
+        let mut charge = self.try_charge_within(heap, bytes, quota)?;
+        if let Some(ledger) = &self.remote {
+            let claim = Claim::Memory { heap, bytes, quota };
+            // Refused: dropping `charge` gives this worker's part back.
+            let id = ledger.claim(claim)?;
+            charge.claim = Some((Arc::clone(ledger), id));
+        }
+        Some(charge)
+    }
+
+    /// Charges `bytes` on `heap` against `quota` bytes (the daemon's side of a
+    /// worker's claim; [`Self::try_charge`] otherwise). Zero bytes are refused: no
+    /// allocation is empty, and a charge must mean something held.
+    pub(crate) fn try_charge_within(
+        self: &Arc<Self>,
+        heap: u32,
+        bytes: u64,
+        quota: u64,
+    ) -> Option<MemoryCharge> {
         let heap = usize::try_from(heap)
             .ok()
-            .filter(|&h| h < vk::MAX_MEMORY_HEAPS)?;
+            .filter(|&h| h < vk::MAX_MEMORY_HEAPS && bytes > 0)?;
+        let quota = match self.limits.memory_mib {
+            Some(mib) => mib.saturating_mul(1 << 20),
+            None => quota,
+        };
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
         let total = used.iter().try_fold(0u64, |a, &b| a.checked_add(b))?;
         let after = total.checked_add(bytes)?;
@@ -195,6 +254,7 @@ impl VmAccount {
             account: Arc::clone(self),
             heap,
             bytes,
+            claim: None,
         })
     }
 
@@ -279,10 +339,15 @@ pub(crate) struct MemoryCharge {
     account: Arc<VmAccount>,
     heap: usize,
     bytes: u64,
+    /// The daemon's grant (a worker process).
+    claim: Option<(Arc<dyn RemoteLedger>, ClaimId)>,
 }
 
 impl Drop for MemoryCharge {
     fn drop(&mut self) {
+        if let Some((ledger, id)) = self.claim.take() {
+            ledger.release(id);
+        }
         self.account.credit(self.heap, self.bytes);
     }
 }

@@ -450,6 +450,23 @@ impl VenusFactory {
         }
     }
 
+    /// Every context in the VM `account` (a worker process: an account whose charges
+    /// the daemon grants, [`VmAccount::new_remote`]).
+    pub fn for_account(account: Arc<VmAccount>) -> Self {
+        Self {
+            limits: *account.limits(),
+            vm_name: account.name().to_owned(),
+            vm: Some(account),
+            qos: None,
+            vm_gate: None,
+        }
+    }
+
+    /// This factory's one VM (`per_vm`, `for_account`); `None` for `per_context`.
+    pub fn vm_account(&self) -> Option<Arc<VmAccount>> {
+        self.vm.clone()
+    }
+
     /// Attaches every VM this factory makes to the QoS arbiter behind `qos`: the
     /// factory's one VM (`per_vm`, attached now with `config`), or one VM per context
     /// (`per_context`, each with [`crate::qos::default_vm_config`]: equal weights).
@@ -521,8 +538,7 @@ impl ExecutorFactory for VenusFactory {
 
 /// Reads `account`'s device memory in use (every heap) for QoS `list` and metrics.
 fn memory_probe(account: &Arc<VmAccount>) -> crate::qos::MemoryProbe {
-    let account = Arc::clone(account);
-    Arc::new(move || account.usage().iter().sum())
+    account.memory_probe()
 }
 
 /// What one command's handlers see: the context's executor state and the stream.
