@@ -18,6 +18,7 @@ use vgpu_device::vtest::probe::mesa_instance_ring;
 const NOP: u32 = 9000;
 const FAIL: u32 = 9001;
 const BLOCK: u32 = 9002;
+const PANIC: u32 = 9003;
 
 const HEAD: u64 = 0;
 const TAIL: u64 = 64;
@@ -56,6 +57,7 @@ impl StreamExecutor for FakeExecutor {
                 Ok(8)
             }
             FAIL => Err(ExecError::Failed("fake failure".into())),
+            PANIC => panic!("fake handler bug"),
             BLOCK => {
                 let _ = self
                     .release
@@ -181,6 +183,26 @@ fn executor_error_sets_fatal_bit_and_fails_the_context_once() {
     assert!(f.ctx.is_fatal());
     assert!(f.ctx.submit(&fake_cmd(NOP, 0)).is_err());
     assert!(rx.try_recv().is_err(), "hook must run only once");
+}
+
+/// A handler that panics (a bug of ours) fails its context and sets FATAL on the
+/// ring at once, with the panic in the reason, even while the ALIVE monitor runs;
+/// the context refuses further work and can still be dropped.
+#[test]
+fn a_panicking_ring_thread_fails_the_context_with_fatal() {
+    let mut f = fixture(ContextConfig::default(), Some(10_000), 1_000_000);
+    let (tx, rx) = mpsc::channel();
+    f.ctx.set_fatal_hook(Box::new(move |ctx, reason| {
+        let _ = tx.send((ctx, reason.to_owned()));
+    }));
+    f.push(&fake_cmd(PANIC, 0));
+    wait_for("FATAL", || f.status() & STATUS_FATAL != 0);
+    let (ctx, reason) = rx.recv_timeout(Duration::from_secs(5)).expect("hook ran");
+    assert_eq!(ctx, ContextId(7));
+    assert!(reason.contains("panicked: fake handler bug"), "{reason}");
+    assert!(f.ctx.is_fatal());
+    assert!(f.ctx.submit(&fake_cmd(NOP, 0)).is_err());
+    drop(f);
 }
 
 #[test]

@@ -560,7 +560,21 @@ struct RingWorker {
 
 impl RingWorker {
     fn run(mut self) {
-        match self.consume() {
+        // A panic in a handler (a bug of ours) must not leave the guest waiting: the
+        // ALIVE monitor would keep the ring looking alive forever. It fails the
+        // context like any other fault, and the guest sees FATAL at once.
+        let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.consume()))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".to_owned());
+                RingExit::Fault(ExecError::Failed(
+                    format!("ring thread panicked: {what}").into(),
+                ))
+            });
+        match exit {
             RingExit::Stopped => {}
             RingExit::Fault(err) => {
                 // The context first, so the reason logged is this fault and not that of
