@@ -69,6 +69,9 @@ pub enum DaemonError {
     /// Starting the QoS service, control socket or metrics endpoint failed.
     #[error("starting QoS failed")]
     Qos(#[from] crate::qos::QosError),
+    /// Starting the GPU-hang watchdog thread failed.
+    #[error("starting the GPU-hang watchdog failed")]
+    Watchdog(#[source] std::io::Error),
 }
 
 /// How the command line asked for the config to be served.
@@ -142,6 +145,9 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
     )?;
     let (events, waiting) = mpsc::channel::<Event>();
     let mut registries = Vec::new();
+    // The GPU-hang watchdog of in-daemon contexts: each VM's registries with its
+    // `gpu_timeout_ms` (worker processes are watched by their supervisors).
+    let mut watched = Vec::new();
     let mut vtest_servers: Vec<ServerHandle> = Vec::new();
     let mut vhost_user = Vec::new();
     let in_workers = config.worker.isolation == crate::worker::Isolation::Process;
@@ -202,6 +208,7 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
                 server = server.with_vm_account(Arc::clone(account));
             }
             registries.push(server.contexts());
+            watched.push((server.contexts(), vm.gpu_timeout));
             vtest_servers.push(server.spawn().map_err(|source| DaemonError::Vtest {
                 vm: vm.name.to_string(),
                 source,
@@ -210,6 +217,7 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         if let Some(socket) = &vm.vhost_user_socket {
             let registry = ContextRegistry::new();
             registries.push(registry.clone());
+            watched.push((registry.clone(), vm.gpu_timeout));
             vhost_user.push((vm, socket.clone(), registry, Arc::clone(&factory)));
         }
     }
@@ -222,6 +230,8 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         let serve = ServeConfig::for_vm(socket, vm, vm.venus_limits(derived), options.once);
         spawn_vhost_user(serve, vm, capset.clone(), factory, registry, events.clone())?;
     }
+    let _watchdog =
+        crate::renderer::watchdog::HangWatchdog::spawn(watched).map_err(DaemonError::Watchdog)?;
     let stop = events.clone();
     shutdown::on_termination(shutdown::OnSignal {
         sockets: config.vm_sockets(),

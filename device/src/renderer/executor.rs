@@ -175,6 +175,13 @@ pub trait StreamExecutor: Send + Sync {
         None
     }
 
+    /// When the oldest host fence of this context that has not signalled yet was
+    /// queued (`CLOCK_MONOTONIC` ns), for the GPU-hang watchdog; `None` when nothing
+    /// is pending (the default: no host queues).
+    fn oldest_pending_ns(&self) -> Option<u64> {
+        None
+    }
+
     /// Exports device memory for RESOURCE_CREATE_BLOB with a non-zero blob id (a
     /// `VkDeviceMemory` object id). The default refuses.
     fn export_blob(&self, blob: BlobId, size: u64) -> Result<ExportedBlob, ExecError> {

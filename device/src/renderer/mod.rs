@@ -15,6 +15,7 @@ mod resource;
 mod ring;
 pub mod transport;
 pub mod venus;
+pub mod watchdog;
 
 pub use context::{
     Context, ContextConfig, ContextError, ContextHandle, FatalHook, RingEvent, RingHook,

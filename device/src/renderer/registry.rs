@@ -44,6 +44,33 @@ impl ContextRegistry {
         live.len()
     }
 
+    /// The GPU-hang watchdog of contexts that run in this process: fails every live
+    /// context whose oldest pending host fence was queued more than `timeout` ago
+    /// (FATAL on its rings, its waits give up, one log line with the VM's context
+    /// and the time pending); returns how many it failed. The host work itself
+    /// cannot be stopped in-process: the context's device is leaked when it is torn
+    /// down if its queues never drain (a worker process is killed instead).
+    pub fn fail_hung(&self, timeout: std::time::Duration) -> usize {
+        let live: Vec<Arc<ContextShared>> = self.list().iter().filter_map(Weak::upgrade).collect();
+        let now = crate::worker::hang::now_ns();
+        let mut failed = 0;
+        for ctx in live.iter().filter(|c| !c.is_fatal()) {
+            let Some(at) = ctx.executor.oldest_pending_ns() else {
+                continue;
+            };
+            let pending = std::time::Duration::from_nanos(now.saturating_sub(at));
+            if pending > timeout {
+                ctx.set_fatal(&format!(
+                    "GPU hang: fence pending {:.1} s (gpu_timeout_ms {})",
+                    pending.as_secs_f64(),
+                    timeout.as_millis()
+                ));
+                failed += 1;
+            }
+        }
+        failed
+    }
+
     /// Fails every live context with `reason` (its fatal hook runs, its rings get
     /// FATAL, its waits give up); returns how many were failed. The lock is not held
     /// while the hooks run.

@@ -352,6 +352,10 @@ impl StreamExecutor for VenusExecutor {
         Some(Arc::clone(self.account.fds()))
     }
 
+    fn oldest_pending_ns(&self) -> Option<u64> {
+        self.retirer.oldest_pending_ns()
+    }
+
     fn export_blob(&self, blob: BlobId, size: u64) -> std::result::Result<ExportedBlob, ExecError> {
         memory::export_blob(self, blob, size).map_err(|e| ExecError::Failed(Box::new(e)))
     }

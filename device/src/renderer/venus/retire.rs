@@ -8,7 +8,7 @@
 //! does the same for all of them, so no fence outlives its device.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -50,6 +50,9 @@ enum Msg {
 pub(crate) struct Retirer {
     inner: Mutex<Option<Running>>,
     in_flight: Arc<AtomicUsize>,
+    /// `CLOCK_MONOTONIC` ns at which the oldest still-pending fence arrived (0: none),
+    /// for the daemon's GPU-hang watchdog of in-daemon contexts.
+    oldest: Arc<AtomicU64>,
 }
 
 struct Running {
@@ -77,9 +80,10 @@ impl Retirer {
         if inner.is_none() {
             let (tx, rx) = mpsc::channel();
             let in_flight = Arc::clone(&self.in_flight);
+            let oldest = Arc::clone(&self.oldest);
             let spawned = std::thread::Builder::new()
                 .name(format!("vgpu-retire-{}", ctx.0))
-                .spawn(move || run(&rx, &in_flight));
+                .spawn(move || run(&rx, &in_flight, &oldest));
             match spawned {
                 Ok(thread) => *inner = Some(Running { tx, thread }),
                 Err(e) => {
@@ -115,6 +119,11 @@ impl Retirer {
             // if it ended.
             let _ = done.recv();
         }
+    }
+
+    /// When the oldest fence still pending was queued (`CLOCK_MONOTONIC` ns), if any.
+    pub(crate) fn oldest_pending_ns(&self) -> Option<u64> {
+        Some(self.oldest.load(Ordering::Acquire)).filter(|&t| t != 0)
     }
 
     /// Retires every fence and joins the thread.
@@ -216,7 +225,7 @@ fn wait_slice(w: &Waiting) {
     let _ = unsafe { w.device.device.wait_for_fences(&[w.fence], true, ns) };
 }
 
-fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
+fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize, oldest: &AtomicU64) {
     let mut pending: VecDeque<Waiting> = VecDeque::new();
     // When each pending fence arrived (monotonic ns, same order as `pending`), so
     // a worker process can publish the oldest to the daemon's GPU-hang watchdog.
@@ -280,7 +289,9 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
         if arrived.len() > 2 * pending.len() + 16 {
             arrived.retain(|(f, _)| pending.iter().any(|w| w.fence == *f));
         }
-        crate::worker::hang::publish_oldest(arrived.front().map(|&(_, at)| at));
+        let front = arrived.front().map(|&(_, at)| at);
+        crate::worker::hang::publish_oldest(front);
+        oldest.store(front.map_or(0, |t| t.max(1)), Ordering::Release);
         if !progressed {
             if let Some(front) = pending.front() {
                 wait_slice(front);
@@ -292,6 +303,7 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize) {
         retired(w, Some(deadline.saturating_duration_since(Instant::now())));
     }
     crate::worker::hang::publish_oldest(None);
+    oldest.store(0, Ordering::Release);
 }
 
 /// Waits, up to `limit` in all, until every queue in `queues` of `device` has
