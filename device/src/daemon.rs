@@ -69,6 +69,9 @@ pub enum DaemonError {
     /// Starting the QoS service, control socket or metrics endpoint failed.
     #[error("starting QoS failed")]
     Qos(#[from] crate::qos::QosError),
+    /// Preparing the worker processes of a VM's virtio-gpu contexts failed.
+    #[error("preparing the worker processes failed")]
+    Workers(#[source] crate::worker::WorkerError),
     /// Starting the GPU-hang watchdog thread failed.
     #[error("starting the GPU-hang watchdog failed")]
     Watchdog(#[source] std::io::Error),
@@ -148,6 +151,8 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
     // The GPU-hang watchdog of in-daemon contexts: each VM's registries with its
     // `gpu_timeout_ms` (worker processes are watched by their supervisors).
     let mut watched = Vec::new();
+    // The worker processes of each VM's virtio-gpu contexts, for shutdown.
+    let mut gpu_workers = Vec::new();
     let mut vtest_servers: Vec<ServerHandle> = Vec::new();
     let mut vhost_user = Vec::new();
     let in_workers = config.worker.isolation == crate::worker::Isolation::Process;
@@ -218,17 +223,43 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
             let registry = ContextRegistry::new();
             registries.push(registry.clone());
             watched.push((registry.clone(), vm.gpu_timeout));
-            vhost_user.push((vm, socket.clone(), registry, Arc::clone(&factory)));
+            // With worker processes, each of the VM's virtio-gpu contexts runs in a
+            // worker of its own, charging the VM's account and submitting as the VM.
+            let gpu = match (&vm_account, in_workers) {
+                (Some(account), true) => {
+                    let settings = VtestConfig::for_vm(
+                        socket.clone(),
+                        &config.vtest,
+                        &config.worker,
+                        vm,
+                        venus,
+                    );
+                    let qos = worker_vm.map(|id| (qos.handle(), id));
+                    let gpu =
+                        crate::worker::remote::GpuWorkers::new(&settings, Arc::clone(account), qos)
+                            .map_err(DaemonError::Workers)?;
+                    gpu_workers.push(Arc::clone(&gpu));
+                    Some(gpu)
+                }
+                _ => None,
+            };
+            vhost_user.push((vm, socket.clone(), registry, Arc::clone(&factory), gpu));
         }
     }
     if vtest_servers.is_empty() && vhost_user.is_empty() {
         return Err(DaemonError::NothingToServe);
     }
     let vhost_registries: Vec<ContextRegistry> =
-        vhost_user.iter().map(|(_, _, r, _)| r.clone()).collect();
-    for (vm, socket, registry, factory) in vhost_user {
+        vhost_user.iter().map(|(_, _, r, _, _)| r.clone()).collect();
+    for (vm, socket, registry, factory, gpu) in vhost_user {
         let serve = ServeConfig::for_vm(socket, vm, vm.venus_limits(derived), options.once);
-        spawn_vhost_user(serve, vm, capset.clone(), factory, registry, events.clone())?;
+        let render = Render {
+            capset: capset.clone(),
+            factory,
+            registry,
+            gpu,
+        };
+        spawn_vhost_user(serve, vm, render, events.clone())?;
     }
     let _watchdog =
         crate::renderer::watchdog::HangWatchdog::spawn(watched).map_err(DaemonError::Watchdog)?;
@@ -236,6 +267,13 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
     shutdown::on_termination(shutdown::OnSignal {
         sockets: config.vm_sockets(),
         contexts: registries,
+        also_fatal: gpu_workers
+            .iter()
+            .map(|g| {
+                let g = Arc::clone(g);
+                Box::new(move || g.set_rings_fatal()) as Box<dyn Fn() -> usize + Send>
+            })
+            .collect(),
         stop: Box::new(move || {
             let _ = stop.send(Event::Stop);
         }),
@@ -251,6 +289,12 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
     }
     for registry in &vhost_registries {
         registry.fail_all(shutdown::SHUTDOWN_REASON);
+    }
+    for gpu in &gpu_workers {
+        let n = gpu.shutdown();
+        if n > 0 {
+            log::info!("virtio-gpu: rings of {n} worker contexts set FATAL, workers ended");
+        }
     }
     result
 }
@@ -273,12 +317,20 @@ fn wait(events: &mpsc::Receiver<Event>, once: bool) -> Result<(), DaemonError> {
 
 /// Runs `vhost_user::serve` for one VM on its own thread; its end is reported on
 /// `events`.
+/// How one VM's virtio-gpu contexts are run.
+struct Render {
+    capset: VenusCapset,
+    /// In the daemon: the VM's executors.
+    factory: Arc<dyn ExecutorFactory>,
+    registry: ContextRegistry,
+    /// In worker processes (then `factory` is not used for them).
+    gpu: Option<Arc<crate::worker::remote::GpuWorkers>>,
+}
+
 fn spawn_vhost_user(
     serve: ServeConfig,
     vm: &VmSpec,
-    capset: VenusCapset,
-    factory: Arc<dyn ExecutorFactory>,
-    registry: ContextRegistry,
+    render: Render,
     events: mpsc::Sender<Event>,
 ) -> Result<(), DaemonError> {
     let name = vm.name.to_string();
@@ -289,16 +341,29 @@ fn spawn_vhost_user(
         .name(thread_name)
         .spawn(move || {
             let result = crate::vhost_user::serve(&serve, |signals| {
-                Box::new(
-                    crate::virtio_gpu::CoreBackend::new(
-                        &capset,
-                        Arc::clone(&factory),
-                        context,
+                let Render {
+                    capset,
+                    factory,
+                    registry,
+                    gpu,
+                } = &render;
+                match gpu {
+                    Some(gpu) => Box::new(crate::worker::remote::ProcessBackend::new(
+                        capset,
+                        Arc::clone(gpu),
                         signals,
-                    )
-                    .with_registry(registry.clone())
-                    .with_vm(vm_name.clone()),
-                )
+                    )),
+                    None => Box::new(
+                        crate::virtio_gpu::CoreBackend::new(
+                            capset,
+                            Arc::clone(factory),
+                            context,
+                            signals,
+                        )
+                        .with_registry(registry.clone())
+                        .with_vm(vm_name.clone()),
+                    ),
+                }
             });
             let _ = events.send(Event::VhostUserEnded { vm: name, result });
         })

@@ -40,6 +40,9 @@ pub struct OnSignal {
     pub sockets: Vec<PathBuf>,
     /// Contexts whose rings get FATAL (one registry per front door).
     pub contexts: Vec<ContextRegistry>,
+    /// Also set FATAL on rings of contexts kept elsewhere (worker processes); each
+    /// returns how many contexts it reached.
+    pub also_fatal: Vec<Box<dyn Fn() -> usize + Send>>,
     /// The front door's stop action (run after the rings got FATAL and the socket
     /// is gone); it fails the contexts.
     pub stop: Box<dyn FnOnce() + Send>,
@@ -74,7 +77,8 @@ pub fn on_termination(action: OnSignal) -> Result<(), ShutdownError> {
                 .contexts
                 .iter()
                 .map(ContextRegistry::set_rings_fatal)
-                .sum();
+                .sum::<usize>()
+                + action.also_fatal.iter().map(|f| f()).sum::<usize>();
             for socket in &action.sockets {
                 remove_socket(socket);
             }

@@ -80,7 +80,12 @@ fn a_hung_vhost_user_context_is_failed_and_the_daemon_serves_on() {
     let config = std::env::temp_dir().join(format!("vgpu-hang-{}.toml", std::process::id()));
     std::fs::write(
         &config,
-        format!("[defaults]\ngpu_timeout_ms = {GPU_TIMEOUT_MS}\n"),
+        // The vhost-user contexts on daemon threads (with worker processes, the
+        // default, the worker is killed instead: `vhost_user_workers.rs`).
+        format!(
+            "[worker]\nisolation = \"thread\"\n\
+             [defaults]\ngpu_timeout_ms = {GPU_TIMEOUT_MS}\n"
+        ),
     )
     .expect("config file");
     let path = config.to_str().expect("utf-8 path");

@@ -260,7 +260,15 @@ fn vms_share_their_quota(isolation: &str, tag: &str) {
     if isolation == "process" {
         // Kill the holder's worker: its VM gets the whole quota back, no matter that
         // nothing freed it.
-        let workers = children_named(served.daemon.pid(), "w:quota-app");
+        // (The workers of the clients that already left may still be exiting.)
+        let start = Instant::now();
+        let workers = loop {
+            let w = children_named(served.daemon.pid(), "w:quota-app");
+            if w.len() <= 1 || start.elapsed() > Duration::from_secs(20) {
+                break w;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(workers.len(), 1, "workers: {workers:?}");
         let killed = Command::new("kill")
             .args(["-KILL", &workers[0].to_string()])

@@ -47,6 +47,10 @@ pub enum RenderError {
     /// Starting the context's thread failed.
     #[error("starting the context thread failed")]
     Spawn(#[source] std::io::Error),
+    /// The context's worker process refused or failed (the reason it gave, or why
+    /// the daemon could not reach it).
+    #[error("the context's worker process: {0}")]
+    Worker(String),
 }
 
 /// Host memory behind a HOST3D blob: an fd another process can mmap (memfd or
@@ -436,7 +440,13 @@ pub struct CoreBackend {
     registry: Option<ContextRegistry>,
     /// The VM this device belongs to, named when one of its contexts fails.
     vm: Option<String>,
+    /// Run on each new context before it starts (a worker process installs its ring
+    /// hook here, so the daemon can set FATAL on the context's rings).
+    on_context: Option<ContextHook>,
 }
+
+/// See [`CoreBackend::with_context_hook`].
+pub type ContextHook = Box<dyn Fn(&Context) + Send>;
 
 impl Drop for CoreBackend {
     fn drop(&mut self) {
@@ -482,7 +492,15 @@ impl CoreBackend {
             reaper: None,
             registry: None,
             vm: None,
+            on_context: None,
         }
+    }
+
+    /// Runs `hook` on each context this backend creates, before it starts.
+    #[must_use]
+    pub fn with_context_hook(mut self, hook: ContextHook) -> Self {
+        self.on_context = Some(hook);
+        self
     }
 
     /// Names the VM in the line logged when one of its contexts fails.
@@ -559,6 +577,9 @@ impl RenderBackend for CoreBackend {
         }
         if let Some(registry) = &self.registry {
             registry.register(&context);
+        }
+        if let Some(hook) = &self.on_context {
+            hook(&context);
         }
         let worker = Worker::start(context, self.signals.clone())?;
         self.contexts.insert(ctx, worker);

@@ -102,7 +102,7 @@ fn run(args: impl Iterator<Item = String>) -> Result<i32, WorkerError> {
     // the VM's account), then SERVE.
     let mut gate = None;
     let mut account = None;
-    let (conn, text, client) = loop {
+    let work = loop {
         match protocol::recv(&control)? {
             Some(Msg::Gate(fd)) if gate.is_none() => gate = Some(fd),
             Some(Msg::Account(fd)) if account.is_none() => account = Some(fd),
@@ -110,11 +110,17 @@ fn run(args: impl Iterator<Item = String>) -> Result<i32, WorkerError> {
                 conn,
                 config,
                 client,
-            }) => break (conn, config, client),
-            Some(_) => return Err(WorkerError::Malformed("expected GATE, ACCOUNT or SERVE")),
+            }) => break (Some((conn, client)), config, None),
+            Some(Msg::ServeGpu { config, ops }) => break (None, config, Some(ops)),
+            Some(_) => {
+                return Err(WorkerError::Malformed(
+                    "expected GATE, ACCOUNT, SERVE or SERVE_GPU",
+                ))
+            }
             None => return Ok(0),
         }
     };
+    let (vtest, text, ops) = work;
     let config = super::wire::WorkerConfigWire::parse(&text)?;
     let gate = match gate {
         // The reader thread routes the daemon's grants to the waiting ring threads.
@@ -124,7 +130,38 @@ fn run(args: impl Iterator<Item = String>) -> Result<i32, WorkerError> {
         )))),
         None => None,
     };
-    serve(conn, config, &capset, client, control, gate, account)
+    match (vtest, ops) {
+        (Some((conn, client)), _) => serve(conn, config, &capset, client, control, gate, account),
+        (None, Some(ops)) => super::gpu::serve_gpu(config, &capset, ops, control, gate, account),
+        (None, None) => Ok(0),
+    }
+}
+
+/// The factory of the worker's one context: with an account socket every charge is
+/// granted by the daemon against the whole VM (all of its workers); without one, the
+/// context is a VM alone (`fallback` names it). With a gate, every submission goes
+/// through the daemon's arbiter.
+pub(super) fn factory(
+    config: &VtestConfig,
+    fallback: crate::ids::ContextId,
+    gate: Option<Arc<crate::qos::SubmitGate>>,
+    account: Option<OwnedFd>,
+) -> VenusFactory {
+    let factory = match account {
+        Some(fd) => {
+            let ledger = Arc::new(super::account::AccountClient::new(fd));
+            let name = config
+                .vm
+                .as_ref()
+                .map_or_else(|| fallback.to_string(), ToString::to_string);
+            VenusFactory::for_account(Arc::new(VmAccount::new_remote(name, config.venus, ledger)))
+        }
+        None => VenusFactory::per_context(config.venus),
+    };
+    match gate {
+        Some(gate) => factory.with_fixed_gate(gate),
+        None => factory,
+    }
 }
 
 fn sandbox(args: &Args) -> Result<(), WorkerError> {
@@ -137,6 +174,25 @@ fn sandbox(args: &Args) -> Result<(), WorkerError> {
     }
     crate::sys::seccomp::install_worker_filter()?;
     Ok(())
+}
+
+/// Tells the daemon about each ring of a context (RING with its memfd, RING_GONE),
+/// so it can set FATAL on the ring's status word when the worker dies.
+pub(super) fn ring_hook(control: &Arc<OwnedFd>) -> crate::renderer::RingHook {
+    let rings = Arc::clone(control);
+    Box::new(move |event| {
+        let sent = match event {
+            RingEvent::Created {
+                ring,
+                fd,
+                status_offset,
+            } => protocol::send_ring(&*rings, ring, status_offset, fd),
+            RingEvent::Destroyed(ring) => protocol::send(&*rings, &Msg::RingGone(ring)),
+        };
+        if let Err(e) = sent {
+            log::warn!("worker: telling the daemon about a ring failed: {e}");
+        }
+    })
 }
 
 fn serve(
@@ -162,38 +218,10 @@ fn serve(
             let _ = rustix::thread::set_name(&comm);
         }
         let _ = protocol::send(&*hook_control, &Msg::Label(label.to_owned()));
-        let rings = Arc::clone(&hook_control);
-        ctx.set_ring_hook(Box::new(move |event| {
-            let sent = match event {
-                RingEvent::Created {
-                    ring,
-                    fd,
-                    status_offset,
-                } => protocol::send_ring(&*rings, ring, status_offset, fd),
-                RingEvent::Destroyed(ring) => protocol::send(&*rings, &Msg::RingGone(ring)),
-            };
-            if let Err(e) = sent {
-                log::warn!("worker: telling the daemon about a ring failed: {e}");
-            }
-        }));
+        ctx.set_ring_hook(ring_hook(&hook_control));
     });
-    // With an account socket, every charge is granted by the daemon against the
-    // whole VM (all of its workers); without one, this connection is a VM alone.
-    let factory = match account {
-        Some(fd) => {
-            let ledger = Arc::new(super::account::AccountClient::new(fd));
-            let name = match &config.vm {
-                Some(vm) => vm.to_string(),
-                None => crate::ids::ContextId(u32::try_from(conn).unwrap_or(1).max(1)).to_string(),
-            };
-            VenusFactory::for_account(Arc::new(VmAccount::new_remote(name, config.venus, ledger)))
-        }
-        None => VenusFactory::per_context(config.venus),
-    };
-    let factory = Arc::new(match gate {
-        Some(gate) => factory.with_fixed_gate(gate),
-        None => factory,
-    });
+    let ctx = crate::ids::ContextId(u32::try_from(conn).unwrap_or(1).max(1));
+    let factory = Arc::new(factory(&config, ctx, gate, account));
     let shared = Arc::new(ServerShared {
         factory,
         capset: capset.to_bytes(),

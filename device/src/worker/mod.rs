@@ -1,6 +1,6 @@
-//! Worker processes for vtest connections: each connection (one renderer context)
-//! runs in its own process, so a host-driver crash, an abort or a GPU hang caused by
-//! one client ends only that client's context.
+//! Worker processes: each vtest connection (one renderer context) and each vhost-user
+//! (virtio-gpu) context runs in its own process, so a host-driver crash, an abort or
+//! a GPU hang caused by one guest context ends only that context.
 //!
 //! ```text
 //!   daemon (accept loop, one supervisor thread per worker)
@@ -8,7 +8,9 @@
 //!     ▼
 //!   vhost-user-vgpu worker  (re-exec of the same binary, fds 3 and 4)
 //!     preload loader + host ICD → sandbox (no_new_privs, RLIMIT_NOFILE, seccomp)
-//!     → READY → SERVE(client fd, config) → conn::Connection for that client
+//!     → READY → [GATE] → ACCOUNT
+//!     → SERVE(client fd, config) → conn::Connection for that vtest client
+//!       or SERVE_GPU(ops socket, config) → a CoreBackend with one virtio-gpu context
 //!     → RING(memfd, status offset) for each ring, so the daemon can set FATAL
 //! ```
 //!
@@ -20,14 +22,16 @@
 //! - [`account`]: the worker's VM account, kept by the daemon: every device-memory
 //!   charge and fd slot a worker takes is granted against its whole VM.
 //! - [`hang`]: the shared page the watchdog reads.
-//!
-//! Only the vtest front door uses workers; vhost-user contexts still run in the
-//! daemon.
+//! - [`remote`]: daemon side of virtio-gpu contexts in workers (`ProcessBackend`);
+//!   [`ops`] its context-operations socket; [`gpu`] the worker side.
 
 pub(crate) mod account;
 pub mod child;
+pub(crate) mod gpu;
 pub(crate) mod hang;
+pub(crate) mod ops;
 pub(crate) mod protocol;
+pub mod remote;
 pub(crate) mod supervisor;
 pub(crate) mod wire;
 

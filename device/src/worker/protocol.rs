@@ -13,6 +13,7 @@
 //! | `RING_GONE` | worker → daemon | ring id `u64` | — |
 //! | `GATE` | daemon → worker, before `SERVE` | — | the worker's end of its QoS gate socket |
 //! | `ACCOUNT` | daemon → worker, before `SERVE` | — | the worker's end of its VM-account socket (`worker::account`) |
+//! | `SERVE_GPU` | daemon → worker (instead of `SERVE`) | the worker settings as TOML | the worker's end of its context-operations socket (`worker::ops`): serve one virtio-gpu context |
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -36,6 +37,7 @@ const RING: u32 = 4;
 const RING_GONE: u32 = 5;
 const GATE: u32 = 6;
 const ACCOUNT: u32 = 7;
+const SERVE_GPU: u32 = 8;
 
 /// One control message.
 #[derive(Debug)]
@@ -68,6 +70,13 @@ pub(crate) enum Msg {
     Gate(OwnedFd),
     /// The worker's end of its VM-account socket (`super::account::AccountClient`).
     Account(OwnedFd),
+    /// Serve one virtio-gpu context on this context-operations socket.
+    ServeGpu {
+        /// The worker settings as TOML text (`worker::wire`).
+        config: String,
+        /// The worker's end of the context-operations socket (`worker::ops`).
+        ops: OwnedFd,
+    },
 }
 
 fn u64_at(body: &[u8], at: usize) -> Result<u64, WorkerError> {
@@ -119,6 +128,11 @@ pub(crate) fn send(socket: impl AsFd, msg: &Msg) -> Result<(), WorkerError> {
             bytes.extend(ACCOUNT.to_le_bytes());
             fd = Some(account.as_fd());
         }
+        Msg::ServeGpu { config, ops } => {
+            bytes.extend(SERVE_GPU.to_le_bytes());
+            bytes.extend(config.as_bytes());
+            fd = Some(ops.as_fd());
+        }
     }
     if bytes.len() > MAX_MESSAGE {
         return Err(WorkerError::Malformed("message too long"));
@@ -140,7 +154,7 @@ pub(crate) fn send_ring(
     send_raw(socket, &bytes, Some(fd))
 }
 
-fn send_raw(
+pub(crate) fn send_raw(
     socket: impl AsFd,
     bytes: &[u8],
     fd: Option<BorrowedFd<'_>>,
@@ -167,18 +181,26 @@ fn send_raw(
     Ok(())
 }
 
-/// Receives one message; `None` when the peer closed its end.
-pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
+/// Receives one packet into `buf` (at most `buf.len()` bytes) with at most one fd;
+/// `None` when the peer closed its end. A packet longer than `buf` is an error.
+pub(crate) fn recv_raw(
+    socket: impl AsFd,
+    buf: &mut [u8],
+) -> Result<Option<(usize, Option<OwnedFd>)>, WorkerError> {
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut buf = vec![0u8; MAX_MESSAGE];
-    let msg = rustix::net::recvmsg(
-        socket,
-        &mut [IoSliceMut::new(&mut buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .map_err(|e| WorkerError::Control(e.into()))?;
+    let msg = loop {
+        match rustix::net::recvmsg(
+            &socket,
+            &mut [IoSliceMut::new(buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(WorkerError::Control(e.into())),
+        }
+    };
     let mut fd = None;
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(fds) = message {
@@ -196,7 +218,16 @@ pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
     if msg.flags.contains(rustix::net::ReturnFlags::TRUNC) {
         return Err(WorkerError::Malformed("message too long"));
     }
-    let bytes = buf.get(..msg.bytes).unwrap_or(&[]);
+    Ok(Some((msg.bytes, fd)))
+}
+
+/// Receives one message; `None` when the peer closed its end.
+pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let Some((len, fd)) = recv_raw(socket, &mut buf)? else {
+        return Ok(None);
+    };
+    let bytes = buf.get(..len).unwrap_or(&[]);
     let kind = bytes
         .get(..4)
         .and_then(|b| b.try_into().ok())
@@ -228,6 +259,11 @@ pub(crate) fn recv(socket: impl AsFd) -> Result<Option<Msg>, WorkerError> {
         RING_GONE => Msg::RingGone(RingId(u64_at(body, 0)?)),
         GATE => Msg::Gate(need_fd(fd)?),
         ACCOUNT => Msg::Account(need_fd(fd)?),
+        SERVE_GPU => Msg::ServeGpu {
+            config: String::from_utf8(body.to_vec())
+                .map_err(|_| WorkerError::Malformed("config is not UTF-8"))?,
+            ops: need_fd(fd)?,
+        },
         _ => return Err(WorkerError::Malformed("unknown message kind")),
     }))
 }

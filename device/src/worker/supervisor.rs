@@ -21,6 +21,7 @@ use super::hang::HangPage;
 use super::protocol::{self, Msg};
 use super::{WorkerError, WorkerSettings, WORKER_SUBCOMMAND};
 use crate::ids::RingId;
+use crate::ratelimit::RateLimiter;
 use crate::renderer::venus::VmAccount;
 use crate::renderer::STATUS_FATAL;
 use crate::sys::process as proc;
@@ -98,6 +99,14 @@ impl Workers {
             w.set_rings_fatal();
         }
         all.len()
+    }
+
+    /// Kills the worker serving `conn`, if it still runs.
+    pub(crate) fn kill(&self, conn: u64) {
+        let entry = self.lock().get(&conn).cloned();
+        if let Some(w) = entry {
+            w.kill();
+        }
     }
 
     /// Kills every worker; returns how many.
@@ -228,9 +237,10 @@ fn fill(inner: &PoolInner) {
 }
 
 /// A spawned worker before it serves.
-struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
-    control: OwnedFd,
+    /// The daemon's end of its control socket.
+    pub(crate) control: OwnedFd,
     page: HangPage,
     pidfd: OwnedFd,
 }
@@ -400,85 +410,159 @@ pub(crate) fn run_connection(
     pool: &Pool,
 ) {
     let settings = &server.config.worker;
-    // The worker's QoS gate: its end goes over with the client; the daemon's end is
-    // served (and the worker's VM attached to the arbiter) until this returns.
-    let mut gate_server = None;
     // The VM the worker charges: the configured VM's one account, or an account of
     // its own (`vtest --socket`: every connection is a VM).
     let vm_account = server.vm_account.clone().unwrap_or_else(|| {
         let ctx = crate::ids::ContextId(u32::try_from(conn).unwrap_or(1).max(1));
         Arc::new(VmAccount::new(ctx.to_string(), server.config.venus))
     });
-    let mut account: Option<(OwnedFd, AccountServer)> = None;
-    let mut hand_over = |spawned: &Spawned| {
-        if let Some((qos, how)) = &server.qos {
-            let (ours, theirs) = gate_pair()?;
-            let served = match how {
-                crate::vtest::WorkerQos::PerConnection(config) => crate::qos::serve_gate(
-                    qos,
-                    ours,
-                    format!("conn{conn}"),
-                    *config,
-                    Some(vm_account.memory_probe()),
-                ),
-                crate::vtest::WorkerQos::Vm(vm) => crate::qos::serve_gate_for(qos, ours, *vm),
-            }
-            .map_err(|e| WorkerError::Control(std::io::Error::other(e.to_string())))?;
-            protocol::send(&spawned.control, &Msg::Gate(theirs))?;
-            gate_server = Some(served);
+    let gate = server.qos.as_ref().map(|(qos, how)| match how {
+        crate::vtest::WorkerQos::PerConnection(config) => GateSpec::OwnVm {
+            qos: qos.clone(),
+            name: format!("conn{conn}"),
+            config: *config,
+        },
+        crate::vtest::WorkerQos::Vm(vm) => GateSpec::Vm {
+            qos: qos.clone(),
+            vm: *vm,
+        },
+    });
+    let started = start(pool, settings, gate, &vm_account, |spawned| {
+        let dup = client.try_clone().map_err(WorkerError::Control)?;
+        let config = super::wire::WorkerConfigWire::from_config(&server.config).to_text()?;
+        protocol::send(
+            &spawned.control,
+            &Msg::Serve {
+                conn,
+                config,
+                client: OwnedFd::from(dup),
+            },
+        )
+    });
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            server.warn.warn(format_args!(
+                "vtest: conn {conn}: cannot start a worker: {}",
+                crate::error_chain(&e)
+            ));
+            return;
         }
+    };
+    let ended = supervise(conn, started, workers, settings, &server.warn);
+    if let Some(how) = ended {
+        server
+            .warn
+            .warn(format_args!("vtest: {how}, client disconnected"));
+        linger(&client);
+    }
+}
+
+/// How a worker reaches the QoS arbiter.
+#[derive(Debug)]
+pub(crate) enum GateSpec {
+    /// As a VM of its own, attached for as long as it serves.
+    OwnVm {
+        qos: crate::qos::QosHandle,
+        name: String,
+        config: vgpu_scheduler::VmConfig,
+    },
+    /// As `vm`, a VM already attached (a configured VM's worker).
+    Vm {
+        qos: crate::qos::QosHandle,
+        vm: vgpu_scheduler::VmId,
+    },
+}
+
+/// A worker that was handed its work, with what the daemon serves for it.
+pub(crate) struct Started {
+    spawned: Spawned,
+    /// The daemon's end of the worker's account socket, and its claims.
+    account: (OwnedFd, AccountServer),
+    /// Serves the worker's gate until dropped.
+    _gate: Option<crate::qos::GateServer>,
+}
+
+/// Takes a pooled worker (or spawns one; a pooled one that died while idle is
+/// replaced), hands it its QoS gate (`gate`) and its VM's account (`account`), then
+/// calls `serve` to give it its work.
+pub(crate) fn start(
+    pool: &Pool,
+    settings: &WorkerSettings,
+    gate: Option<GateSpec>,
+    account: &Arc<VmAccount>,
+    mut serve: impl FnMut(&Spawned) -> Result<(), WorkerError>,
+) -> Result<Started, WorkerError> {
+    type Served = ((OwnedFd, AccountServer), Option<crate::qos::GateServer>);
+    let mut hand_over = |spawned: &Spawned| -> Result<Served, WorkerError> {
+        let served_gate = match &gate {
+            Some(spec) => {
+                let (ours, theirs) = gate_pair()?;
+                let served = match spec {
+                    GateSpec::OwnVm { qos, name, config } => crate::qos::serve_gate(
+                        qos,
+                        ours,
+                        name.clone(),
+                        *config,
+                        Some(account.memory_probe()),
+                    ),
+                    GateSpec::Vm { qos, vm } => crate::qos::serve_gate_for(qos, ours, *vm),
+                }
+                .map_err(|e| WorkerError::Control(std::io::Error::other(e.to_string())))?;
+                protocol::send(&spawned.control, &Msg::Gate(theirs))?;
+                Some(served)
+            }
+            None => None,
+        };
         // The worker's VM account: its end goes over too; the daemon's end is
-        // served on this thread, and what it holds is credited when it drops.
+        // served on the supervisor thread, and what it holds is credited when it
+        // drops.
         let (ours, theirs) = super::account::pair()?;
         protocol::send(&spawned.control, &Msg::Account(theirs))?;
-        account = Some((ours, AccountServer::new(Arc::clone(&vm_account))));
-        client
-            .try_clone()
-            .map_err(WorkerError::Control)
-            .and_then(|dup| {
-                let config =
-                    super::wire::WorkerConfigWire::from_config(&server.config).to_text()?;
-                protocol::send(
-                    &spawned.control,
-                    &Msg::Serve {
-                        conn,
-                        config,
-                        client: OwnedFd::from(dup),
-                    },
-                )
-            })
+        serve(spawned)?;
+        Ok(((ours, AccountServer::new(Arc::clone(account))), served_gate))
     };
-    // A pooled worker first; one that died while idle is replaced by a fresh one.
     let mut pooled = pool.take();
-    let spawned = loop {
+    loop {
         let (spawned, was_pooled) = match pooled.take() {
             Some(s) => (s, true),
-            None => match spawn(settings) {
-                Ok(s) => (s, false),
-                Err(e) => {
-                    server.warn.warn(format_args!(
-                        "vtest: conn {conn}: cannot start a worker: {}",
-                        crate::error_chain(&e)
-                    ));
-                    return;
-                }
-            },
+            None => (spawn(settings)?, false),
         };
         match hand_over(&spawned) {
-            Ok(()) => break spawned,
+            Ok((account, gate)) => {
+                return Ok(Started {
+                    spawned,
+                    account,
+                    _gate: gate,
+                })
+            }
             Err(e) => {
-                let pid = spawned.child.id();
                 reap_now(spawned.child);
                 if !was_pooled {
-                    server.warn.warn(format_args!(
-                        "vtest: conn {conn}: handing the client to worker {pid} failed: {}",
-                        crate::error_chain(&e)
-                    ));
-                    return;
+                    return Err(e);
                 }
             }
         }
-    };
+    }
+}
+
+/// Supervises a started worker until it has ended: answers its account requests,
+/// keeps its rings' status words, enforces the GPU timeout. Returns `None` when it
+/// exited cleanly; otherwise the line to log (label, how it ended, rings set
+/// FATAL), after setting FATAL on its rings.
+pub(crate) fn supervise(
+    conn: u64,
+    started: Started,
+    workers: &Workers,
+    settings: &WorkerSettings,
+    warn: &RateLimiter,
+) -> Option<String> {
+    let Started {
+        spawned,
+        account,
+        _gate: gate_server,
+    } = started;
+    let mut account = Some(account);
     let pid = spawned.child.id();
     let Spawned {
         mut child,
@@ -511,7 +595,7 @@ pub(crate) fn run_connection(
             match poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
-                    log::error!("vtest: {label}: polling worker {pid} failed: {e}");
+                    log::error!("worker {pid} ({label}): polling failed: {e}");
                     std::thread::sleep(POLL);
                 }
             }
@@ -532,19 +616,16 @@ pub(crate) fn run_connection(
                     // The worker closed it (it is ending): what it held stays held
                     // until it has ended, then is credited below.
                     Ok(false) => {
-                        let (fd, served) = account.take().unzip();
-                        held_until_exit = served;
-                        drop(fd);
+                        held_until_exit = account.take().map(|(_, s)| s);
                     }
                     Err(e) => {
-                        server.warn.warn(format_args!(
-                            "vtest: {label}: worker {pid}: account: {}; killing it",
+                        warn.warn(format_args!(
+                            "{label}: worker {pid}: account: {}; killing it",
                             crate::error_chain(&e)
                         ));
                         entry.kill();
                         killed_for.get_or_insert_with(|| "a malformed account request".into());
-                        let (_, served) = account.take().unzip();
-                        held_until_exit = served;
+                        held_until_exit = account.take().map(|(_, s)| s);
                     }
                 }
             }
@@ -552,11 +633,11 @@ pub(crate) fn run_connection(
         if control_ready {
             if let Some(c) = &control {
                 match protocol::recv(c) {
-                    Ok(Some(msg)) => handle(msg, &entry, &mut label, server),
+                    Ok(Some(msg)) => handle(msg, &entry, &mut label, warn),
                     Ok(None) => control = None,
                     Err(e) => {
-                        server.warn.warn(format_args!(
-                            "vtest: {label}: worker {pid}: {}; killing it",
+                        warn.warn(format_args!(
+                            "{label}: worker {pid}: {}; killing it",
                             crate::error_chain(&e)
                         ));
                         entry.kill();
@@ -568,8 +649,7 @@ pub(crate) fn run_connection(
         }
         if killed_for.is_none() {
             if let Some(ns) = page.pending_for_ns() {
-                let timeout = settings.gpu_timeout;
-                if u128::from(ns) > timeout.as_nanos() {
+                if u128::from(ns) > settings.gpu_timeout.as_nanos() {
                     #[allow(clippy::cast_precision_loss)] // a log figure
                     let secs = ns as f64 / 1e9;
                     killed_for = Some(format!("GPU hang: fence pending {secs:.1} s"));
@@ -582,7 +662,7 @@ pub(crate) fn run_connection(
             // crashed): its end is closed, so these reads end at EOF.
             if let Some(c) = &control {
                 while let Ok(Some(msg)) = protocol::recv(c) {
-                    handle(msg, &entry, &mut label, server);
+                    handle(msg, &entry, &mut label, warn);
                 }
             }
             break;
@@ -593,10 +673,11 @@ pub(crate) fn run_connection(
     // The worker is gone, and with it all it allocated: credit its VM.
     drop(account);
     drop(held_until_exit);
+    drop(gate_server);
     let clean = killed_for.is_none() && status.as_ref().is_ok_and(ExitStatus::success);
     if clean {
-        log::debug!("vtest: {label}: worker {pid} exited");
-        return;
+        log::debug!("{label}: worker {pid} exited");
+        return None;
     }
     let rings = entry.set_rings_fatal();
     let how = match (&killed_for, &status) {
@@ -605,10 +686,7 @@ pub(crate) fn run_connection(
         (None, Ok(s)) => format!("worker {pid} {}", describe(*s)),
         (None, Err(e)) => format!("worker {pid} could not be reaped: {e}"),
     };
-    server.warn.warn(format_args!(
-        "vtest: {label}: {how}; FATAL set on {rings} rings, client disconnected"
-    ));
-    linger(&client);
+    Some(format!("{label}: {how}; FATAL set on {rings} rings"))
 }
 
 /// Waits up to [`CLIENT_LINGER`] for the client to send something, so closing the
@@ -619,7 +697,7 @@ fn linger(client: &UnixStream) {
     let _ = poll(&mut fds, timeout.as_ref());
 }
 
-fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShared) {
+fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, warn: &RateLimiter) {
     match msg {
         Msg::Label(l) => *label = l,
         Msg::Ring {
@@ -648,8 +726,8 @@ fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShar
                         );
                     }
                 }
-                Err(e) => server.warn.warn(format_args!(
-                    "vtest: {label}: worker {}: ring {ring} not mapped: {}",
+                Err(e) => warn.warn(format_args!(
+                    "{label}: worker {}: ring {ring} not mapped: {}",
                     entry.pid,
                     crate::error_chain(&e)
                 )),
@@ -662,6 +740,6 @@ fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, server: &ServerShar
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&ring);
         }
-        Msg::Ready | Msg::Serve { .. } | Msg::Gate(_) | Msg::Account(_) => {}
+        Msg::Ready | Msg::Serve { .. } | Msg::ServeGpu { .. } | Msg::Gate(_) | Msg::Account(_) => {}
     }
 }
