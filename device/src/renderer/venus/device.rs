@@ -429,7 +429,7 @@ impl Handler<'_, '_> {
         let dev_ptr = required(args.p_max_deviation.as_deref_mut(), "pMaxDeviation")?;
         let (dev, f) = self.dev_fn(
             args.device,
-            |t| t.get_calibrated_timestamps,
+            |t| t.get_calibrated_timestamps_ext,
             "vkGetCalibratedTimestampsEXT",
         )?;
         // SAFETY: live device; both arrays hold timestampCount elements in the arena.

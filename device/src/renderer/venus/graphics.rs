@@ -202,7 +202,7 @@ fn_setters! {
     cmd_set_depth_clip_negative_one_to_one_ext(CmdSetDepthClipNegativeOneToOneEXTArgs) =>
         cmd_set_depth_clip_negative_one_to_one_ext(negative_one_to_one);
     cmd_set_line_stipple_ext(CmdSetLineStippleEXTArgs) =>
-        cmd_set_line_stipple(line_stipple_factor, line_stipple_pattern);
+        cmd_set_line_stipple_ext(line_stipple_factor, line_stipple_pattern);
     cmd_end_conditional_rendering_ext(CmdEndConditionalRenderingEXTArgs) =>
         cmd_end_conditional_rendering_ext();
 }

@@ -55,7 +55,7 @@ fn import_host_pointer(
     map: &SharedMemory,
 ) -> std::result::Result<vk::DeviceMemory, vk::Result> {
     let ptr = map.as_mut_ptr().cast::<std::ffi::c_void>();
-    if let Some(props) = dev.fns.get_memory_host_pointer_properties {
+    if let Some(props) = dev.fns.get_memory_host_pointer_properties_ext {
         let mut out = vk::MemoryHostPointerPropertiesEXT::default();
         // SAFETY: live device with the extension enabled; `ptr` is a live mapping.
         let r = unsafe {
