@@ -8,8 +8,8 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
-    AllocateMemoryArgs, FlushMappedMemoryRangesArgs, FreeMemoryArgs, GetDeviceMemoryCommitmentArgs,
-    GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
+    AllocateMemoryArgs, FlushMappedMemoryRangesArgs, FreeMemoryArgs,
+    InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
 };
 
 use super::bind::MemoryInfo;
@@ -371,29 +371,5 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         self.device(args.device)?;
         Ok(vk::Result::SUCCESS)
-    }
-
-    pub(super) fn get_device_memory_commitment(
-        &mut self,
-        args: &mut GetDeviceMemoryCommitmentArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device(args.device)?;
-        let out = required(
-            args.p_committed_memory_in_bytes.as_deref_mut(),
-            "pCommittedMemoryInBytes",
-        )?;
-        // SAFETY: live device and memory.
-        *out = unsafe { dev.device.get_device_memory_commitment(args.memory) };
-        Ok(())
-    }
-
-    pub(super) fn get_device_memory_opaque_capture_address(
-        &mut self,
-        args: &mut GetDeviceMemoryOpaqueCaptureAddressArgs<'_>,
-    ) -> Result<u64> {
-        let dev = self.device(args.device)?;
-        let info = required(args.p_info, "pInfo")?;
-        // SAFETY: live device; `info` decoded with a translated memory handle.
-        Ok(unsafe { dev.device.get_device_memory_opaque_capture_address(info) })
     }
 }
