@@ -1,5 +1,6 @@
 //! Generator for the `vulkan-proto` crate: reads the Vulkan and Venus registry XML and writes
-//! `vulkan-proto/src/generated/`.
+//! `vulkan-proto/src/generated/`, plus the device crate's generated Venus handlers
+//! (`device/src/renderer/venus/forward.rs` and `fns.rs`).
 //!
 //! ```text
 //! cargo run -p vulkan-proto-gen -- --registry ../shared/registry            # regenerate
@@ -9,6 +10,7 @@
 mod emit;
 mod emit_formats;
 mod emit_testgen;
+mod emit_venus;
 mod model;
 mod policy;
 mod xml;
@@ -27,6 +29,7 @@ const INPUTS: &[(&str, &str)] = &[
 struct Args {
     registry: PathBuf,
     out: PathBuf,
+    device_out: PathBuf,
     check: bool,
     stats: bool,
 }
@@ -36,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         registry: root.join("../shared/registry"),
         out: root.join("vulkan-proto/src/generated"),
+        device_out: root.join("device/src/renderer/venus"),
         check: false,
         stats: false,
     };
@@ -44,11 +48,14 @@ fn parse_args() -> Result<Args, String> {
         match x.as_str() {
             "--registry" => a.registry = it.next().ok_or("--registry needs a path")?.into(),
             "--out" => a.out = it.next().ok_or("--out needs a path")?.into(),
+            "--device-out" => {
+                a.device_out = it.next().ok_or("--device-out needs a path")?.into();
+            }
             "--check" => a.check = true,
             "--stats" => a.stats = true,
             "-h" | "--help" => {
                 return Err(
-                    "usage: vulkan-proto-gen [--registry DIR] [--out DIR] [--check] [--stats]"
+                    "usage: vulkan-proto-gen [--registry DIR] [--out DIR] [--device-out DIR] [--check] [--stats]"
                         .into(),
                 )
             }
@@ -102,16 +109,19 @@ fn run() -> Result<(), String> {
         "formats.rs".to_owned(),
         emit_formats::formats_file(&reg, &proto, &hashes)?,
     ));
-    let target = if args.check {
-        let tmp = std::env::temp_dir().join(format!("vulkan-proto-gen-{}", std::process::id()));
+    let device_files = emit_venus::device_files(&reg, &proto, &hashes)?;
+    let tmp = std::env::temp_dir().join(format!("vulkan-proto-gen-{}", std::process::id()));
+    let (target, device_target) = if args.check {
         let _ = std::fs::remove_dir_all(&tmp);
-        tmp
+        (tmp.join("proto"), tmp.join("device"))
     } else {
-        args.out.clone()
+        (args.out.clone(), args.device_out.clone())
     };
     std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&device_target).map_err(|e| e.to_string())?;
     if !args.check {
-        // Remove stale files so a renamed family does not linger.
+        // Remove stale files so a renamed family does not linger (only in the all-generated
+        // directory: the device directory holds hand-written files too).
         if let Ok(rd) = std::fs::read_dir(&target) {
             for e in rd.flatten() {
                 if e.path().extension().is_some_and(|x| x == "rs") {
@@ -121,36 +131,54 @@ fn run() -> Result<(), String> {
         }
     }
     let mut paths = Vec::new();
-    for (name, text) in &files {
-        let p = target.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-        paths.push(p);
+    for (dir, list) in [(&target, &files), (&device_target, &device_files)] {
+        for (name, text) in list {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            paths.push(p);
+        }
     }
     rustfmt(&paths)?;
+    let total = files.len() + device_files.len();
     if args.check {
-        let out = Command::new("diff")
-            .arg("-ru")
-            .arg(&args.out)
-            .arg(&target)
-            .output()
-            .map_err(|e| format!("diff: {e}"))?;
-        let _ = std::fs::remove_dir_all(&target);
-        if !out.status.success() {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let shown: String = text.lines().take(200).collect::<Vec<_>>().join("\n");
+        let mut stale = String::new();
+        let mut diff = |a: &Path, b: &Path| -> Result<(), String> {
+            let out = Command::new("diff")
+                .arg("-ru")
+                .arg(a)
+                .arg(b)
+                .output()
+                .map_err(|e| format!("diff: {e}"))?;
+            if !out.status.success() {
+                stale.push_str(&String::from_utf8_lossy(&out.stdout));
+                if out.stdout.is_empty() {
+                    stale.push_str(&String::from_utf8_lossy(&out.stderr));
+                }
+            }
+            Ok(())
+        };
+        let mut r = diff(&args.out, &target);
+        for (name, _) in &device_files {
+            if r.is_ok() {
+                r = diff(&args.device_out.join(name), &device_target.join(name));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        r?;
+        if !stale.is_empty() {
+            let shown: String = stale.lines().take(200).collect::<Vec<_>>().join("\n");
             return Err(format!(
                 "generated code is stale; regenerate with `cargo run -p vulkan-proto-gen`\n{shown}"
             ));
         }
-        eprintln!(
-            "vulkan-proto-gen: generated code is up to date ({} files)",
-            files.len()
-        );
+        eprintln!("vulkan-proto-gen: generated code is up to date ({total} files)");
     } else {
         eprintln!(
-            "vulkan-proto-gen: wrote {} files to {}",
+            "vulkan-proto-gen: wrote {} files to {} and {} to {}",
             files.len(),
-            args.out.display()
+            args.out.display(),
+            device_files.len(),
+            args.device_out.display()
         );
     }
     Ok(())

@@ -647,6 +647,275 @@ pub const STRUCTS_NOT_SERIALIZED: &[(&str, &str)] = &[(
     "carries a host fd; the guest imports through VkImportMemoryResourceInfoMESA",
 )];
 
+// ---------------------------------------------------------------------------------------------
+// The device crate's Venus handlers (`device/src/renderer/venus/`): which are generated.
+//
+// A command is listed here only if its handler does nothing beyond what every command gets
+// anyway: decoding (NULL checks on required pointers, array sizes equal to their counts, enum
+// ranges), the generated `Dispatch::decoded` ownership hook (every handle belongs to the
+// command's device), the device lookup and, for optional entry points, `HostLacks` when the
+// host driver lacks the command. Anything that checks a value against a device limit or an
+// object's recorded size, records state for later checks, charges a quota, strips or rewrites
+// a pNext chain, or touches object lifetimes beyond the common create/destroy helpers stays
+// hand-written (see `device/src/renderer/venus/forward.rs`'s module docs for the list).
+
+/// Commands whose handler is generated as a pure forward to the host driver: find the
+/// device (of the `VkDevice` or `VkCommandBuffer`) or the instance (of the
+/// `VkPhysicalDevice`), take the entry point (ash's core table for the version the registry
+/// puts the command in, or [`DEVICE_FNS`]),
+/// pass every argument through. Adding a command here is the whole change, as long as its
+/// parameters are plain values, handles, fixed arrays, single input/output pointers and
+/// input arrays whose count parameter counts only them (the emitter refuses anything else).
+pub const FORWARDED: &[&str] = &[
+    // Core 1.0 dynamic state with plain-value arguments.
+    "vkCmdSetLineWidth",
+    "vkCmdSetDepthBias",
+    "vkCmdSetBlendConstants",
+    "vkCmdSetDepthBounds",
+    "vkCmdSetStencilCompareMask",
+    "vkCmdSetStencilWriteMask",
+    "vkCmdSetStencilReference",
+    // Core 1.1–1.3 and extended dynamic state (1, 2, 3) with plain-value arguments. Setters
+    // taking arrays or sample counts are hand-written: the driver indexes fixed-size state
+    // with them (graphics.rs).
+    "vkCmdSetDeviceMask",
+    "vkCmdSetCullMode",
+    "vkCmdSetFrontFace",
+    "vkCmdSetPrimitiveTopology",
+    "vkCmdSetDepthTestEnable",
+    "vkCmdSetDepthWriteEnable",
+    "vkCmdSetDepthCompareOp",
+    "vkCmdSetDepthBoundsTestEnable",
+    "vkCmdSetStencilTestEnable",
+    "vkCmdSetStencilOp",
+    "vkCmdSetRasterizerDiscardEnable",
+    "vkCmdSetDepthBiasEnable",
+    "vkCmdSetPrimitiveRestartEnable",
+    "vkCmdSetPatchControlPointsEXT",
+    "vkCmdSetLogicOpEXT",
+    "vkCmdSetTessellationDomainOriginEXT",
+    "vkCmdSetDepthClampEnableEXT",
+    "vkCmdSetPolygonModeEXT",
+    "vkCmdSetAlphaToCoverageEnableEXT",
+    "vkCmdSetAlphaToOneEnableEXT",
+    "vkCmdSetLogicOpEnableEXT",
+    "vkCmdSetConservativeRasterizationModeEXT",
+    "vkCmdSetExtraPrimitiveOverestimationSizeEXT",
+    "vkCmdSetDepthClipEnableEXT",
+    "vkCmdSetSampleLocationsEnableEXT",
+    "vkCmdSetProvokingVertexModeEXT",
+    "vkCmdSetLineRasterizationModeEXT",
+    "vkCmdSetLineStippleEnableEXT",
+    "vkCmdSetDepthClipNegativeOneToOneEXT",
+    "vkCmdSetLineStippleEXT",
+    "vkCmdSetFragmentShadingRateKHR",
+    // Recording without bounds: the draw/dispatch sizes are the driver's to check, the
+    // handles are checked by the ownership hook.
+    "vkCmdBindPipeline",
+    "vkCmdBindIndexBuffer",
+    "vkCmdBindIndexBuffer2KHR",
+    "vkCmdDraw",
+    "vkCmdDrawIndexed",
+    "vkCmdDispatch",
+    "vkCmdDispatchBase",
+    "vkCmdSetEvent",
+    "vkCmdResetEvent",
+    "vkCmdResetEvent2",
+    "vkCmdExecuteCommands",
+    "vkCmdNextSubpass",
+    "vkCmdNextSubpass2",
+    "vkCmdEndConditionalRenderingEXT",
+    // Device-level queries and host operations on one object.
+    "vkResetFences",
+    "vkGetFenceStatus",
+    "vkGetSemaphoreCounterValue",
+    "vkSignalSemaphore",
+    "vkGetEventStatus",
+    "vkSetEvent",
+    "vkResetEvent",
+    "vkMergePipelineCaches",
+    "vkGetDescriptorSetLayoutSupport",
+    "vkGetRenderAreaGranularity",
+    "vkGetRenderingAreaGranularityKHR",
+    "vkGetBufferMemoryRequirements",
+    "vkGetBufferMemoryRequirements2",
+    "vkGetBufferDeviceAddress",
+    "vkGetBufferOpaqueCaptureAddress",
+    "vkGetImageMemoryRequirements",
+    "vkGetImageMemoryRequirements2",
+    "vkGetImageSubresourceLayout2KHR",
+    "vkGetImageDrmFormatModifierPropertiesEXT",
+    "vkGetDeviceMemoryCommitment",
+    "vkGetDeviceMemoryOpaqueCaptureAddress",
+    // Instance-level queries answered by the host as they are (the semaphore one is
+    // hand-written: SYNC_FD is emulated).
+    "vkGetPhysicalDeviceExternalBufferProperties",
+    "vkGetPhysicalDeviceExternalFenceProperties",
+];
+
+/// Create commands of the same shape, generated: `(device, pCreateInfo, pAllocator,
+/// pObject)`, the create info passed through unchanged, the new object bound to the guest
+/// id through `Handler::create_child` (id checks, object limit). Creates that check or
+/// record anything about the object (images, buffers, views, layouts, render passes,
+/// framebuffers, query pools, shader modules) or strip chains (fences, semaphores) are
+/// hand-written.
+pub const CREATED: &[&str] = &[
+    "vkCreateBufferView",
+    "vkCreateSampler",
+    "vkCreateSamplerYcbcrConversion",
+    "vkCreatePipelineCache",
+    "vkCreateDescriptorPool",
+    "vkCreateDescriptorUpdateTemplate",
+    "vkCreateCommandPool",
+    "vkCreateEvent",
+    "vkCreatePrivateDataSlot",
+];
+
+/// Destroy commands of the same shape, generated: `(device, object, pAllocator)` through
+/// `Handler::destroy_child` (the guest id goes now, the host call when the last user lets
+/// go). Pools whose children leave the tables with them (command and descriptor pools),
+/// memory (its charge) and dispatchable objects are hand-written.
+pub const DESTROYED: &[&str] = &[
+    "vkDestroyFence",
+    "vkDestroySemaphore",
+    "vkDestroyEvent",
+    "vkDestroyQueryPool",
+    "vkDestroyBuffer",
+    "vkDestroyBufferView",
+    "vkDestroyImage",
+    "vkDestroyImageView",
+    "vkDestroySampler",
+    "vkDestroySamplerYcbcrConversion",
+    "vkDestroyShaderModule",
+    "vkDestroyPipelineCache",
+    "vkDestroyPipelineLayout",
+    "vkDestroyPipeline",
+    "vkDestroyRenderPass",
+    "vkDestroyFramebuffer",
+    "vkDestroyDescriptorSetLayout",
+    "vkDestroyDescriptorUpdateTemplate",
+    "vkDestroyPrivateDataSlot",
+];
+
+/// Device entry points loaded by name into the optional table (`DeviceFns`), instead of
+/// through `ash::Device`'s tables: ash replaces a missing entry point with a stub that
+/// panics, which a guest could reach by calling a command of an extension the host lacks.
+/// Each is looked up under the names in [`NEWER_NAMES`], its own name, then its registry
+/// aliases (KHR, EXT, then vendor). Core 1.0 commands and the core 1.1–1.3 commands every
+/// host device the renderer accepts has are called through ash's tables instead.
+pub const DEVICE_FNS: &[&str] = &[
+    // Core 1.1, also reachable through device-group and ycbcr extensions.
+    "vkCreateSamplerYcbcrConversion",
+    "vkDestroySamplerYcbcrConversion",
+    "vkGetDeviceGroupPeerMemoryFeatures",
+    "vkCmdSetDeviceMask",
+    // Core 1.2.
+    "vkCmdDrawIndirectCount",
+    "vkCmdDrawIndexedIndirectCount",
+    "vkCmdBeginRenderPass2",
+    "vkCmdNextSubpass2",
+    "vkCmdEndRenderPass2",
+    // VK_EXT_external_memory_host (host-side imports; not a wire command).
+    "vkGetMemoryHostPointerPropertiesEXT",
+    // Core 1.3.
+    "vkCreatePrivateDataSlot",
+    "vkDestroyPrivateDataSlot",
+    "vkSetPrivateData",
+    "vkGetPrivateData",
+    "vkCmdCopyImage2",
+    "vkCmdCopyBufferToImage2",
+    "vkCmdCopyImageToBuffer2",
+    "vkCmdBlitImage2",
+    "vkCmdResolveImage2",
+    "vkCmdBeginRendering",
+    "vkCmdEndRendering",
+    "vkCmdSetCullMode",
+    "vkCmdSetFrontFace",
+    "vkCmdSetPrimitiveTopology",
+    "vkCmdSetViewportWithCount",
+    "vkCmdSetScissorWithCount",
+    "vkCmdBindVertexBuffers2",
+    "vkCmdSetDepthTestEnable",
+    "vkCmdSetDepthWriteEnable",
+    "vkCmdSetDepthCompareOp",
+    "vkCmdSetDepthBoundsTestEnable",
+    "vkCmdSetStencilTestEnable",
+    "vkCmdSetStencilOp",
+    "vkCmdSetRasterizerDiscardEnable",
+    "vkCmdSetDepthBiasEnable",
+    "vkCmdSetPrimitiveRestartEnable",
+    // VK_EXT_extended_dynamic_state2.
+    "vkCmdSetPatchControlPointsEXT",
+    "vkCmdSetLogicOpEXT",
+    // VK_EXT_extended_dynamic_state3.
+    "vkCmdSetTessellationDomainOriginEXT",
+    "vkCmdSetDepthClampEnableEXT",
+    "vkCmdSetPolygonModeEXT",
+    "vkCmdSetRasterizationSamplesEXT",
+    "vkCmdSetSampleMaskEXT",
+    "vkCmdSetAlphaToCoverageEnableEXT",
+    "vkCmdSetAlphaToOneEnableEXT",
+    "vkCmdSetLogicOpEnableEXT",
+    "vkCmdSetColorBlendEnableEXT",
+    "vkCmdSetColorBlendEquationEXT",
+    "vkCmdSetColorWriteMaskEXT",
+    "vkCmdSetRasterizationStreamEXT",
+    "vkCmdSetConservativeRasterizationModeEXT",
+    "vkCmdSetExtraPrimitiveOverestimationSizeEXT",
+    "vkCmdSetDepthClipEnableEXT",
+    "vkCmdSetSampleLocationsEnableEXT",
+    "vkCmdSetColorBlendAdvancedEXT",
+    "vkCmdSetProvokingVertexModeEXT",
+    "vkCmdSetLineRasterizationModeEXT",
+    "vkCmdSetLineStippleEnableEXT",
+    "vkCmdSetDepthClipNegativeOneToOneEXT",
+    // VK_EXT_color_write_enable, VK_EXT_vertex_input_dynamic_state,
+    // VK_EXT_line_rasterization.
+    "vkCmdSetColorWriteEnableEXT",
+    "vkCmdSetVertexInputEXT",
+    "vkCmdSetLineStippleEXT",
+    // VK_EXT_conditional_rendering.
+    "vkCmdBeginConditionalRenderingEXT",
+    "vkCmdEndConditionalRenderingEXT",
+    // VK_EXT_transform_feedback.
+    "vkCmdBindTransformFeedbackBuffersEXT",
+    "vkCmdBeginTransformFeedbackEXT",
+    "vkCmdEndTransformFeedbackEXT",
+    "vkCmdBeginQueryIndexedEXT",
+    "vkCmdEndQueryIndexedEXT",
+    "vkCmdDrawIndirectByteCountEXT",
+    // VK_EXT_multi_draw.
+    "vkCmdDrawMultiEXT",
+    "vkCmdDrawMultiIndexedEXT",
+    // VK_KHR_push_descriptor, VK_KHR_fragment_shading_rate.
+    "vkCmdPushDescriptorSetKHR",
+    "vkCmdSetFragmentShadingRateKHR",
+    // VK_KHR_maintenance5.
+    "vkCmdBindIndexBuffer2KHR",
+    "vkGetRenderingAreaGranularityKHR",
+    "vkGetDeviceImageSubresourceLayoutKHR",
+    "vkGetImageSubresourceLayout2KHR",
+    // VK_EXT_calibrated_timestamps, VK_EXT_image_drm_format_modifier.
+    "vkGetCalibratedTimestampsEXT",
+    "vkGetImageDrmFormatModifierPropertiesEXT",
+];
+
+/// Names newer than our vk.xml (1.3.269) that ash 0.38 (vk.xml 1.3.281) uses for a
+/// command: the `PFN_` type ash has, and a name looked up first (a host driver of a newer
+/// Vulkan may export the promoted name).
+pub const NEWER_NAMES: &[(&str, &str, &str)] = &[
+    (
+        "vkCmdSetLineStippleEXT",
+        "vkCmdSetLineStippleKHR",
+        "promoted to VK_KHR_line_rasterization after vk.xml 1.3.269; ash 0.38 has only the KHR type",
+    ),
+    (
+        "vkGetCalibratedTimestampsEXT",
+        "vkGetCalibratedTimestampsKHR",
+        "promoted to VK_KHR_calibrated_timestamps after vk.xml 1.3.269; ash 0.38 has only the KHR type",
+    ),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,6 +933,20 @@ mod tests {
         assert!(UNION_DEFAULT_TAGS.iter().all(|u| !u.2.is_empty()));
         assert!(STRUCTS_NOT_SERIALIZED.iter().all(|s| !s.1.is_empty()));
         assert!(EXTRA_STRUCTS.iter().all(|s| !s.reason.is_empty()));
+        assert!(NEWER_NAMES.iter().all(|n| !n.2.is_empty()));
+    }
+
+    #[test]
+    fn handler_lists_are_unique_and_shaped() {
+        for list in [FORWARDED, CREATED, DESTROYED, DEVICE_FNS] {
+            let mut seen = std::collections::BTreeSet::new();
+            assert!(list.iter().all(|n| n.starts_with("vk") && seen.insert(*n)));
+        }
+        assert!(CREATED.iter().all(|n| n.starts_with("vkCreate")));
+        assert!(DESTROYED.iter().all(|n| n.starts_with("vkDestroy")));
+        assert!(FORWARDED
+            .iter()
+            .all(|n| !CREATED.contains(n) && !DESTROYED.contains(n)));
     }
 
     #[test]

@@ -8,16 +8,14 @@ use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
     AllocateCommandBuffersArgs, BeginCommandBufferArgs, CmdBeginRenderPassArgs,
-    CmdBeginRenderingArgs, CmdBindDescriptorSetsArgs, CmdBindIndexBufferArgs, CmdBindPipelineArgs,
-    CmdBindVertexBuffersArgs, CmdClearColorImageArgs, CmdCopyBuffer2Args, CmdCopyBufferArgs,
-    CmdCopyBufferToImageArgs, CmdCopyImageArgs, CmdCopyImageToBufferArgs, CmdDispatchArgs,
-    CmdDispatchBaseArgs, CmdDispatchIndirectArgs, CmdDrawArgs, CmdDrawIndexedArgs,
-    CmdEndRenderPassArgs, CmdEndRenderingArgs, CmdExecuteCommandsArgs, CmdFillBufferArgs,
-    CmdPipelineBarrier2Args, CmdPipelineBarrierArgs, CmdPushConstantsArgs, CmdResetEvent2Args,
-    CmdResetEventArgs, CmdSetEvent2Args, CmdSetEventArgs, CmdSetScissorArgs, CmdSetViewportArgs,
-    CmdUpdateBufferArgs, CmdWaitEvents2Args, CmdWaitEventsArgs, CreateCommandPoolArgs,
-    DestroyCommandPoolArgs, EndCommandBufferArgs, FreeCommandBuffersArgs, ResetCommandBufferArgs,
-    ResetCommandPoolArgs, TrimCommandPoolArgs,
+    CmdBeginRenderingArgs, CmdBindDescriptorSetsArgs, CmdBindVertexBuffersArgs,
+    CmdClearColorImageArgs, CmdCopyBuffer2Args, CmdCopyBufferArgs, CmdCopyBufferToImageArgs,
+    CmdCopyImageArgs, CmdCopyImageToBufferArgs, CmdDispatchIndirectArgs, CmdEndRenderPassArgs,
+    CmdEndRenderingArgs, CmdFillBufferArgs, CmdPipelineBarrier2Args, CmdPipelineBarrierArgs,
+    CmdPushConstantsArgs, CmdSetEvent2Args, CmdSetScissorArgs, CmdSetViewportArgs,
+    CmdUpdateBufferArgs, CmdWaitEvents2Args, CmdWaitEventsArgs, DestroyCommandPoolArgs,
+    EndCommandBufferArgs, FreeCommandBuffersArgs, ResetCommandBufferArgs, ResetCommandPoolArgs,
+    TrimCommandPoolArgs,
 };
 
 use super::bounds;
@@ -33,17 +31,6 @@ fn vk_result(r: ash::prelude::VkResult<()>) -> vk::Result {
 }
 
 impl Handler<'_, '_> {
-    pub(super) fn create_command_pool(
-        &mut self,
-        args: &mut CreateCommandPoolArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; `info` lives in the arena.
-        self.create_child(args.device, args.p_command_pool.as_deref(), |d| unsafe {
-            d.device.create_command_pool(info, None)
-        })
-    }
-
     pub(super) fn destroy_command_pool(
         &mut self,
         args: &mut DestroyCommandPoolArgs<'_>,
@@ -269,20 +256,6 @@ impl Handler<'_, '_> {
         Ok(r)
     }
 
-    pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        self.check_owned(&dev, &[(vk::ObjectType::PIPELINE, args.pipeline.as_raw())])?;
-        // SAFETY: live command buffer and pipeline (translated handles).
-        unsafe {
-            dev.device.cmd_bind_pipeline(
-                args.command_buffer,
-                args.pipeline_bind_point,
-                args.pipeline,
-            )
-        };
-        Ok(())
-    }
-
     pub(super) fn cmd_bind_descriptor_sets(
         &mut self,
         args: &mut CmdBindDescriptorSetsArgs<'_>,
@@ -348,37 +321,6 @@ impl Handler<'_, '_> {
                 args.stage_flags,
                 args.offset,
                 values,
-            );
-        }
-        Ok(())
-    }
-
-    pub(super) fn cmd_dispatch(&mut self, args: &mut CmdDispatchArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer.
-        unsafe {
-            dev.device.cmd_dispatch(
-                args.command_buffer,
-                args.group_count_x,
-                args.group_count_y,
-                args.group_count_z,
-            );
-        }
-        Ok(())
-    }
-
-    pub(super) fn cmd_dispatch_base(&mut self, args: &mut CmdDispatchBaseArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer.
-        unsafe {
-            dev.device.cmd_dispatch_base(
-                args.command_buffer,
-                args.base_group_x,
-                args.base_group_y,
-                args.base_group_z,
-                args.group_count_x,
-                args.group_count_y,
-                args.group_count_z,
             );
         }
         Ok(())
@@ -642,26 +584,6 @@ impl Handler<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn cmd_set_event(&mut self, args: &mut CmdSetEventArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer and event.
-        unsafe {
-            dev.device
-                .cmd_set_event(args.command_buffer, args.event, args.stage_mask)
-        };
-        Ok(())
-    }
-
-    pub(super) fn cmd_reset_event(&mut self, args: &mut CmdResetEventArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer and event.
-        unsafe {
-            dev.device
-                .cmd_reset_event(args.command_buffer, args.event, args.stage_mask)
-        };
-        Ok(())
-    }
-
     pub(super) fn cmd_wait_events(&mut self, args: &mut CmdWaitEventsArgs<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         self.check_barriers(
@@ -704,16 +626,6 @@ impl Handler<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn cmd_reset_event2(&mut self, args: &mut CmdResetEvent2Args<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer and event.
-        unsafe {
-            dev.device
-                .cmd_reset_event2(args.command_buffer, args.event, args.stage_mask)
-        };
-        Ok(())
-    }
-
     pub(super) fn cmd_wait_events2(&mut self, args: &mut CmdWaitEvents2Args<'_>) -> Result<()> {
         let dev = self.device_of(args.command_buffer)?;
         let events = args.p_events.unwrap_or(&[]);
@@ -732,19 +644,6 @@ impl Handler<'_, '_> {
             dev.device
                 .cmd_wait_events2(args.command_buffer, events, infos)
         };
-        Ok(())
-    }
-
-    pub(super) fn cmd_execute_commands(
-        &mut self,
-        args: &mut CmdExecuteCommandsArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffers (translated handles).
-        unsafe {
-            dev.device
-                .cmd_execute_commands(args.command_buffer, args.p_command_buffers.unwrap_or(&[]));
-        }
         Ok(())
     }
 
@@ -911,55 +810,6 @@ impl Handler<'_, '_> {
                 offsets,
             )
         };
-        Ok(())
-    }
-
-    pub(super) fn cmd_bind_index_buffer(
-        &mut self,
-        args: &mut CmdBindIndexBufferArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
-        // SAFETY: live command buffer and buffer.
-        unsafe {
-            dev.device.cmd_bind_index_buffer(
-                args.command_buffer,
-                args.buffer,
-                args.offset,
-                args.index_type,
-            );
-        }
-        Ok(())
-    }
-
-    pub(super) fn cmd_draw(&mut self, args: &mut CmdDrawArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer.
-        unsafe {
-            dev.device.cmd_draw(
-                args.command_buffer,
-                args.vertex_count,
-                args.instance_count,
-                args.first_vertex,
-                args.first_instance,
-            );
-        }
-        Ok(())
-    }
-
-    pub(super) fn cmd_draw_indexed(&mut self, args: &mut CmdDrawIndexedArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer.
-        unsafe {
-            dev.device.cmd_draw_indexed(
-                args.command_buffer,
-                args.index_count,
-                args.instance_count,
-                args.first_index,
-                args.vertex_offset,
-                args.first_instance,
-            );
-        }
         Ok(())
     }
 }

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
-    AllocateDescriptorSetsArgs, CreateDescriptorPoolArgs, CreateDescriptorSetLayoutArgs,
-    CreateDescriptorUpdateTemplateArgs, DestroyDescriptorPoolArgs, DestroyDescriptorSetLayoutArgs,
-    DestroyDescriptorUpdateTemplateArgs, FreeDescriptorSetsArgs, GetDescriptorSetLayoutSupportArgs,
-    ResetDescriptorPoolArgs, UpdateDescriptorSetsArgs,
+    AllocateDescriptorSetsArgs, CreateDescriptorSetLayoutArgs, DestroyDescriptorPoolArgs,
+    FreeDescriptorSetsArgs, ResetDescriptorPoolArgs, UpdateDescriptorSetsArgs,
 };
 
 use super::bounds::{self, SetLayoutInfo};
@@ -122,39 +120,6 @@ impl Handler<'_, '_> {
             }
         }
         Ok(())
-    }
-
-    pub(super) fn destroy_descriptor_set_layout(
-        &mut self,
-        args: &mut DestroyDescriptorSetLayoutArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live set layout of this device, now out of the tables.
-        self.destroy_child(args.device, args.descriptor_set_layout, |d, h| unsafe {
-            d.device.destroy_descriptor_set_layout(h, None);
-        })
-    }
-
-    pub(super) fn get_descriptor_set_layout_support(
-        &mut self,
-        args: &mut GetDescriptorSetLayoutSupportArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device(args.device)?;
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        let out = required(args.p_support.as_deref_mut(), "pSupport")?;
-        // SAFETY: live device; chains live in the arena.
-        unsafe { dev.device.get_descriptor_set_layout_support(info, out) };
-        Ok(())
-    }
-
-    pub(super) fn create_descriptor_pool(
-        &mut self,
-        args: &mut CreateDescriptorPoolArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; `info` lives in the arena.
-        self.create_child(args.device, args.p_descriptor_pool.as_deref(), |d| unsafe {
-            d.device.create_descriptor_pool(info, None)
-        })
     }
 
     pub(super) fn destroy_descriptor_pool(
@@ -462,32 +427,5 @@ impl Handler<'_, '_> {
             }
             _ => Vec::new(),
         }
-    }
-
-    pub(super) fn create_descriptor_update_template(
-        &mut self,
-        args: &mut CreateDescriptorUpdateTemplateArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; `info` lives in the arena with translated handles.
-        self.create_child(
-            args.device,
-            args.p_descriptor_update_template.as_deref(),
-            |d| unsafe { d.device.create_descriptor_update_template(info, None) },
-        )
-    }
-
-    pub(super) fn destroy_descriptor_update_template(
-        &mut self,
-        args: &mut DestroyDescriptorUpdateTemplateArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live template of this device, now out of the tables.
-        self.destroy_child(
-            args.device,
-            args.descriptor_update_template,
-            |d, h| unsafe {
-                d.device.destroy_descriptor_update_template(h, None);
-            },
-        )
     }
 }

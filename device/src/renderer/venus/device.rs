@@ -12,8 +12,8 @@ use vulkan_proto::args::{
     GetDeviceQueueArgs,
 };
 use vulkan_proto::args::{
-    CreatePrivateDataSlotArgs, DestroyPrivateDataSlotArgs, GetCalibratedTimestampsEXTArgs,
-    GetDeviceGroupPeerMemoryFeaturesArgs, GetPrivateDataArgs, SetPrivateDataArgs,
+    GetCalibratedTimestampsEXTArgs, GetDeviceGroupPeerMemoryFeaturesArgs, GetPrivateDataArgs,
+    SetPrivateDataArgs,
 };
 
 use super::fns::DeviceFns;
@@ -272,39 +272,6 @@ fn private_data_target(ty: vk::ObjectType) -> bool {
 }
 
 impl Handler<'_, '_> {
-    pub(super) fn create_private_data_slot(
-        &mut self,
-        args: &mut CreatePrivateDataSlotArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        let (_dev, f) = self.dev_fn(
-            args.device,
-            |t| t.create_private_data_slot,
-            "vkCreatePrivateDataSlot",
-        )?;
-        self.create_child(args.device, args.p_private_data_slot.as_deref(), |d| {
-            let mut out = vk::PrivateDataSlot::null();
-            // SAFETY: live device; `info` lives in the arena; `out` is a local.
-            unsafe { f(d.device.handle(), info, std::ptr::null(), &mut out) }
-                .result_with_success(out)
-        })
-    }
-
-    pub(super) fn destroy_private_data_slot(
-        &mut self,
-        args: &mut DestroyPrivateDataSlotArgs<'_>,
-    ) -> Result<()> {
-        let (_dev, f) = self.dev_fn(
-            args.device,
-            |t| t.destroy_private_data_slot,
-            "vkDestroyPrivateDataSlot",
-        )?;
-        // SAFETY: a live slot of this device, now out of the tables.
-        self.destroy_child(args.device, args.private_data_slot, move |d, h| unsafe {
-            f(d.device.handle(), h, std::ptr::null());
-        })
-    }
-
     /// The host handle of the object a private-data command names by guest id and
     /// type, checked to be `device` or one of its children.
     fn private_data_object(
@@ -429,7 +396,7 @@ impl Handler<'_, '_> {
         let dev_ptr = required(args.p_max_deviation.as_deref_mut(), "pMaxDeviation")?;
         let (dev, f) = self.dev_fn(
             args.device,
-            |t| t.get_calibrated_timestamps,
+            |t| t.get_calibrated_timestamps_ext,
             "vkGetCalibratedTimestampsEXT",
         )?;
         // SAFETY: live device; both arrays hold timestampCount elements in the arena.

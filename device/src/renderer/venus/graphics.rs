@@ -1,7 +1,8 @@
 //! Graphics command-buffer commands beyond the basic ones in `command_buffer.rs`: render
-//! pass 2 and subpasses, dynamic state (core 1.0–1.3 and the extended-dynamic-state
-//! extensions), vertex/index binding 2, indirect, count and multi draws, transform
-//! feedback, conditional rendering, push descriptors, fragment shading rate.
+//! pass 2, dynamic state that takes arrays or sample counts, vertex/index binding 2,
+//! indirect, count and multi draws, transform feedback, conditional rendering, push
+//! descriptors. Setters with plain-value arguments are generated (`forward.rs`, from the
+//! generator's `policy::FORWARDED`).
 //!
 //! Handlers check what the host driver indexes with guest values: array lengths
 //! against counts and device limits (the driver keeps fixed-size per-attachment,
@@ -12,31 +13,15 @@ use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
     CmdBeginConditionalRenderingEXTArgs, CmdBeginQueryIndexedEXTArgs, CmdBeginRenderPass2Args,
-    CmdBeginTransformFeedbackEXTArgs, CmdBindIndexBuffer2KHRArgs,
-    CmdBindTransformFeedbackBuffersEXTArgs, CmdBindVertexBuffers2Args, CmdDrawIndexedIndirectArgs,
-    CmdDrawIndexedIndirectCountArgs, CmdDrawIndirectArgs, CmdDrawIndirectByteCountEXTArgs,
-    CmdDrawIndirectCountArgs, CmdDrawMultiEXTArgs, CmdDrawMultiIndexedEXTArgs,
-    CmdEndConditionalRenderingEXTArgs, CmdEndQueryIndexedEXTArgs, CmdEndRenderPass2Args,
-    CmdEndTransformFeedbackEXTArgs, CmdNextSubpass2Args, CmdNextSubpassArgs,
-    CmdPushDescriptorSetKHRArgs, CmdSetAlphaToCoverageEnableEXTArgs, CmdSetAlphaToOneEnableEXTArgs,
-    CmdSetBlendConstantsArgs, CmdSetColorBlendAdvancedEXTArgs, CmdSetColorBlendEnableEXTArgs,
+    CmdBeginTransformFeedbackEXTArgs, CmdBindTransformFeedbackBuffersEXTArgs,
+    CmdBindVertexBuffers2Args, CmdDrawIndexedIndirectArgs, CmdDrawIndexedIndirectCountArgs,
+    CmdDrawIndirectArgs, CmdDrawIndirectByteCountEXTArgs, CmdDrawIndirectCountArgs,
+    CmdDrawMultiEXTArgs, CmdDrawMultiIndexedEXTArgs, CmdEndQueryIndexedEXTArgs,
+    CmdEndRenderPass2Args, CmdEndTransformFeedbackEXTArgs, CmdPushDescriptorSetKHRArgs,
+    CmdSetColorBlendAdvancedEXTArgs, CmdSetColorBlendEnableEXTArgs,
     CmdSetColorBlendEquationEXTArgs, CmdSetColorWriteEnableEXTArgs, CmdSetColorWriteMaskEXTArgs,
-    CmdSetConservativeRasterizationModeEXTArgs, CmdSetCullModeArgs, CmdSetDepthBiasArgs,
-    CmdSetDepthBiasEnableArgs, CmdSetDepthBoundsArgs, CmdSetDepthBoundsTestEnableArgs,
-    CmdSetDepthClampEnableEXTArgs, CmdSetDepthClipEnableEXTArgs,
-    CmdSetDepthClipNegativeOneToOneEXTArgs, CmdSetDepthCompareOpArgs, CmdSetDepthTestEnableArgs,
-    CmdSetDepthWriteEnableArgs, CmdSetDeviceMaskArgs,
-    CmdSetExtraPrimitiveOverestimationSizeEXTArgs, CmdSetFragmentShadingRateKHRArgs,
-    CmdSetFrontFaceArgs, CmdSetLineRasterizationModeEXTArgs, CmdSetLineStippleEXTArgs,
-    CmdSetLineStippleEnableEXTArgs, CmdSetLineWidthArgs, CmdSetLogicOpEXTArgs,
-    CmdSetLogicOpEnableEXTArgs, CmdSetPatchControlPointsEXTArgs, CmdSetPolygonModeEXTArgs,
-    CmdSetPrimitiveRestartEnableArgs, CmdSetPrimitiveTopologyArgs,
-    CmdSetProvokingVertexModeEXTArgs, CmdSetRasterizationSamplesEXTArgs,
-    CmdSetRasterizationStreamEXTArgs, CmdSetRasterizerDiscardEnableArgs,
-    CmdSetSampleLocationsEnableEXTArgs, CmdSetSampleMaskEXTArgs, CmdSetScissorWithCountArgs,
-    CmdSetStencilCompareMaskArgs, CmdSetStencilOpArgs, CmdSetStencilReferenceArgs,
-    CmdSetStencilTestEnableArgs, CmdSetStencilWriteMaskArgs, CmdSetTessellationDomainOriginEXTArgs,
-    CmdSetVertexInputEXTArgs, CmdSetViewportWithCountArgs,
+    CmdSetRasterizationSamplesEXTArgs, CmdSetRasterizationStreamEXTArgs, CmdSetSampleMaskEXTArgs,
+    CmdSetScissorWithCountArgs, CmdSetVertexInputEXTArgs, CmdSetViewportWithCountArgs,
 };
 
 use super::descriptor::check_write;
@@ -94,133 +79,7 @@ const _: () = assert!(std::mem::size_of::<vk::MultiDrawInfoEXT>() == MULTI_DRAW_
 const _: () =
     assert!(std::mem::size_of::<vk::MultiDrawIndexedInfoEXT>() == MULTI_DRAW_INDEXED_SIZE as usize);
 
-/// Setters whose arguments are plain values, through the optional entry-point table.
-macro_rules! fn_setters {
-    ($($method:ident($args:ident) => $field:ident($($arg:ident),*);)*) => {
-        impl Handler<'_, '_> {
-            $(
-                pub(super) fn $method(&mut self, args: &mut $args<'_>) -> Result<()> {
-                    let (_dev, f) =
-                        self.cmd_fn(args.command_buffer, |t| t.$field, stringify!($field))?;
-                    // SAFETY: a live command buffer of the device `f` was loaded from;
-                    // `f` is this command's entry point; the arguments are plain values
-                    // (enums already range-checked by the decoder).
-                    unsafe { f(args.command_buffer, $(args.$arg),*) };
-                    Ok(())
-                }
-            )*
-        }
-    };
-}
-
-/// Core 1.0 setters with plain-value arguments, through `ash::Device`'s 1.0 table
-/// (always loaded).
-macro_rules! core_setters {
-    ($($method:ident($args:ident) => $field:ident($($arg:ident),*);)*) => {
-        impl Handler<'_, '_> {
-            $(
-                pub(super) fn $method(&mut self, args: &mut $args<'_>) -> Result<()> {
-                    let dev = self.device_of(args.command_buffer)?;
-                    // SAFETY: a live command buffer of this device; plain arguments.
-                    unsafe { (dev.device.fp_v1_0().$field)(args.command_buffer, $(args.$arg),*) };
-                    Ok(())
-                }
-            )*
-        }
-    };
-}
-
-core_setters! {
-    cmd_set_line_width(CmdSetLineWidthArgs) => cmd_set_line_width(line_width);
-    cmd_set_depth_bias(CmdSetDepthBiasArgs) => cmd_set_depth_bias(
-        depth_bias_constant_factor, depth_bias_clamp, depth_bias_slope_factor);
-    cmd_set_depth_bounds(CmdSetDepthBoundsArgs) => cmd_set_depth_bounds(
-        min_depth_bounds, max_depth_bounds);
-    cmd_set_stencil_compare_mask(CmdSetStencilCompareMaskArgs) => cmd_set_stencil_compare_mask(
-        face_mask, compare_mask);
-    cmd_set_stencil_write_mask(CmdSetStencilWriteMaskArgs) => cmd_set_stencil_write_mask(
-        face_mask, write_mask);
-    cmd_set_stencil_reference(CmdSetStencilReferenceArgs) => cmd_set_stencil_reference(
-        face_mask, reference);
-    cmd_next_subpass(CmdNextSubpassArgs) => cmd_next_subpass(contents);
-}
-
-fn_setters! {
-    cmd_set_device_mask(CmdSetDeviceMaskArgs) => cmd_set_device_mask(device_mask);
-    cmd_set_cull_mode(CmdSetCullModeArgs) => cmd_set_cull_mode(cull_mode);
-    cmd_set_front_face(CmdSetFrontFaceArgs) => cmd_set_front_face(front_face);
-    cmd_set_primitive_topology(CmdSetPrimitiveTopologyArgs) =>
-        cmd_set_primitive_topology(primitive_topology);
-    cmd_set_depth_test_enable(CmdSetDepthTestEnableArgs) =>
-        cmd_set_depth_test_enable(depth_test_enable);
-    cmd_set_depth_write_enable(CmdSetDepthWriteEnableArgs) =>
-        cmd_set_depth_write_enable(depth_write_enable);
-    cmd_set_depth_compare_op(CmdSetDepthCompareOpArgs) =>
-        cmd_set_depth_compare_op(depth_compare_op);
-    cmd_set_depth_bounds_test_enable(CmdSetDepthBoundsTestEnableArgs) =>
-        cmd_set_depth_bounds_test_enable(depth_bounds_test_enable);
-    cmd_set_stencil_test_enable(CmdSetStencilTestEnableArgs) =>
-        cmd_set_stencil_test_enable(stencil_test_enable);
-    cmd_set_stencil_op(CmdSetStencilOpArgs) =>
-        cmd_set_stencil_op(face_mask, fail_op, pass_op, depth_fail_op, compare_op);
-    cmd_set_rasterizer_discard_enable(CmdSetRasterizerDiscardEnableArgs) =>
-        cmd_set_rasterizer_discard_enable(rasterizer_discard_enable);
-    cmd_set_depth_bias_enable(CmdSetDepthBiasEnableArgs) =>
-        cmd_set_depth_bias_enable(depth_bias_enable);
-    cmd_set_primitive_restart_enable(CmdSetPrimitiveRestartEnableArgs) =>
-        cmd_set_primitive_restart_enable(primitive_restart_enable);
-    cmd_set_patch_control_points_ext(CmdSetPatchControlPointsEXTArgs) =>
-        cmd_set_patch_control_points_ext(patch_control_points);
-    cmd_set_logic_op_ext(CmdSetLogicOpEXTArgs) => cmd_set_logic_op_ext(logic_op);
-    cmd_set_tessellation_domain_origin_ext(CmdSetTessellationDomainOriginEXTArgs) =>
-        cmd_set_tessellation_domain_origin_ext(domain_origin);
-    cmd_set_depth_clamp_enable_ext(CmdSetDepthClampEnableEXTArgs) =>
-        cmd_set_depth_clamp_enable_ext(depth_clamp_enable);
-    cmd_set_polygon_mode_ext(CmdSetPolygonModeEXTArgs) =>
-        cmd_set_polygon_mode_ext(polygon_mode);
-    cmd_set_alpha_to_coverage_enable_ext(CmdSetAlphaToCoverageEnableEXTArgs) =>
-        cmd_set_alpha_to_coverage_enable_ext(alpha_to_coverage_enable);
-    cmd_set_alpha_to_one_enable_ext(CmdSetAlphaToOneEnableEXTArgs) =>
-        cmd_set_alpha_to_one_enable_ext(alpha_to_one_enable);
-    cmd_set_logic_op_enable_ext(CmdSetLogicOpEnableEXTArgs) =>
-        cmd_set_logic_op_enable_ext(logic_op_enable);
-    cmd_set_conservative_rasterization_mode_ext(CmdSetConservativeRasterizationModeEXTArgs) =>
-        cmd_set_conservative_rasterization_mode_ext(conservative_rasterization_mode);
-    cmd_set_extra_primitive_overestimation_size_ext(
-        CmdSetExtraPrimitiveOverestimationSizeEXTArgs) =>
-        cmd_set_extra_primitive_overestimation_size_ext(extra_primitive_overestimation_size);
-    cmd_set_depth_clip_enable_ext(CmdSetDepthClipEnableEXTArgs) =>
-        cmd_set_depth_clip_enable_ext(depth_clip_enable);
-    cmd_set_sample_locations_enable_ext(CmdSetSampleLocationsEnableEXTArgs) =>
-        cmd_set_sample_locations_enable_ext(sample_locations_enable);
-    cmd_set_provoking_vertex_mode_ext(CmdSetProvokingVertexModeEXTArgs) =>
-        cmd_set_provoking_vertex_mode_ext(provoking_vertex_mode);
-    cmd_set_line_rasterization_mode_ext(CmdSetLineRasterizationModeEXTArgs) =>
-        cmd_set_line_rasterization_mode_ext(line_rasterization_mode);
-    cmd_set_line_stipple_enable_ext(CmdSetLineStippleEnableEXTArgs) =>
-        cmd_set_line_stipple_enable_ext(stippled_line_enable);
-    cmd_set_depth_clip_negative_one_to_one_ext(CmdSetDepthClipNegativeOneToOneEXTArgs) =>
-        cmd_set_depth_clip_negative_one_to_one_ext(negative_one_to_one);
-    cmd_set_line_stipple_ext(CmdSetLineStippleEXTArgs) =>
-        cmd_set_line_stipple(line_stipple_factor, line_stipple_pattern);
-    cmd_end_conditional_rendering_ext(CmdEndConditionalRenderingEXTArgs) =>
-        cmd_end_conditional_rendering_ext();
-}
-
 impl Handler<'_, '_> {
-    pub(super) fn cmd_set_blend_constants(
-        &mut self,
-        args: &mut CmdSetBlendConstantsArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        // SAFETY: live command buffer; four floats from the arguments.
-        unsafe {
-            dev.device
-                .cmd_set_blend_constants(args.command_buffer, &args.blend_constants)
-        };
-        Ok(())
-    }
-
     pub(super) fn cmd_set_rasterization_samples_ext(
         &mut self,
         args: &mut CmdSetRasterizationSamplesEXTArgs<'_>,
@@ -434,21 +293,6 @@ impl Handler<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn cmd_set_fragment_shading_rate_khr(
-        &mut self,
-        args: &mut CmdSetFragmentShadingRateKHRArgs<'_>,
-    ) -> Result<()> {
-        let size = required(args.p_fragment_size, "pFragmentSize")?;
-        let (_dev, f) = self.cmd_fn(
-            args.command_buffer,
-            |t| t.cmd_set_fragment_shading_rate_khr,
-            "vkCmdSetFragmentShadingRateKHR",
-        )?;
-        // SAFETY: live command buffer; the size and the two combiner ops live in `args`.
-        unsafe { f(args.command_buffer, size, &args.combiner_ops) };
-        Ok(())
-    }
-
     pub(super) fn cmd_begin_render_pass2(
         &mut self,
         args: &mut CmdBeginRenderPass2Args<'_>,
@@ -466,19 +310,6 @@ impl Handler<'_, '_> {
         // SAFETY: live command buffer, render pass and framebuffer of this device; the
         // infos live in the arena.
         unsafe { f(args.command_buffer, begin, sub) };
-        Ok(())
-    }
-
-    pub(super) fn cmd_next_subpass2(&mut self, args: &mut CmdNextSubpass2Args<'_>) -> Result<()> {
-        let begin = required(args.p_subpass_begin_info, "pSubpassBeginInfo")?;
-        let end = required(args.p_subpass_end_info, "pSubpassEndInfo")?;
-        let (_dev, f) = self.cmd_fn(
-            args.command_buffer,
-            |t| t.cmd_next_subpass2,
-            "vkCmdNextSubpass2",
-        )?;
-        // SAFETY: live command buffer; the infos live in the arena.
-        unsafe { f(args.command_buffer, begin, end) };
         Ok(())
     }
 
@@ -545,29 +376,6 @@ impl Handler<'_, '_> {
                 offsets.as_ptr(),
                 sizes,
                 strides,
-            );
-        }
-        Ok(())
-    }
-
-    pub(super) fn cmd_bind_index_buffer2_khr(
-        &mut self,
-        args: &mut CmdBindIndexBuffer2KHRArgs<'_>,
-    ) -> Result<()> {
-        let (dev, f) = self.cmd_fn(
-            args.command_buffer,
-            |t| t.cmd_bind_index_buffer2_khr,
-            "vkCmdBindIndexBuffer2KHR",
-        )?;
-        self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
-        // SAFETY: live command buffer and buffer of this device.
-        unsafe {
-            f(
-                args.command_buffer,
-                args.buffer,
-                args.offset,
-                args.size,
-                args.index_type,
             );
         }
         Ok(())

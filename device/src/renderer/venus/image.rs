@@ -3,18 +3,12 @@
 
 use ash::vk;
 use ash::vk::Handle;
+use vulkan_proto::args::GetDeviceImageSubresourceLayoutKHRArgs;
 use vulkan_proto::args::{
     BindImageMemory2Args, BindImageMemoryArgs, CreateImageArgs, CreateImageViewArgs,
-    CreateSamplerArgs, DestroyImageArgs, DestroyImageViewArgs, DestroySamplerArgs,
     GetDeviceImageMemoryRequirementsArgs, GetDeviceImageSparseMemoryRequirementsArgs,
-    GetImageMemoryRequirements2Args, GetImageMemoryRequirementsArgs,
     GetImageSparseMemoryRequirements2Args, GetImageSparseMemoryRequirementsArgs,
     GetImageSubresourceLayoutArgs,
-};
-use vulkan_proto::args::{
-    CreateSamplerYcbcrConversionArgs, DestroySamplerYcbcrConversionArgs,
-    GetDeviceImageSubresourceLayoutKHRArgs, GetImageDrmFormatModifierPropertiesEXTArgs,
-    GetImageSubresourceLayout2KHRArgs,
 };
 
 use super::bind::BindTarget;
@@ -121,13 +115,6 @@ impl Handler<'_, '_> {
         Ok(())
     }
 
-    pub(super) fn destroy_image(&mut self, args: &mut DestroyImageArgs<'_>) -> Result<()> {
-        // SAFETY: a live image of this device, now out of the tables.
-        self.destroy_child(args.device, args.image, |d, h| unsafe {
-            d.device.destroy_image(h, None);
-        })
-    }
-
     pub(super) fn create_image_view(
         &mut self,
         args: &mut CreateImageViewArgs<'_>,
@@ -144,60 +131,6 @@ impl Handler<'_, '_> {
         })?;
         self.lock().set_view_info(id, view);
         Ok(r)
-    }
-
-    pub(super) fn destroy_image_view(&mut self, args: &mut DestroyImageViewArgs<'_>) -> Result<()> {
-        // SAFETY: a live image view of this device, now out of the tables.
-        self.destroy_child(args.device, args.image_view, |d, h| unsafe {
-            d.device.destroy_image_view(h, None);
-        })
-    }
-
-    pub(super) fn create_sampler(
-        &mut self,
-        args: &mut CreateSamplerArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; `info` lives in the arena.
-        self.create_child(args.device, args.p_sampler.as_deref(), |d| unsafe {
-            d.device.create_sampler(info, None)
-        })
-    }
-
-    pub(super) fn destroy_sampler(&mut self, args: &mut DestroySamplerArgs<'_>) -> Result<()> {
-        // SAFETY: a live sampler of this device, now out of the tables.
-        self.destroy_child(args.device, args.sampler, |d, h| unsafe {
-            d.device.destroy_sampler(h, None);
-        })
-    }
-
-    pub(super) fn get_image_memory_requirements(
-        &mut self,
-        args: &mut GetImageMemoryRequirementsArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device(args.device)?;
-        let out = required(
-            args.p_memory_requirements.as_deref_mut(),
-            "pMemoryRequirements",
-        )?;
-        // SAFETY: live device and image.
-        *out = unsafe { dev.device.get_image_memory_requirements(args.image) };
-        Ok(())
-    }
-
-    pub(super) fn get_image_memory_requirements2(
-        &mut self,
-        args: &mut GetImageMemoryRequirements2Args<'_>,
-    ) -> Result<()> {
-        let dev = self.device(args.device)?;
-        let info = required(args.p_info, "pInfo")?;
-        let out = required(
-            args.p_memory_requirements.as_deref_mut(),
-            "pMemoryRequirements",
-        )?;
-        // SAFETY: live device; chains live in the arena.
-        unsafe { dev.device.get_image_memory_requirements2(info, out) };
-        Ok(())
     }
 
     pub(super) fn get_device_image_memory_requirements(
@@ -349,56 +282,6 @@ impl Handler<'_, '_> {
 }
 
 impl Handler<'_, '_> {
-    pub(super) fn create_sampler_ycbcr_conversion(
-        &mut self,
-        args: &mut CreateSamplerYcbcrConversionArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        let (_dev, f) = self.dev_fn(
-            args.device,
-            |t| t.create_sampler_ycbcr_conversion,
-            "vkCreateSamplerYcbcrConversion",
-        )?;
-        self.create_child(args.device, args.p_ycbcr_conversion.as_deref(), |d| {
-            let mut out = vk::SamplerYcbcrConversion::null();
-            // SAFETY: live device; `info` lives in the arena; `out` is a local.
-            unsafe { f(d.device.handle(), info, std::ptr::null(), &mut out) }
-                .result_with_success(out)
-        })
-    }
-
-    pub(super) fn destroy_sampler_ycbcr_conversion(
-        &mut self,
-        args: &mut DestroySamplerYcbcrConversionArgs<'_>,
-    ) -> Result<()> {
-        let (_dev, f) = self.dev_fn(
-            args.device,
-            |t| t.destroy_sampler_ycbcr_conversion,
-            "vkDestroySamplerYcbcrConversion",
-        )?;
-        // SAFETY: a live conversion of this device, now out of the tables.
-        self.destroy_child(args.device, args.ycbcr_conversion, move |d, h| unsafe {
-            f(d.device.handle(), h, std::ptr::null());
-        })
-    }
-
-    pub(super) fn get_image_subresource_layout2_khr(
-        &mut self,
-        args: &mut GetImageSubresourceLayout2KHRArgs<'_>,
-    ) -> Result<()> {
-        let sub = required(args.p_subresource, "pSubresource")?;
-        let out = required(args.p_layout.as_deref_mut(), "pLayout")?;
-        let (dev, f) = self.dev_fn(
-            args.device,
-            |t| t.get_image_subresource_layout2_khr,
-            "vkGetImageSubresourceLayout2KHR",
-        )?;
-        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, args.image.as_raw())])?;
-        // SAFETY: live device and image; input and output chains live in the arena.
-        unsafe { f(dev.device.handle(), args.image, sub, out) };
-        Ok(())
-    }
-
     pub(super) fn get_device_image_subresource_layout_khr(
         &mut self,
         args: &mut GetDeviceImageSubresourceLayoutKHRArgs<'_>,
@@ -418,20 +301,5 @@ impl Handler<'_, '_> {
         // SAFETY: live device; input and output chains live in the arena.
         unsafe { f(dev.device.handle(), info, out) };
         Ok(())
-    }
-
-    pub(super) fn get_image_drm_format_modifier_properties_ext(
-        &mut self,
-        args: &mut GetImageDrmFormatModifierPropertiesEXTArgs<'_>,
-    ) -> Result<vk::Result> {
-        let out = required(args.p_properties.as_deref_mut(), "pProperties")?;
-        let (dev, f) = self.dev_fn(
-            args.device,
-            |t| t.get_image_drm_format_modifier_properties_ext,
-            "vkGetImageDrmFormatModifierPropertiesEXT",
-        )?;
-        self.check_owned(&dev, &[(vk::ObjectType::IMAGE, args.image.as_raw())])?;
-        // SAFETY: live device and image; the output lives in the arena.
-        Ok(unsafe { f(dev.device.handle(), args.image, out) })
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
-    AllocateMemoryArgs, FlushMappedMemoryRangesArgs, FreeMemoryArgs, GetDeviceMemoryCommitmentArgs,
-    GetDeviceMemoryOpaqueCaptureAddressArgs, InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
+    AllocateMemoryArgs, FlushMappedMemoryRangesArgs, FreeMemoryArgs,
+    InvalidateMappedMemoryRangesArgs, UnmapMemoryArgs,
 };
 
 use super::bind::MemoryInfo;
@@ -55,7 +55,7 @@ fn import_host_pointer(
     map: &SharedMemory,
 ) -> std::result::Result<vk::DeviceMemory, vk::Result> {
     let ptr = map.as_mut_ptr().cast::<std::ffi::c_void>();
-    if let Some(props) = dev.fns.get_memory_host_pointer_properties {
+    if let Some(props) = dev.fns.get_memory_host_pointer_properties_ext {
         let mut out = vk::MemoryHostPointerPropertiesEXT::default();
         // SAFETY: live device with the extension enabled; `ptr` is a live mapping.
         let r = unsafe {
@@ -371,29 +371,5 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         self.device(args.device)?;
         Ok(vk::Result::SUCCESS)
-    }
-
-    pub(super) fn get_device_memory_commitment(
-        &mut self,
-        args: &mut GetDeviceMemoryCommitmentArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device(args.device)?;
-        let out = required(
-            args.p_committed_memory_in_bytes.as_deref_mut(),
-            "pCommittedMemoryInBytes",
-        )?;
-        // SAFETY: live device and memory.
-        *out = unsafe { dev.device.get_device_memory_commitment(args.memory) };
-        Ok(())
-    }
-
-    pub(super) fn get_device_memory_opaque_capture_address(
-        &mut self,
-        args: &mut GetDeviceMemoryOpaqueCaptureAddressArgs<'_>,
-    ) -> Result<u64> {
-        let dev = self.device(args.device)?;
-        let info = required(args.p_info, "pInfo")?;
-        // SAFETY: live device; `info` decoded with a translated memory handle.
-        Ok(unsafe { dev.device.get_device_memory_opaque_capture_address(info) })
     }
 }

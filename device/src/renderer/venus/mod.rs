@@ -44,6 +44,7 @@ mod command_buffer;
 mod descriptor;
 mod device;
 mod fns;
+mod forward;
 mod graphics;
 mod image;
 mod instance;

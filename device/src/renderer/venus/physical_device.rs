@@ -9,7 +9,6 @@ use ash::vk::Handle;
 use vulkan_proto::args::{
     EnumerateDeviceExtensionPropertiesArgs, EnumerateDeviceLayerPropertiesArgs,
     EnumeratePhysicalDeviceGroupsArgs, EnumeratePhysicalDevicesArgs,
-    GetPhysicalDeviceExternalBufferPropertiesArgs, GetPhysicalDeviceExternalFencePropertiesArgs,
     GetPhysicalDeviceExternalSemaphorePropertiesArgs, GetPhysicalDeviceFeatures2Args,
     GetPhysicalDeviceFeaturesArgs, GetPhysicalDeviceFormatProperties2Args,
     GetPhysicalDeviceFormatPropertiesArgs, GetPhysicalDeviceImageFormatProperties2Args,
@@ -528,50 +527,6 @@ impl Handler<'_, '_> {
                 ptr,
             )
         })
-    }
-
-    pub(super) fn get_physical_device_external_buffer_properties(
-        &mut self,
-        args: &mut GetPhysicalDeviceExternalBufferPropertiesArgs<'_>,
-    ) -> Result<()> {
-        let inst = self.physical(args.physical_device)?;
-        let info = required(args.p_external_buffer_info, "pExternalBufferInfo")?;
-        let out = required(
-            args.p_external_buffer_properties.as_deref_mut(),
-            "pExternalBufferProperties",
-        )?;
-        // SAFETY: live physical device; chains live in the arena.
-        unsafe {
-            (inst
-                .instance
-                .fp_v1_1()
-                .get_physical_device_external_buffer_properties)(
-                args.physical_device, info, out
-            );
-        }
-        Ok(())
-    }
-
-    pub(super) fn get_physical_device_external_fence_properties(
-        &mut self,
-        args: &mut GetPhysicalDeviceExternalFencePropertiesArgs<'_>,
-    ) -> Result<()> {
-        let inst = self.physical(args.physical_device)?;
-        let info = required(args.p_external_fence_info, "pExternalFenceInfo")?;
-        let out = required(
-            args.p_external_fence_properties.as_deref_mut(),
-            "pExternalFenceProperties",
-        )?;
-        // SAFETY: live physical device; chains live in the arena.
-        unsafe {
-            (inst
-                .instance
-                .fp_v1_1()
-                .get_physical_device_external_fence_properties)(
-                args.physical_device, info, out
-            );
-        }
-        Ok(())
     }
 
     pub(super) fn get_physical_device_external_semaphore_properties(

@@ -5,12 +5,9 @@ use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
     CreateComputePipelinesArgs, CreateFramebufferArgs, CreateGraphicsPipelinesArgs,
-    CreatePipelineCacheArgs, CreatePipelineLayoutArgs, CreateRenderPass2Args, CreateRenderPassArgs,
-    CreateShaderModuleArgs, DestroyFramebufferArgs, DestroyPipelineArgs, DestroyPipelineCacheArgs,
-    DestroyPipelineLayoutArgs, DestroyRenderPassArgs, DestroyShaderModuleArgs,
-    GetPipelineCacheDataArgs, MergePipelineCachesArgs,
+    CreatePipelineLayoutArgs, CreateRenderPass2Args, CreateRenderPassArgs, CreateShaderModuleArgs,
+    GetPipelineCacheDataArgs,
 };
-use vulkan_proto::args::{GetRenderAreaGranularityArgs, GetRenderingAreaGranularityKHRArgs};
 
 use super::bounds::{self, PassInfo, RenderState, ViewInfo};
 use super::graphics::check_span;
@@ -81,16 +78,6 @@ impl Handler<'_, '_> {
         })
     }
 
-    pub(super) fn destroy_shader_module(
-        &mut self,
-        args: &mut DestroyShaderModuleArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live shader module of this device, now out of the tables.
-        self.destroy_child(args.device, args.shader_module, |d, h| unsafe {
-            d.device.destroy_shader_module(h, None);
-        })
-    }
-
     pub(super) fn create_pipeline_layout(
         &mut self,
         args: &mut CreatePipelineLayoutArgs<'_>,
@@ -112,37 +99,6 @@ impl Handler<'_, '_> {
         })?;
         self.lock().set_pipeline_layout_info(id, sets);
         Ok(r)
-    }
-
-    pub(super) fn destroy_pipeline_layout(
-        &mut self,
-        args: &mut DestroyPipelineLayoutArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live pipeline layout of this device, now out of the tables.
-        self.destroy_child(args.device, args.pipeline_layout, |d, h| unsafe {
-            d.device.destroy_pipeline_layout(h, None);
-        })
-    }
-
-    pub(super) fn create_pipeline_cache(
-        &mut self,
-        args: &mut CreatePipelineCacheArgs<'_>,
-    ) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; pInitialData was decoded with initialDataSize bytes.
-        self.create_child(args.device, args.p_pipeline_cache.as_deref(), |d| unsafe {
-            d.device.create_pipeline_cache(info, None)
-        })
-    }
-
-    pub(super) fn destroy_pipeline_cache(
-        &mut self,
-        args: &mut DestroyPipelineCacheArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live pipeline cache of this device, now out of the tables.
-        self.destroy_child(args.device, args.pipeline_cache, |d, h| unsafe {
-            d.device.destroy_pipeline_cache(h, None);
-        })
     }
 
     pub(super) fn get_pipeline_cache_data(
@@ -169,21 +125,6 @@ impl Handler<'_, '_> {
                 ptr.cast(),
             )
         })
-    }
-
-    pub(super) fn merge_pipeline_caches(
-        &mut self,
-        args: &mut MergePipelineCachesArgs<'_>,
-    ) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        let src = args.p_src_caches.unwrap_or(&[]);
-        // SAFETY: live device and caches (translated handles).
-        Ok(
-            match unsafe { dev.device.merge_pipeline_caches(args.dst_cache, src) } {
-                Ok(()) => vk::Result::SUCCESS,
-                Err(e) => e,
-            },
-        )
     }
 
     pub(super) fn create_compute_pipelines(
@@ -218,13 +159,6 @@ impl Handler<'_, '_> {
                 .create_graphics_pipelines(args.pipeline_cache, infos, None)
         };
         self.bind_pipelines(args.device, &ids, created)
-    }
-
-    pub(super) fn destroy_pipeline(&mut self, args: &mut DestroyPipelineArgs<'_>) -> Result<()> {
-        // SAFETY: a live pipeline of this device, now out of the tables.
-        self.destroy_child(args.device, args.pipeline, |d, h| unsafe {
-            d.device.destroy_pipeline(h, None)
-        })
     }
 
     pub(super) fn create_render_pass(
@@ -265,16 +199,6 @@ impl Handler<'_, '_> {
         })?;
         self.lock().set_pass_info(id, pass);
         Ok(r)
-    }
-
-    pub(super) fn destroy_render_pass(
-        &mut self,
-        args: &mut DestroyRenderPassArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live render pass of this device, now out of the tables.
-        self.destroy_child(args.device, args.render_pass, |d, h| unsafe {
-            d.device.destroy_render_pass(h, None);
-        })
     }
 
     pub(super) fn create_framebuffer(
@@ -522,47 +446,6 @@ impl Handler<'_, '_> {
         }
         Ok(())
     }
-
-    pub(super) fn destroy_framebuffer(
-        &mut self,
-        args: &mut DestroyFramebufferArgs<'_>,
-    ) -> Result<()> {
-        // SAFETY: a live framebuffer of this device, now out of the tables.
-        self.destroy_child(args.device, args.framebuffer, |d, h| unsafe {
-            d.device.destroy_framebuffer(h, None);
-        })
-    }
 }
 
-impl Handler<'_, '_> {
-    pub(super) fn get_render_area_granularity(
-        &mut self,
-        args: &mut GetRenderAreaGranularityArgs<'_>,
-    ) -> Result<()> {
-        let dev = self.device(args.device)?;
-        self.check_owned(
-            &dev,
-            &[(vk::ObjectType::RENDER_PASS, args.render_pass.as_raw())],
-        )?;
-        let out = required(args.p_granularity.as_deref_mut(), "pGranularity")?;
-        // SAFETY: live device and render pass of this device.
-        *out = unsafe { dev.device.get_render_area_granularity(args.render_pass) };
-        Ok(())
-    }
-
-    pub(super) fn get_rendering_area_granularity_khr(
-        &mut self,
-        args: &mut GetRenderingAreaGranularityKHRArgs<'_>,
-    ) -> Result<()> {
-        let info = required(args.p_rendering_area_info, "pRenderingAreaInfo")?;
-        let out = required(args.p_granularity.as_deref_mut(), "pGranularity")?;
-        let (dev, f) = self.dev_fn(
-            args.device,
-            |t| t.get_rendering_area_granularity_khr,
-            "vkGetRenderingAreaGranularityKHR",
-        )?;
-        // SAFETY: live device; the info lives in the arena; `out` too.
-        unsafe { f(dev.device.handle(), info, out) };
-        Ok(())
-    }
-}
+impl Handler<'_, '_> {}

@@ -4,8 +4,8 @@ use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
     CmdBeginQueryArgs, CmdCopyQueryPoolResultsArgs, CmdEndQueryArgs, CmdResetQueryPoolArgs,
-    CmdWriteTimestamp2Args, CmdWriteTimestampArgs, CreateQueryPoolArgs, DestroyQueryPoolArgs,
-    GetQueryPoolResultsArgs, ResetQueryPoolArgs,
+    CmdWriteTimestamp2Args, CmdWriteTimestampArgs, CreateQueryPoolArgs, GetQueryPoolResultsArgs,
+    ResetQueryPoolArgs,
 };
 
 use super::physical_device::required;
@@ -52,13 +52,6 @@ impl Handler<'_, '_> {
             return Err(VenusError::Invalid("queries outside the pool"));
         }
         Ok(values)
-    }
-
-    pub(super) fn destroy_query_pool(&mut self, args: &mut DestroyQueryPoolArgs<'_>) -> Result<()> {
-        // SAFETY: a live query pool of this device, now out of the tables.
-        self.destroy_child(args.device, args.query_pool, |d, h| unsafe {
-            d.device.destroy_query_pool(h, None);
-        })
     }
 
     pub(super) fn get_query_pool_results(

@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use vulkan_proto::args::{
-    CreateEventArgs, CreateFenceArgs, CreateSemaphoreArgs, DestroyEventArgs, DestroyFenceArgs,
-    DestroySemaphoreArgs, GetEventStatusArgs, GetFenceStatusArgs, GetSemaphoreCounterValueArgs,
-    ResetEventArgs, ResetFencesArgs, SetEventArgs, SignalSemaphoreArgs, WaitForFencesArgs,
-    WaitSemaphoresArgs,
+    CreateFenceArgs, CreateSemaphoreArgs, WaitForFencesArgs, WaitSemaphoresArgs,
 };
 
 use super::physical_device::required;
@@ -55,32 +52,6 @@ impl Handler<'_, '_> {
         })
     }
 
-    pub(super) fn destroy_fence(&mut self, args: &mut DestroyFenceArgs<'_>) -> Result<()> {
-        // SAFETY: a live fence of this device, now out of the tables.
-        self.destroy_child(args.device, args.fence, |d, h| unsafe {
-            d.device.destroy_fence(h, None)
-        })
-    }
-
-    pub(super) fn reset_fences(&mut self, args: &mut ResetFencesArgs<'_>) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        let fences = args.p_fences.unwrap_or(&[]);
-        // SAFETY: live device and fences (translated handles).
-        Ok(match unsafe { dev.device.reset_fences(fences) } {
-            Ok(()) => vk::Result::SUCCESS,
-            Err(e) => e,
-        })
-    }
-
-    pub(super) fn get_fence_status(
-        &mut self,
-        args: &mut GetFenceStatusArgs<'_>,
-    ) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        // SAFETY: live device and fence.
-        Ok(unsafe { (dev.device.fp_v1_0().get_fence_status)(dev.device.handle(), args.fence) })
-    }
-
     pub(super) fn wait_for_fences(
         &mut self,
         args: &mut WaitForFencesArgs<'_>,
@@ -123,29 +94,6 @@ impl Handler<'_, '_> {
         })
     }
 
-    pub(super) fn destroy_semaphore(&mut self, args: &mut DestroySemaphoreArgs<'_>) -> Result<()> {
-        // SAFETY: a live semaphore of this device, now out of the tables.
-        self.destroy_child(args.device, args.semaphore, |d, h| unsafe {
-            d.device.destroy_semaphore(h, None);
-        })
-    }
-
-    pub(super) fn get_semaphore_counter_value(
-        &mut self,
-        args: &mut GetSemaphoreCounterValueArgs<'_>,
-    ) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        let out = required(args.p_value.as_deref_mut(), "pValue")?;
-        // SAFETY: live device and semaphore; `out` is a valid u64.
-        Ok(unsafe {
-            (dev.device.fp_v1_2().get_semaphore_counter_value)(
-                dev.device.handle(),
-                args.semaphore,
-                out,
-            )
-        })
-    }
-
     pub(super) fn wait_semaphores(
         &mut self,
         args: &mut WaitSemaphoresArgs<'_>,
@@ -156,51 +104,5 @@ impl Handler<'_, '_> {
             // SAFETY: live device; `info` lives in the arena with translated handles.
             unsafe { (dev.device.fp_v1_2().wait_semaphores)(dev.device.handle(), info, t) }
         }))
-    }
-
-    pub(super) fn signal_semaphore(
-        &mut self,
-        args: &mut SignalSemaphoreArgs<'_>,
-    ) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        let info = required(args.p_signal_info, "pSignalInfo")?;
-        // SAFETY: live device; `info` lives in the arena with a translated handle.
-        Ok(unsafe { (dev.device.fp_v1_2().signal_semaphore)(dev.device.handle(), info) })
-    }
-
-    pub(super) fn create_event(&mut self, args: &mut CreateEventArgs<'_>) -> Result<vk::Result> {
-        let info = required(args.p_create_info, "pCreateInfo")?;
-        // SAFETY: live device; `info` lives in the arena.
-        self.create_child(args.device, args.p_event.as_deref(), |d| unsafe {
-            d.device.create_event(info, None)
-        })
-    }
-
-    pub(super) fn destroy_event(&mut self, args: &mut DestroyEventArgs<'_>) -> Result<()> {
-        // SAFETY: a live event of this device, now out of the tables.
-        self.destroy_child(args.device, args.event, |d, h| unsafe {
-            d.device.destroy_event(h, None)
-        })
-    }
-
-    pub(super) fn get_event_status(
-        &mut self,
-        args: &mut GetEventStatusArgs<'_>,
-    ) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        // SAFETY: live device and event.
-        Ok(unsafe { (dev.device.fp_v1_0().get_event_status)(dev.device.handle(), args.event) })
-    }
-
-    pub(super) fn set_event(&mut self, args: &mut SetEventArgs<'_>) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        // SAFETY: live device and event.
-        Ok(unsafe { (dev.device.fp_v1_0().set_event)(dev.device.handle(), args.event) })
-    }
-
-    pub(super) fn reset_event(&mut self, args: &mut ResetEventArgs<'_>) -> Result<vk::Result> {
-        let dev = self.device(args.device)?;
-        // SAFETY: live device and event.
-        Ok(unsafe { (dev.device.fp_v1_0().reset_event)(dev.device.handle(), args.event) })
     }
 }
