@@ -316,6 +316,33 @@ fn wait_ring_seqno_blocks_the_context_until_the_ring_gets_there() {
     unblock.join().expect("join");
 }
 
+/// The owner stopping a context (its front door destroying it) while the context
+/// stream waits on a ring is no failure: the wait gives up, no fatal hook runs and
+/// nothing is logged as a failure (issue 10: only root causes reach the log).
+#[test]
+fn a_wait_given_up_because_the_owner_stops_the_context_is_not_a_failure() {
+    let mut f = fixture(ContextConfig::default(), None, 1_000_000);
+    let (tx, rx) = mpsc::channel();
+    f.ctx.set_fatal_hook(Box::new(move |ctx, reason| {
+        let _ = tx.send((ctx, reason.to_owned()));
+    }));
+    f.push(&fake_cmd(BLOCK, 0));
+    let wait = venus::wait_ring_seqno(f.ring, u64::from(f.tail));
+    let handle = f.ctx.handle();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        handle.stop();
+    });
+    assert!(f.ctx.submit(&wait).is_err(), "the wait gave up");
+    stopper.join().expect("join");
+    f.release.send(()).expect("release");
+    assert!(!f.ctx.is_fatal());
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a stop was reported as a failure"
+    );
+}
+
 #[test]
 fn wait_for_a_seqno_beyond_the_tail_is_fatal() {
     let mut f = fixture(ContextConfig::default(), None, 1_000_000);

@@ -373,10 +373,19 @@ impl Context {
             run_commands(&*executor, &mut stream, cmds, |_| {})
         };
         if let Err(err) = result {
-            if !matches!(err, ExecError::ContextFatal) {
+            if self.shared.is_fatal() {
+                // Whoever failed it logged the cause; this is a consequence.
+                self.set_fatal(&format!("context stream: {}", error_chain(&err)));
+                self.rings.set_all_fatal();
+            } else if !(err.is_stop() && self.shared.should_stop()) {
                 self.set_fatal(&format!("context stream: {}", error_chain(&err)));
             } else {
-                self.rings.set_all_fatal();
+                // The owner stops the context (its front door destroys it): a wait
+                // that gives up is no failure, and nothing is logged for it.
+                log::debug!(
+                    "renderer: {}: context stream stopped while waiting",
+                    self.id()
+                );
             }
             return Err(err.into());
         }

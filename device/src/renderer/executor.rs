@@ -157,6 +157,18 @@ pub enum ExecError {
     Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl ExecError {
+    /// A wait that ended because its ring or context stopped: a consequence, not a
+    /// cause (the cause was logged by whoever failed the context, or nothing failed
+    /// and the owner is tearing the context down).
+    pub fn is_stop(&self) -> bool {
+        matches!(
+            self,
+            Self::ContextFatal | Self::Transport(TransportError::Stopped)
+        )
+    }
+}
+
 /// Executes Venus commands for one context.
 ///
 /// One executor serves one context; it is called concurrently from the context thread

@@ -576,6 +576,14 @@ impl RingWorker {
             });
         match exit {
             RingExit::Stopped => {}
+            // A wait inside a command gave up because the owner stops the context:
+            // no failure (one already failing the context logged its own cause).
+            RingExit::Fault(err)
+                if err.is_stop() && self.ctx.should_stop() && !self.ctx.is_fatal() =>
+            {
+                log::debug!("renderer: {} stopped while waiting", self.ring.id);
+                self.ring.mark_stopped();
+            }
             RingExit::Fault(err) => {
                 // The context first, so the reason logged is this fault and not that of
                 // a stream that was waiting on the ring and sees it stop.
