@@ -13,6 +13,9 @@
 //! the native client and the daemon. Under `cargo run` it first builds the daemon
 //! (`cargo build -p vgpu-device --bin vhost-user-vgpu`, same profile and target dir);
 //! otherwise it expects `vhost-user-vgpu` beside its own executable, or `--daemon PATH`.
+//! `--daemon-arg ARG` (repeatable) adds ARG to the daemon's `vtest` command line (e.g.
+//! `--daemon-arg --isolation --daemon-arg thread`), so two daemons or two settings can
+//! be compared run against run.
 //! Exit status 0 whether or not the targets are met: this is a measurement, not a test.
 
 #![allow(
@@ -52,6 +55,7 @@ struct Opts {
     latency_reps: usize,
     depths: Vec<usize>,
     daemon: Option<PathBuf>,
+    daemon_args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         latency_reps: 2,
         depths: vec![1, 2, 4],
         daemon: None,
+        daemon_args: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -107,6 +112,7 @@ fn parse(args: &[String]) -> Res<Opts> {
                     .collect::<Result<_, _>>()?;
             }
             "--daemon" => o.daemon = Some(PathBuf::from(val()?)),
+            "--daemon-arg" => o.daemon_args.push(val()?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -327,12 +333,17 @@ fn report(o: &Opts) -> Res<()> {
     std::fs::create_dir_all(&o.out)?;
     let mut cmd = Command::new(&bin);
     cmd.arg("vtest")
+        .args(&o.daemon_args)
         .env("LP_NUM_THREADS", "1")
         .env("RUST_LOG", "warn");
     let daemon = Daemon::start_command(cmd, "bench")?;
     let sock = daemon.socket().to_path_buf();
     let venus = Mode::Venus(&sock);
-    println!("daemon: {} vtest (LP_NUM_THREADS=1)", bin.display());
+    println!(
+        "daemon: {} vtest {} (LP_NUM_THREADS=1)",
+        bin.display(),
+        o.daemon_args.join(" ")
+    );
     println!("load average before: {}", loadavg());
 
     // 1. Calibrate natively.
