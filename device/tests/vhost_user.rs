@@ -1382,6 +1382,35 @@ fn sigusr1_dumps_the_frame_of_the_connected_frontend() {
 fn attached_blob_imports_as_the_same_device_memory_in_another_context() {
     venus_stream::use_lavapipe();
     let mut h = Harness::start(venus_render);
+    attached_blob_imports(&mut h);
+}
+
+/// The same with every context in a worker process of its own (`vhost-user-vgpu
+/// serve`, whose default is `isolation = "process"`): the blob's memfd goes from the
+/// daemon to the other context's worker, which imports it.
+#[test]
+fn attached_blob_imports_across_worker_processes() {
+    venus_stream::use_lavapipe();
+    let dir = test_dir("attach-workers");
+    let (daemon, socket) = ServeProcess::spawn(&dir, &[]);
+    let mut h = Harness::connect(&socket);
+    attached_blob_imports(&mut h);
+    // Three contexts, three workers beside the daemon.
+    let workers: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", daemon.child.id()))
+        .expect("tasks")
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|comm| comm.starts_with("w:gpu-"))
+        .collect();
+    assert_eq!(workers.len(), 3, "{workers:?}\n{}", daemon.log());
+}
+
+fn attached_blob_imports(h: &mut Harness) {
     const MEM: u64 = 0x20;
     const SIZE: u32 = 65536;
     let blob = |res: u32, mem: u64| {

@@ -114,6 +114,24 @@ impl Resource {
         })
     }
 
+    /// A blob another process created (a virtio-gpu context in another worker,
+    /// shared with CTX_ATTACH_RESOURCE), from its fd: shared memory (`blob` is
+    /// [`BlobId::SHMEM`]) is mapped like one of ours, device memory kept for import.
+    /// Either way the fd must pass [`check_sealed`] for `size` bytes.
+    pub fn import(blob: BlobId, size: u64, fd: OwnedFd) -> Result<Self, ResourceError> {
+        if blob != BlobId::SHMEM {
+            return Self::new_device_memory(blob, size, fd);
+        }
+        check_sealed(&fd, size).map_err(|source| ResourceError::UnsafeFd { blob, source })?;
+        let map = SharedMemory::map(&fd, size)?;
+        Ok(Self {
+            size,
+            kind: ResourceKind::Shmem(Arc::new(map)),
+            fd,
+            _fd_charge: None,
+        })
+    }
+
     /// Holds `charge` (a slot of the VM's blob budget) for as long as the fd lives.
     #[must_use]
     pub fn with_fd_charge(mut self, charge: Option<FdCharge>) -> Self {

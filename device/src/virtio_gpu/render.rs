@@ -518,6 +518,23 @@ impl CoreBackend {
         self
     }
 
+    /// Makes `resource` (another process's blob, see [`Resource::import`]) visible
+    /// in context `ctx` as `res` (CTX_ATTACH_RESOURCE in a worker process).
+    pub fn import_blob(
+        &mut self,
+        ctx: ContextId,
+        res: ResourceId,
+        resource: Arc<Resource>,
+    ) -> Result<(), RenderError> {
+        let target = self.ctx(ctx)?;
+        // As in `attach_blob`: an id detached just before may still be queued.
+        if !target.releases.wait(res, RELEASE_WAIT) {
+            log::debug!("virtio-gpu: {ctx}: {res} is still being released");
+        }
+        target.handle()?.attach_resource(res, resource)?;
+        Ok(())
+    }
+
     /// Hands a stopped context's thread to the reaper (started on first use); joins
     /// it here if no reaper thread can be started.
     fn reap(&mut self, thread: JoinHandle<()>) {

@@ -116,6 +116,22 @@ pub(super) fn serve_gpu(
                     reason: crate::error_chain(&e).to_string(),
                 })?,
             },
+            Request::Attach {
+                ctx,
+                res,
+                blob,
+                size,
+                fd,
+            } => {
+                let result = crate::renderer::Resource::import(blob, size, fd)
+                    .map_err(|e| crate::error_chain(&e).to_string())
+                    .and_then(|r| {
+                        backend
+                            .import_blob(ctx, res, Arc::new(r))
+                            .map_err(|e| crate::error_chain(&e).to_string())
+                    });
+                send(&Event::Attached { res, result })?;
+            }
             Request::DestroyBlob { ctx, res } => backend.destroy_blob(ctx, res),
             Request::Detach { res, ctx } => backend.detach_blob(res, ctx),
             Request::Fence {

@@ -13,13 +13,16 @@
 //! | `DESTROY_BLOB` | daemon → worker | ctx `u32`, res `u32` | — |
 //! | `DETACH` | daemon → worker | res `u32`, ctx `u32` | — |
 //! | `FENCE` | daemon → worker | ctx `u32`, timeline (kind `u32`: 0 global, 1 ring; ctx `u32`; ring `u32`), fence `u64` | — |
+//! | `ATTACH` | daemon → worker | ctx `u32`, res `u32`, blob id `u64`, size `u64` | another context's blob memfd |
 //! | `CREATED` | worker → daemon | status `u32` (0 ok), reason (UTF-8) | — |
 //! | `BLOB_MADE` | worker → daemon | res `u32`, size `u64` | the blob's memfd |
 //! | `BLOB_FAILED` | worker → daemon | res `u32`, reason | — |
 //! | `SUBMITTED` | worker → daemon | ticket `u64`, status `u32`, reason | — |
 //! | `FENCE_DONE` | worker → daemon | timeline (as in `FENCE`), fence `u64` | — |
+//! | `ATTACHED` | worker → daemon | res `u32`, status `u32`, reason | — |
 //!
-//! `CREATE` and `BLOB` are answered in order (`CREATED`, `BLOB_MADE`/`BLOB_FAILED`);
+//! `CREATE`, `BLOB` and `ATTACH` are answered in order (`CREATED`,
+//! `BLOB_MADE`/`BLOB_FAILED`, `ATTACHED`);
 //! `SUBMITTED` and `FENCE_DONE` arrive whenever the work is done.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -42,11 +45,13 @@ const BLOB: u32 = 3;
 const DESTROY_BLOB: u32 = 4;
 const DETACH: u32 = 5;
 const FENCE: u32 = 6;
+const ATTACH: u32 = 7;
 const CREATED: u32 = 101;
 const BLOB_MADE: u32 = 102;
 const BLOB_FAILED: u32 = 103;
 const SUBMITTED: u32 = 104;
 const FENCE_DONE: u32 = 105;
+const ATTACHED: u32 = 106;
 
 /// A request from the daemon.
 #[derive(Debug)]
@@ -80,6 +85,13 @@ pub(crate) enum Request {
         timeline: Timeline,
         fence: FenceId,
     },
+    Attach {
+        ctx: ContextId,
+        res: ResourceId,
+        blob: BlobId,
+        size: u64,
+        fd: OwnedFd,
+    },
 }
 
 /// An answer or report from the worker.
@@ -102,6 +114,10 @@ pub(crate) enum Event {
     FenceDone {
         timeline: Timeline,
         fence: FenceId,
+    },
+    Attached {
+        res: ResourceId,
+        result: Result<(), String>,
     },
 }
 
@@ -232,6 +248,20 @@ pub(crate) fn send_request(socket: impl AsFd, req: &Request) -> Result<(), Worke
             put_timeline(&mut b, *timeline);
             b.extend(fence.0.to_le_bytes());
         }
+        Request::Attach {
+            ctx,
+            res,
+            blob,
+            size,
+            fd,
+        } => {
+            b.extend(ATTACH.to_le_bytes());
+            b.extend(ctx.0.to_le_bytes());
+            b.extend(res.0.to_le_bytes());
+            b.extend(blob.0.to_le_bytes());
+            b.extend(size.to_le_bytes());
+            return send_raw(socket, &b, Some(fd.as_fd()));
+        }
     }
     send_raw(socket, &b, memfd.as_ref().map(AsFd::as_fd))
 }
@@ -300,6 +330,13 @@ pub(crate) fn recv_request(
             timeline: r.timeline()?,
             fence: FenceId(r.u64()?),
         },
+        ATTACH => Request::Attach {
+            ctx: ContextId(r.u32()?),
+            res: ResourceId(r.u32()?),
+            blob: BlobId(r.u64()?),
+            size: r.u64()?,
+            fd: fd.ok_or(WorkerError::Malformed("attach without its fd"))?,
+        },
         _ => return Err(WorkerError::Malformed("unknown context operation")),
     }))
 }
@@ -338,6 +375,11 @@ pub(crate) fn send_event(socket: impl AsFd, ev: &Event) -> Result<(), WorkerErro
             put_timeline(&mut b, *timeline);
             b.extend(fence.0.to_le_bytes());
         }
+        Event::Attached { res, result } => {
+            b.extend(ATTACHED.to_le_bytes());
+            b.extend(res.0.to_le_bytes());
+            put_status(&mut b, result);
+        }
     }
     send_raw(socket, &b, fd)
 }
@@ -370,6 +412,10 @@ pub(crate) fn recv_event(socket: impl AsFd) -> Result<Option<Event>, WorkerError
         FENCE_DONE => Event::FenceDone {
             timeline: r.timeline()?,
             fence: FenceId(r.u64()?),
+        },
+        ATTACHED => Event::Attached {
+            res: ResourceId(r.u32()?),
+            result: r.status()?,
         },
         _ => return Err(WorkerError::Malformed("unknown context-operations event")),
     }))

@@ -13,8 +13,9 @@
 //! (submissions as failed, fences signalled), so the guest's control queue never
 //! waits on a dead process.
 //!
-//! Not carried across: sharing a blob between two contexts (CTX_ATTACH_RESOURCE of
-//! another context's host memory) is refused.
+//! A blob one context created and another attaches (CTX_ATTACH_RESOURCE: shared
+//! blobs, PRIME import) is sent to the other context's worker as its memfd
+//! (`ATTACH`); that worker imports it like a resource of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -228,6 +229,8 @@ pub struct ProcessBackend {
     shared: Arc<GpuWorkers>,
     signals: FenceSignals,
     contexts: HashMap<ContextId, RemoteContext>,
+    /// Host memory of every blob a context created, for attaching it elsewhere.
+    blobs: HashMap<(ContextId, ResourceId), (BlobId, Arc<RemoteBlob>)>,
     /// Destroyed contexts whose workers may still be ending.
     retired: Vec<RemoteContext>,
 }
@@ -257,6 +260,7 @@ impl ProcessBackend {
             shared,
             signals,
             contexts: HashMap::new(),
+            blobs: HashMap::new(),
             retired: Vec::new(),
         }
     }
@@ -523,11 +527,13 @@ impl RenderBackend for ProcessBackend {
                 crate::sys::check_sealed(&fd, got).map_err(|e| {
                     RenderError::Worker(format!("{res}: {}", crate::error_chain(&e)))
                 })?;
-                Ok(Arc::new(RemoteBlob {
+                let mem = Arc::new(RemoteBlob {
                     fd,
                     size: got,
                     map: OnceLock::new(),
-                }))
+                });
+                self.blobs.insert((ctx, res), (blob, Arc::clone(&mem)));
+                Ok(mem)
             }
             Event::BlobFailed { res: r, reason } if r == res => Err(RenderError::Worker(reason)),
             _ => Err(RenderError::Worker(format!(
@@ -537,6 +543,7 @@ impl RenderBackend for ProcessBackend {
     }
 
     fn destroy_blob(&mut self, ctx: ContextId, res: ResourceId) {
+        self.blobs.remove(&(ctx, res));
         if let Some(rc) = self.contexts.get(&ctx) {
             let _ = rc.send(&Request::DestroyBlob { ctx, res });
         }
@@ -548,10 +555,34 @@ impl RenderBackend for ProcessBackend {
         res: ResourceId,
         ctx: ContextId,
     ) -> Result<(), RenderError> {
-        let _ = (owner, res);
-        Err(RenderError::Worker(format!(
-            "{ctx}: sharing another context's blob is not supported with worker processes"
-        )))
+        let (blob, mem) = self
+            .blobs
+            .get(&(owner, res))
+            .cloned()
+            .ok_or(RenderError::Core(ContextError::Resource(
+                crate::renderer::ResourceError::Unknown(res),
+            )))?;
+        let rc = self.ctx(ctx)?;
+        if rc.closed() {
+            return Err(RenderError::Core(ContextError::Fatal(ctx)));
+        }
+        let fd = mem
+            .fd
+            .try_clone()
+            .map_err(|e| RenderError::Worker(format!("{res}: {e}")))?;
+        rc.send(&Request::Attach {
+            ctx,
+            res,
+            blob,
+            size: mem.size,
+            fd,
+        })?;
+        match rc.reply()? {
+            Event::Attached { res: r, result } if r == res => result.map_err(RenderError::Worker),
+            _ => Err(RenderError::Worker(format!(
+                "{res}: the worker answered out of order"
+            ))),
+        }
     }
 
     fn detach_blob(&mut self, res: ResourceId, ctx: ContextId) {
