@@ -22,7 +22,10 @@
 //! average before and after (the machine is shared). Under `cargo run` it first builds
 //! the daemon (`cargo build -p vgpu-device --bin vhost-user-vgpu`, same profile and
 //! target dir); otherwise it expects `vhost-user-vgpu` beside its own executable, or
-//! `--daemon PATH`. lavapipe runs with `LP_NUM_THREADS=1`.
+//! `--daemon PATH`. lavapipe runs with `LP_NUM_THREADS=1`. `--daemon-arg ARG`
+//! (repeatable) adds ARG to both daemons' command lines, e.g. `--daemon-arg
+//! --isolation --daemon-arg thread` for contexts on daemon threads instead of worker
+//! processes (the default), to measure the process boundary.
 
 #![allow(
     clippy::print_stdout,
@@ -52,6 +55,7 @@ struct Opts {
     window: Duration,
     iters: usize,
     daemon: Option<PathBuf>,
+    daemon_args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         window: Duration::from_secs(8),
         iters: 3000,
         daemon: None,
+        daemon_args: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -91,6 +96,7 @@ fn parse(args: &[String]) -> Res<Opts> {
             }
             "--out" => o.out = PathBuf::from(value()?),
             "--daemon" => o.daemon = Some(PathBuf::from(value()?)),
+            "--daemon-arg" => o.daemon_args.push(value()?.clone()),
             "--window" => o.window = Duration::from_secs_f64(value()?.parse()?),
             "--iters" => o.iters = value()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
@@ -106,9 +112,9 @@ fn loadavg() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn daemon(bin: &Path, sub: &str, tag: &str) -> Res<Daemon> {
+fn daemon(bin: &Path, sub: &str, extra: &[String], tag: &str) -> Res<Daemon> {
     let mut cmd = Command::new(bin);
-    cmd.arg(sub).env("LP_NUM_THREADS", "1");
+    cmd.arg(sub).args(extra).env("LP_NUM_THREADS", "1");
     Ok(Daemon::start_command(cmd, tag)?)
 }
 
@@ -116,7 +122,8 @@ fn report(o: &Opts) -> Res<()> {
     let bin = vgpu_benches::daemon_bin::daemon_binary(o.daemon.as_deref())?;
     let load_before = loadavg();
 
-    let serve = daemon(&bin, "serve", "vhost-report-serve")?;
+    println!("daemon arguments: {}", o.daemon_args.join(" "));
+    let serve = daemon(&bin, "serve", &o.daemon_args, "vhost-report-serve")?;
     let (two_d, submit_vhost) = {
         let with_log = |e: std::io::Error| format!("{e}\ndaemon log:\n{}", serve.log());
         let mut gpu =
@@ -131,7 +138,7 @@ fn report(o: &Opts) -> Res<()> {
     };
     drop(serve);
 
-    let vtest = daemon(&bin, "vtest", "vhost-report-vtest")?;
+    let vtest = daemon(&bin, "vtest", &o.daemon_args, "vhost-report-vtest")?;
     println!("SUBMIT_CMD2 over vtest: {} round trips", o.iters);
     let submit_vtest = submit_vtest(vtest.socket(), o.iters / 10, o.iters)
         .map_err(|e| format!("{e}\ndaemon log:\n{}", vtest.log()))?;
