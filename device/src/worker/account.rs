@@ -164,17 +164,6 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
     }
 }
 
-/// A new socket pair for one worker's account: (daemon's end, worker's end).
-pub(crate) fn pair() -> Result<(OwnedFd, OwnedFd), WorkerError> {
-    rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::SEQPACKET,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| WorkerError::Control(e.into()))
-}
-
 /// The worker's end: the [`RemoteLedger`] its VM account charges.
 #[derive(Debug)]
 pub(crate) struct AccountClient {
@@ -362,7 +351,7 @@ mod tests {
 
     /// A served client: the daemon end answered on a thread until it closes.
     fn served(account: Arc<VmAccount>) -> (AccountClient, std::thread::JoinHandle<usize>) {
-        let (ours, theirs) = pair().expect("socketpair");
+        let (ours, theirs) = super::super::protocol::seqpacket_pair().expect("socketpair");
         let thread = std::thread::spawn(move || {
             let mut server = AccountServer::new(account);
             while server.serve_one(&ours).expect("well-formed") {}
@@ -434,7 +423,7 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_errors_not_panics() {
-        let (ours, theirs) = pair().expect("socketpair");
+        let (ours, theirs) = super::super::protocol::seqpacket_pair().expect("socketpair");
         let mut server = AccountServer::new(account(64, 2));
         let mut reused = Request::Claim(ClaimId(7), memory(1)).encode().to_vec();
         // (An empty packet reads as the end of the stream: the worker stops its own

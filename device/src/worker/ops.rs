@@ -426,7 +426,7 @@ mod tests {
     use super::*;
 
     fn pair() -> (OwnedFd, OwnedFd) {
-        super::super::account::pair().expect("socketpair")
+        super::super::protocol::seqpacket_pair().expect("socketpair")
     }
 
     #[test]

@@ -86,6 +86,18 @@ fn u64_at(body: &[u8], at: usize) -> Result<u64, WorkerError> {
         .ok_or(WorkerError::Malformed("short message"))
 }
 
+/// A close-on-exec `SOCK_SEQPACKET` pair (control, gate, account and
+/// context-operations sockets): (daemon's end, worker's end).
+pub(crate) fn seqpacket_pair() -> Result<(OwnedFd, OwnedFd), WorkerError> {
+    rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| WorkerError::Control(e.into()))
+}
+
 /// Sends `msg` on `socket`.
 pub(crate) fn send(socket: impl AsFd, msg: &Msg) -> Result<(), WorkerError> {
     let mut bytes = Vec::with_capacity(32);

@@ -286,7 +286,7 @@ impl ProcessBackend {
     /// Starts a worker for `ctx` and its supervisor and reader threads.
     fn start(&self, ctx: ContextId) -> Result<RemoteContext, WorkerError> {
         let shared = &self.shared;
-        let (ours, theirs) = super::account::pair()?;
+        let (ours, theirs) = super::protocol::seqpacket_pair()?;
         let gate = shared.qos.as_ref().map(|(qos, vm)| GateSpec::Vm {
             qos: qos.clone(),
             vm: *vm,

@@ -270,14 +270,7 @@ pub fn sandbox_self_test(
 /// The worker command line with its two fds placed, and the daemon's end of the
 /// control socket.
 fn worker_command(settings: &WorkerSettings) -> Result<(Command, OwnedFd, HangPage), WorkerError> {
-    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-    let (ours, theirs) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| WorkerError::Control(e.into()))?;
+    let (ours, theirs) = protocol::seqpacket_pair()?;
     let (page, page_fd) = HangPage::create()?;
     let exe = match &settings.exe {
         Some(p) => p.clone(),
@@ -389,17 +382,6 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// A close-on-exec SOCK_SEQPACKET pair for a worker's QoS gate.
-fn gate_pair() -> Result<(OwnedFd, OwnedFd), WorkerError> {
-    rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::SEQPACKET,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| WorkerError::Control(e.into()))
-}
-
 /// Runs connection `conn` in a worker process and supervises it until it has
 /// ended (on the calling thread, a supervisor thread of the daemon).
 pub(crate) fn run_connection(
@@ -497,7 +479,7 @@ pub(crate) fn start(
     let mut hand_over = |spawned: &Spawned| -> Result<Served, WorkerError> {
         let served_gate = match &gate {
             Some(spec) => {
-                let (ours, theirs) = gate_pair()?;
+                let (ours, theirs) = protocol::seqpacket_pair()?;
                 let served = match spec {
                     GateSpec::OwnVm { qos, name, config } => crate::qos::serve_gate(
                         qos,
@@ -517,7 +499,7 @@ pub(crate) fn start(
         // The worker's VM account: its end goes over too; the daemon's end is
         // served on the supervisor thread, and what it holds is credited when it
         // drops.
-        let (ours, theirs) = super::account::pair()?;
+        let (ours, theirs) = protocol::seqpacket_pair()?;
         protocol::send(&spawned.control, &Msg::Account(theirs))?;
         serve(spawned)?;
         Ok(((ours, AccountServer::new(Arc::clone(account))), served_gate))
