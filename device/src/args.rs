@@ -177,6 +177,20 @@ pub struct ServeArgs {
     /// the next frontend, e.g. after a VMM restart, on a fresh device).
     #[arg(long)]
     pub once: bool,
+    /// Where each virtio-gpu context runs: `process` (a sandboxed worker process per
+    /// context) or `thread` (a thread of the daemon) [default: process]; the config
+    /// file's `[worker] isolation`.
+    #[arg(long)]
+    pub isolation: Option<vgpu_device::worker::Isolation>,
+    /// A host fence pending longer than this is a GPU hang (the context's worker is
+    /// killed, or an in-daemon context failed), in ms [default: 5000]; the per-VM
+    /// `gpu_timeout_ms`.
+    #[arg(long)]
+    pub gpu_timeout_ms: Option<u64>,
+    /// Idle worker processes kept started ahead of contexts [default: 1]; the config
+    /// file's `[worker] pool`.
+    #[arg(long)]
+    pub worker_pool: Option<u64>,
     /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -281,7 +295,13 @@ impl TryFrom<ServeArgs> for Plan {
         if let Some(socket) = args.socket {
             config.add_socket_vm(socket, FrontDoor::VhostUser)?;
         }
-        config::apply_flags(&mut config, &args.limits.flags())?;
+        let flags = Flags {
+            gpu_timeout_ms: args.gpu_timeout_ms,
+            isolation: args.isolation,
+            worker_pool: args.worker_pool,
+            ..args.limits.flags()
+        };
+        config::apply_flags(&mut config, &flags)?;
         args.qos.apply(&mut config)?;
         Ok(Self {
             config,
@@ -365,6 +385,26 @@ mod tests {
         );
         assert_eq!(p.config.worker.pool, 0);
         assert_eq!(p.config.vms[0].gpu_timeout, Duration::from_millis(750));
+        // The same flags on `serve` (virtio-gpu contexts run in workers too).
+        let p = plan(&[
+            "vhost-user-vgpu",
+            "serve",
+            "--socket",
+            "s",
+            "--isolation",
+            "thread",
+            "--gpu-timeout-ms",
+            "900",
+            "--worker-pool",
+            "2",
+        ])
+        .expect("valid");
+        assert_eq!(
+            p.config.worker.isolation,
+            vgpu_device::worker::Isolation::Thread
+        );
+        assert_eq!(p.config.worker.pool, 2);
+        assert_eq!(p.config.vms[0].gpu_timeout, Duration::from_millis(900));
         let e = Args::try_parse_from([
             "vhost-user-vgpu",
             "vtest",
