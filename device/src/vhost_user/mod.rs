@@ -6,13 +6,15 @@
 //! handler, and returns used entries the handler releases (at once, or when their
 //! fence signals).
 //!
-//! Locks (never nested): `handler` is taken by the vring worker for each chain and by
-//! the message thread for reset and for installing the SHMEM mapper; `mem` is taken
-//! only to clone the guest-memory handle. The handler's MAP_BLOB calls SHMEM_MAP,
-//! which blocks on the frontend's reply on the backend channel; the frontend must
-//! answer it without waiting for the vhost-user message thread (crosvm and the test
-//! harness do). The display socket's locks ([`gpu_socket`]) are leaves taken under
-//! `handler`; nothing there blocks on the frontend.
+//! Locks: two, in this order ([`VgpuBackend`] has the details). `handler` (the
+//! device) comes first and may be held across slow work; `state` (the glue's chains,
+//! stashed used entries, guest memory and display socket) may be taken while
+//! `handler` is held, never the other way round, and is held only for bookkeeping.
+//! The handler's MAP_BLOB calls SHMEM_MAP, which blocks on the frontend's reply on the
+//! backend channel while `handler` is held; the frontend must answer it without
+//! waiting for the vhost-user message thread (crosvm and the test harness do). The
+//! display socket's locks ([`gpu_socket`]) are leaves taken under `handler`; nothing
+//! there blocks on the frontend.
 //!
 //! [`serve`] binds the socket once and serves one frontend at a time, each with a
 //! fresh [`VgpuBackend`] (handler, renderer, fences, mappings, display socket) and a
@@ -172,14 +174,53 @@ impl ShmMapper for VhostShmMapper {
 /// A descriptor chain held while its command runs on a context thread.
 type Chain = DescriptorChain<GuestMemoryLoadGuard<GuestMemoryMmap>>;
 
-/// The vhost-user virtio-gpu backend.
-pub struct VgpuBackend {
-    handler: Mutex<GpuHandler>,
+/// The glue's state besides the handler: chains the device keeps, used entries it
+/// could not return yet, and what the frontend handed over. Behind
+/// [`VgpuBackend::state`], the second lock.
+#[derive(Default)]
+struct State {
     /// Chains of queued SUBMIT_3Ds, by ticket, with their queue index.
-    deferred: Mutex<HashMap<Ticket, (u16, Chain)>>,
+    deferred: HashMap<Ticket, (u16, Chain)>,
     /// SUBMIT_3D chains (queue, ctx id, chain) waiting for their context to have
     /// room, in arrival order.
-    held: Mutex<VecDeque<(u16, u32, Chain)>>,
+    held: VecDeque<(u16, u32, Chain)>,
+    /// Used entries that became ready while the rings were stopped.
+    stash: Vec<UsedToken>,
+    /// The guest memory table (SET_MEM_TABLE); cloned for each pass over a queue.
+    mem: Option<GuestMem>,
+    /// The frontend's display socket (GPU_SET_SOCKET).
+    gpu_socket: Option<Arc<GpuSocket>>,
+}
+
+/// The vhost-user virtio-gpu backend.
+///
+/// # Locks
+///
+/// Threads: the vring worker (one; every queue and fence event), the vhost-user
+/// message thread (reset, memory table, backend channel, display socket, config),
+/// the frame dumper (SIGUSR1) and tests (through [`VgpuBackend::handler`]).
+///
+/// Two locks, always taken in this order, never the reverse:
+///
+/// 1. `handler`: the device ([`GpuHandler`]). Held for a whole command, including the
+///    response write and the display socket's [`GpuSocket::after_command`], so a
+///    reset cannot slip between a command and its bookkeeping; held by the frame
+///    dumper while it writes PNGs. It may be held across slow work, and across
+///    SHMEM_MAP / SHMEM_UNMAP, which wait for the frontend's reply. The message
+///    thread takes it too (reset, installing the mapper), which is why the frontend
+///    must answer the backend channel without waiting for the message thread (see
+///    the module doc).
+/// 2. `state`: `State` (deferred and held chains, stashed used entries, guest
+///    memory, display socket). May be taken while `handler` is held (a queued
+///    SUBMIT_3D's chain is recorded under both); never held while taking `handler`,
+///    a [`GpuSocket`] lock or anything that blocks: each use is a short critical
+///    section that clones, inserts, removes or swaps.
+///
+/// The atomics (`stopped`, `last_avail`, `last_used`, `event_idx`, `events_read`)
+/// are not locks and are read and written under either lock or none.
+pub struct VgpuBackend {
+    handler: Mutex<GpuHandler>,
+    state: Mutex<State>,
     /// The frontend stopped the control queue (GET_VRING_BASE) and has not restarted
     /// it yet; see [`VgpuBackend::after_restart`].
     stopped: AtomicBool,
@@ -187,14 +228,10 @@ pub struct VgpuBackend {
     /// (next available index, next used index); see [`VgpuBackend::after_restart`].
     last_avail: AtomicU16,
     last_used: AtomicU16,
-    /// Used entries that became ready while the rings were stopped.
-    stash: Mutex<Vec<UsedToken>>,
-    mem: Mutex<Option<GuestMem>>,
     event_idx: AtomicBool,
     events_read: AtomicU32,
     fence_event: EventFd,
     stop_event: EventFd,
-    gpu_socket: Mutex<Option<Arc<GpuSocket>>>,
     offer_virgl: bool,
     shm_size: u64,
     num_scanouts: u32,
@@ -230,18 +267,14 @@ impl VgpuBackend {
         let num_capsets = u32::try_from(handler.num_capsets()).unwrap_or(0);
         Ok(Arc::new(Self {
             handler: Mutex::new(handler),
-            deferred: Mutex::new(HashMap::new()),
-            held: Mutex::new(VecDeque::new()),
+            state: Mutex::new(State::default()),
             stopped: AtomicBool::new(false),
             last_avail: AtomicU16::new(0),
             last_used: AtomicU16::new(0),
-            stash: Mutex::new(Vec::new()),
-            mem: Mutex::new(None),
             event_idx: AtomicBool::new(false),
             events_read: AtomicU32::new(0),
             fence_event,
             stop_event: EventFd::new(EFD_NONBLOCK).map_err(VhostUserError::EventFd)?,
-            gpu_socket: Mutex::new(None),
             offer_virgl: config.offer_virgl,
             shm_size: config.handler.shm_size,
             num_scanouts,
@@ -251,9 +284,16 @@ impl VgpuBackend {
         }))
     }
 
-    /// The handler (tests read the display through it).
+    /// The handler (tests read the display through it). The first lock: see
+    /// [`VgpuBackend`].
     pub fn handler(&self) -> MutexGuard<'_, GpuHandler> {
         self.handler.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The glue's state: the second lock, never held while taking the first (see
+    /// [`VgpuBackend`]).
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers the stop and fence eventfds with the daemon's worker; call once
@@ -289,25 +329,18 @@ impl VgpuBackend {
 
     /// The frontend's display socket, once QEMU sent GPU_SET_SOCKET.
     pub fn gpu_socket(&self) -> Option<Arc<GpuSocket>> {
-        self.gpu_socket
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.state().gpu_socket.clone()
     }
 
     fn memory(&self) -> Result<GuestMem, VhostUserError> {
-        self.mem
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(VhostUserError::NoMemory)
+        self.state().mem.clone().ok_or(VhostUserError::NoMemory)
     }
 
     fn return_used(&self, vrings: &[VringRwLock], tokens: Vec<UsedToken>) -> io::Result<()> {
         if self.stopped.load(Ordering::Acquire) {
             // The frontend stopped the rings (GET_VRING_BASE): nothing may be written
             // to them. Kept until they restart; dropped if they restart from scratch.
-            self.stash().extend(tokens);
+            self.state().stash.extend(tokens);
             return Ok(());
         }
         let mut touched = [false; NUM_QUEUES];
@@ -345,10 +378,6 @@ impl VgpuBackend {
             }
         }
         Ok(())
-    }
-
-    fn stash(&self) -> MutexGuard<'_, Vec<UsedToken>> {
-        self.stash.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Called before the first queue event (control or cursor) after the frontend
@@ -393,7 +422,7 @@ impl VgpuBackend {
             self.last_avail.load(Ordering::Acquire),
             self.last_used.load(Ordering::Acquire),
         );
-        let stashed = std::mem::take(&mut *self.stash());
+        let stashed = std::mem::take(&mut self.state().stash);
         if now == before {
             return self.return_used(vrings, stashed);
         }
@@ -426,17 +455,17 @@ impl VgpuBackend {
         // Parked tokens and held chains belong to the old rings; they are dropped
         // with them.
         let _ = self.handler().reset();
-        self.deferred().clear();
-        self.held().clear();
-        self.stash().clear();
-        if let Some(socket) = self.gpu_socket() {
+        let socket = {
+            let mut state = self.state();
+            state.deferred.clear();
+            state.held.clear();
+            state.stash.clear();
+            state.gpu_socket.clone()
+        };
+        if let Some(socket) = socket {
             socket.reset();
         }
         self.events_read.store(0, Ordering::Release);
-    }
-
-    fn deferred(&self) -> MutexGuard<'_, HashMap<Ticket, (u16, Chain)>> {
-        self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Writes `bytes` into the chain's device-writable part; returns the length used.
@@ -465,10 +494,6 @@ impl VgpuBackend {
                 0
             }
         }
-    }
-
-    fn held(&self) -> MutexGuard<'_, VecDeque<(u16, u32, Chain)>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Pops every available chain of `queue` and processes it, except SUBMIT_3D
@@ -521,10 +546,11 @@ impl VgpuBackend {
                 break;
             };
             if queue == CONTROL_QUEUE && header.command == CommandType::Submit3d as u32 {
+                // `handler` is released before `state` is taken.
                 let busy = !self.handler().accepting(header.ctx);
-                let mut held = self.held();
-                if busy || held.iter().any(|(_, c, _)| *c == header.ctx) {
-                    held.push_back((queue, header.ctx, chain));
+                let mut state = self.state();
+                if busy || state.held.iter().any(|(_, c, _)| *c == header.ctx) {
+                    state.held.push_back((queue, header.ctx, chain));
                     continue;
                 }
             }
@@ -597,8 +623,9 @@ impl VgpuBackend {
         }
         released.extend(handler.take_ready());
         if let Some(ticket) = reply.pending {
-            // Under the handler lock, so a reset cannot slip in between.
-            self.deferred().insert(ticket, (queue, chain));
+            // Under the handler lock, so a reset cannot slip in between (the lock
+            // order's one nesting: `handler`, then `state`).
+            self.state().deferred.insert(ticket, (queue, chain));
             return;
         }
         let len = self.write_response(&chain, &reply.bytes);
@@ -611,7 +638,7 @@ impl VgpuBackend {
         let polled = self.handler().poll();
         let mut released = polled.released;
         for f in polled.finished {
-            let Some((queue, chain)) = self.deferred().remove(&f.ticket) else {
+            let Some((queue, chain)) = self.state().deferred.remove(&f.ticket) else {
                 continue;
             };
             let len = self.write_response(&chain, &f.bytes);
@@ -622,7 +649,7 @@ impl VgpuBackend {
             };
             released.extend(self.handler().complete(f.fence, token));
         }
-        let waiting = std::mem::take(&mut *self.held());
+        let waiting = std::mem::take(&mut self.state().held);
         if !waiting.is_empty() {
             let display_socket = self.gpu_socket();
             let mut blocked = std::collections::HashSet::new();
@@ -643,9 +670,9 @@ impl VgpuBackend {
                 );
             }
             // Nothing else adds to `held` meanwhile (only this thread drains).
-            let mut held = self.held();
-            keep.append(&mut held);
-            *held = keep;
+            let mut state = self.state();
+            keep.append(&mut state.held);
+            state.held = keep;
         }
         self.return_used(vrings, released)
     }
@@ -787,7 +814,7 @@ impl VhostUserBackend for VgpuBackend {
     }
 
     fn update_memory(&self, mem: GuestMem) -> io::Result<()> {
-        *self.mem.lock().unwrap_or_else(PoisonError::into_inner) = Some(mem);
+        self.state().mem = Some(mem);
         Ok(())
     }
 
@@ -801,11 +828,9 @@ impl VhostUserBackend for VgpuBackend {
         let num_scanouts = usize::try_from(self.num_scanouts).unwrap_or(1);
         let socket = Arc::new(GpuSocket::start(gpu_backend, num_scanouts)?);
         log::info!("vhost-user: GPU socket received; forwarding the display to it");
-        // Dropping a previous socket stops its sender.
-        *self
-            .gpu_socket
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(socket);
+        // Dropping a previous socket stops its sender (after the lock is released).
+        let previous = self.state().gpu_socket.replace(socket);
+        drop(previous);
         Ok(())
     }
 

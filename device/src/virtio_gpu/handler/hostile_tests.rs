@@ -2,13 +2,16 @@
 //! gets exactly one well-formed response, nothing panics, caps hold, and a device
 //! reset leaves nothing behind.
 
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::virtio_gpu::render::Capset;
+use crate::ids::{BlobId, ResourceId};
+use crate::virtio_gpu::fence::Timeline;
+use crate::virtio_gpu::render::{BlobMemory, Capset, RenderError, SubmitStatus};
 
 const MEM_BASE: u64 = 0x10000;
 const MEM_SIZE: usize = 0x20000;

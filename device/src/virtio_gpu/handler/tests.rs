@@ -2,13 +2,19 @@
 //! memory is an anonymous `GuestMemoryMmap`, the renderer is a fake that records calls
 //! and leaves fences pending until the test signals them.
 
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
+use crate::ids::{BlobId, ResourceId, RingIdx};
+use crate::renderer::{ContextError, ResourceError};
+use crate::virtio_gpu::backing::BackingError;
+use crate::virtio_gpu::display::Cursor;
+use crate::virtio_gpu::fence::Timeline;
 use crate::virtio_gpu::protocol::encode;
-use crate::virtio_gpu::render::Capset;
+use crate::virtio_gpu::render::{BlobMemory, Capset, RenderError, SubmitStatus};
 
 #[derive(Debug, Default)]
 struct Calls {
