@@ -22,7 +22,7 @@ pub enum Command {
     /// Serve a vhost-user virtio-gpu device (crosvm `--vhost-user gpu,socket=PATH`,
     /// QEMU `-device vhost-user-gpu-pci`) on a unix socket (`--socket`), or every VM of
     /// a config file (`--config`).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Talk to a running daemon's control socket: `list`, `set VM share=PCT
     /// [cap=PCT|none]`, `policy NAME`, `metrics`.
     Ctl {
@@ -322,7 +322,7 @@ mod tests {
         let args = Args::try_parse_from(argv).expect("valid arguments");
         match args.command {
             Command::Vtest(v) => Plan::try_from(*v),
-            Command::Serve(s) => Plan::try_from(s),
+            Command::Serve(s) => Plan::try_from(*s),
             Command::Probe { .. } | Command::Ctl { .. } => {
                 unreachable!("not a daemon command line")
             }

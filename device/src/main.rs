@@ -11,7 +11,7 @@ use vgpu_device::vtest::probe;
 fn run(args: args::Args) -> Result<(), Box<dyn std::error::Error>> {
     let plan = match args.command {
         args::Command::Vtest(vtest) => args::Plan::try_from(*vtest)?,
-        args::Command::Serve(serve) => args::Plan::try_from(serve)?,
+        args::Command::Serve(serve) => args::Plan::try_from(*serve)?,
         args::Command::Ctl { socket, request } => {
             let answer = vgpu_device::qos::control_request(&socket, &request.join(" "))?;
             #[allow(clippy::print_stdout)] // the command's output is its purpose

@@ -1410,6 +1410,27 @@ fn attached_blob_imports_across_worker_processes() {
     assert_eq!(workers.len(), 3, "{workers:?}\n{}", daemon.log());
 }
 
+/// A dispatch recorded with no compute pipeline bound (valid framing, invalid usage
+/// the fuzzer found: lavapipe dereferences the NULL pipeline when the batch runs and
+/// SIGSEGVs) is refused before the driver: only that context fails, in this process
+/// (no worker to contain it), and another context of the device works afterwards.
+#[test]
+fn a_dispatch_without_a_bound_pipeline_is_refused_before_the_driver() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    venus_stream::use_lavapipe();
+    let mut h = Harness::start(venus_render);
+    assert_eq!(h.resp_type(&ctx_create(1, 4)), OK);
+    let bad = venus_stream::dispatch_without_pipeline();
+    assert_ne!(
+        le32(&h.request(&submit_3d(1, 0, 0, 0, &bad)), 0),
+        OK,
+        "the context ran a dispatch with no pipeline"
+    );
+    assert_eq!(h.resp_type(&ctx_create(2, 4)), OK);
+    let good = venus_stream::device_with_memory(0x20, 65536, None);
+    assert_eq!(le32(&h.request(&submit_3d(2, 0, 0, 0, &good)), 0), OK);
+}
+
 fn attached_blob_imports(h: &mut Harness) {
     const MEM: u64 = 0x20;
     const SIZE: u32 = 65536;

@@ -229,3 +229,91 @@ pub fn queue_wait_idle() -> Vec<u8> {
     }
     e.into_bytes()
 }
+
+/// Command pool and command buffer ids of [`dispatch_without_pipeline`].
+pub const POOL: u64 = 0x30;
+pub const COMMAND_BUFFER: u64 = 0x31;
+
+/// A device, a command buffer with a vkCmdDispatch recorded while no compute pipeline
+/// is bound (invalid usage: lavapipe dereferences the NULL pipeline when the batch
+/// runs), submitted, then vkQueueWaitIdle.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one encode sequence, one contract
+pub fn dispatch_without_pipeline() -> Vec<u8> {
+    use vulkan_proto::args::{
+        AllocateCommandBuffersArgs, BeginCommandBufferArgs, CmdDispatchArgs, CreateCommandPoolArgs,
+        EndCommandBufferArgs,
+    };
+    let mut e = Encoder::new();
+    let device = instance_and_device(&mut e, false);
+    let mut queue = vk::Queue::from_raw(QUEUE);
+    let qi = vk::DeviceQueueInfo2::default().queue_family_index(0);
+    let pci = vk::CommandPoolCreateInfo::default().queue_family_index(0);
+    let mut pool = vk::CommandPool::from_raw(POOL);
+    let aci = vk::CommandBufferAllocateInfo::default()
+        .command_pool(vk::CommandPool::from_raw(POOL))
+        .level(vk::CommandBufferLevel::PRIMARY)
+        .command_buffer_count(1);
+    let mut cbs = [vk::CommandBuffer::from_raw(COMMAND_BUFFER)];
+    let cb = vk::CommandBuffer::from_raw(COMMAND_BUFFER);
+    let bi = vk::CommandBufferBeginInfo::default();
+    let cb_list = [cb];
+    let submit = [vk::SubmitInfo::default().command_buffers(&cb_list)];
+    // SAFETY: every pointer in these arguments refers to the locals above, alive for
+    // the whole encode; counts match their arrays.
+    unsafe {
+        GetDeviceQueue2Args {
+            device,
+            p_queue_info: Some(&qi),
+            p_queue: Some(&mut queue),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        CreateCommandPoolArgs {
+            device,
+            p_create_info: Some(&pci),
+            p_command_pool: Some(&mut pool),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        AllocateCommandBuffersArgs {
+            device,
+            p_allocate_info: Some(&aci),
+            p_command_buffers: Some(&mut cbs),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        BeginCommandBufferArgs {
+            command_buffer: cb,
+            p_begin_info: Some(&bi),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        CmdDispatchArgs {
+            command_buffer: cb,
+            group_count_x: 1,
+            group_count_y: 1,
+            group_count_z: 1,
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        EndCommandBufferArgs {
+            command_buffer: cb,
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        QueueSubmitArgs {
+            queue,
+            submit_count: 1,
+            p_submits: Some(&submit),
+            fence: vk::Fence::null(),
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+        QueueWaitIdleArgs {
+            queue,
+            _marker: Default::default(),
+        }
+        .encode(&mut e, CommandFlags::NONE);
+    }
+    e.into_bytes()
+}

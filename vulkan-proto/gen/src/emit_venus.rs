@@ -196,6 +196,13 @@ fn forward(
         };
         call.push(arg);
     }
+    if let Some((_, point)) = policy::NEEDS_PIPELINE.iter().find(|(n, _)| *n == c.name) {
+        let _ = writeln!(
+            pre,
+            "self.require_pipeline(args.{}, vk::PipelineBindPoint::{point})?;",
+            c.params[0].rust
+        );
+    }
     let an = args_name(c);
     uses.args.insert(an.clone());
     let _ = write!(

@@ -659,6 +659,18 @@ pub const STRUCTS_NOT_SERIALIZED: &[(&str, &str)] = &[(
 // a pNext chain, or touches object lifetimes beyond the common create/destroy helpers stays
 // hand-written (see `device/src/renderer/venus/forward.rs`'s module docs for the list).
 
+/// Forwarded commands that record work running a pipeline, with the bind point whose
+/// pipeline it runs: the generated handler first calls `Handler::require_pipeline`, as
+/// the host driver reads the bound pipeline when the batch executes and lavapipe
+/// dereferences a NULL one (found by `device/fuzz`'s `exec_sequences`). The indirect,
+/// count and multi draws are hand-written and make the same call.
+pub const NEEDS_PIPELINE: &[(&str, &str)] = &[
+    ("vkCmdDraw", "GRAPHICS"),
+    ("vkCmdDrawIndexed", "GRAPHICS"),
+    ("vkCmdDispatch", "COMPUTE"),
+    ("vkCmdDispatchBase", "COMPUTE"),
+];
+
 /// Commands whose handler is generated as a pure forward to the host driver: find the
 /// device (of the `VkDevice` or `VkCommandBuffer`) or the instance (of the
 /// `VkPhysicalDevice`), take the entry point (ash's core table for the version the registry
@@ -711,7 +723,6 @@ pub const FORWARDED: &[&str] = &[
     "vkCmdSetFragmentShadingRateKHR",
     // Recording without bounds: the draw/dispatch sizes are the driver's to check, the
     // handles are checked by the ownership hook.
-    "vkCmdBindPipeline",
     "vkCmdBindIndexBuffer",
     "vkCmdBindIndexBuffer2KHR",
     "vkCmdDraw",

@@ -8,14 +8,14 @@ use ash::vk;
 use ash::vk::Handle;
 use vulkan_proto::args::{
     AllocateCommandBuffersArgs, BeginCommandBufferArgs, CmdBeginRenderPassArgs,
-    CmdBeginRenderingArgs, CmdBindDescriptorSetsArgs, CmdBindVertexBuffersArgs,
-    CmdClearColorImageArgs, CmdCopyBuffer2Args, CmdCopyBufferArgs, CmdCopyBufferToImageArgs,
-    CmdCopyImageArgs, CmdCopyImageToBufferArgs, CmdDispatchIndirectArgs, CmdEndRenderPassArgs,
-    CmdEndRenderingArgs, CmdFillBufferArgs, CmdPipelineBarrier2Args, CmdPipelineBarrierArgs,
-    CmdPushConstantsArgs, CmdSetEvent2Args, CmdSetScissorArgs, CmdSetViewportArgs,
-    CmdUpdateBufferArgs, CmdWaitEvents2Args, CmdWaitEventsArgs, DestroyCommandPoolArgs,
-    EndCommandBufferArgs, FreeCommandBuffersArgs, ResetCommandBufferArgs, ResetCommandPoolArgs,
-    TrimCommandPoolArgs,
+    CmdBeginRenderingArgs, CmdBindDescriptorSetsArgs, CmdBindPipelineArgs,
+    CmdBindVertexBuffersArgs, CmdClearColorImageArgs, CmdCopyBuffer2Args, CmdCopyBufferArgs,
+    CmdCopyBufferToImageArgs, CmdCopyImageArgs, CmdCopyImageToBufferArgs, CmdDispatchIndirectArgs,
+    CmdEndRenderPassArgs, CmdEndRenderingArgs, CmdFillBufferArgs, CmdPipelineBarrier2Args,
+    CmdPipelineBarrierArgs, CmdPushConstantsArgs, CmdSetEvent2Args, CmdSetScissorArgs,
+    CmdSetViewportArgs, CmdUpdateBufferArgs, CmdWaitEvents2Args, CmdWaitEventsArgs,
+    DestroyCommandPoolArgs, EndCommandBufferArgs, FreeCommandBuffersArgs, ResetCommandBufferArgs,
+    ResetCommandPoolArgs, TrimCommandPoolArgs,
 };
 
 use super::bounds;
@@ -70,7 +70,34 @@ impl Handler<'_, '_> {
             },
         )?;
         drop(released);
+        {
+            let mut s = self.lock();
+            for cb in &cbs {
+                s.clear_pipelines(cb.raw);
+            }
+        }
         Ok(vk_result(r))
+    }
+
+    /// `vkCmdBindPipeline`: a NULL pipeline is refused; the bind point is recorded for
+    /// the draw and dispatch checks ([`Handler::require_pipeline`]).
+    pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {
+        let dev = self.device_of(args.command_buffer)?;
+        if args.pipeline == vk::Pipeline::null() {
+            return Err(VenusError::Invalid("vkCmdBindPipeline of a NULL pipeline"));
+        }
+        // SAFETY: live command buffer and pipeline of this device (held against it by
+        // `Dispatch::decoded`, pinned until the command ends).
+        unsafe {
+            dev.device.cmd_bind_pipeline(
+                args.command_buffer,
+                args.pipeline_bind_point,
+                args.pipeline,
+            )
+        };
+        self.lock()
+            .bind_pipeline(args.command_buffer.as_raw(), args.pipeline_bind_point);
+        Ok(())
     }
 
     pub(super) fn trim_command_pool(&mut self, args: &mut TrimCommandPoolArgs<'_>) -> Result<()> {
@@ -199,8 +226,11 @@ impl Handler<'_, '_> {
         } else {
             None
         };
-        self.lock()
-            .set_render_state(args.command_buffer.as_raw(), state);
+        {
+            let mut s = self.lock();
+            s.set_render_state(args.command_buffer.as_raw(), state);
+            s.clear_pipelines(args.command_buffer.as_raw());
+        }
         let r = self.reset_recording(args.command_buffer, || {
             // SAFETY: live command buffer, not pending (claimed for the implicit reset);
             // `info` (and inheritance info) live in the arena.
@@ -225,6 +255,7 @@ impl Handler<'_, '_> {
         args: &mut ResetCommandBufferArgs<'_>,
     ) -> Result<vk::Result> {
         let dev = self.device_of(args.command_buffer)?;
+        self.lock().clear_pipelines(args.command_buffer.as_raw());
         let r = self.reset_recording(args.command_buffer, || {
             // SAFETY: live command buffer, not pending (claimed for the reset).
             unsafe {
@@ -330,6 +361,7 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut CmdDispatchIndirectArgs<'_>,
     ) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::COMPUTE)?;
         let dev = self.device_of(args.command_buffer)?;
         self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
         self.check_buffer_range(args.buffer, args.offset, 12)?;

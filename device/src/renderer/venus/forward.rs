@@ -6,7 +6,7 @@
 //   VK_MESA_venus_protocol.xml: fabc22ef482cdd9444edad5bfb8abe517d850df3808352d71c01115dff5b4f0d
 // Protocol: wire format 1, vk.xml 1.3.269, VK_MESA_venus_protocol spec 2.
 
-//! Generated Venus handlers: 75 pure forwards, 9 creates and 19 destroys of the same
+//! Generated Venus handlers: 74 pure forwards, 9 creates and 19 destroys of the same
 //! shape, from the lists in `vulkan-proto/gen/src/policy.rs` (`FORWARDED`, `CREATED`,
 //! `DESTROYED`). Each is an inherent method of [`Handler`] that the `Dispatch` impl in
 //! `mod.rs` calls like the hand-written ones.
@@ -19,13 +19,13 @@
 
 use ash::vk;
 use vulkan_proto::args::{
-    CmdBindIndexBuffer2KHRArgs, CmdBindIndexBufferArgs, CmdBindPipelineArgs, CmdDispatchArgs,
-    CmdDispatchBaseArgs, CmdDrawArgs, CmdDrawIndexedArgs, CmdEndConditionalRenderingEXTArgs,
-    CmdExecuteCommandsArgs, CmdNextSubpass2Args, CmdNextSubpassArgs, CmdResetEvent2Args,
-    CmdResetEventArgs, CmdSetAlphaToCoverageEnableEXTArgs, CmdSetAlphaToOneEnableEXTArgs,
-    CmdSetBlendConstantsArgs, CmdSetConservativeRasterizationModeEXTArgs, CmdSetCullModeArgs,
-    CmdSetDepthBiasArgs, CmdSetDepthBiasEnableArgs, CmdSetDepthBoundsArgs,
-    CmdSetDepthBoundsTestEnableArgs, CmdSetDepthClampEnableEXTArgs, CmdSetDepthClipEnableEXTArgs,
+    CmdBindIndexBuffer2KHRArgs, CmdBindIndexBufferArgs, CmdDispatchArgs, CmdDispatchBaseArgs,
+    CmdDrawArgs, CmdDrawIndexedArgs, CmdEndConditionalRenderingEXTArgs, CmdExecuteCommandsArgs,
+    CmdNextSubpass2Args, CmdNextSubpassArgs, CmdResetEvent2Args, CmdResetEventArgs,
+    CmdSetAlphaToCoverageEnableEXTArgs, CmdSetAlphaToOneEnableEXTArgs, CmdSetBlendConstantsArgs,
+    CmdSetConservativeRasterizationModeEXTArgs, CmdSetCullModeArgs, CmdSetDepthBiasArgs,
+    CmdSetDepthBiasEnableArgs, CmdSetDepthBoundsArgs, CmdSetDepthBoundsTestEnableArgs,
+    CmdSetDepthClampEnableEXTArgs, CmdSetDepthClipEnableEXTArgs,
     CmdSetDepthClipNegativeOneToOneEXTArgs, CmdSetDepthCompareOpArgs, CmdSetDepthTestEnableArgs,
     CmdSetDepthWriteEnableArgs, CmdSetDeviceMaskArgs, CmdSetEventArgs,
     CmdSetExtraPrimitiveOverestimationSizeEXTArgs, CmdSetFragmentShadingRateKHRArgs,
@@ -782,19 +782,6 @@ impl Handler<'_, '_> {
         Ok(())
     }
 
-    /// `vkCmdBindPipeline`, forwarded as decoded.
-    pub(super) fn cmd_bind_pipeline(&mut self, args: &mut CmdBindPipelineArgs<'_>) -> Result<()> {
-        let dev = self.device_of(args.command_buffer)?;
-        let f = dev.device.fp_v1_0().cmd_bind_pipeline;
-        // SAFETY: `f` is this command's entry point, from the live device or instance it is
-        // dispatched on; every handle in `args` is a live host handle of this context (held
-        // against the command's device by `Dispatch::decoded`, pinned until the command ends);
-        // each pointer points into `args` or the command arena, holds as many elements as the
-        // count passed with it, and outlives the call.
-        unsafe { f(args.command_buffer, args.pipeline_bind_point, args.pipeline) };
-        Ok(())
-    }
-
     /// `vkCmdBindIndexBuffer`, forwarded as decoded.
     pub(super) fn cmd_bind_index_buffer(
         &mut self,
@@ -847,6 +834,7 @@ impl Handler<'_, '_> {
 
     /// `vkCmdDraw`, forwarded as decoded.
     pub(super) fn cmd_draw(&mut self, args: &mut CmdDrawArgs<'_>) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let dev = self.device_of(args.command_buffer)?;
         let f = dev.device.fp_v1_0().cmd_draw;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is
@@ -868,6 +856,7 @@ impl Handler<'_, '_> {
 
     /// `vkCmdDrawIndexed`, forwarded as decoded.
     pub(super) fn cmd_draw_indexed(&mut self, args: &mut CmdDrawIndexedArgs<'_>) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let dev = self.device_of(args.command_buffer)?;
         let f = dev.device.fp_v1_0().cmd_draw_indexed;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is
@@ -890,6 +879,7 @@ impl Handler<'_, '_> {
 
     /// `vkCmdDispatch`, forwarded as decoded.
     pub(super) fn cmd_dispatch(&mut self, args: &mut CmdDispatchArgs<'_>) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::COMPUTE)?;
         let dev = self.device_of(args.command_buffer)?;
         let f = dev.device.fp_v1_0().cmd_dispatch;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is
@@ -910,6 +900,7 @@ impl Handler<'_, '_> {
 
     /// `vkCmdDispatchBase`, forwarded as decoded.
     pub(super) fn cmd_dispatch_base(&mut self, args: &mut CmdDispatchBaseArgs<'_>) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::COMPUTE)?;
         let dev = self.device_of(args.command_buffer)?;
         let f = dev.device.fp_v1_1().cmd_dispatch_base;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is

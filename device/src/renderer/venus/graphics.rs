@@ -386,6 +386,7 @@ impl Handler<'_, '_> {
         self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
         let span = indirect_span(args.draw_count, args.stride, DRAW_SIZE, false)?;
         self.check_buffer_range(args.buffer, args.offset, span)?;
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         // SAFETY: live command buffer and buffer of this device; every record the
         // driver reads lies inside the buffer.
         unsafe {
@@ -408,6 +409,7 @@ impl Handler<'_, '_> {
         self.check_owned(&dev, &[(vk::ObjectType::BUFFER, args.buffer.as_raw())])?;
         let span = indirect_span(args.draw_count, args.stride, DRAW_INDEXED_SIZE, false)?;
         self.check_buffer_range(args.buffer, args.offset, span)?;
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         // SAFETY: as for vkCmdDrawIndirect.
         unsafe {
             dev.device.cmd_draw_indexed_indirect(
@@ -425,6 +427,7 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut CmdDrawIndirectCountArgs<'_>,
     ) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let (dev, f) = self.cmd_fn(
             args.command_buffer,
             |t| t.cmd_draw_indirect_count,
@@ -460,6 +463,7 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut CmdDrawIndexedIndirectCountArgs<'_>,
     ) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let (dev, f) = self.cmd_fn(
             args.command_buffer,
             |t| t.cmd_draw_indexed_indirect_count,
@@ -491,6 +495,7 @@ impl Handler<'_, '_> {
     }
 
     pub(super) fn cmd_draw_multi_ext(&mut self, args: &mut CmdDrawMultiEXTArgs<'_>) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let infos = args.p_vertex_info.unwrap_or(&[]);
         let n = u32::try_from(infos.len()).map_err(|_| VenusError::Invalid("drawCount"))?;
         if n != args.draw_count {
@@ -523,6 +528,7 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut CmdDrawMultiIndexedEXTArgs<'_>,
     ) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let infos = args.p_index_info.unwrap_or(&[]);
         let n = u32::try_from(infos.len()).map_err(|_| VenusError::Invalid("drawCount"))?;
         if n != args.draw_count {
@@ -734,6 +740,7 @@ impl Handler<'_, '_> {
         &mut self,
         args: &mut CmdDrawIndirectByteCountEXTArgs<'_>,
     ) -> Result<()> {
+        self.require_pipeline(args.command_buffer, vk::PipelineBindPoint::GRAPHICS)?;
         let (dev, f) = self.cmd_fn(
             args.command_buffer,
             |t| t.cmd_draw_indirect_byte_count_ext,

@@ -649,6 +649,20 @@ impl Handler<'_, '_> {
         self.lock().device_of(H::TYPE, h.as_raw())
     }
 
+    /// Refuses work that runs a pipeline (a draw, a dispatch) on a command buffer with
+    /// no pipeline bound at `point` since its last begin or reset: the host driver
+    /// reads the bound pipeline when the batch executes, and lavapipe dereferences a
+    /// NULL one (SIGSEGV; found by `device/fuzz`'s `exec_sequences`).
+    fn require_pipeline(&self, cb: vk::CommandBuffer, point: vk::PipelineBindPoint) -> Result<()> {
+        if self.lock().has_pipeline(cb.as_raw(), point) {
+            Ok(())
+        } else {
+            Err(VenusError::Invalid(
+                "draw or dispatch with no pipeline bound at its bind point",
+            ))
+        }
+    }
+
     /// The guest id a create command put in its output slot: non-zero and unused.
     fn new_id<H: vk::Handle + Copy>(&self, slot: Option<&H>) -> Result<u64> {
         let slot = slot.ok_or(VenusError::Null {

@@ -155,6 +155,9 @@ pub(crate) struct State {
     views: HashMap<u64, ViewInfo>,
     /// Host command buffer → where it records (render area for clears).
     render_states: HashMap<u64, RenderState>,
+    /// Host command buffer → the bind points (`1 << vk::PipelineBindPoint`) with a
+    /// pipeline bound since its last begin or reset.
+    bound_pipelines: HashMap<u64, u32>,
     /// Guest query pool id → (queryCount, values per query).
     query_pools: HashMap<u64, (u32, u64)>,
     /// Guest descriptor set layout id → its bindings.
@@ -286,6 +289,7 @@ impl State {
         self.framebuffers.remove(&id);
         self.views.remove(&id);
         self.render_states.remove(&raw);
+        self.bound_pipelines.remove(&raw);
         self.query_pools.remove(&id);
         self.set_layouts.remove(&id);
         self.descriptor_sets.remove(&id);
@@ -456,6 +460,25 @@ impl State {
             Some(s) => self.render_states.insert(cb, s),
             None => self.render_states.remove(&cb),
         };
+    }
+
+    /// Command buffer `cb` (host handle) has a pipeline bound at `point`.
+    pub(crate) fn bind_pipeline(&mut self, cb: u64, point: vk::PipelineBindPoint) {
+        if let Some(bit) = bind_point_bit(point) {
+            *self.bound_pipelines.entry(cb).or_default() |= bit;
+        }
+    }
+
+    /// Command buffer `cb` (host handle) begins or is reset: nothing is bound.
+    pub(crate) fn clear_pipelines(&mut self, cb: u64) {
+        self.bound_pipelines.remove(&cb);
+    }
+
+    /// Whether `cb` (host handle) has a pipeline bound at `point` since its last
+    /// begin or reset.
+    pub(crate) fn has_pipeline(&self, cb: u64, point: vk::PipelineBindPoint) -> bool {
+        bind_point_bit(point)
+            .is_some_and(|bit| self.bound_pipelines.get(&cb).is_some_and(|b| b & bit != 0))
     }
 
     /// Where command buffer `cb` (host handle) records.
@@ -911,5 +934,15 @@ unsafe fn destroy_object(dev: &DeviceState, ty: vk::ObjectType, raw: u64) {
             }
             _ => {}
         }
+    }
+}
+
+/// The bit of a bind point in `State::bound_pipelines` (graphics, compute; the ray
+/// tracing point and others the protocol cannot reach have none).
+fn bind_point_bit(point: vk::PipelineBindPoint) -> Option<u32> {
+    match point {
+        vk::PipelineBindPoint::GRAPHICS => Some(1),
+        vk::PipelineBindPoint::COMPUTE => Some(2),
+        _ => None,
     }
 }
