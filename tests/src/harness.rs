@@ -256,3 +256,15 @@ pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Polls `ok` every 50 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: std::time::Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ok() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}

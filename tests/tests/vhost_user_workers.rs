@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use vgpu_tests::bridge::launch::VhostChain;
 use vgpu_tests::harness::{
-    case_lines, children, client, output_text as text, run_with_timeout, Mode,
+    case_lines, children, client, output_text as text, run_with_timeout, wait_until, Mode,
 };
 
 const SERVE: &str = env!("CARGO_BIN_EXE_vhost-serve-daemon");
@@ -44,17 +44,6 @@ fn gpu_workers(daemon: u32) -> Vec<u32> {
                 .is_ok_and(|c| c.trim().starts_with("w:gpu-"))
         })
         .collect()
-}
-
-fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
 }
 
 fn native() -> Vec<String> {

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vgpu_tests::harness::{
-    case_lines, children, children_named, client, output_text as text, run_with_timeout, Daemon,
-    Mode,
+    case_lines, children, children_named, client, output_text as text, run_with_timeout,
+    wait_until, Daemon, Mode,
 };
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_venus-daemon");
@@ -76,17 +76,6 @@ fn deaths(daemon: &Daemon, means: Means) -> usize {
         .lines()
         .filter(|l| l.contains("WARN") && means.matches(l))
         .count()
-}
-
-fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
 }
 
 /// One crash of the crashing client's worker by `means`; the client must end (not
