@@ -86,25 +86,35 @@ pub struct VtestArgs {
     /// anyway, in ms [default: 5000].
     #[arg(long)]
     pub shutdown_grace_ms: Option<u64>,
-    /// Where each connection runs: `process` (a sandboxed worker process per
-    /// connection) or `thread` (a thread of the daemon) [default: process]; the
-    /// config file's `[worker] isolation`.
-    #[arg(long)]
-    pub isolation: Option<vgpu_device::worker::Isolation>,
-    /// A host fence pending longer than this kills the connection's worker (GPU
-    /// hang), in ms [default: 5000]; the per-VM `gpu_timeout_ms`.
-    #[arg(long)]
-    pub gpu_timeout_ms: Option<u64>,
-    /// Idle worker processes kept started ahead of clients [default: 1]; the
-    /// config file's `[worker] pool`.
-    #[arg(long)]
-    pub worker_pool: Option<u64>,
+    /// Worker processes and the GPU-hang deadline.
+    #[command(flatten)]
+    pub worker: WorkerArgs,
     /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
     /// QoS scheduling of host submissions.
     #[command(flatten)]
     pub qos: QosArgs,
+}
+
+/// Where contexts run and when a GPU hang is declared (override the config's
+/// `[worker]` keys and the per-VM `gpu_timeout_ms`).
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Where each vtest connection or virtio-gpu context runs: `process` (a sandboxed
+    /// worker process of its own) or `thread` (a thread of the daemon)
+    /// [default: process]; the config file's `[worker] isolation`.
+    #[arg(long)]
+    pub isolation: Option<vgpu_device::worker::Isolation>,
+    /// A host fence pending longer than this is a GPU hang (the context's worker is
+    /// killed, or an in-daemon context failed), in ms [default: 5000]; the per-VM
+    /// `gpu_timeout_ms`.
+    #[arg(long)]
+    pub gpu_timeout_ms: Option<u64>,
+    /// Idle worker processes kept started ahead of clients [default: 1]; the config
+    /// file's `[worker] pool`.
+    #[arg(long)]
+    pub worker_pool: Option<u64>,
 }
 
 /// QoS: the arbiter's policy, the control socket and the metrics endpoint (override
@@ -177,20 +187,9 @@ pub struct ServeArgs {
     /// the next frontend, e.g. after a VMM restart, on a fresh device).
     #[arg(long)]
     pub once: bool,
-    /// Where each virtio-gpu context runs: `process` (a sandboxed worker process per
-    /// context) or `thread` (a thread of the daemon) [default: process]; the config
-    /// file's `[worker] isolation`.
-    #[arg(long)]
-    pub isolation: Option<vgpu_device::worker::Isolation>,
-    /// A host fence pending longer than this is a GPU hang (the context's worker is
-    /// killed, or an in-daemon context failed), in ms [default: 5000]; the per-VM
-    /// `gpu_timeout_ms`.
-    #[arg(long)]
-    pub gpu_timeout_ms: Option<u64>,
-    /// Idle worker processes kept started ahead of contexts [default: 1]; the config
-    /// file's `[worker] pool`.
-    #[arg(long)]
-    pub worker_pool: Option<u64>,
+    /// Worker processes and the GPU-hang deadline.
+    #[command(flatten)]
+    pub worker: WorkerArgs,
     /// Per-VM limits.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -270,9 +269,9 @@ impl TryFrom<VtestArgs> for Plan {
             max_shmem_mib: args.max_shmem_mib,
             max_rings: args.max_rings,
             max_ring_idle_timeout_us: args.max_ring_idle_timeout_us,
-            gpu_timeout_ms: args.gpu_timeout_ms,
-            isolation: args.isolation,
-            worker_pool: args.worker_pool,
+            gpu_timeout_ms: args.worker.gpu_timeout_ms,
+            isolation: args.worker.isolation,
+            worker_pool: args.worker.worker_pool,
             ..args.limits.flags()
         };
         config::apply_flags(&mut config, &flags)?;
@@ -296,9 +295,9 @@ impl TryFrom<ServeArgs> for Plan {
             config.add_socket_vm(socket, FrontDoor::VhostUser)?;
         }
         let flags = Flags {
-            gpu_timeout_ms: args.gpu_timeout_ms,
-            isolation: args.isolation,
-            worker_pool: args.worker_pool,
+            gpu_timeout_ms: args.worker.gpu_timeout_ms,
+            isolation: args.worker.isolation,
+            worker_pool: args.worker.worker_pool,
             ..args.limits.flags()
         };
         config::apply_flags(&mut config, &flags)?;
