@@ -12,10 +12,16 @@
 //! Venus overhead (issue 3): [`venus`] is the client workload (compute throughput and
 //! submit → fence latency) run natively and through Venus; [`venus_plot`] writes the CSV
 //! and charts. The binary `venus_report` runs both modes against the daemon.
+//!
+//! QoS on the real path (issue 13): [`qos_client`] is the Venus client side and
+//! [`qos_daemon`] the daemon side of the binaries `qos_real` (2:1 per batch size, the
+//! cost of scheduling) and `qos_latency` (an online VM beside an offline one).
 
 pub mod daemon_bin;
 pub mod decode;
 pub mod decode_plot;
+pub mod qos_client;
+pub mod qos_daemon;
 pub mod qos_decision;
 pub mod qos_experiments;
 pub mod qos_plot;

@@ -206,6 +206,42 @@ pub fn device_ms(g: &Gpu, cache: &mut SpinCache, work: Work, window: Duration) -
     Ok(1e3 / t.per_second())
 }
 
+/// Unrecorded jobs before [`paced`] starts its clock.
+const PACED_WARMUP: usize = 5;
+
+/// An online job stream: one submission of `work` at a time, started every `period` (on
+/// a fixed schedule; one that would start late starts at once), for `window`. Returns
+/// each submission's submit → fence-signalled time in nanoseconds.
+pub fn paced(
+    g: &Gpu,
+    cache: &mut SpinCache,
+    work: Work,
+    period: Duration,
+    window: Duration,
+) -> AppResult<Vec<u64>> {
+    let spin = cache.get(g, work, 1)?;
+    // A few unrecorded jobs first: the first submissions of a pipeline are slower.
+    for _ in 0..PACED_WARMUP {
+        g.submit(&[spin.cbs[0]], spin.fences[0])?;
+        spin.wait(g, 0)?;
+    }
+    let mut samples = Vec::new();
+    let begin = Instant::now();
+    let mut next = begin;
+    while next - begin < window {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let t0 = Instant::now();
+        g.submit(&[spin.cbs[0]], spin.fences[0])?;
+        spin.wait(g, 0)?;
+        samples.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        next = (next + period).max(t0);
+    }
+    Ok(samples)
+}
+
 /// Submit → fence-signalled round trips of a one-fill command buffer, in nanoseconds,
 /// after `warmup` unrecorded iterations.
 pub fn latency(g: &Gpu, iterations: usize, warmup: usize) -> AppResult<Vec<u64>> {
