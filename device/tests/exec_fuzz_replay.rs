@@ -39,7 +39,12 @@ fn replay(kind: &str) -> usize {
         let bytes = std::fs::read(path).expect("read corpus file");
         let steps = exec_ops::decode(&bytes).len();
         let report = runner.run(&bytes);
-        assert_eq!(report.steps, steps, "{}: not every step ran", path.display());
+        assert_eq!(
+            report.steps,
+            steps,
+            "{}: not every step ran",
+            path.display()
+        );
         assert!(
             report.contexts >= 2 + report.failed,
             "{}: a failed context was not replaced: {report:?}",
@@ -66,7 +71,10 @@ fn seeds_run_and_a_fresh_context_still_works() {
 #[test]
 fn regressions_run_and_a_fresh_context_still_works() {
     let n = replay("regressions");
-    assert!(n >= 1, "expected the committed regression inputs, found {n}");
+    assert!(
+        n >= 1,
+        "expected the committed regression inputs, found {n}"
+    );
 }
 
 #[test]

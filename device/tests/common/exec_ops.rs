@@ -162,60 +162,194 @@ impl<'a> Arbitrary<'a> for ApiVersion {
 /// One command recorded into a command buffer.
 #[derive(Arbitrary, Clone, Debug)]
 pub enum Cmd {
-    Fill { buf: Ref, offset: Offset, size: Size, data: u32 },
-    Update { buf: Ref, offset: Offset, words: u8 },
-    Copy { src: Ref, dst: Ref, src_offset: Offset, dst_offset: Offset, size: Size },
-    BindPipeline { pipeline: Ref },
-    BindSet { layout: Ref, set: Ref },
-    Push { layout: Ref, mul: u32, add: u32, n: u16 },
-    Dispatch { x: u8, y: u8, z: u8 },
-    Barrier { buf: Option<Ref> },
+    Fill {
+        buf: Ref,
+        offset: Offset,
+        size: Size,
+        data: u32,
+    },
+    Update {
+        buf: Ref,
+        offset: Offset,
+        words: u8,
+    },
+    Copy {
+        src: Ref,
+        dst: Ref,
+        src_offset: Offset,
+        dst_offset: Offset,
+        size: Size,
+    },
+    BindPipeline {
+        pipeline: Ref,
+    },
+    BindSet {
+        layout: Ref,
+        set: Ref,
+    },
+    Push {
+        layout: Ref,
+        mul: u32,
+        add: u32,
+        n: u16,
+    },
+    Dispatch {
+        x: u8,
+        y: u8,
+        z: u8,
+    },
+    Barrier {
+        buf: Option<Ref>,
+    },
 }
 
 /// One high-level operation.
 #[derive(Arbitrary, Clone, Debug)]
 pub enum Op {
-    AllocateMemory { slot: u8, size: Size, type_index: u8 },
-    FreeMemory { mem: Ref },
-    CreateBuffer { slot: u8, size: Size, usage: u8 },
-    BindBufferMemory { buf: Ref, mem: Ref, offset: Offset },
+    AllocateMemory {
+        slot: u8,
+        size: Size,
+        type_index: u8,
+    },
+    FreeMemory {
+        mem: Ref,
+    },
+    CreateBuffer {
+        slot: u8,
+        size: Size,
+        usage: u8,
+    },
+    BindBufferMemory {
+        buf: Ref,
+        mem: Ref,
+        offset: Offset,
+    },
     /// Export the memory as a blob, map it and write `fill` over `len` bytes.
-    MapMemory { mem: Ref, len: Size, fill: u8 },
-    UnmapMemory { mem: Ref },
-    CreateShaderModule { slot: u8 },
-    CreateSetLayout { slot: u8, count: u8 },
-    CreatePipelineLayout { slot: u8, set_layout: Ref },
-    CreatePipeline { slot: u8, shader: Ref, layout: Ref },
-    CreateDescriptorPool { slot: u8, max_sets: u8 },
-    AllocateDescriptorSet { slot: u8, pool: Ref, layout: Ref },
-    UpdateDescriptorSet { set: Ref, buf: Ref, offset: Offset, range: Size },
-    FreeDescriptorSet { pool: Ref, set: Ref },
-    ResetDescriptorPool { pool: Ref },
-    CreateCommandPool { slot: u8 },
-    AllocateCommandBuffer { slot: u8, pool: Ref },
-    Record { cb: Ref, cmds: Vec<Cmd> },
-    ResetCommandPool { pool: Ref },
-    FreeCommandBuffer { pool: Ref, cb: Ref },
-    Submit { cbs: Vec<Ref>, wait: Vec<WaitRef>, signal: Vec<Ref>, fence: Option<Ref>, v2: bool },
-    CreateFence { slot: u8, signaled: bool },
-    WaitForFences { fences: Vec<Ref>, all: bool, timeout_ms: u8 },
-    ResetFences { fences: Vec<Ref> },
-    GetFenceStatus { fence: Ref },
-    CreateSemaphore { slot: u8, timeline: bool },
-    SignalSemaphore { sem: Ref, value: u8 },
-    WaitSemaphores { sems: Vec<Ref>, value: u8 },
-    GetSemaphoreCounter { sem: Ref },
-    CreateEvent { slot: u8 },
-    SetEvent { event: Ref },
-    ResetEvent { event: Ref },
-    GetEventStatus { event: Ref },
-    Destroy { what: Ref, kind: u8 },
+    MapMemory {
+        mem: Ref,
+        len: Size,
+        fill: u8,
+    },
+    UnmapMemory {
+        mem: Ref,
+    },
+    CreateShaderModule {
+        slot: u8,
+    },
+    CreateSetLayout {
+        slot: u8,
+        count: u8,
+    },
+    CreatePipelineLayout {
+        slot: u8,
+        set_layout: Ref,
+    },
+    CreatePipeline {
+        slot: u8,
+        shader: Ref,
+        layout: Ref,
+    },
+    CreateDescriptorPool {
+        slot: u8,
+        max_sets: u8,
+    },
+    AllocateDescriptorSet {
+        slot: u8,
+        pool: Ref,
+        layout: Ref,
+    },
+    UpdateDescriptorSet {
+        set: Ref,
+        buf: Ref,
+        offset: Offset,
+        range: Size,
+    },
+    FreeDescriptorSet {
+        pool: Ref,
+        set: Ref,
+    },
+    ResetDescriptorPool {
+        pool: Ref,
+    },
+    CreateCommandPool {
+        slot: u8,
+    },
+    AllocateCommandBuffer {
+        slot: u8,
+        pool: Ref,
+    },
+    Record {
+        cb: Ref,
+        cmds: Vec<Cmd>,
+    },
+    ResetCommandPool {
+        pool: Ref,
+    },
+    FreeCommandBuffer {
+        pool: Ref,
+        cb: Ref,
+    },
+    Submit {
+        cbs: Vec<Ref>,
+        wait: Vec<WaitRef>,
+        signal: Vec<Ref>,
+        fence: Option<Ref>,
+        v2: bool,
+    },
+    CreateFence {
+        slot: u8,
+        signaled: bool,
+    },
+    WaitForFences {
+        fences: Vec<Ref>,
+        all: bool,
+        timeout_ms: u8,
+    },
+    ResetFences {
+        fences: Vec<Ref>,
+    },
+    GetFenceStatus {
+        fence: Ref,
+    },
+    CreateSemaphore {
+        slot: u8,
+        timeline: bool,
+    },
+    SignalSemaphore {
+        sem: Ref,
+        value: u8,
+    },
+    WaitSemaphores {
+        sems: Vec<Ref>,
+        value: u8,
+    },
+    GetSemaphoreCounter {
+        sem: Ref,
+    },
+    CreateEvent {
+        slot: u8,
+    },
+    SetEvent {
+        event: Ref,
+    },
+    ResetEvent {
+        event: Ref,
+    },
+    GetEventStatus {
+        event: Ref,
+    },
+    Destroy {
+        what: Ref,
+        kind: u8,
+    },
     QueueWaitIdle,
     DeviceWaitIdle,
     DestroyDevice,
     DestroyInstance,
     /// Drop this context and start a fresh one whose instance asks for `api`.
-    Reconnect { api: ApiVersion },
+    Reconnect {
+        api: ApiVersion,
+    },
 }
 
 /// An operation on context 0 or 1.
@@ -256,7 +390,9 @@ fn slot_id(slot: usize) -> u64 {
 
 impl Model {
     fn live(&self, kind: Kind) -> Vec<usize> {
-        (0..SLOTS).filter(|&s| self.slots[s] == Some(kind)).collect()
+        (0..SLOTS)
+            .filter(|&s| self.slots[s] == Some(kind))
+            .collect()
     }
 
     /// The guest id `r` names for an object of `kind`.
@@ -354,29 +490,41 @@ fn prologue(e: &mut Encoder, api: u32) {
     let mut dev = device();
     let qi = vk::DeviceQueueInfo2::default().queue_family_index(0);
     let mut queue = h::<vk::Queue>(QUEUE);
-    emit!(e, CreateInstanceArgs {
-        p_create_info: Some(&ici),
-        p_instance: Some(&mut instance),
-        _marker: Default::default(),
-    });
-    emit!(e, EnumeratePhysicalDevicesArgs {
-        instance,
-        p_physical_device_count: Some(&mut count),
-        p_physical_devices: Some(&mut physical),
-        _marker: Default::default(),
-    });
-    emit!(e, CreateDeviceArgs {
-        physical_device: physical[0],
-        p_create_info: Some(&dci),
-        p_device: Some(&mut dev),
-        _marker: Default::default(),
-    });
-    emit!(e, GetDeviceQueue2Args {
-        device: dev,
-        p_queue_info: Some(&qi),
-        p_queue: Some(&mut queue),
-        _marker: Default::default(),
-    });
+    emit!(
+        e,
+        CreateInstanceArgs {
+            p_create_info: Some(&ici),
+            p_instance: Some(&mut instance),
+            _marker: Default::default(),
+        }
+    );
+    emit!(
+        e,
+        EnumeratePhysicalDevicesArgs {
+            instance,
+            p_physical_device_count: Some(&mut count),
+            p_physical_devices: Some(&mut physical),
+            _marker: Default::default(),
+        }
+    );
+    emit!(
+        e,
+        CreateDeviceArgs {
+            physical_device: physical[0],
+            p_create_info: Some(&dci),
+            p_device: Some(&mut dev),
+            _marker: Default::default(),
+        }
+    );
+    emit!(
+        e,
+        GetDeviceQueue2Args {
+            device: dev,
+            p_queue_info: Some(&qi),
+            p_queue: Some(&mut queue),
+            _marker: Default::default(),
+        }
+    );
 }
 
 /// What a run did.
@@ -428,7 +576,10 @@ impl Runner {
         let id = ContextId(self.next_ctx);
         self.next_ctx += 1;
         self.report.contexts += 1;
-        let exec = self.factory.create(id).expect("the Venus factory never fails");
+        let exec = self
+            .factory
+            .create(id)
+            .expect("the Venus factory never fails");
         let mut ctx = Context::new(id, ContextConfig::default(), exec);
         ctx.set_fatal_hook(Box::new(|_, _| {}));
         let mut e = Encoder::new();
@@ -495,11 +646,14 @@ fn run_op(me: &mut Slot, other: &Model, op: &Op) -> bool {
                 }
                 me.model.blobs.retain(|(_, m)| *m != s);
             }
-            emit!(&mut e, UnmapMemoryArgs {
-                device: device(),
-                memory: h(id),
-                _marker: Default::default(),
-            });
+            emit!(
+                &mut e,
+                UnmapMemoryArgs {
+                    device: device(),
+                    memory: h(id),
+                    _marker: Default::default(),
+                }
+            );
         }
         _ => encode_op(&mut e, &mut me.model, other, op),
     }
@@ -552,26 +706,44 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
     let dev = device();
     let md = Default::default;
     match op {
-        Op::AllocateMemory { slot, size, type_index } => {
-            let Some(id) = m.create(*slot, Kind::Memory) else { return };
+        Op::AllocateMemory {
+            slot,
+            size,
+            type_index,
+        } => {
+            let Some(id) = m.create(*slot, Kind::Memory) else {
+                return;
+            };
             let info = vk::MemoryAllocateInfo::default()
                 .allocation_size(size.0)
                 .memory_type_index(u32::from(*type_index % 4));
             let mut mem = h::<vk::DeviceMemory>(id);
-            emit!(e, AllocateMemoryArgs {
-                device: dev,
-                p_allocate_info: Some(&info),
-                p_memory: Some(&mut mem),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                AllocateMemoryArgs {
+                    device: dev,
+                    p_allocate_info: Some(&info),
+                    p_memory: Some(&mut mem),
+                    _marker: md(),
+                }
+            );
         }
         Op::FreeMemory { mem } => {
             let id = m.pick(other, *mem, Kind::Memory);
             m.clear(id);
-            emit!(e, FreeMemoryArgs { device: dev, memory: h(id), _marker: md() });
+            emit!(
+                e,
+                FreeMemoryArgs {
+                    device: dev,
+                    memory: h(id),
+                    _marker: md()
+                }
+            );
         }
         Op::CreateBuffer { slot, size, usage } => {
-            let Some(id) = m.create(*slot, Kind::Buffer) else { return };
+            let Some(id) = m.create(*slot, Kind::Buffer) else {
+                return;
+            };
             let usage = match usage % 4 {
                 0 => vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
                 1 => vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_DST,
@@ -584,40 +756,53 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
             };
             let info = vk::BufferCreateInfo::default().size(size.0).usage(usage);
             let mut buf = h::<vk::Buffer>(id);
-            emit!(e, CreateBufferArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_buffer: Some(&mut buf),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateBufferArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_buffer: Some(&mut buf),
+                    _marker: md(),
+                }
+            );
         }
         Op::BindBufferMemory { buf, mem, offset } => {
-            emit!(e, BindBufferMemoryArgs {
-                device: dev,
-                buffer: h(m.pick(other, *buf, Kind::Buffer)),
-                memory: h(m.pick(other, *mem, Kind::Memory)),
-                memory_offset: offset.0,
-                _marker: md(),
-            });
+            emit!(
+                e,
+                BindBufferMemoryArgs {
+                    device: dev,
+                    buffer: h(m.pick(other, *buf, Kind::Buffer)),
+                    memory: h(m.pick(other, *mem, Kind::Memory)),
+                    memory_offset: offset.0,
+                    _marker: md(),
+                }
+            );
         }
         Op::MapMemory { .. } | Op::UnmapMemory { .. } | Op::Reconnect { .. } => {}
         Op::CreateShaderModule { slot } => {
-            let Some(id) = m.create(*slot, Kind::Shader) else { return };
+            let Some(id) = m.create(*slot, Kind::Shader) else {
+                return;
+            };
             let words: Vec<u32> = SHADER
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             let info = vk::ShaderModuleCreateInfo::default().code(&words);
             let mut module = h::<vk::ShaderModule>(id);
-            emit!(e, CreateShaderModuleArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_shader_module: Some(&mut module),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateShaderModuleArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_shader_module: Some(&mut module),
+                    _marker: md(),
+                }
+            );
         }
         Op::CreateSetLayout { slot, count } => {
-            let Some(id) = m.create(*slot, Kind::SetLayout) else { return };
+            let Some(id) = m.create(*slot, Kind::SetLayout) else {
+                return;
+            };
             let bindings = [vk::DescriptorSetLayoutBinding::default()
                 .binding(0)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
@@ -625,16 +810,21 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
                 .stage_flags(vk::ShaderStageFlags::COMPUTE)];
             let info = vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings);
             let mut layout = h::<vk::DescriptorSetLayout>(id);
-            emit!(e, CreateDescriptorSetLayoutArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_set_layout: Some(&mut layout),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateDescriptorSetLayoutArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_set_layout: Some(&mut layout),
+                    _marker: md(),
+                }
+            );
         }
         Op::CreatePipelineLayout { slot, set_layout } => {
             let set = h::<vk::DescriptorSetLayout>(m.pick(other, *set_layout, Kind::SetLayout));
-            let Some(id) = m.create(*slot, Kind::PipelineLayout) else { return };
+            let Some(id) = m.create(*slot, Kind::PipelineLayout) else {
+                return;
+            };
             let sets = [set];
             let ranges = [vk::PushConstantRange::default()
                 .stage_flags(vk::ShaderStageFlags::COMPUTE)
@@ -643,17 +833,26 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
                 .set_layouts(&sets)
                 .push_constant_ranges(&ranges);
             let mut layout = h::<vk::PipelineLayout>(id);
-            emit!(e, CreatePipelineLayoutArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_pipeline_layout: Some(&mut layout),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreatePipelineLayoutArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_pipeline_layout: Some(&mut layout),
+                    _marker: md(),
+                }
+            );
         }
-        Op::CreatePipeline { slot, shader, layout } => {
+        Op::CreatePipeline {
+            slot,
+            shader,
+            layout,
+        } => {
             let module = h::<vk::ShaderModule>(m.pick(other, *shader, Kind::Shader));
             let layout = h::<vk::PipelineLayout>(m.pick(other, *layout, Kind::PipelineLayout));
-            let Some(id) = m.create(*slot, Kind::Pipeline) else { return };
+            let Some(id) = m.create(*slot, Kind::Pipeline) else {
+                return;
+            };
             let stage = vk::PipelineShaderStageCreateInfo::default()
                 .stage(vk::ShaderStageFlags::COMPUTE)
                 .module(module)
@@ -662,17 +861,22 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
                 .stage(stage)
                 .layout(layout)];
             let mut pipelines = [h::<vk::Pipeline>(id)];
-            emit!(e, CreateComputePipelinesArgs {
-                device: dev,
-                pipeline_cache: vk::PipelineCache::null(),
-                create_info_count: 1,
-                p_create_infos: Some(&infos),
-                p_pipelines: Some(&mut pipelines),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateComputePipelinesArgs {
+                    device: dev,
+                    pipeline_cache: vk::PipelineCache::null(),
+                    create_info_count: 1,
+                    p_create_infos: Some(&infos),
+                    p_pipelines: Some(&mut pipelines),
+                    _marker: md(),
+                }
+            );
         }
         Op::CreateDescriptorPool { slot, max_sets } => {
-            let Some(id) = m.create(*slot, Kind::DescriptorPool) else { return };
+            let Some(id) = m.create(*slot, Kind::DescriptorPool) else {
+                return;
+            };
             let sizes = [vk::DescriptorPoolSize::default()
                 .ty(vk::DescriptorType::STORAGE_BUFFER)
                 .descriptor_count(8)];
@@ -681,29 +885,46 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
                 .max_sets(u32::from(max_sets % 5).max(1))
                 .pool_sizes(&sizes);
             let mut pool = h::<vk::DescriptorPool>(id);
-            emit!(e, CreateDescriptorPoolArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_descriptor_pool: Some(&mut pool),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateDescriptorPoolArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_descriptor_pool: Some(&mut pool),
+                    _marker: md(),
+                }
+            );
         }
         Op::AllocateDescriptorSet { slot, pool, layout } => {
             let pool = h::<vk::DescriptorPool>(m.pick(other, *pool, Kind::DescriptorPool));
-            let layouts = [h::<vk::DescriptorSetLayout>(m.pick(other, *layout, Kind::SetLayout))];
-            let Some(id) = m.create(*slot, Kind::DescriptorSet) else { return };
+            let layouts = [h::<vk::DescriptorSetLayout>(m.pick(
+                other,
+                *layout,
+                Kind::SetLayout,
+            ))];
+            let Some(id) = m.create(*slot, Kind::DescriptorSet) else {
+                return;
+            };
             let info = vk::DescriptorSetAllocateInfo::default()
                 .descriptor_pool(pool)
                 .set_layouts(&layouts);
             let mut sets = [h::<vk::DescriptorSet>(id)];
-            emit!(e, AllocateDescriptorSetsArgs {
-                device: dev,
-                p_allocate_info: Some(&info),
-                p_descriptor_sets: Some(&mut sets),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                AllocateDescriptorSetsArgs {
+                    device: dev,
+                    p_allocate_info: Some(&info),
+                    p_descriptor_sets: Some(&mut sets),
+                    _marker: md(),
+                }
+            );
         }
-        Op::UpdateDescriptorSet { set, buf, offset, range } => {
+        Op::UpdateDescriptorSet {
+            set,
+            buf,
+            offset,
+            range,
+        } => {
             let infos = [vk::DescriptorBufferInfo::default()
                 .buffer(h(m.pick(other, *buf, Kind::Buffer)))
                 .offset(offset.0)
@@ -713,26 +934,32 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
                 .dst_binding(0)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&infos)];
-            emit!(e, UpdateDescriptorSetsArgs {
-                device: dev,
-                descriptor_write_count: 1,
-                p_descriptor_writes: Some(&writes),
-                descriptor_copy_count: 0,
-                p_descriptor_copies: None,
-                _marker: md(),
-            });
+            emit!(
+                e,
+                UpdateDescriptorSetsArgs {
+                    device: dev,
+                    descriptor_write_count: 1,
+                    p_descriptor_writes: Some(&writes),
+                    descriptor_copy_count: 0,
+                    p_descriptor_copies: None,
+                    _marker: md(),
+                }
+            );
         }
         Op::FreeDescriptorSet { pool, set } => {
             let set_id = m.pick(other, *set, Kind::DescriptorSet);
             let sets = [h::<vk::DescriptorSet>(set_id)];
             m.clear(set_id);
-            emit!(e, FreeDescriptorSetsArgs {
-                device: dev,
-                descriptor_pool: h(m.pick(other, *pool, Kind::DescriptorPool)),
-                descriptor_set_count: 1,
-                p_descriptor_sets: Some(&sets),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                FreeDescriptorSetsArgs {
+                    device: dev,
+                    descriptor_pool: h(m.pick(other, *pool, Kind::DescriptorPool)),
+                    descriptor_set_count: 1,
+                    p_descriptor_sets: Some(&sets),
+                    _marker: md(),
+                }
+            );
         }
         Op::ResetDescriptorPool { pool } => {
             // The pool's sets are gone (the model does not know which pool they came
@@ -740,79 +967,115 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
             for s in m.live(Kind::DescriptorSet) {
                 m.slots[s] = None;
             }
-            emit!(e, ResetDescriptorPoolArgs {
-                device: dev,
-                descriptor_pool: h(m.pick(other, *pool, Kind::DescriptorPool)),
-                flags: vk::DescriptorPoolResetFlags::empty(),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                ResetDescriptorPoolArgs {
+                    device: dev,
+                    descriptor_pool: h(m.pick(other, *pool, Kind::DescriptorPool)),
+                    flags: vk::DescriptorPoolResetFlags::empty(),
+                    _marker: md(),
+                }
+            );
         }
         Op::CreateCommandPool { slot } => {
-            let Some(id) = m.create(*slot, Kind::CommandPool) else { return };
+            let Some(id) = m.create(*slot, Kind::CommandPool) else {
+                return;
+            };
             let info = vk::CommandPoolCreateInfo::default()
                 .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER)
                 .queue_family_index(0);
             let mut pool = h::<vk::CommandPool>(id);
-            emit!(e, CreateCommandPoolArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_command_pool: Some(&mut pool),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateCommandPoolArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_command_pool: Some(&mut pool),
+                    _marker: md(),
+                }
+            );
         }
         Op::AllocateCommandBuffer { slot, pool } => {
             let pool = h::<vk::CommandPool>(m.pick(other, *pool, Kind::CommandPool));
-            let Some(id) = m.create(*slot, Kind::CommandBuffer) else { return };
+            let Some(id) = m.create(*slot, Kind::CommandBuffer) else {
+                return;
+            };
             let info = vk::CommandBufferAllocateInfo::default()
                 .command_pool(pool)
                 .level(vk::CommandBufferLevel::PRIMARY)
                 .command_buffer_count(1);
             let mut cbs = [h::<vk::CommandBuffer>(id)];
-            emit!(e, AllocateCommandBuffersArgs {
-                device: dev,
-                p_allocate_info: Some(&info),
-                p_command_buffers: Some(&mut cbs),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                AllocateCommandBuffersArgs {
+                    device: dev,
+                    p_allocate_info: Some(&info),
+                    p_command_buffers: Some(&mut cbs),
+                    _marker: md(),
+                }
+            );
         }
         Op::Record { cb, cmds } => {
             let cb = h::<vk::CommandBuffer>(m.pick(other, *cb, Kind::CommandBuffer));
             let begin = vk::CommandBufferBeginInfo::default();
-            emit!(e, BeginCommandBufferArgs {
-                command_buffer: cb,
-                p_begin_info: Some(&begin),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                BeginCommandBufferArgs {
+                    command_buffer: cb,
+                    p_begin_info: Some(&begin),
+                    _marker: md(),
+                }
+            );
             for c in cmds.iter().take(8) {
                 encode_cmd(e, m, other, cb, c);
             }
-            emit!(e, EndCommandBufferArgs { command_buffer: cb, _marker: md() });
+            emit!(
+                e,
+                EndCommandBufferArgs {
+                    command_buffer: cb,
+                    _marker: md()
+                }
+            );
         }
         Op::ResetCommandPool { pool } => {
-            emit!(e, ResetCommandPoolArgs {
-                device: dev,
-                command_pool: h(m.pick(other, *pool, Kind::CommandPool)),
-                flags: vk::CommandPoolResetFlags::empty(),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                ResetCommandPoolArgs {
+                    device: dev,
+                    command_pool: h(m.pick(other, *pool, Kind::CommandPool)),
+                    flags: vk::CommandPoolResetFlags::empty(),
+                    _marker: md(),
+                }
+            );
         }
         Op::FreeCommandBuffer { pool, cb } => {
             let cb_id = m.pick(other, *cb, Kind::CommandBuffer);
             let cbs = [h::<vk::CommandBuffer>(cb_id)];
             m.clear(cb_id);
-            emit!(e, FreeCommandBuffersArgs {
-                device: dev,
-                command_pool: h(m.pick(other, *pool, Kind::CommandPool)),
-                command_buffer_count: 1,
-                p_command_buffers: Some(&cbs),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                FreeCommandBuffersArgs {
+                    device: dev,
+                    command_pool: h(m.pick(other, *pool, Kind::CommandPool)),
+                    command_buffer_count: 1,
+                    p_command_buffers: Some(&cbs),
+                    _marker: md(),
+                }
+            );
         }
-        Op::Submit { cbs, wait, signal, fence, v2 } => {
+        Op::Submit {
+            cbs,
+            wait,
+            signal,
+            fence,
+            v2,
+        } => {
             encode_submit(e, m, other, (cbs, wait, signal, *fence), *v2);
         }
         Op::CreateFence { slot, signaled } => {
-            let Some(id) = m.create(*slot, Kind::Fence) else { return };
+            let Some(id) = m.create(*slot, Kind::Fence) else {
+                return;
+            };
             let flags = if *signaled {
                 vk::FenceCreateFlags::SIGNALED
             } else {
@@ -820,45 +1083,73 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
             };
             let info = vk::FenceCreateInfo::default().flags(flags);
             let mut fence = h::<vk::Fence>(id);
-            emit!(e, CreateFenceArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_fence: Some(&mut fence),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateFenceArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_fence: Some(&mut fence),
+                    _marker: md(),
+                }
+            );
         }
-        Op::WaitForFences { fences, all, timeout_ms } => {
-            let list: Vec<vk::Fence> =
-                fences.iter().take(4).map(|r| h(m.pick(other, *r, Kind::Fence))).collect();
-            emit!(e, WaitForFencesArgs {
-                device: dev,
-                fence_count: u32::try_from(list.len()).unwrap_or(0),
-                p_fences: Some(&list),
-                wait_all: u32::from(*all),
-                timeout: (u64::from(*timeout_ms) * 1_000_000).min(MAX_WAIT_NS),
-                _marker: md(),
-            });
+        Op::WaitForFences {
+            fences,
+            all,
+            timeout_ms,
+        } => {
+            let list: Vec<vk::Fence> = fences
+                .iter()
+                .take(4)
+                .map(|r| h(m.pick(other, *r, Kind::Fence)))
+                .collect();
+            emit!(
+                e,
+                WaitForFencesArgs {
+                    device: dev,
+                    fence_count: u32::try_from(list.len()).unwrap_or(0),
+                    p_fences: Some(&list),
+                    wait_all: u32::from(*all),
+                    timeout: (u64::from(*timeout_ms) * 1_000_000).min(MAX_WAIT_NS),
+                    _marker: md(),
+                }
+            );
         }
         Op::ResetFences { fences } => {
-            let list: Vec<vk::Fence> =
-                fences.iter().take(4).map(|r| h(m.pick(other, *r, Kind::Fence))).collect();
-            emit!(e, ResetFencesArgs {
-                device: dev,
-                fence_count: u32::try_from(list.len()).unwrap_or(0),
-                p_fences: Some(&list),
-                _marker: md(),
-            });
+            let list: Vec<vk::Fence> = fences
+                .iter()
+                .take(4)
+                .map(|r| h(m.pick(other, *r, Kind::Fence)))
+                .collect();
+            emit!(
+                e,
+                ResetFencesArgs {
+                    device: dev,
+                    fence_count: u32::try_from(list.len()).unwrap_or(0),
+                    p_fences: Some(&list),
+                    _marker: md(),
+                }
+            );
         }
         Op::GetFenceStatus { fence } => {
-            emit!(e, GetFenceStatusArgs {
-                device: dev,
-                fence: h(m.pick(other, *fence, Kind::Fence)),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                GetFenceStatusArgs {
+                    device: dev,
+                    fence: h(m.pick(other, *fence, Kind::Fence)),
+                    _marker: md(),
+                }
+            );
         }
         Op::CreateSemaphore { slot, timeline } => {
-            let kind = if *timeline { Kind::TimelineSemaphore } else { Kind::Semaphore };
-            let Some(id) = m.create(*slot, kind) else { return };
+            let kind = if *timeline {
+                Kind::TimelineSemaphore
+            } else {
+                Kind::Semaphore
+            };
+            let Some(id) = m.create(*slot, kind) else {
+                return;
+            };
             let mut tci = vk::SemaphoreTypeCreateInfo::default()
                 .semaphore_type(vk::SemaphoreType::TIMELINE)
                 .initial_value(0);
@@ -867,22 +1158,28 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
                 info = info.push_next(&mut tci);
             }
             let mut sem = h::<vk::Semaphore>(id);
-            emit!(e, CreateSemaphoreArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_semaphore: Some(&mut sem),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateSemaphoreArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_semaphore: Some(&mut sem),
+                    _marker: md(),
+                }
+            );
         }
         Op::SignalSemaphore { sem, value } => {
             let info = vk::SemaphoreSignalInfo::default()
                 .semaphore(h(m.pick(other, *sem, Kind::TimelineSemaphore)))
                 .value(u64::from(*value));
-            emit!(e, SignalSemaphoreArgs {
-                device: dev,
-                p_signal_info: Some(&info),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                SignalSemaphoreArgs {
+                    device: dev,
+                    p_signal_info: Some(&info),
+                    _marker: md(),
+                }
+            );
         }
         Op::WaitSemaphores { sems, value } => {
             let list: Vec<vk::Semaphore> = sems
@@ -894,63 +1191,119 @@ fn encode_op(e: &mut Encoder, m: &mut Model, other: &Model, op: &Op) {
             let info = vk::SemaphoreWaitInfo::default()
                 .semaphores(&list)
                 .values(&values);
-            emit!(e, WaitSemaphoresArgs {
-                device: dev,
-                p_wait_info: Some(&info),
-                timeout: MAX_WAIT_NS,
-                _marker: md(),
-            });
+            emit!(
+                e,
+                WaitSemaphoresArgs {
+                    device: dev,
+                    p_wait_info: Some(&info),
+                    timeout: MAX_WAIT_NS,
+                    _marker: md(),
+                }
+            );
         }
         Op::GetSemaphoreCounter { sem } => {
             let mut value = 0u64;
-            emit!(e, GetSemaphoreCounterValueArgs {
-                device: dev,
-                semaphore: h(m.pick(other, *sem, Kind::TimelineSemaphore)),
-                p_value: Some(&mut value),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                GetSemaphoreCounterValueArgs {
+                    device: dev,
+                    semaphore: h(m.pick(other, *sem, Kind::TimelineSemaphore)),
+                    p_value: Some(&mut value),
+                    _marker: md(),
+                }
+            );
         }
         Op::CreateEvent { slot } => {
-            let Some(id) = m.create(*slot, Kind::Event) else { return };
+            let Some(id) = m.create(*slot, Kind::Event) else {
+                return;
+            };
             let info = vk::EventCreateInfo::default();
             let mut event = h::<vk::Event>(id);
-            emit!(e, CreateEventArgs {
-                device: dev,
-                p_create_info: Some(&info),
-                p_event: Some(&mut event),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CreateEventArgs {
+                    device: dev,
+                    p_create_info: Some(&info),
+                    p_event: Some(&mut event),
+                    _marker: md(),
+                }
+            );
         }
         Op::SetEvent { event } => {
             let event = h(m.pick(other, *event, Kind::Event));
-            emit!(e, SetEventArgs { device: dev, event, _marker: md() });
+            emit!(
+                e,
+                SetEventArgs {
+                    device: dev,
+                    event,
+                    _marker: md()
+                }
+            );
         }
         Op::ResetEvent { event } => {
             let event = h(m.pick(other, *event, Kind::Event));
-            emit!(e, ResetEventArgs { device: dev, event, _marker: md() });
+            emit!(
+                e,
+                ResetEventArgs {
+                    device: dev,
+                    event,
+                    _marker: md()
+                }
+            );
         }
         Op::GetEventStatus { event } => {
             let event = h(m.pick(other, *event, Kind::Event));
-            emit!(e, GetEventStatusArgs { device: dev, event, _marker: md() });
+            emit!(
+                e,
+                GetEventStatusArgs {
+                    device: dev,
+                    event,
+                    _marker: md()
+                }
+            );
         }
         Op::Destroy { what, kind } => encode_destroy(e, m, other, *what, kind_of(*kind)),
         Op::QueueWaitIdle => {
-            emit!(e, QueueWaitIdleArgs { queue: h(QUEUE), _marker: md() });
+            emit!(
+                e,
+                QueueWaitIdleArgs {
+                    queue: h(QUEUE),
+                    _marker: md()
+                }
+            );
         }
         Op::DeviceWaitIdle => {
-            emit!(e, DeviceWaitIdleArgs { device: dev, _marker: md() });
+            emit!(
+                e,
+                DeviceWaitIdleArgs {
+                    device: dev,
+                    _marker: md()
+                }
+            );
         }
         Op::DestroyDevice => {
             // Destroyed while its work may still run: the executor must wait for it.
             m.device = false;
             m.slots = Default::default();
             m.signaled = Default::default();
-            emit!(e, DestroyDeviceArgs { device: dev, _marker: md() });
+            emit!(
+                e,
+                DestroyDeviceArgs {
+                    device: dev,
+                    _marker: md()
+                }
+            );
         }
         Op::DestroyInstance => {
             // Possibly while its device lives (invalid usage a guest can send).
             m.instance = false;
-            emit!(e, DestroyInstanceArgs { instance: h(INSTANCE), _marker: md() });
+            emit!(
+                e,
+                DestroyInstanceArgs {
+                    instance: h(INSTANCE),
+                    _marker: md()
+                }
+            );
         }
     }
 }
@@ -961,45 +1314,106 @@ fn encode_destroy(e: &mut Encoder, m: &mut Model, other: &Model, what: Ref, kind
     let id = m.pick(other, what, kind);
     m.clear(id);
     match kind {
-        Kind::Memory => emit!(e, FreeMemoryArgs { device: dev, memory: h(id), _marker: md() }),
-        Kind::Buffer => emit!(e, DestroyBufferArgs { device: dev, buffer: h(id), _marker: md() }),
-        Kind::Shader => emit!(e, DestroyShaderModuleArgs {
-            device: dev,
-            shader_module: h(id),
-            _marker: md(),
-        }),
-        Kind::SetLayout => emit!(e, DestroyDescriptorSetLayoutArgs {
-            device: dev,
-            descriptor_set_layout: h(id),
-            _marker: md(),
-        }),
-        Kind::PipelineLayout => emit!(e, DestroyPipelineLayoutArgs {
-            device: dev,
-            pipeline_layout: h(id),
-            _marker: md(),
-        }),
-        Kind::Pipeline => emit!(e, DestroyPipelineArgs { device: dev, pipeline: h(id), _marker: md() }),
+        Kind::Memory => emit!(
+            e,
+            FreeMemoryArgs {
+                device: dev,
+                memory: h(id),
+                _marker: md()
+            }
+        ),
+        Kind::Buffer => emit!(
+            e,
+            DestroyBufferArgs {
+                device: dev,
+                buffer: h(id),
+                _marker: md()
+            }
+        ),
+        Kind::Shader => emit!(
+            e,
+            DestroyShaderModuleArgs {
+                device: dev,
+                shader_module: h(id),
+                _marker: md(),
+            }
+        ),
+        Kind::SetLayout => emit!(
+            e,
+            DestroyDescriptorSetLayoutArgs {
+                device: dev,
+                descriptor_set_layout: h(id),
+                _marker: md(),
+            }
+        ),
+        Kind::PipelineLayout => emit!(
+            e,
+            DestroyPipelineLayoutArgs {
+                device: dev,
+                pipeline_layout: h(id),
+                _marker: md(),
+            }
+        ),
+        Kind::Pipeline => emit!(
+            e,
+            DestroyPipelineArgs {
+                device: dev,
+                pipeline: h(id),
+                _marker: md()
+            }
+        ),
         Kind::DescriptorPool => {
             for s in m.live(Kind::DescriptorSet) {
                 m.slots[s] = None;
             }
-            emit!(e, DestroyDescriptorPoolArgs {
-                device: dev,
-                descriptor_pool: h(id),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                DestroyDescriptorPoolArgs {
+                    device: dev,
+                    descriptor_pool: h(id),
+                    _marker: md(),
+                }
+            );
         }
         Kind::CommandPool => {
             for s in m.live(Kind::CommandBuffer) {
                 m.slots[s] = None;
             }
-            emit!(e, DestroyCommandPoolArgs { device: dev, command_pool: h(id), _marker: md() });
+            emit!(
+                e,
+                DestroyCommandPoolArgs {
+                    device: dev,
+                    command_pool: h(id),
+                    _marker: md()
+                }
+            );
         }
-        Kind::Fence => emit!(e, DestroyFenceArgs { device: dev, fence: h(id), _marker: md() }),
+        Kind::Fence => emit!(
+            e,
+            DestroyFenceArgs {
+                device: dev,
+                fence: h(id),
+                _marker: md()
+            }
+        ),
         Kind::Semaphore | Kind::TimelineSemaphore => {
-            emit!(e, DestroySemaphoreArgs { device: dev, semaphore: h(id), _marker: md() });
+            emit!(
+                e,
+                DestroySemaphoreArgs {
+                    device: dev,
+                    semaphore: h(id),
+                    _marker: md()
+                }
+            );
         }
-        Kind::Event => emit!(e, DestroyEventArgs { device: dev, event: h(id), _marker: md() }),
+        Kind::Event => emit!(
+            e,
+            DestroyEventArgs {
+                device: dev,
+                event: h(id),
+                _marker: md()
+            }
+        ),
         // Sets and command buffers are freed through their pools (FreeDescriptorSet,
         // FreeCommandBuffer); here their pool is named with them.
         Kind::DescriptorSet | Kind::CommandBuffer => {}
@@ -1009,83 +1423,124 @@ fn encode_destroy(e: &mut Encoder, m: &mut Model, other: &Model, what: Ref, kind
 fn encode_cmd(e: &mut Encoder, m: &Model, other: &Model, cb: vk::CommandBuffer, c: &Cmd) {
     let md = Default::default;
     match c {
-        Cmd::Fill { buf, offset, size, data } => emit!(e, CmdFillBufferArgs {
-            command_buffer: cb,
-            dst_buffer: h(m.pick(other, *buf, Kind::Buffer)),
-            dst_offset: offset.0,
-            size: size.0,
-            data: *data,
-            _marker: md(),
-        }),
-        Cmd::Update { buf, offset, words } => {
-            let bytes = vec![0x5au8; usize::from(*words).max(1) * 4];
-            emit!(e, CmdUpdateBufferArgs {
+        Cmd::Fill {
+            buf,
+            offset,
+            size,
+            data,
+        } => emit!(
+            e,
+            CmdFillBufferArgs {
                 command_buffer: cb,
                 dst_buffer: h(m.pick(other, *buf, Kind::Buffer)),
                 dst_offset: offset.0,
-                data_size: bytes.len() as u64,
-                p_data: Some(&bytes),
+                size: size.0,
+                data: *data,
                 _marker: md(),
-            });
+            }
+        ),
+        Cmd::Update { buf, offset, words } => {
+            let bytes = vec![0x5au8; usize::from(*words).max(1) * 4];
+            emit!(
+                e,
+                CmdUpdateBufferArgs {
+                    command_buffer: cb,
+                    dst_buffer: h(m.pick(other, *buf, Kind::Buffer)),
+                    dst_offset: offset.0,
+                    data_size: bytes.len() as u64,
+                    p_data: Some(&bytes),
+                    _marker: md(),
+                }
+            );
         }
-        Cmd::Copy { src, dst, src_offset, dst_offset, size } => {
+        Cmd::Copy {
+            src,
+            dst,
+            src_offset,
+            dst_offset,
+            size,
+        } => {
             let regions = [vk::BufferCopy {
                 src_offset: src_offset.0,
                 dst_offset: dst_offset.0,
                 size: size.0,
             }];
-            emit!(e, CmdCopyBufferArgs {
-                command_buffer: cb,
-                src_buffer: h(m.pick(other, *src, Kind::Buffer)),
-                dst_buffer: h(m.pick(other, *dst, Kind::Buffer)),
-                region_count: 1,
-                p_regions: Some(&regions),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CmdCopyBufferArgs {
+                    command_buffer: cb,
+                    src_buffer: h(m.pick(other, *src, Kind::Buffer)),
+                    dst_buffer: h(m.pick(other, *dst, Kind::Buffer)),
+                    region_count: 1,
+                    p_regions: Some(&regions),
+                    _marker: md(),
+                }
+            );
         }
-        Cmd::BindPipeline { pipeline } => emit!(e, CmdBindPipelineArgs {
-            command_buffer: cb,
-            pipeline_bind_point: vk::PipelineBindPoint::COMPUTE,
-            pipeline: h(m.pick(other, *pipeline, Kind::Pipeline)),
-            _marker: md(),
-        }),
-        Cmd::BindSet { layout, set } => {
-            let sets = [h::<vk::DescriptorSet>(m.pick(other, *set, Kind::DescriptorSet))];
-            emit!(e, CmdBindDescriptorSetsArgs {
+        Cmd::BindPipeline { pipeline } => emit!(
+            e,
+            CmdBindPipelineArgs {
                 command_buffer: cb,
                 pipeline_bind_point: vk::PipelineBindPoint::COMPUTE,
-                layout: h(m.pick(other, *layout, Kind::PipelineLayout)),
-                first_set: 0,
-                descriptor_set_count: 1,
-                p_descriptor_sets: Some(&sets),
-                dynamic_offset_count: 0,
-                p_dynamic_offsets: None,
+                pipeline: h(m.pick(other, *pipeline, Kind::Pipeline)),
                 _marker: md(),
-            });
+            }
+        ),
+        Cmd::BindSet { layout, set } => {
+            let sets = [h::<vk::DescriptorSet>(m.pick(
+                other,
+                *set,
+                Kind::DescriptorSet,
+            ))];
+            emit!(
+                e,
+                CmdBindDescriptorSetsArgs {
+                    command_buffer: cb,
+                    pipeline_bind_point: vk::PipelineBindPoint::COMPUTE,
+                    layout: h(m.pick(other, *layout, Kind::PipelineLayout)),
+                    first_set: 0,
+                    descriptor_set_count: 1,
+                    p_descriptor_sets: Some(&sets),
+                    dynamic_offset_count: 0,
+                    p_dynamic_offsets: None,
+                    _marker: md(),
+                }
+            );
         }
-        Cmd::Push { layout, mul, add, n } => {
+        Cmd::Push {
+            layout,
+            mul,
+            add,
+            n,
+        } => {
             let mut values = Vec::with_capacity(12);
             for v in [*mul, *add, u32::from(*n)] {
                 values.extend_from_slice(&v.to_le_bytes());
             }
-            emit!(e, CmdPushConstantsArgs {
-                command_buffer: cb,
-                layout: h(m.pick(other, *layout, Kind::PipelineLayout)),
-                stage_flags: vk::ShaderStageFlags::COMPUTE,
-                offset: 0,
-                size: 12,
-                p_values: Some(&values),
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CmdPushConstantsArgs {
+                    command_buffer: cb,
+                    layout: h(m.pick(other, *layout, Kind::PipelineLayout)),
+                    stage_flags: vk::ShaderStageFlags::COMPUTE,
+                    offset: 0,
+                    size: 12,
+                    p_values: Some(&values),
+                    _marker: md(),
+                }
+            );
         }
         // Small groups only: a huge dispatch is a GPU hang, the watchdog's business.
-        Cmd::Dispatch { x, y, z } => emit!(e, CmdDispatchArgs {
-            command_buffer: cb,
-            group_count_x: u32::from(x % 4),
-            group_count_y: u32::from(y % 3),
-            group_count_z: u32::from(z % 2),
-            _marker: md(),
-        }),
+        Cmd::Dispatch { x, y, z } => emit!(
+            e,
+            CmdDispatchArgs {
+                command_buffer: cb,
+                group_count_x: u32::from(x % 4),
+                group_count_y: u32::from(y % 3),
+                group_count_z: u32::from(z % 2),
+                _marker: md(),
+            }
+        ),
         Cmd::Barrier { buf } => {
             let global = [vk::MemoryBarrier::default()
                 .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
@@ -1100,19 +1555,22 @@ fn encode_cmd(e: &mut Encoder, m: &Model, other: &Model, cb: vk::CommandBuffer, 
                         .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
                 })
                 .collect();
-            emit!(e, CmdPipelineBarrierArgs {
-                command_buffer: cb,
-                src_stage_mask: vk::PipelineStageFlags::ALL_COMMANDS,
-                dst_stage_mask: vk::PipelineStageFlags::ALL_COMMANDS,
-                dependency_flags: vk::DependencyFlags::empty(),
-                memory_barrier_count: 1,
-                p_memory_barriers: Some(&global),
-                buffer_memory_barrier_count: u32::try_from(buffers.len()).unwrap_or(0),
-                p_buffer_memory_barriers: Some(&buffers),
-                image_memory_barrier_count: 0,
-                p_image_memory_barriers: None,
-                _marker: md(),
-            });
+            emit!(
+                e,
+                CmdPipelineBarrierArgs {
+                    command_buffer: cb,
+                    src_stage_mask: vk::PipelineStageFlags::ALL_COMMANDS,
+                    dst_stage_mask: vk::PipelineStageFlags::ALL_COMMANDS,
+                    dependency_flags: vk::DependencyFlags::empty(),
+                    memory_barrier_count: 1,
+                    p_memory_barriers: Some(&global),
+                    buffer_memory_barrier_count: u32::try_from(buffers.len()).unwrap_or(0),
+                    p_buffer_memory_barriers: Some(&buffers),
+                    image_memory_barrier_count: 0,
+                    p_image_memory_barriers: None,
+                    _marker: md(),
+                }
+            );
         }
     }
 }
@@ -1126,7 +1584,12 @@ fn encode_submit(e: &mut Encoder, m: &mut Model, other: &Model, parts: SubmitPar
         .take(3)
         .map(|r| h(m.pick(other, *r, Kind::CommandBuffer)))
         .collect();
-    let waits: Vec<vk::Semaphore> = wait.iter().take(2).filter_map(|w| m.pick_wait(*w)).map(h).collect();
+    let waits: Vec<vk::Semaphore> = wait
+        .iter()
+        .take(2)
+        .filter_map(|w| m.pick_wait(*w))
+        .map(h)
+        .collect();
     let signals: Vec<vk::Semaphore> = signal
         .iter()
         .take(2)
@@ -1162,13 +1625,16 @@ fn encode_submit(e: &mut Encoder, m: &mut Model, other: &Model, parts: SubmitPar
             .command_buffer_infos(&cb_infos)
             .wait_semaphore_infos(&wait_infos)
             .signal_semaphore_infos(&signal_infos)];
-        emit!(e, QueueSubmit2Args {
-            queue: h(QUEUE),
-            submit_count: 1,
-            p_submits: Some(&submits),
-            fence,
-            _marker: md(),
-        });
+        emit!(
+            e,
+            QueueSubmit2Args {
+                queue: h(QUEUE),
+                submit_count: 1,
+                p_submits: Some(&submits),
+                fence,
+                _marker: md(),
+            }
+        );
     } else {
         let stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
         let submits = [vk::SubmitInfo::default()
@@ -1176,13 +1642,16 @@ fn encode_submit(e: &mut Encoder, m: &mut Model, other: &Model, parts: SubmitPar
             .wait_semaphores(&waits)
             .wait_dst_stage_mask(&stages)
             .signal_semaphores(&signals)];
-        emit!(e, QueueSubmitArgs {
-            queue: h(QUEUE),
-            submit_count: 1,
-            p_submits: Some(&submits),
-            fence,
-            _marker: md(),
-        });
+        emit!(
+            e,
+            QueueSubmitArgs {
+                queue: h(QUEUE),
+                submit_count: 1,
+                p_submits: Some(&submits),
+                fence,
+                _marker: md(),
+            }
+        );
     }
 }
 
@@ -1230,72 +1699,108 @@ pub fn probe(runner: &mut Runner) -> Result<Vec<u32>, String> {
     let cb_list = [cb];
     let submits = [vk::SubmitInfo::default().command_buffers(&cb_list)];
     let fences = [fence];
-    emit!(&mut e, AllocateMemoryArgs {
-        device: dev,
-        p_allocate_info: Some(&mai),
-        p_memory: Some(&mut mem),
-        _marker: md(),
-    });
-    emit!(&mut e, CreateBufferArgs {
-        device: dev,
-        p_create_info: Some(&bci),
-        p_buffer: Some(&mut buf),
-        _marker: md(),
-    });
-    emit!(&mut e, BindBufferMemoryArgs {
-        device: dev,
-        buffer: buf,
-        memory: mem,
-        memory_offset: 0,
-        _marker: md(),
-    });
-    emit!(&mut e, CreateCommandPoolArgs {
-        device: dev,
-        p_create_info: Some(&pci),
-        p_command_pool: Some(&mut pool),
-        _marker: md(),
-    });
-    emit!(&mut e, AllocateCommandBuffersArgs {
-        device: dev,
-        p_allocate_info: Some(&aci),
-        p_command_buffers: Some(&mut cbs),
-        _marker: md(),
-    });
-    emit!(&mut e, BeginCommandBufferArgs {
-        command_buffer: cb,
-        p_begin_info: Some(&begin),
-        _marker: md(),
-    });
-    emit!(&mut e, CmdFillBufferArgs {
-        command_buffer: cb,
-        dst_buffer: buf,
-        dst_offset: 0,
-        size: vk::WHOLE_SIZE,
-        data: PROBE_PATTERN,
-        _marker: md(),
-    });
-    emit!(&mut e, EndCommandBufferArgs { command_buffer: cb, _marker: md() });
-    emit!(&mut e, CreateFenceArgs {
-        device: dev,
-        p_create_info: Some(&fci),
-        p_fence: Some(&mut fence),
-        _marker: md(),
-    });
-    emit!(&mut e, QueueSubmitArgs {
-        queue: h(QUEUE),
-        submit_count: 1,
-        p_submits: Some(&submits),
-        fence,
-        _marker: md(),
-    });
-    emit!(&mut e, WaitForFencesArgs {
-        device: dev,
-        fence_count: 1,
-        p_fences: Some(&fences),
-        wait_all: 1,
-        timeout: 10_000_000_000,
-        _marker: md(),
-    });
+    emit!(
+        &mut e,
+        AllocateMemoryArgs {
+            device: dev,
+            p_allocate_info: Some(&mai),
+            p_memory: Some(&mut mem),
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        CreateBufferArgs {
+            device: dev,
+            p_create_info: Some(&bci),
+            p_buffer: Some(&mut buf),
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        BindBufferMemoryArgs {
+            device: dev,
+            buffer: buf,
+            memory: mem,
+            memory_offset: 0,
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        CreateCommandPoolArgs {
+            device: dev,
+            p_create_info: Some(&pci),
+            p_command_pool: Some(&mut pool),
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        AllocateCommandBuffersArgs {
+            device: dev,
+            p_allocate_info: Some(&aci),
+            p_command_buffers: Some(&mut cbs),
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        BeginCommandBufferArgs {
+            command_buffer: cb,
+            p_begin_info: Some(&begin),
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        CmdFillBufferArgs {
+            command_buffer: cb,
+            dst_buffer: buf,
+            dst_offset: 0,
+            size: vk::WHOLE_SIZE,
+            data: PROBE_PATTERN,
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        EndCommandBufferArgs {
+            command_buffer: cb,
+            _marker: md()
+        }
+    );
+    emit!(
+        &mut e,
+        CreateFenceArgs {
+            device: dev,
+            p_create_info: Some(&fci),
+            p_fence: Some(&mut fence),
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        QueueSubmitArgs {
+            queue: h(QUEUE),
+            submit_count: 1,
+            p_submits: Some(&submits),
+            fence,
+            _marker: md(),
+        }
+    );
+    emit!(
+        &mut e,
+        WaitForFencesArgs {
+            device: dev,
+            fence_count: 1,
+            p_fences: Some(&fences),
+            wait_all: 1,
+            timeout: 10_000_000_000,
+            _marker: md(),
+        }
+    );
     slot.ctx
         .submit(&e.into_bytes())
         .map_err(|err| format!("probe stream failed: {}", vgpu_device::error_chain(&err)))?;
