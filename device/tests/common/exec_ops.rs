@@ -47,11 +47,14 @@ const MEMORY_MIB: u64 = 96;
 /// Longest wait a step asks for (ns).
 const MAX_WAIT_NS: u64 = 20_000_000;
 
-/// Points the Vulkan loader at lavapipe unless the caller chose a driver.
+/// Points the Vulkan loader at lavapipe unless the caller chose a driver, and keeps the
+/// loader and driver loaded for the life of the process: otherwise every iteration's
+/// last context unloads them and the next one pays lavapipe's (LLVM's) start-up again.
 pub fn use_lavapipe() {
     if std::env::var_os("VK_DRIVER_FILES").is_none() {
         std::env::set_var("VK_DRIVER_FILES", "/usr/share/vulkan/icd.d/lvp_icd.json");
     }
+    vgpu_device::renderer::venus::preload_host_driver().expect("the host Vulkan loader loads");
 }
 
 /// What kind of object a slot holds (in the generator's model).

@@ -21,6 +21,7 @@ use super::{Handler, Result, VenusError};
 struct QosStopped;
 
 /// [`no_null`] over every array of `vkQueueSubmit`'s batches.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // three arrays of one batch, one contract
 fn check_submits(submits: &[vk::SubmitInfo<'_>]) -> Result<()> {
     for s in submits {
         // SAFETY: the decoder built each array in the arena with the count beside it.
@@ -39,6 +40,7 @@ fn check_submits(submits: &[vk::SubmitInfo<'_>]) -> Result<()> {
 }
 
 /// [`no_null`] over every array of `vkQueueSubmit2`'s batches.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // three arrays of one batch, one contract
 fn check_submits2(submits: &[vk::SubmitInfo2<'_>]) -> Result<()> {
     for s in submits {
         // SAFETY: the decoder built each array in the arena with the count beside it.
