@@ -272,3 +272,32 @@ pub fn preload_host_driver() -> std::result::Result<usize, VenusError> {
         .map_err(|_| VenusError::Invalid("vkEnumerateInstanceExtensionProperties failed"))?;
     Ok(exts.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_instances_are_created_at_vulkan_1_1_at_least() {
+        let got: Vec<u32> = [0, vk::API_VERSION_1_0, vk::API_VERSION_1_3]
+            .into_iter()
+            .map(|v| host_api_version(v).expect("a valid apiVersion"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                vk::API_VERSION_1_1,
+                vk::API_VERSION_1_1,
+                vk::API_VERSION_1_3
+            ]
+        );
+    }
+
+    #[test]
+    fn api_versions_below_1_0_or_with_a_variant_are_refused() {
+        let below = host_api_version(vk::make_api_version(0, 0, 9, 0));
+        let variant = host_api_version(vk::make_api_version(1, 1, 3, 0));
+        assert!(matches!(below, Err(VenusError::Invalid(_))));
+        assert!(matches!(variant, Err(VenusError::Invalid(_))));
+    }
+}
