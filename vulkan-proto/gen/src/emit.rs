@@ -779,7 +779,11 @@ fn param_dec(c: &CommandDef, i: usize, f: &Field, p: &Proto, full: bool) -> Resu
         Kind::Scalar(sc) => format!("{t} = {};\n", sc_dec(sc)),
         Kind::Handle(h) => {
             let mut s = format!("{t} = {};\n", dec_elem(&f.kind, false));
-            if i == 0 && h.dispatchable {
+            // The dispatchable handle a command runs on, and every other handle
+            // parameter vk.xml does not mark optional, must not be NULL: handlers and
+            // drivers dereference them (lavapipe SIGSEGVs on a NULL descriptor pool in
+            // vkResetDescriptorPool, found by the executor fuzz target).
+            if (i == 0 && h.dispatchable) || (f.dir == Dir::In && !f.nullable) {
                 let _ = writeln!(
                     s,
                     "if {t} == {}::null() {{ return Err(d.null_required(\"{}\", \"{}\")); }}",

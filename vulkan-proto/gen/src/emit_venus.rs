@@ -83,6 +83,7 @@ struct Uses {
     args: BTreeSet<String>,
     required: bool,
     venus_error: bool,
+    no_null: bool,
 }
 
 /// The statement that takes the device and entry point `f` of command `c` (`dev` for core
@@ -145,9 +146,24 @@ fn forward(
         return Err(format!("{}: {n} counts more than one array", c.name));
     }
     let mut pre = String::new();
+    // NULL elements of handle arrays: the decoder refuses NULL handle parameters that
+    // vk.xml does not mark optional, but passes object id 0 in an array through as
+    // VK_NULL_HANDLE, and drivers dereference it (lavapipe SIGSEGVs on a NULL fence).
+    let mut null_checks = String::new();
     let mut call = Vec::new();
     for (i, f) in c.params.iter().enumerate() {
         let t = &f.rust;
+        match &f.kind {
+            Kind::Array(inner, _) if matches!(**inner, Kind::Handle(_)) => {
+                uses.no_null = true;
+                let _ = writeln!(
+                    null_checks,
+                    "no_null({t}, \"{}: an element of {} is NULL\")?;",
+                    c.name, f.name
+                );
+            }
+            _ => {}
+        }
         let arg = match &f.kind {
             _ if i == 0 => format!("args.{t}"),
             Kind::Allocator => "std::ptr::null()".to_owned(),
@@ -196,6 +212,7 @@ fn forward(
         };
         call.push(arg);
     }
+    pre.push_str(&null_checks);
     if let Some((_, point)) = policy::NEEDS_PIPELINE.iter().find(|(n, _)| *n == c.name) {
         let _ = writeln!(
             pre,
@@ -381,6 +398,9 @@ fn forward_file(reg: &Registry, p: &Proto, hashes: &[(String, String)]) -> Resul
     out.push_str("use ash::vk;\n");
     let names: Vec<&str> = uses.args.iter().map(String::as_str).collect();
     let _ = writeln!(out, "use vulkan_proto::args::{{{}}};\n", names.join(", "));
+    if uses.no_null {
+        out.push_str("use super::ownership::no_null;\n");
+    }
     if uses.required {
         out.push_str("use super::physical_device::required;\n");
     }

@@ -740,7 +740,6 @@ pub const FORWARDED: &[&str] = &[
     "vkResetFences",
     "vkGetFenceStatus",
     "vkGetSemaphoreCounterValue",
-    "vkSignalSemaphore",
     "vkGetEventStatus",
     "vkSetEvent",
     "vkResetEvent",

@@ -2218,6 +2218,9 @@ impl<'a> FreeCommandBuffersArgs<'a> {
             return Err(d.null_required("vkFreeCommandBuffers", "device"));
         }
         a.command_pool = vk::CommandPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(25))?);
+        if a.command_pool == vk::CommandPool::null() {
+            return Err(d.null_required("vkFreeCommandBuffers", "commandPool"));
+        }
         a.command_buffer_count = d.u32()?;
         a.p_command_buffers = cx
             .array(

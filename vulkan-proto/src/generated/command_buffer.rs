@@ -515,6 +515,9 @@ impl<'a> ResetCommandPoolArgs<'a> {
             return Err(d.null_required("vkResetCommandPool", "device"));
         }
         a.command_pool = vk::CommandPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(25))?);
+        if a.command_pool == vk::CommandPool::null() {
+            return Err(d.null_required("vkResetCommandPool", "commandPool"));
+        }
         a.flags = vk::CommandPoolResetFlags::from_raw(d.u32()?);
         Ok(a)
     }
@@ -584,6 +587,9 @@ impl<'a> CmdBindPipelineArgs<'a> {
             d.enum_value(enums::valid_pipeline_bind_point, "VkPipelineBindPoint")?,
         );
         a.pipeline = vk::Pipeline::from_raw(cx.handle(d, vk::ObjectType::from_raw(19))?);
+        if a.pipeline == vk::Pipeline::null() {
+            return Err(d.null_required("vkCmdBindPipeline", "pipeline"));
+        }
         Ok(a)
     }
 
@@ -1304,6 +1310,9 @@ impl<'a> CmdBindDescriptorSetsArgs<'a> {
             d.enum_value(enums::valid_pipeline_bind_point, "VkPipelineBindPoint")?,
         );
         a.layout = vk::PipelineLayout::from_raw(cx.handle(d, vk::ObjectType::from_raw(17))?);
+        if a.layout == vk::PipelineLayout::null() {
+            return Err(d.null_required("vkCmdBindDescriptorSets", "layout"));
+        }
         a.first_set = d.u32()?;
         a.descriptor_set_count = d.u32()?;
         a.p_descriptor_sets = cx
@@ -1421,6 +1430,9 @@ impl<'a> CmdBindIndexBufferArgs<'a> {
             return Err(d.null_required("vkCmdBindIndexBuffer", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdBindIndexBuffer", "buffer"));
+        }
         a.offset = d.u64()?;
         a.index_type =
             vk::IndexType::from_raw(d.enum_value(enums::valid_index_type, "VkIndexType")?);
@@ -1760,6 +1772,9 @@ impl<'a> CmdDrawIndirectArgs<'a> {
             return Err(d.null_required("vkCmdDrawIndirect", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndirect", "buffer"));
+        }
         a.offset = d.u64()?;
         a.draw_count = d.u32()?;
         a.stride = d.u32()?;
@@ -1834,6 +1849,9 @@ impl<'a> CmdDrawIndexedIndirectArgs<'a> {
             return Err(d.null_required("vkCmdDrawIndexedIndirect", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndexedIndirect", "buffer"));
+        }
         a.offset = d.u64()?;
         a.draw_count = d.u32()?;
         a.stride = d.u32()?;
@@ -1974,6 +1992,9 @@ impl<'a> CmdDispatchIndirectArgs<'a> {
             return Err(d.null_required("vkCmdDispatchIndirect", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDispatchIndirect", "buffer"));
+        }
         a.offset = d.u64()?;
         Ok(a)
     }
@@ -2044,7 +2065,13 @@ impl<'a> CmdCopyBufferArgs<'a> {
             return Err(d.null_required("vkCmdCopyBuffer", "commandBuffer"));
         }
         a.src_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.src_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdCopyBuffer", "srcBuffer"));
+        }
         a.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.dst_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdCopyBuffer", "dstBuffer"));
+        }
         a.region_count = d.u32()?;
         a.p_regions = cx
             .array(
@@ -2141,9 +2168,15 @@ impl<'a> CmdCopyImageArgs<'a> {
             return Err(d.null_required("vkCmdCopyImage", "commandBuffer"));
         }
         a.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.src_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdCopyImage", "srcImage"));
+        }
         a.src_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.dst_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdCopyImage", "dstImage"));
+        }
         a.dst_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.region_count = d.u32()?;
@@ -2246,9 +2279,15 @@ impl<'a> CmdBlitImageArgs<'a> {
             return Err(d.null_required("vkCmdBlitImage", "commandBuffer"));
         }
         a.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.src_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdBlitImage", "srcImage"));
+        }
         a.src_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.dst_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdBlitImage", "dstImage"));
+        }
         a.dst_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.region_count = d.u32()?;
@@ -2349,7 +2388,13 @@ impl<'a> CmdCopyBufferToImageArgs<'a> {
             return Err(d.null_required("vkCmdCopyBufferToImage", "commandBuffer"));
         }
         a.src_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.src_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdCopyBufferToImage", "srcBuffer"));
+        }
         a.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.dst_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdCopyBufferToImage", "dstImage"));
+        }
         a.dst_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.region_count = d.u32()?;
@@ -2447,9 +2492,15 @@ impl<'a> CmdCopyImageToBufferArgs<'a> {
             return Err(d.null_required("vkCmdCopyImageToBuffer", "commandBuffer"));
         }
         a.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.src_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdCopyImageToBuffer", "srcImage"));
+        }
         a.src_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.dst_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdCopyImageToBuffer", "dstBuffer"));
+        }
         a.region_count = d.u32()?;
         a.p_regions = cx
             .array(
@@ -2543,6 +2594,9 @@ impl<'a> CmdUpdateBufferArgs<'a> {
             return Err(d.null_required("vkCmdUpdateBuffer", "commandBuffer"));
         }
         a.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.dst_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdUpdateBuffer", "dstBuffer"));
+        }
         a.dst_offset = d.u64()?;
         a.data_size = d.u64()?;
         a.p_data = cx.blob(d, a.data_size, false)?.map(|s| &*s);
@@ -2624,6 +2678,9 @@ impl<'a> CmdFillBufferArgs<'a> {
             return Err(d.null_required("vkCmdFillBuffer", "commandBuffer"));
         }
         a.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.dst_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdFillBuffer", "dstBuffer"));
+        }
         a.dst_offset = d.u64()?;
         a.size = d.u64()?;
         a.data = d.u32()?;
@@ -2707,6 +2764,9 @@ impl<'a> CmdClearColorImageArgs<'a> {
             return Err(d.null_required("vkCmdClearColorImage", "commandBuffer"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkCmdClearColorImage", "image"));
+        }
         a.image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.p_color = if d.ptr()? {
@@ -2819,6 +2879,9 @@ impl<'a> CmdClearDepthStencilImageArgs<'a> {
             return Err(d.null_required("vkCmdClearDepthStencilImage", "commandBuffer"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkCmdClearDepthStencilImage", "image"));
+        }
         a.image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.p_depth_stencil = if d.ptr()? {
@@ -3045,9 +3108,15 @@ impl<'a> CmdResolveImageArgs<'a> {
             return Err(d.null_required("vkCmdResolveImage", "commandBuffer"));
         }
         a.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.src_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdResolveImage", "srcImage"));
+        }
         a.src_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.dst_image == vk::Image::null() {
+            return Err(d.null_required("vkCmdResolveImage", "dstImage"));
+        }
         a.dst_image_layout =
             vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
         a.region_count = d.u32()?;
@@ -3140,6 +3209,9 @@ impl<'a> CmdSetEventArgs<'a> {
             return Err(d.null_required("vkCmdSetEvent", "commandBuffer"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkCmdSetEvent", "event"));
+        }
         a.stage_mask = vk::PipelineStageFlags::from_raw(d.u32()?);
         Ok(a)
     }
@@ -3206,6 +3278,9 @@ impl<'a> CmdResetEventArgs<'a> {
             return Err(d.null_required("vkCmdResetEvent", "commandBuffer"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkCmdResetEvent", "event"));
+        }
         a.stage_mask = vk::PipelineStageFlags::from_raw(d.u32()?);
         Ok(a)
     }
@@ -3602,6 +3677,9 @@ impl<'a> CmdBeginQueryArgs<'a> {
             return Err(d.null_required("vkCmdBeginQuery", "commandBuffer"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdBeginQuery", "queryPool"));
+        }
         a.query = d.u32()?;
         a.flags = vk::QueryControlFlags::from_raw(d.u32()?);
         Ok(a)
@@ -3670,6 +3748,9 @@ impl<'a> CmdEndQueryArgs<'a> {
             return Err(d.null_required("vkCmdEndQuery", "commandBuffer"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdEndQuery", "queryPool"));
+        }
         a.query = d.u32()?;
         Ok(a)
     }
@@ -3738,6 +3819,9 @@ impl<'a> CmdResetQueryPoolArgs<'a> {
             return Err(d.null_required("vkCmdResetQueryPool", "commandBuffer"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdResetQueryPool", "queryPool"));
+        }
         a.first_query = d.u32()?;
         a.query_count = d.u32()?;
         Ok(a)
@@ -3809,6 +3893,9 @@ impl<'a> CmdWriteTimestampArgs<'a> {
         }
         a.pipeline_stage = vk::PipelineStageFlags::from_raw(d.u32()?);
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdWriteTimestamp", "queryPool"));
+        }
         a.query = d.u32()?;
         Ok(a)
     }
@@ -3886,9 +3973,15 @@ impl<'a> CmdCopyQueryPoolResultsArgs<'a> {
             return Err(d.null_required("vkCmdCopyQueryPoolResults", "commandBuffer"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdCopyQueryPoolResults", "queryPool"));
+        }
         a.first_query = d.u32()?;
         a.query_count = d.u32()?;
         a.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.dst_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdCopyQueryPoolResults", "dstBuffer"));
+        }
         a.dst_offset = d.u64()?;
         a.stride = d.u64()?;
         a.flags = vk::QueryResultFlags::from_raw(d.u32()?);
@@ -3968,6 +4061,9 @@ impl<'a> CmdPushConstantsArgs<'a> {
             return Err(d.null_required("vkCmdPushConstants", "commandBuffer"));
         }
         a.layout = vk::PipelineLayout::from_raw(cx.handle(d, vk::ObjectType::from_raw(17))?);
+        if a.layout == vk::PipelineLayout::null() {
+            return Err(d.null_required("vkCmdPushConstants", "layout"));
+        }
         a.stage_flags = vk::ShaderStageFlags::from_raw(d.u32()?);
         a.offset = d.u32()?;
         a.size = d.u32()?;
@@ -4483,6 +4579,9 @@ impl<'a> TrimCommandPoolArgs<'a> {
             return Err(d.null_required("vkTrimCommandPool", "device"));
         }
         a.command_pool = vk::CommandPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(25))?);
+        if a.command_pool == vk::CommandPool::null() {
+            return Err(d.null_required("vkTrimCommandPool", "commandPool"));
+        }
         a.flags = vk::CommandPoolTrimFlags::from_raw(d.u32()?);
         Ok(a)
     }
@@ -4557,8 +4656,14 @@ impl<'a> CmdDrawIndirectCountArgs<'a> {
             return Err(d.null_required("vkCmdDrawIndirectCount", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndirectCount", "buffer"));
+        }
         a.offset = d.u64()?;
         a.count_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.count_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndirectCount", "countBuffer"));
+        }
         a.count_buffer_offset = d.u64()?;
         a.max_draw_count = d.u32()?;
         a.stride = d.u32()?;
@@ -4639,8 +4744,14 @@ impl<'a> CmdDrawIndexedIndirectCountArgs<'a> {
             return Err(d.null_required("vkCmdDrawIndexedIndirectCount", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndexedIndirectCount", "buffer"));
+        }
         a.offset = d.u64()?;
         a.count_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.count_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndexedIndirectCount", "countBuffer"));
+        }
         a.count_buffer_offset = d.u64()?;
         a.max_draw_count = d.u32()?;
         a.stride = d.u32()?;
@@ -5345,6 +5456,9 @@ impl<'a> CmdBeginQueryIndexedEXTArgs<'a> {
             return Err(d.null_required("vkCmdBeginQueryIndexedEXT", "commandBuffer"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdBeginQueryIndexedEXT", "queryPool"));
+        }
         a.query = d.u32()?;
         a.flags = vk::QueryControlFlags::from_raw(d.u32()?);
         a.index = d.u32()?;
@@ -5417,6 +5531,9 @@ impl<'a> CmdEndQueryIndexedEXTArgs<'a> {
             return Err(d.null_required("vkCmdEndQueryIndexedEXT", "commandBuffer"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdEndQueryIndexedEXT", "queryPool"));
+        }
         a.query = d.u32()?;
         a.index = d.u32()?;
         Ok(a)
@@ -5495,6 +5612,9 @@ impl<'a> CmdDrawIndirectByteCountEXTArgs<'a> {
         a.instance_count = d.u32()?;
         a.first_instance = d.u32()?;
         a.counter_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.counter_buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdDrawIndirectByteCountEXT", "counterBuffer"));
+        }
         a.counter_buffer_offset = d.u64()?;
         a.counter_offset = d.u32()?;
         a.vertex_stride = d.u32()?;
@@ -5567,6 +5687,9 @@ impl<'a> CmdSetEvent2Args<'a> {
             return Err(d.null_required("vkCmdSetEvent2", "commandBuffer"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkCmdSetEvent2", "event"));
+        }
         a.p_dependency_info = if d.ptr()? {
             let x = dec_dependency_info(d, cx)?;
             Some(&*cx.alloc(d, x)?)
@@ -5647,6 +5770,9 @@ impl<'a> CmdResetEvent2Args<'a> {
             return Err(d.null_required("vkCmdResetEvent2", "commandBuffer"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkCmdResetEvent2", "event"));
+        }
         a.stage_mask = vk::PipelineStageFlags2::from_raw(d.u64()?);
         Ok(a)
     }
@@ -5903,6 +6029,9 @@ impl<'a> CmdWriteTimestamp2Args<'a> {
         }
         a.stage = vk::PipelineStageFlags2::from_raw(d.u64()?);
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkCmdWriteTimestamp2", "queryPool"));
+        }
         a.query = d.u32()?;
         Ok(a)
     }
@@ -8199,6 +8328,9 @@ impl<'a> CmdPushDescriptorSetKHRArgs<'a> {
             d.enum_value(enums::valid_pipeline_bind_point, "VkPipelineBindPoint")?,
         );
         a.layout = vk::PipelineLayout::from_raw(cx.handle(d, vk::ObjectType::from_raw(17))?);
+        if a.layout == vk::PipelineLayout::null() {
+            return Err(d.null_required("vkCmdPushDescriptorSetKHR", "layout"));
+        }
         a.set = d.u32()?;
         a.descriptor_write_count = d.u32()?;
         a.p_descriptor_writes = cx
@@ -10027,6 +10159,9 @@ impl<'a> CmdBindIndexBuffer2KHRArgs<'a> {
             return Err(d.null_required("vkCmdBindIndexBuffer2KHR", "commandBuffer"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkCmdBindIndexBuffer2KHR", "buffer"));
+        }
         a.offset = d.u64()?;
         a.size = d.u64()?;
         a.index_type =

@@ -2204,6 +2204,9 @@ impl<'a> ResetDescriptorPoolArgs<'a> {
         }
         a.descriptor_pool =
             vk::DescriptorPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(22))?);
+        if a.descriptor_pool == vk::DescriptorPool::null() {
+            return Err(d.null_required("vkResetDescriptorPool", "descriptorPool"));
+        }
         a.flags = vk::DescriptorPoolResetFlags::from_raw(d.u32()?);
         Ok(a)
     }
@@ -2395,6 +2398,9 @@ impl<'a> FreeDescriptorSetsArgs<'a> {
         }
         a.descriptor_pool =
             vk::DescriptorPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(22))?);
+        if a.descriptor_pool == vk::DescriptorPool::null() {
+            return Err(d.null_required("vkFreeDescriptorSets", "descriptorPool"));
+        }
         a.descriptor_set_count = d.u32()?;
         a.p_descriptor_sets = cx
             .array(

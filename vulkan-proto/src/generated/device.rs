@@ -2320,6 +2320,9 @@ impl<'a> SetPrivateDataArgs<'a> {
         a.object_handle = d.u64()?;
         a.private_data_slot =
             vk::PrivateDataSlot::from_raw(cx.handle(d, vk::ObjectType::from_raw(1000295000))?);
+        if a.private_data_slot == vk::PrivateDataSlot::null() {
+            return Err(d.null_required("vkSetPrivateData", "privateDataSlot"));
+        }
         a.data = d.u64()?;
         Ok(a)
     }
@@ -2396,6 +2399,9 @@ impl<'a> GetPrivateDataArgs<'a> {
         a.object_handle = d.u64()?;
         a.private_data_slot =
             vk::PrivateDataSlot::from_raw(cx.handle(d, vk::ObjectType::from_raw(1000295000))?);
+        if a.private_data_slot == vk::PrivateDataSlot::null() {
+            return Err(d.null_required("vkGetPrivateData", "privateDataSlot"));
+        }
         a.p_data = if d.ptr()? {
             let x: u64 = Default::default();
             Some(cx.alloc(d, x)?)

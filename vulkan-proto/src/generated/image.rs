@@ -2883,6 +2883,9 @@ impl<'a> GetImageSubresourceLayoutArgs<'a> {
             return Err(d.null_required("vkGetImageSubresourceLayout", "device"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkGetImageSubresourceLayout", "image"));
+        }
         a.p_subresource = if d.ptr()? {
             let x = dec_image_subresource(d, cx)?;
             Some(&*cx.alloc(d, x)?)
@@ -3507,6 +3510,9 @@ impl<'a> GetImageDrmFormatModifierPropertiesEXTArgs<'a> {
             return Err(d.null_required("vkGetImageDrmFormatModifierPropertiesEXT", "device"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkGetImageDrmFormatModifierPropertiesEXT", "image"));
+        }
         a.p_properties = if d.ptr()? {
             let x = dec_image_drm_format_modifier_properties_ext_partial(d, cx)?;
             Some(cx.alloc(d, x)?)
@@ -3715,6 +3721,9 @@ impl<'a> GetImageSubresourceLayout2KHRArgs<'a> {
             return Err(d.null_required("vkGetImageSubresourceLayout2KHR", "device"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkGetImageSubresourceLayout2KHR", "image"));
+        }
         a.p_subresource = if d.ptr()? {
             let x = dec_image_subresource2_khr(d, cx)?;
             Some(&*cx.alloc(d, x)?)

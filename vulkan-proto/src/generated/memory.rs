@@ -3631,6 +3631,9 @@ impl<'a> UnmapMemoryArgs<'a> {
             return Err(d.null_required("vkUnmapMemory", "device"));
         }
         a.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+        if a.memory == vk::DeviceMemory::null() {
+            return Err(d.null_required("vkUnmapMemory", "memory"));
+        }
         Ok(a)
     }
 
@@ -3865,6 +3868,9 @@ impl<'a> GetDeviceMemoryCommitmentArgs<'a> {
             return Err(d.null_required("vkGetDeviceMemoryCommitment", "device"));
         }
         a.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+        if a.memory == vk::DeviceMemory::null() {
+            return Err(d.null_required("vkGetDeviceMemoryCommitment", "memory"));
+        }
         a.p_committed_memory_in_bytes = if d.ptr()? {
             let x: u64 = Default::default();
             Some(cx.alloc(d, x)?)
@@ -3951,7 +3957,13 @@ impl<'a> BindBufferMemoryArgs<'a> {
             return Err(d.null_required("vkBindBufferMemory", "device"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkBindBufferMemory", "buffer"));
+        }
         a.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+        if a.memory == vk::DeviceMemory::null() {
+            return Err(d.null_required("vkBindBufferMemory", "memory"));
+        }
         a.memory_offset = d.u64()?;
         Ok(a)
     }
@@ -4021,7 +4033,13 @@ impl<'a> BindImageMemoryArgs<'a> {
             return Err(d.null_required("vkBindImageMemory", "device"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkBindImageMemory", "image"));
+        }
         a.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+        if a.memory == vk::DeviceMemory::null() {
+            return Err(d.null_required("vkBindImageMemory", "memory"));
+        }
         a.memory_offset = d.u64()?;
         Ok(a)
     }
@@ -4089,6 +4107,9 @@ impl<'a> GetBufferMemoryRequirementsArgs<'a> {
             return Err(d.null_required("vkGetBufferMemoryRequirements", "device"));
         }
         a.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+        if a.buffer == vk::Buffer::null() {
+            return Err(d.null_required("vkGetBufferMemoryRequirements", "buffer"));
+        }
         a.p_memory_requirements = if d.ptr()? {
             let x = dec_memory_requirements_partial(d, cx)?;
             Some(cx.alloc(d, x)?)
@@ -4185,6 +4206,9 @@ impl<'a> GetImageMemoryRequirementsArgs<'a> {
             return Err(d.null_required("vkGetImageMemoryRequirements", "device"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkGetImageMemoryRequirements", "image"));
+        }
         a.p_memory_requirements = if d.ptr()? {
             let x = dec_memory_requirements_partial(d, cx)?;
             Some(cx.alloc(d, x)?)
@@ -4283,6 +4307,9 @@ impl<'a> GetImageSparseMemoryRequirementsArgs<'a> {
             return Err(d.null_required("vkGetImageSparseMemoryRequirements", "device"));
         }
         a.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+        if a.image == vk::Image::null() {
+            return Err(d.null_required("vkGetImageSparseMemoryRequirements", "image"));
+        }
         a.p_sparse_memory_requirement_count = if d.ptr()? {
             let x: u32 = d.u32()?;
             Some(cx.alloc(d, x)?)

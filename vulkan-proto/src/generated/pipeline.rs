@@ -7398,6 +7398,9 @@ impl<'a> GetPipelineCacheDataArgs<'a> {
             return Err(d.null_required("vkGetPipelineCacheData", "device"));
         }
         a.pipeline_cache = vk::PipelineCache::from_raw(cx.handle(d, vk::ObjectType::from_raw(16))?);
+        if a.pipeline_cache == vk::PipelineCache::null() {
+            return Err(d.null_required("vkGetPipelineCacheData", "pipelineCache"));
+        }
         a.p_data_size = if d.ptr()? {
             let x: usize = d.usize()?;
             Some(cx.alloc(d, x)?)
@@ -7504,6 +7507,9 @@ impl<'a> MergePipelineCachesArgs<'a> {
             return Err(d.null_required("vkMergePipelineCaches", "device"));
         }
         a.dst_cache = vk::PipelineCache::from_raw(cx.handle(d, vk::ObjectType::from_raw(16))?);
+        if a.dst_cache == vk::PipelineCache::null() {
+            return Err(d.null_required("vkMergePipelineCaches", "dstCache"));
+        }
         a.src_cache_count = d.u32()?;
         a.p_src_caches = cx
             .array(
@@ -8427,6 +8433,9 @@ impl<'a> GetRenderAreaGranularityArgs<'a> {
             return Err(d.null_required("vkGetRenderAreaGranularity", "device"));
         }
         a.render_pass = vk::RenderPass::from_raw(cx.handle(d, vk::ObjectType::from_raw(18))?);
+        if a.render_pass == vk::RenderPass::null() {
+            return Err(d.null_required("vkGetRenderAreaGranularity", "renderPass"));
+        }
         a.p_granularity = if d.ptr()? {
             let x = dec_extent2_d_partial(d, cx)?;
             Some(cx.alloc(d, x)?)

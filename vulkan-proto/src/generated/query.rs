@@ -293,6 +293,9 @@ impl<'a> GetQueryPoolResultsArgs<'a> {
             return Err(d.null_required("vkGetQueryPoolResults", "device"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkGetQueryPoolResults", "queryPool"));
+        }
         a.first_query = d.u32()?;
         a.query_count = d.u32()?;
         a.data_size = d.usize()?;
@@ -384,6 +387,9 @@ impl<'a> ResetQueryPoolArgs<'a> {
             return Err(d.null_required("vkResetQueryPool", "device"));
         }
         a.query_pool = vk::QueryPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(12))?);
+        if a.query_pool == vk::QueryPool::null() {
+            return Err(d.null_required("vkResetQueryPool", "queryPool"));
+        }
         a.first_query = d.u32()?;
         a.query_count = d.u32()?;
         Ok(a)

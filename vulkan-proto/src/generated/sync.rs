@@ -1474,6 +1474,9 @@ impl<'a> GetFenceStatusArgs<'a> {
             return Err(d.null_required("vkGetFenceStatus", "device"));
         }
         a.fence = vk::Fence::from_raw(cx.handle(d, vk::ObjectType::from_raw(7))?);
+        if a.fence == vk::Fence::null() {
+            return Err(d.null_required("vkGetFenceStatus", "fence"));
+        }
         Ok(a)
     }
 
@@ -1972,6 +1975,9 @@ impl<'a> GetEventStatusArgs<'a> {
             return Err(d.null_required("vkGetEventStatus", "device"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkGetEventStatus", "event"));
+        }
         Ok(a)
     }
 
@@ -2034,6 +2040,9 @@ impl<'a> SetEventArgs<'a> {
             return Err(d.null_required("vkSetEvent", "device"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkSetEvent", "event"));
+        }
         Ok(a)
     }
 
@@ -2096,6 +2105,9 @@ impl<'a> ResetEventArgs<'a> {
             return Err(d.null_required("vkResetEvent", "device"));
         }
         a.event = vk::Event::from_raw(cx.handle(d, vk::ObjectType::from_raw(11))?);
+        if a.event == vk::Event::null() {
+            return Err(d.null_required("vkResetEvent", "event"));
+        }
         Ok(a)
     }
 
@@ -2160,6 +2172,9 @@ impl<'a> GetSemaphoreCounterValueArgs<'a> {
             return Err(d.null_required("vkGetSemaphoreCounterValue", "device"));
         }
         a.semaphore = vk::Semaphore::from_raw(cx.handle(d, vk::ObjectType::from_raw(5))?);
+        if a.semaphore == vk::Semaphore::null() {
+            return Err(d.null_required("vkGetSemaphoreCounterValue", "semaphore"));
+        }
         a.p_value = if d.ptr()? {
             let x: u64 = Default::default();
             Some(cx.alloc(d, x)?)

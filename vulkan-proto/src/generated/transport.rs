@@ -1587,6 +1587,9 @@ impl<'a> ResetFenceResourceMESAArgs<'a> {
             return Err(d.null_required("vkResetFenceResourceMESA", "device"));
         }
         a.fence = vk::Fence::from_raw(cx.handle(d, vk::ObjectType::from_raw(7))?);
+        if a.fence == vk::Fence::null() {
+            return Err(d.null_required("vkResetFenceResourceMESA", "fence"));
+        }
         Ok(a)
     }
 
@@ -1649,6 +1652,9 @@ impl<'a> WaitSemaphoreResourceMESAArgs<'a> {
             return Err(d.null_required("vkWaitSemaphoreResourceMESA", "device"));
         }
         a.semaphore = vk::Semaphore::from_raw(cx.handle(d, vk::ObjectType::from_raw(5))?);
+        if a.semaphore == vk::Semaphore::null() {
+            return Err(d.null_required("vkWaitSemaphoreResourceMESA", "semaphore"));
+        }
         Ok(a)
     }
 

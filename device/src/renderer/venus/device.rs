@@ -133,6 +133,7 @@ impl Handler<'_, '_> {
                 0
             },
             fns,
+            orphan_memories: std::sync::Mutex::default(),
         });
         let mut st = self.lock();
         // Checked again under the lock: another stream may have created one meanwhile.
@@ -163,11 +164,26 @@ impl Handler<'_, '_> {
         }
         let (dev, queues, queue_locks) = {
             let mut st = self.lock();
+            if !st.has_device(raw_dev) {
+                return Err(VenusError::NoState {
+                    ty: vk::ObjectType::DEVICE,
+                    raw: raw_dev,
+                });
+            }
             let queues: Vec<vk::Queue> = st.queues_of(raw_dev).iter().map(|q| q.queue).collect();
+            // Memory the guest did not free stays imported until the host device is
+            // destroyed, and its pending work may still write it: the mappings go with
+            // the device, not with the table entries (unmapping them here was a
+            // SIGSEGV in lavapipe's queue thread).
+            let memories = st.take_memories_of(raw_dev);
             let dev = st.remove_device(raw_dev).ok_or(VenusError::NoState {
                 ty: vk::ObjectType::DEVICE,
                 raw: raw_dev,
             })?;
+            dev.orphan_memories
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(memories);
             (dev, queues, st.take_queue_locks(raw_dev))
         };
         // Wait out submissions in progress on other threads (they re-check that the

@@ -6,7 +6,7 @@
 //   VK_MESA_venus_protocol.xml: fabc22ef482cdd9444edad5bfb8abe517d850df3808352d71c01115dff5b4f0d
 // Protocol: wire format 1, vk.xml 1.3.269, VK_MESA_venus_protocol spec 2.
 
-//! Generated Venus handlers: 74 pure forwards, 9 creates and 19 destroys of the same
+//! Generated Venus handlers: 73 pure forwards, 9 creates and 19 destroys of the same
 //! shape, from the lists in `vulkan-proto/gen/src/policy.rs` (`FORWARDED`, `CREATED`,
 //! `DESTROYED`). Each is an inherent method of [`Handler`] that the `Dispatch` impl in
 //! `mod.rs` calls like the hand-written ones.
@@ -53,9 +53,10 @@ use vulkan_proto::args::{
     GetImageSubresourceLayout2KHRArgs, GetPhysicalDeviceExternalBufferPropertiesArgs,
     GetPhysicalDeviceExternalFencePropertiesArgs, GetRenderAreaGranularityArgs,
     GetRenderingAreaGranularityKHRArgs, GetSemaphoreCounterValueArgs, MergePipelineCachesArgs,
-    ResetEventArgs, ResetFencesArgs, SetEventArgs, SignalSemaphoreArgs,
+    ResetEventArgs, ResetFencesArgs, SetEventArgs,
 };
 
+use super::ownership::no_null;
 use super::physical_device::required;
 use super::{Handler, Result, VenusError};
 
@@ -969,6 +970,10 @@ impl Handler<'_, '_> {
         let p_command_buffers = args.p_command_buffers.unwrap_or(&[]);
         let command_buffer_count = u32::try_from(p_command_buffers.len())
             .map_err(|_| VenusError::Invalid("commandBufferCount too long"))?;
+        no_null(
+            p_command_buffers,
+            "vkCmdExecuteCommands: an element of pCommandBuffers is NULL",
+        )?;
         let dev = self.device_of(args.command_buffer)?;
         let f = dev.device.fp_v1_0().cmd_execute_commands;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is
@@ -1047,6 +1052,7 @@ impl Handler<'_, '_> {
         let p_fences = args.p_fences.unwrap_or(&[]);
         let fence_count = u32::try_from(p_fences.len())
             .map_err(|_| VenusError::Invalid("fenceCount too long"))?;
+        no_null(p_fences, "vkResetFences: an element of pFences is NULL")?;
         let dev = self.device(args.device)?;
         let f = dev.device.fp_v1_0().reset_fences;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is
@@ -1086,22 +1092,6 @@ impl Handler<'_, '_> {
         // each pointer points into `args` or the command arena, holds as many elements as the
         // count passed with it, and outlives the call.
         Ok(unsafe { f(args.device, args.semaphore, p_value) })
-    }
-
-    /// `vkSignalSemaphore`, forwarded as decoded.
-    pub(super) fn signal_semaphore(
-        &mut self,
-        args: &mut SignalSemaphoreArgs<'_>,
-    ) -> Result<vk::Result> {
-        let p_signal_info = required(args.p_signal_info, "pSignalInfo")?;
-        let dev = self.device(args.device)?;
-        let f = dev.device.fp_v1_2().signal_semaphore;
-        // SAFETY: `f` is this command's entry point, from the live device or instance it is
-        // dispatched on; every handle in `args` is a live host handle of this context (held
-        // against the command's device by `Dispatch::decoded`, pinned until the command ends);
-        // each pointer points into `args` or the command arena, holds as many elements as the
-        // count passed with it, and outlives the call.
-        Ok(unsafe { f(args.device, p_signal_info) })
     }
 
     /// `vkGetEventStatus`, forwarded as decoded.
@@ -1151,6 +1141,10 @@ impl Handler<'_, '_> {
         let p_src_caches = args.p_src_caches.unwrap_or(&[]);
         let src_cache_count = u32::try_from(p_src_caches.len())
             .map_err(|_| VenusError::Invalid("srcCacheCount too long"))?;
+        no_null(
+            p_src_caches,
+            "vkMergePipelineCaches: an element of pSrcCaches is NULL",
+        )?;
         let dev = self.device(args.device)?;
         let f = dev.device.fp_v1_0().merge_pipeline_caches;
         // SAFETY: `f` is this command's entry point, from the live device or instance it is

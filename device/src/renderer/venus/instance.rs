@@ -43,6 +43,28 @@ pub(super) fn cap_api_version(v: u32) -> u32 {
     v.min(info::VK_XML_VERSION)
 }
 
+/// The lowest API version a host instance is created with: the handlers call Vulkan
+/// 1.1 entry points (`vkGetDeviceQueue2`, `vkGetPhysicalDeviceProperties2`, …) on
+/// every device, and the loader leaves them NULL on a 1.0 instance (calling one was a
+/// SIGSEGV in the daemon).
+pub(super) const MIN_HOST_API_VERSION: u32 = vk::API_VERSION_1_1;
+
+/// The `apiVersion` a host instance is created with for the guest's `requested` (0:
+/// none given, i.e. 1.0): at least [`MIN_HOST_API_VERSION`]. A version with a variant
+/// or below 1.0 is refused: no Vulkan implementation has one.
+pub(super) fn host_api_version(requested: u32) -> Result<u32> {
+    if requested == 0 {
+        return Ok(MIN_HOST_API_VERSION);
+    }
+    if vk::api_version_variant(requested) != 0 {
+        return Err(VenusError::Invalid("apiVersion has a non-zero variant"));
+    }
+    if vk::api_version_major(requested) == 0 {
+        return Err(VenusError::Invalid("apiVersion is below 1.0"));
+    }
+    Ok(requested.max(MIN_HOST_API_VERSION))
+}
+
 impl Handler<'_, '_> {
     pub(super) fn entry(&self) -> Result<Arc<ash::Entry>> {
         let mut state = self.lock();
@@ -147,13 +169,23 @@ impl Handler<'_, '_> {
             .filter(|n| has_extension(&host_exts, n))
             .map(CStr::as_ptr)
             .collect();
+        let mut app = if guest.p_application_info.is_null() {
+            vk::ApplicationInfo::default()
+        } else {
+            // SAFETY: non-NULL, so decoded into this command's arena, which outlives
+            // this copy.
+            unsafe { *guest.p_application_info }
+        };
+        app.api_version = host_api_version(app.api_version)?;
         let mut info = *guest;
+        info.p_application_info = &app;
         info.enabled_layer_count = 0;
         info.pp_enabled_layer_names = std::ptr::null();
         info.enabled_extension_count = u32::try_from(names.len()).unwrap_or(0);
         info.pp_enabled_extension_names = names.as_ptr();
-        // SAFETY: `info` and everything it points to (the guest's application info and
-        // pNext chain in the arena, `names`) live across the call; no allocator.
+        // SAFETY: `info` and everything it points to (`app`, whose names and chain are
+        // the guest's in the arena, the guest's pNext chain, `names`) live across the
+        // call; no allocator.
         let instance = match unsafe { entry.create_instance(&info, None) } {
             Ok(i) => i,
             Err(e) => return Ok(e),
@@ -172,8 +204,8 @@ impl Handler<'_, '_> {
         };
         if let Err(e) = bound {
             drop(st);
-            // SAFETY: the instance was just created and nothing else knows it.
-            unsafe { state.instance.destroy_instance(None) };
+            // The only reference: dropping it destroys the instance nothing else knows.
+            drop(state);
             return Err(e);
         }
         st.add_instance(raw, state);
@@ -192,9 +224,10 @@ impl Handler<'_, '_> {
                 ty: vk::ObjectType::INSTANCE,
                 raw,
             })?;
-        // SAFETY: the instance is out of the tables, so no later command reaches it;
-        // devices created from it are the guest's to destroy first (valid usage).
-        unsafe { inst.instance.destroy_instance(None) };
+        // Out of the tables, so no later command reaches it; the host instance is
+        // destroyed when its last device (each holds a reference) is gone, here if the
+        // guest destroyed them first as valid usage requires.
+        drop(inst);
         Ok(())
     }
 }
@@ -238,4 +271,33 @@ pub fn preload_host_driver() -> std::result::Result<usize, VenusError> {
     let exts = unsafe { entry.enumerate_instance_extension_properties(None) }
         .map_err(|_| VenusError::Invalid("vkEnumerateInstanceExtensionProperties failed"))?;
     Ok(exts.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_instances_are_created_at_vulkan_1_1_at_least() {
+        let got: Vec<u32> = [0, vk::API_VERSION_1_0, vk::API_VERSION_1_3]
+            .into_iter()
+            .map(|v| host_api_version(v).expect("a valid apiVersion"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                vk::API_VERSION_1_1,
+                vk::API_VERSION_1_1,
+                vk::API_VERSION_1_3
+            ]
+        );
+    }
+
+    #[test]
+    fn api_versions_below_1_0_or_with_a_variant_are_refused() {
+        let below = host_api_version(vk::make_api_version(0, 0, 9, 0));
+        let variant = host_api_version(vk::make_api_version(1, 1, 3, 0));
+        assert!(matches!(below, Err(VenusError::Invalid(_))));
+        assert!(matches!(variant, Err(VenusError::Invalid(_))));
+    }
 }

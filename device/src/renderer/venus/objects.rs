@@ -45,6 +45,18 @@ pub(crate) struct InstanceState {
     pub(crate) instance: ash::Instance,
 }
 
+impl Drop for InstanceState {
+    fn drop(&mut self) {
+        // SAFETY: the last reference is gone: every device created from it holds one
+        // (`DeviceState::_instance`), so they are all destroyed (or leaked, and the
+        // reference with them); the tables and physical devices held the others. So a
+        // guest's vkDestroyInstance while its devices live only takes the instance out
+        // of the tables, and the host instance goes after its last device (destroying
+        // it first was undefined behaviour in the loader and driver).
+        unsafe { self.instance.destroy_instance(None) };
+    }
+}
+
 impl std::fmt::Debug for InstanceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstanceState")
@@ -70,6 +82,11 @@ pub(crate) struct DeviceState {
     pub(crate) max_xfb_buffers: u32,
     /// Entry points `ash::Device` does not load safely.
     pub(crate) fns: DeviceFns,
+    /// Mappings of host-visible memory the guest never freed, taken out of the tables
+    /// by `vkDestroyDevice`: the driver's imports point into them until the device is
+    /// destroyed (this struct's `Drop`, which runs before its fields drop), or forever
+    /// if the device is leaked.
+    pub(crate) orphan_memories: Mutex<Vec<Arc<HostMemory>>>,
 }
 
 impl Drop for DeviceState {
@@ -680,6 +697,21 @@ impl State {
             .ok_or(VenusError::NoState { ty, raw })
     }
 
+    /// Takes the mappings of `device`'s host-visible memory out of the tables (before
+    /// [`State::remove_device`], which would drop them), to be kept until the device
+    /// itself is destroyed.
+    pub(crate) fn take_memories_of(&mut self, device: u64) -> Vec<Arc<HostMemory>> {
+        let ids: Vec<u64> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| o.parent == device && o.ty == vk::ObjectType::DEVICE_MEMORY)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.iter()
+            .filter_map(|id| self.memories.remove(id))
+            .collect()
+    }
+
     /// Removes a device and every table entry of its children (the host objects must
     /// already be gone or be destroyed by the caller).
     pub(crate) fn remove_device(&mut self, raw: u64) -> Option<Arc<DeviceState>> {
@@ -774,11 +806,9 @@ impl State {
         drop(memories);
         let instances: Vec<u64> = self.instances.keys().copied().collect();
         for raw in instances {
-            if let Some(inst) = self.remove_instance(raw) {
-                // SAFETY: every device of this context was destroyed above, and the
-                // instance is no longer reachable from the tables, so nothing uses it.
-                unsafe { inst.instance.destroy_instance(None) };
-            }
+            // Every device of this context was destroyed above: the last reference
+            // drops here and destroys the host instance (`InstanceState`'s `Drop`).
+            drop(self.remove_instance(raw));
         }
     }
 }

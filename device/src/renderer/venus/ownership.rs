@@ -15,6 +15,20 @@ use ash::vk;
 
 use super::{Handler, Result, VenusError};
 
+/// Refuses a NULL handle where every one given must be a live object (a parameter
+/// vk.xml does not mark optional, or an element of a handle array). The decoder passes
+/// object id 0 through as VK_NULL_HANDLE, which is right where NULL is allowed, and
+/// drivers dereference it where it is not: lavapipe SIGSEGVs on a NULL command buffer
+/// or semaphore in `vkQueueSubmit`, or a NULL fence or event in the host-side
+/// fence/event commands (found by the `exec_sequences` fuzz target). The generated
+/// forwards call it for every such parameter; hand-written handlers where they need it.
+pub(super) fn no_null<H: vk::Handle + Copy>(handles: &[H], what: &'static str) -> Result<()> {
+    if handles.iter().any(|h| h.as_raw() == 0) {
+        return Err(VenusError::Invalid(what));
+    }
+    Ok(())
+}
+
 impl Handler<'_, '_> {
     /// Checks that every handle this command's decoding translated belongs to the
     /// device the command is dispatched on. Instance-level commands (dispatched on an

@@ -10,13 +10,60 @@ use std::sync::Arc;
 
 use ash::vk::Handle as _;
 
+use super::bounds::regions;
 use super::lifetime::InFlight;
 use super::objects::{DeviceState, QueueRef};
+use super::ownership::no_null;
 use super::retire::{self, Waiting};
 use super::{Handler, Result, VenusError};
 
 /// The submission's context or ring stopped while it waited for its grant.
 struct QosStopped;
+
+/// [`no_null`] over every array of `vkQueueSubmit`'s batches.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // three arrays of one batch, one contract
+fn check_submits(submits: &[vk::SubmitInfo<'_>]) -> Result<()> {
+    for s in submits {
+        // SAFETY: the decoder built each array in the arena with the count beside it.
+        let (cbs, waits, signals) = unsafe {
+            (
+                regions(s.p_command_buffers, s.command_buffer_count),
+                regions(s.p_wait_semaphores, s.wait_semaphore_count),
+                regions(s.p_signal_semaphores, s.signal_semaphore_count),
+            )
+        };
+        no_null(cbs, "vkQueueSubmit: a NULL command buffer")?;
+        no_null(waits, "vkQueueSubmit: a NULL wait semaphore")?;
+        no_null(signals, "vkQueueSubmit: a NULL signal semaphore")?;
+    }
+    Ok(())
+}
+
+/// [`no_null`] over every array of `vkQueueSubmit2`'s batches.
+#[allow(clippy::multiple_unsafe_ops_per_block)] // three arrays of one batch, one contract
+fn check_submits2(submits: &[vk::SubmitInfo2<'_>]) -> Result<()> {
+    for s in submits {
+        // SAFETY: the decoder built each array in the arena with the count beside it.
+        let (cbs, waits, signals) = unsafe {
+            (
+                regions(s.p_command_buffer_infos, s.command_buffer_info_count),
+                regions(s.p_wait_semaphore_infos, s.wait_semaphore_info_count),
+                regions(s.p_signal_semaphore_infos, s.signal_semaphore_info_count),
+            )
+        };
+        if cbs.iter().any(|c| c.command_buffer.as_raw() == 0) {
+            return Err(VenusError::Invalid("vkQueueSubmit2: a NULL command buffer"));
+        }
+        if waits
+            .iter()
+            .chain(signals)
+            .any(|w| w.semaphore.as_raw() == 0)
+        {
+            return Err(VenusError::Invalid("vkQueueSubmit2: a NULL semaphore"));
+        }
+    }
+    Ok(())
+}
 
 impl Handler<'_, '_> {
     /// Runs `f` on `queue`'s device with the queue's submission lock held, once the
@@ -42,6 +89,7 @@ impl Handler<'_, '_> {
 
     pub(super) fn queue_submit(&mut self, args: &mut QueueSubmitArgs<'_>) -> Result<vk::Result> {
         let submits = args.p_submits.unwrap_or(&[]);
+        check_submits(submits)?;
         let fence = args.fence;
         self.submit_holding(args.queue, |dev, queue| {
             // SAFETY: live queue of a live device, externally synchronized by its lock;
@@ -53,6 +101,7 @@ impl Handler<'_, '_> {
 
     pub(super) fn queue_submit2(&mut self, args: &mut QueueSubmit2Args<'_>) -> Result<vk::Result> {
         let submits = args.p_submits.unwrap_or(&[]);
+        check_submits2(submits)?;
         let fence = args.fence;
         self.submit_holding(args.queue, |dev, queue| {
             // SAFETY: as for queue_submit.

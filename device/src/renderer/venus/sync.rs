@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use vulkan_proto::args::{
-    CreateFenceArgs, CreateSemaphoreArgs, WaitForFencesArgs, WaitSemaphoresArgs,
+    CreateFenceArgs, CreateSemaphoreArgs, SignalSemaphoreArgs, WaitForFencesArgs,
+    WaitSemaphoresArgs,
 };
 
+use super::bounds::regions;
+use super::ownership::no_null;
 use super::physical_device::required;
 use super::{raw, Handler, Result};
 
@@ -58,6 +61,7 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let fences = args.p_fences.unwrap_or(&[]);
+        no_null(fences, "vkWaitForFences: a NULL fence")?;
         let count = u32::try_from(fences.len()).unwrap_or(0);
         let wait_all = args.wait_all;
         Ok(self.sliced_wait(args.timeout, |t| {
@@ -72,6 +76,23 @@ impl Handler<'_, '_> {
                 )
             }
         }))
+    }
+
+    /// `vkSignalSemaphore`: the semaphore inside the info must not be NULL (the
+    /// generated forwards check parameters, not struct members).
+    pub(super) fn signal_semaphore(
+        &mut self,
+        args: &mut SignalSemaphoreArgs<'_>,
+    ) -> Result<vk::Result> {
+        let info = required(args.p_signal_info, "pSignalInfo")?;
+        no_null(
+            &[info.semaphore],
+            "vkSignalSemaphore: the semaphore is NULL",
+        )?;
+        let dev = self.device(args.device)?;
+        // SAFETY: live device; `info` lives in the arena with a translated, non-NULL
+        // semaphore of this device.
+        Ok(unsafe { (dev.device.fp_v1_2().signal_semaphore)(dev.device.handle(), info) })
     }
 
     pub(super) fn create_semaphore(
@@ -100,6 +121,9 @@ impl Handler<'_, '_> {
     ) -> Result<vk::Result> {
         let dev = self.device(args.device)?;
         let info = required(args.p_wait_info, "pWaitInfo")?;
+        // SAFETY: the decoder built the array in the arena with this count.
+        let semaphores = unsafe { regions(info.p_semaphores, info.semaphore_count) };
+        no_null(semaphores, "vkWaitSemaphores: a NULL semaphore")?;
         Ok(self.sliced_wait(args.timeout, |t| {
             // SAFETY: live device; `info` lives in the arena with translated handles.
             unsafe { (dev.device.fp_v1_2().wait_semaphores)(dev.device.handle(), info, t) }
