@@ -270,6 +270,16 @@ fn dec_member(f: &Field, p: &Proto, partial: bool, sname: &str) -> Result<String
         Kind::Scalar(_) | Kind::Union(_) if partial => String::new(),
         Kind::Fixed(e, _) if partial && !is_partial_elem(e) => String::new(),
         Kind::Chars(..) | Kind::Bytes(..) if partial => String::new(),
+        // A handle member vk.xml marks neither `optional` nor `noautovalidity` has the
+        // implicit valid usage "must be a valid handle": NULL is never valid Vulkan,
+        // and drivers dereference it (lavapipe SIGSEGVs on a NULL commandPool in
+        // VkCommandBufferAllocateInfo, found by the executor fuzz target).
+        Kind::Handle(h) if !partial && !nullable => format!(
+            "{t} = {};\nif {t} == {}::null() {{ return Err(d.null_required(\"{sname}\", \"{}\")); }}\n",
+            dec_elem(&f.kind, partial),
+            h.path,
+            f.name
+        ),
         Kind::Scalar(_) | Kind::Handle(_) | Kind::Struct(_) | Kind::Union(_) => {
             format!("{t} = {};\n", dec_elem(&f.kind, partial))
         }

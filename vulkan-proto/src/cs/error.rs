@@ -99,14 +99,15 @@ pub enum DecodeError {
         /// Offset.
         at: usize,
     },
-    /// A required pointer or dispatchable handle was NULL.
+    /// A required pointer or handle was NULL: a command's parameter, or a handle member
+    /// of a structure, that vk.xml does not mark optional.
     #[error("{command}: {param} must not be NULL (byte {at})")]
     NullRequired {
         /// Offset.
         at: usize,
-        /// Command name.
+        /// Command name (or structure name, for a member).
         command: &'static str,
-        /// Parameter name.
+        /// Parameter name (or member name).
         param: &'static str,
     },
     /// A string without bytes (a string always holds at least its NUL).

@@ -273,6 +273,9 @@ pub(crate) fn dec_buffer_device_address_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::BufferDeviceAddressInfo::default();
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkBufferDeviceAddressInfo", "buffer"));
+    }
     Ok(v)
 }
 
@@ -613,6 +616,9 @@ pub(crate) fn dec_buffer_view_create_info_fields<'a>(
     let mut v = vk::BufferViewCreateInfo::default();
     v.flags = vk::BufferViewCreateFlags::from_raw(d.u32()?);
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkBufferViewCreateInfo", "buffer"));
+    }
     v.format = vk::Format::from_raw(d.enum_value(enums::valid_format, "VkFormat")?);
     v.offset = d.u64()?;
     v.range = d.u64()?;
@@ -730,6 +736,9 @@ pub(crate) fn dec_command_buffer_allocate_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::CommandBufferAllocateInfo::default();
     v.command_pool = vk::CommandPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(25))?);
+    if v.command_pool == vk::CommandPool::null() {
+        return Err(d.null_required("VkCommandBufferAllocateInfo", "commandPool"));
+    }
     v.level = vk::CommandBufferLevel::from_raw(
         d.enum_value(enums::valid_command_buffer_level, "VkCommandBufferLevel")?,
     );
@@ -1268,6 +1277,9 @@ pub(crate) fn dec_command_buffer_submit_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::CommandBufferSubmitInfo::default();
     v.command_buffer = vk::CommandBuffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(6))?);
+    if v.command_buffer == vk::CommandBuffer::null() {
+        return Err(d.null_required("VkCommandBufferSubmitInfo", "commandBuffer"));
+    }
     v.device_mask = d.u32()?;
     Ok(v)
 }
@@ -1343,7 +1355,13 @@ pub(crate) fn dec_copy_buffer_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::CopyBufferInfo2::default();
     v.src_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.src_buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkCopyBufferInfo2", "srcBuffer"));
+    }
     v.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.dst_buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkCopyBufferInfo2", "dstBuffer"));
+    }
     v.region_count = d.u32()?;
     v.p_regions = slice_ptr(cx.array(
         d,
@@ -1434,7 +1452,13 @@ pub(crate) fn dec_copy_buffer_to_image_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::CopyBufferToImageInfo2::default();
     v.src_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.src_buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkCopyBufferToImageInfo2", "srcBuffer"));
+    }
     v.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.dst_image == vk::Image::null() {
+        return Err(d.null_required("VkCopyBufferToImageInfo2", "dstImage"));
+    }
     v.dst_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.region_count = d.u32()?;
@@ -1534,9 +1558,15 @@ pub(crate) fn dec_copy_image_to_buffer_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::CopyImageToBufferInfo2::default();
     v.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.src_image == vk::Image::null() {
+        return Err(d.null_required("VkCopyImageToBufferInfo2", "srcImage"));
+    }
     v.src_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.dst_buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.dst_buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkCopyImageToBufferInfo2", "dstBuffer"));
+    }
     v.region_count = d.u32()?;
     v.p_regions = slice_ptr(cx.array(
         d,

@@ -18,9 +18,15 @@ pub(crate) fn dec_copy_descriptor_set_fields<'a>(
     let _ = &cx;
     let mut v = vk::CopyDescriptorSet::default();
     v.src_set = vk::DescriptorSet::from_raw(cx.handle(d, vk::ObjectType::from_raw(23))?);
+    if v.src_set == vk::DescriptorSet::null() {
+        return Err(d.null_required("VkCopyDescriptorSet", "srcSet"));
+    }
     v.src_binding = d.u32()?;
     v.src_array_element = d.u32()?;
     v.dst_set = vk::DescriptorSet::from_raw(cx.handle(d, vk::ObjectType::from_raw(23))?);
+    if v.dst_set == vk::DescriptorSet::null() {
+        return Err(d.null_required("VkCopyDescriptorSet", "dstSet"));
+    }
     v.dst_binding = d.u32()?;
     v.dst_array_element = d.u32()?;
     v.descriptor_count = d.u32()?;
@@ -351,6 +357,9 @@ pub(crate) fn dec_descriptor_set_allocate_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::DescriptorSetAllocateInfo::default();
     v.descriptor_pool = vk::DescriptorPool::from_raw(cx.handle(d, vk::ObjectType::from_raw(22))?);
+    if v.descriptor_pool == vk::DescriptorPool::null() {
+        return Err(d.null_required("VkDescriptorSetAllocateInfo", "descriptorPool"));
+    }
     v.descriptor_set_count = d.u32()?;
     v.p_set_layouts = slice_ptr(cx.array(
         d,

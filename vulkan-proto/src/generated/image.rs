@@ -18,9 +18,15 @@ pub(crate) fn dec_blit_image_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::BlitImageInfo2::default();
     v.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.src_image == vk::Image::null() {
+        return Err(d.null_required("VkBlitImageInfo2", "srcImage"));
+    }
     v.src_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.dst_image == vk::Image::null() {
+        return Err(d.null_required("VkBlitImageInfo2", "dstImage"));
+    }
     v.dst_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.region_count = d.u32()?;
@@ -152,9 +158,15 @@ pub(crate) fn dec_copy_image_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::CopyImageInfo2::default();
     v.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.src_image == vk::Image::null() {
+        return Err(d.null_required("VkCopyImageInfo2", "srcImage"));
+    }
     v.src_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.dst_image == vk::Image::null() {
+        return Err(d.null_required("VkCopyImageInfo2", "dstImage"));
+    }
     v.dst_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.region_count = d.u32()?;
@@ -1458,6 +1470,9 @@ pub(crate) fn dec_image_view_create_info_fields<'a>(
     let mut v = vk::ImageViewCreateInfo::default();
     v.flags = vk::ImageViewCreateFlags::from_raw(d.u32()?);
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkImageViewCreateInfo", "image"));
+    }
     v.view_type =
         vk::ImageViewType::from_raw(d.enum_value(enums::valid_image_view_type, "VkImageViewType")?);
     v.format = vk::Format::from_raw(d.enum_value(enums::valid_format, "VkFormat")?);
@@ -1792,9 +1807,15 @@ pub(crate) fn dec_resolve_image_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::ResolveImageInfo2::default();
     v.src_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.src_image == vk::Image::null() {
+        return Err(d.null_required("VkResolveImageInfo2", "srcImage"));
+    }
     v.src_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.dst_image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.dst_image == vk::Image::null() {
+        return Err(d.null_required("VkResolveImageInfo2", "dstImage"));
+    }
     v.dst_image_layout =
         vk::ImageLayout::from_raw(d.enum_value(enums::valid_image_layout, "VkImageLayout")?);
     v.region_count = d.u32()?;
@@ -2422,6 +2443,9 @@ pub(crate) fn dec_sampler_ycbcr_conversion_info_fields<'a>(
     let mut v = vk::SamplerYcbcrConversionInfo::default();
     v.conversion =
         vk::SamplerYcbcrConversion::from_raw(cx.handle(d, vk::ObjectType::from_raw(1000156000))?);
+    if v.conversion == vk::SamplerYcbcrConversion::null() {
+        return Err(d.null_required("VkSamplerYcbcrConversionInfo", "conversion"));
+    }
     Ok(v)
 }
 

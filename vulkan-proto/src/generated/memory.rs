@@ -113,7 +113,13 @@ pub(crate) fn dec_bind_buffer_memory_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::BindBufferMemoryInfo::default();
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkBindBufferMemoryInfo", "buffer"));
+    }
     v.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+    if v.memory == vk::DeviceMemory::null() {
+        return Err(d.null_required("VkBindBufferMemoryInfo", "memory"));
+    }
     v.memory_offset = d.u64()?;
     Ok(v)
 }
@@ -349,6 +355,9 @@ pub(crate) fn dec_bind_image_memory_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::BindImageMemoryInfo::default();
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkBindImageMemoryInfo", "image"));
+    }
     v.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
     v.memory_offset = d.u64()?;
     Ok(v)
@@ -549,6 +558,9 @@ pub(crate) fn dec_buffer_memory_barrier_fields<'a>(
     v.src_queue_family_index = d.u32()?;
     v.dst_queue_family_index = d.u32()?;
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkBufferMemoryBarrier", "buffer"));
+    }
     v.offset = d.u64()?;
     v.size = d.u64()?;
     Ok(v)
@@ -670,6 +682,9 @@ pub(crate) fn dec_buffer_memory_barrier2_fields<'a>(
     v.src_queue_family_index = d.u32()?;
     v.dst_queue_family_index = d.u32()?;
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkBufferMemoryBarrier2", "buffer"));
+    }
     v.offset = d.u64()?;
     v.size = d.u64()?;
     Ok(v)
@@ -787,6 +802,9 @@ pub(crate) fn dec_buffer_memory_requirements_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::BufferMemoryRequirementsInfo2::default();
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkBufferMemoryRequirementsInfo2", "buffer"));
+    }
     Ok(v)
 }
 
@@ -1039,6 +1057,9 @@ pub(crate) fn dec_device_memory_opaque_capture_address_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::DeviceMemoryOpaqueCaptureAddressInfo::default();
     v.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+    if v.memory == vk::DeviceMemory::null() {
+        return Err(d.null_required("VkDeviceMemoryOpaqueCaptureAddressInfo", "memory"));
+    }
     Ok(v)
 }
 
@@ -1424,6 +1445,9 @@ pub(crate) fn dec_image_memory_barrier_fields<'a>(
     v.src_queue_family_index = d.u32()?;
     v.dst_queue_family_index = d.u32()?;
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkImageMemoryBarrier", "image"));
+    }
     v.subresource_range = dec_image_subresource_range(d, cx)?;
     Ok(v)
 }
@@ -1546,6 +1570,9 @@ pub(crate) fn dec_image_memory_barrier2_fields<'a>(
     v.src_queue_family_index = d.u32()?;
     v.dst_queue_family_index = d.u32()?;
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkImageMemoryBarrier2", "image"));
+    }
     v.subresource_range = dec_image_subresource_range(d, cx)?;
     Ok(v)
 }
@@ -1664,6 +1691,9 @@ pub(crate) fn dec_image_memory_requirements_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::ImageMemoryRequirementsInfo2::default();
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkImageMemoryRequirementsInfo2", "image"));
+    }
     Ok(v)
 }
 
@@ -1850,6 +1880,9 @@ pub(crate) fn dec_image_sparse_memory_requirements_info2_fields<'a>(
     let _ = &cx;
     let mut v = vk::ImageSparseMemoryRequirementsInfo2::default();
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkImageSparseMemoryRequirementsInfo2", "image"));
+    }
     Ok(v)
 }
 
@@ -1926,6 +1959,9 @@ pub(crate) fn dec_mapped_memory_range_fields<'a>(
     let _ = &cx;
     let mut v = vk::MappedMemoryRange::default();
     v.memory = vk::DeviceMemory::from_raw(cx.handle(d, vk::ObjectType::from_raw(8))?);
+    if v.memory == vk::DeviceMemory::null() {
+        return Err(d.null_required("VkMappedMemoryRange", "memory"));
+    }
     v.offset = d.u64()?;
     v.size = d.u64()?;
     Ok(v)
@@ -3031,6 +3067,9 @@ pub(crate) fn dec_sparse_buffer_memory_bind_info<'a>(
     let _ = &cx;
     let mut v = vk::SparseBufferMemoryBindInfo::default();
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkSparseBufferMemoryBindInfo", "buffer"));
+    }
     v.bind_count = d.u32()?;
     v.p_binds = slice_ptr(cx.array(
         d,
@@ -3111,6 +3150,9 @@ pub(crate) fn dec_sparse_image_memory_bind_info<'a>(
     let _ = &cx;
     let mut v = vk::SparseImageMemoryBindInfo::default();
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkSparseImageMemoryBindInfo", "image"));
+    }
     v.bind_count = d.u32()?;
     v.p_binds = slice_ptr(cx.array(
         d,
@@ -3369,6 +3411,9 @@ pub(crate) fn dec_sparse_image_opaque_memory_bind_info<'a>(
     let _ = &cx;
     let mut v = vk::SparseImageOpaqueMemoryBindInfo::default();
     v.image = vk::Image::from_raw(cx.handle(d, vk::ObjectType::from_raw(10))?);
+    if v.image == vk::Image::null() {
+        return Err(d.null_required("VkSparseImageOpaqueMemoryBindInfo", "image"));
+    }
     v.bind_count = d.u32()?;
     v.p_binds = slice_ptr(cx.array(
         d,

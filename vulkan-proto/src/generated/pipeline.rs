@@ -543,6 +543,9 @@ pub(crate) fn dec_compute_pipeline_create_info_fields<'a>(
     v.flags = vk::PipelineCreateFlags::from_raw(d.u32()?);
     v.stage = dec_pipeline_shader_stage_create_info(d, cx)?;
     v.layout = vk::PipelineLayout::from_raw(cx.handle(d, vk::ObjectType::from_raw(17))?);
+    if v.layout == vk::PipelineLayout::null() {
+        return Err(d.null_required("VkComputePipelineCreateInfo", "layout"));
+    }
     v.base_pipeline_handle = vk::Pipeline::from_raw(cx.handle(d, vk::ObjectType::from_raw(19))?);
     v.base_pipeline_index = d.i32()?;
     Ok(v)
@@ -672,6 +675,9 @@ pub(crate) fn dec_conditional_rendering_begin_info_ext_fields<'a>(
     let _ = &cx;
     let mut v = vk::ConditionalRenderingBeginInfoEXT::default();
     v.buffer = vk::Buffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(9))?);
+    if v.buffer == vk::Buffer::null() {
+        return Err(d.null_required("VkConditionalRenderingBeginInfoEXT", "buffer"));
+    }
     v.offset = d.u64()?;
     v.flags = vk::ConditionalRenderingFlagsEXT::from_raw(d.u32()?);
     Ok(v)
@@ -1051,6 +1057,9 @@ pub(crate) fn dec_framebuffer_create_info_fields<'a>(
     let mut v = vk::FramebufferCreateInfo::default();
     v.flags = vk::FramebufferCreateFlags::from_raw(d.u32()?);
     v.render_pass = vk::RenderPass::from_raw(cx.handle(d, vk::ObjectType::from_raw(18))?);
+    if v.render_pass == vk::RenderPass::null() {
+        return Err(d.null_required("VkFramebufferCreateInfo", "renderPass"));
+    }
     v.attachment_count = d.u32()?;
     v.p_attachments = slice_ptr(cx.array(
         d,
@@ -4748,7 +4757,13 @@ pub(crate) fn dec_render_pass_begin_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::RenderPassBeginInfo::default();
     v.render_pass = vk::RenderPass::from_raw(cx.handle(d, vk::ObjectType::from_raw(18))?);
+    if v.render_pass == vk::RenderPass::null() {
+        return Err(d.null_required("VkRenderPassBeginInfo", "renderPass"));
+    }
     v.framebuffer = vk::Framebuffer::from_raw(cx.handle(d, vk::ObjectType::from_raw(24))?);
+    if v.framebuffer == vk::Framebuffer::null() {
+        return Err(d.null_required("VkRenderPassBeginInfo", "framebuffer"));
+    }
     v.render_area = dec_rect2_d(d, cx)?;
     v.clear_value_count = d.u32()?;
     v.p_clear_values = slice_ptr(cx.array(

@@ -590,6 +590,9 @@ pub(crate) fn dec_semaphore_signal_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::SemaphoreSignalInfo::default();
     v.semaphore = vk::Semaphore::from_raw(cx.handle(d, vk::ObjectType::from_raw(5))?);
+    if v.semaphore == vk::Semaphore::null() {
+        return Err(d.null_required("VkSemaphoreSignalInfo", "semaphore"));
+    }
     v.value = d.u64()?;
     Ok(v)
 }
@@ -662,6 +665,9 @@ pub(crate) fn dec_semaphore_submit_info_fields<'a>(
     let _ = &cx;
     let mut v = vk::SemaphoreSubmitInfo::default();
     v.semaphore = vk::Semaphore::from_raw(cx.handle(d, vk::ObjectType::from_raw(5))?);
+    if v.semaphore == vk::Semaphore::null() {
+        return Err(d.null_required("VkSemaphoreSubmitInfo", "semaphore"));
+    }
     v.value = d.u64()?;
     v.stage_mask = vk::PipelineStageFlags2::from_raw(d.u64()?);
     v.device_index = d.u32()?;

@@ -218,6 +218,9 @@ pub(crate) fn dec_import_semaphore_resource_info_mesa_fields<'a>(
     let _ = &cx;
     let mut v = types::ImportSemaphoreResourceInfoMESA::default();
     v.semaphore = vk::Semaphore::from_raw(cx.handle(d, vk::ObjectType::from_raw(5))?);
+    if v.semaphore == vk::Semaphore::null() {
+        return Err(d.null_required("VkImportSemaphoreResourceInfoMESA", "semaphore"));
+    }
     v.resource_id = d.u32()?;
     Ok(v)
 }
