@@ -743,7 +743,7 @@ fn method_name(c: &CommandDef) -> String {
     snake(c.name.strip_prefix("vk").unwrap_or(&c.name))
 }
 
-fn const_name(name: &str) -> String {
+pub(crate) fn const_name(name: &str) -> String {
     snake(name.strip_prefix("vk").unwrap_or(name)).to_uppercase()
 }
 

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::emit::{args_name, banner};
+use crate::emit::{args_name, banner, const_name};
 use crate::model::{snake, CommandDef, Dir, Kind, Len, Proto, Sc};
 use crate::policy;
 use crate::xml::{Origin, Registry};
@@ -449,7 +449,7 @@ fn lookup_names(reg: &Registry, name: &str) -> Vec<String> {
 }
 
 /// The `fns.rs` file.
-fn fns_file(reg: &Registry, hashes: &[(String, String)]) -> Result<String, String> {
+fn fns_file(reg: &Registry, p: &Proto, hashes: &[(String, String)]) -> Result<String, String> {
     let mut out = banner(hashes);
     out.push_str(
         "//! Device entry points beyond what `ash::Device` loads safely: core 1.1–1.3 commands\n\
@@ -517,6 +517,41 @@ fn fns_file(reg: &Registry, hashes: &[(String, String)]) -> Result<String, Strin
         "]\n.iter()\n.filter(|&&b| b)\n.count();\n\
          f.debug_struct(\"DeviceFns\").field(\"loaded\", &loaded).finish()\n}\n}\n",
     );
+    // Commands that are core since Vulkan 1.2 or 1.3 and that the handlers reach through
+    // `ash`'s core tables (everything not in DEVICE_FNS): `ash` fills an entry point the
+    // loader does not give (below that version) with a stub that panics.
+    let mut since: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for c in &p.commands {
+        if policy::DEVICE_FNS.contains(&c.name.as_str()) {
+            continue;
+        }
+        if let Some(minor) = reg
+            .command_origin
+            .get(&c.name)
+            .into_iter()
+            .flatten()
+            .find_map(|o| match o {
+                Origin::Core(1, minor) if *minor >= 2 => Some(*minor),
+                _ => None,
+            })
+        {
+            since.entry(minor).or_default().push(const_name(&c.name));
+        }
+    }
+    out.push_str(
+        "\n/// The Vulkan 1.x minor version since which `command` is core, for the commands the\n\
+         /// handlers call through `ash`'s core tables (`fp_v1_2`, `fp_v1_3`): below that\n\
+         /// version the loader gives no entry point and `ash` puts a stub that panics in its\n\
+         /// place, so the dispatcher refuses the command on an object of a lower version.\n\
+         /// `None` for every other command (core 1.0/1.1, or looked up in [`DeviceFns`]).\n\
+         pub(crate) fn core_only_since(command: vulkan_proto::CommandType) -> Option<u32> {\n\
+         use vulkan_proto::CommandType as C;\nmatch command {\n",
+    );
+    for (minor, names) in &since {
+        let arms: Vec<String> = names.iter().map(|n| format!("C::{n}")).collect();
+        let _ = writeln!(out, "{} => Some({minor}),", arms.join(" | "));
+    }
+    out.push_str("_ => None,\n}\n}\n");
     Ok(out)
 }
 
@@ -527,7 +562,7 @@ pub fn device_files(
     hashes: &[(String, String)],
 ) -> Result<Vec<(String, String)>, String> {
     Ok(vec![
-        ("fns.rs".to_owned(), fns_file(reg, hashes)?),
+        ("fns.rs".to_owned(), fns_file(reg, p, hashes)?),
         ("forward.rs".to_owned(), forward_file(reg, p, hashes)?),
     ])
 }

@@ -109,7 +109,8 @@ impl Handler<'_, '_> {
             .collect()
         };
         // SAFETY: live physical device.
-        let limits = unsafe { inst.instance.get_physical_device_properties(pd) }.limits;
+        let pd_props = unsafe { inst.instance.get_physical_device_properties(pd) };
+        let limits = pd_props.limits;
         let mut xfb = vk::PhysicalDeviceTransformFeedbackPropertiesEXT::default();
         let has_xfb = names.contains(&c"VK_EXT_transform_feedback");
         if has_xfb {
@@ -134,6 +135,7 @@ impl Handler<'_, '_> {
             },
             fns,
             orphan_memories: std::sync::Mutex::default(),
+            api_version: inst.api_version.min(pd_props.api_version),
         });
         let mut st = self.lock();
         // Checked again under the lock: another stream may have created one meanwhile.

@@ -851,3 +851,34 @@ impl std::fmt::Debug for DeviceFns {
             .finish()
     }
 }
+
+/// The Vulkan 1.x minor version since which `command` is core, for the commands the
+/// handlers call through `ash`'s core tables (`fp_v1_2`, `fp_v1_3`): below that
+/// version the loader gives no entry point and `ash` puts a stub that panics in its
+/// place, so the dispatcher refuses the command on an object of a lower version.
+/// `None` for every other command (core 1.0/1.1, or looked up in [`DeviceFns`]).
+pub(crate) fn core_only_since(command: vulkan_proto::CommandType) -> Option<u32> {
+    use vulkan_proto::CommandType as C;
+    match command {
+        C::CREATE_RENDER_PASS2
+        | C::RESET_QUERY_POOL
+        | C::GET_SEMAPHORE_COUNTER_VALUE
+        | C::WAIT_SEMAPHORES
+        | C::SIGNAL_SEMAPHORE
+        | C::GET_BUFFER_DEVICE_ADDRESS
+        | C::GET_BUFFER_OPAQUE_CAPTURE_ADDRESS
+        | C::GET_DEVICE_MEMORY_OPAQUE_CAPTURE_ADDRESS => Some(2),
+        C::GET_PHYSICAL_DEVICE_TOOL_PROPERTIES
+        | C::CMD_SET_EVENT2
+        | C::CMD_RESET_EVENT2
+        | C::CMD_WAIT_EVENTS2
+        | C::CMD_PIPELINE_BARRIER2
+        | C::CMD_WRITE_TIMESTAMP2
+        | C::QUEUE_SUBMIT2
+        | C::CMD_COPY_BUFFER2
+        | C::GET_DEVICE_BUFFER_MEMORY_REQUIREMENTS
+        | C::GET_DEVICE_IMAGE_MEMORY_REQUIREMENTS
+        | C::GET_DEVICE_IMAGE_SPARSE_MEMORY_REQUIREMENTS => Some(3),
+        _ => None,
+    }
+}

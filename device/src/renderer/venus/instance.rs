@@ -49,12 +49,22 @@ pub(super) fn cap_api_version(v: u32) -> u32 {
 /// SIGSEGV in the daemon).
 pub(super) const MIN_HOST_API_VERSION: u32 = vk::API_VERSION_1_1;
 
+/// The highest API version a host instance is asked for: the newest `ash`'s core tables
+/// (`fp_v1_3`) and the protocol (vk.xml 1.3) know.
+pub(super) const MAX_HOST_API_VERSION: u32 = vk::API_VERSION_1_3;
+
 /// The `apiVersion` a host instance is created with for the guest's `requested` (0:
-/// none given, i.e. 1.0): at least [`MIN_HOST_API_VERSION`]. A version with a variant
-/// or below 1.0 is refused: no Vulkan implementation has one.
-pub(super) fn host_api_version(requested: u32) -> Result<u32> {
+/// none given, i.e. 1.0), where the host loader supports `host` (its
+/// `vkEnumerateInstanceVersion`): the highest the host and the protocol both support,
+/// so the 1.2 and 1.3 entry points the handlers call through `ash`'s core tables exist
+/// whatever the guest asked for (a guest asking 1.0 still only uses what 1.0 has;
+/// Mesa's Venus driver itself raises its renderer instance to 1.1), and never below
+/// [`MIN_HOST_API_VERSION`] or what the guest asked. A version with a variant or below
+/// 1.0 is refused: no Vulkan implementation has one.
+pub(super) fn host_api_version(requested: u32, host: u32) -> Result<u32> {
+    let floor = strip_patch(host.min(MAX_HOST_API_VERSION)).max(MIN_HOST_API_VERSION);
     if requested == 0 {
-        return Ok(MIN_HOST_API_VERSION);
+        return Ok(floor);
     }
     if vk::api_version_variant(requested) != 0 {
         return Err(VenusError::Invalid("apiVersion has a non-zero variant"));
@@ -62,7 +72,17 @@ pub(super) fn host_api_version(requested: u32) -> Result<u32> {
     if vk::api_version_major(requested) == 0 {
         return Err(VenusError::Invalid("apiVersion is below 1.0"));
     }
-    Ok(requested.max(MIN_HOST_API_VERSION))
+    Ok(requested.max(floor))
+}
+
+/// `v` without its patch number.
+fn strip_patch(v: u32) -> u32 {
+    vk::make_api_version(
+        vk::api_version_variant(v),
+        vk::api_version_major(v),
+        vk::api_version_minor(v),
+        0,
+    )
 }
 
 impl Handler<'_, '_> {
@@ -176,7 +196,12 @@ impl Handler<'_, '_> {
             // this copy.
             unsafe { *guest.p_application_info }
         };
-        app.api_version = host_api_version(app.api_version)?;
+        // SAFETY: a global command with no preconditions.
+        let host_version = unsafe { entry.try_enumerate_instance_version() }
+            .ok()
+            .flatten()
+            .unwrap_or(vk::API_VERSION_1_0);
+        app.api_version = host_api_version(app.api_version, host_version)?;
         let mut info = *guest;
         info.p_application_info = &app;
         info.enabled_layer_count = 0;
@@ -194,6 +219,7 @@ impl Handler<'_, '_> {
         let state = Arc::new(InstanceState {
             _entry: entry,
             instance,
+            api_version: app.api_version,
         });
         let mut st = self.lock();
         // Checked again under the lock: another stream may have created one meanwhile.
@@ -278,25 +304,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_instances_are_created_at_vulkan_1_1_at_least() {
-        let got: Vec<u32> = [0, vk::API_VERSION_1_0, vk::API_VERSION_1_3]
-            .into_iter()
-            .map(|v| host_api_version(v).expect("a valid apiVersion"))
-            .collect();
+    fn host_instances_are_created_at_the_highest_version_host_and_protocol_share() {
+        let v = |minor, patch| vk::make_api_version(0, 1, minor, patch);
+        let on = |host: u32| -> Vec<u32> {
+            [0, vk::API_VERSION_1_0, vk::API_VERSION_1_2, v(3, 7)]
+                .into_iter()
+                .map(|r| host_api_version(r, host).expect("a valid apiVersion"))
+                .collect()
+        };
+        // A 1.4 loader: 1.3 (what ash and the protocol know), or what the guest asked.
+        assert_eq!(on(v(4, 303)), [v(3, 0), v(3, 0), v(3, 0), v(3, 7)]);
+        // A 1.2 loader: 1.2; a 1.0 loader: still 1.1 (the handlers need it).
+        assert_eq!(on(v(2, 198)), [v(2, 0), v(2, 0), v(2, 0), v(3, 7)]);
         assert_eq!(
-            got,
-            [
-                vk::API_VERSION_1_1,
-                vk::API_VERSION_1_1,
-                vk::API_VERSION_1_3
-            ]
+            on(vk::API_VERSION_1_0),
+            [v(1, 0), v(1, 0), v(2, 0), v(3, 7)]
         );
     }
 
     #[test]
     fn api_versions_below_1_0_or_with_a_variant_are_refused() {
-        let below = host_api_version(vk::make_api_version(0, 0, 9, 0));
-        let variant = host_api_version(vk::make_api_version(1, 1, 3, 0));
+        let below = host_api_version(vk::make_api_version(0, 0, 9, 0), vk::API_VERSION_1_3);
+        let variant = host_api_version(vk::make_api_version(1, 1, 3, 0), vk::API_VERSION_1_3);
         assert!(matches!(below, Err(VenusError::Invalid(_))));
         assert!(matches!(variant, Err(VenusError::Invalid(_))));
     }

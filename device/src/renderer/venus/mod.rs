@@ -907,8 +907,8 @@ macro_rules! forward {
             }
 
             fn decoded(&mut self, command: CommandType) -> std::result::Result<(), DispatchError> {
-                let _ = command;
-                self.0.check_one_device().map_err(handler_err)
+                self.0.check_one_device().map_err(handler_err)?;
+                self.0.check_core_version(command).map_err(handler_err)
             }
 
             $(

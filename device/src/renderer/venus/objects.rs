@@ -43,6 +43,8 @@ pub(crate) struct InstanceState {
     /// Keeps the loader library loaded as long as the instance lives.
     pub(crate) _entry: Arc<ash::Entry>,
     pub(crate) instance: ash::Instance,
+    /// The `apiVersion` the host instance was created with.
+    pub(crate) api_version: u32,
 }
 
 impl Drop for InstanceState {
@@ -87,6 +89,9 @@ pub(crate) struct DeviceState {
     /// destroyed (this struct's `Drop`, which runs before its fields drop), or forever
     /// if the device is leaked.
     pub(crate) orphan_memories: Mutex<Vec<Arc<HostMemory>>>,
+    /// The core version whose entry points the device has: the lower of its instance's
+    /// and its physical device's.
+    pub(crate) api_version: u32,
 }
 
 impl Drop for DeviceState {

@@ -12,6 +12,10 @@
 //! cannot be named at all: guest ids are looked up in the calling context's table only.)
 
 use ash::vk;
+use ash::vk::Handle as _;
+use vulkan_proto::CommandType;
+
+use super::fns::core_only_since;
 
 use super::{Handler, Result, VenusError};
 
@@ -60,6 +64,44 @@ impl Handler<'_, '_> {
             if owner != Some(device) {
                 return Err(VenusError::ForeignHandle(ty));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Handler<'_, '_> {
+    /// Refuses a command that is core only since Vulkan 1.2 or 1.3 (and reached through
+    /// `ash`'s core tables, [`core_only_since`]) when the object it is dispatched on (its
+    /// first handle) has a lower core version: the loader gives no entry point there,
+    /// and `ash`'s stub in its place panics (found by the executor fuzz target:
+    /// `vkWaitSemaphores` on a device of a 1.1 instance). Host instances are created at
+    /// the highest version the host supports (`instance::host_api_version`), so only a
+    /// host whose physical device is older than the command meets this.
+    pub(super) fn check_core_version(&self, command: CommandType) -> Result<()> {
+        let Some(minor) = core_only_since(command) else {
+            return Ok(());
+        };
+        let Some(&(ty, raw)) = self.looked_up.borrow().first() else {
+            return Ok(());
+        };
+        let st = self.lock();
+        let version = match ty {
+            vk::ObjectType::DEVICE => st.device(vk::Device::from_raw(raw))?.api_version,
+            vk::ObjectType::QUEUE | vk::ObjectType::COMMAND_BUFFER => {
+                st.device_of(ty, raw)?.api_version
+            }
+            vk::ObjectType::PHYSICAL_DEVICE => {
+                st.physical(vk::PhysicalDevice::from_raw(raw))?.api_version
+            }
+            vk::ObjectType::INSTANCE => st.instance(vk::Instance::from_raw(raw))?.api_version,
+            _ => return Ok(()),
+        };
+        if vk::api_version_major(version) == 1 && vk::api_version_minor(version) < minor {
+            return Err(VenusError::HostLacks(
+                command
+                    .name()
+                    .unwrap_or("a command of a newer core version"),
+            ));
         }
         Ok(())
     }
