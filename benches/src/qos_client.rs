@@ -10,7 +10,7 @@
 //!   each one's submit→fence time.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::{Child, ChildStdout, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use vgpu_tests::apps::Gpu;
@@ -23,6 +23,24 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Workgroups (of 64 invocations) per spin batch.
 pub const GROUPS: u32 = 16;
+
+/// The `main` of a bench that re-executes itself as its clients: `--child REQUEST…`
+/// runs [`child`], anything else runs `run` with the arguments; an error is printed
+/// after the bench's `name` and fails the process.
+pub fn bench_main(name: &str, run: impl FnOnce(&[String]) -> Res<()>) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (what, r) = match args.split_first() {
+        Some((first, rest)) if first == "--child" => (" child", child(rest)),
+        _ => ("", run(&args)),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{name}{what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Runs one child request (the arguments after `--child`) on the device the loader
 /// picks, printing `device NAME` and then the request's result lines.

@@ -29,14 +29,14 @@
 )]
 
 use std::fmt::Write as _;
-use std::io::{BufRead, Write as _};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use plotters::chart::SeriesLabelPosition;
 use vgpu_benches::daemon_bin::daemon_binary;
-use vgpu_benches::qos_client::{child, loadavg, run_child, spawn_child, Res, GROUPS};
+use vgpu_benches::qos_client::{bench_main, loadavg, run_child, spawn_child, Res, GROUPS};
 use vgpu_benches::qos_daemon::Daemon;
 use vgpu_benches::qos_plot::{fmt_f, line_chart, Chart, Csv, Series};
 use vgpu_tests::harness::Mode;
@@ -54,23 +54,7 @@ struct Opts {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child") {
-        return match child(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "qos_real child: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    match parse(&args).and_then(|o| report(&o)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "qos_real: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main("qos_real", |args| parse(args).and_then(|o| report(&o)))
 }
 
 fn parse(args: &[String]) -> Res<Opts> {

@@ -87,7 +87,7 @@ pub fn setup(ring: u32) -> Vec<u8> {
     };
     let mut qi = vk::DeviceQueueInfo2::default().queue_family_index(0);
     qi.p_next = std::ptr::from_ref(&timeline).cast();
-    let mut queue = vk::Queue::from_raw(QUEUE);
+    let queue = get_queue(&mut e, device, &qi);
     let mut tci = vk::SemaphoreTypeCreateInfo::default()
         .semaphore_type(vk::SemaphoreType::TIMELINE)
         .initial_value(0);
@@ -104,13 +104,6 @@ pub fn setup(ring: u32) -> Vec<u8> {
     // SAFETY: every pointer in these arguments refers to the locals above, alive
     // for the whole encode; counts match their arrays.
     unsafe {
-        GetDeviceQueue2Args {
-            device,
-            p_queue_info: Some(&qi),
-            p_queue: Some(&mut queue),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
         CreateSemaphoreArgs {
             device,
             p_create_info: Some(&sci),
@@ -118,16 +111,40 @@ pub fn setup(ring: u32) -> Vec<u8> {
             _marker: Default::default(),
         }
         .encode(&mut e, CommandFlags::NONE);
+    }
+    submit_one(&mut e, queue, &submit[0]);
+    e.into_bytes()
+}
+
+/// `vkGetDeviceQueue2(device, qi)` into queue id [`QUEUE`].
+fn get_queue(e: &mut Encoder, device: vk::Device, qi: &vk::DeviceQueueInfo2<'_>) -> vk::Queue {
+    let mut queue = vk::Queue::from_raw(QUEUE);
+    // SAFETY: `qi` (and its chain, the caller's) and `queue` outlive the encode.
+    unsafe {
+        GetDeviceQueue2Args {
+            device,
+            p_queue_info: Some(qi),
+            p_queue: Some(&mut queue),
+            _marker: Default::default(),
+        }
+        .encode(e, CommandFlags::NONE);
+    }
+    queue
+}
+
+/// `vkQueueSubmit(queue, 1, submit, VK_NULL_HANDLE)`.
+fn submit_one(e: &mut Encoder, queue: vk::Queue, submit: &vk::SubmitInfo<'_>) {
+    // SAFETY: `submit` and the arrays it points to (the caller's) outlive the encode.
+    unsafe {
         QueueSubmitArgs {
             queue,
             submit_count: 1,
-            p_submits: Some(&submit),
+            p_submits: Some(std::slice::from_ref(submit)),
             fence: vk::Fence::null(),
             _marker: Default::default(),
         }
-        .encode(&mut e, CommandFlags::NONE);
+        .encode(e, CommandFlags::NONE);
     }
-    e.into_bytes()
 }
 
 /// `vkSignalSemaphore(semaphore, 1)`: lets the queued submission run.
@@ -245,8 +262,8 @@ pub fn dispatch_without_pipeline() -> Vec<u8> {
     };
     let mut e = Encoder::new();
     let device = instance_and_device(&mut e, false);
-    let mut queue = vk::Queue::from_raw(QUEUE);
     let qi = vk::DeviceQueueInfo2::default().queue_family_index(0);
+    let queue = get_queue(&mut e, device, &qi);
     let pci = vk::CommandPoolCreateInfo::default().queue_family_index(0);
     let mut pool = vk::CommandPool::from_raw(POOL);
     let aci = vk::CommandBufferAllocateInfo::default()
@@ -261,13 +278,6 @@ pub fn dispatch_without_pipeline() -> Vec<u8> {
     // SAFETY: every pointer in these arguments refers to the locals above, alive for
     // the whole encode; counts match their arrays.
     unsafe {
-        GetDeviceQueue2Args {
-            device,
-            p_queue_info: Some(&qi),
-            p_queue: Some(&mut queue),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
         CreateCommandPoolArgs {
             device,
             p_create_info: Some(&pci),
@@ -301,14 +311,10 @@ pub fn dispatch_without_pipeline() -> Vec<u8> {
             _marker: Default::default(),
         }
         .encode(&mut e, CommandFlags::NONE);
-        QueueSubmitArgs {
-            queue,
-            submit_count: 1,
-            p_submits: Some(&submit),
-            fence: vk::Fence::null(),
-            _marker: Default::default(),
-        }
-        .encode(&mut e, CommandFlags::NONE);
+    }
+    submit_one(&mut e, queue, &submit[0]);
+    // SAFETY: no pointers.
+    unsafe {
         QueueWaitIdleArgs {
             queue,
             _marker: Default::default(),
