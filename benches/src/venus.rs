@@ -242,20 +242,43 @@ pub fn paced(
     Ok(samples)
 }
 
-/// Submit → fence-signalled round trips of a one-fill command buffer, in nanoseconds,
-/// after `warmup` unrecorded iterations.
+/// Submit → fence round trips (ns), one `vkCmdFillBuffer` of 4 bytes per submission.
 pub fn latency(g: &Gpu, iterations: usize, warmup: usize) -> AppResult<Vec<u64>> {
+    latency_of(g, iterations, warmup, RoundTrip::Fill)
+}
+
+/// What a round-trip sample submits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundTrip {
+    /// One command buffer with one 4-byte `vkCmdFillBuffer`.
+    Fill,
+    /// No command buffer at all: the fence alone.
+    Empty,
+}
+
+/// Submit → fence round trips (ns) of `kind`: submit, `vkWaitForFences`, reset, on the
+/// client's clock; `warmup` samples are dropped.
+pub fn latency_of(
+    g: &Gpu,
+    iterations: usize,
+    warmup: usize,
+    kind: RoundTrip,
+) -> AppResult<Vec<u64>> {
     let buf = g.buffer(256)?;
     let cb = record_reusable(g, |cb| {
         // SAFETY: recording command buffer; 4-byte slot inside the buffer.
         unsafe { g.device.cmd_fill_buffer(cb, buf.buffer, 0, 4, 0x5eed) };
     })?;
+    let cbs: &[vk::CommandBuffer] = match kind {
+        RoundTrip::Fill => &[cb],
+        RoundTrip::Empty => &[],
+    };
     let fence = g.fence()?;
     let f = [fence];
     let mut samples = Vec::with_capacity(iterations);
     for i in 0..warmup + iterations {
         let t0 = Instant::now();
-        g.submit(&[cb], fence)?;
+        g.submit(cbs, fence)?;
         // SAFETY: live fence with a pending submission.
         unsafe { g.device.wait_for_fences(&f, true, u64::MAX)? };
         let dt = t0.elapsed();

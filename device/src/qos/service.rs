@@ -73,6 +73,7 @@ pub(crate) enum Cmd {
     },
     Ran {
         vm: VmId,
+        submissions: u64,
         device_ns: u64,
     },
     Failure {
@@ -327,8 +328,12 @@ impl QosHandle {
         })
     }
 
-    pub(crate) fn ran(&self, vm: VmId, device_ns: u64) -> Result<()> {
-        self.send(Cmd::Ran { vm, device_ns })
+    pub(crate) fn ran(&self, vm: VmId, submissions: u64, device_ns: u64) -> Result<()> {
+        self.send(Cmd::Ran {
+            vm,
+            submissions,
+            device_ns,
+        })
     }
 
     /// Counts a context failure against `vm`.
@@ -461,10 +466,14 @@ impl State {
                 submission,
                 device_ns,
             } => self.complete(vm, submission, device_ns),
-            Cmd::Ran { vm, device_ns } => {
+            Cmd::Ran {
+                vm,
+                submissions,
+                device_ns,
+            } => {
                 if let Some(v) = self.vms.get_mut(&vm) {
                     v.device_ns = v.device_ns.saturating_add(device_ns);
-                    v.submissions += 1;
+                    v.submissions = v.submissions.saturating_add(submissions);
                 }
             }
             Cmd::Failure { vm } => {

@@ -15,6 +15,10 @@ use rustix::net::{RecvFlags, SendFlags, Shutdown};
 use vgpu_scheduler::{SubmissionId, VmConfig, VmId};
 
 use super::wire::{decode_event, encode_event, GateRequest, MSG_LEN};
+
+/// Most best-effort submissions one `Ran` report of a worker may claim (a lying
+/// worker inflates only its own VM's figures, and only so far).
+const MAX_RAN_PER_REPORT: u64 = 1 << 20;
 use super::{GateEvent, GateTransport, MemoryProbe, QosError, QosHandle, Result};
 use crate::ratelimit::RateLimiter;
 
@@ -147,8 +151,15 @@ impl GateTransport for GateClient {
         )
     }
 
-    fn ran(&self, device_ns: u64) -> Result<()> {
-        send_msg(&self.fd, &GateRequest::Ran { device_ns }.encode())
+    fn ran(&self, submissions: u64, device_ns: u64) -> Result<()> {
+        send_msg(
+            &self.fd,
+            &GateRequest::Ran {
+                submissions,
+                device_ns,
+            }
+            .encode(),
+        )
     }
 
     fn bypass(&self) -> bool {
@@ -304,8 +315,15 @@ fn server_reader(fd: &OwnedFd, handle: &QosHandle, vm: VmId, tx: &Sender<GateEve
                 submission,
                 device_ns,
             } => handle.complete(vm, submission, device_ns),
-            // A worker may lie: one ungated batch counts for at most 10 s.
-            GateRequest::Ran { device_ns } => handle.ran(vm, device_ns.min(10_000_000_000)),
+            // A worker may lie: a report covers at most one REPORT_PERIOD of
+            // submissions' worth of counts, and each ungated batch at most 10 s.
+            GateRequest::Ran {
+                submissions,
+                device_ns,
+            } => {
+                let n = submissions.min(MAX_RAN_PER_REPORT);
+                handle.ran(vm, n, device_ns.min(n.saturating_mul(10_000_000_000)))
+            }
             GateRequest::ContextFailed => {
                 handle.failure(vm);
                 Ok(())

@@ -77,6 +77,42 @@ fn best_effort_grants_locally() {
 }
 
 #[test]
+fn best_effort_device_time_is_reported_in_sums_and_nothing_is_lost() {
+    let (_s, h) = service(Policy::BestEffort);
+    let a = h.attach_default("a".into()).expect("attach");
+    let run = |ms: u64| {
+        let mut t = a.acquire(&never).expect("grant");
+        t.submitted();
+        std::thread::sleep(Duration::from_millis(ms));
+        t.complete();
+    };
+    let figures = || {
+        let (_, vms) = h.snapshot().expect("snapshot");
+        let v = vm(&vms, "a");
+        (v.submissions, v.device_ns)
+    };
+    // The first completion after a quiet spell is reported at once.
+    run(1);
+    assert_eq!(figures().0, 1);
+    // The next ones within REPORT_PERIOD are summed, not sent one by one.
+    run(1);
+    run(1);
+    assert_eq!(figures().0, 1, "reported before REPORT_PERIOD passed");
+    // The quiet flush sends what is left: every submission and its time counted.
+    a.flush_unreported();
+    let (n, ns) = figures();
+    assert_eq!(n, 3);
+    assert!(ns >= 3_000_000, "{ns} ns for three 1 ms batches");
+    // After REPORT_PERIOD the next completion goes out with its predecessors.
+    std::thread::sleep(REPORT_PERIOD);
+    run(1);
+    run(1);
+    std::thread::sleep(REPORT_PERIOD);
+    run(1);
+    assert_eq!(figures().0, 6);
+}
+
+#[test]
 fn a_stopping_waiter_gives_up_and_frees_nothing_it_never_held() {
     let (_s, h) = service(Policy::FixedShare);
     let a = h.attach_default("a".into()).expect("attach");

@@ -39,9 +39,11 @@ pub enum GateRequest {
         /// Measured device time.
         device_ns: u64,
     },
-    /// A best-effort submission (no grant) finished.
+    /// Best-effort submissions (no grant) finished since the last report.
     Ran {
-        /// Measured device time.
+        /// How many (at least 1).
+        submissions: u64,
+        /// Their summed device time.
         device_ns: u64,
     },
     /// A context of the VM failed.
@@ -86,7 +88,10 @@ impl GateRequest {
                 submission,
                 device_ns,
             } => put(2, submission.0, device_ns),
-            GateRequest::Ran { device_ns } => put(3, 0, device_ns),
+            GateRequest::Ran {
+                submissions,
+                device_ns,
+            } => put(3, submissions, device_ns),
             GateRequest::ContextFailed => put(4, 0, 0),
         }
     }
@@ -102,7 +107,10 @@ impl GateRequest {
                 submission: SubmissionId(s),
                 device_ns,
             }),
-            (3, 0, device_ns) => Ok(GateRequest::Ran { device_ns }),
+            (3, submissions, device_ns) if submissions > 0 => Ok(GateRequest::Ran {
+                submissions,
+                device_ns,
+            }),
             (4, 0, 0) => Ok(GateRequest::ContextFailed),
             _ => Err(QosError::Malformed("unknown gate request")),
         }
@@ -151,7 +159,10 @@ mod tests {
                 submission: SubmissionId(3),
                 device_ns: 1_000,
             },
-            GateRequest::Ran { device_ns: 9 },
+            GateRequest::Ran {
+                submissions: 3,
+                device_ns: 9,
+            },
             GateRequest::ContextFailed,
         ] {
             assert_eq!(GateRequest::decode(&r.encode()).ok(), Some(r));
@@ -175,7 +186,18 @@ mod tests {
 
     #[test]
     fn hostile_requests_are_rejected() {
-        let good = GateRequest::Ran { device_ns: 1 }.encode();
+        let good = GateRequest::Ran {
+            submissions: 1,
+            device_ns: 1,
+        }
+        .encode();
+        // A report of no submissions is malformed.
+        let mut none = good;
+        none[8..16].fill(0);
+        assert!(matches!(
+            GateRequest::decode(&none),
+            Err(QosError::Malformed(_))
+        ));
         assert!(matches!(
             GateRequest::decode(&good[..31]),
             Err(QosError::Malformed(_))

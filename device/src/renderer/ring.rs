@@ -465,6 +465,7 @@ impl RingTable {
             cursor: 0,
             buf: Vec::new(),
             idle_timeout: clamp_idle_timeout(info.idle_timeout_ns, ctx.max_ring_idle_timeout),
+            precise_timers: false,
         };
         ctx.add_ring_status(
             id,
@@ -556,6 +557,8 @@ struct RingWorker {
     cursor: u32,
     buf: Vec<u8>,
     idle_timeout: Duration,
+    /// Whether the thread's timer slack is the precise one (see `relax`).
+    precise_timers: bool,
 }
 
 impl RingWorker {
@@ -672,17 +675,32 @@ impl RingWorker {
 
     /// Back-off while the ring is empty: 16 yields, then sleeps from 10 µs doubling
     /// up to 1 ms. Returns false when asked to stop.
-    fn relax(&self, iter: &mut u32) -> bool {
+    ///
+    /// The 16 sleeps of 10 µs cover the time in which a guest that waits for its
+    /// last submission usually sends the next one (its own fence polling wakes
+    /// every ~160–250 µs); they run with a 1 µs timer slack so they last 10 µs, not
+    /// Linux's default 60 µs. Longer sleeps go back to the default slack, so a ring
+    /// that waits out a long batch wakes no more often than before (issue 15).
+    fn relax(&mut self, iter: &mut u32) -> bool {
         *iter = iter.saturating_add(1);
         if *iter < 16 {
             std::thread::yield_now();
             return true;
         }
         let shift = (31 - iter.leading_zeros()).saturating_sub(4).min(7);
+        self.set_precise(shift == 0);
         let sleep = (Duration::from_micros(10) * (1u32 << shift)).min(MAX_RELAX_SLEEP);
         match self.rx.recv_timeout(sleep) {
             Ok(RingMsg::Notify) | Err(RecvTimeoutError::Timeout) => true,
             Ok(RingMsg::Stop) | Err(RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// Switches this thread's timer slack between precise and the default.
+    fn set_precise(&mut self, precise: bool) {
+        if self.precise_timers != precise {
+            crate::sys::thread::set_precise_timers(precise);
+            self.precise_timers = precise;
         }
     }
 

@@ -10,6 +10,7 @@ pub mod memfd;
 pub mod process;
 pub mod seccomp;
 pub mod shm;
+pub mod thread;
 pub mod trim;
 
 pub use fd::{create_eventfd, recv_fd, send_fd, signal_eventfd, FdError};

@@ -217,6 +217,16 @@ impl VenusExecutor {
 
     /// Sends every host submission of this context through `gate` (see `crate::qos`).
     pub fn with_gate(mut self, gate: Option<Arc<crate::qos::SubmitGate>>) -> Self {
+        if let Some(g) = &gate {
+            // Best-effort device time is reported in sums (see `crate::qos`); what
+            // is left when this context's work drains goes out then.
+            let g = Arc::downgrade(g);
+            self.retirer = retire::Retirer::with_quiet_hook(Arc::new(move || {
+                if let Some(g) = g.upgrade() {
+                    g.flush_unreported();
+                }
+            }));
+        }
         self.gate = gate;
         self
     }

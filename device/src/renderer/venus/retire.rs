@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,6 +24,13 @@ use crate::renderer::FenceDone;
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 /// How long one wait slice blocks before the thread looks at its inbox again.
 const SLICE: Duration = Duration::from_millis(2);
+/// How long the thread waits, once its fences have drained, before it calls the
+/// quiet hook (a VM that keeps submitting is not interrupted by it).
+const QUIET_AFTER: Duration = crate::qos::REPORT_PERIOD;
+
+/// Called by the retire thread once its fences have drained and nothing new came
+/// for [`QUIET_AFTER`] (the QoS gate flushes its best-effort figures).
+pub(crate) type QuietHook = Arc<dyn Fn() + Send + Sync>;
 /// Longest wait for all fences of a flush (a device that never finishes its work
 /// loses its fences' objects rather than hanging teardown).
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
@@ -53,6 +60,7 @@ pub(crate) struct Retirer {
     /// `CLOCK_MONOTONIC` ns at which the oldest still-pending fence arrived (0: none),
     /// for the daemon's GPU-hang watchdog of in-daemon contexts.
     oldest: Arc<AtomicU64>,
+    on_quiet: Option<QuietHook>,
 }
 
 struct Running {
@@ -69,6 +77,15 @@ impl std::fmt::Debug for Retirer {
 }
 
 impl Retirer {
+    /// A retirer that calls `hook` whenever its work has drained and stayed so for a
+    /// moment (see [`QuietHook`]).
+    pub(crate) fn with_quiet_hook(hook: QuietHook) -> Self {
+        Self {
+            on_quiet: Some(hook),
+            ..Self::default()
+        }
+    }
+
     /// Whether another fence may be queued (else the caller waits inline).
     pub(crate) fn has_room(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
@@ -81,9 +98,10 @@ impl Retirer {
             let (tx, rx) = mpsc::channel();
             let in_flight = Arc::clone(&self.in_flight);
             let oldest = Arc::clone(&self.oldest);
+            let on_quiet = self.on_quiet.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vgpu-retire-{}", ctx.0))
-                .spawn(move || run(&rx, &in_flight, &oldest));
+                .spawn(move || run(&rx, &in_flight, &oldest, on_quiet.as_deref()));
             match spawned {
                 Ok(thread) => *inner = Some(Running { tx, thread }),
                 Err(e) => {
@@ -225,7 +243,12 @@ fn wait_slice(w: &Waiting) {
     let _ = unsafe { w.device.device.wait_for_fences(&[w.fence], true, ns) };
 }
 
-fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize, oldest: &AtomicU64) {
+fn run(
+    rx: &Receiver<Msg>,
+    in_flight: &AtomicUsize,
+    oldest: &AtomicU64,
+    on_quiet: Option<&(dyn Fn() + Send + Sync)>,
+) {
     let mut pending: VecDeque<Waiting> = VecDeque::new();
     // When each pending fence arrived (monotonic ns, same order as `pending`), so
     // a worker process can publish the oldest to the daemon's GPU-hang watchdog.
@@ -237,11 +260,24 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize, oldest: &AtomicU64) {
         }
         in_flight.fetch_sub(1, Ordering::AcqRel);
     };
+    // Retired something since the quiet hook last ran.
+    let mut unquiet = false;
     loop {
         let msg = if pending.is_empty() {
-            match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => break,
+            match (unquiet, on_quiet) {
+                (true, Some(hook)) => match rx.recv_timeout(QUIET_AFTER) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => {
+                        hook();
+                        unquiet = false;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                _ => match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                },
             }
         } else {
             match rx.try_recv() {
@@ -263,6 +299,7 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize, oldest: &AtomicU64) {
                 let deadline = Instant::now() + FLUSH_LIMIT;
                 for w in mine {
                     retired(w, Some(deadline.saturating_duration_since(Instant::now())));
+                    unquiet = true;
                 }
                 let _ = ack.send(());
             }
@@ -275,6 +312,7 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize, oldest: &AtomicU64) {
             if is_done(&w) {
                 retired(w, None);
                 progressed = true;
+                unquiet = true;
             } else {
                 still.push_back(w);
             }
@@ -304,6 +342,9 @@ fn run(rx: &Receiver<Msg>, in_flight: &AtomicUsize, oldest: &AtomicU64) {
     }
     crate::worker::hang::publish_oldest(None);
     oldest.store(0, Ordering::Release);
+    if let Some(hook) = on_quiet {
+        hook();
+    }
 }
 
 /// Waits, up to `limit` in all, until every queue in `queues` of `device` has
