@@ -243,6 +243,52 @@ fn compute_suite_passes_with_fixed_share_and_two_saturating_vms() {
     );
 }
 
+/// Device time is measured on the device (issue 13): each accounted submission gets
+/// a timestamp pair around the guest's command buffers. Under fixed-share (a VM alone)
+/// in a worker process, a client's batches are stamped, and what the timestamps give
+/// is most of, and never more than, what completion timing (submit to retire fence
+/// seen) gives; the gate logs both when the VM goes.
+#[test]
+fn device_time_comes_from_timestamps() {
+    let _serial = serial();
+    let d = QosDaemon::start("qos-stamps", "fixed-share");
+    let sock = d.daemon.socket().to_path_buf();
+    let out = finish(spin(&sock, 2));
+    assert!(out.status.success(), "{}", text(&out));
+    let mut line = None;
+    assert!(
+        vgpu_tests::harness::wait_until(Duration::from_secs(20), || {
+            line = d
+                .daemon
+                .log()
+                .lines()
+                .find(|l| l.contains("stamped submissions"))
+                .map(str::to_owned);
+            line.is_some()
+        }),
+        "no timing line:\n{}",
+        d.daemon.log()
+    );
+    let line = line.unwrap_or_default();
+    eprintln!("{line}");
+    // "… device time of N stamped submissions: X ms by timestamps, Y ms by completion timing (…)"
+    let num = |after: &str| -> f64 {
+        line.split(after)
+            .next()
+            .and_then(|h| h.rsplit(' ').find(|w| !w.is_empty()))
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (n, stamped, completion) = (
+        num(" stamped submissions"),
+        num(" ms by timestamps"),
+        num(" ms by completion timing"),
+    );
+    assert!(n >= 20.0, "{line}");
+    assert!(stamped > 0.0 && stamped <= completion * 1.01, "{line}");
+    assert!(stamped >= 0.5 * completion, "{line}");
+}
+
 #[test]
 fn metrics_endpoint_reports_every_vm() {
     metrics_report_every_vm("process");

@@ -16,9 +16,17 @@
 //! - **Grant before submit.** The ring thread asks for a grant *before* it takes the
 //!   queue lock and calls `vkQueueSubmit`; nothing the guest can observe claims progress
 //!   for work that is not on the host queue yet (a waiter on its fence simply waits).
-//! - **Completion = the retire marker fence.** The marker submitted right after the
-//!   guest's batch signals when the batch is done; the retire thread's callback reports
-//!   the time from submit to the fence being seen.
+//! - **Completion = the retire marker fence; device time = timestamps.** The marker
+//!   submitted right after the guest's batch signals when the batch is done. The
+//!   batch's device time is what a timestamp pair around its command buffers measured
+//!   on the device (`renderer::venus::stamps`; [`Ticket::measured`]), at most the time
+//!   from submit to the fence being seen; where a batch cannot be stamped (no command
+//!   buffers, a `pNext` that depends on their count, a family without timestamps) it
+//!   is that completion timing. [`SubmitGate::timing`] keeps both sums for granted batches
+//!   (logged when the gate goes). With the device's own figure, a best-effort
+//!   batch's fence need not be seen at once: the retire thread polls those every
+//!   millisecond instead of waking twice per submission (issue 15); grants and
+//!   completion-timed batches stay prompt.
 //! - **One VM on the device; serial-engine timing.** The daemon's arbiter keeps one
 //!   submission on the host at a time (`service::LAVAPIPE_GPU`: lavapipe runs each
 //!   `VkDevice` on its own thread, so two VMs' batches would otherwise share the CPU
@@ -239,6 +247,39 @@ pub struct SubmitGate {
     next_tag: AtomicU64,
     /// Best-effort completions not yet reported to the service.
     unreported: Mutex<Unreported>,
+    /// Timestamp-measured vs completion-timed device time, for the record.
+    timing: Timing,
+}
+
+/// Sums of the device time of stamped, granted submissions as the timestamps measured
+/// it and as completion timing would have (submit to retire fence seen at once), so
+/// that the two can be compared on a host (logged when the gate goes;
+/// [`SubmitGate::timing`]).
+#[derive(Debug, Default)]
+struct Timing {
+    submissions: AtomicU64,
+    stamped_ns: AtomicU64,
+    completion_ns: AtomicU64,
+}
+
+impl Timing {
+    fn note(&self, stamped: u64, completion: u64) {
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        self.stamped_ns.fetch_add(stamped, Ordering::Relaxed);
+        self.completion_ns.fetch_add(completion, Ordering::Relaxed);
+    }
+}
+
+/// [`SubmitGate::timing`]: stamped submissions and their summed device time by both
+/// measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimingFigures {
+    /// Submissions measured with timestamps.
+    pub submissions: u64,
+    /// Their device time from the timestamps, ns.
+    pub stamped_ns: u64,
+    /// The same submissions by completion timing, ns.
+    pub completion_ns: u64,
 }
 
 /// Best-effort completions summed since the last report.
@@ -265,6 +306,17 @@ impl SubmitGate {
             transport,
             next_tag: AtomicU64::new(1),
             unreported: Mutex::new(Unreported::default()),
+            timing: Timing::default(),
+        }
+    }
+
+    /// Device time of the stamped, granted submissions so far, by timestamps and by
+    /// completion timing.
+    pub fn timing(&self) -> TimingFigures {
+        TimingFigures {
+            submissions: self.timing.submissions.load(Ordering::Relaxed),
+            stamped_ns: self.timing.stamped_ns.load(Ordering::Relaxed),
+            completion_ns: self.timing.completion_ns.load(Ordering::Relaxed),
         }
     }
 
@@ -341,6 +393,7 @@ impl SubmitGate {
             gate: Arc::clone(self),
             submission,
             submitted_at: None,
+            measured_ns: None,
         };
         loop {
             if self.transport.bypass() {
@@ -389,12 +442,20 @@ pub struct Ticket {
     gate: Arc<SubmitGate>,
     submission: Option<SubmissionId>,
     submitted_at: Option<Instant>,
+    measured_ns: Option<u64>,
 }
 
 impl Ticket {
     /// Marks the moment the batch went to the host queue.
     pub fn submitted(&mut self) {
         self.submitted_at = Some(Instant::now());
+    }
+
+    /// The batch's device time as the device measured it (timestamp queries around
+    /// it); without this the completion reports the time from submit to the retire
+    /// fence being seen (completion timing).
+    pub fn measured(&mut self, device_ns: u64) {
+        self.measured_ns = Some(device_ns);
     }
 
     /// Whether the arbiter granted it (false: best-effort, granted locally).
@@ -410,14 +471,32 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        finish(&self.gate, self.submission, self.submitted_at);
+        finish(
+            &self.gate,
+            self.submission,
+            self.submitted_at,
+            self.measured_ns,
+        );
     }
 }
 
-fn finish(gate: &SubmitGate, submission: Option<SubmissionId>, at: Option<Instant>) {
-    let device_ns = at.map_or(0, |t| {
+fn finish(
+    gate: &SubmitGate,
+    submission: Option<SubmissionId>,
+    at: Option<Instant>,
+    measured: Option<u64>,
+) {
+    let completion_ns = at.map_or(0, |t| {
         u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
     });
+    // Completion timing means something only where the fence was seen at once:
+    // for granted submissions (best-effort ones are polled, see the rules above).
+    if let (Some(m), true) = (measured, submission.is_some()) {
+        gate.timing.note(m, completion_ns);
+    }
+    // The device's own figure where there is one; it cannot exceed the time the
+    // batch was out (a bad clock must not charge a VM more than that).
+    let device_ns = measured.map_or(completion_ns, |m| m.min(completion_ns));
     let r = match submission {
         Some(s) => gate.transport.complete(s, device_ns),
         None if device_ns > 0 => {
@@ -437,5 +516,16 @@ mod tests;
 impl Drop for SubmitGate {
     fn drop(&mut self) {
         self.flush_unreported();
+        let t = self.timing();
+        if t.submissions > 0 {
+            #[allow(clippy::cast_precision_loss, reason = "nanosecond sums far below 2^52")]
+            let (s, c) = (t.stamped_ns as f64 / 1e6, t.completion_ns as f64 / 1e6);
+            log::info!(
+                "qos: device time of {} stamped submissions: {s:.3} ms by timestamps, \
+                 {c:.3} ms by completion timing ({:+.2} %)",
+                t.submissions,
+                if s > 0.0 { (c / s - 1.0) * 100.0 } else { 0.0 }
+            );
+        }
     }
 }

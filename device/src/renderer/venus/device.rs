@@ -21,6 +21,7 @@ use super::instance::has_extension;
 use super::objects::DeviceState;
 use super::physical_device::{required, EMULATED_DEVICE_EXTENSIONS, HOST_DEVICE_EXTENSIONS};
 use super::robustness::{self, Forced, HostRobustness, ROBUSTNESS2};
+use super::stamps::Stamps;
 use super::{raw, Handler, Limit, Result, VenusError};
 
 /// Timelines a context may bind (virtio-gpu ring_idx 0..=63).
@@ -119,6 +120,15 @@ impl Handler<'_, '_> {
             unsafe { inst.instance.get_physical_device_properties2(pd, &mut p2) };
         }
         let fns = DeviceFns::load(&inst.instance, device.handle());
+        // SAFETY: live physical device.
+        let families = unsafe {
+            inst.instance
+                .get_physical_device_queue_family_properties(pd)
+        };
+        let stamps = Stamps::new(
+            families.iter().map(|f| f.timestamp_valid_bits).collect(),
+            limits.timestamp_period,
+        );
         let raw_dev = device.handle().as_raw();
         let state = Arc::new(DeviceState {
             device,
@@ -136,6 +146,7 @@ impl Handler<'_, '_> {
             fns,
             orphan_memories: std::sync::Mutex::default(),
             api_version: inst.api_version.min(pd_props.api_version),
+            stamps,
         });
         let mut st = self.lock();
         // Checked again under the lock: another stream may have created one meanwhile.
@@ -267,6 +278,7 @@ impl Handler<'_, '_> {
         if queue == vk::Queue::null() {
             return Err(VenusError::Invalid("no such queue"));
         }
+        dev.stamps.register(queue.as_raw(), info.queue_family_index);
         let mut st = self.lock();
         st.add_queue(args.device.as_raw(), queue.as_raw(), ring)?;
         st.bind(

@@ -60,6 +60,7 @@ mod queue;
 mod raw;
 mod retire;
 mod robustness;
+mod stamps;
 mod sync;
 mod transfer;
 mod transport;
@@ -409,6 +410,8 @@ impl StreamExecutor for VenusExecutor {
             fence,
             done,
             keep: None,
+            // A guest-visible ring fence.
+            prompt: true,
         };
         // Queued while the queue lock is held, so a destroyer that takes the lock next
         // finds it when it flushes the device's fences.

@@ -92,17 +92,24 @@ pub(crate) struct DeviceState {
     /// The core version whose entry points the device has: the lower of its instance's
     /// and its physical device's.
     pub(crate) api_version: u32,
+    /// Timestamp pairs around accounted submissions (device time, `stamps.rs`).
+    pub(crate) stamps: super::stamps::Stamps,
 }
 
 impl Drop for DeviceState {
+    #[allow(clippy::multiple_unsafe_ops_per_block)] // the stamp pools, then the device: one teardown
     fn drop(&mut self) {
         // SAFETY: the last reference is gone: every child's drop action (which holds
         // one) has run, every submission's fence retired (`Waiting` holds one), and the
         // destroyer drained the queues before letting go of its own (a device whose
         // queues did not drain is leaked with `mem::forget` instead). Children the
         // guest left behind were destroyed by `vkDestroyDevice`'s caller contract or
-        // by teardown.
-        unsafe { self.device.destroy_device(None) };
+        // by teardown. The stamp pools go first: every submission that used them
+        // retired (each holds a reference to this state).
+        unsafe {
+            self.stamps.destroy(&self.device);
+            self.device.destroy_device(None);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use vulkan_proto::args::{
     QueueBindSparseArgs, QueueSubmit2Args, QueueSubmitArgs, QueueWaitIdleArgs,
 };
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ash::vk::Handle as _;
@@ -14,11 +15,154 @@ use super::bounds::regions;
 use super::lifetime::InFlight;
 use super::objects::{DeviceState, QueueRef};
 use super::ownership::no_null;
+use super::raw;
 use super::retire::{self, Waiting};
+use super::stamps::Slot;
 use super::{Handler, Result, VenusError};
 
 /// The submission's context or ring stopped while it waited for its grant.
 struct QosStopped;
+
+/// Reads a completed submission's timestamp pair when dropped (with the rest of what
+/// the submission kept alive, once its retire fence signalled) into `into`, for the
+/// retire callback that runs right after.
+struct StampRead {
+    device: Arc<DeviceState>,
+    slot: Slot,
+    into: Arc<AtomicU64>,
+}
+
+impl Drop for StampRead {
+    fn drop(&mut self) {
+        // SAFETY: dropped only when the submission's retire fence signalled (a
+        // submission given up on is leaked with its `keep`), on the device it used.
+        if let Some(ns) = unsafe { self.device.stamps.finish(&self.device.device, self.slot) } {
+            self.into.store(ns.max(1), Ordering::Release);
+        }
+    }
+}
+
+/// The batches of a `vkQueueSubmit` that get the begin and end stamp: the first and
+/// last with command buffers. `None`: nothing to time, or a batch there chains a
+/// struct whose meaning depends on its command buffers (only timeline values may).
+fn stamp_targets(submits: &[vk::SubmitInfo<'_>]) -> Option<(usize, usize)> {
+    let with_cbs = |s: &&vk::SubmitInfo<'_>| s.command_buffer_count > 0;
+    let first = submits.iter().position(|s| with_cbs(&s))?;
+    let last = submits.iter().rposition(|s| with_cbs(&s))?;
+    let plain = |i: usize| {
+        // SAFETY: the decoder built each chain in the arena.
+        unsafe {
+            raw::chain_only(
+                submits[i].p_next,
+                &[vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO],
+            )
+        }
+    };
+    (plain(first) && plain(last)).then_some((first, last))
+}
+
+/// As [`stamp_targets`] for `vkQueueSubmit2`: no `pNext` at all and no protected
+/// batch where the stamps go.
+fn stamp_targets2(submits: &[vk::SubmitInfo2<'_>]) -> Option<(usize, usize)> {
+    let with_cbs = |s: &&vk::SubmitInfo2<'_>| s.command_buffer_info_count > 0;
+    let first = submits.iter().position(|s| with_cbs(&s))?;
+    let last = submits.iter().rposition(|s| with_cbs(&s))?;
+    let plain = |i: usize| {
+        let s = &submits[i];
+        s.p_next.is_null() && !s.flags.contains(vk::SubmitFlags::PROTECTED)
+    };
+    (plain(first) && plain(last)).then_some((first, last))
+}
+
+/// `vkQueueSubmit` of `submits` with `slot`'s begin command buffer in front of the
+/// first command buffer and its end command buffer after the last.
+fn submit_stamped(
+    dev: &DeviceState,
+    queue: vk::Queue,
+    submits: &[vk::SubmitInfo<'_>],
+    fence: vk::Fence,
+    slot: Slot,
+) -> ash::prelude::VkResult<()> {
+    let Some((first, last)) = stamp_targets(submits) else {
+        // SAFETY: as in `queue_submit`.
+        return unsafe { dev.device.queue_submit(queue, submits, fence) };
+    };
+    let cbs = |i: usize| {
+        // SAFETY: the decoder built the array in the arena with the count beside it.
+        unsafe {
+            regions(
+                submits[i].p_command_buffers,
+                submits[i].command_buffer_count,
+            )
+        }
+    };
+    let mut head: Vec<vk::CommandBuffer> = std::iter::once(slot.begin)
+        .chain(cbs(first).iter().copied())
+        .collect();
+    let mut tail: Vec<vk::CommandBuffer> = Vec::new();
+    if first == last {
+        head.push(slot.end);
+    } else {
+        tail = cbs(last)
+            .iter()
+            .copied()
+            .chain(std::iter::once(slot.end))
+            .collect();
+    }
+    let mut infos = submits.to_vec();
+    infos[first] = infos[first].command_buffers(&head);
+    if first != last {
+        infos[last] = infos[last].command_buffers(&tail);
+    }
+    // SAFETY: as in `queue_submit`; the two rebuilt arrays live until the call
+    // returns, and the stamp command buffers belong to this queue's family and are in
+    // no other pending submission (a slot is taken until its submission retires).
+    unsafe { dev.device.queue_submit(queue, &infos, fence) }
+}
+
+/// As [`submit_stamped`] for `vkQueueSubmit2`.
+fn submit2_stamped(
+    dev: &DeviceState,
+    queue: vk::Queue,
+    submits: &[vk::SubmitInfo2<'_>],
+    fence: vk::Fence,
+    slot: Slot,
+) -> ash::prelude::VkResult<()> {
+    let Some((first, last)) = stamp_targets2(submits) else {
+        // SAFETY: as in `queue_submit2`.
+        return unsafe { dev.device.queue_submit2(queue, submits, fence) };
+    };
+    let cbs = |i: usize| {
+        // SAFETY: the decoder built the array in the arena with the count beside it.
+        unsafe {
+            regions(
+                submits[i].p_command_buffer_infos,
+                submits[i].command_buffer_info_count,
+            )
+        }
+    };
+    let ours = |cb| vk::CommandBufferSubmitInfo::default().command_buffer(cb);
+    let mut head: Vec<vk::CommandBufferSubmitInfo<'_>> = std::iter::once(ours(slot.begin))
+        .chain(cbs(first).iter().copied())
+        .collect();
+    let mut tail = Vec::new();
+    if first == last {
+        head.push(ours(slot.end));
+    } else {
+        tail = cbs(last)
+            .iter()
+            .copied()
+            .chain(std::iter::once(ours(slot.end)))
+            .collect();
+    }
+    let mut infos = submits.to_vec();
+    infos[first] = infos[first].command_buffer_infos(&head);
+    if first != last {
+        infos[last] = infos[last].command_buffer_infos(&tail);
+    }
+    // SAFETY: as in `submit_stamped`.
+    unsafe { dev.device.queue_submit2(queue, &infos, fence) }
+}
 
 /// [`no_null`] over every array of `vkQueueSubmit`'s batches.
 #[allow(clippy::multiple_unsafe_ops_per_block)] // three arrays of one batch, one contract
@@ -91,11 +235,13 @@ impl Handler<'_, '_> {
         let submits = args.p_submits.unwrap_or(&[]);
         check_submits(submits)?;
         let fence = args.fence;
-        self.submit_holding(args.queue, |dev, queue| {
+        let stampable = stamp_targets(submits).is_some();
+        self.submit_holding(args.queue, stampable, |dev, queue, slot| match slot {
+            Some(slot) => submit_stamped(dev, queue, submits, fence, slot),
             // SAFETY: live queue of a live device, externally synchronized by its lock;
             // every handle in the submits was translated by the decoder (and is pinned
             // until the submission retires) and the infos live in the arena.
-            unsafe { dev.device.queue_submit(queue, submits, fence) }
+            None => unsafe { dev.device.queue_submit(queue, submits, fence) },
         })
     }
 
@@ -103,19 +249,25 @@ impl Handler<'_, '_> {
         let submits = args.p_submits.unwrap_or(&[]);
         check_submits2(submits)?;
         let fence = args.fence;
-        self.submit_holding(args.queue, |dev, queue| {
+        let stampable = stamp_targets2(submits).is_some();
+        self.submit_holding(args.queue, stampable, |dev, queue, slot| match slot {
+            Some(slot) => submit2_stamped(dev, queue, submits, fence, slot),
             // SAFETY: as for queue_submit.
-            unsafe { dev.device.queue_submit2(queue, submits, fence) }
+            None => unsafe { dev.device.queue_submit2(queue, submits, fence) },
         })
     }
 
     /// Runs the submission `f` under `queue`'s lock, then keeps every object it uses
     /// (this command's pins: command buffers, semaphores, fence; and what the command
     /// buffers recorded) alive until a host fence submitted right after it retires.
+    /// Where the QoS gate accounts for the submission and it is `stampable`, `f` gets
+    /// a timestamp pair to put around the guest's command buffers, and the gate is
+    /// told the device time between them (`stamps.rs`).
     fn submit_holding(
         &self,
         queue: vk::Queue,
-        f: impl FnOnce(&DeviceState, vk::Queue) -> ash::prelude::VkResult<()>,
+        stampable: bool,
+        f: impl FnOnce(&DeviceState, vk::Queue, Option<Slot>) -> ash::prelude::VkResult<()>,
     ) -> Result<vk::Result> {
         let q = self.queue_ref(queue)?;
         // QoS: wait for the arbiter's grant before the batch reaches the host queue
@@ -132,10 +284,20 @@ impl Handler<'_, '_> {
         let in_flight = InFlight::new(self.take_pins()).ok_or(VenusError::Invalid(
             "submission of a command buffer or descriptor set being reset",
         ))?;
+        let slot = if ticket.is_some() && stampable {
+            // SAFETY: live device (checked under the queue lock, which is held).
+            unsafe { q.device.stamps.take(&q.device.device, queue.as_raw()) }
+        } else {
+            None
+        };
         if let Some(t) = ticket.as_mut() {
             t.submitted();
         }
-        if let Err(e) = f(&q.device, queue) {
+        if let Err(e) = f(&q.device, queue, slot) {
+            if let Some(s) = slot {
+                // Not submitted: the pair is free again at once.
+                q.device.stamps.give_back(s);
+            }
             return Ok(e);
         }
         if in_flight.is_empty() && ticket.is_none() {
@@ -146,7 +308,7 @@ impl Handler<'_, '_> {
             Ok(f) => f,
             Err((what, e)) => {
                 // No fence to tell when the work ends: leak what it uses rather than
-                // destroy it under running work.
+                // destroy it under running work (the stamp pair included).
                 log::warn!(
                     "venus: {}: {what} for a submission's retire fence failed ({e}); \
                      its objects are never destroyed",
@@ -156,12 +318,35 @@ impl Handler<'_, '_> {
                 return Ok(vk::Result::SUCCESS);
             }
         };
+        // The stamp pair is read and freed when the fence has signalled; if the
+        // context gives up on the fence first, `keep` is leaked and the pair with it
+        // (never reused under running work), and the gate gets completion timing.
+        // Seen at once where the arbiter waits for the slot or the device time comes
+        // from completion timing; a stamped best-effort batch can wait for a poll.
+        let prompt = ticket
+            .as_ref()
+            .is_some_and(|t| t.is_arbitrated() || slot.is_none());
+        let measured = Arc::new(AtomicU64::new(0));
+        let stamp = slot.map(|slot| StampRead {
+            device: Arc::clone(&q.device),
+            slot,
+            into: Arc::clone(&measured),
+        });
         let waiting = Waiting {
             device: Arc::clone(&q.device),
             fence,
             // The fence after the batch signalled: report its device time.
-            done: Box::new(move || drop(ticket)),
-            keep: Some(Box::new(in_flight)),
+            done: Box::new(move || {
+                if let Some(mut t) = ticket {
+                    let ns = measured.load(Ordering::Acquire);
+                    if ns > 0 {
+                        t.measured(ns);
+                    }
+                    drop(t);
+                }
+            }),
+            keep: Some(Box::new((in_flight, stamp))),
+            prompt,
         };
         // Queued under the queue lock, so a device destroyer flushes it (see
         // `submit_fence`).
@@ -236,6 +421,7 @@ impl Handler<'_, '_> {
                 fence,
                 done: Box::new(|| {}),
                 keep: None,
+                prompt: false,
             };
             if let Err(w) = self.exec.retirer.push(self.exec.ctx, waiting) {
                 // No retire thread: the context is stopping, so leak it.

@@ -65,6 +65,30 @@ pub(super) unsafe fn find_in_chain(head: *const c_void, ty: vk::StructureType) -
     std::ptr::null()
 }
 
+/// Whether every struct in the chain at `head` has an sType in `allowed` (true for an
+/// empty chain; false for one longer than the decoder accepts).
+///
+/// # Safety
+///
+/// As for [`find_in_chain`].
+#[allow(clippy::multiple_unsafe_ops_per_block)] // one pointer walk under one contract
+pub(super) unsafe fn chain_only(head: *const c_void, allowed: &[vk::StructureType]) -> bool {
+    let mut cur = head.cast::<vk::BaseInStructure<'_>>();
+    let mut steps = 0;
+    // SAFETY: the caller guarantees every non-NULL node is a live BaseInStructure-prefixed
+    // struct.
+    unsafe {
+        while !cur.is_null() {
+            if steps >= MAX_WALK || !allowed.contains(&(*cur).s_type) {
+                return false;
+            }
+            cur = (*cur).p_next;
+            steps += 1;
+        }
+    }
+    true
+}
+
 /// Runs `f` on the first struct of sType `ty` in the chain at `head`; false if there is
 /// none.
 ///

@@ -24,6 +24,8 @@ use crate::renderer::FenceDone;
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
 /// How long one wait slice blocks before the thread looks at its inbox again.
 const SLICE: Duration = Duration::from_millis(2);
+/// How often the thread looks at fences none of which is [`Waiting::prompt`].
+const LAZY_POLL: Duration = Duration::from_millis(1);
 /// How long the thread waits, once its fences have drained, before it calls the
 /// quiet hook (a VM that keeps submitting is not interrupted by it).
 const QUIET_AFTER: Duration = crate::qos::REPORT_PERIOD;
@@ -45,6 +47,11 @@ pub(crate) struct Waiting {
     /// What the work before the fence uses (`lifetime::InFlight`): dropped once the
     /// fence signalled, leaked if it never does (never destroyed under running work).
     pub(crate) keep: Option<Box<dyn Send>>,
+    /// Whether `done` must run as soon as the fence signals (a guest-visible ring
+    /// fence, a QoS grant holding the device, device time by completion timing).
+    /// Fences that are not are looked at every [`LAZY_POLL`] instead, so a stream of
+    /// small submissions does not wake this thread twice per submission (issue 15).
+    pub(crate) prompt: bool,
 }
 
 enum Msg {
@@ -114,8 +121,15 @@ impl Retirer {
             return Err(w);
         };
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let prompt = w.prompt;
         match running.tx.send(Msg::Wait(w)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if prompt {
+                    // It may be sleeping out a lazy poll.
+                    running.thread.thread().unpark();
+                }
+                Ok(())
+            }
             Err(mpsc::SendError(Msg::Wait(w))) => {
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
                 Err(w)
@@ -133,6 +147,7 @@ impl Retirer {
         };
         let (ack, done) = mpsc::channel();
         if running.tx.send(Msg::Flush { device, ack }).is_ok() {
+            running.thread.thread().unpark();
             // The thread answers after retiring the device's fences, or drops `ack`
             // if it ended.
             let _ = done.recv();
@@ -153,6 +168,7 @@ impl Retirer {
             .take();
         if let Some(Running { tx, thread }) = running {
             drop(tx);
+            thread.thread().unpark();
             if thread.join().is_err() {
                 log::warn!("venus: the fence thread panicked");
             }
@@ -331,8 +347,13 @@ fn run(
         crate::worker::hang::publish_oldest(front);
         oldest.store(front.map_or(0, |t| t.max(1)), Ordering::Release);
         if !progressed {
-            if let Some(front) = pending.front() {
-                wait_slice(front);
+            match pending.iter().find(|w| w.prompt) {
+                Some(w) => wait_slice(w),
+                // Nothing needs to be seen at once: sleep without being woken by every
+                // new submission (a channel receive would be), then look again.
+                // A prompt fence or a flush unparks the thread early.
+                None if !pending.is_empty() => std::thread::park_timeout(LAZY_POLL),
+                None => {}
             }
         }
     }
