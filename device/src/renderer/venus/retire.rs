@@ -48,9 +48,10 @@ pub(crate) struct Waiting {
     /// fence signalled, leaked if it never does (never destroyed under running work).
     pub(crate) keep: Option<Box<dyn Send>>,
     /// Whether `done` must run as soon as the fence signals (a guest-visible ring
-    /// fence, a QoS grant holding the device, device time by completion timing).
-    /// Fences that are not are looked at every [`LAZY_POLL`] instead, so a stream of
-    /// small submissions does not wake this thread twice per submission (issue 15).
+    /// fence, a submission a QoS gate accounts for: a grant holds the device, and
+    /// completion timing needs the moment). Fences that are not (submissions no gate
+    /// accounts for) are looked at every [`LAZY_POLL`] instead, so they do not wake
+    /// this thread twice per submission.
     pub(crate) prompt: bool,
 }
 
