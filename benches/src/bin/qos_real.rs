@@ -373,8 +373,10 @@ fn report(o: &Opts) -> Res<()> {
         "submit->fence ns, tiny batch: no scheduler {l_none}; fixed-share 100 % {l_fixed}"
     ));
     cost.write(&o.out.join("qos_real_cost.csv"))?;
-    // Device time two ways, one VM alone under fixed-share, one batch at a time: the
-    // daemon's completion timing vs the device's own timestamps around each batch.
+    // Device time two ways, one VM alone under fixed-share, one batch at a time: what
+    // the daemon charged (timestamps of its own around each granted batch, or
+    // completion timing where it cannot stamp) vs the client's timestamps around its
+    // dispatch inside the batch.
     for &size in &o.sizes {
         let (it, _) = iters_for(size)?;
         let secs = o.window.as_secs_f64();
@@ -417,7 +419,7 @@ fn report(o: &Opts) -> Res<()> {
         if let Some((subs, dev_ms)) = daemon {
             let per = dev_ms / (subs.max(1) as f64);
             say(format!(
-                "device time {size:6} ms batch: timestamps {ts_ms:.4} ms, completion timing                  {per:.4} ms per batch ({:+.1} %), {subs} batches, load {}",
+                "device time {size:6} ms batch: client's timestamps {ts_ms:.4} ms, daemon charged {per:.4} ms per batch ({:+.1} %), {subs} batches, load {}",
                 (per / ts_ms.max(1e-9) - 1.0) * 100.0,
                 loadavg()
             ));
