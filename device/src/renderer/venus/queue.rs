@@ -42,36 +42,58 @@ impl Drop for StampRead {
     }
 }
 
-/// The batches of a `vkQueueSubmit` that get the begin and end stamp: the first and
-/// last with command buffers. `None`: nothing to time, or a batch there chains a
-/// struct whose meaning depends on its command buffers (only timeline values may).
-fn stamp_targets(submits: &[vk::SubmitInfo<'_>]) -> Option<(usize, usize)> {
-    let with_cbs = |s: &&vk::SubmitInfo<'_>| s.command_buffer_count > 0;
-    let first = submits.iter().position(|s| with_cbs(&s))?;
-    let last = submits.iter().rposition(|s| with_cbs(&s))?;
-    let plain = |i: usize| {
-        // SAFETY: the decoder built each chain in the arena.
-        unsafe {
-            raw::chain_only(
-                submits[i].p_next,
-                &[vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO],
-            )
-        }
-    };
+/// The first and last of `n` batches with command buffers (`has_cbs`), where the
+/// begin and end stamp go, if both are `plain` (chain nothing whose meaning depends on
+/// their command buffers). `None`: nothing to time, or not stampable.
+fn stamp_span(
+    n: usize,
+    has_cbs: impl Fn(usize) -> bool,
+    plain: impl Fn(usize) -> bool,
+) -> Option<(usize, usize)> {
+    let first = (0..n).find(|&i| has_cbs(i))?;
+    let last = (0..n).rev().find(|&i| has_cbs(i))?;
     (plain(first) && plain(last)).then_some((first, last))
 }
 
-/// As [`stamp_targets`] for `vkQueueSubmit2`: no `pNext` at all and no protected
-/// batch where the stamps go.
+/// [`stamp_span`] of a `vkQueueSubmit`: only timeline values may be chained.
+fn stamp_targets(submits: &[vk::SubmitInfo<'_>]) -> Option<(usize, usize)> {
+    stamp_span(
+        submits.len(),
+        |i| submits[i].command_buffer_count > 0,
+        |i| {
+            // SAFETY: the decoder built each chain in the arena.
+            unsafe {
+                raw::chain_only(
+                    submits[i].p_next,
+                    &[vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO],
+                )
+            }
+        },
+    )
+}
+
+/// [`stamp_span`] of a `vkQueueSubmit2`: no `pNext` at all and not protected.
 fn stamp_targets2(submits: &[vk::SubmitInfo2<'_>]) -> Option<(usize, usize)> {
-    let with_cbs = |s: &&vk::SubmitInfo2<'_>| s.command_buffer_info_count > 0;
-    let first = submits.iter().position(|s| with_cbs(&s))?;
-    let last = submits.iter().rposition(|s| with_cbs(&s))?;
-    let plain = |i: usize| {
-        let s = &submits[i];
-        s.p_next.is_null() && !s.flags.contains(vk::SubmitFlags::PROTECTED)
-    };
-    (plain(first) && plain(last)).then_some((first, last))
+    stamp_span(
+        submits.len(),
+        |i| submits[i].command_buffer_info_count > 0,
+        |i| submits[i].p_next.is_null() && !submits[i].flags.contains(vk::SubmitFlags::PROTECTED),
+    )
+}
+
+/// The command-buffer lists of the first and last stamped batch: `begin` in front of
+/// the first's, `end` after the last's (both in the first list when `first == last`;
+/// the second list is then empty and unused).
+fn bracket<T: Copy>(first: &[T], last: &[T], same: bool, begin: T, end: T) -> (Vec<T>, Vec<T>) {
+    let mut head: Vec<T> = std::iter::once(begin)
+        .chain(first.iter().copied())
+        .collect();
+    if same {
+        head.push(end);
+        return (head, Vec::new());
+    }
+    let tail = last.iter().copied().chain(std::iter::once(end)).collect();
+    (head, tail)
 }
 
 /// `vkQueueSubmit` of `submits` with `slot`'s begin command buffer in front of the
@@ -96,19 +118,7 @@ fn submit_stamped(
             )
         }
     };
-    let mut head: Vec<vk::CommandBuffer> = std::iter::once(slot.begin)
-        .chain(cbs(first).iter().copied())
-        .collect();
-    let mut tail: Vec<vk::CommandBuffer> = Vec::new();
-    if first == last {
-        head.push(slot.end);
-    } else {
-        tail = cbs(last)
-            .iter()
-            .copied()
-            .chain(std::iter::once(slot.end))
-            .collect();
-    }
+    let (head, tail) = bracket(cbs(first), cbs(last), first == last, slot.begin, slot.end);
     let mut infos = submits.to_vec();
     infos[first] = infos[first].command_buffers(&head);
     if first != last {
@@ -142,19 +152,13 @@ fn submit2_stamped(
         }
     };
     let ours = |cb| vk::CommandBufferSubmitInfo::default().command_buffer(cb);
-    let mut head: Vec<vk::CommandBufferSubmitInfo<'_>> = std::iter::once(ours(slot.begin))
-        .chain(cbs(first).iter().copied())
-        .collect();
-    let mut tail = Vec::new();
-    if first == last {
-        head.push(ours(slot.end));
-    } else {
-        tail = cbs(last)
-            .iter()
-            .copied()
-            .chain(std::iter::once(ours(slot.end)))
-            .collect();
-    }
+    let (head, tail) = bracket(
+        cbs(first),
+        cbs(last),
+        first == last,
+        ours(slot.begin),
+        ours(slot.end),
+    );
     let mut infos = submits.to_vec();
     infos[first] = infos[first].command_buffer_infos(&head);
     if first != last {
@@ -473,5 +477,35 @@ impl Handler<'_, '_> {
             unsafe { dev.device.queue_submit(queue, &[submit], vk::Fence::null()) }
         })?
         .map_err(|_| VenusError::Invalid("semaphore emulation submit failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bracket, stamp_span};
+
+    #[test]
+    fn stamps_bracket_the_first_and_last_batch_with_command_buffers() {
+        // Batches 0 and 3 have none: the stamps go around 1..=2.
+        let cbs = [0, 2, 1, 0];
+        assert_eq!(stamp_span(4, |i| cbs[i] > 0, |_| true), Some((1, 2)));
+        assert_eq!(stamp_span(4, |_| false, |_| true), None);
+        assert_eq!(stamp_span(0, |_| true, |_| true), None);
+        // A batch there that is not plain: no stamps at all.
+        assert_eq!(stamp_span(4, |i| cbs[i] > 0, |i| i != 2), None);
+        // A batch between them that is not plain does not matter.
+        assert_eq!(stamp_span(4, |_| true, |i| i != 1), Some((0, 3)));
+    }
+
+    #[test]
+    fn bracket_puts_begin_first_and_end_last() {
+        assert_eq!(
+            bracket(&[5, 6], &[5, 6], true, 1, 9),
+            (vec![1, 5, 6, 9], vec![])
+        );
+        assert_eq!(
+            bracket(&[5], &[7, 8], false, 1, 9),
+            (vec![1, 5], vec![7, 8, 9])
+        );
     }
 }

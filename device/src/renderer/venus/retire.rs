@@ -6,6 +6,12 @@
 //! The thread owns every fence it was given. Before a device is destroyed its fences
 //! are waited for and destroyed ([`Retirer::flush_device`]); stopping the thread
 //! does the same for all of them, so no fence outlives its device.
+//!
+//! It waits in `vkWaitForFences` on the oldest fence that must be seen at once
+//! ([`Waiting::prompt`]: ring fences, submissions a QoS gate accounts for); fences
+//! of submissions nobody times are looked at every [`LAZY_POLL`] (the thread parks,
+//! and only a prompt fence, a flush or a stop unparks it), so they cost no wake-up
+//! each.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,15 +35,15 @@ const LAZY_POLL: Duration = Duration::from_millis(1);
 /// How long the thread waits, once its fences have drained, before it calls the
 /// quiet hook (a VM that keeps submitting is not interrupted by it).
 const QUIET_AFTER: Duration = crate::qos::REPORT_PERIOD;
-
-/// Called by the retire thread once its fences have drained and nothing new came
-/// for [`QUIET_AFTER`] (the QoS gate flushes its best-effort figures).
-pub(crate) type QuietHook = Arc<dyn Fn() + Send + Sync>;
 /// Longest wait for all fences of a flush (a device that never finishes its work
 /// loses its fences' objects rather than hanging teardown).
 const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 /// Longest wait for a device's queues to drain before it is destroyed.
 pub(crate) const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Called by the retire thread once its fences have drained and nothing new came
+/// for [`QUIET_AFTER`] (the QoS gate flushes its best-effort figures).
+pub(crate) type QuietHook = Arc<dyn Fn() + Send + Sync>;
 
 /// One fence waited for.
 pub(crate) struct Waiting {
