@@ -279,6 +279,9 @@ pub fn run(config: &DaemonConfig, options: Options) -> Result<(), DaemonError> {
         }),
         grace: config.shutdown_grace,
     })?;
+    // Scripts and tests wait for this line rather than probing a socket: every socket
+    // listens and a stop signal is handled from here on.
+    log::info!("daemon: ready (SIGTERM or SIGINT stops it)");
     drop(events);
     let result = wait(&waiting, options.once);
     // vtest servers answer what their clients sent, fail the contexts left, hang up

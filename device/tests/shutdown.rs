@@ -41,13 +41,20 @@ impl Daemon {
             .stderr(std::fs::File::create(dir.join("daemon.log")).expect("log"))
             .spawn()
             .expect("vhost-user-vgpu");
-        // Listening, not just bound (bind creates the file before listen).
+        // Ready: listening, and the stop signals handled. Not probed with a connection:
+        // a vtest server would serve it (a worker and all), and a stop signal sent
+        // before the handler is installed would find the default action.
+        let daemon = Self { child, dir, socket };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "the socket did not appear");
+        while !daemon.log().contains("daemon: ready") {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not get ready:\n{}",
+                daemon.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, dir, socket }
+        daemon
     }
 
     fn log(&self) -> String {
