@@ -35,7 +35,7 @@ use vgpu_benches::venus_plot::{
     TARGET_ADDED_P99_US,
 };
 use vgpu_tests::apps::Gpu;
-use vgpu_tests::harness::{client, run_with_timeout, Daemon, Mode};
+use vgpu_tests::harness::{children, client, run_with_timeout, Daemon, Mode};
 
 /// Submission sizes, ms of native device time.
 const SIZES_MS: [f64; 4] = [0.2, 1.0, 5.0, 20.0];
@@ -646,20 +646,13 @@ fn cpu_ns_tree(pid: u32) -> u64 {
     let mut stack = vec![pid];
     while let Some(p) = stack.pop() {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
-            for t in tasks.flatten() {
-                let path = t.path();
-                if let Ok(s) = std::fs::read_to_string(path.join("schedstat")) {
-                    total += s
-                        .split_whitespace()
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                }
-                if let Ok(c) = std::fs::read_to_string(path.join("children")) {
-                    stack.extend(c.split_whitespace().filter_map(|v| v.parse::<u32>().ok()));
-                }
-            }
+            total += tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .sum::<u64>();
         }
+        stack.extend(children(p));
     }
     total
 }

@@ -489,7 +489,7 @@ fn finish(
         u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
     });
     // Only granted batches are stamped; compare where both figures exist.
-    if let (Some(m), true) = (measured, submission.is_some()) {
+    if let (Some(m), Some(_)) = (measured, submission) {
         gate.timing.note(m, completion_ns);
     }
     // The device's own figure where there is one; it cannot exceed the time the
