@@ -113,6 +113,50 @@ fn best_effort_device_time_is_reported_in_sums_and_nothing_is_lost() {
 }
 
 #[test]
+fn a_lying_best_effort_report_is_clamped() {
+    let (_s, h) = service(Policy::BestEffort);
+    let (d, w) = pair();
+    let _liar = serve_gate(&h, d, "liar".into(), default_vm_config(), None).expect("serve");
+    let _ = recv_raw(&w); // the bypass state
+                          // The most submissions and device time a report can claim.
+    send_raw(
+        &w,
+        &GateRequest::Ran {
+            submissions: u64::MAX,
+            device_ns: u64::MAX,
+        }
+        .encode(),
+    );
+    let figures = || {
+        let (_, vms) = h.snapshot().expect("snapshot");
+        vms.iter()
+            .find(|v| v.name == "liar")
+            .map(|v| (v.submissions, v.device_ns))
+    };
+    let deadline = Instant::now() + LONG;
+    while figures().is_none_or(|f| f.0 == 0) {
+        assert!(Instant::now() < deadline, "the report never counted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(figures(), Some((1 << 20, (1u64 << 20) * 10_000_000_000)));
+    // A report of no submissions is malformed: the connection ends, the VM goes.
+    let mut none = GateRequest::Ran {
+        submissions: 1,
+        device_ns: 1,
+    }
+    .encode();
+    none[8..16].fill(0);
+    send_raw(&w, &none);
+    while figures().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the malformed report did not end it"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
 fn a_stopping_waiter_gives_up_and_frees_nothing_it_never_held() {
     let (_s, h) = service(Policy::FixedShare);
     let a = h.attach_default("a".into()).expect("attach");
