@@ -639,7 +639,11 @@ impl Arbiter {
                 vm.account.refund_tokens(refund);
             }
         }
-        vm.account.observe(measured, acc.ewma_shift);
+        // Zero is a submission that never ran (cancelled, abandoned) or whose time was
+        // charged in parts ([`Arbiter::charge`]): it says nothing about cost.
+        if measured > 0 {
+            vm.account.observe(measured, acc.ewma_shift);
+        }
         vm.account.bound_debt(floor, acc.debt_window_ns, weight);
         vm.in_flight = vm.in_flight.saturating_sub(1);
         vm.stats.completed += 1;
@@ -648,6 +652,39 @@ impl Arbiter {
         if !backlogged {
             vm.idle_since = now;
         }
+        let ceiling = self.ceiling_ns(&self.vms[slot], true);
+        self.vms[slot]
+            .account
+            .clip_tokens(acc.debt_window_ns, ceiling);
+        self.update_ready(slot, now);
+        Ok(())
+    }
+
+    /// Charges `device_ns` of device time that `submissions` batches of `vm` used
+    /// without a grant of their own: the batches of a lease (a VM alone on the device
+    /// submitting under a grant that covers many batches, see the daemon's QoS
+    /// service). The VM's account moves as if each had been granted and completed:
+    /// the system virtual time follows it (so a VM that was alone does not owe the
+    /// time it used while nobody else wanted the device, beyond the debt window), its
+    /// cap bucket pays, and its estimate learns the mean batch.
+    pub fn charge(&mut self, now: u64, vm: VmId, submissions: u64, device_ns: u64) -> Result<()> {
+        let now = self.advance(now);
+        let slot = self.slot(vm)?;
+        self.refill(slot, now);
+        let acc = self.accounting;
+        let floor = self.floor.max(self.vms[slot].account.vtime());
+        self.floor = floor;
+        let vm = &mut self.vms[slot];
+        let weight = vm.eff.weight_ppm;
+        vm.account.charge_vtime(device_ns, weight);
+        if vm.eff.cap_ppm.is_some() {
+            vm.account.charge_tokens(device_ns);
+        }
+        if let Some(mean) = device_ns.checked_div(submissions).filter(|&m| m > 0) {
+            vm.account.observe(mean, acc.ewma_shift);
+        }
+        vm.account.bound_debt(floor, acc.debt_window_ns, weight);
+        vm.stats.device_ns = vm.stats.device_ns.saturating_add(device_ns);
         let ceiling = self.ceiling_ns(&self.vms[slot], true);
         self.vms[slot]
             .account

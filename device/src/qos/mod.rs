@@ -50,6 +50,7 @@
 //!   grant comes later the route to it is gone and the service completes it at once.
 
 mod control;
+mod lease;
 mod metrics;
 mod service;
 mod socket;
@@ -167,6 +168,15 @@ pub enum GateEvent {
         tag: u64,
         /// The arbiter's id for it (for the completion).
         submission: SubmissionId,
+        /// The grant is a lease: the gate may submit further batches under it until
+        /// it is revoked (see [`lease`]).
+        lease: bool,
+    },
+    /// The lease given with this grant is revoked: submit nothing more under it, and
+    /// complete it when its batches have finished.
+    Revoke {
+        /// The lease's grant.
+        submission: SubmissionId,
     },
     /// Refused (backpressure): try again shortly.
     Refused {
@@ -196,6 +206,11 @@ pub trait GateTransport: Send + Sync + fmt::Debug {
     fn vm(&self) -> Option<VmId> {
         None
     }
+    /// The gate's lease state, for a transport that takes leases (one that acts on a
+    /// revocation while the VM is idle: a worker's gate client).
+    fn leases(&self) -> Option<&lease::Leases> {
+        None
+    }
 }
 
 /// The in-process transport: a channel to the service thread.
@@ -208,7 +223,10 @@ pub struct InProcess {
 
 impl GateTransport for InProcess {
     fn submit(&self, tag: u64, cost_hint_ns: Option<u64>, waiter: Sender<GateEvent>) -> Result<()> {
-        self.handle.submit(self.vm, tag, cost_hint_ns, waiter)
+        // No leases in-process: nothing here would act on a revocation while the VM
+        // is idle.
+        self.handle
+            .submit(self.vm, tag, cost_hint_ns, false, waiter)
     }
 
     fn complete(&self, submission: SubmissionId, device_ns: u64) -> Result<()> {
@@ -347,9 +365,26 @@ impl SubmitGate {
         }
     }
 
-    /// Reports whatever best-effort device time is still unreported (a context's
-    /// retire thread calls this when its work has drained and it goes quiet).
+    /// Sends what a lease change reports: the device time of its finished batches
+    /// (charged to the VM), then the end of the lease.
+    fn send_report(&self, r: lease::Report) {
+        if r.submissions > 0 {
+            self.report_ran(r.submissions, r.device_ns);
+        }
+        if let Some(end) = r.end {
+            if let Err(e) = self.transport.complete(end, 0) {
+                log::debug!("qos: returning a lease failed: {e}");
+            }
+        }
+    }
+
+    /// Reports whatever best-effort or leased device time is still unreported (a
+    /// context's retire thread calls this when its work has drained and it goes
+    /// quiet).
     pub fn flush_unreported(&self) {
+        if let Some(leases) = self.transport.leases() {
+            self.send_report(leases.flush());
+        }
         let (n, ns) = {
             let mut u = self
                 .unreported
@@ -388,38 +423,49 @@ impl SubmitGate {
     /// ticket must see [`Ticket::submitted`] and then its completion; dropping it early
     /// reports zero device time so the device slot is never leaked.
     pub fn acquire(self: &Arc<Self>, stop: &dyn Fn() -> bool) -> Result<Ticket> {
-        let ticket = |submission| Ticket {
+        let ticket = |submission, lease| Ticket {
             gate: Arc::clone(self),
             submission,
+            lease,
             submitted_at: None,
             measured_ns: None,
         };
         loop {
             if self.transport.bypass() {
-                return Ok(ticket(None));
+                return Ok(ticket(None, None));
+            }
+            if let Some(leases) = self.transport.leases() {
+                match leases.take(stop) {
+                    lease::Take::Leased(s) => return Ok(ticket(None, Some(s))),
+                    lease::Take::Stopped => return Err(QosError::Stopped),
+                    lease::Take::Ask => {}
+                }
             }
             let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::channel();
             self.transport.submit(tag, None, tx)?;
             match wait_grant(&rx, tag, stop)? {
-                Some(submission) => return Ok(ticket(Some(submission))),
+                Some((submission, false)) => return Ok(ticket(Some(submission), None)),
+                Some((submission, true)) => return Ok(ticket(None, Some(submission))),
                 None => std::thread::sleep(REFUSED_RETRY),
             }
         }
     }
 }
 
-/// Waits for `tag`'s grant (`Some`) or refusal (`None`).
+/// Waits for `tag`'s grant (`Some`, with whether it is a lease) or refusal (`None`).
 fn wait_grant(
     rx: &Receiver<GateEvent>,
     tag: u64,
     stop: &dyn Fn() -> bool,
-) -> Result<Option<SubmissionId>> {
+) -> Result<Option<(SubmissionId, bool)>> {
     loop {
         match rx.recv_timeout(STOP_POLL) {
-            Ok(GateEvent::Granted { tag: t, submission }) if t == tag => {
-                return Ok(Some(submission))
-            }
+            Ok(GateEvent::Granted {
+                tag: t,
+                submission,
+                lease,
+            }) if t == tag => return Ok(Some((submission, lease))),
             Ok(GateEvent::Refused { tag: t }) if t == tag => return Ok(None),
             Ok(_) => {}
             Err(RecvTimeoutError::Timeout) => {
@@ -440,6 +486,8 @@ fn wait_grant(
 pub struct Ticket {
     gate: Arc<SubmitGate>,
     submission: Option<SubmissionId>,
+    /// Submitted under this lease (see [`lease`]).
+    lease: Option<SubmissionId>,
     submitted_at: Option<Instant>,
     measured_ns: Option<u64>,
 }
@@ -457,9 +505,15 @@ impl Ticket {
         self.measured_ns = Some(device_ns);
     }
 
-    /// Whether the arbiter granted it (false: best-effort, granted locally).
+    /// Whether the arbiter granted it alone (false: best-effort or under a lease,
+    /// granted locally). Only these batches are stamped.
     pub fn is_arbitrated(&self) -> bool {
         self.submission.is_some()
+    }
+
+    /// Whether it went under its gate's lease.
+    pub fn is_leased(&self) -> bool {
+        self.lease.is_some()
     }
 
     /// The batch's fence signalled: report its device time.
@@ -470,6 +524,13 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        if let Some(s) = self.lease {
+            if let Some(leases) = self.gate.transport.leases() {
+                let r = leases.finish(s, self.submitted_at);
+                self.gate.send_report(r);
+            }
+            return;
+        }
         finish(
             &self.gate,
             self.submission,

@@ -64,6 +64,8 @@ pub(crate) enum Cmd {
         vm: VmId,
         tag: u64,
         cost_hint_ns: Option<u64>,
+        /// The gate can take a lease (it acts on a revocation while idle).
+        leasable: bool,
         waiter: Sender<GateEvent>,
     },
     Complete {
@@ -151,6 +153,16 @@ struct Pending {
     /// Released to the gate: from here the submission may be on the host.
     released_at: Option<u64>,
     estimate_ns: u64,
+    /// The gate can take a lease.
+    leasable: bool,
+    /// Released as a lease (`crate::qos::lease`), and when it was revoked.
+    lease: Option<LeaseState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseState {
+    Held,
+    Revoked { at: u64 },
 }
 
 struct State {
@@ -305,12 +317,14 @@ impl QosHandle {
         vm: VmId,
         tag: u64,
         cost_hint_ns: Option<u64>,
+        leasable: bool,
         waiter: Sender<GateEvent>,
     ) -> Result<()> {
         self.send(Cmd::Submit {
             vm,
             tag,
             cost_hint_ns,
+            leasable,
             waiter,
         })
     }
@@ -378,7 +392,12 @@ impl State {
             let mut timeout: Option<Duration> = self
                 .wake_at
                 .map(|t| Duration::from_nanos(t.saturating_sub(now)));
-            if self.pending.values().any(|p| p.released_at.is_some()) {
+            // A held lease is not checked for stalls (it lasts while its VM is alone).
+            if self
+                .pending
+                .values()
+                .any(|p| p.released_at.is_some() && p.lease != Some(LeaseState::Held))
+            {
                 timeout = Some(timeout.map_or(STALL_CHECK, |t| t.min(STALL_CHECK)));
             }
             let msg = match timeout {
@@ -423,6 +442,8 @@ impl State {
             }
             Cmd::Detach { vm } => {
                 if self.vms.remove(&vm).is_some() {
+                    // One VM fewer changes equal shares.
+                    self.revoke_leases();
                     self.order.retain(|&v| v != vm);
                     // Its in-flight grants complete now (their device work is gone with
                     // the context); its queued ones are cancelled by the detach.
@@ -447,19 +468,23 @@ impl State {
                 vm,
                 tag,
                 cost_hint_ns,
+                leasable,
                 waiter,
             } => {
                 if !self.vms.contains_key(&vm) {
                     let _ = waiter.send(GateEvent::Refused { tag });
                     return;
                 }
+                // Someone else wants the device (a gate never asks while it holds a
+                // lease it may use).
+                self.revoke_leases();
                 let req = SubmitRequest {
                     vm,
                     queue: QueueId(0),
                     cost_hint_ns,
                     tag,
                 };
-                self.drive_submit(req, waiter);
+                self.drive_submit(req, leasable, waiter);
             }
             Cmd::Complete {
                 vm,
@@ -474,6 +499,11 @@ impl State {
                 if let Some(v) = self.vms.get_mut(&vm) {
                     v.device_ns = v.device_ns.saturating_add(device_ns);
                     v.submissions = v.submissions.saturating_add(submissions);
+                    // Leased batches are charged here; best-effort ones too (the
+                    // account only orders VMs under the other policies).
+                    if let Err(e) = self.arb.charge(self.now(), vm, submissions, device_ns) {
+                        log::debug!("qos: {vm}: charging reported device time: {e}");
+                    }
                 }
             }
             Cmd::Failure { vm } => {
@@ -482,6 +512,7 @@ impl State {
                 }
             }
             Cmd::SetPolicy { policy, reply } => {
+                self.revoke_leases();
                 self.drive(Request::SetPolicy(policy));
                 let bypass = policy == Policy::BestEffort;
                 for v in self.vms.values_mut() {
@@ -497,6 +528,7 @@ impl State {
                 cap,
                 reply,
             } => {
+                self.revoke_leases();
                 let _ = reply.send(self.update(&vm, share, cap));
             }
             Cmd::Snapshot { reply } => {
@@ -511,6 +543,8 @@ impl State {
         config: VmConfig,
         memory: Option<MemoryProbe>,
     ) -> Result<(VmId, Arc<AtomicBool>)> {
+        // One VM more changes equal shares.
+        self.revoke_leases();
         let vm = VmId(self.next_vm);
         self.next_vm = self.next_vm.wrapping_add(1).max(1);
         let mut out = Vec::new();
@@ -604,7 +638,7 @@ impl State {
             .collect()
     }
 
-    fn drive_submit(&mut self, req: SubmitRequest, waiter: Sender<GateEvent>) {
+    fn drive_submit(&mut self, req: SubmitRequest, leasable: bool, waiter: Sender<GateEvent>) {
         let now = self.now();
         let mut out = Vec::new();
         self.arb.handle(now, Request::Submit(req), &mut out);
@@ -620,6 +654,8 @@ impl State {
                         granted: false,
                         released_at: None,
                         estimate_ns: 0,
+                        leasable,
+                        lease: None,
                     },
                 );
             }
@@ -689,14 +725,17 @@ impl State {
             }
             self.deferred.pop_front();
             let now = self.now();
+            let lease = self.may_lease(vm, next);
             let Some(p) = self.pending.get_mut(&next) else {
                 continue;
             };
             p.released_at = Some(now);
+            p.lease = lease.then_some(LeaseState::Held);
             let waited = now.saturating_sub(p.queued_at);
             let ev = GateEvent::Granted {
                 tag: p.tag,
                 submission: next,
+                lease,
             };
             let delivered = p.waiter.send(ev).is_ok();
             if let Some(v) = self.vms.get_mut(&vm) {
@@ -709,6 +748,36 @@ impl State {
             }
         }
         gone
+    }
+
+    /// Whether `submission` of `vm`, about to be released, may go as a lease: its gate
+    /// takes leases, the policy gates at all, nothing else is queued or held, and
+    /// the VM may use the whole device (no cap below 100 %).
+    fn may_lease(&self, vm: VmId, submission: SubmissionId) -> bool {
+        let policy = self.arb.policy();
+        let alone = self.pending.len() == 1
+            && self.pending.contains_key(&submission)
+            && self.deferred.is_empty()
+            && self.arb.queued_total() == 0;
+        let leasable = self.pending.get(&submission).is_some_and(|p| p.leasable);
+        let whole = self.arb.vm_config(vm).is_some_and(|cfg| {
+            let eff = vgpu_scheduler::policy::effective(policy, cfg, self.vms.len());
+            eff.cap_ppm.is_none_or(|c| c >= vgpu_scheduler::model::PPM)
+        });
+        policy != Policy::BestEffort && alone && leasable && whole
+    }
+
+    /// Revokes every lease not yet revoked (someone else wants the device, or the
+    /// terms changed). A gate that does not return its lease has it released as
+    /// stalled [`stall_bound_ns`] after this.
+    fn revoke_leases(&mut self) {
+        let now = self.now();
+        for (&submission, p) in &mut self.pending {
+            if p.lease == Some(LeaseState::Held) {
+                p.lease = Some(LeaseState::Revoked { at: now });
+                let _ = p.waiter.send(GateEvent::Revoke { submission });
+            }
+        }
     }
 
     /// A gate reports a completion. Only the VM's own granted submissions count, and
@@ -739,7 +808,10 @@ impl State {
         self.last_completion = now;
         if let Some(v) = self.vms.get_mut(&vm) {
             v.device_ns = v.device_ns.saturating_add(device_ns);
-            v.submissions += 1;
+            // A lease's batches were counted as they were reported.
+            if p.lease.is_none() {
+                v.submissions += 1;
+            }
         }
         self.drive(Request::Complete(Completion {
             submission,
@@ -754,7 +826,13 @@ impl State {
             .pending
             .iter()
             .filter_map(|(&id, p)| {
-                let at = p.released_at?;
+                // A lease may be held as long as its VM is alone; once revoked, it
+                // holds the others up from then on.
+                let at = match p.lease {
+                    Some(LeaseState::Held) => return None,
+                    Some(LeaseState::Revoked { at }) => at,
+                    None => p.released_at?,
+                };
                 let held = now.saturating_sub(at);
                 (held > stall_bound_ns(p.estimate_ns)).then_some((id, p.vm, held))
             })

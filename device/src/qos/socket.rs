@@ -19,6 +19,7 @@ use super::wire::{decode_event, encode_event, GateRequest, MSG_LEN};
 /// Most best-effort submissions one `Ran` report of a worker may claim (a lying
 /// worker inflates only its own VM's figures, and only so far).
 const MAX_RAN_PER_REPORT: u64 = 1 << 20;
+use super::lease::{Leases, Report};
 use super::{GateEvent, GateTransport, MemoryProbe, QosError, QosHandle, Result};
 use crate::ratelimit::RateLimiter;
 
@@ -53,6 +54,7 @@ pub struct GateClient {
     fd: Arc<OwnedFd>,
     waiters: Waiters,
     bypass: Arc<AtomicBool>,
+    leases: Arc<Leases>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -63,55 +65,104 @@ impl GateClient {
         let fd = Arc::new(fd);
         let waiters: Waiters = Arc::default();
         let bypass = Arc::new(AtomicBool::new(false));
+        let leases = Arc::new(Leases::default());
         let reader = {
-            let (fd, waiters, bypass) =
-                (Arc::clone(&fd), Arc::clone(&waiters), Arc::clone(&bypass));
+            let (fd, waiters, bypass, leases) = (
+                Arc::clone(&fd),
+                Arc::clone(&waiters),
+                Arc::clone(&bypass),
+                Arc::clone(&leases),
+            );
             std::thread::Builder::new()
                 .name("vgpu-gate".into())
-                .spawn(move || client_reader(&fd, &waiters, &bypass))?
+                .spawn(move || client_reader(&fd, &waiters, &bypass, &leases))?
         };
         Ok(Self {
             fd,
             waiters,
             bypass,
+            leases,
             reader: Some(reader),
         })
     }
+}
+
+/// Sends what a lease change reports (see `SubmitGate::send_report`).
+fn send_report(fd: &OwnedFd, r: Report) -> Result<()> {
+    if r.submissions > 0 {
+        let ran = GateRequest::Ran {
+            submissions: r.submissions,
+            device_ns: r.device_ns,
+        };
+        send_msg(fd, &ran.encode())?;
+    }
+    if let Some(submission) = r.end {
+        let done = GateRequest::Complete {
+            submission,
+            device_ns: 0,
+        };
+        send_msg(fd, &done.encode())?;
+    }
+    Ok(())
 }
 
 fn client_reader(
     fd: &OwnedFd,
     waiters: &Mutex<HashMap<u64, Sender<GateEvent>>>,
     bypass: &AtomicBool,
+    leases: &Leases,
 ) {
     let mut buf = [0u8; MSG_LEN + 1];
     while let Ok(Some(len)) = recv_msg(fd, &mut buf) {
-        let Ok(ev) = decode_event(buf.get(..len).unwrap_or(&[])) else {
+        let Ok(mut ev) = decode_event(buf.get(..len).unwrap_or(&[])) else {
             log::warn!("qos: malformed message from the arbiter; closing the gate");
             break;
         };
-        let (tag, submission) = match ev {
+        let (tag, submission) = match &mut ev {
             GateEvent::Bypass(on) => {
-                bypass.store(on, Ordering::Release);
+                bypass.store(*on, Ordering::Release);
                 continue;
             }
-            GateEvent::Granted { tag, submission } => (tag, Some(submission)),
-            GateEvent::Refused { tag } => (tag, None),
+            GateEvent::Revoke { submission } => {
+                // Acted on here, so an idle VM returns its lease at once.
+                if send_report(fd, leases.revoke(*submission)).is_err() {
+                    break;
+                }
+                continue;
+            }
+            GateEvent::Granted {
+                tag,
+                submission,
+                lease,
+            } => {
+                // The lease starts here, before any revocation behind it is read.
+                if *lease && !leases.begin(*submission) {
+                    *lease = false;
+                }
+                (*tag, Some((*submission, *lease)))
+            }
+            GateEvent::Refused { tag } => (*tag, None),
         };
         let waiter = waiters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&tag);
         let delivered = waiter.is_some_and(|w| w.send(ev).is_ok());
-        if let (false, Some(s)) = (delivered, submission) {
-            // The ring thread gave up (its context stops): hand the slot back.
-            let done = GateRequest::Complete {
-                submission: s,
-                device_ns: 0,
-            };
-            if send_msg(fd, &done.encode()).is_err() {
-                break;
-            }
+        // The ring thread gave up (its context stops): hand the slot back (a lease's
+        // batch that never ran; the lease itself may go on serving other rings).
+        let sent = match (delivered, submission) {
+            (false, Some((s, true))) => send_report(fd, leases.finish(s, None)),
+            (false, Some((s, false))) => send_report(
+                fd,
+                Report {
+                    end: Some(s),
+                    ..Report::default()
+                },
+            ),
+            _ => Ok(()),
+        };
+        if sent.is_err() {
+            break;
         }
     }
     // Waiters see their channel close (`ServiceGone`).
@@ -168,6 +219,10 @@ impl GateTransport for GateClient {
 
     fn context_failed(&self) -> Result<()> {
         send_msg(&self.fd, &GateRequest::ContextFailed.encode())
+    }
+
+    fn leases(&self) -> Option<&Leases> {
+        Some(&self.leases)
     }
 }
 
@@ -309,7 +364,7 @@ fn server_reader(fd: &OwnedFd, handle: &QosHandle, vm: VmId, tx: &Sender<GateEve
         };
         let sent = match req {
             GateRequest::Submit { tag, cost_hint_ns } => {
-                handle.submit(vm, tag, cost_hint_ns, tx.clone())
+                handle.submit(vm, tag, cost_hint_ns, true, tx.clone())
             }
             GateRequest::Complete {
                 submission,

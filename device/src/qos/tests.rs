@@ -249,14 +249,17 @@ fn the_gate_works_over_a_seqpacket_socket() {
     let gate = Arc::new(SubmitGate::new(Box::new(
         GateClient::from_fd(worker).expect("client"),
     )));
-    // The bypass state arrives first; wait until the client saw "off".
-    for _ in 0..3 {
+    // Alone on the device: the first grant is a lease and the next batches go under
+    // it without asking.
+    for i in 0..3 {
         let mut t = gate.acquire(&never).expect("grant over the socket");
-        assert!(t.is_arbitrated());
+        assert!(t.is_leased() && !t.is_arbitrated(), "batch {i}");
         t.submitted();
         std::thread::sleep(Duration::from_millis(2));
         t.complete();
     }
+    // Reported when due (every 10 ms) or, as here, when the context goes quiet.
+    gate.flush_unreported();
     gate.context_failed();
     let deadline = Instant::now() + LONG;
     loop {
@@ -309,8 +312,10 @@ fn a_lying_worker_is_clamped_and_a_malformed_one_cut_off() {
         }
         .encode(),
     );
-    let GateEvent::Granted { tag: 9, submission } =
-        super::wire::decode_event(&recv_raw(&w1)).expect("grant")
+    // Alone, the liar's grant is a lease; the honest VM's request below revokes it.
+    let GateEvent::Granted {
+        tag: 9, submission, ..
+    } = super::wire::decode_event(&recv_raw(&w1)).expect("grant")
     else {
         panic!("expected a grant")
     };
@@ -401,4 +406,114 @@ fn a_vm_pipelines_its_own_work_but_never_shares_the_device() {
     let _t = other
         .recv_timeout(LONG)
         .expect("b runs once a is off the device");
+}
+
+/// A socket gate as a worker has it, serving a new VM `name`.
+fn socket_gate(h: &QosHandle, name: &str) -> (GateServer, Arc<SubmitGate>) {
+    let (daemon, worker) = pair();
+    let server = serve_gate(h, daemon, name.into(), default_vm_config(), None).expect("serve");
+    let gate = Arc::new(SubmitGate::new(Box::new(
+        GateClient::from_fd(worker).expect("client"),
+    )));
+    (server, gate)
+}
+
+#[test]
+fn a_lease_is_revoked_when_another_vm_asks_and_returned_when_its_batches_end() {
+    let (_s, h) = service(Policy::FixedShare);
+    let (_sa, a) = socket_gate(&h, "a");
+    let b = h.attach_default("b".into()).expect("attach");
+    // a alone: leased, and an idle lease is handed back at once when b asks.
+    let mut t = a.acquire(&never).expect("lease");
+    assert!(t.is_leased());
+    t.submitted();
+    t.complete();
+    let started = Instant::now();
+    let mut tb = b
+        .acquire(&never)
+        .expect("b granted once a's idle lease is back");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "returned at once, not released as stalled: {:?}",
+        started.elapsed()
+    );
+    assert!(tb.is_arbitrated(), "in-process gates are never leased");
+    // a now asks the arbiter and waits for b's batch.
+    let a_next = acquire_async(&a);
+    assert!(
+        a_next.recv_timeout(Duration::from_millis(100)).is_err(),
+        "a granted while b holds the device"
+    );
+    tb.submitted();
+    tb.complete();
+    // Alone again once b's batch is done: a's grant is a lease. With a batch of it in
+    // flight, b waits for that batch and no longer.
+    let mut t = a_next.recv_timeout(LONG).expect("a after b");
+    assert!(t.is_leased());
+    t.submitted();
+    let b_next = acquire_async(&b);
+    assert!(
+        b_next.recv_timeout(Duration::from_millis(100)).is_err(),
+        "b granted while a's leased batch runs"
+    );
+    // Revoked: a's next batch asks the arbiter (queued behind b).
+    let a_after = acquire_async(&a);
+    assert!(
+        a_after.recv_timeout(Duration::from_millis(50)).is_err(),
+        "a granted while its own revoked lease is out"
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    t.complete();
+    let tb = b_next.recv_timeout(LONG).expect("b once a's batch ended");
+    drop(tb);
+    let t = a_after.recv_timeout(LONG).expect("a after b");
+    drop(t);
+    // Every batch is counted once: a submitted two (the third never reached the
+    // host queue), b's two grants completed.
+    let deadline = Instant::now() + LONG;
+    loop {
+        let (_, vms) = h.snapshot().expect("snapshot");
+        let (va, vb) = (vm(&vms, "a"), vm(&vms, "b"));
+        if va.submissions == 2 && vb.submissions == 2 {
+            // The leased batch b waited for ran ~155 ms.
+            assert!(va.device_ns >= 150_000_000, "{va:?}");
+            assert_eq!(va.stalls + vb.stalls, 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{va:?} {vb:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn no_lease_under_a_cap_or_best_effort() {
+    let (_s, h) = service(Policy::FixedShare);
+    let (_sa, a) = socket_gate(&h, "a");
+    h.update("a", Some(Share::from_percent(50.0).expect("share")), None)
+        .expect("set share");
+    h.update(
+        "a",
+        None,
+        Some(Some(Share::from_percent(50.0).expect("cap"))),
+    )
+    .expect("set cap");
+    for _ in 0..3 {
+        let mut t = a.acquire(&never).expect("grant");
+        assert!(
+            t.is_arbitrated() && !t.is_leased(),
+            "a cap of 50 % is not leased"
+        );
+        t.submitted();
+        t.complete();
+    }
+    h.set_policy(Policy::BestEffort).expect("policy");
+    let deadline = Instant::now() + LONG;
+    loop {
+        let t = a.acquire(&never).expect("grant");
+        if !t.is_arbitrated() {
+            assert!(!t.is_leased());
+            break;
+        }
+        assert!(Instant::now() < deadline, "bypass never arrived");
+    }
 }

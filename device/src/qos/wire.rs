@@ -6,11 +6,13 @@
 //! |---|---|---|---|
 //! | worker → daemon | 1 submit | tag | cost hint ns + 1 (0: none) |
 //! | worker → daemon | 2 complete | submission id | device ns |
-//! | worker → daemon | 3 ran (best-effort, no grant) | 0 | device ns |
+//! | worker → daemon | 3 ran (best-effort or under a lease: no grant of their own) | submissions | device ns |
 //! | worker → daemon | 4 a context failed | 0 | 0 |
 //! | daemon → worker | 1 granted | tag | submission id |
 //! | daemon → worker | 2 refused (backpressure) | tag | 0 |
 //! | daemon → worker | 3 best-effort | 0 or 1 | 0 |
+//! | daemon → worker | 4 granted with a lease | tag | submission id |
+//! | daemon → worker | 5 lease revoked | 0 | submission id of the lease |
 //!
 //! Field `c` is reserved (0). The daemon checks length, kind and reserved fields and
 //! drops a connection that breaks them.
@@ -120,7 +122,17 @@ impl GateRequest {
 /// Encodes an event for the worker.
 pub fn encode_event(ev: GateEvent) -> [u8; MSG_LEN] {
     match ev {
-        GateEvent::Granted { tag, submission } => put(1, tag, submission.0),
+        GateEvent::Granted {
+            tag,
+            submission,
+            lease: false,
+        } => put(1, tag, submission.0),
+        GateEvent::Granted {
+            tag,
+            submission,
+            lease: true,
+        } => put(4, tag, submission.0),
+        GateEvent::Revoke { submission } => put(5, 0, submission.0),
         GateEvent::Refused { tag } => put(2, tag, 0),
         GateEvent::Bypass(on) => put(3, u64::from(on), 0),
     }
@@ -129,8 +141,12 @@ pub fn encode_event(ev: GateEvent) -> [u8; MSG_LEN] {
 /// Decodes an event from the daemon.
 pub fn decode_event(m: &[u8]) -> Result<GateEvent> {
     match get(m)? {
-        (1, tag, s) => Ok(GateEvent::Granted {
+        (kind @ (1 | 4), tag, s) => Ok(GateEvent::Granted {
             tag,
+            submission: SubmissionId(s),
+            lease: kind == 4,
+        }),
+        (5, 0, s) => Ok(GateEvent::Revoke {
             submission: SubmissionId(s),
         }),
         (2, tag, 0) => Ok(GateEvent::Refused { tag }),
@@ -175,6 +191,15 @@ mod tests {
             GateEvent::Granted {
                 tag: 1,
                 submission: SubmissionId(2),
+                lease: false,
+            },
+            GateEvent::Granted {
+                tag: 3,
+                submission: SubmissionId(4),
+                lease: true,
+            },
+            GateEvent::Revoke {
+                submission: SubmissionId(6),
             },
             GateEvent::Refused { tag: 4 },
             GateEvent::Bypass(true),

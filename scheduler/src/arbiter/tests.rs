@@ -382,3 +382,54 @@ fn time_going_backwards_is_tolerated() {
     .unwrap();
     assert_eq!(a.vm_stats(VmId(1)).unwrap().completed, 1);
 }
+
+#[test]
+fn charged_lease_time_counts_like_grants_without_a_debt_beyond_the_window() {
+    let mut a = arbiter(Policy::FixedShare, depth1());
+    a.attach(0, VmId(1), share(50.0).with_cap(Share::FULL))
+        .unwrap();
+    a.attach(0, VmId(2), share(50.0).with_cap(Share::FULL))
+        .unwrap();
+    assert!(a.charge(0, VmId(9), 1, MS).is_err(), "unknown VM");
+    // VM 1 alone for 10 s under a lease, charged in 10 ms parts of 50 batches.
+    let mut now = 0;
+    for _ in 0..1_000 {
+        now += 10 * MS;
+        a.charge(now, VmId(1), 50, 10 * MS).unwrap();
+    }
+    let stats = a.vm_stats(VmId(1)).unwrap();
+    assert_eq!(stats.device_ns, 10_000 * MS);
+    assert_eq!(stats.granted, 0, "charged batches were not granted");
+    // The estimate learned the mean batch (0.2 ms).
+    assert_eq!(a.vm_balance(VmId(1)).unwrap().estimate_ns, MS / 5);
+    // The system virtual time followed VM 1: VM 2 arriving now does not get 10 s of
+    // credit, and VM 1 owes at most the debt window. Both saturating with 1 ms
+    // batches from here share the next second about 1:1.
+    let lead = a.vm_balance(VmId(1)).unwrap().lead_ns;
+    assert!(lead <= 10 * i128::from(MS), "lead {lead}");
+    for vm in [1, 2] {
+        for _ in 0..2 {
+            a.submit(now, req(vm, None)).unwrap();
+        }
+    }
+    let mut used = [0u64; 2];
+    while used.iter().sum::<u64>() < 4_000 * MS {
+        let g = grant(&mut a, now);
+        now += MS;
+        a.complete(
+            now,
+            Completion {
+                submission: g.submission,
+                device_ns: MS,
+            },
+        )
+        .unwrap();
+        used[(g.vm.0 - 1) as usize] += MS;
+        a.submit(now, req(g.vm.0, None)).unwrap();
+    }
+    // Over the next 4 s the two are even within a few batches: VM 1 is not made to
+    // repay its time alone (it would be by up to the 1 s debt window had the system
+    // virtual time stayed where the lease began).
+    let diff = used[0].abs_diff(used[1]);
+    assert!(diff <= 20 * MS, "{used:?}");
+}
