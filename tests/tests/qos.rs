@@ -243,18 +243,21 @@ fn compute_suite_passes_with_fixed_share_and_two_saturating_vms() {
     );
 }
 
-/// Device time is measured on the device (issue 13): each accounted submission gets
-/// a timestamp pair around the guest's command buffers. Under fixed-share (a VM alone)
-/// in a worker process, a client's batches are stamped, and what the timestamps give
+/// Device time is measured on the device (issue 13): each submission the arbiter
+/// grants gets a timestamp pair around the guest's command buffers. Under fixed-share
+/// with two VMs taking turns (a VM alone is leased and charged by completion timing),
+/// in worker processes, the clients' batches are stamped, and what the timestamps give
 /// is most of, and never more than, what completion timing (submit to retire fence
-/// seen) gives; the gate logs both when the VM goes.
+/// seen) gives; each gate logs both when its VM goes.
 #[test]
 fn device_time_comes_from_timestamps() {
     let _serial = serial();
     let d = QosDaemon::start("qos-stamps", "fixed-share");
     let sock = d.daemon.socket().to_path_buf();
-    let out = finish(spin(&sock, 2));
-    assert!(out.status.success(), "{}", text(&out));
+    let (a, b) = (spin(&sock, 2), spin(&sock, 2));
+    for out in [finish(a), finish(b)] {
+        assert!(out.status.success(), "{}", text(&out));
+    }
     let mut line = None;
     assert!(
         vgpu_tests::harness::wait_until(Duration::from_secs(20), || {

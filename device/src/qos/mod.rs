@@ -39,6 +39,16 @@
 //!   submission of the same VM signals) is charged the time it held the device and its
 //!   slot is released, so one VM cannot stall the device for everyone; its real
 //!   completion is then ignored.
+//! - **A VM alone gets a lease** ([`lease`]): a grant released when nothing else is
+//!   queued or held and no other VM asked for anything for 50 ms, to a VM that may
+//!   use the whole device, covers every batch its gate submits until the service
+//!   revokes it (any other request, a policy, share or membership change). Batches
+//!   under it pipeline up to 2 ms of estimated work, are not stamped (completion
+//!   timing, serial), and are charged to the VM's account in parts (`Ran`); the
+//!   lease's grant completes when its last batch has finished after the revocation.
+//!   An idle lease goes back at once: a worker's gate reader thread acts on the
+//!   revocation, and the service begins and revokes an in-process gate's leases
+//!   itself.
 //! - **Best-effort means no gate.** Under best-effort the gate grants locally without a
 //!   round trip (today's behaviour and speed); it only reports device time for the
 //!   figures, summed over at most [`REPORT_PERIOD`] per message (one message per
@@ -198,6 +208,9 @@ pub trait GateTransport: Send + Sync + fmt::Debug {
     /// Reports `submissions` that ran without a grant (best-effort) and their summed
     /// device time.
     fn ran(&self, submissions: u64, device_ns: u64) -> Result<()>;
+    /// Returns a revoked lease whose batches have all finished, with those of them
+    /// not yet reported.
+    fn end_lease(&self, submission: SubmissionId, submissions: u64, device_ns: u64) -> Result<()>;
     /// Whether grants are local (best-effort: no round trip).
     fn bypass(&self) -> bool;
     /// Counts a failed context of this VM (metrics).
@@ -219,14 +232,13 @@ pub struct InProcess {
     vm: VmId,
     handle: QosHandle,
     bypass: Arc<AtomicBool>,
+    /// Begun and revoked by the service thread itself.
+    leases: Arc<lease::Leases>,
 }
 
 impl GateTransport for InProcess {
     fn submit(&self, tag: u64, cost_hint_ns: Option<u64>, waiter: Sender<GateEvent>) -> Result<()> {
-        // No leases in-process: nothing here would act on a revocation while the VM
-        // is idle.
-        self.handle
-            .submit(self.vm, tag, cost_hint_ns, false, waiter)
+        self.handle.submit(self.vm, tag, cost_hint_ns, true, waiter)
     }
 
     fn complete(&self, submission: SubmissionId, device_ns: u64) -> Result<()> {
@@ -235,6 +247,11 @@ impl GateTransport for InProcess {
 
     fn ran(&self, submissions: u64, device_ns: u64) -> Result<()> {
         self.handle.ran(self.vm, submissions, device_ns)
+    }
+
+    fn end_lease(&self, submission: SubmissionId, submissions: u64, device_ns: u64) -> Result<()> {
+        self.handle
+            .end_lease(self.vm, submission, submissions, device_ns)
     }
 
     fn bypass(&self) -> bool {
@@ -248,6 +265,10 @@ impl GateTransport for InProcess {
 
     fn vm(&self) -> Option<VmId> {
         Some(self.vm)
+    }
+
+    fn leases(&self) -> Option<&lease::Leases> {
+        Some(&self.leases)
     }
 }
 
@@ -368,13 +389,14 @@ impl SubmitGate {
     /// Sends what a lease change reports: the device time of its finished batches
     /// (charged to the VM), then the end of the lease.
     fn send_report(&self, r: lease::Report) {
-        if r.submissions > 0 {
-            self.report_ran(r.submissions, r.device_ns);
-        }
-        if let Some(end) = r.end {
-            if let Err(e) = self.transport.complete(end, 0) {
-                log::debug!("qos: returning a lease failed: {e}");
+        match r.end {
+            Some(end) => {
+                if let Err(e) = self.transport.end_lease(end, r.submissions, r.device_ns) {
+                    log::debug!("qos: returning a lease failed: {e}");
+                }
             }
+            None if r.submissions > 0 => self.report_ran(r.submissions, r.device_ns),
+            None => {}
         }
     }
 

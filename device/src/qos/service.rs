@@ -15,6 +15,7 @@ use vgpu_scheduler::{
     SubmissionId, SubmitRequest, VmConfig, VmId,
 };
 
+use super::lease::{Leases, Report};
 use super::{
     default_vm_config, stall_bound_ns, GateEvent, InProcess, QosError, Result, SubmitGate,
 };
@@ -22,6 +23,11 @@ use crate::ratelimit::RateLimiter;
 
 /// How often the service looks for stalled grants while any is outstanding.
 const STALL_CHECK: Duration = Duration::from_millis(20);
+
+/// How long every other VM must have asked for nothing before a VM's grant may be a
+/// lease: two VMs taking turns keep being granted batch by batch (so their shares and
+/// latencies are what per-batch arbitration gives), and a VM alone gets its lease.
+const LEASE_QUIET_NS: u64 = 50_000_000;
 
 /// The GPU model the daemon's arbiter uses on lavapipe: one queue, **one** submission
 /// on the host at a time. Each lavapipe `VkDevice` runs its own queue thread, so two
@@ -50,6 +56,9 @@ pub(crate) enum Cmd {
         name: String,
         config: VmConfig,
         memory: Option<MemoryProbe>,
+        /// An in-process gate's lease state (the service begins and revokes its
+        /// leases itself).
+        leases: Option<Arc<Leases>>,
         reply: Sender<Result<(VmId, Arc<AtomicBool>)>>,
     },
     /// A socket server subscribes to best-effort changes of its VM.
@@ -75,6 +84,12 @@ pub(crate) enum Cmd {
     },
     Ran {
         vm: VmId,
+        submissions: u64,
+        device_ns: u64,
+    },
+    EndLease {
+        vm: VmId,
+        submission: SubmissionId,
         submissions: u64,
         device_ns: u64,
     },
@@ -140,6 +155,10 @@ struct VmEntry {
     refused: u64,
     stalls: u64,
     failures: u64,
+    /// When it last asked for a grant or reported device time.
+    active_at: Option<u64>,
+    /// Its in-process gate's lease state.
+    leases: Option<Arc<Leases>>,
 }
 
 #[derive(Debug)]
@@ -270,16 +289,19 @@ impl QosHandle {
         config: VmConfig,
         memory: Option<MemoryProbe>,
     ) -> Result<Arc<SubmitGate>> {
+        let leases = Arc::new(Leases::default());
         let (vm, bypass) = self.ask(|reply| Cmd::Attach {
             name,
             config,
             memory,
+            leases: Some(Arc::clone(&leases)),
             reply,
         })??;
         Ok(Arc::new(SubmitGate::new(Box::new(InProcess {
             vm,
             handle: self.clone(),
             bypass,
+            leases,
         }))))
     }
 
@@ -298,6 +320,7 @@ impl QosHandle {
             name,
             config,
             memory,
+            leases: None,
             reply,
         })?
     }
@@ -345,6 +368,21 @@ impl QosHandle {
     pub(crate) fn ran(&self, vm: VmId, submissions: u64, device_ns: u64) -> Result<()> {
         self.send(Cmd::Ran {
             vm,
+            submissions,
+            device_ns,
+        })
+    }
+
+    pub(crate) fn end_lease(
+        &self,
+        vm: VmId,
+        submission: SubmissionId,
+        submissions: u64,
+        device_ns: u64,
+    ) -> Result<()> {
+        self.send(Cmd::EndLease {
+            vm,
+            submission,
             submissions,
             device_ns,
         })
@@ -430,9 +468,10 @@ impl State {
                 name,
                 config,
                 memory,
+                leases,
                 reply,
             } => {
-                let _ = reply.send(self.attach(name, config, memory));
+                let _ = reply.send(self.attach(name, config, memory, leases));
             }
             Cmd::Notify { vm, tx } => {
                 if let Some(v) = self.vms.get_mut(&vm) {
@@ -478,6 +517,10 @@ impl State {
                 // Someone else wants the device (a gate never asks while it holds a
                 // lease it may use).
                 self.revoke_leases();
+                let now = self.now();
+                if let Some(v) = self.vms.get_mut(&vm) {
+                    v.active_at = Some(now);
+                }
                 let req = SubmitRequest {
                     vm,
                     queue: QueueId(0),
@@ -495,17 +538,13 @@ impl State {
                 vm,
                 submissions,
                 device_ns,
-            } => {
-                if let Some(v) = self.vms.get_mut(&vm) {
-                    v.device_ns = v.device_ns.saturating_add(device_ns);
-                    v.submissions = v.submissions.saturating_add(submissions);
-                    // Leased batches are charged here; best-effort ones too (the
-                    // account only orders VMs under the other policies).
-                    if let Err(e) = self.arb.charge(self.now(), vm, submissions, device_ns) {
-                        log::debug!("qos: {vm}: charging reported device time: {e}");
-                    }
-                }
-            }
+            } => self.ran(vm, submissions, device_ns),
+            Cmd::EndLease {
+                vm,
+                submission,
+                submissions,
+                device_ns,
+            } => self.end_lease(vm, submission, submissions, device_ns),
             Cmd::Failure { vm } => {
                 if let Some(v) = self.vms.get_mut(&vm) {
                     v.failures += 1;
@@ -537,11 +576,62 @@ impl State {
         }
     }
 
+    /// Batches that ran without a grant of their own (best-effort, or under a lease)
+    /// finished.
+    fn ran(&mut self, vm: VmId, submissions: u64, device_ns: u64) {
+        let now = self.now();
+        if let Some(v) = self.vms.get_mut(&vm) {
+            v.active_at = Some(now);
+            v.device_ns = v.device_ns.saturating_add(device_ns);
+            v.submissions = v.submissions.saturating_add(submissions);
+            // Leased batches are charged here; best-effort ones too (the account
+            // only orders VMs under the other policies).
+            if let Err(e) = self.arb.charge(now, vm, submissions, device_ns) {
+                log::debug!("qos: {vm}: charging reported device time: {e}");
+            }
+        }
+    }
+
+    /// Acts on what an in-process gate's lease reports (as its messages would).
+    fn lease_report(&mut self, vm: VmId, r: Report) {
+        match r.end {
+            Some(end) => self.end_lease(vm, end, r.submissions, r.device_ns),
+            None if r.submissions > 0 => self.ran(vm, r.submissions, r.device_ns),
+            None => {}
+        }
+    }
+
+    /// A gate returns a lease it holds, with its last batches: they are charged (at
+    /// most the time since the lease was released: a worker may lie) and the lease's
+    /// grant completes. A lease already released as stalled is not charged again.
+    fn end_lease(&mut self, vm: VmId, submission: SubmissionId, submissions: u64, device_ns: u64) {
+        let now = self.now();
+        let held_since = self
+            .pending
+            .get(&submission)
+            .filter(|p| p.vm == vm && p.lease.is_some())
+            .and_then(|p| p.released_at);
+        let Some(since) = held_since else {
+            if let Some(suppressed) = self.bogus.check() {
+                log::debug!(
+                    "qos: {vm}: return of lease {submission}, which it does not hold \
+                     ({suppressed} more suppressed)"
+                );
+            }
+            return;
+        };
+        if submissions > 0 {
+            self.ran(vm, submissions, device_ns.min(now.saturating_sub(since)));
+        }
+        self.complete(vm, submission, 0);
+    }
+
     fn attach(
         &mut self,
         name: String,
         config: VmConfig,
         memory: Option<MemoryProbe>,
+        leases: Option<Arc<Leases>>,
     ) -> Result<(VmId, Arc<AtomicBool>)> {
         // One VM more changes equal shares.
         self.revoke_leases();
@@ -572,6 +662,8 @@ impl State {
                 refused: 0,
                 stalls: 0,
                 failures: 0,
+                active_at: None,
+                leases,
             },
         );
         self.order.push(vm);
@@ -725,7 +817,12 @@ impl State {
             }
             self.deferred.pop_front();
             let now = self.now();
-            let lease = self.may_lease(vm, next);
+            let mut lease = self.may_lease(vm, next);
+            if let Some(l) = self.vms.get(&vm).and_then(|v| v.leases.as_ref()) {
+                // An in-process gate's lease begins here, in order with any later
+                // revocation (a worker's gate reader begins it on receipt).
+                lease = lease && l.begin(next);
+            }
             let Some(p) = self.pending.get_mut(&next) else {
                 continue;
             };
@@ -751,11 +848,18 @@ impl State {
     }
 
     /// Whether `submission` of `vm`, about to be released, may go as a lease: its gate
-    /// takes leases, the policy gates at all, nothing else is queued or held, and
-    /// the VM may use the whole device (no cap below 100 %).
+    /// takes leases, the policy gates at all, nothing else is queued or held, no
+    /// other VM asked for anything in the last [`LEASE_QUIET_NS`], and the VM may use
+    /// the whole device (no cap below 100 %).
     fn may_lease(&self, vm: VmId, submission: SubmissionId) -> bool {
         let policy = self.arb.policy();
-        let alone = self.pending.len() == 1
+        let quiet_since = self.now().saturating_sub(LEASE_QUIET_NS);
+        let others_quiet = self
+            .vms
+            .iter()
+            .all(|(&id, v)| id == vm || v.active_at.is_none_or(|t| t < quiet_since));
+        let alone = others_quiet
+            && self.pending.len() == 1
             && self.pending.contains_key(&submission)
             && self.deferred.is_empty()
             && self.arb.queued_total() == 0;
@@ -772,10 +876,23 @@ impl State {
     /// stalled [`stall_bound_ns`] after this.
     fn revoke_leases(&mut self) {
         let now = self.now();
+        let mut revoked = Vec::new();
         for (&submission, p) in &mut self.pending {
             if p.lease == Some(LeaseState::Held) {
                 p.lease = Some(LeaseState::Revoked { at: now });
+                // A worker's gate gets it over its socket; an in-process one below.
                 let _ = p.waiter.send(GateEvent::Revoke { submission });
+                revoked.push((p.vm, submission));
+            }
+        }
+        for (vm, submission) in revoked {
+            let report = self
+                .vms
+                .get(&vm)
+                .and_then(|v| v.leases.as_ref())
+                .map(|l| l.revoke(submission));
+            if let Some(r) = report {
+                self.lease_report(vm, r);
             }
         }
     }

@@ -89,21 +89,19 @@ impl GateClient {
 
 /// Sends what a lease change reports (see `SubmitGate::send_report`).
 fn send_report(fd: &OwnedFd, r: Report) -> Result<()> {
-    if r.submissions > 0 {
-        let ran = GateRequest::Ran {
+    let m = match r.end {
+        Some(submission) => GateRequest::EndLease {
+            submission,
             submissions: r.submissions,
             device_ns: r.device_ns,
-        };
-        send_msg(fd, &ran.encode())?;
-    }
-    if let Some(submission) = r.end {
-        let done = GateRequest::Complete {
-            submission,
-            device_ns: 0,
-        };
-        send_msg(fd, &done.encode())?;
-    }
-    Ok(())
+        },
+        None if r.submissions > 0 => GateRequest::Ran {
+            submissions: r.submissions,
+            device_ns: r.device_ns,
+        },
+        None => return Ok(()),
+    };
+    send_msg(fd, &m.encode())
 }
 
 fn client_reader(
@@ -152,12 +150,13 @@ fn client_reader(
         // batch that never ran; the lease itself may go on serving other rings).
         let sent = match (delivered, submission) {
             (false, Some((s, true))) => send_report(fd, leases.finish(s, None)),
-            (false, Some((s, false))) => send_report(
+            (false, Some((s, false))) => send_msg(
                 fd,
-                Report {
-                    end: Some(s),
-                    ..Report::default()
-                },
+                &GateRequest::Complete {
+                    submission: s,
+                    device_ns: 0,
+                }
+                .encode(),
             ),
             _ => Ok(()),
         };
@@ -210,6 +209,17 @@ impl GateTransport for GateClient {
                 device_ns,
             }
             .encode(),
+        )
+    }
+
+    fn end_lease(&self, submission: SubmissionId, submissions: u64, device_ns: u64) -> Result<()> {
+        send_report(
+            &self.fd,
+            Report {
+                submissions,
+                device_ns,
+                end: Some(submission),
+            },
         )
     }
 
@@ -382,6 +392,16 @@ fn server_reader(fd: &OwnedFd, handle: &QosHandle, vm: VmId, tx: &Sender<GateEve
             GateRequest::ContextFailed => {
                 handle.failure(vm);
                 Ok(())
+            }
+            // Clamped as `Ran`; the service also clamps the time to the lease's.
+            GateRequest::EndLease {
+                submission,
+                submissions,
+                device_ns,
+            } => {
+                let n = submissions.min(MAX_RAN_PER_REPORT);
+                let ns = device_ns.min(n.saturating_mul(10_000_000_000));
+                handle.end_lease(vm, submission, n, ns)
             }
         };
         if sent.is_err() {

@@ -197,7 +197,10 @@ fn policy_and_shares_change_live() {
     let a = h.attach_default("a".into()).expect("attach");
     assert!(!a.acquire(&never).expect("grant").is_arbitrated());
     assert_eq!(execute("policy fixed-share", &h).expect("ok"), "ok\n");
-    assert!(a.acquire(&never).expect("grant").is_arbitrated());
+    // Gated now (alone: under a lease).
+    let t = a.acquire(&never).expect("grant");
+    assert!(t.is_arbitrated() || t.is_leased());
+    drop(t);
     assert_eq!(
         execute("set a share=66.7 cap=66.7", &h).expect("ok"),
         "ok\n"
@@ -516,4 +519,78 @@ fn no_lease_under_a_cap_or_best_effort() {
         }
         assert!(Instant::now() < deadline, "bypass never arrived");
     }
+}
+
+#[test]
+fn vms_taking_turns_are_granted_batch_by_batch() {
+    let (_s, h) = service(Policy::FixedShare);
+    let (_sa, a) = socket_gate(&h, "a");
+    let (_sb, b) = socket_gate(&h, "b");
+    // Each asks while the other asked moments ago: no leases, however short the
+    // moment in which one of them has nothing queued.
+    let mut t = b.acquire(&never).expect("grant");
+    t.submitted();
+    t.complete();
+    for _ in 0..20 {
+        for gate in [&a, &b] {
+            let mut t = gate.acquire(&never).expect("grant");
+            assert!(t.is_arbitrated() && !t.is_leased());
+            t.submitted();
+            t.complete();
+        }
+    }
+}
+
+#[test]
+fn a_lying_lease_return_is_clamped_and_one_it_never_held_ignored() {
+    let (_s, h) = service(Policy::FixedShare);
+    let (d, w) = pair();
+    let _server = serve_gate(&h, d, "liar".into(), default_vm_config(), None).expect("serve");
+    assert_eq!(
+        super::wire::decode_event(&recv_raw(&w)).ok(),
+        Some(GateEvent::Bypass(false))
+    );
+    send_raw(
+        &w,
+        &GateRequest::Submit {
+            tag: 1,
+            cost_hint_ns: None,
+        }
+        .encode(),
+    );
+    let Ok(GateEvent::Granted {
+        tag: 1,
+        submission,
+        lease: true,
+    }) = super::wire::decode_event(&recv_raw(&w))
+    else {
+        panic!("alone: expected a lease")
+    };
+    // Returning a lease it never held changes nothing.
+    let stranger = GateRequest::EndLease {
+        submission: SubmissionId(submission.0 + 100),
+        submissions: 5,
+        device_ns: 5_000_000,
+    };
+    send_raw(&w, &stranger.encode());
+    std::thread::sleep(Duration::from_millis(20));
+    let lie = GateRequest::EndLease {
+        submission,
+        submissions: u64::MAX,
+        device_ns: u64::MAX,
+    };
+    send_raw(&w, &lie.encode());
+    // Returned: another VM is granted at once.
+    let other = h.attach_default("other".into()).expect("attach");
+    let started = Instant::now();
+    drop(other.acquire(&never).expect("grant"));
+    assert!(started.elapsed() < Duration::from_millis(200));
+    let (_, vms) = h.snapshot().expect("snapshot");
+    let l = vm(&vms, "liar");
+    assert!(l.submissions <= 1 << 20, "{l:?}");
+    assert!(
+        l.device_ns < 1_000_000_000,
+        "clamped to the time the lease was held: {l:?}"
+    );
+    assert_eq!(l.stalls, 0);
 }

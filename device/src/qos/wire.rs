@@ -8,14 +8,15 @@
 //! | worker → daemon | 2 complete | submission id | device ns |
 //! | worker → daemon | 3 ran (best-effort or under a lease: no grant of their own) | submissions | device ns |
 //! | worker → daemon | 4 a context failed | 0 | 0 |
+//! | worker → daemon | 5 lease returned | submission id of the lease | device ns of its unreported batches (count in `c`) |
 //! | daemon → worker | 1 granted | tag | submission id |
 //! | daemon → worker | 2 refused (backpressure) | tag | 0 |
 //! | daemon → worker | 3 best-effort | 0 or 1 | 0 |
 //! | daemon → worker | 4 granted with a lease | tag | submission id |
 //! | daemon → worker | 5 lease revoked | 0 | submission id of the lease |
 //!
-//! Field `c` is reserved (0). The daemon checks length, kind and reserved fields and
-//! drops a connection that breaks them.
+//! Field `c` is reserved (0) except in a returned lease. The daemon checks length,
+//! kind and reserved fields and drops a connection that breaks them.
 
 use vgpu_scheduler::SubmissionId;
 
@@ -50,17 +51,42 @@ pub enum GateRequest {
     },
     /// A context of the VM failed.
     ContextFailed,
+    /// A revoked lease's last batches finished: its unreported batches and their
+    /// device time; the lease's grant is complete.
+    EndLease {
+        /// The lease's grant.
+        submission: SubmissionId,
+        /// Batches not yet reported.
+        submissions: u64,
+        /// Their device time.
+        device_ns: u64,
+    },
 }
 
 fn put(kind: u32, a: u64, b: u64) -> [u8; MSG_LEN] {
+    put3(kind, a, b, 0)
+}
+
+fn put3(kind: u32, a: u64, b: u64, c: u64) -> [u8; MSG_LEN] {
     let mut m = [0u8; MSG_LEN];
     m[0..4].copy_from_slice(&kind.to_le_bytes());
     m[8..16].copy_from_slice(&a.to_le_bytes());
     m[16..24].copy_from_slice(&b.to_le_bytes());
+    m[24..32].copy_from_slice(&c.to_le_bytes());
     m
 }
 
+/// Kind of the one message that uses field `c`.
+const END_LEASE: u32 = 5;
+
 fn get(m: &[u8]) -> Result<(u32, u64, u64)> {
+    match get3(m)? {
+        (kind, a, b, 0) => Ok((kind, a, b)),
+        _ => Err(QosError::Malformed("gate message with reserved bits set")),
+    }
+}
+
+fn get3(m: &[u8]) -> Result<(u32, u64, u64, u64)> {
     if m.len() != MSG_LEN {
         return Err(QosError::Malformed("gate message of the wrong length"));
     }
@@ -73,10 +99,15 @@ fn get(m: &[u8]) -> Result<(u32, u64, u64)> {
     k.copy_from_slice(&m[0..4]);
     let mut reserved = [0u8; 4];
     reserved.copy_from_slice(&m[4..8]);
-    if u32::from_le_bytes(reserved) != 0 || word(24..32) != 0 {
+    if u32::from_le_bytes(reserved) != 0 {
         return Err(QosError::Malformed("gate message with reserved bits set"));
     }
-    Ok((u32::from_le_bytes(k), word(8..16), word(16..24)))
+    Ok((
+        u32::from_le_bytes(k),
+        word(8..16),
+        word(16..24),
+        word(24..32),
+    ))
 }
 
 impl GateRequest {
@@ -95,11 +126,23 @@ impl GateRequest {
                 device_ns,
             } => put(3, submissions, device_ns),
             GateRequest::ContextFailed => put(4, 0, 0),
+            GateRequest::EndLease {
+                submission,
+                submissions,
+                device_ns,
+            } => put3(END_LEASE, submission.0, device_ns, submissions),
         }
     }
 
     /// Decodes a request from untrusted bytes.
     pub fn decode(m: &[u8]) -> Result<Self> {
+        if let (END_LEASE, s, device_ns, submissions) = get3(m)? {
+            return Ok(GateRequest::EndLease {
+                submission: SubmissionId(s),
+                submissions,
+                device_ns,
+            });
+        }
         match get(m)? {
             (1, tag, hint) => Ok(GateRequest::Submit {
                 tag,
@@ -180,6 +223,16 @@ mod tests {
                 device_ns: 9,
             },
             GateRequest::ContextFailed,
+            GateRequest::EndLease {
+                submission: SubmissionId(8),
+                submissions: 0,
+                device_ns: 0,
+            },
+            GateRequest::EndLease {
+                submission: SubmissionId(u64::MAX),
+                submissions: 3,
+                device_ns: 77,
+            },
         ] {
             assert_eq!(GateRequest::decode(&r.encode()).ok(), Some(r));
         }
