@@ -664,16 +664,22 @@ impl Arbiter {
     /// without a grant of their own: the batches of a lease (a VM alone on the device
     /// submitting under a grant that covers many batches, see the daemon's QoS
     /// service). The VM's account moves as if each had been granted and completed:
-    /// the system virtual time follows it (so a VM that was alone does not owe the
-    /// time it used while nobody else wanted the device, beyond the debt window), its
-    /// cap bucket pays, and its estimate learns the mean batch.
+    /// while no other VM is backlogged the system virtual time follows it (so a VM
+    /// that was alone does not owe the time it used while nobody else wanted the
+    /// device), its cap bucket pays, and its estimate learns the mean batch.
     pub fn charge(&mut self, now: u64, vm: VmId, submissions: u64, device_ns: u64) -> Result<()> {
         let now = self.advance(now);
         let slot = self.slot(vm)?;
         self.refill(slot, now);
         let acc = self.accounting;
-        let floor = self.floor.max(self.vms[slot].account.vtime());
-        self.floor = floor;
+        // As a grant would: the system virtual time follows the VM while it is alone.
+        // With others waiting it stays (a grant goes to the least virtual time, which
+        // is not this VM's then): their credit must not grow with its charges.
+        let alone = self.vms.iter().all(|v| v.id == vm || !v.backlogged());
+        if alone {
+            self.floor = self.floor.max(self.vms[slot].account.vtime());
+        }
+        let floor = self.floor;
         let vm = &mut self.vms[slot];
         let weight = vm.eff.weight_ppm;
         vm.account.charge_vtime(device_ns, weight);

@@ -433,3 +433,56 @@ fn charged_lease_time_counts_like_grants_without_a_debt_beyond_the_window() {
     let diff = used[0].abs_diff(used[1]);
     assert!(diff <= 20 * MS, "{used:?}");
 }
+
+#[test]
+fn charges_while_others_wait_do_not_give_them_credit() {
+    // A VM at the default 0.1 % share holds a lease (one grant in flight) when a
+    // second VM arrives and waits; the lease's last batches are charged after that.
+    let mut a = arbiter(Policy::Burst, depth1());
+    let small = VmConfig::new(Share::from_ppm(1_000).unwrap());
+    a.attach(0, VmId(1), small).unwrap();
+    let mut now = 1_000;
+    a.submit(now, req(1, None)).unwrap();
+    let lease = grant(&mut a, now);
+    now += 10 * MS;
+    a.charge(now, VmId(1), 5, 10 * MS).unwrap();
+    // The second VM attaches, gets its share and asks; the first VM's lease is
+    // revoked and drains 2.5 ms more, reported while the second waits and before the
+    // first VM's own share is set (`qos_real` sets them in that order). Had the
+    // system virtual time followed those charges at 0.1 %, the second VM would be
+    // owed 333 times 2.5 ms and the first starve for most of a second.
+    a.attach(now, VmId(2), small).unwrap();
+    a.update_vm(now, VmId(2), share(33.3)).unwrap();
+    a.submit(now, req(2, None)).unwrap();
+    now += 2_500_000;
+    a.charge(now, VmId(1), 1, 2_500_000).unwrap();
+    a.update_vm(now, VmId(1), share(66.7)).unwrap();
+    a.complete(
+        now,
+        Completion {
+            submission: lease.submission,
+            device_ns: 0,
+        },
+    )
+    .unwrap();
+    let lead = a.vm_balance(VmId(2)).unwrap().lead_ns;
+    assert!(lead >= -3 * i128::from(MS), "VM 2's credit {lead}");
+    // Both saturating with 2 ms batches: VM 1 gets its 2/3 from the start.
+    a.submit(now, req(1, None)).unwrap();
+    let mut got = [0u32; 2];
+    for _ in 0..150 {
+        let g = grant(&mut a, now);
+        now += 2 * MS;
+        a.complete(
+            now,
+            Completion {
+                submission: g.submission,
+                device_ns: 2 * MS,
+            },
+        )
+        .unwrap();
+        got[(g.vm.0 - 1) as usize] += 1;
+        a.submit(now, req(g.vm.0, None)).unwrap();
+    }
+    assert!(got[0] >= 80, "{got:?}");
+}
