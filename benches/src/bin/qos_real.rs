@@ -39,11 +39,15 @@ use vgpu_benches::daemon_bin::daemon_binary;
 use vgpu_benches::qos_client::{bench_main, loadavg, run_child, spawn_child, Res, GROUPS};
 use vgpu_benches::qos_daemon::Daemon;
 use vgpu_benches::qos_plot::{fmt_f, line_chart, Chart, Csv, Series};
+use vgpu_benches::venus::median;
 use vgpu_tests::harness::Mode;
 
 const SIZES_MS: [f64; 9] = [0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 const QUICK_SIZES_MS: [f64; 4] = [0.5, 2.0, 20.0, 100.0];
 const POLICIES: [&str; 4] = ["best-effort", "equal-share", "fixed-share", "burst"];
+
+/// Alternating rounds per size of the cost-of-scheduling comparison.
+const COST_REPS: usize = 3;
 
 struct Opts {
     out: PathBuf,
@@ -333,13 +337,20 @@ fn report(o: &Opts) -> Res<()> {
             .collect();
         Ok(f.first().copied().unwrap_or(0.0) / (f.get(1).copied().unwrap_or(1.0) / 1e9))
     };
+    // Paired: COST_REPS alternating rounds, the median of each (one round each gave
+    // ±5 % between neighbouring sizes on a quiet machine).
     for &size in &o.sizes {
         let (it, _) = iters_for(size)?;
-        let a = alone(&none, it, false)?;
-        let b = alone(&fixed, it, true)?;
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for _ in 0..COST_REPS {
+            xs.push(alone(&none, it, false)?);
+            ys.push(alone(&fixed, it, true)?);
+        }
+        let (a, b) = (median(&xs), median(&ys));
         let load = loadavg();
         say(format!(
-            "cost {size:6} ms  no scheduler {a:8.1}/s  fixed-share 100 % {b:8.1}/s  ratio {:.3}  load {load}",
+            "cost {size:6} ms  no scheduler {a:8.1}/s  fixed-share 100 % {b:8.1}/s  ratio {:.3}  \
+             (medians of {COST_REPS} alternating rounds)  load {load}",
             b / a.max(1e-9)
         ));
         cost.row(vec![

@@ -99,8 +99,9 @@ impl Held {
         let Some(est) = self.estimate_ns else {
             return false;
         };
+        // One batch runs; this one and the others in flight wait behind it.
         self.in_flight < MAX_IN_FLIGHT
-            && est.saturating_mul(u64::from(self.in_flight) + 1) <= PIPELINE_NS
+            && est.saturating_mul(u64::from(self.in_flight)) <= PIPELINE_NS
     }
 
     fn take_report(&mut self, now: Instant) -> Report {
