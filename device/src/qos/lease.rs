@@ -10,11 +10,11 @@
 //!   lets it use the whole device (no cap below 100 %), only to gates that can be
 //!   revoked asynchronously (worker processes: their gate's reader thread acts on a
 //!   revocation even while the VM is idle).
-//! - **Bounded pipelining.** A batch is taken under the lease while the estimated work
-//!   already on the device plus this batch stays within [`PIPELINE_NS`] (or nothing
-//!   is in flight), so a VM that arrives waits for at most the running batch and
-//!   2 ms of queued ones — as with per-batch grants plus the 2 ms the latency target
-//!   allows. A batch waiting longer than [`stall_ns`] is taken anyway (it may be the
+//! - **Bounded pipelining.** A batch is taken under the lease while nothing is in
+//!   flight, or while the estimated work queued behind the running batch, this one
+//!   included, stays within [`PIPELINE_NS`]; so a VM that arrives waits for at most
+//!   the running batch and 2 ms of queued ones — as with per-batch grants plus the
+//!   2 ms the latency target allows. A batch waiting longer than [`stall_ns`] is taken anyway (it may be the
 //!   one that signals a semaphore the running batch waits on).
 //! - **Charged in parts.** Each batch costs `done − max(submitted, previous done)`
 //!   (serial-engine completion timing: the batches of a lease are not stamped, the
