@@ -479,3 +479,65 @@ fn four_vms_at_40_30_20_10_each_get_about_their_share() {
         "40/30/20/10 held in none of {seen:?} = {got:.1?} %"
     );
 }
+
+/// `key=` of `vm` in `ctl list`, as a number.
+fn list_field(d: &QosDaemon, vm: &str, key: &str) -> u64 {
+    d.ctl("list")
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(vm))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix(key)))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Leases on the real path (worker processes): a VM alone under fixed-share runs
+/// hundreds of batches on a handful of grants; once a second VM runs, both are
+/// granted batch by batch, and both clients finish.
+#[test]
+fn a_vm_alone_runs_under_a_lease_and_two_vms_take_turns() {
+    let _serial = serial();
+    let d = QosDaemon::start("qos-lease", "fixed-share");
+    let sock = d.daemon.socket().to_path_buf();
+    let a = spin(&sock, 5);
+    d.wait_vms(1);
+    // Alone: its grants stay few (one per lease; the shares set by the harness and
+    // the VM's own start may revoke one) while its batches climb.
+    assert!(
+        vgpu_tests::harness::wait_until(Duration::from_secs(20), || {
+            list_field(&d, "vm1", "submissions=") >= 200
+        }),
+        "vm1 did not run:\n{}",
+        d.ctl("list")
+    );
+    let (subs, grants) = (
+        list_field(&d, "vm1", "submissions="),
+        list_field(&d, "vm1", "grants="),
+    );
+    assert!(grants <= 5, "alone: {grants} grants for {subs} batches");
+    // Together: every batch of the second VM is granted on its own.
+    let b = spin(&sock, 3);
+    d.wait_vms(2);
+    assert!(
+        vgpu_tests::harness::wait_until(Duration::from_secs(20), || {
+            list_field(&d, "vm2", "submissions=") >= 100
+        }),
+        "vm2 did not run:\n{}",
+        d.ctl("list")
+    );
+    let (subs2, grants2) = (
+        list_field(&d, "vm2", "submissions="),
+        list_field(&d, "vm2", "grants="),
+    );
+    assert!(
+        grants2 * 10 >= subs2 * 9,
+        "taking turns: {grants2} grants for {subs2} batches"
+    );
+    assert!(
+        list_field(&d, "vm1", "grants=") > grants + 20,
+        "vm1 still leased beside vm2:\n{}",
+        d.ctl("list")
+    );
+    for out in [finish(a), finish(b)] {
+        assert!(out.status.success(), "{}\n{}", text(&out), d.daemon.log());
+    }
+}

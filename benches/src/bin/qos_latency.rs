@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! cargo run -p vgpu-benches --release --bin qos_latency                 # ~4 min
-//! cargo run -p vgpu-benches --release --bin qos_latency -- --window 5 --out DIR --daemon PATH
+//! cargo run -p vgpu-benches --release --bin qos_latency -- --window 5 --out DIR --daemon PATH --policies burst
 //! ```
 //!
 //! Writes `qos_latency_real.csv`, `qos_latency_real.svg` and `qos_latency_real.txt`
@@ -45,6 +45,8 @@ struct Opts {
     out: PathBuf,
     daemon: Option<PathBuf>,
     window: Duration,
+    /// Only these policies (`--policies a,b`; all by default).
+    policies: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         out: manifest.parent().unwrap_or(manifest).join("docs/qos"),
         daemon: None,
         window: Duration::from_secs(8),
+        policies: POLICIES.iter().map(|p| (*p).to_owned()).collect(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -66,6 +69,13 @@ fn parse(args: &[String]) -> Res<Opts> {
             }
             "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
             "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),
+            "--policies" => {
+                let list = it.next().ok_or("--policies NAME,NAME")?;
+                o.policies = list.split(',').map(str::to_owned).collect();
+                if let Some(bad) = o.policies.iter().find(|p| !POLICIES.contains(&p.as_str())) {
+                    return Err(format!("unknown policy {bad:?}").into());
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -221,6 +231,9 @@ fn report(o: &Opts) -> Res<()> {
     let mut series = Vec::new();
     let mut ymax: f64 = 1.0;
     for (k, policy) in POLICIES.iter().enumerate() {
+        if !o.policies.iter().any(|p| p == policy) {
+            continue;
+        }
         let sockets = [
             socket_path(&format!("qos-lat-online-{k}")),
             socket_path(&format!("qos-lat-offline-{k}")),
