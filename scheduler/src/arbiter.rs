@@ -652,12 +652,17 @@ impl Arbiter {
         if !backlogged {
             vm.idle_since = now;
         }
-        let ceiling = self.ceiling_ns(&self.vms[slot], true);
-        self.vms[slot]
-            .account
-            .clip_tokens(acc.debt_window_ns, ceiling);
-        self.update_ready(slot, now);
+        self.settle_bucket(slot, now);
         Ok(())
+    }
+
+    /// After a charge: clips the VM's bucket to its bounds and recomputes when it may
+    /// start next.
+    fn settle_bucket(&mut self, slot: usize, now: u64) {
+        let ceiling = self.ceiling_ns(&self.vms[slot], true);
+        let debt = self.accounting.debt_window_ns;
+        self.vms[slot].account.clip_tokens(debt, ceiling);
+        self.update_ready(slot, now);
     }
 
     /// Charges `device_ns` of device time that `submissions` batches of `vm` used
@@ -691,11 +696,7 @@ impl Arbiter {
         }
         vm.account.bound_debt(floor, acc.debt_window_ns, weight);
         vm.stats.device_ns = vm.stats.device_ns.saturating_add(device_ns);
-        let ceiling = self.ceiling_ns(&self.vms[slot], true);
-        self.vms[slot]
-            .account
-            .clip_tokens(acc.debt_window_ns, ceiling);
-        self.update_ready(slot, now);
+        self.settle_bucket(slot, now);
         Ok(())
     }
 }

@@ -490,6 +490,21 @@ fn list_field(d: &QosDaemon, vm: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until `vm` has run `n` batches; its `(submissions, grants)` then.
+fn ran_at_least(d: &QosDaemon, vm: &str, n: u64) -> (u64, u64) {
+    assert!(
+        vgpu_tests::harness::wait_until(Duration::from_secs(20), || {
+            list_field(d, vm, "submissions=") >= n
+        }),
+        "{vm} did not run:\n{}",
+        d.ctl("list")
+    );
+    (
+        list_field(d, vm, "submissions="),
+        list_field(d, vm, "grants="),
+    )
+}
+
 /// Leases on the real path (worker processes): a VM alone under fixed-share runs
 /// hundreds of batches on a handful of grants; once a second VM runs, both are
 /// granted batch by batch, and both clients finish.
@@ -500,34 +515,13 @@ fn a_vm_alone_runs_under_a_lease_and_two_vms_take_turns() {
     let sock = d.daemon.socket().to_path_buf();
     let a = spin(&sock, 5);
     d.wait_vms(1);
-    // Alone: its grants stay few (one per lease; the shares set by the harness and
-    // the VM's own start may revoke one) while its batches climb.
-    assert!(
-        vgpu_tests::harness::wait_until(Duration::from_secs(20), || {
-            list_field(&d, "vm1", "submissions=") >= 200
-        }),
-        "vm1 did not run:\n{}",
-        d.ctl("list")
-    );
-    let (subs, grants) = (
-        list_field(&d, "vm1", "submissions="),
-        list_field(&d, "vm1", "grants="),
-    );
+    // Alone: its grants stay few (one per lease) while its batches climb.
+    let (subs, grants) = ran_at_least(&d, "vm1", 200);
     assert!(grants <= 5, "alone: {grants} grants for {subs} batches");
     // Together: every batch of the second VM is granted on its own.
     let b = spin(&sock, 3);
     d.wait_vms(2);
-    assert!(
-        vgpu_tests::harness::wait_until(Duration::from_secs(20), || {
-            list_field(&d, "vm2", "submissions=") >= 100
-        }),
-        "vm2 did not run:\n{}",
-        d.ctl("list")
-    );
-    let (subs2, grants2) = (
-        list_field(&d, "vm2", "submissions="),
-        list_field(&d, "vm2", "grants="),
-    );
+    let (subs2, grants2) = ran_at_least(&d, "vm2", 100);
     assert!(
         grants2 * 10 >= subs2 * 9,
         "taking turns: {grants2} grants for {subs2} batches"

@@ -34,6 +34,23 @@ fn grant(a: &mut Arbiter, now: u64) -> Grant {
     }
 }
 
+/// One decision with every VM backlogged: grants, runs the batch for `cost` ns on an
+/// ideal device, completes it and queues the VM's next; returns the VM.
+fn turn(a: &mut Arbiter, now: &mut u64, cost: u64) -> VmId {
+    let g = grant(a, *now);
+    *now += cost;
+    a.complete(
+        *now,
+        Completion {
+            submission: g.submission,
+            device_ns: cost,
+        },
+    )
+    .unwrap();
+    a.submit(*now, req(g.vm.0, None)).unwrap();
+    g.vm
+}
+
 /// Runs `rounds` decisions with every VM always backlogged and each submission taking
 /// `cost(vm)` ns on an ideal depth-1 device; returns device time per VM.
 fn saturate(a: &mut Arbiter, vms: &[u32], cost: impl Fn(u32) -> u64, rounds: usize) -> Vec<u64> {
@@ -414,18 +431,8 @@ fn charged_lease_time_counts_like_grants_without_a_debt_beyond_the_window() {
     }
     let mut used = [0u64; 2];
     while used.iter().sum::<u64>() < 4_000 * MS {
-        let g = grant(&mut a, now);
-        now += MS;
-        a.complete(
-            now,
-            Completion {
-                submission: g.submission,
-                device_ns: MS,
-            },
-        )
-        .unwrap();
-        used[(g.vm.0 - 1) as usize] += MS;
-        a.submit(now, req(g.vm.0, None)).unwrap();
+        let vm = turn(&mut a, &mut now, MS);
+        used[(vm.0 - 1) as usize] += MS;
     }
     // Over the next 4 s the two are even within a few batches: VM 1 is not made to
     // repay its time alone (it would be by up to the 1 s debt window had the system
@@ -471,18 +478,8 @@ fn charges_while_others_wait_do_not_give_them_credit() {
     a.submit(now, req(1, None)).unwrap();
     let mut got = [0u32; 2];
     for _ in 0..150 {
-        let g = grant(&mut a, now);
-        now += 2 * MS;
-        a.complete(
-            now,
-            Completion {
-                submission: g.submission,
-                device_ns: 2 * MS,
-            },
-        )
-        .unwrap();
-        got[(g.vm.0 - 1) as usize] += 1;
-        a.submit(now, req(g.vm.0, None)).unwrap();
+        let vm = turn(&mut a, &mut now, 2 * MS);
+        got[(vm.0 - 1) as usize] += 1;
     }
     assert!(got[0] >= 80, "{got:?}");
 }
