@@ -28,6 +28,7 @@
 //!   the arbiter's next grant. A gate that never returns a revoked lease has it
 //!   released as stalled by the service.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -120,11 +121,21 @@ impl Held {
 pub struct Leases {
     held: Mutex<Option<Held>>,
     room: Condvar,
+    /// Batches waiting on `room` (changed only under `held`'s lock, so a finishing
+    /// batch skips the wake-up system call when nobody waits: the common case).
+    waiting: AtomicU32,
 }
 
 impl Leases {
     fn lock(&self) -> MutexGuard<'_, Option<Held>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes batches waiting for room, if any (call with `held` locked).
+    fn wake(&self) {
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.room.notify_all();
+        }
     }
 
     /// A grant that carries a lease arrived; the batch it was asked for counts as in
@@ -167,11 +178,13 @@ impl Leases {
             if stop() {
                 return Take::Stopped;
             }
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             held = self
                 .room
                 .wait_timeout(held, STOP_POLL)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -196,7 +209,7 @@ impl Leases {
                 u64::try_from(i128::from(e) + delta).unwrap_or(ns)
             }));
         }
-        self.room.notify_all();
+        self.wake();
         if h.revoked && h.in_flight == 0 {
             let mut r = h.take_report(now);
             r.end = Some(h.submission);
@@ -217,7 +230,7 @@ impl Leases {
             return Report::default();
         };
         h.revoked = true;
-        self.room.notify_all();
+        self.wake();
         if h.in_flight > 0 {
             return Report::default();
         }
