@@ -546,6 +546,18 @@ impl Gpu {
         self.queue
     }
 
+    /// Frees every descriptor set allocated with [`Gpu::set`] (the pool holds 64;
+    /// the guest driver enforces that where lavapipe does not).
+    pub fn free_sets(&self) -> AppResult<()> {
+        // SAFETY: live pool; callers use none of its sets any more (their work was
+        // waited for).
+        unsafe {
+            self.device
+                .reset_descriptor_pool(self.desc_pool, vk::DescriptorPoolResetFlags::empty())?;
+        }
+        Ok(())
+    }
+
     /// Frees a pipeline and its layouts.
     pub fn destroy_pipe(&self, p: Pipe) {
         // SAFETY: the device is idle for this pipeline (callers wait first).

@@ -37,6 +37,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// client's next read fail with ECONNRESET (Mesa reports a lost connection and
 /// aborts) instead of an end-of-file it would spin on.
 const CLIENT_LINGER: Duration = Duration::from_millis(100);
+/// What the daemon sends a client whose worker died, before it lingers: zeros, more
+/// than the longest vtest reply a worker sends (GET_CAPSET: a header, the valid
+/// word and the capset), so a reply the worker was cut off in the middle of is
+/// completed too. See [`answer_lost`].
+const LOST_REPLY: [u8; 256] = [0; 256];
+const _: () = assert!(LOST_REPLY.len() > 8 + 4 + crate::capset::VENUS_CAPSET_SIZE);
 /// Rings one worker may report (the context allows at most 1024).
 const MAX_RINGS: usize = 1024;
 /// Largest status-word offset the daemon maps (it maps the blob from its start up
@@ -436,8 +442,15 @@ pub(crate) fn run_connection(
         server
             .warn
             .warn(format_args!("vtest: {how}, client disconnected"));
-        linger(&client);
+        hang_up_lost(client);
     }
+}
+
+/// Ends the connection of a client whose worker died so that the client fails
+/// rather than spins: [`answer_lost`], then [`linger`], then close.
+fn hang_up_lost(client: UnixStream) {
+    answer_lost(&client);
+    linger(&client);
 }
 
 /// How a worker reaches the QoS arbiter.
@@ -671,6 +684,29 @@ pub(crate) fn supervise(
     Some(format!("{label}: {how}; FATAL set on {rings} rings"))
 }
 
+/// Answers whatever request the client may be blocked on with [`LOST_REPLY`].
+///
+/// Mesa 25.0.7's `vtest_read` retries a read that returns end of file for ever, so
+/// a client that sent a request the dead worker had read, and waits for its reply,
+/// would spin at full CPU once the daemon closes the socket. Zeros claim nothing:
+/// a sync read sees value 0 (not signalled), a capset is "not valid", a parameter
+/// "unsupported"; a reply that carries a file descriptor (blob create, sync wait)
+/// finds a byte without one and Mesa aborts ("invalid cmsghdr"). A client that goes
+/// on sends its next request, which the daemon never reads: closing with it unread
+/// makes the client's next read fail with ECONNRESET (the kernel's rule for a
+/// stream socket closed with data it did not read), and once closed its next write
+/// fails with EPIPE; Mesa aborts on either. So no request the client is waiting on
+/// is left both read and unanswered, which is what the end-of-file spin needs.
+/// Sent without blocking: a client that never reads gets what fits.
+fn answer_lost(client: &UnixStream) {
+    use rustix::net::{send, SendFlags};
+    let _ = send(
+        client,
+        &LOST_REPLY,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    );
+}
+
 /// Waits up to [`CLIENT_LINGER`] for the client to send something, so closing the
 /// socket resets the connection rather than ending it.
 fn linger(client: &UnixStream) {
@@ -723,5 +759,61 @@ fn handle(msg: Msg, entry: &WorkerEntry, label: &mut String, warn: &RateLimiter)
                 .remove(&ring);
         }
         Msg::Ready | Msg::Serve { .. } | Msg::ServeGpu { .. } | Msg::Gate(_) | Msg::Account(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::{hang_up_lost, LOST_REPLY};
+
+    /// The case Mesa spins on: the dead worker had read the client's request, and the
+    /// client waits for the reply.
+    #[test]
+    fn a_client_waiting_on_a_read_request_gets_zeros_then_a_reset_not_end_of_file() {
+        let (daemon, mut client) = UnixStream::pair().expect("socketpair");
+        // SYNC_READ (header and id), read by the worker before it died.
+        client
+            .write_all(&[2, 0, 0, 0, 22, 0, 0, 0, 7, 0, 0, 0])
+            .expect("send");
+        let mut request = [0u8; 12];
+        (&daemon).read_exact(&mut request).expect("worker reads");
+        let hang_up = std::thread::spawn(move || hang_up_lost(daemon));
+
+        // Mesa reads the header and the value: zeros, so "not signalled".
+        let mut reply = [0xffu8; 16];
+        client
+            .read_exact(&mut reply)
+            .expect("a reply, not end of file");
+        assert_eq!(reply, [0; 16]);
+        // It asks again; that request is never read, so the client's read after the
+        // rest of the zeros fails instead of returning end of file.
+        client
+            .write_all(&[2, 0, 0, 0, 22, 0, 0, 0, 7, 0, 0, 0])
+            .expect("send again");
+        let mut rest = vec![0u8; LOST_REPLY.len() - 16];
+        client.read_exact(&mut rest).expect("the rest of the zeros");
+        let mut byte = [0u8; 1];
+        let err = client
+            .read(&mut byte)
+            .expect_err("a reset, not end of file");
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+        hang_up.join().expect("hang-up thread");
+    }
+
+    /// A client that was not waiting (its request not yet read, or none) fails on its
+    /// next write once the daemon has hung up.
+    #[test]
+    fn an_idle_client_fails_on_its_next_write() {
+        let (daemon, mut client) = UnixStream::pair().expect("socketpair");
+        hang_up_lost(daemon);
+        let mut zeros = vec![0u8; LOST_REPLY.len()];
+        client.read_exact(&mut zeros).expect("the zeros");
+        let err = client
+            .write_all(&[2, 0, 0, 0, 22, 0, 0, 0, 7, 0, 0, 0])
+            .expect_err("a broken pipe");
+        assert_eq!(err.kind(), ErrorKind::BrokenPipe, "{err}");
     }
 }
