@@ -117,6 +117,23 @@ fn child_request(g: &Gpu, cache: &mut SpinCache, args: &[String]) -> Res<()> {
             )?;
             writeln!(out, "tp {} {}", t.submissions, t.elapsed.as_nanos())?;
         }
+        // spincbs GROUPS ITERS CBS SECONDS: two submissions in flight, each CBS command
+        // buffers of one dispatch; prints `tp <submissions> <ns>`.
+        Some("spincbs") => {
+            let [groups, iters, cbs, seconds] = &args[1..] else {
+                return Err("spincbs GROUPS ITERS CBS SECONDS".into());
+            };
+            let (n, elapsed) = spin_cbs(
+                g,
+                Work {
+                    groups: groups.parse()?,
+                    iters: iters.parse()?,
+                },
+                cbs.parse::<usize>()?.clamp(1, 256),
+                Duration::from_secs_f64(seconds.parse()?),
+            )?;
+            writeln!(out, "tp {n} {}", elapsed.as_nanos())?;
+        }
         // tsspin GROUPS ITERS SECONDS: one batch at a time, each with timestamps at its
         // start and end; prints `ts <batches> <sum of timestamp deltas in ns>`.
         Some("tsspin") => {
@@ -243,6 +260,58 @@ fn timestamped(g: &Gpu, work: Work, window: Duration) -> Res<(u64, u64)> {
     g.destroy_pipe(pipe);
     g.destroy_buf(buf);
     Ok((n, sum))
+}
+
+/// Runs submissions of `cbs` command buffers, each one dispatch of `work` (all into
+/// one buffer: the bench wants the device busy, not the results), two in flight, for
+/// `window`; returns the completed submissions and the time taken.
+fn spin_cbs(g: &Gpu, work: Work, cbs: usize, window: Duration) -> Res<(u64, Duration)> {
+    use ash::vk;
+    use vgpu_tests::apps::spv;
+    let pipe = g.pipeline(spv::SPIN, 1, 8, None, vk::PipelineCache::null())?;
+    let buf = g.buffer(u64::from(work.groups) * 64 * 4)?;
+    let set = g.set(&pipe, &[&buf])?;
+    let push = [work.iters.to_le_bytes(), 0u32.to_le_bytes()].concat();
+    let mut slots = Vec::new();
+    for _ in 0..2 {
+        let list = (0..cbs)
+            .map(|_| {
+                crate::venus::record_reusable(g, |cb| {
+                    g.dispatch(cb, &pipe, set, &push, [work.groups, 1, 1]);
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        slots.push((list, g.fence()?));
+    }
+    let wait = |fence: vk::Fence| -> Res<()> {
+        // SAFETY: live fence with a pending submission.
+        unsafe { g.device.wait_for_fences(&[fence], true, u64::MAX)? };
+        // SAFETY: signalled, unused.
+        unsafe { g.device.reset_fences(&[fence])? };
+        Ok(())
+    };
+    let start = Instant::now();
+    let (mut submitted, mut completed) = (0usize, 0u64);
+    while start.elapsed() < window {
+        let (list, fence) = &slots[submitted % 2];
+        if submitted >= 2 {
+            wait(*fence)?;
+            completed += 1;
+        }
+        g.submit(list, *fence)?;
+        submitted += 1;
+    }
+    let elapsed = start.elapsed();
+    for k in submitted.saturating_sub(2)..submitted {
+        wait(slots[k % 2].1)?;
+    }
+    for (_, fence) in slots {
+        // SAFETY: every submission was waited for.
+        unsafe { g.device.destroy_fence(fence, None) };
+    }
+    g.destroy_pipe(pipe);
+    g.destroy_buf(buf);
+    Ok((completed, elapsed))
 }
 
 /// Starts this executable as a client (`--child ARGS`) in `mode`, with

@@ -535,3 +535,50 @@ fn a_vm_alone_runs_under_a_lease_and_two_vms_take_turns() {
         assert!(out.status.success(), "{}\n{}", text(&out), d.daemon.log());
     }
 }
+
+/// The split hint on the real path (worker processes): beside a second VM under
+/// fixed-share, a VM whose submissions are 12 command buffers of about 5 ms each
+/// is granted in parts once its gate has learned what a command buffer costs (one
+/// command buffer a part: each is longer than the 4 ms slice), and both clients'
+/// results are right.
+#[test]
+fn a_submission_of_many_command_buffers_is_granted_in_parts() {
+    let _serial = serial();
+    let d = QosDaemon::start("qos-split", "fixed-share");
+    let sock = d.daemon.socket().to_path_buf();
+    // Depth 1, 12 command buffers a submission.
+    let long = client(SPIN, Mode::Venus(&sock))
+        .env("LP_NUM_THREADS", "1")
+        .args([GROUPS, ITERS, "6", "1", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spin-app");
+    d.wait_vms(1);
+    let short = spin(&sock, 5);
+    d.wait_vms(2);
+    // The VM goes from `list` when its client ends: read its count meanwhile.
+    let mut long = long;
+    let mut parts = 0;
+    while long.try_wait().expect("spin-app status").is_none() {
+        parts = parts.max(list_field(&d, "vm1", "submissions="));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (long, short) = (finish(long), finish(short));
+    for out in [&long, &short] {
+        assert!(out.status.success(), "{}\n{}", text(out), d.daemon.log());
+    }
+    let guest: u64 = String::from_utf8_lossy(&long.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("submissions "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the long client's submission count");
+    eprintln!("split: {parts} granted or leased parts for {guest} guest submissions");
+    // Alone at first it runs whole submissions under a lease; beside the other VM
+    // each submission is 12 parts. Unsplit, the two counts would be equal.
+    assert!(
+        guest > 0 && parts >= guest * 4,
+        "{parts} submissions granted or leased for {guest} guest submissions:\n{}",
+        d.ctl("list")
+    );
+}

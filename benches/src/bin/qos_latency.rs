@@ -10,6 +10,7 @@
 //! ```text
 //! cargo run -p vgpu-benches --release --bin qos_latency                 # ~4 min
 //! cargo run -p vgpu-benches --release --bin qos_latency -- --window 5 --out DIR --daemon PATH --policies burst
+//! cargo run -p vgpu-benches --release --bin qos_latency -- --offline-cbs 20 --out DIR   # split hint
 //! ```
 //!
 //! Writes `qos_latency_real.csv`, `qos_latency_real.svg` and `qos_latency_real.txt`
@@ -47,6 +48,10 @@ struct Opts {
     window: Duration,
     /// Only these policies (`--policies a,b`; all by default).
     policies: Vec<String>,
+    /// The offline VM's batches as this many command buffers (`--offline-cbs N`; 1 by
+    /// default): where the arbiter grants a submission in parts (the split hint),
+    /// the online VM waits for a part, not a batch.
+    offline_cbs: u32,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,7 @@ fn parse(args: &[String]) -> Res<Opts> {
         daemon: None,
         window: Duration::from_secs(8),
         policies: POLICIES.iter().map(|p| (*p).to_owned()).collect(),
+        offline_cbs: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -75,6 +81,13 @@ fn parse(args: &[String]) -> Res<Opts> {
                 if let Some(bad) = o.policies.iter().find(|p| !POLICIES.contains(&p.as_str())) {
                     return Err(format!("unknown policy {bad:?}").into());
                 }
+            }
+            "--offline-cbs" => {
+                o.offline_cbs = it
+                    .next()
+                    .ok_or("--offline-cbs N")?
+                    .parse::<u32>()?
+                    .clamp(1, 256);
             }
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -151,9 +164,10 @@ fn beside(d: &Daemon, sockets: &[PathBuf; 2], jobs: (u32, u32), o: &Opts) -> Res
     let (mut off, _out) = spawn_child(
         Mode::Venus(&sockets[1]),
         &[
-            "spin".into(),
+            "spincbs".into(),
             GROUPS.to_string(),
             jobs.1.to_string(),
+            o.offline_cbs.to_string(),
             format!("{seconds:.1}"),
         ],
     )?;
@@ -192,13 +206,16 @@ fn report(o: &Opts) -> Res<()> {
     };
     say(format!(
         "qos_latency: lavapipe, LP_NUM_THREADS=1, {GROUPS} workgroups x 64 invocations per \
-         batch; online {ONLINE_MS} ms jobs every {PERIOD_MS} ms; window {:.0} s; load \
-         average {} at start",
+         batch; online {ONLINE_MS} ms jobs every {PERIOD_MS} ms; offline batches of {} \
+         command buffers; window {:.0} s; load average {} at start",
+        o.offline_cbs,
         o.window.as_secs_f64(),
         loadavg()
     ));
+    // The offline batch is `offline_cbs` command buffers of an equal share of it.
+    let per_cb = |off_ms: f64| off_ms / f64::from(o.offline_cbs);
     let mut args = vec!["calibrate".to_owned(), ONLINE_MS.to_string()];
-    args.extend(OFFLINE_MS.iter().map(ToString::to_string));
+    args.extend(OFFLINE_MS.iter().map(|&m| per_cb(m).to_string()));
     let cal = run_child(Mode::Native, &args)?;
     let mut iters = Vec::new();
     for l in &cal {
@@ -269,7 +286,7 @@ fn report(o: &Opts) -> Res<()> {
         ]);
         let mut points = vec![(0.0, ms(alone.p99))];
         for &off_ms in &OFFLINE_MS {
-            let r = beside(&d, &sockets, (online_iters, iters_for(off_ms)?), o)?;
+            let r = beside(&d, &sockets, (online_iters, iters_for(per_cb(off_ms))?), o)?;
             let target = ms(alone.p99) + off_ms + 2.0;
             let met = ms(r.p99) <= target;
             say(format!(

@@ -287,6 +287,9 @@ pub struct SubmitGate {
     unreported: Mutex<Unreported>,
     /// Timestamp-measured vs completion-timed device time, for the record.
     timing: Timing,
+    /// Estimated device time of one command buffer, ns (0: nothing learned yet);
+    /// see [`SubmitGate::per_command_buffer_ns`].
+    per_cb_ns: AtomicU64,
 }
 
 /// Sums of the device time of stamped, granted submissions as the timestamps measured
@@ -345,7 +348,32 @@ impl SubmitGate {
             next_tag: AtomicU64::new(1),
             unreported: Mutex::new(Unreported::default()),
             timing: Timing::default(),
+            per_cb_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The estimated device time of one command buffer of this VM, ns: a moving
+    /// average (weight 1/4) of granted batches' device time divided by their command
+    /// buffers. `None` until a granted batch with command buffers has finished.
+    /// Batches under a lease or best-effort teach it nothing (their time is
+    /// completion timing, which queueing inflates).
+    pub fn per_command_buffer_ns(&self) -> Option<u64> {
+        Some(self.per_cb_ns.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
+    }
+
+    fn learn(&self, command_buffers: u32, device_ns: u64) {
+        if command_buffers == 0 || device_ns == 0 {
+            return;
+        }
+        let sample = (device_ns / u64::from(command_buffers)).max(1);
+        let old = self.per_cb_ns.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old.saturating_mul(3).saturating_add(sample) / 4
+        };
+        // Ring threads of one VM race here; either update is a fair estimate.
+        self.per_cb_ns.store(new.max(1), Ordering::Relaxed);
     }
 
     /// Device time of the stamped, granted submissions so far, by timestamps and by
@@ -451,6 +479,7 @@ impl SubmitGate {
             lease,
             submitted_at: None,
             measured_ns: None,
+            command_buffers: 0,
         };
         loop {
             if self.transport.bypass() {
@@ -512,9 +541,22 @@ pub struct Ticket {
     lease: Option<SubmissionId>,
     submitted_at: Option<Instant>,
     measured_ns: Option<u64>,
+    /// Guest command buffers in the batch (for [`SubmitGate::per_command_buffer_ns`]).
+    command_buffers: u32,
 }
 
 impl Ticket {
+    /// Records how many guest command buffers the batch has.
+    pub fn set_command_buffers(&mut self, n: usize) {
+        self.command_buffers = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+
+    /// The VM's estimated device time of one command buffer, ns
+    /// ([`SubmitGate::per_command_buffer_ns`]).
+    pub fn per_command_buffer_ns(&self) -> Option<u64> {
+        self.gate.per_command_buffer_ns()
+    }
+
     /// Marks the moment the batch went to the host queue.
     pub fn submitted(&mut self) {
         self.submitted_at = Some(Instant::now());
@@ -558,6 +600,7 @@ impl Drop for Ticket {
             self.submission,
             self.submitted_at,
             self.measured_ns,
+            self.command_buffers,
         );
     }
 }
@@ -567,6 +610,7 @@ fn finish(
     submission: Option<SubmissionId>,
     at: Option<Instant>,
     measured: Option<u64>,
+    command_buffers: u32,
 ) {
     let completion_ns = at.map_or(0, |t| {
         u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -579,7 +623,10 @@ fn finish(
     // batch was out (a bad clock must not charge a VM more than that).
     let device_ns = measured.map_or(completion_ns, |m| m.min(completion_ns));
     let r = match submission {
-        Some(s) => gate.transport.complete(s, device_ns),
+        Some(s) => {
+            gate.learn(command_buffers, device_ns);
+            gate.transport.complete(s, device_ns)
+        }
         None if device_ns > 0 => {
             gate.ran(device_ns);
             Ok(())

@@ -60,6 +60,7 @@ mod queue;
 mod raw;
 mod retire;
 mod robustness;
+mod split;
 mod stamps;
 mod sync;
 mod transfer;

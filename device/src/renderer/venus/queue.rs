@@ -15,8 +15,8 @@ use super::bounds::regions;
 use super::lifetime::InFlight;
 use super::objects::{DeviceState, QueueRef};
 use super::ownership::no_null;
-use super::raw;
 use super::retire::{self, Waiting};
+use super::split::{self, Batches, Chain, PartRef};
 use super::stamps::Slot;
 use super::{Handler, Result, VenusError};
 
@@ -40,132 +40,6 @@ impl Drop for StampRead {
             self.into.store(ns.max(1), Ordering::Release);
         }
     }
-}
-
-/// The first and last of `n` batches with command buffers (`has_cbs`), where the
-/// begin and end stamp go, if both are `plain` (chain nothing whose meaning depends on
-/// their command buffers). `None`: nothing to time, or not stampable.
-fn stamp_span(
-    n: usize,
-    has_cbs: impl Fn(usize) -> bool,
-    plain: impl Fn(usize) -> bool,
-) -> Option<(usize, usize)> {
-    let first = (0..n).find(|&i| has_cbs(i))?;
-    let last = (0..n).rev().find(|&i| has_cbs(i))?;
-    (plain(first) && plain(last)).then_some((first, last))
-}
-
-/// [`stamp_span`] of a `vkQueueSubmit`: only timeline values may be chained.
-fn stamp_targets(submits: &[vk::SubmitInfo<'_>]) -> Option<(usize, usize)> {
-    stamp_span(
-        submits.len(),
-        |i| submits[i].command_buffer_count > 0,
-        |i| {
-            // SAFETY: the decoder built each chain in the arena.
-            unsafe {
-                raw::chain_only(
-                    submits[i].p_next,
-                    &[vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO],
-                )
-            }
-        },
-    )
-}
-
-/// [`stamp_span`] of a `vkQueueSubmit2`: no `pNext` at all and not protected.
-fn stamp_targets2(submits: &[vk::SubmitInfo2<'_>]) -> Option<(usize, usize)> {
-    stamp_span(
-        submits.len(),
-        |i| submits[i].command_buffer_info_count > 0,
-        |i| submits[i].p_next.is_null() && !submits[i].flags.contains(vk::SubmitFlags::PROTECTED),
-    )
-}
-
-/// The command-buffer lists of the first and last stamped batch: `begin` in front of
-/// the first's, `end` after the last's (both in the first list when `first == last`;
-/// the second list is then empty and unused).
-fn bracket<T: Copy>(first: &[T], last: &[T], same: bool, begin: T, end: T) -> (Vec<T>, Vec<T>) {
-    let mut head: Vec<T> = std::iter::once(begin)
-        .chain(first.iter().copied())
-        .collect();
-    if same {
-        head.push(end);
-        return (head, Vec::new());
-    }
-    let tail = last.iter().copied().chain(std::iter::once(end)).collect();
-    (head, tail)
-}
-
-/// `vkQueueSubmit` of `submits` with `slot`'s begin command buffer in front of the
-/// first command buffer and its end command buffer after the last.
-fn submit_stamped(
-    dev: &DeviceState,
-    queue: vk::Queue,
-    submits: &[vk::SubmitInfo<'_>],
-    fence: vk::Fence,
-    slot: Slot,
-) -> ash::prelude::VkResult<()> {
-    let Some((first, last)) = stamp_targets(submits) else {
-        // SAFETY: as in `queue_submit`.
-        return unsafe { dev.device.queue_submit(queue, submits, fence) };
-    };
-    let cbs = |i: usize| {
-        // SAFETY: the decoder built the array in the arena with the count beside it.
-        unsafe {
-            regions(
-                submits[i].p_command_buffers,
-                submits[i].command_buffer_count,
-            )
-        }
-    };
-    let (head, tail) = bracket(cbs(first), cbs(last), first == last, slot.begin, slot.end);
-    let mut infos = submits.to_vec();
-    infos[first] = infos[first].command_buffers(&head);
-    if first != last {
-        infos[last] = infos[last].command_buffers(&tail);
-    }
-    // SAFETY: as in `queue_submit`; the two rebuilt arrays live until the call
-    // returns, and the stamp command buffers belong to this queue's family and are in
-    // no other pending submission (a slot is taken until its submission retires).
-    unsafe { dev.device.queue_submit(queue, &infos, fence) }
-}
-
-/// As [`submit_stamped`] for `vkQueueSubmit2`.
-fn submit2_stamped(
-    dev: &DeviceState,
-    queue: vk::Queue,
-    submits: &[vk::SubmitInfo2<'_>],
-    fence: vk::Fence,
-    slot: Slot,
-) -> ash::prelude::VkResult<()> {
-    let Some((first, last)) = stamp_targets2(submits) else {
-        // SAFETY: as in `queue_submit2`.
-        return unsafe { dev.device.queue_submit2(queue, submits, fence) };
-    };
-    let cbs = |i: usize| {
-        // SAFETY: the decoder built the array in the arena with the count beside it.
-        unsafe {
-            regions(
-                submits[i].p_command_buffer_infos,
-                submits[i].command_buffer_info_count,
-            )
-        }
-    };
-    let ours = |cb| vk::CommandBufferSubmitInfo::default().command_buffer(cb);
-    let (head, tail) = bracket(
-        cbs(first),
-        cbs(last),
-        first == last,
-        ours(slot.begin),
-        ours(slot.end),
-    );
-    let mut infos = submits.to_vec();
-    infos[first] = infos[first].command_buffer_infos(&head);
-    if first != last {
-        infos[last] = infos[last].command_buffer_infos(&tail);
-    }
-    // SAFETY: as in `submit_stamped`.
-    unsafe { dev.device.queue_submit2(queue, &infos, fence) }
 }
 
 /// [`no_null`] over every array of `vkQueueSubmit`'s batches.
@@ -238,40 +112,28 @@ impl Handler<'_, '_> {
     pub(super) fn queue_submit(&mut self, args: &mut QueueSubmitArgs<'_>) -> Result<vk::Result> {
         let submits = args.p_submits.unwrap_or(&[]);
         check_submits(submits)?;
-        let fence = args.fence;
-        let stampable = stamp_targets(submits).is_some();
-        self.submit_holding(args.queue, stampable, |dev, queue, slot| match slot {
-            Some(slot) => submit_stamped(dev, queue, submits, fence, slot),
-            // SAFETY: live queue of a live device, externally synchronized by its lock;
-            // every handle in the submits was translated by the decoder (and is pinned
-            // until the submission retires) and the infos live in the arena.
-            None => unsafe { dev.device.queue_submit(queue, submits, fence) },
-        })
+        self.submit_holding(args.queue, submits, args.fence)
     }
 
     pub(super) fn queue_submit2(&mut self, args: &mut QueueSubmit2Args<'_>) -> Result<vk::Result> {
         let submits = args.p_submits.unwrap_or(&[]);
         check_submits2(submits)?;
-        let fence = args.fence;
-        let stampable = stamp_targets2(submits).is_some();
-        self.submit_holding(args.queue, stampable, |dev, queue, slot| match slot {
-            Some(slot) => submit2_stamped(dev, queue, submits, fence, slot),
-            // SAFETY: as for queue_submit.
-            None => unsafe { dev.device.queue_submit2(queue, submits, fence) },
-        })
+        self.submit_holding(args.queue, submits, args.fence)
     }
 
-    /// Runs the submission `f` under `queue`'s lock, then keeps every object it uses
-    /// (this command's pins: command buffers, semaphores, fence; and what the command
-    /// buffers recorded) alive until a host fence submitted right after it retires.
-    /// Where the QoS gate accounts for the submission and it is `stampable`, `f` gets
-    /// a timestamp pair to put around the guest's command buffers, and the gate is
-    /// told the device time between them (`stamps.rs`).
-    fn submit_holding(
+    /// Submits `batches` (with the guest's `fence`) under `queue`'s lock, then keeps
+    /// every object they use (this command's pins: command buffers, semaphores,
+    /// fence; and what the command buffers recorded) alive until a host fence
+    /// submitted right after them retires. Where the QoS gate grants the submission
+    /// it gets a timestamp pair around the guest's command buffers where they may be
+    /// bracketed, and the gate is told the device time between them (`stamps.rs`);
+    /// where the gate's estimate says it would hold the device longer than a slice,
+    /// it goes in parts, each granted on its own (`split.rs`).
+    fn submit_holding<B: Batches + ?Sized>(
         &self,
         queue: vk::Queue,
-        stampable: bool,
-        f: impl FnOnce(&DeviceState, vk::Queue, Option<Slot>) -> ash::prelude::VkResult<()>,
+        batches: &B,
+        fence: vk::Fence,
     ) -> Result<vk::Result> {
         let q = self.queue_ref(queue)?;
         // QoS: wait for the arbiter's grant before the batch reaches the host queue
@@ -280,6 +142,22 @@ impl Handler<'_, '_> {
             Ok(t) => t,
             Err(QosStopped) => return Ok(vk::Result::ERROR_DEVICE_LOST),
         };
+        let counts: Vec<usize> = (0..batches.batches())
+            .map(|i| batches.command_buffers(i))
+            .collect();
+        let total: usize = counts.iter().sum();
+        // Split only what the arbiter grants one by one: alone under a lease or
+        // under best-effort there is no one to make room for.
+        let parts = ticket
+            .as_ref()
+            .filter(|t| t.is_arbitrated())
+            .and_then(|t| split::per_part(total, t.per_command_buffer_ns()?))
+            .map_or_else(
+                || split::plan(&counts, |_| false, usize::MAX),
+                |per| split::plan(&counts, |i| batches.cuttable(i), per),
+            );
+        let (links, chain_count) = split::links(&parts);
+        let mut links = links.as_slice();
         let guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
             ty: vk::ObjectType::DEVICE,
             raw: q.device.device.handle().as_raw(),
@@ -288,28 +166,125 @@ impl Handler<'_, '_> {
         let in_flight = InFlight::new(self.take_pins()).ok_or(VenusError::Invalid(
             "submission of a command buffer or descriptor set being reset",
         ))?;
-        // Stamped where the arbiter charges the device time (granted submissions):
-        // on lavapipe the two extra command buffers cost about a third of the
-        // throughput of 0.2 ms batches at depth 1 (issue 15), too much for figures
-        // that best-effort only reports.
-        let slot = if ticket.as_ref().is_some_and(|t| t.is_arbitrated()) && stampable {
-            // SAFETY: live device (checked under the queue lock, which is held).
-            unsafe { q.device.stamps.take(&q.device.device, queue.as_raw()) }
-        } else {
-            None
+        // SAFETY: live device (checked under the queue lock, which is held).
+        let chain = match unsafe { Chain::create(&q.device, chain_count) } {
+            Ok(c) => c,
+            Err(e) => return Ok(e),
         };
-        if let Some(t) = ticket.as_mut() {
-            t.submitted();
-        }
-        if let Err(e) = f(&q.device, queue, slot) {
-            if let Some(s) = slot {
-                // Not submitted: the pair is free again at once.
-                q.device.stamps.give_back(s);
+        let chain_sems: Vec<vk::Semaphore> = chain.semaphores().to_vec();
+        let chain_sems = chain_sems.as_slice();
+        let mut keep = Some((in_flight, chain));
+        let mut guard = Some(guard);
+        let mut result = vk::Result::SUCCESS;
+        let last = parts.len().saturating_sub(1);
+        for (k, part) in parts.iter().enumerate() {
+            let (part_links, rest) = links.split_at(part.len().min(links.len()));
+            links = rest;
+            if k > 0 {
+                // The next part waits for its own grant, without the queue lock.
+                drop(guard.take());
+                ticket = match self.qos_grant() {
+                    Ok(t) => t,
+                    Err(QosStopped) => {
+                        result = vk::Result::ERROR_DEVICE_LOST;
+                        break;
+                    }
+                };
+                match self.exec.lock_live(&q) {
+                    Some(g) => guard = Some(g),
+                    None => {
+                        // The device was destroyed meanwhile (which waited for the
+                        // parts already submitted).
+                        result = vk::Result::ERROR_DEVICE_LOST;
+                        break;
+                    }
+                }
             }
-            return Ok(e);
+            let cbs: usize = part.iter().map(|p| p.cbs.len()).sum();
+            let stampable = split::stamp_pieces(part, |b| batches.stampable(b)).is_some();
+            // Stamped where the arbiter charges the device time (granted
+            // submissions): on lavapipe the two extra command buffers cost about a
+            // third of the throughput of 0.2 ms batches at depth 1 (issue 15), too
+            // much for figures that best-effort only reports.
+            let slot = if ticket.as_ref().is_some_and(|t| t.is_arbitrated()) && stampable {
+                // SAFETY: live device (checked under the queue lock, which is held).
+                unsafe { q.device.stamps.take(&q.device.device, queue.as_raw()) }
+            } else {
+                None
+            };
+            if let Some(t) = ticket.as_mut() {
+                t.submitted();
+                t.set_command_buffers(cbs);
+            }
+            let part_fence = if k == last { fence } else { vk::Fence::null() };
+            // SAFETY: live queue of a live device under its submission lock; every
+            // handle in the batches was translated by the decoder and is pinned
+            // until the submission retires (`keep`), the infos live in the arena,
+            // the chain semaphores are ours alone, and a stamp slot is taken until
+            // its submission retires.
+            let submitted = unsafe {
+                batches.submit_part(
+                    &q.device.device,
+                    queue,
+                    PartRef {
+                        pieces: part,
+                        links: part_links,
+                        chain: chain_sems,
+                    },
+                    part_fence,
+                    slot.map(|s| (s.begin, s.end)),
+                )
+            };
+            if let Err(e) = submitted {
+                if let Some(s) = slot {
+                    // Not submitted: the pair is free again at once.
+                    q.device.stamps.give_back(s);
+                }
+                if k == 0 {
+                    return Ok(e);
+                }
+                result = e;
+                break;
+            }
+            let keep_now = if k == last { keep.take() } else { None };
+            self.retire_after(&q, queue, ticket.take(), slot, keep_now);
         }
-        if in_flight.is_empty() && ticket.is_none() {
-            return Ok(vk::Result::SUCCESS);
+        if let Some(rest) = keep {
+            // Parts already submitted when the rest could not be: keep what they
+            // use until they retire (a marker under the queue lock).
+            if guard.is_none() {
+                guard = self.exec.lock_live(&q);
+            }
+            if guard.is_some() {
+                self.retire_after(&q, queue, None, None, Some(rest));
+            } else {
+                // The device was destroyed meanwhile (its destroyer waited for its
+                // work): nothing may be called on it any more, so our chain
+                // semaphores are leaked with the pins.
+                std::mem::forget(rest);
+            }
+        }
+        drop(guard);
+        Ok(result)
+    }
+
+    /// Puts a marker fence after what was just submitted on `queue` (the caller holds
+    /// its lock) and hands the retire thread what to do when it signals: report
+    /// `ticket`'s device time (the stamps of `slot` where it has one) and drop `keep`.
+    fn retire_after(
+        &self,
+        q: &QueueRef,
+        queue: vk::Queue,
+        ticket: Option<crate::qos::Ticket>,
+        slot: Option<Slot>,
+        keep: Option<(InFlight, Chain)>,
+    ) {
+        if keep
+            .as_ref()
+            .is_none_or(|(f, c)| f.is_empty() && c.is_empty())
+            && ticket.is_none()
+        {
+            return;
         }
         // SAFETY: live queue of a live device under its submission lock.
         let fence = match unsafe { retire::submit_marker(&q.device.device, queue) } {
@@ -322,8 +297,8 @@ impl Handler<'_, '_> {
                      its objects are never destroyed",
                     self.exec.ctx
                 );
-                std::mem::forget(in_flight);
-                return Ok(vk::Result::SUCCESS);
+                std::mem::forget(keep);
+                return;
             }
         };
         // The stamp pair is read and freed when the fence has signalled; if the
@@ -352,7 +327,7 @@ impl Handler<'_, '_> {
                     drop(t);
                 }
             }),
-            keep: Some(Box::new((in_flight, stamp))),
+            keep: Some(Box::new((keep, stamp))),
             prompt,
         };
         // Queued under the queue lock, so a device destroyer flushes it (see
@@ -367,8 +342,6 @@ impl Handler<'_, '_> {
             // stops first).
             retire::wait_inline(w, &|| self.stream.should_stop());
         }
-        drop(guard);
-        Ok(vk::Result::SUCCESS)
     }
 
     /// Blocks until the VM's QoS gate grants the next submission (`None`: no gate,
@@ -477,35 +450,5 @@ impl Handler<'_, '_> {
             unsafe { dev.device.queue_submit(queue, &[submit], vk::Fence::null()) }
         })?
         .map_err(|_| VenusError::Invalid("semaphore emulation submit failed"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{bracket, stamp_span};
-
-    #[test]
-    fn stamps_bracket_the_first_and_last_batch_with_command_buffers() {
-        // Batches 0 and 3 have none: the stamps go around 1..=2.
-        let cbs = [0, 2, 1, 0];
-        assert_eq!(stamp_span(4, |i| cbs[i] > 0, |_| true), Some((1, 2)));
-        assert_eq!(stamp_span(4, |_| false, |_| true), None);
-        assert_eq!(stamp_span(0, |_| true, |_| true), None);
-        // A batch there that is not plain: no stamps at all.
-        assert_eq!(stamp_span(4, |i| cbs[i] > 0, |i| i != 2), None);
-        // A batch between them that is not plain does not matter.
-        assert_eq!(stamp_span(4, |_| true, |i| i != 1), Some((0, 3)));
-    }
-
-    #[test]
-    fn bracket_puts_begin_first_and_end_last() {
-        assert_eq!(
-            bracket(&[5, 6], &[5, 6], true, 1, 9),
-            (vec![1, 5, 6, 9], vec![])
-        );
-        assert_eq!(
-            bracket(&[5], &[7, 8], false, 1, 9),
-            (vec![1, 5], vec![7, 8, 9])
-        );
     }
 }

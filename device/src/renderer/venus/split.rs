@@ -1,0 +1,578 @@
+//! The split hint (issue 13): a guest submission estimated to hold the device longer
+//! than one [`SLICE_NS`] is submitted to the host in parts, each granted by the QoS
+//! arbiter on its own, so another VM's work can run between them.
+//!
+//! Where a submission may be cut:
+//! - **between batches** always: batches of one `vkQueueSubmit` are ordered only by
+//!   submission order, as separate submissions are, and each keeps its own waits,
+//!   signals and `pNext`;
+//! - **between the command buffers of a batch** only if nothing is chained to it
+//!   (no `pNext`, not protected: a chained struct may count the command buffers, as a
+//!   device group submit does). The piece before a cut signals a binary semaphore of
+//!   ours that the piece after it waits on (all commands), so every piece of the batch
+//!   still runs after the batch's waits; the batch's waits stay on its first piece
+//!   and its signals on its last, which covers the earlier pieces (a semaphore
+//!   signal's first scope is everything earlier in submission order).
+//!
+//! The guest's fence goes with the last part (a fence signal's first scope is every
+//! command submitted before it on the queue). One command buffer is never cut: its
+//! device time is what it is, so a submission of one long command buffer is granted
+//! whole, as are submissions a VM makes alone under a lease or under best-effort
+//! (nothing to share the device with, or no arbitration).
+
+use std::ops::Range;
+
+use ash::vk;
+
+use super::bounds::regions;
+use super::objects::DeviceState;
+use super::raw;
+use std::sync::Arc;
+
+/// The device time a part aims at, ns: an online VM waits for at most about this
+/// much of an offline VM's split submission (plus one command buffer).
+pub(super) const SLICE_NS: u64 = 4_000_000;
+/// At most this many parts per submission (each costs a grant round trip and a
+/// marker fence).
+pub(super) const MAX_PARTS: usize = 64;
+
+/// A run of one batch's command buffers that goes to the host in one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Piece {
+    /// The batch (index into the submission's batches).
+    pub(super) batch: usize,
+    /// Its command buffers in this piece.
+    pub(super) cbs: Range<usize>,
+    /// The batch's first piece (carries its waits).
+    pub(super) first: bool,
+    /// The batch's last piece (carries its signals).
+    pub(super) last: bool,
+}
+
+impl Piece {
+    /// The whole batch in one piece (its `pNext` kept).
+    pub(super) fn whole(&self) -> bool {
+        self.first && self.last
+    }
+}
+
+/// A part: the pieces submitted together under one grant.
+pub(super) type Part = Vec<Piece>;
+
+/// Plans the parts of a submission whose batches have `cbs[i]` command buffers, of
+/// which batch `i` may be cut between command buffers where `cuttable(i)`; each part
+/// holds about `per_part` command buffers (a batch that may not be cut goes whole).
+/// One part means: submit as it is (no batches: one empty part, for the fence).
+pub(super) fn plan(cbs: &[usize], cuttable: impl Fn(usize) -> bool, per_part: usize) -> Vec<Part> {
+    let per_part = per_part.max(1);
+    let mut parts = Vec::new();
+    let mut part: Part = Vec::new();
+    let mut n = 0usize;
+    for (batch, &count) in cbs.iter().enumerate() {
+        if count == 0 || !cuttable(batch) {
+            part.push(Piece {
+                batch,
+                cbs: 0..count,
+                first: true,
+                last: true,
+            });
+            n = n.saturating_add(count);
+        } else {
+            let mut start = 0;
+            while start < count {
+                if n >= per_part {
+                    parts.push(std::mem::take(&mut part));
+                    n = 0;
+                }
+                let take = (count - start).min(per_part - n);
+                part.push(Piece {
+                    batch,
+                    cbs: start..start + take,
+                    first: start == 0,
+                    last: start + take == count,
+                });
+                n += take;
+                start += take;
+            }
+        }
+        if n >= per_part {
+            parts.push(std::mem::take(&mut part));
+            n = 0;
+        }
+    }
+    if !part.is_empty() || parts.is_empty() {
+        // No batches at all is one empty part (it still carries the fence).
+        parts.push(part);
+    }
+    parts
+}
+
+/// Command buffers per part for a submission of `total` command buffers at an
+/// estimated `per_cb_ns` each, or `None` where it is not worth splitting (the whole
+/// fits a slice).
+pub(super) fn per_part(total: usize, per_cb_ns: u64) -> Option<usize> {
+    let total_ns = u64::try_from(total).ok()?.checked_mul(per_cb_ns.max(1))?;
+    if total < 2 || total_ns <= SLICE_NS {
+        return None;
+    }
+    let by_slice = usize::try_from(SLICE_NS / per_cb_ns.max(1))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let by_count = total.div_ceil(MAX_PARTS);
+    Some(by_slice.max(by_count))
+}
+
+/// For every piece of `parts` in order: the chain semaphore (an index into the
+/// submission's own semaphores) it waits on and the one it signals. A piece that is
+/// not its batch's first waits on what the piece before it signals; one that is not
+/// its batch's last signals a fresh one. Returns them and how many semaphores.
+pub(super) fn links(parts: &[Part]) -> (Vec<Link>, usize) {
+    let mut out = Vec::new();
+    let mut next = 0usize;
+    let mut previous = None;
+    for piece in parts.iter().flatten() {
+        let wait = if piece.first { None } else { previous };
+        let signal = if piece.last {
+            None
+        } else {
+            next += 1;
+            Some(next - 1)
+        };
+        previous = signal;
+        out.push(Link { wait, signal });
+    }
+    (out, next)
+}
+
+/// A piece's chain semaphores (indices), see [`links`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Link {
+    pub(super) wait: Option<usize>,
+    pub(super) signal: Option<usize>,
+}
+
+/// The first and last piece of `part` with command buffers, for the timestamp pair,
+/// if both may be bracketed (`plain(batch)` for a whole batch; a cut piece has no
+/// `pNext` by construction).
+pub(super) fn stamp_pieces(
+    part: &[Piece],
+    plain: impl Fn(usize) -> bool,
+) -> Option<(usize, usize)> {
+    let ok = |i: usize| !part[i].whole() || plain(part[i].batch);
+    let first = (0..part.len()).find(|&i| !part[i].cbs.is_empty())?;
+    let last = (0..part.len()).rev().find(|&i| !part[i].cbs.is_empty())?;
+    (ok(first) && ok(last)).then_some((first, last))
+}
+
+/// The command-buffer list of a stamped piece: `begin` in front when it is the part's
+/// first stamped piece, `end` after when it is the last (both for a lone one).
+fn bracket<T: Copy>(cbs: &[T], begin: Option<T>, end: Option<T>) -> Vec<T> {
+    begin
+        .into_iter()
+        .chain(cbs.iter().copied())
+        .chain(end)
+        .collect()
+}
+
+/// The timestamp command buffers for piece `i` of a part stamped around `span`.
+fn stamps_at(
+    i: usize,
+    span: Option<(usize, usize)>,
+    stamps: Option<(vk::CommandBuffer, vk::CommandBuffer)>,
+) -> (Option<vk::CommandBuffer>, Option<vk::CommandBuffer>) {
+    match (span, stamps) {
+        (Some((first, last)), Some((begin, end))) => {
+            ((i == first).then_some(begin), (i == last).then_some(end))
+        }
+        _ => (None, None),
+    }
+}
+
+/// A part to submit: its pieces, their [`Link`]s (one each) and the submission's
+/// chain semaphores the links name.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PartRef<'a> {
+    pub(super) pieces: &'a [Piece],
+    pub(super) links: &'a [Link],
+    pub(super) chain: &'a [vk::Semaphore],
+}
+
+/// One `vkQueueSubmit`'s or `vkQueueSubmit2`'s batches, as the split sees them.
+pub(super) trait Batches {
+    /// How many batches.
+    fn batches(&self) -> usize;
+    /// Command buffers of batch `i`.
+    fn command_buffers(&self, i: usize) -> usize;
+    /// Whether batch `i` may be cut between its command buffers (nothing chained,
+    /// not protected).
+    fn cuttable(&self, i: usize) -> bool;
+    /// Whether batch `i`, whole, may get the timestamp pair around its command
+    /// buffers (nothing chained whose meaning depends on them).
+    fn stampable(&self, i: usize) -> bool;
+    /// Submits `part` and `fence`; `stamps` (begin, end) go around the part's command buffers and must
+    /// be given only where [`stamp_pieces`] found a span.
+    ///
+    /// # Safety
+    ///
+    /// `device` is live, `queue` one of its queues under the caller's submission
+    /// lock, every handle in the batches translated and pinned until the work
+    /// retires, `chain` live binary semaphores of the device that nothing else uses,
+    /// and the stamp command buffers of the queue's family and in no other pending
+    /// submission.
+    unsafe fn submit_part(
+        &self,
+        device: &ash::Device,
+        queue: vk::Queue,
+        part: PartRef<'_>,
+        fence: vk::Fence,
+        stamps: Option<(vk::CommandBuffer, vk::CommandBuffer)>,
+    ) -> ash::prelude::VkResult<()>;
+}
+
+/// Whether `part` is the whole submission of `n` batches, unstamped: submitted as
+/// the guest sent it, without copying.
+fn untouched(part: &[Piece], n: usize, stamped: bool) -> bool {
+    !stamped && part.len() == n && part.iter().all(Piece::whole)
+}
+
+/// The stage our chain semaphores are waited at: everything.
+static ALL_COMMANDS: [vk::PipelineStageFlags; 1] = [vk::PipelineStageFlags::ALL_COMMANDS];
+
+impl Batches for [vk::SubmitInfo<'_>] {
+    fn batches(&self) -> usize {
+        self.len()
+    }
+
+    fn command_buffers(&self, i: usize) -> usize {
+        self[i].command_buffer_count as usize
+    }
+
+    fn cuttable(&self, i: usize) -> bool {
+        self[i].p_next.is_null()
+    }
+
+    fn stampable(&self, i: usize) -> bool {
+        // SAFETY: the decoder built each chain in the arena.
+        unsafe {
+            raw::chain_only(
+                self[i].p_next,
+                &[vk::StructureType::TIMELINE_SEMAPHORE_SUBMIT_INFO],
+            )
+        }
+    }
+
+    unsafe fn submit_part(
+        &self,
+        device: &ash::Device,
+        queue: vk::Queue,
+        part: PartRef<'_>,
+        fence: vk::Fence,
+        stamps: Option<(vk::CommandBuffer, vk::CommandBuffer)>,
+    ) -> ash::prelude::VkResult<()> {
+        let PartRef {
+            pieces: part,
+            links,
+            chain,
+        } = part;
+        let span = stamps.and_then(|_| stamp_pieces(part, |b| self.stampable(b)));
+        if untouched(part, self.len(), span.is_some()) {
+            // SAFETY: the caller's contract.
+            return unsafe { device.queue_submit(queue, self, fence) };
+        }
+        let cbs = |p: &Piece| {
+            let b = &self[p.batch];
+            // SAFETY: the decoder built the array in the arena with the count beside it.
+            let all = unsafe { regions(b.p_command_buffers, b.command_buffer_count) };
+            all.get(p.cbs.clone()).unwrap_or(&[])
+        };
+        let lists: Vec<Vec<vk::CommandBuffer>> = part
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (begin, end) = stamps_at(i, span, stamps);
+                bracket(cbs(p), begin, end)
+            })
+            .collect();
+        let infos: Vec<vk::SubmitInfo<'_>> = part
+            .iter()
+            .zip(links)
+            .zip(&lists)
+            .map(|((p, link), list)| {
+                let mut s = self[p.batch].command_buffers(list);
+                if let Some(w) = link.wait {
+                    s = s
+                        .wait_semaphores(chain.get(w..=w).unwrap_or(&[]))
+                        .wait_dst_stage_mask(&ALL_COMMANDS);
+                }
+                if let Some(sig) = link.signal {
+                    s = s.signal_semaphores(chain.get(sig..=sig).unwrap_or(&[]));
+                }
+                s
+            })
+            .collect();
+        // SAFETY: the caller's contract; `lists` and `infos` live until it returns.
+        unsafe { device.queue_submit(queue, &infos, fence) }
+    }
+}
+
+impl Batches for [vk::SubmitInfo2<'_>] {
+    fn batches(&self) -> usize {
+        self.len()
+    }
+
+    fn command_buffers(&self, i: usize) -> usize {
+        self[i].command_buffer_info_count as usize
+    }
+
+    fn cuttable(&self, i: usize) -> bool {
+        self[i].p_next.is_null() && !self[i].flags.contains(vk::SubmitFlags::PROTECTED)
+    }
+
+    fn stampable(&self, i: usize) -> bool {
+        self.cuttable(i)
+    }
+
+    unsafe fn submit_part(
+        &self,
+        device: &ash::Device,
+        queue: vk::Queue,
+        part: PartRef<'_>,
+        fence: vk::Fence,
+        stamps: Option<(vk::CommandBuffer, vk::CommandBuffer)>,
+    ) -> ash::prelude::VkResult<()> {
+        let PartRef {
+            pieces: part,
+            links,
+            chain,
+        } = part;
+        let span = stamps.and_then(|_| stamp_pieces(part, |b| self.stampable(b)));
+        if untouched(part, self.len(), span.is_some()) {
+            // SAFETY: the caller's contract.
+            return unsafe { device.queue_submit2(queue, self, fence) };
+        }
+        let cbs = |p: &Piece| {
+            let b = &self[p.batch];
+            // SAFETY: the decoder built the array in the arena with the count beside it.
+            let all = unsafe { regions(b.p_command_buffer_infos, b.command_buffer_info_count) };
+            all.get(p.cbs.clone()).unwrap_or(&[])
+        };
+        let ours = |cb| vk::CommandBufferSubmitInfo::default().command_buffer(cb);
+        let lists: Vec<Vec<vk::CommandBufferSubmitInfo<'_>>> = part
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (begin, end) = stamps_at(i, span, stamps);
+                bracket(cbs(p), begin.map(ours), end.map(ours))
+            })
+            .collect();
+        let sem = |s| {
+            [vk::SemaphoreSubmitInfo::default()
+                .semaphore(s)
+                .stage_mask(vk::PipelineStageFlags2::ALL_COMMANDS)]
+        };
+        let chain2: Vec<[vk::SemaphoreSubmitInfo<'_>; 1]> = chain.iter().map(|&s| sem(s)).collect();
+        let infos: Vec<vk::SubmitInfo2<'_>> = part
+            .iter()
+            .zip(links)
+            .zip(&lists)
+            .map(|((p, link), list)| {
+                let mut s = self[p.batch].command_buffer_infos(list);
+                if let Some(w) = link.wait.and_then(|w| chain2.get(w)) {
+                    s = s.wait_semaphore_infos(w);
+                }
+                if let Some(sig) = link.signal.and_then(|sig| chain2.get(sig)) {
+                    s = s.signal_semaphore_infos(sig);
+                }
+                s
+            })
+            .collect();
+        // SAFETY: as for `vkQueueSubmit` above.
+        unsafe { device.queue_submit2(queue, &infos, fence) }
+    }
+}
+
+/// The binary semaphores that order the pieces of cut batches (see [`links`]),
+/// destroyed when dropped: with the submission's other objects, once the marker
+/// fence after its last part has signalled (or at once if nothing was submitted).
+pub(super) struct Chain {
+    device: Option<Arc<DeviceState>>,
+    semaphores: Vec<vk::Semaphore>,
+}
+
+impl Chain {
+    /// `n` new binary semaphores of `device` (none, and no call, for 0).
+    ///
+    /// # Safety
+    ///
+    /// `device` is live.
+    pub(super) unsafe fn create(device: &Arc<DeviceState>, n: usize) -> Result<Self, vk::Result> {
+        let mut chain = Self {
+            device: (n > 0).then(|| Arc::clone(device)),
+            semaphores: Vec::with_capacity(n),
+        };
+        for _ in 0..n {
+            // SAFETY: live device (the caller's contract).
+            let s = unsafe {
+                device
+                    .device
+                    .create_semaphore(&vk::SemaphoreCreateInfo::default(), None)
+            }?;
+            chain.semaphores.push(s);
+        }
+        Ok(chain)
+    }
+
+    pub(super) fn semaphores(&self) -> &[vk::Semaphore] {
+        &self.semaphores
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.semaphores.is_empty()
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        let Some(device) = &self.device else { return };
+        for &s in &self.semaphores {
+            // SAFETY: dropped only when no pending work uses them (never submitted,
+            // or the marker fence after the last part signalled; a submission given
+            // up on leaks its chain), on the live device that made them (a device
+            // destroyer flushes the retire thread first).
+            unsafe { device.device.destroy_semaphore(s, None) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bracket, links, per_part, plan, stamp_pieces, Link, Piece, MAX_PARTS, SLICE_NS};
+
+    #[test]
+    fn bracket_puts_begin_first_and_end_last() {
+        assert_eq!(bracket(&[5, 6], Some(1), Some(9)), vec![1, 5, 6, 9]);
+        assert_eq!(bracket(&[5], Some(1), None), vec![1, 5]);
+        assert_eq!(bracket(&[7, 8], None, Some(9)), vec![7, 8, 9]);
+    }
+
+    fn piece(batch: usize, from: usize, to: usize, first: bool, last: bool) -> Piece {
+        Piece {
+            batch,
+            cbs: from..to,
+            first,
+            last,
+        }
+    }
+
+    #[test]
+    fn a_cuttable_batch_is_cut_between_command_buffers() {
+        let parts = plan(&[5], |_| true, 2);
+        assert_eq!(
+            parts,
+            vec![
+                vec![piece(0, 0, 2, true, false)],
+                vec![piece(0, 2, 4, false, false)],
+                vec![piece(0, 4, 5, false, true)],
+            ]
+        );
+        let (l, n) = links(&parts);
+        assert_eq!(n, 2);
+        assert_eq!(
+            l,
+            vec![
+                Link {
+                    wait: None,
+                    signal: Some(0)
+                },
+                Link {
+                    wait: Some(0),
+                    signal: Some(1)
+                },
+                Link {
+                    wait: Some(1),
+                    signal: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn batches_that_may_not_be_cut_go_whole_and_empty_ones_ride_along() {
+        // Batch 1 has a pNext: whole, even though it is longer than a part.
+        let parts = plan(&[1, 4, 0, 3], |i| i != 1, 2);
+        assert_eq!(
+            parts,
+            vec![
+                vec![piece(0, 0, 1, true, true), piece(1, 0, 4, true, true)],
+                vec![piece(2, 0, 0, true, true), piece(3, 0, 2, true, false)],
+                vec![piece(3, 2, 3, false, true)],
+            ]
+        );
+        let (l, n) = links(&parts);
+        assert_eq!(n, 1);
+        assert_eq!(l[3].signal, Some(0));
+        assert_eq!(l[4].wait, Some(0));
+        assert!(l[..3]
+            .iter()
+            .all(|k| k.wait.is_none() && k.signal.is_none()));
+    }
+
+    #[test]
+    fn every_command_buffer_is_in_exactly_one_piece_in_order() {
+        let cbs = [3, 0, 7, 1, 12, 2];
+        for per in 1..15 {
+            let parts = plan(&cbs, |i| i % 2 == 0, per);
+            let pieces: Vec<&Piece> = parts.iter().flatten().collect();
+            let mut at = (0usize, 0usize);
+            for p in &pieces {
+                if p.batch != at.0 {
+                    assert_eq!(at.1, cbs[at.0], "batch {} incomplete (per {per})", at.0);
+                    assert_eq!(p.batch, at.0 + 1);
+                    at = (p.batch, 0);
+                }
+                assert_eq!(p.cbs.start, at.1);
+                assert_eq!(p.first, p.cbs.start == 0);
+                assert_eq!(p.last, p.cbs.end == cbs[p.batch]);
+                at.1 = p.cbs.end;
+            }
+            assert_eq!(at, (cbs.len() - 1, cbs[cbs.len() - 1]));
+            assert!(parts.iter().all(|p| !p.is_empty()));
+        }
+    }
+
+    #[test]
+    fn no_batches_is_one_empty_part() {
+        assert_eq!(plan(&[], |_| true, 4), vec![Vec::<Piece>::new()]);
+    }
+
+    #[test]
+    fn a_submission_within_a_slice_or_of_one_command_buffer_is_not_split() {
+        assert_eq!(per_part(4, SLICE_NS / 4), None);
+        assert_eq!(per_part(1, SLICE_NS * 10), None);
+        assert_eq!(per_part(0, 1), None);
+        assert_eq!(per_part(10, SLICE_NS / 2), Some(2));
+        // Very long command buffers: one per part.
+        assert_eq!(per_part(10, SLICE_NS * 3), Some(1));
+        // Tiny ones: no more than MAX_PARTS parts.
+        assert_eq!(
+            per_part(1_000_000, 1_000),
+            Some(1_000_000usize.div_ceil(MAX_PARTS))
+        );
+        assert_eq!(per_part(usize::MAX, u64::MAX), None);
+    }
+
+    #[test]
+    fn stamps_go_around_pieces_with_command_buffers_that_may_be_bracketed() {
+        let part = vec![
+            piece(0, 0, 0, true, true),
+            piece(1, 0, 2, true, true),
+            piece(2, 0, 3, true, false),
+        ];
+        assert_eq!(stamp_pieces(&part, |_| true), Some((1, 2)));
+        // Batch 1 is whole and chains something: no stamps.
+        assert_eq!(stamp_pieces(&part, |b| b != 1), None);
+        // Batch 2 is cut, so its pNext-less piece may be bracketed whatever `plain`
+        // says of the whole batch.
+        assert_eq!(stamp_pieces(&part[2..], |_| false), Some((0, 0)));
+    }
+}
