@@ -290,7 +290,14 @@ pub struct SubmitGate {
     /// Estimated device time of one command buffer, ns (0: nothing learned yet);
     /// see [`SubmitGate::per_command_buffer_ns`].
     per_cb_ns: AtomicU64,
+    /// Device time of command buffers seen alone in a granted batch, by host handle
+    /// ([`SubmitGate::command_buffer_ns`]); at most [`MAX_KNOWN_CBS`] entries.
+    known_cbs: Mutex<std::collections::HashMap<u64, u64>>,
 }
+
+/// Command buffers whose own device time a gate remembers (forgotten all at once
+/// when full: a guest that records new ones for ever cannot grow the map).
+const MAX_KNOWN_CBS: usize = 4096;
 
 /// Sums of the device time of stamped, granted submissions as the timestamps measured
 /// it and as completion timing would have (submit to retire fence seen at once), so
@@ -349,7 +356,27 @@ impl SubmitGate {
             unreported: Mutex::new(Unreported::default()),
             timing: Timing::default(),
             per_cb_ns: AtomicU64::new(0),
+            known_cbs: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The estimated device time of command buffer `handle`, ns: what it took when
+    /// it last ran alone in a granted batch (averaged with the time before), else
+    /// [`SubmitGate::per_command_buffer_ns`]. A short command buffer (Mesa's fence
+    /// feedback) is known as short once it has run alone.
+    pub fn command_buffer_ns(&self, handle: u64) -> Option<u64> {
+        self.known_command_buffer_ns(handle)
+            .or_else(|| self.per_command_buffer_ns())
+    }
+
+    /// What command buffer `handle` took when it last ran alone in a granted batch
+    /// (averaged with the time before), if it has.
+    pub fn known_command_buffer_ns(&self, handle: u64) -> Option<u64> {
+        self.known_cbs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&handle)
+            .copied()
     }
 
     /// The estimated device time of one command buffer of this VM, ns: a moving
@@ -361,9 +388,20 @@ impl SubmitGate {
         Some(self.per_cb_ns.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
     }
 
-    fn learn(&self, command_buffers: u32, device_ns: u64) {
+    fn learn(&self, command_buffers: u32, single: Option<u64>, device_ns: u64) {
         if command_buffers == 0 || device_ns == 0 {
             return;
+        }
+        if let Some(handle) = single {
+            let mut known = self
+                .known_cbs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if known.len() >= MAX_KNOWN_CBS && !known.contains_key(&handle) {
+                known.clear();
+            }
+            let e = known.entry(handle).or_insert(device_ns);
+            *e = (*e / 2).saturating_add(device_ns / 2).max(1);
         }
         let sample = (device_ns / u64::from(command_buffers)).max(1);
         let old = self.per_cb_ns.load(Ordering::Relaxed);
@@ -480,6 +518,7 @@ impl SubmitGate {
             submitted_at: None,
             measured_ns: None,
             command_buffers: 0,
+            single: None,
         };
         loop {
             if self.transport.bypass() {
@@ -543,18 +582,28 @@ pub struct Ticket {
     measured_ns: Option<u64>,
     /// Guest command buffers in the batch (for [`SubmitGate::per_command_buffer_ns`]).
     command_buffers: u32,
+    /// The batch's one command buffer, where it has exactly one (for
+    /// [`SubmitGate::command_buffer_ns`]).
+    single: Option<u64>,
 }
 
 impl Ticket {
-    /// Records how many guest command buffers the batch has.
-    pub fn set_command_buffers(&mut self, n: usize) {
+    /// Records how many guest command buffers the batch has, and the one's host
+    /// handle where it has exactly one.
+    pub fn set_command_buffers(&mut self, n: usize, single: Option<u64>) {
         self.command_buffers = u32::try_from(n).unwrap_or(u32::MAX);
+        self.single = single.filter(|_| n == 1);
     }
 
-    /// The VM's estimated device time of one command buffer, ns
-    /// ([`SubmitGate::per_command_buffer_ns`]).
-    pub fn per_command_buffer_ns(&self) -> Option<u64> {
-        self.gate.per_command_buffer_ns()
+    /// The VM's estimated device time of command buffer `handle`, ns
+    /// ([`SubmitGate::command_buffer_ns`]).
+    pub fn command_buffer_ns(&self, handle: u64) -> Option<u64> {
+        self.gate.command_buffer_ns(handle)
+    }
+
+    /// [`SubmitGate::known_command_buffer_ns`].
+    pub fn known_command_buffer_ns(&self, handle: u64) -> Option<u64> {
+        self.gate.known_command_buffer_ns(handle)
     }
 
     /// Marks the moment the batch went to the host queue.
@@ -600,7 +649,7 @@ impl Drop for Ticket {
             self.submission,
             self.submitted_at,
             self.measured_ns,
-            self.command_buffers,
+            (self.command_buffers, self.single),
         );
     }
 }
@@ -610,7 +659,7 @@ fn finish(
     submission: Option<SubmissionId>,
     at: Option<Instant>,
     measured: Option<u64>,
-    command_buffers: u32,
+    (command_buffers, single): (u32, Option<u64>),
 ) {
     let completion_ns = at.map_or(0, |t| {
         u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -624,7 +673,7 @@ fn finish(
     let device_ns = measured.map_or(completion_ns, |m| m.min(completion_ns));
     let r = match submission {
         Some(s) => {
-            gate.learn(command_buffers, device_ns);
+            gate.learn(command_buffers, single, device_ns);
             gate.transport.complete(s, device_ns)
         }
         None if device_ns > 0 => {

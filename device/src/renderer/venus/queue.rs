@@ -142,20 +142,41 @@ impl Handler<'_, '_> {
             Ok(t) => t,
             Err(QosStopped) => return Ok(vk::Result::ERROR_DEVICE_LOST),
         };
-        let counts: Vec<usize> = (0..batches.batches())
-            .map(|i| batches.command_buffers(i))
-            .collect();
-        let total: usize = counts.iter().sum();
-        // Split only what the arbiter grants one by one: alone under a lease or
-        // under best-effort there is no one to make room for.
-        let parts = ticket
+        // Split only what the arbiter grants one by one (alone under a lease or
+        // under best-effort there is no one to make room for), by the gate's
+        // estimate of each command buffer. The submission's last command buffer
+        // counts as free until it has run alone: Mesa's Venus driver puts its fence
+        // feedback there, and cutting that off costs a grant for nothing and holds
+        // the guest's fence behind another VM (`split.rs`).
+        let last_cb = (0..batches.batches())
+            .rev()
+            .find_map(|i| batches.command_buffers(i).checked_sub(1).map(|j| (i, j)));
+        let costs = ticket
             .as_ref()
-            .filter(|t| t.is_arbitrated())
-            .and_then(|t| split::per_part(total, t.per_command_buffer_ns()?))
-            .map_or_else(
-                || split::plan(&counts, |_| false, usize::MAX),
-                |per| split::plan(&counts, |i| batches.cuttable(i), per),
-            );
+            .filter(|t| t.is_arbitrated() && batches.may_split())
+            .and_then(|t| {
+                (0..batches.batches())
+                    .map(|i| {
+                        (0..batches.command_buffers(i))
+                            .map(|j| {
+                                let cb = batches.command_buffer(i, j);
+                                if Some((i, j)) == last_cb {
+                                    Some(t.known_command_buffer_ns(cb).unwrap_or(0))
+                                } else {
+                                    t.command_buffer_ns(cb)
+                                }
+                            })
+                            .collect::<Option<Vec<u64>>>()
+                    })
+                    .collect::<Option<Vec<Vec<u64>>>>()
+            });
+        let slice = costs.as_ref().and_then(|c| {
+            split::slice_for(c.iter().flatten().fold(0u64, |a, &x| a.saturating_add(x)))
+        });
+        let parts = match (&costs, slice) {
+            (Some(c), Some(slice)) => split::plan(c, |i| batches.cuttable(i), slice),
+            _ => split::whole((0..batches.batches()).map(|i| batches.command_buffers(i))),
+        };
         let (links, chain_count) = split::links(&parts);
         let mut links = links.as_slice();
         let guard = self.exec.lock_live(&q).ok_or(VenusError::NoState {
@@ -214,7 +235,11 @@ impl Handler<'_, '_> {
             };
             if let Some(t) = ticket.as_mut() {
                 t.submitted();
-                t.set_command_buffers(cbs);
+                let single = part
+                    .iter()
+                    .find(|p| !p.cbs.is_empty())
+                    .map(|p| batches.command_buffer(p.batch, p.cbs.start));
+                t.set_command_buffers(cbs, single);
             }
             let part_fence = if k == last { fence } else { vk::Fence::null() };
             // SAFETY: live queue of a live device under its submission lock; every
@@ -241,6 +266,9 @@ impl Handler<'_, '_> {
                     q.device.stamps.give_back(s);
                 }
                 if k == 0 {
+                    // Nothing submitted: our chain semaphores go now, under the
+                    // queue lock (so the device is still live).
+                    drop(keep.take());
                     return Ok(e);
                 }
                 result = e;

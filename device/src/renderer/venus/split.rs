@@ -2,17 +2,15 @@
 //! than one [`SLICE_NS`] is submitted to the host in parts, each granted by the QoS
 //! arbiter on its own, so another VM's work can run between them.
 //!
-//! Where a submission may be cut:
-//! - **between batches** always: batches of one `vkQueueSubmit` are ordered only by
-//!   submission order, as separate submissions are, and each keeps its own waits,
-//!   signals and `pNext`;
-//! - **between the command buffers of a batch** only if nothing is chained to it
-//!   (no `pNext`, not protected: a chained struct may count the command buffers, as a
-//!   device group submit does). The piece before a cut signals a binary semaphore of
-//!   ours that the piece after it waits on (all commands), so every piece of the batch
-//!   still runs after the batch's waits; the batch's waits stay on its first piece
-//!   and its signals on its last, which covers the earlier pieces (a semaphore
-//!   signal's first scope is everything earlier in submission order).
+//! Where a submission may be cut: **between the command buffers of a batch**, and
+//! only if nothing is chained to it
+//! (no `pNext`, not protected: a chained struct may count the command buffers, as a
+//! device group submit does). The piece before a cut signals a binary semaphore of
+//! ours that the piece after it waits on (all commands), so every piece of the batch
+//! still runs after the batch's waits; the batch's waits stay on its first piece
+//! and its signals on its last, which covers the earlier pieces (a semaphore
+//! signal's first scope is everything earlier in submission order). Not between
+//! batches: see [`Part`].
 //!
 //! The guest's fence goes with the last part (a fence signal's first scope is every
 //! command submitted before it on the queue). One command buffer is never cut: its
@@ -56,19 +54,29 @@ impl Piece {
     }
 }
 
-/// A part: the pieces submitted together under one grant.
+/// A part: the pieces submitted together under one grant. Parts are cut only
+/// between the command buffers of one batch, never between batches: Mesa's Venus
+/// driver appends batches of its own (one command buffer each, fence and semaphore
+/// feedback) after the application's, and a part of just those would cost a grant
+/// round trip for no device time and hold the guest's fence behind another VM's
+/// work (measured: under burst, an online job then waited two offline batches).
 pub(super) type Part = Vec<Piece>;
 
-/// Plans the parts of a submission whose batches have `cbs[i]` command buffers, of
-/// which batch `i` may be cut between command buffers where `cuttable(i)`; each part
-/// holds about `per_part` command buffers (a batch that may not be cut goes whole).
-/// One part means: submit as it is (no batches: one empty part, for the fence).
-pub(super) fn plan(cbs: &[usize], cuttable: impl Fn(usize) -> bool, per_part: usize) -> Vec<Part> {
-    let per_part = per_part.max(1);
+/// Plans the parts of a submission whose batches have command buffers of estimated
+/// device time `costs[i][j]` (ns), of which batch `i` may be cut between command
+/// buffers where `cuttable(i)`: a cut comes once the part holds at least `slice` of
+/// work, never leaving less than a quarter slice behind it in the batch (a short tail
+/// such as Mesa's feedback command buffer stays with the piece before), and every
+/// piece holds at least one command buffer. A batch that may not be cut goes whole,
+/// into the part of whatever precedes it. One part means: submit as it is (no
+/// batches: one empty part, for the fence).
+pub(super) fn plan(costs: &[Vec<u64>], cuttable: impl Fn(usize) -> bool, slice: u64) -> Vec<Part> {
     let mut parts = Vec::new();
     let mut part: Part = Vec::new();
-    let mut n = 0usize;
-    for (batch, &count) in cbs.iter().enumerate() {
+    let mut acc = 0u64;
+    for (batch, c) in costs.iter().enumerate() {
+        let count = c.len();
+        let sum = c.iter().fold(0u64, |a, &x| a.saturating_add(x));
         if count == 0 || !cuttable(batch) {
             part.push(Piece {
                 batch,
@@ -76,50 +84,58 @@ pub(super) fn plan(cbs: &[usize], cuttable: impl Fn(usize) -> bool, per_part: us
                 first: true,
                 last: true,
             });
-            n = n.saturating_add(count);
-        } else {
-            let mut start = 0;
-            while start < count {
-                if n >= per_part {
-                    parts.push(std::mem::take(&mut part));
-                    n = 0;
-                }
-                let take = (count - start).min(per_part - n);
+            acc = acc.saturating_add(sum);
+            continue;
+        }
+        // `tail`: the batch's work from command buffer `j` on.
+        let mut tail = sum;
+        let mut from = 0;
+        for (j, &cost) in c.iter().enumerate() {
+            if j > from && acc >= slice && tail >= slice / 4 {
                 part.push(Piece {
                     batch,
-                    cbs: start..start + take,
-                    first: start == 0,
-                    last: start + take == count,
+                    cbs: from..j,
+                    first: from == 0,
+                    last: false,
                 });
-                n += take;
-                start += take;
+                parts.push(std::mem::take(&mut part));
+                acc = 0;
+                from = j;
             }
+            acc = acc.saturating_add(cost);
+            tail = tail.saturating_sub(cost);
         }
-        if n >= per_part {
-            parts.push(std::mem::take(&mut part));
-            n = 0;
-        }
+        part.push(Piece {
+            batch,
+            cbs: from..count,
+            first: from == 0,
+            last: true,
+        });
     }
     if !part.is_empty() || parts.is_empty() {
-        // No batches at all is one empty part (it still carries the fence).
         parts.push(part);
     }
     parts
 }
 
-/// Command buffers per part for a submission of `total` command buffers at an
-/// estimated `per_cb_ns` each, or `None` where it is not worth splitting (the whole
-/// fits a slice).
-pub(super) fn per_part(total: usize, per_cb_ns: u64) -> Option<usize> {
-    let total_ns = u64::try_from(total).ok()?.checked_mul(per_cb_ns.max(1))?;
-    if total < 2 || total_ns <= SLICE_NS {
-        return None;
-    }
-    let by_slice = usize::try_from(SLICE_NS / per_cb_ns.max(1))
-        .unwrap_or(usize::MAX)
-        .max(1);
-    let by_count = total.div_ceil(MAX_PARTS);
-    Some(by_slice.max(by_count))
+/// The submission as it is: one part of every batch whole (`counts`: their
+/// command buffers).
+pub(super) fn whole(counts: impl Iterator<Item = usize>) -> Vec<Part> {
+    vec![counts
+        .enumerate()
+        .map(|(batch, n)| Piece {
+            batch,
+            cbs: 0..n,
+            first: true,
+            last: true,
+        })
+        .collect()]
+}
+
+/// The slice to cut a submission of estimated `total_ns` at, or `None` where it fits
+/// one [`SLICE_NS`] (then it goes whole). At most about [`MAX_PARTS`] parts.
+pub(super) fn slice_for(total_ns: u64) -> Option<u64> {
+    (total_ns > SLICE_NS).then(|| SLICE_NS.max(total_ns / MAX_PARTS as u64))
 }
 
 /// For every piece of `parts` in order: the chain semaphore (an index into the
@@ -203,9 +219,16 @@ pub(super) trait Batches {
     fn batches(&self) -> usize;
     /// Command buffers of batch `i`.
     fn command_buffers(&self, i: usize) -> usize;
+    /// The (host) handle of command buffer `j` of batch `i`.
+    fn command_buffer(&self, i: usize, j: usize) -> u64;
     /// Whether batch `i` may be cut between its command buffers (nothing chained,
     /// not protected).
     fn cuttable(&self, i: usize) -> bool;
+    /// Whether the submission may be split at all: no wait in it may be waiting
+    /// for a signal not yet submitted (a timeline wait before its signal). Such a
+    /// wait could hold a part on the device until the stall bound for every later
+    /// part, where the whole submission pays that once.
+    fn may_split(&self) -> bool;
     /// Whether batch `i`, whole, may get the timestamp pair around its command
     /// buffers (nothing chained whose meaning depends on them).
     fn stampable(&self, i: usize) -> bool;
@@ -247,8 +270,22 @@ impl Batches for [vk::SubmitInfo<'_>] {
         self[i].command_buffer_count as usize
     }
 
+    fn command_buffer(&self, i: usize, j: usize) -> u64 {
+        let b = &self[i];
+        // SAFETY: the decoder built the array in the arena with the count beside it.
+        let all = unsafe { regions(b.p_command_buffers, b.command_buffer_count) };
+        all.get(j).map_or(0, |cb| vk::Handle::as_raw(*cb))
+    }
+
     fn cuttable(&self, i: usize) -> bool {
         self[i].p_next.is_null()
+    }
+
+    fn may_split(&self) -> bool {
+        // Timeline values need a chained struct: without one every wait is on a
+        // binary semaphore, whose signal was submitted before it (a valid-usage
+        // rule the host driver relies on too).
+        self.iter().all(|b| b.p_next.is_null())
     }
 
     fn stampable(&self, i: usize) -> bool {
@@ -324,12 +361,30 @@ impl Batches for [vk::SubmitInfo2<'_>] {
         self[i].command_buffer_info_count as usize
     }
 
+    fn command_buffer(&self, i: usize, j: usize) -> u64 {
+        let b = &self[i];
+        // SAFETY: the decoder built the array in the arena with the count beside it.
+        let all = unsafe { regions(b.p_command_buffer_infos, b.command_buffer_info_count) };
+        all.get(j)
+            .map_or(0, |c| vk::Handle::as_raw(c.command_buffer))
+    }
+
     fn cuttable(&self, i: usize) -> bool {
         self[i].p_next.is_null() && !self[i].flags.contains(vk::SubmitFlags::PROTECTED)
     }
 
     fn stampable(&self, i: usize) -> bool {
         self.cuttable(i)
+    }
+
+    fn may_split(&self) -> bool {
+        // A wait for value 0 is met at once (timeline semaphores start at 0 or
+        // above); a binary semaphore's value is ignored and given as 0 by Mesa.
+        self.iter().all(|b| {
+            // SAFETY: the decoder built the array in the arena with the count beside it.
+            let waits = unsafe { regions(b.p_wait_semaphore_infos, b.wait_semaphore_info_count) };
+            waits.iter().all(|w| w.value == 0)
+        })
     }
 
     unsafe fn submit_part(
@@ -446,7 +501,9 @@ impl Drop for Chain {
 
 #[cfg(test)]
 mod tests {
-    use super::{bracket, links, per_part, plan, stamp_pieces, Link, Piece, MAX_PARTS, SLICE_NS};
+    use super::{
+        bracket, links, plan, slice_for, stamp_pieces, whole, Link, Piece, MAX_PARTS, SLICE_NS,
+    };
 
     #[test]
     fn bracket_puts_begin_first_and_end_last() {
@@ -464,9 +521,18 @@ mod tests {
         }
     }
 
+    /// `n` command buffers of `ms` each, per batch.
+    fn ms(batches: &[&[u64]]) -> Vec<Vec<u64>> {
+        batches
+            .iter()
+            .map(|b| b.iter().map(|&m| m * 1_000_000).collect())
+            .collect()
+    }
+
     #[test]
-    fn a_cuttable_batch_is_cut_between_command_buffers() {
-        let parts = plan(&[5], |_| true, 2);
+    fn a_cuttable_batch_is_cut_once_a_part_holds_a_slice() {
+        // Five 2 ms command buffers at a 4 ms slice: 2 + 2 + 1.
+        let parts = plan(&ms(&[&[2, 2, 2, 2, 2]]), |_| true, SLICE_NS);
         assert_eq!(
             parts,
             vec![
@@ -497,19 +563,25 @@ mod tests {
     }
 
     #[test]
-    fn batches_that_may_not_be_cut_go_whole_and_empty_ones_ride_along() {
-        // Batch 1 has a pNext: whole, even though it is longer than a part.
-        let parts = plan(&[1, 4, 0, 3], |i| i != 1, 2);
+    fn batches_that_may_not_be_cut_go_whole_and_parts_end_only_inside_batches() {
+        // Batch 1 has a pNext: whole, even though it is longer than a slice; batch
+        // 3's first piece joins the part before it.
+        let parts = plan(&ms(&[&[1], &[9, 9], &[], &[5, 5, 5]]), |i| i != 1, SLICE_NS);
         assert_eq!(
             parts,
             vec![
-                vec![piece(0, 0, 1, true, true), piece(1, 0, 4, true, true)],
-                vec![piece(2, 0, 0, true, true), piece(3, 0, 2, true, false)],
+                vec![
+                    piece(0, 0, 1, true, true),
+                    piece(1, 0, 2, true, true),
+                    piece(2, 0, 0, true, true),
+                    piece(3, 0, 1, true, false)
+                ],
+                vec![piece(3, 1, 2, false, false)],
                 vec![piece(3, 2, 3, false, true)],
             ]
         );
         let (l, n) = links(&parts);
-        assert_eq!(n, 1);
+        assert_eq!(n, 2);
         assert_eq!(l[3].signal, Some(0));
         assert_eq!(l[4].wait, Some(0));
         assert!(l[..3]
@@ -518,47 +590,69 @@ mod tests {
     }
 
     #[test]
+    fn a_short_tail_stays_with_the_piece_before() {
+        // Mesa's fence feedback command buffer after a 100 ms one: not cut off.
+        let c = vec![vec![100_000_000, 20_000]];
+        assert_eq!(plan(&c, |_| true, SLICE_NS).len(), 1);
+        // Until it is known to be short, it costs what the others do: cut.
+        assert_eq!(plan(&ms(&[&[50, 50]]), |_| true, SLICE_NS).len(), 2);
+        // Twenty 5 ms ones and the short tail: twenty parts, the tail in the last.
+        let mut c = ms(&[&[5; 20]]);
+        c[0].push(20_000);
+        let parts = plan(&c, |_| true, SLICE_NS);
+        assert_eq!(parts.len(), 20);
+        assert_eq!(parts[19], vec![piece(0, 19, 21, false, true)]);
+    }
+
+    #[test]
     fn every_command_buffer_is_in_exactly_one_piece_in_order() {
-        let cbs = [3, 0, 7, 1, 12, 2];
-        for per in 1..15 {
-            let parts = plan(&cbs, |i| i % 2 == 0, per);
+        let sizes = [3usize, 0, 7, 1, 12, 2];
+        for cost_ms in 1..12u64 {
+            let costs: Vec<Vec<u64>> = sizes.iter().map(|&n| vec![cost_ms * 700_000; n]).collect();
+            let parts = plan(&costs, |i| i % 2 == 0, SLICE_NS);
             let pieces: Vec<&Piece> = parts.iter().flatten().collect();
             let mut at = (0usize, 0usize);
             for p in &pieces {
                 if p.batch != at.0 {
-                    assert_eq!(at.1, cbs[at.0], "batch {} incomplete (per {per})", at.0);
+                    assert_eq!(at.1, sizes[at.0], "batch {} incomplete", at.0);
                     assert_eq!(p.batch, at.0 + 1);
                     at = (p.batch, 0);
                 }
                 assert_eq!(p.cbs.start, at.1);
+                assert!(!p.cbs.is_empty() || sizes[p.batch] == 0);
                 assert_eq!(p.first, p.cbs.start == 0);
-                assert_eq!(p.last, p.cbs.end == cbs[p.batch]);
+                assert_eq!(p.last, p.cbs.end == sizes[p.batch]);
                 at.1 = p.cbs.end;
             }
-            assert_eq!(at, (cbs.len() - 1, cbs[cbs.len() - 1]));
+            assert_eq!(at, (sizes.len() - 1, sizes[sizes.len() - 1]));
             assert!(parts.iter().all(|p| !p.is_empty()));
+            // Every cut is inside a batch.
+            for w in parts.windows(2) {
+                let (a, b) = (&w[0][w[0].len() - 1], &w[1][0]);
+                assert!(a.batch == b.batch && !a.last && !b.first, "{a:?} | {b:?}");
+            }
         }
     }
 
     #[test]
     fn no_batches_is_one_empty_part() {
-        assert_eq!(plan(&[], |_| true, 4), vec![Vec::<Piece>::new()]);
+        assert_eq!(plan(&[], |_| true, SLICE_NS), vec![Vec::<Piece>::new()]);
+        assert_eq!(whole(std::iter::empty()), vec![Vec::<Piece>::new()]);
+        assert_eq!(
+            whole([2, 0].into_iter()),
+            vec![vec![piece(0, 0, 2, true, true), piece(1, 0, 0, true, true)]]
+        );
     }
 
     #[test]
-    fn a_submission_within_a_slice_or_of_one_command_buffer_is_not_split() {
-        assert_eq!(per_part(4, SLICE_NS / 4), None);
-        assert_eq!(per_part(1, SLICE_NS * 10), None);
-        assert_eq!(per_part(0, 1), None);
-        assert_eq!(per_part(10, SLICE_NS / 2), Some(2));
-        // Very long command buffers: one per part.
-        assert_eq!(per_part(10, SLICE_NS * 3), Some(1));
-        // Tiny ones: no more than MAX_PARTS parts.
-        assert_eq!(
-            per_part(1_000_000, 1_000),
-            Some(1_000_000usize.div_ceil(MAX_PARTS))
-        );
-        assert_eq!(per_part(usize::MAX, u64::MAX), None);
+    fn a_submission_within_a_slice_goes_whole_and_parts_are_bounded() {
+        assert_eq!(slice_for(SLICE_NS), None);
+        assert_eq!(slice_for(SLICE_NS + 1), Some(SLICE_NS));
+        assert_eq!(slice_for(u64::MAX), Some(u64::MAX / MAX_PARTS as u64));
+        // A second of 1 µs command buffers: about MAX_PARTS parts, not 250.
+        let c = vec![vec![1_000u64; 1_000_000]];
+        let parts = plan(&c, |_| true, slice_for(1_000_000_000).unwrap_or(0));
+        assert!(parts.len() <= MAX_PARTS + 1, "{}", parts.len());
     }
 
     #[test]
