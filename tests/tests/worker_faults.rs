@@ -125,9 +125,10 @@ fn crash_once(daemon: &Daemon, socket: &Path, means: Means) {
                 assert!(status.success(), "kill -s {signal} {pid}");
             }
             // Killed inside a fence wait, Mesa 25.0.7 notices the FATAL status word
-            // only when `vn_relax` first looks at it, after 4096 polls: about 56 s
-            // of ever longer sleeps, more on a busy machine (killed elsewhere it
-            // fails on its next vtest message at once). Killed while the client
+            // only when `vn_relax` first looks at it, at its 1024th poll of ever
+            // longer sleeps (within 8 s for 140 clients killed at random moments on
+            // a quiet machine; longer on a busy one), and killed elsewhere it fails
+            // on its next vtest message at once. Killed while the client
             // waits for a vtest reply, it must fail too: Mesa's `vtest_read` retries
             // an end of file for ever, so the daemon answers the request the worker
             // had read with zeros and closes only with the client's next request
