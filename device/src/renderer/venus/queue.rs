@@ -148,13 +148,13 @@ impl Handler<'_, '_> {
         // counts as free until it has run alone: Mesa's Venus driver puts its fence
         // feedback there, and cutting that off costs a grant for nothing and holds
         // the guest's fence behind another VM (`split.rs`).
-        let last_cb = (0..batches.batches())
-            .rev()
-            .find_map(|i| batches.command_buffers(i).checked_sub(1).map(|j| (i, j)));
         let costs = ticket
             .as_ref()
             .filter(|t| t.is_arbitrated() && batches.may_split())
             .and_then(|t| {
+                let last_cb = (0..batches.batches())
+                    .rev()
+                    .find_map(|i| batches.command_buffers(i).checked_sub(1).map(|j| (i, j)));
                 (0..batches.batches())
                     .map(|i| {
                         (0..batches.command_buffers(i))
@@ -222,12 +222,13 @@ impl Handler<'_, '_> {
                 }
             }
             let cbs: usize = part.iter().map(|p| p.cbs.len()).sum();
-            let stampable = split::stamp_pieces(part, |b| batches.stampable(b)).is_some();
             // Stamped where the arbiter charges the device time (granted
             // submissions): on lavapipe the two extra command buffers cost about a
             // third of the throughput of 0.2 ms batches at depth 1 (issue 15), too
             // much for figures that best-effort only reports.
-            let slot = if ticket.as_ref().is_some_and(|t| t.is_arbitrated()) && stampable {
+            let slot = if ticket.as_ref().is_some_and(|t| t.is_arbitrated())
+                && split::stamp_pieces(part, |b| batches.stampable(b)).is_some()
+            {
                 // SAFETY: live device (checked under the queue lock, which is held).
                 unsafe { q.device.stamps.take(&q.device.device, queue.as_raw()) }
             } else {

@@ -213,6 +213,24 @@ pub(super) struct PartRef<'a> {
     pub(super) chain: &'a [vk::Semaphore],
 }
 
+/// Every piece's command-buffer list (`cbs` of it, as `T`), the part's stamp pair
+/// (`wrap`ped) in front of the first and after the last of `span`.
+fn piece_lists<'a, T: Copy + 'a>(
+    part: &[Piece],
+    span: Option<(usize, usize)>,
+    stamps: Option<(vk::CommandBuffer, vk::CommandBuffer)>,
+    cbs: impl Fn(&Piece) -> &'a [T],
+    wrap: impl Fn(vk::CommandBuffer) -> T,
+) -> Vec<Vec<T>> {
+    part.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (begin, end) = stamps_at(i, span, stamps);
+            bracket(cbs(p), begin.map(&wrap), end.map(&wrap))
+        })
+        .collect()
+}
+
 /// One `vkQueueSubmit`'s or `vkQueueSubmit2`'s batches, as the split sees them.
 pub(super) trait Batches {
     /// How many batches.
@@ -322,14 +340,7 @@ impl Batches for [vk::SubmitInfo<'_>] {
             let all = unsafe { regions(b.p_command_buffers, b.command_buffer_count) };
             all.get(p.cbs.clone()).unwrap_or(&[])
         };
-        let lists: Vec<Vec<vk::CommandBuffer>> = part
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let (begin, end) = stamps_at(i, span, stamps);
-                bracket(cbs(p), begin, end)
-            })
-            .collect();
+        let lists = piece_lists(part, span, stamps, cbs, |cb| cb);
         let infos: Vec<vk::SubmitInfo<'_>> = part
             .iter()
             .zip(links)
@@ -412,14 +423,7 @@ impl Batches for [vk::SubmitInfo2<'_>] {
             all.get(p.cbs.clone()).unwrap_or(&[])
         };
         let ours = |cb| vk::CommandBufferSubmitInfo::default().command_buffer(cb);
-        let lists: Vec<Vec<vk::CommandBufferSubmitInfo<'_>>> = part
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let (begin, end) = stamps_at(i, span, stamps);
-                bracket(cbs(p), begin.map(ours), end.map(ours))
-            })
-            .collect();
+        let lists = piece_lists(part, span, stamps, cbs, ours);
         let sem = |s| {
             [vk::SemaphoreSubmitInfo::default()
                 .semaphore(s)
