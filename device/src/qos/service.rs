@@ -24,9 +24,10 @@ use crate::ratelimit::RateLimiter;
 /// How often the service looks for stalled grants while any is outstanding.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
-/// How long every other VM must have asked for nothing before a VM's grant may be a
-/// lease: two VMs taking turns keep being granted batch by batch (so their shares and
-/// latencies are what per-batch arbitration gives), and a VM alone gets its lease.
+/// How long every other VM must have asked for nothing and finished nothing before a
+/// VM's grant may be a lease: two VMs taking turns keep being granted batch by batch
+/// (so their shares and latencies are what per-batch arbitration gives), and a VM
+/// alone gets its lease.
 const LEASE_QUIET_NS: u64 = 50_000_000;
 
 /// The GPU model the daemon's arbiter uses on lavapipe: one queue, **one** submission
@@ -155,7 +156,7 @@ struct VmEntry {
     refused: u64,
     stalls: u64,
     failures: u64,
-    /// When it last asked for a grant or reported device time.
+    /// When it last asked for a grant, had one complete or reported device time.
     active_at: Option<u64>,
     /// Its in-process gate's lease state.
     leases: Option<Arc<Leases>>,
@@ -849,8 +850,8 @@ impl State {
 
     /// Whether `submission` of `vm`, about to be released, may go as a lease: its gate
     /// takes leases, the policy gates at all, nothing else is queued or held, no
-    /// other VM asked for anything in the last [`LEASE_QUIET_NS`], and the VM may use
-    /// the whole device (no cap below 100 %).
+    /// other VM asked for or finished anything in the last [`LEASE_QUIET_NS`], and the
+    /// VM may use the whole device (no cap below 100 %).
     fn may_lease(&self, vm: VmId, submission: SubmissionId) -> bool {
         let policy = self.arb.policy();
         let quiet_since = self.now().saturating_sub(LEASE_QUIET_NS);
@@ -924,6 +925,10 @@ impl State {
         let device_ns = device_ns.min(now.saturating_sub(start));
         self.last_completion = now;
         if let Some(v) = self.vms.get_mut(&vm) {
+            // A VM whose job just finished is not quiet: an online VM whose every
+            // job waited out a lease batch would otherwise look quiet again by the
+            // time the next batch is granted, and that grant would be a lease.
+            v.active_at = Some(now);
             v.device_ns = v.device_ns.saturating_add(device_ns);
             // A lease's batches were counted as they were reported.
             if p.lease.is_none() {

@@ -449,9 +449,20 @@ fn a_lease_is_revoked_when_another_vm_asks_and_returned_when_its_batches_end() {
     );
     tb.submitted();
     tb.complete();
-    // Alone again once b's batch is done: a's grant is a lease. With a batch of it in
-    // flight, b waits for that batch and no longer.
+    // b's batch just finished: b is not quiet, so a's grant is not a lease (an
+    // online VM whose every job waited out a lease batch would otherwise look
+    // quiet again by then, and each next grant of a would be a lease).
     let mut t = a_next.recv_timeout(LONG).expect("a after b");
+    assert!(
+        t.is_arbitrated() && !t.is_leased(),
+        "b finished moments ago"
+    );
+    t.submitted();
+    t.complete();
+    // Alone again once b has been quiet for the lease's quiet time: a's grant is
+    // a lease. With a batch of it in flight, b waits for that batch and no longer.
+    std::thread::sleep(Duration::from_millis(60));
+    let mut t = a.acquire(&never).expect("a alone");
     assert!(t.is_leased());
     t.submitted();
     let b_next = acquire_async(&b);
@@ -471,13 +482,13 @@ fn a_lease_is_revoked_when_another_vm_asks_and_returned_when_its_batches_end() {
     drop(tb);
     let t = a_after.recv_timeout(LONG).expect("a after b");
     drop(t);
-    // Every batch is counted once: a submitted two (the third never reached the
+    // Every batch is counted once: a submitted three (the fourth never reached the
     // host queue), b's two grants completed.
     let deadline = Instant::now() + LONG;
     loop {
         let (_, vms) = h.snapshot().expect("snapshot");
         let (va, vb) = (vm(&vms, "a"), vm(&vms, "b"));
-        if va.submissions == 2 && vb.submissions == 2 {
+        if va.submissions == 3 && vb.submissions == 2 {
             // The leased batch b waited for ran ~155 ms.
             assert!(va.device_ns >= 150_000_000, "{va:?}");
             assert_eq!(va.stalls + vb.stalls, 0);
