@@ -582,3 +582,43 @@ fn a_submission_of_many_command_buffers_is_granted_in_parts() {
         d.ctl("list")
     );
 }
+
+/// A VM alone holds a lease (burst, no cap) and its submissions of 12 command
+/// buffers of about 3 ms still go to the host in parts, each taken under the lease
+/// while it holds: a VM that arrives waits for one part, not a whole submission.
+/// The VM learns what its command buffers cost under the lease (it never had a
+/// grant of its own), so only its first submission goes whole.
+#[test]
+fn a_long_submission_under_a_lease_goes_in_parts() {
+    let _serial = serial();
+    let d = QosDaemon::start("qos-lease-split", "burst");
+    let sock = d.daemon.socket().to_path_buf();
+    let mut long = client(SPIN, Mode::Venus(&sock))
+        .env("LP_NUM_THREADS", "1")
+        .args([GROUPS, ITERS, "4", "1", "12"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spin-app");
+    d.wait_vms(1);
+    let mut parts = 0;
+    while long.try_wait().expect("spin-app status").is_none() {
+        parts = parts.max(list_field(&d, "vm1", "submissions="));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let long = finish(long);
+    assert!(long.status.success(), "{}\n{}", text(&long), d.daemon.log());
+    let guest: u64 = String::from_utf8_lossy(&long.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("submissions "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the client's submission count");
+    let metrics = d.ctl("metrics");
+    eprintln!("lease split: {parts} leased parts for {guest} guest submissions");
+    // Unsplit, the two counts would be equal (one leased batch per submission).
+    assert!(
+        guest > 2 && parts >= (guest - 1) * 3,
+        "{parts} batches leased for {guest} guest submissions:\n{}\n{metrics}",
+        d.ctl("list")
+    );
+}

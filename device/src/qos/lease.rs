@@ -189,19 +189,23 @@ impl Leases {
     }
 
     /// A batch under lease `submission` finished (`submitted`: when it went to the
-    /// host queue; `None`: it never did). Returns what to report, if anything is due.
-    pub fn finish(&self, submission: SubmissionId, submitted: Option<Instant>) -> Report {
+    /// host queue; `None`: it never did). Returns what to report, if anything is due,
+    /// and the batch's own device time by serial completion timing (0: it never
+    /// ran, or not under the lease held).
+    pub fn finish(&self, submission: SubmissionId, submitted: Option<Instant>) -> (Report, u64) {
         let now = Instant::now();
         let mut held = self.lock();
         let Some(h) = held.as_mut().filter(|h| h.submission == submission) else {
-            return Report::default();
+            return (Report::default(), 0);
         };
         h.in_flight = h.in_flight.saturating_sub(1);
+        let mut batch_ns = 0;
         if let Some(at) = submitted {
             let start = h.last_done.map_or(at, |d| d.max(at));
             let ns =
                 u64::try_from(now.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX);
             h.last_done = Some(now);
+            batch_ns = ns;
             h.unreported_n = h.unreported_n.saturating_add(1);
             h.unreported_ns = h.unreported_ns.saturating_add(ns);
             h.estimate_ns = Some(h.estimate_ns.map_or(ns, |e| {
@@ -214,12 +218,12 @@ impl Leases {
             let mut r = h.take_report(now);
             r.end = Some(h.submission);
             *held = None;
-            return r;
+            return (r, batch_ns);
         }
         if now.saturating_duration_since(h.last_report) >= REPORT_PERIOD {
-            return h.take_report(now);
+            return (h.take_report(now), batch_ns);
         }
-        Report::default()
+        (Report::default(), batch_ns)
     }
 
     /// The service revoked lease `submission`: no more batches under it; returns the
@@ -272,15 +276,16 @@ mod tests {
         assert!(!l.begin(SubmissionId(6)), "one lease at a time");
         // Before any batch finished its size is unknown: one at a time.
         assert_eq!(l.take(&|| true), Take::Stopped);
-        let r = l.finish(s, Some(Instant::now()));
+        let (r, ns) = l.finish(s, Some(Instant::now()));
         assert_eq!((r.submissions, r.end), (0, None), "not due yet");
+        assert!(ns > 0, "its own device time");
         // Small batches (well under 2 ms): several in flight.
         assert_eq!(l.take(&never), Take::Leased(s));
         assert_eq!(l.take(&never), Take::Leased(s));
         assert_eq!(l.revoke(s), Report::default(), "two still in flight");
         assert_eq!(l.take(&never), Take::Ask, "revoked: ask the arbiter");
-        assert!(l.finish(s, Some(Instant::now())).end.is_none());
-        let last = l.finish(s, Some(Instant::now()));
+        assert!(l.finish(s, Some(Instant::now())).0.end.is_none());
+        let (last, _) = l.finish(s, Some(Instant::now()));
         assert_eq!(last.end, Some(s));
         assert_eq!(last.submissions, 3, "every batch reported once");
         assert!(!l.is_held());
@@ -293,11 +298,15 @@ mod tests {
         assert!(l.begin(s));
         assert_eq!(
             l.finish(SubmissionId(2), Some(Instant::now())),
-            Report::default()
+            (Report::default(), 0)
         );
         assert_eq!(l.revoke(SubmissionId(2)), Report::default());
         let r = l.finish(s, None);
-        assert_eq!(r, Report::default(), "a batch that never ran costs nothing");
+        assert_eq!(
+            r,
+            (Report::default(), 0),
+            "a batch that never ran costs nothing"
+        );
         let r = l.revoke(s);
         assert_eq!((r.submissions, r.end), (0, Some(s)));
         assert!(!l.is_held());

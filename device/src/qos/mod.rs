@@ -290,8 +290,9 @@ pub struct SubmitGate {
     /// Estimated device time of one command buffer, ns (0: nothing learned yet);
     /// see [`SubmitGate::per_command_buffer_ns`].
     per_cb_ns: AtomicU64,
-    /// Device time of command buffers seen alone in a granted batch, by host handle
-    /// ([`SubmitGate::command_buffer_ns`]); at most [`MAX_KNOWN_CBS`] entries.
+    /// Device time of command buffers seen alone in a granted or leased batch, by
+    /// host handle ([`SubmitGate::command_buffer_ns`]); at most [`MAX_KNOWN_CBS`]
+    /// entries.
     known_cbs: Mutex<std::collections::HashMap<u64, u64>>,
 }
 
@@ -361,16 +362,16 @@ impl SubmitGate {
     }
 
     /// The estimated device time of command buffer `handle`, ns: what it took when
-    /// it last ran alone in a granted batch (averaged with the time before), else
-    /// [`SubmitGate::per_command_buffer_ns`]. A short command buffer (Mesa's fence
+    /// it last ran alone in a granted or leased batch (averaged with the time
+    /// before), else [`SubmitGate::per_command_buffer_ns`]. A short command buffer (Mesa's fence
     /// feedback) is known as short once it has run alone.
     pub fn command_buffer_ns(&self, handle: u64) -> Option<u64> {
         self.known_command_buffer_ns(handle)
             .or_else(|| self.per_command_buffer_ns())
     }
 
-    /// What command buffer `handle` took when it last ran alone in a granted batch
-    /// (averaged with the time before), if it has.
+    /// What command buffer `handle` took when it last ran alone in a granted or
+    /// leased batch (averaged with the time before), if it has.
     pub fn known_command_buffer_ns(&self, handle: u64) -> Option<u64> {
         self.known_cbs
             .lock()
@@ -380,10 +381,11 @@ impl SubmitGate {
     }
 
     /// The estimated device time of one command buffer of this VM, ns: a moving
-    /// average (weight 1/4) of granted batches' device time divided by their command
-    /// buffers. `None` until a granted batch with command buffers has finished.
-    /// Batches under a lease or best-effort teach it nothing (their time is
-    /// completion timing, which queueing inflates).
+    /// average (weight 1/4) of granted or leased batches' device time divided by
+    /// their command buffers (a leased batch's time is serial completion timing,
+    /// from its submission or the end of the batch before it, whichever is later).
+    /// `None` until such a batch with command buffers has finished. Best-effort
+    /// batches teach it nothing (their completion timing includes queueing).
     pub fn per_command_buffer_ns(&self) -> Option<u64> {
         Some(self.per_cb_ns.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
     }
@@ -639,7 +641,11 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(s) = self.lease {
             if let Some(leases) = self.gate.transport.leases() {
-                let r = leases.finish(s, self.submitted_at);
+                let (r, ns) = leases.finish(s, self.submitted_at);
+                // Serial completion timing (never overlapping the VM's batch before):
+                // good enough to plan splits by, so that a VM that has only ever
+                // been alone splits its long submissions under its lease too.
+                self.gate.learn(self.command_buffers, self.single, ns);
                 self.gate.send_report(r);
             }
             return;

@@ -149,7 +149,7 @@ fn client_reader(
         // The ring thread gave up (its context stops): hand the slot back (a lease's
         // batch that never ran; the lease itself may go on serving other rings).
         let sent = match (delivered, submission) {
-            (false, Some((s, true))) => send_report(fd, leases.finish(s, None)),
+            (false, Some((s, true))) => send_report(fd, leases.finish(s, None).0),
             (false, Some((s, false))) => send_msg(
                 fd,
                 &GateRequest::Complete {

@@ -142,15 +142,17 @@ impl Handler<'_, '_> {
             Ok(t) => t,
             Err(QosStopped) => return Ok(vk::Result::ERROR_DEVICE_LOST),
         };
-        // Split only what the arbiter grants one by one (alone under a lease or
-        // under best-effort there is no one to make room for), by the gate's
-        // estimate of each command buffer. The submission's last command buffer
-        // counts as free until it has run alone: Mesa's Venus driver puts its fence
-        // feedback there, and cutting that off costs a grant for nothing and holds
-        // the guest's fence behind another VM (`split.rs`).
+        // Split what the arbiter grants one by one, and what goes under a lease (a
+        // VM alone now, but one that arrives must not wait out a whole long batch:
+        // each further part is taken under the lease only while it holds, then
+        // asks the arbiter); never under best-effort (no one to make room for). By
+        // the gate's estimate of each command buffer. The submission's last command
+        // buffer counts as free until it has run alone: Mesa's Venus driver puts its
+        // fence feedback there, and cutting that off costs a grant for nothing and
+        // holds the guest's fence behind another VM (`split.rs`).
         let costs = ticket
             .as_ref()
-            .filter(|t| t.is_arbitrated() && batches.may_split())
+            .filter(|t| (t.is_arbitrated() || t.is_leased()) && batches.may_split())
             .and_then(|t| {
                 let last_cb = (0..batches.batches())
                     .rev()
