@@ -161,7 +161,18 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // An orderly stop first, so the daemon removes the sockets it made (control,
+        // metrics, every VM's vtest socket); killed only if it does not stop in time.
+        let stopped = self.child.try_wait().ok().flatten().is_some()
+            || (self.signal("TERM").is_ok()
+                && self
+                    .wait_exit(Duration::from_secs(2))
+                    .ok()
+                    .flatten()
+                    .is_some());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.log);
