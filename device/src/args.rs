@@ -106,7 +106,7 @@ pub struct WorkerArgs {
     /// [default: process]; the config file's `[worker] isolation`.
     #[arg(long)]
     pub isolation: Option<vgpu_device::worker::Isolation>,
-    /// A host fence pending longer than this is a GPU hang (the context's worker is
+    /// Work on a host queue running longer than this is a GPU hang (the context's worker is
     /// killed, or an in-daemon context failed), in ms [default: 5000]; the per-VM
     /// `gpu_timeout_ms`.
     #[arg(long)]

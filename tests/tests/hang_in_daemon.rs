@@ -59,7 +59,7 @@ fn compute_matches(socket: &Path, log: &dyn Fn() -> String) {
 
 fn hang_lines(log: &str) -> usize {
     log.lines()
-        .filter(|l| l.contains("GPU hang: fence pending"))
+        .filter(|l| l.contains("GPU hang: work running"))
         .count()
 }
 

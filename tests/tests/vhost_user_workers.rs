@@ -161,7 +161,7 @@ fn a_hung_worker_is_killed_at_the_gpu_timeout() {
     assert!(
         wait_until(Duration::from_secs(10), || log_lines(
             &chain,
-            "GPU hang: fence pending"
+            "GPU hang: work running"
         ) == 1),
         "{}",
         chain.logs()

@@ -53,7 +53,7 @@ impl Means {
                 Self::DescriptorIndex => line.contains("killed by SIGSEGV"),
                 Self::Kill => line.contains("killed by SIGKILL") && !line.contains("GPU hang"),
                 Self::Abort => line.contains("killed by SIGABRT"),
-                Self::Hang => line.contains("GPU hang: fence pending"),
+                Self::Hang => line.contains("GPU hang: work running"),
             }
     }
 }

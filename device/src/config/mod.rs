@@ -61,8 +61,9 @@ impl fmt::Display for VmName {
     }
 }
 
-/// Default GPU-hang deadline: a host fence pending longer than this fails the context
-/// (and, with worker processes, kills its worker).
+/// Default GPU-hang deadline: work on a host queue running longer than this (its fence
+/// pending since the one before it on the queue signalled) fails the context (and,
+/// with worker processes, kills its worker).
 pub const DEFAULT_GPU_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One VM: its front doors, limits, QoS parameters and watchdog deadline.

@@ -61,7 +61,7 @@ impl ContextRegistry {
             let pending = std::time::Duration::from_nanos(now.saturating_sub(at));
             if pending > timeout {
                 ctx.set_fatal(&format!(
-                    "GPU hang: fence pending {:.1} s (gpu_timeout_ms {})",
+                    "GPU hang: work running {:.1} s (gpu_timeout_ms {})",
                     pending.as_secs_f64(),
                     timeout.as_millis()
                 ));

@@ -1,9 +1,10 @@
 //! The GPU-hang watchdog page: one `u64` in a sealed memfd the daemon creates and
 //! maps, and the worker maps too. The worker's fence thread publishes the
-//! `CLOCK_MONOTONIC` time (ns) at which its oldest still-pending host fence was
-//! submitted, or 0 when none is pending; the daemon's supervisor reads it every
-//! [`super::supervisor::POLL`] and kills the worker once that fence is older than the
-//! GPU timeout. Because the daemon reads a time stamp rather than waiting for a
+//! `CLOCK_MONOTONIC` time (ns) since which its oldest pending work has been running
+//! (`renderer/venus/busy.rs`: since the fence before it on its queue signalled, or
+//! since it was queued), or 0 when none is pending; the daemon's supervisor reads it
+//! every [`super::supervisor::POLL`] and kills the worker once that work has run
+//! longer than the GPU timeout. Because the daemon reads a time stamp rather than waiting for a
 //! message, a worker with every thread stuck is still killed.
 //!
 //! A worker process holds one context, so the page is process-wide: it is installed
@@ -32,7 +33,8 @@ pub(crate) fn now_ns() -> u64 {
         .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
 }
 
-/// Publishes the submit time of the oldest pending fence (`None`: none pending).
+/// Publishes since when the oldest pending work has been running (`None`: none
+/// pending).
 pub(crate) fn publish_oldest(submitted_ns: Option<u64>) {
     if let Some(page) = PAGE.get() {
         let value = submitted_ns.map_or(0, |t| t.max(1));
@@ -62,7 +64,8 @@ impl HangPage {
         Ok((Self { map }, fd))
     }
 
-    /// How long the oldest pending fence has been pending, in ns (`None`: none).
+    /// How long the oldest pending work has been running, in ns (`None`: none
+    /// pending; see `renderer/venus/busy.rs`).
     pub(crate) fn pending_for_ns(&self) -> Option<u64> {
         let at = self.map.load_u64(0, Ordering::Acquire).ok()?;
         (at != 0).then(|| now_ns().saturating_sub(at))

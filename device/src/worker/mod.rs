@@ -130,7 +130,7 @@ pub struct WorkerSettings {
     /// `/proc/self/exe`, so a binary replaced on disk still starts the same
     /// workers). Tests that run the server in-process point it at a daemon binary.
     pub exe: Option<PathBuf>,
-    /// A host fence pending longer than this kills the worker (GPU hang).
+    /// Work on a host queue running longer than this kills the worker (GPU hang).
     pub gpu_timeout: Duration,
     /// Sandbox workers (seccomp, no_new_privs, RLIMIT_NOFILE); off only for
     /// debugging and the `strace` survey that builds the allow-list.

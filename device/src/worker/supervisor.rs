@@ -647,7 +647,7 @@ pub(crate) fn supervise(
                 if u128::from(ns) > settings.gpu_timeout.as_nanos() {
                     #[allow(clippy::cast_precision_loss)] // a log figure
                     let secs = ns as f64 / 1e9;
-                    killed_for = Some(format!("GPU hang: fence pending {secs:.1} s"));
+                    killed_for = Some(format!("GPU hang: work running {secs:.1} s"));
                     entry.kill();
                 }
             }

@@ -40,6 +40,7 @@
 mod bind;
 mod bounds;
 mod buffer;
+mod busy;
 mod command_buffer;
 mod descriptor;
 mod device;
@@ -408,6 +409,7 @@ impl StreamExecutor for VenusExecutor {
         };
         let waiting = retire::Waiting {
             device: Arc::clone(&q.device),
+            queue: q.queue,
             fence,
             done,
             keep: None,

@@ -347,6 +347,7 @@ impl Handler<'_, '_> {
         });
         let waiting = Waiting {
             device: Arc::clone(&q.device),
+            queue,
             fence,
             // The fence after the batch signalled: report its device time.
             done: Box::new(move || {
@@ -429,6 +430,7 @@ impl Handler<'_, '_> {
             // Given up because the context is stopping: the fence may still be pending.
             let waiting = Waiting {
                 device: Arc::clone(&q.device),
+                queue: q.queue,
                 fence,
                 done: Box::new(|| {}),
                 keep: None,

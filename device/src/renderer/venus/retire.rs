@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 
+use super::busy::{BusyClock, QueueKey};
 use super::objects::DeviceState;
 use crate::ids::ContextId;
 use crate::renderer::FenceDone;
@@ -48,6 +49,9 @@ pub(crate) type QuietHook = Arc<dyn Fn() + Send + Sync>;
 /// One fence waited for.
 pub(crate) struct Waiting {
     pub(crate) device: Arc<DeviceState>,
+    /// The queue the fence was submitted to (the GPU-hang watchdog counts each
+    /// queue's running time apart, `busy.rs`).
+    pub(crate) queue: vk::Queue,
     pub(crate) fence: vk::Fence,
     pub(crate) done: FenceDone,
     /// What the work before the fence uses (`lifetime::InFlight`): dropped once the
@@ -71,8 +75,9 @@ enum Msg {
 pub(crate) struct Retirer {
     inner: Mutex<Option<Running>>,
     in_flight: Arc<AtomicUsize>,
-    /// `CLOCK_MONOTONIC` ns at which the oldest still-pending fence arrived (0: none),
-    /// for the daemon's GPU-hang watchdog of in-daemon contexts.
+    /// `CLOCK_MONOTONIC` ns since which the work of the oldest still-pending fence
+    /// has been running (0: none; `busy.rs`), for the daemon's GPU-hang watchdog of
+    /// in-daemon contexts.
     oldest: Arc<AtomicU64>,
     on_quiet: Option<QuietHook>,
 }
@@ -161,7 +166,8 @@ impl Retirer {
         }
     }
 
-    /// When the oldest fence still pending was queued (`CLOCK_MONOTONIC` ns), if any.
+    /// Since when the work of the oldest fence still pending has been running
+    /// (`CLOCK_MONOTONIC` ns; `busy.rs`), if any.
     pub(crate) fn oldest_pending_ns(&self) -> Option<u64> {
         Some(self.oldest.load(Ordering::Acquire)).filter(|&t| t != 0)
     }
@@ -266,16 +272,25 @@ fn wait_slice(w: &Waiting) {
     let _ = unsafe { w.device.device.wait_for_fences(&[w.fence], true, ns) };
 }
 
+/// The queue `w`'s fence was submitted to.
+fn queue_key(w: &Waiting) -> QueueKey {
+    QueueKey {
+        device: vk::Handle::as_raw(w.device.device.handle()),
+        queue: vk::Handle::as_raw(w.queue),
+    }
+}
+
 fn run(
     rx: &Receiver<Msg>,
     in_flight: &AtomicUsize,
     oldest: &AtomicU64,
     on_quiet: Option<&(dyn Fn() + Send + Sync)>,
 ) {
-    let mut pending: VecDeque<Waiting> = VecDeque::new();
-    // When each pending fence arrived (monotonic ns, same order as `pending`), so
-    // a worker process can publish the oldest to the daemon's GPU-hang watchdog.
-    let mut arrived: VecDeque<(vk::Fence, u64)> = VecDeque::new();
+    // Each pending fence with when it arrived (monotonic ns), in arrival order, and
+    // when each queue last retired one: so the GPU-hang watchdog (the daemon's, or a
+    // worker's page) sees how long the oldest pending work has been running.
+    let mut pending: VecDeque<(Waiting, u64)> = VecDeque::new();
+    let mut clock = BusyClock::default();
     let retired = |w: Waiting, limit: Option<Duration>| {
         match limit {
             Some(l) => finish(w, l),
@@ -311,19 +326,19 @@ fn run(
         };
         match msg {
             Some(Msg::Wait(w)) => {
-                arrived.push_back((w.fence, crate::worker::hang::now_ns()));
-                pending.push_back(w);
+                pending.push_back((w, crate::worker::hang::now_ns()));
             }
             Some(Msg::Flush { device, ack }) => {
                 let (mine, rest): (VecDeque<_>, VecDeque<_>) = pending
                     .drain(..)
-                    .partition(|w| vk::Handle::as_raw(w.device.device.handle()) == device);
+                    .partition(|(w, _)| queue_key(w).device == device);
                 pending = rest;
                 let deadline = Instant::now() + FLUSH_LIMIT;
-                for w in mine {
+                for (w, _) in mine {
                     retired(w, Some(deadline.saturating_duration_since(Instant::now())));
                     unquiet = true;
                 }
+                clock.forget_device(device);
                 let _ = ack.send(());
             }
             None => {}
@@ -331,31 +346,23 @@ fn run(
         // Retire every fence that has signalled, oldest first.
         let mut progressed = false;
         let mut still = VecDeque::with_capacity(pending.len());
-        for w in pending.drain(..) {
+        for (w, arrived) in pending.drain(..) {
             if is_done(&w) {
+                clock.retired(queue_key(&w), crate::worker::hang::now_ns());
                 retired(w, None);
                 progressed = true;
                 unquiet = true;
             } else {
-                still.push_back(w);
+                still.push_back((w, arrived));
             }
         }
         pending = still;
-        while arrived
-            .front()
-            .is_some_and(|(f, _)| !pending.iter().any(|w| w.fence == *f))
-        {
-            arrived.pop_front();
-        }
-        if arrived.len() > 2 * pending.len() + 16 {
-            arrived.retain(|(f, _)| pending.iter().any(|w| w.fence == *f));
-        }
-        let front = arrived.front().map(|&(_, at)| at);
+        let front = clock.running_since(pending.iter().map(|(w, at)| (queue_key(w), *at)));
         crate::worker::hang::publish_oldest(front);
         oldest.store(front.map_or(0, |t| t.max(1)), Ordering::Release);
         if !progressed {
-            match pending.iter().find(|w| w.prompt) {
-                Some(w) => wait_slice(w),
+            match pending.iter().find(|(w, _)| w.prompt) {
+                Some((w, _)) => wait_slice(w),
                 // Nothing needs to be seen at once: sleep without being woken by every
                 // new submission (a channel receive would be), then look again.
                 // A prompt fence or a flush unparks the thread early.
@@ -365,7 +372,7 @@ fn run(
         }
     }
     let deadline = Instant::now() + FLUSH_LIMIT;
-    for w in pending {
+    for (w, _) in pending {
         retired(w, Some(deadline.saturating_duration_since(Instant::now())));
     }
     crate::worker::hang::publish_oldest(None);
