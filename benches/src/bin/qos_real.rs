@@ -9,10 +9,13 @@
 //! cargo run -p vgpu-benches --release --bin qos_real            # all sizes, ~10 min
 //! cargo run -p vgpu-benches --release --bin qos_real -- --quick # 4 sizes, shorter windows
 //! cargo run -p vgpu-benches --release --bin qos_real -- --sizes 1,20 --out DIR --daemon PATH
+//! cargo run -p vgpu-benches --release --bin qos_real -- --cost-only --cost-reps 7
 //! ```
 //!
 //! Writes `qos_real_ratio.csv`, `qos_real_ratio.svg`, `qos_real_cost.csv` and
-//! `qos_real_report.txt` under `docs/qos/` (beside the simulated `qos_ratio.*`).
+//! `qos_real_report.txt` under `docs/qos/` (beside the simulated `qos_ratio.*`);
+//! `--cost-only` runs only the cost of scheduling and writes `qos_real_cost.csv` and
+//! `qos_real_cost_report.txt`.
 //!
 //! The ratio is counted in batches completed by each VM in a window (both VMs' batches
 //! are the same calibrated size; for unequal batches, batches × calibrated size), read
@@ -46,7 +49,7 @@ const SIZES_MS: [f64; 9] = [0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 const QUICK_SIZES_MS: [f64; 4] = [0.5, 2.0, 20.0, 100.0];
 const POLICIES: [&str; 4] = ["best-effort", "equal-share", "fixed-share", "burst"];
 
-/// Alternating rounds per size of the cost-of-scheduling comparison.
+/// Alternating rounds per size of the cost-of-scheduling comparison (`--cost-reps`).
 const COST_REPS: usize = 3;
 
 struct Opts {
@@ -55,6 +58,10 @@ struct Opts {
     sizes: Vec<f64>,
     window: Duration,
     settle: Duration,
+    /// Only the cost of scheduling (`--cost-only`).
+    cost_only: bool,
+    /// Alternating rounds per size of the cost comparison.
+    cost_reps: usize,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,8 @@ fn parse(args: &[String]) -> Res<Opts> {
         sizes: SIZES_MS.to_vec(),
         window: Duration::from_secs(3),
         settle: Duration::from_millis(1000),
+        cost_only: false,
+        cost_reps: COST_REPS,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -85,6 +94,13 @@ fn parse(args: &[String]) -> Res<Opts> {
                     .split(',')
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
+            }
+            "--cost-only" => o.cost_only = true,
+            "--cost-reps" => {
+                o.cost_reps = it.next().ok_or("--cost-reps N")?.parse()?;
+                if o.cost_reps == 0 {
+                    return Err("--cost-reps must be at least 1".into());
+                }
             }
             "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
             "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),
@@ -216,7 +232,8 @@ fn report(o: &Opts) -> Res<()> {
         "loadavg",
     ]);
     let mut series = Vec::new();
-    for policy in POLICIES {
+    let policies: &[&str] = if o.cost_only { &[] } else { &POLICIES };
+    for &policy in policies {
         let d = Daemon::start(&bin, policy)?;
         let mut points = Vec::new();
         for &size in &o.sizes {
@@ -283,21 +300,23 @@ fn report(o: &Opts) -> Res<()> {
         colour: 6,
         dashed: true,
     });
-    csv.write(&o.out.join("qos_real_ratio.csv"))?;
-    line_chart(
-        &o.out.join("qos_real_ratio.svg"),
-        &Chart {
-            title: "Two Venus VMs at a 2:1 share on lavapipe: achieved ratio",
-            x_label: "batch device time (ms)",
-            y_label: "batches of VM A / batches of VM B",
-            x_range: (lo * 0.8, hi * 1.25),
-            y_range: (0.0, 3.0),
-            log_x: true,
-            log_y: false,
-            legend: SeriesLabelPosition::LowerRight,
-        },
-        &series,
-    )?;
+    if !o.cost_only {
+        csv.write(&o.out.join("qos_real_ratio.csv"))?;
+        line_chart(
+            &o.out.join("qos_real_ratio.svg"),
+            &Chart {
+                title: "Two Venus VMs at a 2:1 share on lavapipe: achieved ratio",
+                x_label: "batch device time (ms)",
+                y_label: "batches of VM A / batches of VM B",
+                x_range: (lo * 0.8, hi * 1.25),
+                y_range: (0.0, 3.0),
+                log_x: true,
+                log_y: false,
+                legend: SeriesLabelPosition::LowerRight,
+            },
+            &series,
+        )?;
+    }
 
     // Cost of scheduling: one VM alone, best-effort (no gate) vs fixed-share 100 %.
     let mut cost = Csv::new(&[
@@ -337,12 +356,13 @@ fn report(o: &Opts) -> Res<()> {
             .collect();
         Ok(f.first().copied().unwrap_or(0.0) / (f.get(1).copied().unwrap_or(1.0) / 1e9))
     };
-    // Paired: COST_REPS alternating rounds, the median of each (one round each gave
-    // ±5 % between neighbouring sizes on a quiet machine).
+    // Paired: `cost_reps` alternating rounds, the median of each (one round each gave
+    // ±5 % between neighbouring sizes on a quiet machine, and single 0.2 ms rounds
+    // vary by ±10 %).
     for &size in &o.sizes {
         let (it, _) = iters_for(size)?;
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for _ in 0..COST_REPS {
+        for _ in 0..o.cost_reps {
             xs.push(alone(&none, it, false)?);
             ys.push(alone(&fixed, it, true)?);
         }
@@ -350,8 +370,11 @@ fn report(o: &Opts) -> Res<()> {
         let load = loadavg();
         say(format!(
             "cost {size:6} ms  no scheduler {a:8.1}/s  fixed-share 100 % {b:8.1}/s  ratio {:.3}  \
-             (medians of {COST_REPS} alternating rounds)  load {load}",
-            b / a.max(1e-9)
+             (medians of {} alternating rounds: none {}; fixed {})  load {load}",
+            b / a.max(1e-9),
+            o.cost_reps,
+            rounds(&xs),
+            rounds(&ys)
         ));
         cost.row(vec![
             size.to_string(),
@@ -384,11 +407,12 @@ fn report(o: &Opts) -> Res<()> {
         "submit->fence ns, tiny batch: no scheduler {l_none}; fixed-share 100 % {l_fixed}"
     ));
     cost.write(&o.out.join("qos_real_cost.csv"))?;
+    let sizes: &[f64] = if o.cost_only { &[] } else { &o.sizes };
     // Device time two ways, one VM alone under fixed-share, one batch at a time: what
     // the daemon charged (timestamps of its own around each granted batch, or
     // completion timing where it cannot stamp) vs the client's timestamps around its
     // dispatch inside the batch.
-    for &size in &o.sizes {
+    for &size in sizes {
         let (it, _) = iters_for(size)?;
         let secs = o.window.as_secs_f64();
         let (mut c, out) = spawn_child(
@@ -439,6 +463,25 @@ fn report(o: &Opts) -> Res<()> {
     let mut tail = String::new();
     let _ = write!(tail, "load average {} at end", loadavg());
     say(tail);
-    std::fs::write(o.out.join("qos_real_report.txt"), text)?;
+    let report = if o.cost_only {
+        "qos_real_cost_report.txt"
+    } else {
+        "qos_real_report.txt"
+    };
+    std::fs::write(o.out.join(report), text)?;
     Ok(())
+}
+
+/// Each round's figure, `a/b/c` per second (one decimal below 100/s).
+fn rounds(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| {
+            if *x < 100.0 {
+                format!("{x:.1}")
+            } else {
+                format!("{x:.0}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }

@@ -40,10 +40,11 @@
 //!   slot is released, so one VM cannot stall the device for everyone; its real
 //!   completion is then ignored.
 //! - **A VM alone gets a lease** ([`lease`]): a grant released when nothing else is
-//!   queued or held and no other VM asked for anything for 50 ms, to a VM that may
-//!   use the whole device, covers every batch its gate submits until the service
-//!   revokes it (any other request, a policy, share or membership change). Batches
-//!   under it pipeline up to 2 ms of estimated work, are not stamped (completion
+//!   queued or held and no other VM asked for or finished anything for 50 ms, to a
+//!   VM that may use the whole device, covers every batch its gate submits until the
+//!   service revokes it (any other request, a policy, share or membership change).
+//!   Batches under it pipeline up to 2 ms of estimated work (or the next one is
+//!   taken once the running one should end within 2 ms), are not stamped (completion
 //!   timing, serial), and are charged to the VM's account in parts (`Ran`); the
 //!   lease's grant completes when its last batch has finished after the revocation.
 //!   An idle lease goes back at once: a worker's gate reader thread acts on the
