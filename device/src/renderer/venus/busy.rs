@@ -13,7 +13,7 @@
 //! The moment a fence is *seen* to signal is at most a poll after it did, so a hung
 //! batch is noticed at most that much later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A host queue: the raw handles of its device and of the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,13 +48,14 @@ impl BusyClock {
         &self,
         pending: impl IntoIterator<Item = (QueueKey, u64)>,
     ) -> Option<u64> {
-        let mut seen: Vec<QueueKey> = Vec::new();
+        // A set, not a list: a guest may spread its fences over many devices'
+        // queues, and this runs on every pass of the retire loop.
+        let mut seen: HashSet<QueueKey> = HashSet::new();
         let mut earliest: Option<u64> = None;
         for (key, queued) in pending {
-            if seen.contains(&key) {
+            if !seen.insert(key) {
                 continue;
             }
-            seen.push(key);
             let started = self
                 .last_retired
                 .get(&key)
