@@ -18,8 +18,9 @@
 //!   later (that idle gap cost a lone VM about 2 % at 5–50 ms batches). So a VM that
 //!   arrives waits for at most the running batch and 2 ms of queued ones, or about
 //!   2 ms of the running one and one batch — per-batch grants plus the 2 ms the
-//!   latency target allows. A batch waiting longer than [`stall_ns`] is taken anyway (it may be the
-//!   one that signals a semaphore the running batch waits on).
+//!   latency target allows. A batch waiting longer than [`stall_ns`] is taken
+//!   anyway (it may be the one that signals a semaphore the running batch waits
+//!   on).
 //! - **Charged in parts.** Each batch costs `done − max(submitted, previous done)`
 //!   (serial-engine completion timing: the batches of a lease are not stamped, the
 //!   stamps cost a third of the throughput of small batches on lavapipe); the sums
@@ -127,7 +128,7 @@ impl Held {
             (Some(t), None) => t,
             (None, _) => return None,
         };
-        let ends = started + Duration::from_nanos(est.saturating_sub(PIPELINE_NS));
+        let ends = started.checked_add(Duration::from_nanos(est.saturating_sub(PIPELINE_NS)))?;
         Some(ends.saturating_duration_since(now))
     }
 
