@@ -24,6 +24,29 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 /// Workgroups (of 64 invocations) per spin batch.
 pub const GROUPS: u32 = 16;
 
+/// Where the QoS benches write their figures unless told otherwise: the workspace's
+/// `docs/qos/`.
+pub fn qos_docs_dir() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).join("docs/qos")
+}
+
+/// The options every real-path QoS bench takes: `--out DIR` and `--daemon PATH`.
+/// Returns whether `arg` was one of them (its value taken from `rest`).
+pub fn common_option<'a>(
+    arg: &str,
+    rest: &mut impl Iterator<Item = &'a String>,
+    out: &mut std::path::PathBuf,
+    daemon: &mut Option<std::path::PathBuf>,
+) -> Res<bool> {
+    match arg {
+        "--out" => *out = rest.next().ok_or("--out DIR")?.into(),
+        "--daemon" => *daemon = Some(rest.next().ok_or("--daemon PATH")?.into()),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 /// The `main` of a bench that re-executes itself as its clients: `--child REQUEST…`
 /// runs [`child`], anything else runs `run` with the arguments; an error is printed
 /// after the bench's `name` and fails the process.

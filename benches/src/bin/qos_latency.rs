@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use plotters::chart::SeriesLabelPosition;
 use vgpu_benches::daemon_bin::daemon_binary;
-use vgpu_benches::qos_client::{bench_main, loadavg, run_child, spawn_child, Res, GROUPS};
+use vgpu_benches::qos_client::{
+    bench_main, common_option, loadavg, qos_docs_dir, run_child, spawn_child, Res, GROUPS,
+};
 use vgpu_benches::qos_daemon::Daemon;
 use vgpu_benches::qos_plot::{fmt_f, line_chart, Chart, Csv, Series};
 use vgpu_tests::harness::{socket_path, Mode};
@@ -59,9 +61,8 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Res<Opts> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut o = Opts {
-        out: manifest.parent().unwrap_or(manifest).join("docs/qos"),
+        out: qos_docs_dir(),
         daemon: None,
         window: Duration::from_secs(8),
         policies: POLICIES.iter().map(|p| (*p).to_owned()).collect(),
@@ -69,12 +70,13 @@ fn parse(args: &[String]) -> Res<Opts> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if common_option(a, &mut it, &mut o.out, &mut o.daemon)? {
+            continue;
+        }
         match a.as_str() {
             "--window" => {
                 o.window = Duration::from_secs_f64(it.next().ok_or("--window SECONDS")?.parse()?);
             }
-            "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
-            "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),
             "--policies" => {
                 let list = it.next().ok_or("--policies NAME,NAME")?;
                 o.policies = list.split(',').map(str::to_owned).collect();

@@ -33,13 +33,15 @@
 
 use std::fmt::Write as _;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use plotters::chart::SeriesLabelPosition;
 use vgpu_benches::daemon_bin::daemon_binary;
-use vgpu_benches::qos_client::{bench_main, loadavg, run_child, spawn_child, Res, GROUPS};
+use vgpu_benches::qos_client::{
+    bench_main, common_option, loadavg, qos_docs_dir, run_child, spawn_child, Res, GROUPS,
+};
 use vgpu_benches::qos_daemon::Daemon;
 use vgpu_benches::qos_plot::{fmt_f, line_chart, Chart, Csv, Series};
 use vgpu_benches::venus::median;
@@ -69,9 +71,8 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Res<Opts> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut o = Opts {
-        out: manifest.parent().unwrap_or(manifest).join("docs/qos"),
+        out: qos_docs_dir(),
         daemon: None,
         sizes: SIZES_MS.to_vec(),
         window: Duration::from_secs(3),
@@ -81,6 +82,9 @@ fn parse(args: &[String]) -> Res<Opts> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if common_option(a, &mut it, &mut o.out, &mut o.daemon)? {
+            continue;
+        }
         match a.as_str() {
             "--quick" => {
                 o.sizes = QUICK_SIZES_MS.to_vec();
@@ -102,8 +106,6 @@ fn parse(args: &[String]) -> Res<Opts> {
                     return Err("--cost-reps must be at least 1".into());
                 }
             }
-            "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
-            "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }

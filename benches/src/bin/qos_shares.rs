@@ -24,13 +24,15 @@
 )]
 
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, ExitCode};
 use std::time::{Duration, Instant};
 
 use plotters::chart::SeriesLabelPosition;
 use vgpu_benches::daemon_bin::daemon_binary;
-use vgpu_benches::qos_client::{bench_main, loadavg, run_child, spawn_child, Res, GROUPS};
+use vgpu_benches::qos_client::{
+    bench_main, common_option, loadavg, qos_docs_dir, run_child, spawn_child, Res, GROUPS,
+};
 use vgpu_benches::qos_daemon::Daemon;
 use vgpu_benches::qos_plot::{fmt_f, line_chart, Chart, Csv, Series};
 use vgpu_tests::harness::Mode;
@@ -60,18 +62,18 @@ fn main() -> ExitCode {
 }
 
 fn parse(args: &[String]) -> Res<Opts> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut o = Opts {
-        out: manifest.parent().unwrap_or(manifest).join("docs/qos"),
+        out: qos_docs_dir(),
         daemon: None,
         window: Duration::from_secs(4),
         settle: Duration::from_millis(1000),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if common_option(a, &mut it, &mut o.out, &mut o.daemon)? {
+            continue;
+        }
         match a.as_str() {
-            "--out" => o.out = PathBuf::from(it.next().ok_or("--out DIR")?),
-            "--daemon" => o.daemon = Some(PathBuf::from(it.next().ok_or("--daemon PATH")?)),
             "--window" => {
                 o.window = Duration::from_secs_f64(it.next().ok_or("--window SECONDS")?.parse()?);
             }
