@@ -233,12 +233,26 @@ fn piece_lists<'a, T: Copy + 'a>(
 
 /// One `vkQueueSubmit`'s or `vkQueueSubmit2`'s batches, as the split sees them.
 pub(super) trait Batches {
+    /// How this submit call lists a command buffer.
+    type Listed: Copy;
     /// How many batches.
     fn batches(&self) -> usize;
+    /// The command buffers of batch `i`, as the guest listed them.
+    fn listed(&self, i: usize) -> &[Self::Listed];
+    /// The host handle of a listed command buffer.
+    fn handle(cb: &Self::Listed) -> vk::CommandBuffer;
+    /// One of our command buffers (a stamp), listed.
+    fn ours(cb: vk::CommandBuffer) -> Self::Listed;
     /// Command buffers of batch `i`.
-    fn command_buffers(&self, i: usize) -> usize;
+    fn command_buffers(&self, i: usize) -> usize {
+        self.listed(i).len()
+    }
     /// The (host) handle of command buffer `j` of batch `i`.
-    fn command_buffer(&self, i: usize, j: usize) -> u64;
+    fn command_buffer(&self, i: usize, j: usize) -> u64 {
+        self.listed(i)
+            .get(j)
+            .map_or(0, |cb| vk::Handle::as_raw(Self::handle(cb)))
+    }
     /// Whether batch `i` may be cut between its command buffers (nothing chained,
     /// not protected).
     fn cuttable(&self, i: usize) -> bool;
@@ -270,29 +284,45 @@ pub(super) trait Batches {
     ) -> ash::prelude::VkResult<()>;
 }
 
-/// Whether `part` is the whole submission of `n` batches, unstamped: submitted as
-/// the guest sent it, without copying.
-fn untouched(part: &[Piece], n: usize, stamped: bool) -> bool {
-    !stamped && part.len() == n && part.iter().all(Piece::whole)
+/// Each piece's command-buffer list for submitting `part` of `b` (with the stamp
+/// pair around the stampable span, where `stamps` are given), or `None` where the
+/// part is the whole submission unstamped: submitted as the guest sent it, without
+/// copying.
+fn part_lists<B: Batches + ?Sized>(
+    b: &B,
+    part: &[Piece],
+    stamps: Option<(vk::CommandBuffer, vk::CommandBuffer)>,
+) -> Option<Vec<Vec<B::Listed>>> {
+    let span = stamps.and_then(|_| stamp_pieces(part, |i| b.stampable(i)));
+    let untouched = span.is_none() && part.len() == b.batches() && part.iter().all(Piece::whole);
+    (!untouched).then(|| {
+        let cbs = |p: &Piece| b.listed(p.batch).get(p.cbs.clone()).unwrap_or(&[]);
+        piece_lists(part, span, stamps, cbs, B::ours)
+    })
 }
 
 /// The stage our chain semaphores are waited at: everything.
 static ALL_COMMANDS: [vk::PipelineStageFlags; 1] = [vk::PipelineStageFlags::ALL_COMMANDS];
 
 impl Batches for [vk::SubmitInfo<'_>] {
+    type Listed = vk::CommandBuffer;
+
     fn batches(&self) -> usize {
         self.len()
     }
 
-    fn command_buffers(&self, i: usize) -> usize {
-        self[i].command_buffer_count as usize
-    }
-
-    fn command_buffer(&self, i: usize, j: usize) -> u64 {
+    fn listed(&self, i: usize) -> &[vk::CommandBuffer] {
         let b = &self[i];
         // SAFETY: the decoder built the array in the arena with the count beside it.
-        let all = unsafe { regions(b.p_command_buffers, b.command_buffer_count) };
-        all.get(j).map_or(0, |cb| vk::Handle::as_raw(*cb))
+        unsafe { regions(b.p_command_buffers, b.command_buffer_count) }
+    }
+
+    fn handle(cb: &vk::CommandBuffer) -> vk::CommandBuffer {
+        *cb
+    }
+
+    fn ours(cb: vk::CommandBuffer) -> vk::CommandBuffer {
+        cb
     }
 
     fn cuttable(&self, i: usize) -> bool {
@@ -329,18 +359,10 @@ impl Batches for [vk::SubmitInfo<'_>] {
             links,
             chain,
         } = part;
-        let span = stamps.and_then(|_| stamp_pieces(part, |b| self.stampable(b)));
-        if untouched(part, self.len(), span.is_some()) {
+        let Some(lists) = part_lists(self, part, stamps) else {
             // SAFETY: the caller's contract.
             return unsafe { device.queue_submit(queue, self, fence) };
-        }
-        let cbs = |p: &Piece| {
-            let b = &self[p.batch];
-            // SAFETY: the decoder built the array in the arena with the count beside it.
-            let all = unsafe { regions(b.p_command_buffers, b.command_buffer_count) };
-            all.get(p.cbs.clone()).unwrap_or(&[])
         };
-        let lists = piece_lists(part, span, stamps, cbs, |cb| cb);
         let infos: Vec<vk::SubmitInfo<'_>> = part
             .iter()
             .zip(links)
@@ -363,21 +385,25 @@ impl Batches for [vk::SubmitInfo<'_>] {
     }
 }
 
-impl Batches for [vk::SubmitInfo2<'_>] {
+impl<'a> Batches for [vk::SubmitInfo2<'a>] {
+    type Listed = vk::CommandBufferSubmitInfo<'a>;
+
     fn batches(&self) -> usize {
         self.len()
     }
 
-    fn command_buffers(&self, i: usize) -> usize {
-        self[i].command_buffer_info_count as usize
-    }
-
-    fn command_buffer(&self, i: usize, j: usize) -> u64 {
+    fn listed(&self, i: usize) -> &[vk::CommandBufferSubmitInfo<'a>] {
         let b = &self[i];
         // SAFETY: the decoder built the array in the arena with the count beside it.
-        let all = unsafe { regions(b.p_command_buffer_infos, b.command_buffer_info_count) };
-        all.get(j)
-            .map_or(0, |c| vk::Handle::as_raw(c.command_buffer))
+        unsafe { regions(b.p_command_buffer_infos, b.command_buffer_info_count) }
+    }
+
+    fn handle(cb: &vk::CommandBufferSubmitInfo<'a>) -> vk::CommandBuffer {
+        cb.command_buffer
+    }
+
+    fn ours(cb: vk::CommandBuffer) -> vk::CommandBufferSubmitInfo<'a> {
+        vk::CommandBufferSubmitInfo::default().command_buffer(cb)
     }
 
     fn cuttable(&self, i: usize) -> bool {
@@ -411,19 +437,10 @@ impl Batches for [vk::SubmitInfo2<'_>] {
             links,
             chain,
         } = part;
-        let span = stamps.and_then(|_| stamp_pieces(part, |b| self.stampable(b)));
-        if untouched(part, self.len(), span.is_some()) {
+        let Some(lists) = part_lists(self, part, stamps) else {
             // SAFETY: the caller's contract.
             return unsafe { device.queue_submit2(queue, self, fence) };
-        }
-        let cbs = |p: &Piece| {
-            let b = &self[p.batch];
-            // SAFETY: the decoder built the array in the arena with the count beside it.
-            let all = unsafe { regions(b.p_command_buffer_infos, b.command_buffer_info_count) };
-            all.get(p.cbs.clone()).unwrap_or(&[])
         };
-        let ours = |cb| vk::CommandBufferSubmitInfo::default().command_buffer(cb);
-        let lists = piece_lists(part, span, stamps, cbs, ours);
         let sem = |s| {
             [vk::SemaphoreSubmitInfo::default()
                 .semaphore(s)
