@@ -523,8 +523,63 @@ impl Drop for Chain {
 #[cfg(test)]
 mod tests {
     use super::{
-        bracket, links, plan, slice_for, stamp_pieces, whole, Link, Piece, MAX_PARTS, SLICE_NS,
+        bracket, links, part_lists, plan, slice_for, stamp_pieces, whole, Batches, Link, Piece,
+        MAX_PARTS, SLICE_NS,
     };
+
+    #[test]
+    fn both_submit_calls_list_their_command_buffers_and_stamps_alike() {
+        use ash::vk::{self, Handle};
+        let cbs: Vec<vk::CommandBuffer> = (1..=3).map(vk::CommandBuffer::from_raw).collect();
+        let infos: Vec<vk::CommandBufferSubmitInfo<'_>> = cbs
+            .iter()
+            .map(|&c| vk::CommandBufferSubmitInfo::default().command_buffer(c))
+            .collect();
+        let v1 = [vk::SubmitInfo::default().command_buffers(&cbs)];
+        let v2 = [vk::SubmitInfo2::default().command_buffer_infos(&infos)];
+        let (v1, v2) = (&v1[..], &v2[..]);
+        for (n, h) in [
+            (v1.command_buffers(0), v1.command_buffer(0, 1)),
+            (v2.command_buffers(0), v2.command_buffer(0, 1)),
+        ] {
+            assert_eq!((n, h), (3, 2));
+        }
+        assert_eq!(v2.command_buffer(0, 9), 0, "past the end");
+        let all = whole([3usize].into_iter());
+        // Whole and unstamped: submitted as sent.
+        assert!(part_lists(v1, &all[0], None).is_none());
+        assert!(part_lists(v2, &all[0], None).is_none());
+        // Stamped: the pair around the guest's command buffers.
+        let stamps = Some((
+            vk::CommandBuffer::from_raw(100),
+            vk::CommandBuffer::from_raw(101),
+        ));
+        let raw1 = |l: Vec<Vec<vk::CommandBuffer>>| -> Vec<Vec<u64>> {
+            l.iter()
+                .map(|p| p.iter().map(|c| c.as_raw()).collect())
+                .collect()
+        };
+        let raw2 = |l: Vec<Vec<vk::CommandBufferSubmitInfo<'_>>>| -> Vec<Vec<u64>> {
+            l.iter()
+                .map(|p| p.iter().map(|c| c.command_buffer.as_raw()).collect())
+                .collect()
+        };
+        let want = vec![vec![100, 1, 2, 3, 101]];
+        assert_eq!(
+            part_lists(v1, &all[0], stamps).map(raw1),
+            Some(want.clone())
+        );
+        assert_eq!(part_lists(v2, &all[0], stamps).map(raw2), Some(want));
+        // A cut piece lists only its own command buffers.
+        let cut = [Piece {
+            batch: 0,
+            cbs: 1..3,
+            first: false,
+            last: true,
+        }];
+        assert_eq!(part_lists(v1, &cut, None).map(raw1), Some(vec![vec![2, 3]]));
+        assert_eq!(part_lists(v2, &cut, None).map(raw2), Some(vec![vec![2, 3]]));
+    }
 
     #[test]
     fn bracket_puts_begin_first_and_end_last() {
